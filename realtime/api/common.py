@@ -1,0 +1,87 @@
+"""What every REST route shares: the caller, JSON bodies and errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..auth import AuthError, Principal, bearer_token, verify_token
+from ..state import State
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response({"error": {"code": code, "message": message}}, status)
+
+
+def state_of(request: Request) -> State:
+    state: State = request.app.state.menteo
+    return state
+
+
+def caller(request: Request) -> Principal:
+    try:
+        return verify_token(
+            state_of(request).settings.secret, bearer_token(request.headers.get("authorization"))
+        )
+    except AuthError as exc:
+        raise ApiError(401, "unauthorized", f"a valid Bearer token is required: {exc}") from None
+
+
+def require_service(principal: Principal) -> None:
+    if not principal.is_service:
+        raise ApiError(403, "forbidden", "this route needs a service token")
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise ApiError(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid", "the body must be a JSON object")
+    return data
+
+
+def text(data: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not min_len <= len(value.strip()) <= max_len:
+        raise ApiError(400, "invalid", f"'{name}' must be a string of {min_len}..{max_len} characters")
+    return value.strip()
+
+
+def int_param(request: Request, name: str, default: int | None, *, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid", f"'{name}' must be an integer") from None
+    if not lo <= value <= hi:
+        raise ApiError(400, "invalid", f"'{name}' must be between {lo} and {hi}")
+    return value

@@ -1,0 +1,92 @@
+"""REST for the platform's backend: rooms, members and history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..auth import Principal
+from ..persistence.events import page_before
+from ..persistence.rooms import ROLES, MemberRecord, RoomRecord, create_room, get_room, list_rooms
+from .common import (
+    ApiError,
+    caller,
+    int_param,
+    json_body,
+    json_response,
+    require_service,
+    state_of,
+    text,
+)
+
+MAX_MEMBERS = 50
+CHAT_TYPES = ("chat.message",)
+
+
+async def create(request: Request) -> Response:
+    principal = caller(request)
+    require_service(principal)
+    data = await json_body(request)
+    title = text(data, "title", 200)
+    raw_members = data.get("members")
+    if not isinstance(raw_members, list) or len(raw_members) > MAX_MEMBERS:
+        raise ApiError(400, "invalid", f"'members' must be a list of at most {MAX_MEMBERS}")
+    members: list[MemberRecord] = []
+    for raw in raw_members:
+        if not isinstance(raw, dict):
+            raise ApiError(400, "invalid", "each member is an object")
+        role = raw.get("role")
+        if role not in ROLES:
+            raise ApiError(400, "invalid", f"a member's 'role' is one of {', '.join(ROLES)}")
+        members.append(MemberRecord(text(raw, "user_id", 128), text(raw, "name", 128), role))
+    if len({m.user_id for m in members}) != len(members):
+        raise ApiError(400, "invalid", "a user is listed twice in 'members'")
+    state = state_of(request)
+    async with state.db.write() as db:
+        room = await create_room(db, title, members)
+    return json_response(room.as_dict() | {"last_seq": 0}, 201)
+
+
+async def index(request: Request) -> Response:
+    principal = caller(request)
+    async with state_of(request).db.read() as db:
+        rooms = await list_rooms(db, None if principal.is_service else principal.user_id)
+    return json_response({"rooms": rooms})
+
+
+async def visible_room(request: Request, principal: Principal) -> RoomRecord:
+    """The room in the path, if the caller may see it (404 and 403 otherwise)."""
+    async with state_of(request).db.read() as db:
+        room = await get_room(db, request.path_params["room_id"])
+    if room is None:
+        raise ApiError(404, "not_found", "no such room")
+    if not principal.is_service and room.member(principal.user_id) is None:
+        raise ApiError(403, "forbidden", "not a member of this room")
+    return room
+
+
+async def show(request: Request) -> Response:
+    room = await visible_room(request, caller(request))
+    return json_response(room.as_dict())
+
+
+async def messages(request: Request) -> Response:
+    room = await visible_room(request, caller(request))
+    before = int_param(request, "before", None, lo=1, hi=2**62)
+    limit = int_param(request, "limit", 50, lo=1, hi=100)
+    assert limit is not None
+    async with state_of(request).db.read() as db:
+        events, has_more = await page_before(db, room.id, CHAT_TYPES, before, limit)
+    page: dict[str, Any] = {"messages": [e.frame() for e in events], "has_more": has_more}
+    return json_response(page)
+
+
+routes = [
+    Route("/api/rooms", create, methods=["POST"]),
+    Route("/api/rooms", index, methods=["GET"]),
+    Route("/api/rooms/{room_id}", show, methods=["GET"]),
+    Route("/api/rooms/{room_id}/messages", messages, methods=["GET"]),
+]

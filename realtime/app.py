@@ -1,0 +1,111 @@
+"""The ASGI application: routes and the lifespan that opens and closes every part."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from .api import rooms as rooms_api
+from .api.common import ApiError, error_response, json_response, state_of
+from .broker import create_broker
+from .config import Settings
+from .persistence.database import Database
+from .presence import MemoryPresence, Presence
+from .rooms.socket import RoomSocket
+from .state import State
+from .streams.hub import Hub
+from .streams.writer import Writer
+
+log = logging.getLogger("menteo")
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+
+
+def create_presence(settings: Settings, hub: Hub) -> Presence:
+    return MemoryPresence(hub.signal, grace=settings.presence_grace)
+
+
+@asynccontextmanager
+async def open_state(settings: Settings) -> AsyncIterator[State]:
+    """Open database, broker, hub and writer; close them in the reverse order."""
+    db = Database(settings.database_url)
+    await db.prepare(auto_migrate=settings.migrate_automatically)
+    broker = create_broker(settings.redis_url)
+    hub = Hub(
+        db,
+        broker,
+        gap_fill_delay=settings.gap_fill_delay,
+        sweep_interval=settings.sweep_interval,
+        page=settings.replay_page,
+    )
+    await hub.start()
+    writer = Writer(db, hub.committed, batch=settings.commit_batch)
+    writer.start()
+    presence = create_presence(settings, hub)
+    await presence.start()
+    state = State(settings, db, broker, hub, writer, presence)
+    try:
+        yield state
+    finally:
+        # Sockets are closed by the server (1012) before this runs. Then: commit what is
+        # queued (nothing acked is ever lost; this stores the unacked too), stop
+        # presence, stop delivery, and close the broker and the database last.
+        state.draining = True
+        await writer.close()
+        await presence.close()
+        await hub.close()
+        await broker.close()
+        await db.close()
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    state = state_of(request)
+    checks: dict[str, str] = {}
+    for name, probe in (("database", state.db.ping), ("broker", state.broker.ping)):
+        try:
+            await probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+    ok = all(v == "ok" for v in checks.values()) and not state.draining
+    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_state(settings) as state:
+            app.state.menteo = state
+            yield
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *rooms_api.routes,
+        WebSocketRoute("/rooms/{room_id}/ws", RoomSocket()),
+    ]
+    if WEB.is_dir():
+        routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error})
+
+
+def app_from_env() -> Starlette:
+    """The factory ``serve --workers N`` hands to each worker process."""
+    return create_app(Settings.from_env())

@@ -1,0 +1,50 @@
+"""The broker interface: bytes in, bytes out, one handler per process.
+
+A broker is a hint, not the truth: it may drop or reorder messages (Redis pub/sub does).
+The hub above it orders by seq and fills holes from the database.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+
+MessageHandler = Callable[[str, bytes], None]
+ResyncHandler = Callable[[], None]
+
+
+class Broker(ABC):
+    """Channels are strings; the hub subscribes each channel once per process."""
+
+    def __init__(self) -> None:
+        self.on_message: MessageHandler = lambda channel, data: None
+        # Called after the broker lost messages for a while (e.g. Redis reconnected):
+        # the hub then reads what it missed from the database.
+        self.on_resync: ResyncHandler = lambda: None
+
+    async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
+        self.on_message = on_message
+        self.on_resync = on_resync
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    def publish(self, channel: str, data: bytes) -> None:
+        """Send without waiting; a message that cannot be sent is dropped (the DB has it)."""
+
+    @abstractmethod
+    async def subscribe(self, channel: str) -> None:
+        """Return once messages published from now on will be handed to ``on_message``."""
+
+    @abstractmethod
+    async def unsubscribe(self, channel: str) -> None: ...
+
+    @abstractmethod
+    async def ping(self) -> None:
+        """Raise if the broker is not reachable (for /readyz)."""
+
+    @property
+    def shared(self) -> bool:
+        """True when other processes see what this one publishes."""
+        return True

@@ -1,0 +1,102 @@
+"""``menteo-realtime``: serve, token, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from .auth import issue_token
+from .config import Settings
+
+
+def uvicorn_options(settings: Settings) -> dict[str, object]:
+    """Server options that carry our limits (shared by ``serve`` and the tests)."""
+    return {
+        "ws": "websockets-sansio",
+        "ws_max_size": settings.max_frame_bytes,
+        "ws_ping_interval": settings.ping_interval,
+        "ws_ping_timeout": settings.ping_timeout,
+        "ws_per_message_deflate": False,  # CPU and memory per socket; frames are small
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
+        "lifespan": "on",
+    }
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = Settings.from_env()
+    options = uvicorn_options(settings)
+    if args.workers > 1:
+        if settings.dev_secret or not settings.redis_url:
+            print("--workers > 1 needs MENTEO_SECRET and MENTEO_REDIS_URL", file=sys.stderr)
+            return 2
+        uvicorn.run(
+            "realtime.app:app_from_env", factory=True, host=args.host, port=args.port,
+            workers=args.workers, log_level=args.log_level, **options,  # type: ignore[arg-type]
+        )
+        return 0
+    uvicorn.run(
+        create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+        **options,  # type: ignore[arg-type]
+    )
+    return 0
+
+
+def token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if settings.dev_secret:
+        print("warning: MENTEO_SECRET is unset; this token only works for no server", file=sys.stderr)
+    print(issue_token(settings.secret, args.user_id, args.name, role=args.role, ttl=args.ttl))
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from .persistence.database import Database
+
+    async def run() -> None:
+        db = Database(Settings.from_env(secret="-").database_url)
+        try:
+            await db.migrate()
+        finally:
+            await db.close()
+
+    asyncio.run(run())
+    print("schema is up to date")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="menteo-realtime", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    p.add_argument("--log-level", default="info")
+    p.set_defaults(func=serve)
+
+    p = sub.add_parser("token", help="print a signed token (alone on its last line)")
+    p.add_argument("user_id")
+    p.add_argument("--name", required=True)
+    p.add_argument("--role", choices=["service"], default=None)
+    p.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    p.set_defaults(func=token)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.set_defaults(func=migrate)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Settings from the environment (12-factor): one object, built once and passed down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+log = logging.getLogger("menteo.config")
+
+PREFIX = "MENTEO_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the server. Each field maps to ``MENTEO_<FIELD NAME>``."""
+
+    database_url: str = "sqlite+aiosqlite:///./menteo.db"
+    redis_url: str = ""  # empty: the in-process broker (one process only)
+    secret: str = ""  # empty: a random dev secret, with a loud warning
+    allowed_origins: tuple[str, ...] = ()  # empty: same host as the request only; "*" any
+    auto_migrate: bool | None = None  # None: on for SQLite, off for PostgreSQL
+
+    # Limits, per connection unless named otherwise.
+    max_frame_bytes: int = 64 * 1024
+    rate_per_second: float = 20.0
+    rate_burst: int = 50
+    rate_strikes: int = 20  # frames refused in a row for rate before close 1008
+    backlog_bytes: int = 1024 * 1024  # outbound bytes queued for a slow socket before 1013
+    ping_interval: float = 20.0
+    ping_timeout: float = 20.0
+    history_limit: int = 50  # chat messages in the welcome frame
+    replay_page: int = 500  # events per database read when resuming
+
+    # Group commit: the writer takes up to this many appends per transaction.
+    commit_batch: int = 512
+    # A hole in a stream's seqs waits this long for the broker before reading the database.
+    gap_fill_delay: float = 0.05
+    # Every so often each process compares its streams with the database (lost tail events).
+    sweep_interval: float = 5.0
+
+    presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
+    presence_ttl: float = 30.0  # a dead process's users expire from presence after this
+    typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds
+    shutdown_timeout: float = 5.0
+
+    dev_secret: bool = field(default=False, compare=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_automatically(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``MENTEO_*`` variables; ``overrides`` win (used by tests and the CLI)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(PREFIX + f.name.upper())
+            if raw is None or f.name == "dev_secret":
+                continue
+            values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update(overrides)
+        if not values.get("secret"):
+            log.warning(
+                "MENTEO_SECRET is not set: using a random secret for this process only. "
+                "Tokens will not survive a restart and processes will not accept each "
+                "other's tokens. Set MENTEO_SECRET in production."
+            )
+            values["secret"] = secrets.token_urlsafe(32)
+            values["dev_secret"] = True
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(name: str, type_name: str, raw: str) -> object:
+    try:
+        if type_name.startswith("bool"):
+            if raw.strip() == "" and "None" in type_name:
+                return None
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name.startswith("tuple"):
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ValueError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from None
+    return raw

@@ -1,0 +1,133 @@
+"""Engines, transactions and the schema's life cycle (Alembic migrations)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from .models import Meta
+
+log = logging.getLogger("menteo.db")
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class SchemaError(RuntimeError):
+    """The database schema does not match the code and may not be migrated automatically."""
+
+
+class Database:
+    """Two ways in: ``read()`` for queries, ``write()`` for a transaction that appends.
+
+    On SQLite a write transaction starts with ``BEGIN IMMEDIATE`` so that two processes
+    never both read and then fail to upgrade to a write lock; readers use WAL snapshots.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self.epoch = ""
+        if self.is_sqlite:
+            args: dict[str, Any] = {"connect_args": {"timeout": 30}}
+            self.engine = create_async_engine(url, **args)
+            self.write_engine = create_async_engine(url, pool_size=1, max_overflow=0, **args)
+            for engine, immediate in ((self.engine, False), (self.write_engine, True)):
+                _sqlite_setup(engine, immediate=immediate)
+        else:
+            self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.write_engine = self.engine
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        async with self.write_engine.begin() as conn:
+            yield conn
+
+    async def ping(self) -> None:
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self.write_engine is not self.engine:
+            await self.write_engine.dispose()
+
+    async def prepare(self, *, auto_migrate: bool) -> None:
+        """Create the schema on an empty database, migrate an old one if allowed, load the epoch."""
+        async with self.write_engine.connect() as conn:
+            current = await conn.run_sync(_current_revision)
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            if current is None:
+                log.info("empty database: creating the schema")
+                await conn.run_sync(_upgrade)
+            elif current != head:
+                if not auto_migrate:
+                    raise SchemaError(
+                        f"the database schema is at revision {current}, the code needs {head}: "
+                        "run `menteo-realtime migrate` (or set MENTEO_AUTO_MIGRATE=1)"
+                    )
+                log.info("migrating the database schema from %s to %s", current, head)
+                await conn.run_sync(_upgrade)
+            await conn.commit()
+        self.epoch = await self._load_epoch()
+
+    async def migrate(self) -> None:
+        async with self.write_engine.connect() as conn:
+            await conn.run_sync(_upgrade)
+            await conn.commit()
+
+    async def _load_epoch(self) -> str:
+        """A random id per database: a client's ``since`` from another database is not resumable."""
+        async with self.write() as conn:
+            epoch = (await conn.execute(select(Meta.value).where(Meta.key == "epoch"))).scalar()
+            if epoch is None:
+                epoch = uuid.uuid4().hex[:12]
+                await conn.execute(Meta.__table__.insert().values(key="epoch", value=epoch))  # type: ignore[attr-defined]
+        return epoch
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _current_revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _upgrade(conn: Connection) -> None:
+    command.upgrade(alembic_config(conn), "head")
+
+
+def _sqlite_setup(engine: AsyncEngine, *, immediate: bool) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN is ours to issue.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")  # an acked event survives power loss too
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

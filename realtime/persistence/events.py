@@ -1,0 +1,186 @@
+"""Appending to and reading from streams. The database is the sequencer and the truth."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .models import Event, Stream
+
+EVENT = Event.__table__  # type: ignore[attr-defined]
+STREAM = Stream.__table__  # type: ignore[attr-defined]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    """An event as stored: ``seq`` is its place in its stream."""
+
+    stream: str
+    seq: int
+    type: str
+    author_id: str
+    author_name: str
+    client_id: str | None
+    data: dict[str, Any]
+    ts: str
+
+    def frame(self) -> dict[str, Any]:
+        """The wire frame every member receives (the same for every codec)."""
+        frame: dict[str, Any] = {
+            "type": self.type,
+            "seq": self.seq,
+            "id": self.client_id,
+            "author": {"user_id": self.author_id, "name": self.author_name},
+        }
+        frame.update(self.data)
+        frame["ts"] = self.ts
+        return frame
+
+
+@dataclass(slots=True)
+class NewEvent:
+    stream: str
+    type: str
+    author_id: str
+    author_name: str
+    client_id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class AppendResult:
+    event: StoredEvent
+    created: bool  # False: the client id was already stored; this is the original
+
+
+class UnknownStream(LookupError):
+    pass
+
+
+def _row_to_event(row: Any) -> StoredEvent:
+    return StoredEvent(
+        stream=row.stream,
+        seq=row.seq,
+        type=row.type,
+        author_id=row.author_id,
+        author_name=row.author_name,
+        client_id=row.client_id,
+        data=orjson.loads(row.data),
+        ts=row.ts,
+    )
+
+
+async def append_batch(
+    conn: AsyncConnection, items: Sequence[NewEvent], *, lock_rows: bool
+) -> list[AppendResult | Exception]:
+    """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
+
+    The stream rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction already excludes other writers), so appends from several processes to one
+    stream serialize and no seq is skipped or reused. A client id already stored, or seen
+    earlier in the same batch, yields the original event with ``created=False``.
+    """
+    streams = sorted({item.stream for item in items})
+    query = select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams))
+    if lock_rows:
+        query = query.order_by(STREAM.c.id).with_for_update()
+    last = {row.id: row.last_seq for row in await conn.execute(query)}
+
+    keyed = [i for i in items if i.client_id is not None]
+    existing: dict[tuple[str, str, str], StoredEvent] = {}
+    if keyed:
+        keys = {(i.stream, i.author_id, i.client_id) for i in keyed}
+        rows = await conn.execute(
+            select(EVENT).where(
+                tuple_(EVENT.c.stream, EVENT.c.author_id, EVENT.c.client_id).in_(list(keys))
+            )
+        )
+        for row in rows:
+            existing[(row.stream, row.author_id, row.client_id)] = _row_to_event(row)
+
+    ts = now_iso()
+    results: list[AppendResult | Exception] = []
+    rows_out: list[dict[str, Any]] = []
+    for item in items:
+        if item.stream not in last:
+            results.append(UnknownStream(item.stream))
+            continue
+        key = (item.stream, item.author_id, item.client_id or "")
+        if item.client_id is not None and key in existing:
+            results.append(AppendResult(existing[key], created=False))
+            continue
+        last[item.stream] += 1
+        stored = StoredEvent(
+            item.stream, last[item.stream], item.type, item.author_id, item.author_name,
+            item.client_id, item.data, ts,
+        )
+        if item.client_id is not None:
+            existing[key] = stored
+        rows_out.append(
+            {
+                "stream": stored.stream, "seq": stored.seq, "type": stored.type,
+                "author_id": stored.author_id, "author_name": stored.author_name,
+                "client_id": stored.client_id, "data": orjson.dumps(stored.data).decode(),
+                "ts": ts,
+            }
+        )
+        results.append(AppendResult(stored, created=True))
+    if rows_out:
+        await conn.execute(insert(EVENT), rows_out)
+        touched = {r["stream"] for r in rows_out}
+        await conn.execute(
+            update(STREAM)
+            .where(STREAM.c.id == bindparam("sid"))
+            .values(last_seq=bindparam("seq")),
+            [{"sid": s, "seq": last[s]} for s in sorted(touched)],
+        )
+    return results
+
+
+async def replay(
+    conn: AsyncConnection,
+    stream: str,
+    after: int,
+    limit: int,
+    *,
+    types: Sequence[str] | None = None,
+) -> list[StoredEvent]:
+    """Events with seq > ``after``, oldest first."""
+    query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.seq > after)
+    if types is not None:
+        query = query.where(EVENT.c.type.in_(types))
+    rows = await conn.execute(query.order_by(EVENT.c.seq).limit(limit))
+    return [_row_to_event(r) for r in rows]
+
+
+async def page_before(
+    conn: AsyncConnection, stream: str, types: Sequence[str], before: int | None, limit: int
+) -> tuple[list[StoredEvent], bool]:
+    """The newest ``limit`` events of ``types`` with seq < ``before``, oldest first, and has_more."""
+    query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.type.in_(types))
+    if before is not None:
+        query = query.where(EVENT.c.seq < before)
+    rows = list(await conn.execute(query.order_by(EVENT.c.seq.desc()).limit(limit + 1)))
+    has_more = len(rows) > limit
+    return [_row_to_event(r) for r in reversed(rows[:limit])], has_more
+
+
+async def last_seqs(conn: AsyncConnection, streams: Sequence[str]) -> dict[str, int]:
+    rows = await conn.execute(select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams)))
+    return {r.id: r.last_seq for r in rows}
+
+
+async def create_stream(conn: AsyncConnection, stream: str) -> None:
+    await conn.execute(insert(STREAM).values(id=stream, last_seq=0, created_at=now_iso()))
+
+

@@ -1,0 +1,16 @@
+"""Alembic environment: always handed a live connection by realtime.persistence.database."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from realtime.persistence.models import SQLModel
+
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=SQLModel.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,50 @@
+"""Tables. Every durable thing is an event on a stream; rooms are streams with members."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Stream(SQLModel, table=True):
+    """A sequence of events; ``last_seq`` is the sequencer, locked while appending."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    created_at: str = Field(max_length=40)
+
+
+class Room(SQLModel, table=True):
+    id: str = Field(primary_key=True, foreign_key="stream.id", max_length=64)
+    title: str = Field(max_length=200)
+    created_at: str = Field(max_length=40)
+
+
+class Member(SQLModel, table=True):
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    user_id: str = Field(primary_key=True, max_length=128, index=True)
+    name: str = Field(max_length=128)
+    role: str = Field(max_length=16)
+
+
+class Event(SQLModel, table=True):
+    """One durable event. ``client_id`` makes a retried send idempotent per author."""
+
+    __table_args__ = (
+        UniqueConstraint("stream", "author_id", "client_id", name="uq_event_client_id"),
+        Index("ix_event_stream_type_seq", "stream", "type", "seq"),
+    )
+
+    stream: str = Field(primary_key=True, foreign_key="stream.id", max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    type: str = Field(max_length=32)
+    author_id: str = Field(max_length=128)
+    author_name: str = Field(max_length=128)
+    client_id: str | None = Field(default=None, max_length=64)
+    data: str = Field(sa_column=Column(Text, nullable=False))  # JSON object
+    ts: str = Field(max_length=40)
+
+
+class Meta(SQLModel, table=True):
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=200)

@@ -1,0 +1,100 @@
+"""Rooms and their members."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .events import create_stream, now_iso
+from .models import Member, Room, Stream
+
+ROOM = Room.__table__  # type: ignore[attr-defined]
+MEMBER = Member.__table__  # type: ignore[attr-defined]
+STREAM = Stream.__table__  # type: ignore[attr-defined]
+
+ROLES = ("mentor", "mentee")
+
+
+@dataclass(slots=True)
+class MemberRecord:
+    user_id: str
+    name: str
+    role: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"user_id": self.user_id, "name": self.name, "role": self.role}
+
+
+@dataclass(slots=True)
+class RoomRecord:
+    id: str
+    title: str
+    created_at: str
+    members: list[MemberRecord] = field(default_factory=list)
+
+    def member(self, user_id: str) -> MemberRecord | None:
+        return next((m for m in self.members if m.user_id == user_id), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "created_at": self.created_at,
+            "members": [m.as_dict() for m in self.members],
+        }
+
+
+async def create_room(
+    conn: AsyncConnection, title: str, members: Sequence[MemberRecord]
+) -> RoomRecord:
+    room = RoomRecord(id=uuid.uuid4().hex, title=title, created_at=now_iso(), members=list(members))
+    await create_stream(conn, room.id)
+    await conn.execute(insert(ROOM).values(id=room.id, title=title, created_at=room.created_at))
+    if members:
+        await conn.execute(
+            insert(MEMBER), [{"room_id": room.id, **m.as_dict()} for m in members]
+        )
+    return room
+
+
+async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:
+    row = (await conn.execute(select(ROOM).where(ROOM.c.id == room_id))).first()
+    if row is None:
+        return None
+    rows = await conn.execute(
+        select(MEMBER).where(MEMBER.c.room_id == room_id).order_by(MEMBER.c.user_id)
+    )
+    members = [MemberRecord(r.user_id, r.name, r.role) for r in rows]
+    return RoomRecord(row.id, row.title, row.created_at, members)
+
+
+async def list_rooms(conn: AsyncConnection, user_id: str | None) -> list[dict[str, Any]]:
+    """Rooms of ``user_id`` (all rooms when None: a service caller), with their last seq."""
+    query = select(ROOM, STREAM.c.last_seq).join(STREAM, STREAM.c.id == ROOM.c.id)
+    if user_id is not None:
+        query = query.join(MEMBER, MEMBER.c.room_id == ROOM.c.id).where(
+            MEMBER.c.user_id == user_id
+        )
+    rows = list(await conn.execute(query.order_by(ROOM.c.created_at, ROOM.c.id)))
+    ids = [r.id for r in rows]
+    members: dict[str, list[dict[str, str]]] = {i: [] for i in ids}
+    if ids:
+        for m in await conn.execute(
+            select(MEMBER).where(MEMBER.c.room_id.in_(ids)).order_by(MEMBER.c.user_id)
+        ):
+            members[m.room_id].append({"user_id": m.user_id, "name": m.name, "role": m.role})
+    return [
+        {
+            "id": r.id,
+            "title": r.title,
+            "created_at": r.created_at,
+            "last_seq": r.last_seq,
+            "members": members[r.id],
+        }
+        for r in rows
+    ]

@@ -1,0 +1,135 @@
+"""The room socket's wire protocol: codecs, client frame validation, error and close codes.
+
+Imports nothing of ours, so every layer (and the tests) can use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import orjson
+
+SUBPROTOCOL_JSON = "menteo.v1.json"
+SUBPROTOCOL_MSGPACK = "menteo.v1.msgpack"
+
+
+class Close:
+    """WebSocket close codes the server uses (documented in docs/protocol.md)."""
+
+    NORMAL = 1000
+    POLICY = 1008  # rate limit exceeded
+    TOO_BIG = 1009
+    SERVER_RESTART = 1012  # shutting down; reconnect elsewhere with since
+    TRY_AGAIN = 1013  # too slow to keep up; reconnect with since
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+
+
+class ErrorCode:
+    """``code`` values of ``error`` frames."""
+
+    BAD_FRAME = "bad_frame"  # not decodable, or not an object with a string type
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID = "invalid"  # a field is missing, of the wrong type or out of bounds
+    RATE_LIMITED = "rate_limited"
+    CONFLICT = "conflict"  # the id is already used by another kind of event
+    UNAVAILABLE = "unavailable"  # the event could not be stored; retry with the same id
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+
+
+MAX_CLIENT_ID = 64
+MAX_BODY = 4000
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str, frame_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.frame_id = frame_id
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    name: str
+    binary: bool
+    encode: Callable[[Any], str | bytes]
+    decode: Callable[[str | bytes], Any]
+
+
+def _json_encode(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def _msgpack_decode(data: str | bytes) -> Any:
+    if isinstance(data, str):
+        raise ValueError("menteo.v1.msgpack takes binary frames")
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+def _msgpack_encode(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+JSON = Codec(SUBPROTOCOL_JSON, False, _json_encode, orjson.loads)
+MSGPACK = Codec(SUBPROTOCOL_MSGPACK, True, _msgpack_encode, _msgpack_decode)
+CODECS = {c.name: c for c in (JSON, MSGPACK)}
+
+
+def choose_codec(offered: list[str]) -> Codec | None:
+    """The codec for the subprotocols a client offers: the first we speak, JSON when none."""
+    for name in offered:
+        if name in CODECS:
+            return CODECS[name]
+    return None if offered else JSON
+
+
+def decode_frame(codec: Codec, data: str | bytes) -> dict[str, Any]:
+    try:
+        frame = codec.decode(data)
+    except Exception as exc:  # orjson, msgpack and our own ValueError
+        raise FrameError(ErrorCode.BAD_FRAME, f"cannot decode frame: {exc}") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise FrameError(ErrorCode.BAD_FRAME, "a frame is an object with a string 'type'")
+    return frame
+
+
+def frame_id(frame: dict[str, Any]) -> str | None:
+    value = frame.get("id")
+    return value if isinstance(value, str) else None
+
+
+def client_id(frame: dict[str, Any]) -> str:
+    value = frame.get("id")
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID:
+        raise FrameError(
+            ErrorCode.INVALID, f"'id' must be a string of 1..{MAX_CLIENT_ID} characters"
+        )
+    return value
+
+
+def text_field(frame: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> str:
+    value = frame.get(name)
+    if not isinstance(value, str) or not min_len <= len(value) <= max_len:
+        raise FrameError(
+            ErrorCode.INVALID,
+            f"'{name}' must be a string of {min_len}..{max_len} characters",
+            frame_id(frame),
+        )
+    return value
+
+
+def bool_field(frame: dict[str, Any], name: str) -> bool:
+    value = frame.get(name)
+    if not isinstance(value, bool):
+        raise FrameError(ErrorCode.INVALID, f"'{name}' must be a boolean", frame_id(frame))
+    return value
+
+
+def error_frame(code: str, message: str, frame_id: str | None = None) -> dict[str, Any]:
+    return {"type": "error", "id": frame_id, "code": code, "message": message}

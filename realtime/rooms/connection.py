@@ -1,0 +1,92 @@
+"""One member's socket in one room: joins the stream, catches up, then goes live."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from ..auth import Principal
+from ..persistence.events import AppendResult, StoredEvent
+from ..persistence.rooms import RoomRecord
+from ..protocol import Codec, ErrorCode, error_frame
+from ..streams.hub import Frames
+from .transport import Transport
+
+
+class RoomConnection:
+    """A hub listener. Until ``go_live`` the hub's frames are held back, so that the welcome
+    frame and the catch-up from the database go first and nothing is sent twice."""
+
+    def __init__(
+        self, room: RoomRecord, principal: Principal, role: str, codec: Codec, transport: Transport
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.room = room
+        self.principal = principal
+        self.role = role
+        self.codec = codec
+        self.transport = transport
+        self.last_seq = 0  # the newest seq this socket has been sent
+        self.held: list[tuple[int, Frames]] | None = []  # hub frames while catching up
+        self.typing_sent = 0.0
+        self.typing_state: bool | None = None
+        self.typing_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def user_id(self) -> str:
+        return self.principal.user_id
+
+    # Listener ---------------------------------------------------------------------------
+    def on_event(self, event: StoredEvent, frames: Frames) -> None:
+        if self.held is not None:
+            self.held.append((event.seq, frames))
+        elif event.seq > self.last_seq:
+            self.last_seq = event.seq
+            self.transport.send(frames.encoded(self.codec))
+
+    def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
+        if exclude_user == self.principal.user_id:
+            return
+        if self.held is not None:
+            self.held.append((0, frames))
+        else:
+            self.transport.send(frames.encoded(self.codec))
+
+    # Catching up ----------------------------------------------------------------------
+    async def send_event(self, event: StoredEvent) -> None:
+        if event.seq > self.last_seq:
+            self.last_seq = event.seq
+            await self.transport.send_wait(self.codec.encode(event.frame()))
+
+    def go_live(self) -> None:
+        held, self.held = self.held or [], None
+        for seq, frames in held:
+            if seq == 0 or seq > self.last_seq:
+                self.last_seq = max(self.last_seq, seq)
+                self.transport.send(frames.encoded(self.codec))
+
+    # Replies --------------------------------------------------------------------------
+    def send_frame(self, frame: dict[str, Any]) -> None:
+        self.transport.send(self.codec.encode(frame))
+
+    def send_error(self, code: str, message: str, frame_id: str | None = None) -> None:
+        self.send_frame(error_frame(code, message, frame_id))
+
+    def ack_when_stored(
+        self, fut: asyncio.Future[AppendResult], client_id: str, event_type: str
+    ) -> None:
+        def done(f: asyncio.Future[AppendResult]) -> None:
+            if f.cancelled():
+                return
+            exc = f.exception()
+            if exc is not None:
+                self.send_error(ErrorCode.UNAVAILABLE, "not stored, send it again", client_id)
+                return
+            event = f.result().event
+            if event.type != event_type:
+                self.send_error(ErrorCode.CONFLICT, "this id is used by another event", client_id)
+                return
+            self.send_frame({"type": "ack", "id": client_id, "seq": event.seq})
+
+        fut.add_done_callback(done)

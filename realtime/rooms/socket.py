@@ -1,0 +1,244 @@
+"""The room socket: ``/rooms/{room_id}/ws?token=T[&since=SEQ][&epoch=E]``.
+
+Handshake checks, the welcome frame, resume with ``since``, then the receive loop that
+validates frames and hands durable ones to the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..auth import AuthError, verify_token
+from ..persistence.events import NewEvent, last_seqs, page_before, replay
+from ..persistence.rooms import get_room
+from ..protocol import (
+    MAX_BODY,
+    Close,
+    ErrorCode,
+    FrameError,
+    bool_field,
+    choose_codec,
+    client_id,
+    decode_frame,
+    frame_id,
+    text_field,
+)
+from ..state import State
+from .connection import RoomConnection
+from .limits import TokenBucket
+from .origin import origin_allowed
+from .transport import ASGIReceive, ASGISend, Transport
+
+log = logging.getLogger("menteo.rooms")
+
+CHAT_TYPES = ("chat.message",)
+Handler = Callable[[State, RoomConnection, dict[str, Any]], None]
+
+
+def handle_chat(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    cid = client_id(frame)
+    body = text_field(frame, "body", MAX_BODY)
+    if not body.strip():
+        raise FrameError(ErrorCode.INVALID, "'body' must not be blank", cid)
+    item = NewEvent(conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid,
+                    {"body": body})
+    conn.ack_when_stored(state.writer.append(item), cid, "chat.message")
+
+
+def handle_typing(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    active = bool_field(frame, "active")
+    if conn.typing_timer is not None:  # a newer state replaces the one waiting to go out
+        conn.typing_timer.cancel()
+        conn.typing_timer = None
+    wait = conn.typing_sent + state.settings.typing_interval - time.monotonic()
+    if wait <= 0:
+        _send_typing(state, conn, active)
+    elif active != conn.typing_state:
+        # Throttled: the latest state still goes out, once the interval has passed.
+        conn.typing_timer = asyncio.get_running_loop().call_later(
+            wait, _send_typing, state, conn, active
+        )
+
+
+def _send_typing(state: State, conn: RoomConnection, active: bool) -> None:
+    conn.typing_timer = None
+    conn.typing_sent = time.monotonic()
+    conn.typing_state = active
+    frame = {"type": "presence.typing", "user_id": conn.user_id, "active": active}
+    state.hub.signal(conn.room.id, frame, exclude_user=conn.user_id)
+
+
+def handle_ping(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    conn.send_frame({"type": "pong", "id": frame_id(frame)})
+
+
+HANDLERS: dict[str, Handler] = {
+    "chat.send": handle_chat,
+    "typing": handle_typing,
+    "ping": handle_ping,
+}
+
+
+class RoomSocket:
+    """A raw ASGI endpoint: no per-frame wrapper between the server and the protocol."""
+
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        state: State = scope["app"].state.menteo
+        settings = state.settings
+        if (await receive())["type"] != "websocket.connect":
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        codec = choose_codec(list(scope.get("subprotocols") or []))
+        if (
+            state.draining
+            or codec is None
+            or not origin_allowed(headers.get("origin"), headers.get("host"), settings.allowed_origins)
+        ):
+            await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
+            return
+        offered = scope.get("subprotocols") or []
+        accept = {"type": "websocket.accept", "subprotocol": codec.name if offered else None}
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+
+        def param(name: str) -> str | None:
+            values = query.get(name)
+            return values[0] if values else None
+
+        # A browser cannot read an HTTP refusal: accept, then close with the reason's code.
+        try:
+            principal = verify_token(settings.secret, param("token"))
+        except AuthError as exc:
+            await _refuse(send, accept, Close.UNAUTHORIZED, f"unauthorized: {exc}"[:120])
+            return
+        async with state.db.read() as db:
+            room = await get_room(db, scope["path_params"]["room_id"])
+        if room is None:
+            await _refuse(send, accept, Close.NOT_FOUND, "no such room")
+            return
+        member = room.member(principal.user_id)
+        if member is None and not principal.is_service:
+            await _refuse(send, accept, Close.FORBIDDEN, "not a member of this room")
+            return
+        role = member.role if member is not None else "service"
+
+        await send(accept)
+        transport = Transport(send, backlog_bytes=settings.backlog_bytes)
+        conn = RoomConnection(room, principal, role, codec, transport)
+        await _serve(state, conn, receive, param("since"), param("epoch"))
+
+
+async def _refuse(send: ASGISend, accept: dict[str, Any], code: int, reason: str) -> None:
+    await send(accept)
+    await send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+async def _serve(
+    state: State, conn: RoomConnection, receive: ASGIReceive, since: str | None, epoch: str | None
+) -> None:
+    room_id = conn.room.id
+    disconnect_code = 1006
+    async with state.hub.subscribe(room_id, conn):
+        await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
+        try:
+            await _welcome(state, conn, since, epoch)
+            conn.go_live()
+            disconnect_code = await _receive_loop(state, conn, receive)
+        finally:
+            if conn.typing_timer is not None:
+                conn.typing_timer.cancel()
+            clean = disconnect_code in (1000, 1001)
+            await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
+
+
+async def _welcome(state: State, conn: RoomConnection, since: str | None, epoch: str | None) -> None:
+    settings = state.settings
+    room_id = conn.room.id
+    async with state.db.read() as db:
+        # The room's seq first: history read afterwards is at least this new.
+        last = (await last_seqs(db, [room_id])).get(room_id, 0)
+        start = _resume_point(since, epoch, state.db.epoch, last)
+        history = [] if start is not None else (
+            await page_before(db, room_id, CHAT_TYPES, last + 1, settings.history_limit)
+        )[0]
+    welcome = {
+        "type": "welcome",
+        "room": conn.room.as_dict(),
+        "you": {"user_id": conn.user_id, "name": conn.principal.name, "role": conn.role},
+        "seq": last,
+        "epoch": state.db.epoch,
+        "recovered": start is not None,
+        "history": [e.frame() for e in history],
+        "presence": await state.presence.online(room_id),
+    }
+    await conn.transport.send_wait(conn.codec.encode(welcome))
+    if start is None:
+        conn.last_seq = last
+        return
+    conn.last_seq = start
+    while True:  # every event after since, page by page, until the database has no more
+        async with state.db.read() as db:
+            events = await replay(db, room_id, conn.last_seq, settings.replay_page)
+        for event in events:
+            await conn.send_event(event)
+        if len(events) < settings.replay_page:
+            break
+
+
+def _resume_point(since: str | None, epoch: str | None, our_epoch: str, last: int) -> int | None:
+    """The seq to resume after, or None when ``since`` cannot be honoured (history instead)."""
+    if since is None:
+        return None
+    try:
+        value = int(since)
+    except ValueError:
+        return None
+    if value < 0 or value > last or (epoch and epoch != our_epoch):
+        return None
+    return value
+
+
+async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive) -> int:
+    """Read frames until the peer goes; returns the close code it went with.
+
+    A socket closed for being slow (1013) ends here too: the server delivers its
+    disconnect once the close handshake or the ping timeout finishes it.
+    """
+    settings = state.settings
+    bucket = TokenBucket(settings.rate_per_second, settings.rate_burst)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return int(message.get("code", 1005))
+        data = message.get("text")
+        if data is None:
+            data = message.get("bytes") or b""
+        if conn.transport.closed:
+            continue  # closing: whatever still arrives is not acted on
+        if len(data) > settings.max_frame_bytes:
+            await conn.transport.close(Close.TOO_BIG, "frame too large")
+            return Close.TOO_BIG
+        if not bucket.take():
+            if bucket.strikes > settings.rate_strikes:
+                await conn.transport.close(Close.POLICY, "rate limit exceeded")
+                return Close.POLICY
+            conn.send_error(ErrorCode.RATE_LIMITED, "slow down: frame dropped")
+            continue
+        _dispatch(state, conn, data)
+
+
+def _dispatch(state: State, conn: RoomConnection, data: str | bytes) -> None:
+    try:
+        frame = decode_frame(conn.codec, data)
+        handler = HANDLERS.get(frame["type"])
+        if handler is None:
+            raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {frame['type'][:40]!r}",
+                             frame_id(frame))
+        handler(state, conn, frame)
+    except FrameError as exc:
+        conn.send_error(exc.code, exc.message, exc.frame_id)
+

@@ -1,0 +1,23 @@
+"""The running server's parts, opened by the lifespan and handed to every endpoint."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .broker import Broker
+from .config import Settings
+from .persistence.database import Database
+from .presence import Presence
+from .streams.hub import Hub
+from .streams.writer import Writer
+
+
+@dataclass(slots=True)
+class State:
+    settings: Settings
+    db: Database
+    broker: Broker
+    hub: Hub
+    writer: Writer
+    presence: Presence
+    draining: bool = False

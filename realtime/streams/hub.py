@@ -1,0 +1,269 @@
+"""The per-process hub: one broker subscription per stream, ordered gap-free delivery.
+
+Events reach the hub from this process's writer (after commit) and from the broker (other
+processes). The hub keeps each stream's next expected seq: an event ahead of it waits while
+the hole is filled from the database, one behind it is a duplicate and is dropped. So a
+broker that drops, reorders or restarts costs latency, never an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any, Protocol
+
+import orjson
+
+from ..broker import Broker
+from ..persistence.database import Database
+from ..persistence.events import StoredEvent, last_seqs, replay
+from ..protocol import Codec
+
+log = logging.getLogger("menteo.hub")
+
+
+class Frames:
+    """A frame and its encodings, each made once however many sockets receive it."""
+
+    __slots__ = ("_cache", "frame")
+
+    def __init__(self, frame: dict[str, Any]) -> None:
+        self.frame = frame
+        self._cache: dict[str, str | bytes] = {}
+
+    def encoded(self, codec: Codec) -> str | bytes:
+        data = self._cache.get(codec.name)
+        if data is None:
+            data = self._cache[codec.name] = codec.encode(self.frame)
+        return data
+
+
+class Listener(Protocol):
+    """What the hub needs of a subscriber (a room socket, a feed socket)."""
+
+    def on_event(self, event: StoredEvent, frames: Frames) -> None: ...
+
+    def on_signal(self, frames: Frames, exclude_user: str | None) -> None: ...
+
+
+class _Stream:
+    __slots__ = ("filling", "listeners", "next_seq", "pending", "ready")
+
+    def __init__(self) -> None:
+        self.listeners: set[Listener] = set()
+        self.next_seq = 0
+        self.pending: dict[int, StoredEvent] = {}  # arrived ahead of a hole
+        self.ready = asyncio.get_running_loop().create_future()
+        self.filling: asyncio.Task[None] | None = None
+
+
+def channel_of(stream: str) -> str:
+    return "menteo:s:" + stream
+
+
+class Hub:
+    def __init__(
+        self,
+        db: Database,
+        broker: Broker,
+        *,
+        gap_fill_delay: float = 0.05,
+        sweep_interval: float = 5.0,
+        page: int = 500,
+    ) -> None:
+        self.db = db
+        self.broker = broker
+        self.gap_fill_delay = gap_fill_delay
+        self.sweep_interval = sweep_interval
+        self.page = page
+        self.origin = uuid.uuid4().hex[:12]  # our own broker messages are skipped by origin
+        self.streams: dict[str, _Stream] = {}
+        self.sweeper: asyncio.Task[None] | None = None
+        self.filled = 0  # events that came from the database instead of the broker
+
+    async def start(self) -> None:
+        await self.broker.start(self._on_broker, self.resync)
+        if self.broker.shared:
+            self.sweeper = asyncio.create_task(self._sweep(), name="menteo-hub-sweep")
+
+    async def close(self) -> None:
+        tasks = [s.filling for s in self.streams.values() if s.filling is not None]
+        if self.sweeper is not None:
+            tasks.append(self.sweeper)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+
+    @asynccontextmanager
+    async def subscribe(self, stream: str, listener: Listener) -> AsyncIterator[None]:
+        """Deliver ``stream``'s events to ``listener`` while the block runs.
+
+        The first local subscriber subscribes the broker, the last one unsubscribes it.
+        """
+        state = self.streams.get(stream)
+        if state is None:
+            state = self.streams[stream] = _Stream()
+            try:
+                await self.broker.subscribe(channel_of(stream))
+                # Read the sequencer only once the broker would tell us of newer events.
+                async with self.db.read() as conn:
+                    state.next_seq = (await last_seqs(conn, [stream])).get(stream, 0) + 1
+            except BaseException as exc:
+                del self.streams[stream]
+                state.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                state.ready.exception()  # retrieved: waiters re-raise their own copy
+                raise
+            state.ready.set_result(None)
+            self._advance(stream, state)  # events that arrived while we read
+        else:
+            await asyncio.shield(state.ready)
+        state.listeners.add(listener)
+        try:
+            yield
+        finally:
+            state.listeners.discard(listener)
+            if not state.listeners and self.streams.get(stream) is state:
+                del self.streams[stream]
+                if state.filling is not None:
+                    state.filling.cancel()
+                with suppress(Exception):
+                    await self.broker.unsubscribe(channel_of(stream))
+
+    def committed(self, events: list[StoredEvent]) -> None:
+        """The writer's hook: deliver locally at once, then tell the other processes."""
+        for event in events:
+            self._arrive(event)
+        if self.broker.shared:
+            for event in events:
+                wire = {"o": self.origin, "e": _event_wire(event)}
+                self.broker.publish(channel_of(event.stream), orjson.dumps(wire))
+
+    def signal(self, stream: str, frame: dict[str, Any], exclude_user: str | None = None) -> None:
+        """An ephemeral frame (presence, typing): no seq, not stored, best effort."""
+        self._signal_local(stream, Frames(frame), exclude_user)
+        if self.broker.shared:
+            wire = {"o": self.origin, "g": frame, "x": exclude_user}
+            self.broker.publish(channel_of(stream), orjson.dumps(wire))
+
+    def resync(self) -> None:
+        """Read every subscribed stream's missed events from the database."""
+        for stream, state in self.streams.items():
+            self._schedule_fill(stream, state, delay=0.0)
+
+    def _on_broker(self, channel: str, data: bytes) -> None:
+        try:
+            msg = orjson.loads(data)
+            if msg.get("o") == self.origin:
+                return
+            stream = channel.removeprefix("menteo:s:")
+            if "e" in msg:
+                self._arrive(_event_from_wire(stream, msg["e"]))
+            elif "g" in msg:
+                self._signal_local(stream, Frames(msg["g"]), msg.get("x"))
+        except Exception:
+            log.exception("bad broker message on %s", channel)
+
+    def _signal_local(self, stream: str, frames: Frames, exclude_user: str | None) -> None:
+        state = self.streams.get(stream)
+        if state is None:
+            return
+        for listener in list(state.listeners):
+            try:
+                listener.on_signal(frames, exclude_user)
+            except Exception:
+                log.exception("listener failed on a signal")
+
+    def _arrive(self, event: StoredEvent) -> None:
+        state = self.streams.get(event.stream)
+        if state is None:
+            return
+        if event.seq >= state.next_seq:
+            state.pending[event.seq] = event
+            if state.ready.done():
+                self._advance(event.stream, state)
+
+    def _advance(self, stream: str, state: _Stream) -> None:
+        """Deliver pending events while they follow on; schedule a fill for a hole."""
+        while state.pending:
+            event = state.pending.pop(state.next_seq, None)
+            if event is None:
+                break
+            state.next_seq += 1
+            self._deliver(state, event)
+        if state.pending:
+            for seq in [s for s in state.pending if s < state.next_seq]:
+                del state.pending[seq]
+        if state.pending:
+            self._schedule_fill(stream, state, delay=self.gap_fill_delay)
+
+    def _deliver(self, state: _Stream, event: StoredEvent) -> None:
+        frames = Frames(event.frame())
+        for listener in list(state.listeners):
+            try:
+                listener.on_event(event, frames)
+            except Exception:
+                log.exception("listener failed on %s#%d", event.stream, event.seq)
+
+    def _schedule_fill(self, stream: str, state: _Stream, *, delay: float) -> None:
+        if state.filling is None and state.ready.done():
+            state.filling = asyncio.create_task(self._fill(stream, state, delay))
+
+    async def _fill(self, stream: str, state: _Stream, delay: float) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)  # the broker may still bring the hole
+            while self.streams.get(stream) is state:
+                if delay and not state.pending:
+                    break
+                async with self.db.read() as conn:
+                    events = await replay(conn, stream, state.next_seq - 1, self.page)
+                for event in events:
+                    if event.seq == state.next_seq:
+                        state.pending.pop(event.seq, None)
+                        state.next_seq += 1
+                        self.filled += 1
+                        self._deliver(state, event)
+                if len(events) < self.page:
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("filling %s from the database failed", stream)
+        finally:
+            state.filling = None
+        if self.streams.get(stream) is state:
+            self._advance(stream, state)
+
+    async def _sweep(self) -> None:
+        """Catch events whose broker message was lost with nothing after it to show the hole."""
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            if not self.streams:
+                continue
+            try:
+                async with self.db.read() as conn:
+                    seqs = await last_seqs(conn, list(self.streams))
+            except Exception:
+                log.warning("sweep could not read the database", exc_info=True)
+                continue
+            for stream, last in seqs.items():
+                state = self.streams.get(stream)
+                if state is not None and last >= state.next_seq:
+                    self._schedule_fill(stream, state, delay=0.0)
+
+
+def _event_wire(event: StoredEvent) -> list[Any]:
+    return [
+        event.seq, event.type, event.author_id, event.author_name, event.client_id,
+        event.data, event.ts,
+    ]
+
+
+def _event_from_wire(stream: str, wire: list[Any]) -> StoredEvent:
+    seq, type_, author_id, author_name, client_id, data, ts = wire
+    return StoredEvent(stream, seq, type_, author_id, author_name, client_id, data, ts)

@@ -1,0 +1,124 @@
+"""A real WebSocket client for the room protocol (the ``websockets`` library)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import msgpack
+import orjson
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+TIMEOUT = 10.0
+
+
+class RoomClient:
+    def __init__(self, ws: ClientConnection, binary: bool = False) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.welcome: dict[str, Any] = {}
+        self.skipped: list[dict[str, Any]] = []  # frames recv_until passed over, oldest first
+
+    @classmethod
+    async def connect(
+        cls,
+        base_ws: str,
+        room_id: str,
+        token: str,
+        *,
+        since: int | None = None,
+        epoch: str | None = None,
+        msgpack_codec: bool = False,
+        origin: str | None = None,
+        expect_welcome: bool = True,
+        **kw: Any,
+    ) -> RoomClient:
+        url = f"{base_ws}/rooms/{room_id}/ws?token={token}"
+        if since is not None:
+            url += f"&since={since}"
+        if epoch is not None:
+            url += f"&epoch={epoch}"
+        protocol = "menteo.v1.msgpack" if msgpack_codec else "menteo.v1.json"
+        ws = await websockets.connect(
+            url, subprotocols=[protocol], origin=origin, open_timeout=TIMEOUT,  # type: ignore[list-item,arg-type]
+            compression=None, **kw,
+        )
+        client = cls(ws, binary=msgpack_codec)
+        if expect_welcome:
+            client.welcome = await client.recv()
+            assert client.welcome["type"] == "welcome", client.welcome
+        return client
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self.binary:
+            await self.ws.send(msgpack.packb(frame))
+        else:
+            await self.ws.send(orjson.dumps(frame).decode())
+
+    async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
+        data = await asyncio.wait_for(self.ws.recv(), timeout)
+        frame = msgpack.unpackb(data) if self.binary else orjson.loads(data)
+        assert isinstance(frame, dict)
+        return frame
+
+    async def recv_until(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+    ) -> dict[str, Any]:
+        """The first frame for which ``pred`` holds; others are kept for later calls."""
+        for i, frame in enumerate(self.skipped):
+            if pred(frame):
+                return self.skipped.pop(i)
+        async with asyncio.timeout(timeout):
+            while True:
+                frame = await self.recv(timeout)
+                if pred(frame):
+                    return frame
+                self.skipped.append(frame)
+
+    async def chat(self, cid: str, body: str) -> int:
+        """Send a message and return its seq from the ack."""
+        await self.send({"type": "chat.send", "id": cid, "body": body})
+        ack = await self.recv_until(lambda f: f["type"] in ("ack", "error") and f.get("id") == cid)
+        assert ack["type"] == "ack", ack
+        return int(ack["seq"])
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+    async def closed_with(self, timeout: float = TIMEOUT) -> int:
+        """Read until the server closes; return the close code."""
+        async with asyncio.timeout(timeout):
+            try:
+                while True:
+                    await self.ws.recv()
+            except websockets.ConnectionClosed as exc:
+                assert exc.rcvd is not None, "closed without a close frame"
+                return exc.rcvd.code
+
+
+async def create_room(
+    base_url: str, headers: dict[str, str], members: list[tuple[str, str, str]], title: str = "Room"
+) -> dict[str, Any]:
+    body = {
+        "title": title,
+        "members": [{"user_id": u, "name": n, "role": r} for u, n, r in members],
+    }
+    async with httpx.AsyncClient() as http:
+        resp = await http.post(base_url + "/api/rooms", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    room: dict[str, Any] = resp.json()
+    return room
+
+
+async def close_code(base_ws: str, path: str, **kw: Any) -> int:
+    """Open a socket that the server is expected to close right away; return the code."""
+    async with websockets.connect(base_ws + path, open_timeout=TIMEOUT, **kw) as ws:
+        try:
+            while True:
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        except websockets.ConnectionClosed as exc:
+            assert exc.rcvd is not None
+            return exc.rcvd.code

@@ -1,0 +1,149 @@
+"""Real servers for tests: in-process uvicorn on port 0, or a separate process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from realtime.app import create_app
+from realtime.auth import issue_token
+from realtime.cli import uvicorn_options
+from realtime.config import Settings
+from realtime.state import State
+
+SECRET = "test-secret-for-menteo-realtime-0123456789"
+
+
+@dataclass
+class Running:
+    url: str  # http://127.0.0.1:PORT
+    settings: Settings
+    state: State | None = None
+    server: uvicorn.Server | None = None
+
+    @property
+    def ws(self) -> str:
+        return self.url.replace("http://", "ws://")
+
+    def token(self, user_id: str, name: str | None = None, **kw: Any) -> str:
+        return issue_token(self.settings.secret, user_id, name or user_id.title(), **kw)
+
+    def service(self) -> dict[str, str]:
+        return {"authorization": "Bearer " + self.token("backend", "Backend", role="service")}
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {"database_url": database_url, "secret": SECRET}
+    base.update(overrides)
+    return Settings.from_env({}, **base)
+
+
+@contextlib.asynccontextmanager
+async def run_server(settings: Settings) -> AsyncIterator[Running]:
+    """The app under uvicorn in this event loop, on an ephemeral loopback port."""
+    app = create_app(settings)
+    options = uvicorn_options(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)  # type: ignore[arg-type]
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(15):
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError("server exited during startup")
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        yield Running(f"http://127.0.0.1:{port}", settings, app.state.menteo, server)
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(30):
+            await task
+
+
+@dataclass
+class ServerProcess:
+    """``menteo-realtime serve`` in its own process, for restarts, signals and scale-out."""
+
+    env: dict[str, str]
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "realtime.cli", "serve", "--port", str(self.port)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        assert self.proc.stdout is not None
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(30):
+            while True:
+                line = (await loop.run_in_executor(None, self.proc.stdout.readline)).decode()
+                if not line:
+                    raise RuntimeError("server exited:\n" + "".join(self.output))
+                self.output.append(line)
+                match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
+                if match:
+                    self.port = int(match.group(1))
+                    break
+        self._drain = loop.run_in_executor(None, self._read_rest)
+        await wait_ready(self.url)
+
+    def _read_rest(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.output.append(raw.decode(errors="replace"))
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        loop = asyncio.get_running_loop()
+        code = await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), timeout)
+        await self._drain
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def process_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {
+        "MENTEO_DATABASE_URL": database_url,
+        "MENTEO_SECRET": SECRET,
+        "MENTEO_REDIS_URL": "",
+    }
+    env.update(extra)
+    return env
+
+
+async def wait_ready(url: str, timeout: float = 15) -> None:
+    async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url + "/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
