@@ -60,7 +60,7 @@ def migrate(args: argparse.Namespace) -> int:
     from .persistence.database import Database
 
     async def run() -> None:
-        db = Database(Settings.from_env(secret="-").database_url)
+        db = Database(Settings.from_env(secret="x" * 32).database_url)
         try:
             await db.migrate()
         finally:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 log = logging.getLogger("menteo.config")
 
 PREFIX = "MENTEO_"
+MIN_SECRET_BYTES = 32
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Settings:
             )
             values["secret"] = secrets.token_urlsafe(32)
             values["dev_secret"] = True
+        elif len(str(values["secret"]).encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"{PREFIX}SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256)")
         return cls(**values)  # type: ignore[arg-type]
 
 

@@ -113,8 +113,9 @@ class ServerProcess:
 
     def _read_rest(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.output.append(raw.decode(errors="replace"))
+        with contextlib.suppress(ValueError, OSError):  # the pipe closed under us by kill()
+            for raw in self.proc.stdout:
+                self.output.append(raw.decode(errors="replace"))
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         assert self.proc is not None
@@ -122,12 +123,19 @@ class ServerProcess:
         loop = asyncio.get_running_loop()
         code = await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), timeout)
         await self._drain
+        self._close_pipe()
         return code
 
     def kill(self) -> None:
+        """Like ``kill -9``: the process gets no chance to close anything."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def process_env(database_url: str, **extra: str) -> dict[str, str]:

@@ -1,0 +1,87 @@
+"""Acked means stored: across restarts, SIGTERM and a sender that goes away mid-commit."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx
+
+from tests.client import RoomClient, create_room
+from tests.servers import ServerProcess, make_settings, process_env, run_server
+
+# Uvicorn re-raises the signal it handled once shutdown is complete.
+GRACEFUL = (0, -signal.SIGTERM)
+
+
+async def test_history_survives_a_restart(sqlite_url: str) -> None:
+    server = ServerProcess(process_env(sqlite_url))
+    await server.start()
+    try:
+        settings = make_settings(sqlite_url)
+        service = {"authorization": "Bearer " + _token(settings.secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        ana = await RoomClient.connect(server.ws, room["id"], _token(settings.secret, "ana"))
+        epoch = ana.welcome["epoch"]
+        for i in range(1, 6):
+            await ana.chat(f"r{i}", f"before restart {i}")
+        assert await server.stop() in GRACEFUL
+        server = ServerProcess(process_env(sqlite_url))
+        await server.start()
+        back = await RoomClient.connect(
+            server.ws, room["id"], _token(settings.secret, "ana"), since=2, epoch=epoch
+        )
+        assert back.welcome["recovered"] and back.welcome["epoch"] == epoch
+        assert [(await back.recv())["seq"] for _ in range(3)] == [3, 4, 5]
+        fresh = await RoomClient.connect(server.ws, room["id"], _token(settings.secret, "ana"))
+        assert [m["body"] for m in fresh.welcome["history"]] == [
+            f"before restart {i}" for i in range(1, 6)
+        ]
+        assert await back.chat("r6", "after restart") == 6
+    finally:
+        server.kill()
+
+
+async def test_sigterm_closes_1012_keeps_acked_and_exits_quickly(sqlite_url: str) -> None:
+    server = ServerProcess(process_env(sqlite_url))
+    await server.start()
+    try:
+        settings = make_settings(sqlite_url)
+        service = {"authorization": "Bearer " + _token(settings.secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        ana = await RoomClient.connect(server.ws, room["id"], _token(settings.secret, "ana"))
+        acked = [await ana.chat(f"t{i}", "x") for i in range(10)]
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop(signal.SIGTERM))
+        assert await ana.closed_with() == 1012
+        assert await stopping in GRACEFUL
+        assert any("Application shutdown complete" in line for line in server.output)
+        assert time.monotonic() - started < 5
+        async with run_server(settings) as again, httpx.AsyncClient() as http:
+            page = await http.get(
+                f"{again.url}/api/rooms/{room['id']}/messages", headers=again.service()
+            )
+            assert [m["seq"] for m in page.json()["messages"]] == acked
+    finally:
+        server.kill()
+
+
+async def test_sender_gone_before_commit_still_stores_and_room_goes_on(sqlite_url: str) -> None:
+    async with run_server(make_settings(sqlite_url)) as server:
+        room = await create_room(
+            server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben"))
+        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana"))
+        await ana.send({"type": "chat.send", "id": "bye", "body": "sent then gone"})
+        ana.ws.transport.abort()  # gone without a close frame, before the commit
+        got = await ben.recv_until(lambda f: f["type"] == "chat.message")
+        assert got["id"] == "bye" and got["seq"] == 1
+        assert await ben.chat("b1", "still here") == 2
+
+
+def _token(secret: str, user: str, role: str | None = None) -> str:
+    from realtime.auth import issue_token
+
+    return issue_token(secret, user, user.title(), role=role)

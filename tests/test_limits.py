@@ -1,0 +1,73 @@
+"""Oversized, flooding and slow clients are cut off; the rest of the room keeps chatting."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.client import RoomClient, create_room
+from tests.servers import Running, make_settings, run_server
+
+
+async def test_oversized_frame_closes_1009(server: Running, room: dict[str, Any]) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    await ben.ws.send('{"type":"chat.send","id":"big","body":"' + "x" * (64 * 1024) + '"}')
+    assert await ben.closed_with() == 1009
+    assert await ana.chat("after", "room still works") == 1
+    await ana.close()
+
+
+async def test_flood_gets_rate_limited_then_1008(server: Running, room: dict[str, Any]) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    burst = server.settings.rate_burst
+    for i in range(burst + 5):
+        await ben.send({"type": "typing", "active": i % 2 == 0})
+    limited = await ben.recv_until(lambda f: f["type"] == "error")
+    assert limited["code"] == "rate_limited"
+    for i in range(server.settings.rate_strikes + 5):
+        await ben.send({"type": "typing", "active": i % 2 == 0})
+    assert await ben.closed_with() == 1008
+    assert await ana.chat("calm", "I am fine") == 1
+    await ana.close()
+
+
+async def test_slow_reader_is_closed_1013_and_others_keep_up(sqlite_url: str) -> None:
+    settings = make_settings(
+        sqlite_url, backlog_bytes=32 * 1024, rate_per_second=10_000.0, rate_burst=10_000
+    )
+    async with run_server(settings) as server:
+        members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee"), ("cy", "Cy", "mentee")]
+        room = await create_room(server.url, server.service(), members)
+        # Ben's client stops reading: its buffers fill, then the server's backlog does.
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben"), max_queue=1)
+        ben.ws.transport.pause_reading()  # type: ignore[attr-defined]
+        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana"))
+        cy = await RoomClient.connect(server.ws, room["id"], server.token("cy"))
+        body = "z" * 3900
+        sent = 0
+        async with asyncio.timeout(60):
+            while not _closed_slow(server):
+                batch = [ana.send({"type": "chat.send", "id": f"s{sent + i}", "body": body}) for i in range(50)]
+                await asyncio.gather(*batch)
+                sent += 50
+                await ana.recv_until(lambda f, last=sent - 1: f["type"] == "ack" and f["id"] == f"s{last}")
+                await cy.recv_until(lambda f, last=sent: f["type"] == "chat.message" and f["seq"] == last)
+                assert sent < 5000, "the slow reader was never cut off"
+        ben.ws.transport.resume_reading()  # type: ignore[attr-defined]
+        assert await ben.closed_with(timeout=30) == 1013
+        assert await ana.chat("after", "still live") == sent + 1
+        await cy.recv_until(lambda f: f["type"] == "chat.message" and f["id"] == "after")
+        await ana.close()
+        await cy.close()
+
+
+def _closed_slow(server: Running) -> bool:
+    """True once the server has closed some socket for being too slow (read off the hub)."""
+    assert server.state is not None
+    for stream in server.state.hub.streams.values():
+        for listener in stream.listeners:
+            if getattr(listener, "transport").close_code == 1013:
+                return True
+    return False
