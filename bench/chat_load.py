@@ -620,7 +620,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
 
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
-    result = run(opts)
+    try:
+        result = run(opts)
+    except RuntimeError as exc:  # a server that would not start or a refused request
+        log(f"failed: {exc}")
+        return 2
     data = asdict(result)
     print(TABLE_HEADER)
     print(table_row(result))
@@ -628,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(data, indent=2))
     if opts.json_path:
         Path(opts.json_path).write_text(json.dumps(data, indent=2) + "\n")
-    return 0 if result.ordered and not result.server_problems else 1
+    return 0 if result.ordered and not result.errors and not result.server_problems else 1
 
 
 if __name__ == "__main__":

@@ -30,7 +30,17 @@ WEB = Path(__file__).resolve().parent.parent / "web"
 
 
 def create_presence(settings: Settings, hub: Hub) -> Presence:
-    return MemoryPresence(hub.signal, grace=settings.presence_grace)
+    if not settings.redis_url:
+        return MemoryPresence(hub.signal, grace=settings.presence_grace)
+    from .presence.redis import RedisPresence
+
+    return RedisPresence(
+        settings.redis_url,
+        hub.signal,
+        lambda: hub.streams.keys(),
+        grace=settings.presence_grace,
+        ttl=settings.presence_ttl,
+    )
 
 
 @asynccontextmanager

@@ -6,18 +6,20 @@ from typing import Any
 
 import pytest
 
+from tests.backends import Backend, make_backend
 from tests.client import create_room
 from tests.servers import Running, make_settings, run_server
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'menteo.db'}"
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """Every test that takes this runs on both: the embedded default and production's."""
+    return await make_backend(request.param, tmp_path)
 
 
 @pytest.fixture
-async def server(sqlite_url: str) -> AsyncIterator[Running]:
-    async with run_server(make_settings(sqlite_url)) as running:
+async def server(backend: Backend) -> AsyncIterator[Running]:
+    async with run_server(make_settings(backend)) as running:
         yield running
 
 

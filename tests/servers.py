@@ -21,6 +21,7 @@ from realtime.auth import issue_token
 from realtime.cli import uvicorn_options
 from realtime.config import Settings
 from realtime.state import State
+from tests.backends import Backend
 
 SECRET = "test-secret-for-menteo-realtime-0123456789"
 
@@ -43,8 +44,14 @@ class Running:
         return {"authorization": "Bearer " + self.token("backend", "Backend", role="service")}
 
 
-def make_settings(database_url: str, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {"database_url": database_url, "secret": SECRET}
+def make_settings(backend: Backend, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "database_url": backend.database_url,
+        "redis_url": backend.redis_url,
+        "secret": SECRET,
+        "presence_grace": 0.5,
+        "presence_ttl": 3.0,
+    }
     base.update(overrides)
     return Settings.from_env({}, **base)
 
@@ -138,11 +145,12 @@ class ServerProcess:
             self.proc.stdout.close()
 
 
-def process_env(database_url: str, **extra: str) -> dict[str, str]:
+def process_env(backend: Backend, **extra: str) -> dict[str, str]:
     env = {
-        "MENTEO_DATABASE_URL": database_url,
+        "MENTEO_DATABASE_URL": backend.database_url,
         "MENTEO_SECRET": SECRET,
-        "MENTEO_REDIS_URL": "",
+        "MENTEO_REDIS_URL": backend.redis_url,
+        "MENTEO_AUTO_MIGRATE": "1",
     }
     env.update(extra)
     return env

@@ -8,6 +8,7 @@ import time
 
 import httpx
 
+from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import ServerProcess, make_settings, process_env, run_server
 
@@ -15,11 +16,11 @@ from tests.servers import ServerProcess, make_settings, process_env, run_server
 GRACEFUL = (0, -signal.SIGTERM)
 
 
-async def test_history_survives_a_restart(sqlite_url: str) -> None:
-    server = ServerProcess(process_env(sqlite_url))
+async def test_history_survives_a_restart(backend: Backend) -> None:
+    server = ServerProcess(process_env(backend))
     await server.start()
     try:
-        settings = make_settings(sqlite_url)
+        settings = make_settings(backend)
         service = {"authorization": "Bearer " + _token(settings.secret, "svc", role="service")}
         room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
         ana = await RoomClient.connect(server.ws, room["id"], _token(settings.secret, "ana"))
@@ -27,7 +28,7 @@ async def test_history_survives_a_restart(sqlite_url: str) -> None:
         for i in range(1, 6):
             await ana.chat(f"r{i}", f"before restart {i}")
         assert await server.stop() in GRACEFUL
-        server = ServerProcess(process_env(sqlite_url))
+        server = ServerProcess(process_env(backend))
         await server.start()
         back = await RoomClient.connect(
             server.ws, room["id"], _token(settings.secret, "ana"), since=2, epoch=epoch
@@ -43,11 +44,11 @@ async def test_history_survives_a_restart(sqlite_url: str) -> None:
         server.kill()
 
 
-async def test_sigterm_closes_1012_keeps_acked_and_exits_quickly(sqlite_url: str) -> None:
-    server = ServerProcess(process_env(sqlite_url))
+async def test_sigterm_closes_1012_keeps_acked_and_exits_quickly(backend: Backend) -> None:
+    server = ServerProcess(process_env(backend))
     await server.start()
     try:
-        settings = make_settings(sqlite_url)
+        settings = make_settings(backend)
         service = {"authorization": "Bearer " + _token(settings.secret, "svc", role="service")}
         room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
         ana = await RoomClient.connect(server.ws, room["id"], _token(settings.secret, "ana"))
@@ -67,8 +68,8 @@ async def test_sigterm_closes_1012_keeps_acked_and_exits_quickly(sqlite_url: str
         server.kill()
 
 
-async def test_sender_gone_before_commit_still_stores_and_room_goes_on(sqlite_url: str) -> None:
-    async with run_server(make_settings(sqlite_url)) as server:
+async def test_sender_gone_before_commit_still_stores_and_room_goes_on(backend: Backend) -> None:
+    async with run_server(make_settings(backend)) as server:
         room = await create_room(
             server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
         )

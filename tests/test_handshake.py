@@ -9,6 +9,7 @@ import jwt
 import pytest
 import websockets
 
+from tests.backends import Backend
 from tests.client import RoomClient, close_code
 from tests.servers import Running, make_settings, run_server
 
@@ -56,8 +57,8 @@ async def test_foreign_origin_refused_at_handshake(server: Running, room: dict[s
     await no_origin.close()
 
 
-async def test_allowed_origins_setting(sqlite_url: str) -> None:
-    settings = make_settings(sqlite_url, allowed_origins=("https://app.menteo.example",))
+async def test_allowed_origins_setting(backend: Backend) -> None:
+    settings = make_settings(backend, allowed_origins=("https://app.menteo.example",))
     async with run_server(settings) as srv:
         from tests.client import create_room
 

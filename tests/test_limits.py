@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
 
@@ -33,9 +34,9 @@ async def test_flood_gets_rate_limited_then_1008(server: Running, room: dict[str
     await ana.close()
 
 
-async def test_slow_reader_is_closed_1013_and_others_keep_up(sqlite_url: str) -> None:
+async def test_slow_reader_is_closed_1013_and_others_keep_up(backend: Backend) -> None:
     settings = make_settings(
-        sqlite_url, backlog_bytes=32 * 1024, rate_per_second=10_000.0, rate_burst=10_000
+        backend, backlog_bytes=32 * 1024, rate_per_second=10_000.0, rate_burst=10_000
     )
     async with run_server(settings) as server:
         members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee"), ("cy", "Cy", "mentee")]

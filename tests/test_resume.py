@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
 
@@ -49,8 +50,8 @@ async def test_since_ahead_or_other_epoch_gets_history(server: Running, room: di
         await c.close()
 
 
-async def test_welcome_history_is_last_50_messages(sqlite_url: str) -> None:
-    async with run_server(make_settings(sqlite_url, rate_burst=100)) as server:
+async def test_welcome_history_is_last_50_messages(backend: Backend) -> None:
+    async with run_server(make_settings(backend, rate_burst=100)) as server:
         members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
         room = await create_room(server.url, server.service(), members)
         await _history_is_last_50(server, room)

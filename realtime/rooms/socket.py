@@ -143,7 +143,10 @@ async def _serve(
     room_id = conn.room.id
     disconnect_code = 1006
     async with state.hub.subscribe(room_id, conn):
-        await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
+        try:
+            await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
+        except Exception:  # presence is best effort; chat must not depend on it
+            log.warning("presence join failed in %s", room_id, exc_info=True)
         try:
             await _welcome(state, conn, since, epoch)
             conn.go_live()
@@ -151,8 +154,12 @@ async def _serve(
         finally:
             if conn.typing_timer is not None:
                 conn.typing_timer.cancel()
+            # A clean close leaves at once; a drop or a server restart gets the grace period.
             clean = disconnect_code in (1000, 1001)
-            await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
+            try:
+                await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
+            except Exception:
+                log.warning("presence leave failed in %s", room_id, exc_info=True)
 
 
 async def _welcome(state: State, conn: RoomConnection, since: str | None, epoch: str | None) -> None:
@@ -173,7 +180,7 @@ async def _welcome(state: State, conn: RoomConnection, since: str | None, epoch:
         "epoch": state.db.epoch,
         "recovered": start is not None,
         "history": [e.frame() for e in history],
-        "presence": await state.presence.online(room_id),
+        "presence": await _online(state, conn),
     }
     await conn.transport.send_wait(conn.codec.encode(welcome))
     if start is None:
@@ -187,6 +194,14 @@ async def _welcome(state: State, conn: RoomConnection, since: str | None, epoch:
             await conn.send_event(event)
         if len(events) < settings.replay_page:
             break
+
+
+async def _online(state: State, conn: RoomConnection) -> list[dict[str, str]]:
+    try:
+        return await state.presence.online(conn.room.id)
+    except Exception:
+        log.warning("presence unavailable in %s", conn.room.id, exc_info=True)
+        return [{"user_id": conn.user_id, "name": conn.principal.name}]
 
 
 def _resume_point(since: str | None, epoch: str | None, our_epoch: str, last: int) -> int | None:

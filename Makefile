@@ -1,0 +1,32 @@
+# One command each: run the server, run the tests, check lint and types.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: install run test check bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install  ## the server on the embedded defaults (SQLite file, in-process broker)
+	$(BIN)/menteo-realtime serve
+
+test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not on CI)
+	$(BIN)/python -m pytest
+
+check: install  ## lint and types
+	$(BIN)/ruff check realtime tests bench
+	$(BIN)/ruff format --check realtime
+	$(BIN)/mypy
+
+bench: install
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python bench/chat_load.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-*

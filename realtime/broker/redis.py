@@ -1,0 +1,170 @@
+"""Redis pub/sub: one subscriber connection per process, one SUBSCRIBE per stream.
+
+Redis pub/sub is at-most-once. While Redis is away this process keeps serving its own
+sockets; when it is back we resubscribe and ask the hub to read what it missed from the
+database (``on_resync``). Publishing goes through one pipeline task, so a burst costs one
+round trip, the pool never exceeds its size, and nothing waits on Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from contextlib import suppress
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
+
+from .base import Broker, MessageHandler, ResyncHandler
+
+log = logging.getLogger("menteo.broker.redis")
+
+CONTROL = "menteo:control"  # always subscribed, so the connection exists with no streams
+BACKOFF_MIN = 0.1
+BACKOFF_MAX = 2.0
+OUTBOX_MAX = 100_000  # messages waiting for Redis; past this the oldest are dropped
+PIPELINE_MAX = 500
+SUBSCRIBE_TIMEOUT = 2.0
+
+
+class RedisBroker(Broker):
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self.channels: set[str] = set()
+        self.confirm: dict[str, asyncio.Future[None]] = {}
+        self.pubsub: PubSub | None = None
+        self.lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in call order
+        self.outbox: deque[tuple[str, bytes]] = deque(maxlen=OUTBOX_MAX)
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self.dropped = 0
+
+    async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
+        await super().start(on_message, on_resync)
+        self.tasks = [
+            asyncio.create_task(self._read_loop(), name="menteo-redis-reader"),
+            asyncio.create_task(self._publish_loop(), name="menteo-redis-publisher"),
+        ]
+        # Start even if Redis is down (the database is the truth); /readyz will say so.
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self.connected.wait(), 2.0)
+
+    async def close(self) -> None:
+        await self._flush(timeout=1.0)
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with suppress(asyncio.CancelledError):
+                await task
+        if self.pubsub is not None:
+            with suppress(Exception):
+                await self.pubsub.aclose()
+        await self.client.aclose()
+
+    def publish(self, channel: str, data: bytes) -> None:
+        if len(self.outbox) == self.outbox.maxlen:
+            self.dropped += 1
+        self.outbox.append((channel, data))
+        self.wake.set()
+
+    async def subscribe(self, channel: str) -> None:
+        async with self.lock:
+            self.channels.add(channel)
+            if self.pubsub is None:
+                return  # the reader subscribes it when Redis is back
+            fut = self.confirm[channel] = asyncio.get_running_loop().create_future()
+            try:
+                await self.pubsub.subscribe(channel)
+            except (RedisError, OSError):
+                self.confirm.pop(channel, None)
+                return
+        # Wait for Redis to confirm, so an event published from now on reaches us.
+        with suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(fut), SUBSCRIBE_TIMEOUT)
+
+    async def unsubscribe(self, channel: str) -> None:
+        async with self.lock:
+            self.channels.discard(channel)
+            if self.pubsub is not None:
+                with suppress(RedisError, OSError):
+                    await self.pubsub.unsubscribe(channel)
+
+    async def ping(self) -> None:
+        await self.client.ping()
+
+    async def _read_loop(self) -> None:
+        backoff = BACKOFF_MIN
+        first = True
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                async with self.lock:
+                    await pubsub.subscribe(CONTROL, *self.channels)
+                    self.pubsub = pubsub
+                self.connected.set()
+                if not first:
+                    self.reconnects += 1
+                    log.warning("redis is back: resubscribed %d channels", len(self.channels))
+                    self.on_resync()  # fill from the database what went by meanwhile
+                first = False
+                backoff = BACKOFF_MIN
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        self._handle(message)
+            except (RedisError, OSError) as exc:
+                first = False  # whatever connects next must resync
+                self.connected.clear()
+                self.pubsub = None
+                with suppress(Exception):
+                    await pubsub.aclose()
+                log.warning("redis subscriber lost (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _handle(self, message: dict[str, object]) -> None:
+        kind = message.get("type")
+        channel = message.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        assert isinstance(channel, str)
+        if kind == "message":
+            data = message.get("data")
+            if isinstance(data, bytes):
+                self.on_message(channel, data)
+        elif kind == "subscribe":
+            fut = self.confirm.pop(channel, None)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+
+    async def _publish_loop(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.outbox:
+                batch = [self.outbox.popleft() for _ in range(min(PIPELINE_MAX, len(self.outbox)))]
+                try:
+                    pipe = self.client.pipeline(transaction=False)
+                    for channel, data in batch:
+                        pipe.publish(channel, data)
+                    await pipe.execute()
+                    backoff = BACKOFF_MIN
+                except (RedisError, OSError) as exc:
+                    # Dropped: stored already; other processes read it on resync or sweep.
+                    self.dropped += len(batch)
+                    log.warning("publish failed (%s): %d messages left to the database", exc, len(batch))
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _flush(self, timeout: float) -> None:
+        with suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self.outbox and self.connected.is_set():
+                    await asyncio.sleep(0.01)

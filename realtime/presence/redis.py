@@ -1,0 +1,174 @@
+"""Presence across processes, in Redis.
+
+Per room, a hash maps each socket to its user and a sorted set holds each socket's expiry.
+A live socket's expiry is pushed forward by its process's heartbeat; a socket that dropped
+without a clean close keeps its user present until ``grace`` runs out; a dead process stops
+heartbeating, so its sockets expire within ``ttl``. Every process sweeps the rooms it serves
+and announces the users whose last socket expired. Lua keeps each step atomic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import suppress
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .base import Announce, Presence
+
+log = logging.getLogger("menteo.presence")
+
+_SWEEP = """
+local function user_of(v) return string.match(v, '^([^\\n]*)') end
+local function sweep(z, h, now)
+  local expired = redis.call('ZRANGEBYSCORE', z, '-inf', now)
+  if #expired == 0 then return {} end
+  local touched = {}
+  for _, c in ipairs(expired) do
+    local v = redis.call('HGET', h, c)
+    redis.call('HDEL', h, c)
+    redis.call('ZREM', z, c)
+    if v then touched[user_of(v)] = true end
+  end
+  local remaining = {}
+  for _, v in ipairs(redis.call('HVALS', h)) do remaining[user_of(v)] = true end
+  local gone = {}
+  for u, _ in pairs(touched) do
+    if not remaining[u] then table.insert(gone, u) end
+  end
+  return gone
+end
+"""
+
+# KEYS: zset, hash. ARGV: now, conn, user, name, expires, key ttl (s).
+# Returns {1 if this is the user's first socket else 0, users gone...}.
+JOIN = _SWEEP + """
+local present = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
+  if user_of(v) == ARGV[3] then present = 1 break end
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. '\\n' .. ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[6])
+redis.call('EXPIRE', KEYS[2], ARGV[6])
+local gone = sweep(KEYS[1], KEYS[2], ARGV[1])
+table.insert(gone, 1, 1 - present)
+return gone
+"""
+
+# KEYS: zset, hash. ARGV: now, conn, clean (1/0), grace expiry. Returns users gone.
+LEAVE = _SWEEP + """
+if ARGV[3] == '1' then
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[2])
+else
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[4], ARGV[2])
+end
+return sweep(KEYS[1], KEYS[2], ARGV[1])
+"""
+
+# KEYS: zset, hash. ARGV: now. Returns users gone.
+SWEEP = _SWEEP + "return sweep(KEYS[1], KEYS[2], ARGV[1])"
+
+
+def _keys(room: str) -> list[str]:
+    # One hash tag per room: both keys live in the same Redis Cluster slot.
+    return [f"menteo:pz:{{{room}}}", f"menteo:ph:{{{room}}}"]
+
+
+class RedisPresence(Presence):
+    def __init__(
+        self,
+        url: str,
+        announce: Announce,
+        rooms: Callable[[], Iterable[str]],
+        *,
+        grace: float,
+        ttl: float,
+    ) -> None:
+        super().__init__(announce, grace=grace)
+        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self.rooms = rooms  # the rooms this process serves: the ones it sweeps
+        self.ttl = ttl
+        self.local: dict[str, dict[str, str]] = {}  # room -> live conn -> user
+        self.join_script = self.client.register_script(JOIN)
+        self.leave_script = self.client.register_script(LEAVE)
+        self.sweep_script = self.client.register_script(SWEEP)
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self._maintain(), name="menteo-presence")
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.task
+        await self.client.aclose()
+
+    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
+        self.local.setdefault(room, {})[conn_id] = user_id
+        now = time.time()
+        result = await self.join_script(
+            keys=_keys(room),
+            args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
+        )
+        first, *gone = result
+        self._announce_gone(room, gone)
+        if int(first):
+            self._joined(room, user_id, name)
+
+    async def leave(self, room: str, user_id: str, conn_id: str, *, clean: bool) -> None:
+        conns = self.local.get(room, {})
+        conns.pop(conn_id, None)
+        if not conns:
+            self.local.pop(room, None)
+        now = time.time()
+        gone = await self.leave_script(
+            keys=_keys(room), args=[now, conn_id, "1" if clean else "0", now + self.grace]
+        )
+        self._announce_gone(room, gone)
+
+    async def online(self, room: str) -> list[dict[str, str]]:
+        values = await self.client.hvals(_keys(room)[1])
+        users: dict[str, str] = {}
+        for raw in values:
+            user_id, _, name = raw.decode().partition("\n")
+            users[user_id] = name
+        return [{"user_id": u, "name": users[u]} for u in sorted(users)]
+
+    def _announce_gone(self, room: str, gone: list[bytes]) -> None:
+        for user in gone:
+            self._left(room, user.decode() if isinstance(user, bytes) else str(user))
+
+    async def _maintain(self) -> None:
+        """Heartbeat our live sockets and sweep the rooms we serve."""
+        beat_every = max(self.ttl / 3, 0.1)
+        sweep_every = min(1.0, beat_every)
+        last_beat = 0.0
+        while True:
+            await asyncio.sleep(sweep_every)
+            try:
+                now = time.time()
+                if now - last_beat >= beat_every:
+                    await self._heartbeat(now)
+                    last_beat = now
+                for room in list(self.rooms()):
+                    gone = await self.sweep_script(keys=_keys(room), args=[now])
+                    self._announce_gone(room, gone)
+            except (RedisError, OSError) as exc:
+                log.warning("presence upkeep failed: %s", exc)
+
+    async def _heartbeat(self, now: float) -> None:
+        if not self.local:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for room, conns in self.local.items():
+            zset, _ = _keys(room)
+            pipe.zadd(zset, dict.fromkeys(conns, now + self.ttl), xx=True)
+            pipe.expire(zset, int(self.ttl * 4) + 60)
+            pipe.expire(_keys(room)[1], int(self.ttl * 4) + 60)
+        await pipe.execute()

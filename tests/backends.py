@@ -1,0 +1,73 @@
+"""The backends the suite runs on: SQLite + in-process broker, PostgreSQL + Redis.
+
+Without PostgreSQL or Redis their tests skip with the reason; on CI (CI=true) a missing
+service fails the run instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+
+PG_ADMIN = os.environ.get("MENTEO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DB = os.environ.get("MENTEO_TEST_PG_DB", "menteo_test")
+REDIS_URL = os.environ.get("MENTEO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    database_url: str
+    redis_url: str = ""
+
+
+def _unavailable(service: str, exc: Exception) -> None:
+    message = f"{service} is not reachable ({type(exc).__name__}: {exc})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; on CI every backend must run")
+    pytest.skip(message)
+
+
+async def _reset_postgres() -> str:
+    admin = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_DB)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{PG_DB}"')
+    finally:
+        await admin.close()
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DB
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _check_redis() -> None:
+    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+async def make_backend(name: str, tmp_path: Path) -> Backend:
+    if name == "sqlite":
+        return Backend(name, f"sqlite+aiosqlite:///{tmp_path / 'menteo.db'}")
+    try:
+        url = await asyncio.wait_for(_reset_postgres(), 10)
+    except Exception as exc:
+        _unavailable("PostgreSQL", exc)
+    try:
+        await asyncio.wait_for(_check_redis(), 5)
+    except Exception as exc:
+        _unavailable("Redis", exc)
+    return Backend(name, url, REDIS_URL)
