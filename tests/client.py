@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import msgpack
@@ -16,6 +16,9 @@ TIMEOUT = 10.0
 
 
 class RoomClient:
+    # Every client a test opened, closed by conftest's teardown whatever the test did.
+    opened: ClassVar[list[RoomClient]] = []
+
     def __init__(self, ws: ClientConnection, binary: bool = False) -> None:
         self.ws = ws
         self.binary = binary
@@ -47,6 +50,7 @@ class RoomClient:
             compression=None, **kw,
         )
         client = cls(ws, binary=msgpack_codec)
+        cls.opened.append(client)
         if expect_welcome:
             client.welcome = await client.recv()
             assert client.welcome["type"] == "welcome", client.welcome

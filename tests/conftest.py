@@ -7,8 +7,15 @@ from typing import Any
 import pytest
 
 from tests.backends import Backend, make_backend
-from tests.client import create_room
+from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
+
+
+@pytest.fixture(autouse=True)
+async def close_clients() -> AsyncIterator[None]:
+    yield
+    while RoomClient.opened:
+        await RoomClient.opened.pop().ws.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres+redis"])

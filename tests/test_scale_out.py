@@ -1,0 +1,205 @@
+"""Several server processes on one Redis and one database (SQLite file or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.backends import Backend, make_backend
+from tests.client import RoomClient, create_room
+from tests.servers import SECRET, ServerProcess, process_env
+
+pytestmark = pytest.mark.slow
+
+
+def token(user: str, role: str | None = None) -> str:
+    from realtime.auth import issue_token
+
+    return issue_token(SECRET, user, user.title(), role=role)
+
+
+SERVICE = {"authorization": "Bearer " + token("backend", "service")}
+
+
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+async def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    """One database and one Redis for every process (SQLite's file is shared too)."""
+    backend = await make_backend("postgres+redis", tmp_path)  # skips without Redis
+    if request.param == "sqlite":
+        return Backend("sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
+                       backend.redis_url)
+    return backend
+
+
+@contextlib.asynccontextmanager
+async def servers(backend: Backend, count: int, **env: str) -> AsyncIterator[list[ServerProcess]]:
+    extra = {"MENTEO_PRESENCE_GRACE": "0.5", "MENTEO_PRESENCE_TTL": "3",
+             "MENTEO_RATE_PER_SECOND": "500", "MENTEO_RATE_BURST": "500", **env}
+    procs: list[ServerProcess] = []
+    try:
+        first = ServerProcess(process_env(backend, **extra))
+        await first.start()  # creates the schema before the others race for it
+        procs.append(first)
+        rest = [ServerProcess(process_env(backend, **extra)) for _ in range(count - 1)]
+        await asyncio.gather(*(p.start() for p in rest))
+        procs.extend(rest)
+        yield procs
+    finally:
+        for proc in procs:
+            proc.kill()
+
+
+async def test_mentor_and_mentee_on_different_processes(shared: Backend) -> None:
+    async with servers(shared, 2) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
+        assert [p["user_id"] for p in ben.welcome["presence"]] == ["ana", "ben"]
+        joined = await ana.recv_until(lambda f: f["type"] == "presence.join")
+        assert joined == {"type": "presence.join", "user_id": "ben", "name": "Ben"}
+
+        assert await ana.chat("a1", "hello from A") == 1
+        got = await ben.recv_until(lambda f: f["type"] == "chat.message")
+        assert got["body"] == "hello from A" and got["seq"] == 1
+        assert await ben.chat("b1", "hello from B") == 2
+        assert (await ana.recv_until(lambda f: f.get("seq") == 2))["author"]["user_id"] == "ben"
+
+        await ben.send({"type": "typing", "active": True})
+        typing = await ana.recv_until(lambda f: f["type"] == "presence.typing")
+        assert typing == {"type": "presence.typing", "user_id": "ben", "active": True}
+
+        await ben.close()  # a clean close leaves at once
+        left = await ana.recv_until(lambda f: f["type"] == "presence.leave")
+        assert left == {"type": "presence.leave", "user_id": "ben"}
+        await ana.close()
+
+
+async def test_kill_9_clients_resume_elsewhere_missing_nothing(shared: Backend) -> None:
+    async with servers(shared, 2) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
+        epoch = ben.welcome["epoch"]
+        acked = [await ana.chat(f"k{i}", f"before {i}") for i in range(5)]
+        seen = [(await ben.recv_until(lambda f: f["type"] == "chat.message"))["seq"] for _ in acked]
+        b.kill()  # ben's server dies without closing anything
+        with contextlib.suppress(Exception):
+            await ben.closed_with(timeout=5)
+        acked += [await ana.chat(f"k{i}", f"while ben is away {i}") for i in range(5, 10)]
+        ben = await RoomClient.connect(a.ws, room["id"], token("ben"), since=seen[-1], epoch=epoch)
+        assert ben.welcome["recovered"]
+        acked.append(await ana.chat("k10", "after"))
+        seen += [(await ben.recv_until(lambda f: f["type"] == "chat.message"))["seq"] for _ in range(6)]
+        assert seen == acked == list(range(1, 12))
+
+
+async def test_twenty_clients_through_three_servers_one_gap_free_sequence(shared: Backend) -> None:
+    async with servers(shared, 3) as procs:
+        users = [f"u{i}" for i in range(20)]
+        room = await create_room(procs[0].url, SERVICE, [(u, u, "mentee") for u in users])
+        clients = [
+            await RoomClient.connect(procs[i % 3].ws, room["id"], token(u))
+            for i, u in enumerate(users)
+        ]
+        per_client = 10
+
+        async def talk(i: int, client: RoomClient) -> None:
+            for n in range(per_client):
+                await client.send({"type": "chat.send", "id": f"{i}-{n}", "body": f"{i}:{n}"})
+                if random.random() < 0.3:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(talk(i, c) for i, c in enumerate(clients)))
+        total = len(users) * per_client
+
+        async def view(client: RoomClient) -> list[tuple[int, str]]:
+            frames = [await client.recv_until(lambda f: f["type"] == "chat.message", timeout=30)
+                      for _ in range(total)]
+            return [(f["seq"], f["id"]) for f in frames]
+
+        views = await asyncio.gather(*(view(c) for c in clients))
+        assert [seq for seq, _ in views[0]] == list(range(1, total + 1))
+        assert len({cid for _, cid in views[0]}) == total
+        assert all(v == views[0] for v in views)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not on PATH")
+    proc = RedisProcess(tmp_path)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+class RedisProcess:
+    """A private redis-server on a free port, so a test can stop and restart it."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.dir = tmp_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.1):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError("redis-server exited")
+            subprocess.run(["sleep", "0.02"], check=True)  # the port is not open yet
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+async def test_redis_restart_mid_conversation_loses_nothing(
+    shared: Backend, own_redis: RedisProcess
+) -> None:
+    backend = Backend(shared.name, shared.database_url, own_redis.url)
+    async with servers(backend, 2) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
+        acked = [await ana.chat("r0", "before")]
+        own_redis.stop()
+        # Redis is down: the database is the truth, so sends are still acked.
+        acked += [await ana.chat(f"r{i}", f"during {i}") for i in range(1, 4)]
+        acked += [await ben.chat(f"b{i}", f"ben during {i}") for i in range(1, 3)]
+        own_redis.start()
+        acked += [await ana.chat(f"r{i}", f"after {i}") for i in range(4, 7)]
+        assert acked == list(range(1, 10))
+        for client in (ana, ben):
+            seqs = [(await client.recv_until(lambda f: f["type"] == "chat.message", timeout=20))["seq"]
+                    for _ in acked]
+            assert seqs == acked
+
+
+async def _frames(client: RoomClient) -> list[dict[str, Any]]:
+    return client.skipped
