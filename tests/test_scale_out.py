@@ -201,5 +201,16 @@ async def test_redis_restart_mid_conversation_loses_nothing(
             assert seqs == acked
 
 
-async def _frames(client: RoomClient) -> list[dict[str, Any]]:
-    return client.skipped
+
+
+async def test_users_of_a_dead_process_leave_presence_within_ttl(shared: Backend) -> None:
+    async with servers(shared, 2, MENTEO_PRESENCE_TTL="3") as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        await RoomClient.connect(b.ws, room["id"], token("ben"))
+        await ana.recv_until(lambda f: f["type"] == "presence.join")
+        b.kill()  # no clean close, no leave: only heartbeats stopping tell
+        started = asyncio.get_running_loop().time()
+        left = await ana.recv_until(lambda f: f["type"] == "presence.leave", timeout=15)
+        assert left == {"type": "presence.leave", "user_id": "ben"}
+        assert asyncio.get_running_loop().time() - started <= 3 + 2  # ttl plus one sweep

@@ -1,0 +1,84 @@
+"""Presence and typing, on one process (memory) and across processes (Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tests.backends import Backend
+from tests.client import RoomClient
+from tests.servers import Running
+
+
+async def test_welcome_lists_everyone_and_others_see_join_and_leave(
+    server: Running, room: dict[str, Any]
+) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    assert ana.welcome["presence"] == [{"user_id": "ana", "name": "Ana"}]
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    assert ben.welcome["presence"] == [
+        {"user_id": "ana", "name": "Ana"}, {"user_id": "ben", "name": "Ben"}
+    ]
+    assert await ana.recv_until(lambda f: f["type"].startswith("presence.")) == {
+        "type": "presence.join", "user_id": "ben", "name": "Ben"
+    }
+    # A second tab of Ben's is not a new join; closing one of two tabs is not a leave.
+    tab = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    await tab.close()
+    await ben.close()
+    assert await ana.recv_until(lambda f: f["type"].startswith("presence.")) == {
+        "type": "presence.leave", "user_id": "ben"
+    }
+
+
+async def test_a_drop_within_the_grace_period_does_not_flash(
+    server: Running, room: dict[str, Any]
+) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    await ana.recv_until(lambda f: f["type"] == "presence.join")
+    ben.ws.transport.abort()  # no close frame: a network drop
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    assert {p["user_id"] for p in ben.welcome["presence"]} == {"ana", "ben"}
+    assert await ana.chat("marker", "after ben came back") == 1
+    # Everything Ana got until her own message: no presence frame in between.
+    frames = [*ana.skipped]
+    assert not [f for f in frames if f["type"].startswith("presence.")], frames
+    # A drop with no return leaves once the grace period is over.
+    ben.ws.transport.abort()
+    started = time.monotonic()
+    left = await ana.recv_until(lambda f: f["type"] == "presence.leave", timeout=10)
+    assert left["user_id"] == "ben"
+    assert time.monotonic() - started >= server.settings.presence_grace * 0.9
+
+
+async def test_typing_goes_to_the_others_throttled(server: Running, room: dict[str, Any]) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    for _ in range(5):
+        await ben.send({"type": "typing", "active": True})
+    await ben.send({"type": "typing", "active": False})
+    first = await ana.recv_until(lambda f: f["type"] == "presence.typing")
+    assert first == {"type": "presence.typing", "user_id": "ben", "active": True}
+    started = time.monotonic()
+    # The last state still arrives, once the interval has passed, and nothing in between.
+    last = await ana.recv_until(lambda f: f["type"] == "presence.typing")
+    assert last["active"] is False
+    assert time.monotonic() - started > server.settings.typing_interval * 0.5
+    assert await ben.chat("m", "done typing") == 1
+    await ana.recv_until(lambda f: f["type"] == "chat.message")
+    assert not [f for f in ana.skipped if f["type"] == "presence.typing"]
+    assert not [f for f in ben.skipped if f["type"] == "presence.typing"]  # not to oneself
+
+
+async def test_presence_frames_carry_no_seq(backend: Backend, server: Running, room: dict[str, Any]) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    await ben.send({"type": "typing", "active": True})
+    for frame in (
+        await ana.recv_until(lambda f: f["type"] == "presence.join"),
+        await ana.recv_until(lambda f: f["type"] == "presence.typing"),
+    ):
+        assert "seq" not in frame
+    await asyncio.gather(ana.close(), ben.close())
