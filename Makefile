@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install  ## the server on the embedded defaults (SQLite file, in-process broker)
-	$(BIN)/menteo-realtime serve
+	$(BIN)/menteo-realtime serve --demo
 
 test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not on CI)
 	$(BIN)/python -m pytest

@@ -90,7 +90,9 @@ async def readyz(request: Request) -> Response:
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}"
     ok = all(v == "ok" for v in checks.values()) and not state.draining
-    return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+    return json_response(
+        {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
+    )
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

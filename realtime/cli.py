@@ -32,26 +32,59 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     options = uvicorn_options(settings)
+    if args.demo:
+        asyncio.run(_demo_room(settings, args.host, args.port))
     if args.workers > 1:
         if settings.dev_secret or not settings.redis_url:
             print("--workers > 1 needs MENTEO_SECRET and MENTEO_REDIS_URL", file=sys.stderr)
             return 2
         uvicorn.run(
-            "realtime.app:app_from_env", factory=True, host=args.host, port=args.port,
-            workers=args.workers, log_level=args.log_level, **options,  # type: ignore[arg-type]
+            "realtime.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            **options,  # type: ignore[arg-type]
         )
         return 0
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
         **options,  # type: ignore[arg-type]
     )
     return 0
 
 
+async def _demo_room(settings: Settings, host: str, port: int) -> None:
+    """Create a room for a mentor and a mentee and print a link for each."""
+    from .persistence.database import Database
+    from .persistence.rooms import MemberRecord, create_room
+
+    db = Database(settings.database_url)
+    try:
+        await db.prepare(auto_migrate=settings.migrate_automatically)
+        members = [MemberRecord("ana", "Ana", "mentor"), MemberRecord("ben", "Ben", "mentee")]
+        async with db.write() as conn:
+            room = await create_room(conn, "Demo: Ana mentors Ben", members)
+    finally:
+        await db.close()
+    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    print("\nDemo room ready. Open each link in its own browser window:")
+    for member in members:
+        tok = issue_token(settings.secret, member.user_id, member.name, ttl=8 * 3600)
+        print(f"  {member.name} ({member.role}): {base}/?room={room.id}&token={tok}")
+    print()
+
+
 def token(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     if settings.dev_secret:
-        print("warning: MENTEO_SECRET is unset; this token only works for no server", file=sys.stderr)
+        print(
+            "warning: MENTEO_SECRET is unset; this token only works for no server", file=sys.stderr
+        )
     print(issue_token(settings.secret, args.user_id, args.name, role=args.role, ttl=args.ttl))
     return 0
 
@@ -80,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
     p.add_argument("--log-level", default="info")
+    p.add_argument("--demo", action="store_true", help="create a demo room and print links")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("token", help="print a signed token (alone on its last line)")
@@ -93,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=migrate)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     result: int = args.func(args)
     return result
 

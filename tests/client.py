@@ -46,8 +46,12 @@ class RoomClient:
             url += f"&epoch={epoch}"
         protocol = "menteo.v1.msgpack" if msgpack_codec else "menteo.v1.json"
         ws = await websockets.connect(
-            url, subprotocols=[protocol], origin=origin, open_timeout=TIMEOUT,  # type: ignore[list-item,arg-type]
-            compression=None, **kw,
+            url,
+            subprotocols=[protocol],
+            origin=origin,
+            open_timeout=TIMEOUT,  # type: ignore[list-item,arg-type]
+            compression=None,
+            **kw,
         )
         client = cls(ws, binary=msgpack_codec)
         cls.opened.append(client)

@@ -14,7 +14,9 @@ from tests.client import RoomClient, close_code
 from tests.servers import Running, make_settings, run_server
 
 
-async def test_no_token_bad_token_expired_token_get_4401(server: Running, room: dict[str, Any]) -> None:
+async def test_no_token_bad_token_expired_token_get_4401(
+    server: Running, room: dict[str, Any]
+) -> None:
     path = f"/rooms/{room['id']}/ws"
     assert await close_code(server.ws, path) == 4401
     assert await close_code(server.ws, path + "?token=not-a-jwt") == 4401
@@ -32,7 +34,9 @@ async def test_no_token_bad_token_expired_token_get_4401(server: Running, room: 
     assert await close_code(server.ws, path + "?token=" + other_alg) == 4401
 
 
-async def test_non_member_gets_4403_and_unknown_room_4404(server: Running, room: dict[str, Any]) -> None:
+async def test_non_member_gets_4403_and_unknown_room_4404(
+    server: Running, room: dict[str, Any]
+) -> None:
     eve = server.token("eve", "Eve")
     assert await close_code(server.ws, f"/rooms/{room['id']}/ws?token={eve}") == 4403
     assert await close_code(server.ws, f"/rooms/nope/ws?token={eve}") == 4404
@@ -64,7 +68,9 @@ async def test_allowed_origins_setting(backend: Backend) -> None:
 
         room = await create_room(srv.url, srv.service(), [("ana", "Ana", "mentor")])
         token = srv.token("ana", "Ana")
-        ok = await RoomClient.connect(srv.ws, room["id"], token, origin="https://app.menteo.example")
+        ok = await RoomClient.connect(
+            srv.ws, room["id"], token, origin="https://app.menteo.example"
+        )
         await ok.close()
         with pytest.raises(websockets.InvalidStatus):
             await RoomClient.connect(srv.ws, room["id"], token, origin="https://other.example")

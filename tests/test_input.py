@@ -38,7 +38,9 @@ async def test_bad_frames_get_errors_and_keep_the_socket(
     await ana.close()
 
 
-async def test_body_of_exactly_4000_chars_is_accepted(server: Running, room: dict[str, Any]) -> None:
+async def test_body_of_exactly_4000_chars_is_accepted(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
     assert await ana.chat("big", "é" * 4000) == 1
     await ana.close()
@@ -53,17 +55,27 @@ async def test_resent_id_gets_same_ack_and_no_second_message(
     # Resent in one burst, before the first is stored: still one message.
     for _ in range(3):
         await ana.send({"type": "chat.send", "id": "burst", "body": "x"})
-    acks = [await ana.recv_until(lambda f: f["type"] == "ack" and f["id"] == "burst") for _ in range(3)]
+    acks = [
+        await ana.recv_until(lambda f: f["type"] == "ack" and f["id"] == "burst") for _ in range(3)
+    ]
     assert {a["seq"] for a in acks} == {2}
     assert await ana.chat("next", "after") == 3
     async with httpx.AsyncClient() as http:
-        page = (await http.get(f"{server.url}/api/rooms/{room['id']}/messages", headers=server.service())).json()
+        page = (
+            await http.get(
+                f"{server.url}/api/rooms/{room['id']}/messages", headers=server.service()
+            )
+        ).json()
     assert [m["id"] for m in page["messages"]] == ["same", "burst", "next"]
     await ana.close()
 
 
-async def test_msgpack_subprotocol_carries_the_same_frames(server: Running, room: dict[str, Any]) -> None:
-    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"), msgpack_codec=True)
+async def test_msgpack_subprotocol_carries_the_same_frames(
+    server: Running, room: dict[str, Any]
+) -> None:
+    ana = await RoomClient.connect(
+        server.ws, room["id"], server.token("ana", "Ana"), msgpack_codec=True
+    )
     ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
     assert ana.ws.subprotocol == "menteo.v1.msgpack"
     assert ana.welcome["you"]["user_id"] == "ana"

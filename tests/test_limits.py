@@ -50,11 +50,18 @@ async def test_slow_reader_is_closed_1013_and_others_keep_up(backend: Backend) -
         sent = 0
         async with asyncio.timeout(60):
             while not _closed_slow(server):
-                batch = [ana.send({"type": "chat.send", "id": f"s{sent + i}", "body": body}) for i in range(50)]
+                batch = [
+                    ana.send({"type": "chat.send", "id": f"s{sent + i}", "body": body})
+                    for i in range(50)
+                ]
                 await asyncio.gather(*batch)
                 sent += 50
-                await ana.recv_until(lambda f, last=sent - 1: f["type"] == "ack" and f["id"] == f"s{last}")
-                await cy.recv_until(lambda f, last=sent: f["type"] == "chat.message" and f["seq"] == last)
+                await ana.recv_until(
+                    lambda f, last=sent - 1: f["type"] == "ack" and f["id"] == f"s{last}"
+                )
+                await cy.recv_until(
+                    lambda f, last=sent: f["type"] == "chat.message" and f["seq"] == last
+                )
                 assert sent < 5000, "the slow reader was never cut off"
         ben.ws.transport.resume_reading()  # type: ignore[attr-defined]
         assert await ben.closed_with(timeout=30) == 1013
@@ -69,6 +76,6 @@ def _closed_slow(server: Running) -> bool:
     assert server.state is not None
     for stream in server.state.hub.streams.values():
         for listener in stream.listeners:
-            if getattr(listener, "transport").close_code == 1013:
+            if listener.transport.close_code == 1013:
                 return True
     return False

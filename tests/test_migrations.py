@@ -16,8 +16,12 @@ from tests.backends import Backend
 def migrate_command(url: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MENTEO_DATABASE_URL": url}
     return subprocess.run(
-        [sys.executable, "-m", "realtime.cli", "migrate"], env=env, capture_output=True,
-        text=True, timeout=60, check=False,
+        [sys.executable, "-m", "realtime.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 

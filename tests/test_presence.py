@@ -18,17 +18,21 @@ async def test_welcome_lists_everyone_and_others_see_join_and_leave(
     assert ana.welcome["presence"] == [{"user_id": "ana", "name": "Ana"}]
     ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
     assert ben.welcome["presence"] == [
-        {"user_id": "ana", "name": "Ana"}, {"user_id": "ben", "name": "Ben"}
+        {"user_id": "ana", "name": "Ana"},
+        {"user_id": "ben", "name": "Ben"},
     ]
     assert await ana.recv_until(lambda f: f["type"].startswith("presence.")) == {
-        "type": "presence.join", "user_id": "ben", "name": "Ben"
+        "type": "presence.join",
+        "user_id": "ben",
+        "name": "Ben",
     }
     # A second tab of Ben's is not a new join; closing one of two tabs is not a leave.
     tab = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
     await tab.close()
     await ben.close()
     assert await ana.recv_until(lambda f: f["type"].startswith("presence.")) == {
-        "type": "presence.leave", "user_id": "ben"
+        "type": "presence.leave",
+        "user_id": "ben",
     }
 
 
@@ -72,7 +76,9 @@ async def test_typing_goes_to_the_others_throttled(server: Running, room: dict[s
     assert not [f for f in ben.skipped if f["type"] == "presence.typing"]  # not to oneself
 
 
-async def test_presence_frames_carry_no_seq(backend: Backend, server: Running, room: dict[str, Any]) -> None:
+async def test_presence_frames_carry_no_seq(
+    backend: Backend, server: Running, room: dict[str, Any]
+) -> None:
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
     ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
     await ben.send({"type": "typing", "active": True})

@@ -40,7 +40,8 @@ async def test_create_room_validates_and_needs_a_service_token(server: Running) 
 async def test_list_rooms_shows_only_the_callers(server: Running, room: dict[str, Any]) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         other = await http.post(
-            "/api/rooms", headers=server.service(),
+            "/api/rooms",
+            headers=server.service(),
             json={"title": "Other", "members": [{"user_id": "cy", "name": "Cy", "role": "mentee"}]},
         )
         ana = {"authorization": "Bearer " + server.token("ana")}
@@ -73,7 +74,9 @@ async def test_message_pages(server: Running, room: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("path", ["/api/rooms/{id}", "/api/rooms/{id}/messages"])
-async def test_room_routes_need_membership(server: Running, room: dict[str, Any], path: str) -> None:
+async def test_room_routes_need_membership(
+    server: Running, room: dict[str, Any], path: str
+) -> None:
     async with httpx.AsyncClient(base_url=server.url) as http:
         url = path.format(id=room["id"])
         assert (await http.get(url)).status_code == 401

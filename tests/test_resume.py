@@ -32,7 +32,9 @@ async def test_since_gets_exactly_what_was_missed(server: Running, room: dict[st
     await ben.close()
 
 
-async def test_since_ahead_or_other_epoch_gets_history(server: Running, room: dict[str, Any]) -> None:
+async def test_since_ahead_or_other_epoch_gets_history(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
     for i in range(3):
         await ana.chat(f"h{i}", f"history {i}")

@@ -24,7 +24,9 @@ actions = st.lists(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(schedule=actions)
 async def test_random_disconnects_every_member_ends_with_the_same_gap_free_log(
     server: Running, schedule: list[tuple[int, str]]

@@ -10,7 +10,6 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -35,15 +34,21 @@ async def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     """One database and one Redis for every process (SQLite's file is shared too)."""
     backend = await make_backend("postgres+redis", tmp_path)  # skips without Redis
     if request.param == "sqlite":
-        return Backend("sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}",
-                       backend.redis_url)
+        return Backend(
+            "sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}", backend.redis_url
+        )
     return backend
 
 
 @contextlib.asynccontextmanager
 async def servers(backend: Backend, count: int, **env: str) -> AsyncIterator[list[ServerProcess]]:
-    extra = {"MENTEO_PRESENCE_GRACE": "0.5", "MENTEO_PRESENCE_TTL": "3",
-             "MENTEO_RATE_PER_SECOND": "500", "MENTEO_RATE_BURST": "500", **env}
+    extra = {
+        "MENTEO_PRESENCE_GRACE": "0.5",
+        "MENTEO_PRESENCE_TTL": "3",
+        "MENTEO_RATE_PER_SECOND": "500",
+        "MENTEO_RATE_BURST": "500",
+        **env,
+    }
     procs: list[ServerProcess] = []
     try:
         first = ServerProcess(process_env(backend, **extra))
@@ -60,7 +65,9 @@ async def servers(backend: Backend, count: int, **env: str) -> AsyncIterator[lis
 
 async def test_mentor_and_mentee_on_different_processes(shared: Backend) -> None:
     async with servers(shared, 2) as (a, b):
-        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
         ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
         ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
         assert [p["user_id"] for p in ben.welcome["presence"]] == ["ana", "ben"]
@@ -85,7 +92,9 @@ async def test_mentor_and_mentee_on_different_processes(shared: Backend) -> None
 
 async def test_kill_9_clients_resume_elsewhere_missing_nothing(shared: Backend) -> None:
     async with servers(shared, 2) as (a, b):
-        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
         ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
         ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
         epoch = ben.welcome["epoch"]
@@ -98,7 +107,9 @@ async def test_kill_9_clients_resume_elsewhere_missing_nothing(shared: Backend) 
         ben = await RoomClient.connect(a.ws, room["id"], token("ben"), since=seen[-1], epoch=epoch)
         assert ben.welcome["recovered"]
         acked.append(await ana.chat("k10", "after"))
-        seen += [(await ben.recv_until(lambda f: f["type"] == "chat.message"))["seq"] for _ in range(6)]
+        seen += [
+            (await ben.recv_until(lambda f: f["type"] == "chat.message"))["seq"] for _ in range(6)
+        ]
         assert seen == acked == list(range(1, 12))
 
 
@@ -122,8 +133,10 @@ async def test_twenty_clients_through_three_servers_one_gap_free_sequence(shared
         total = len(users) * per_client
 
         async def view(client: RoomClient) -> list[tuple[int, str]]:
-            frames = [await client.recv_until(lambda f: f["type"] == "chat.message", timeout=30)
-                      for _ in range(total)]
+            frames = [
+                await client.recv_until(lambda f: f["type"] == "chat.message", timeout=30)
+                for _ in range(total)
+            ]
             return [(f["seq"], f["id"]) for f in frames]
 
         views = await asyncio.gather(*(view(c) for c in clients))
@@ -160,12 +173,27 @@ class RedisProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for _ in range(200):
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.1):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.1),
+            ):
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError("redis-server exited")
@@ -184,7 +212,9 @@ async def test_redis_restart_mid_conversation_loses_nothing(
 ) -> None:
     backend = Backend(shared.name, shared.database_url, own_redis.url)
     async with servers(backend, 2) as (a, b):
-        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
         ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
         ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
         acked = [await ana.chat("r0", "before")]
@@ -196,16 +226,18 @@ async def test_redis_restart_mid_conversation_loses_nothing(
         acked += [await ana.chat(f"r{i}", f"after {i}") for i in range(4, 7)]
         assert acked == list(range(1, 10))
         for client in (ana, ben):
-            seqs = [(await client.recv_until(lambda f: f["type"] == "chat.message", timeout=20))["seq"]
-                    for _ in acked]
+            seqs = [
+                (await client.recv_until(lambda f: f["type"] == "chat.message", timeout=20))["seq"]
+                for _ in acked
+            ]
             assert seqs == acked
-
-
 
 
 async def test_users_of_a_dead_process_leave_presence_within_ttl(shared: Backend) -> None:
     async with servers(shared, 2, MENTEO_PRESENCE_TTL="3") as (a, b):
-        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
         ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
         await RoomClient.connect(b.ws, room["id"], token("ben"))
         await ana.recv_until(lambda f: f["type"] == "presence.join")

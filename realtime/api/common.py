@@ -70,7 +70,9 @@ async def json_body(request: Request) -> dict[str, Any]:
 def text(data: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not min_len <= len(value.strip()) <= max_len:
-        raise ApiError(400, "invalid", f"'{name}' must be a string of {min_len}..{max_len} characters")
+        raise ApiError(
+            400, "invalid", f"'{name}' must be a string of {min_len}..{max_len} characters"
+        )
     return value.strip()
 
 

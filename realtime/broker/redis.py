@@ -40,6 +40,8 @@ class RedisBroker(Broker):
         self.lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in call order
         self.outbox: deque[tuple[str, bytes]] = deque(maxlen=OUTBOX_MAX)
         self.wake = asyncio.Event()
+        self.idle = asyncio.Event()  # set while the outbox is empty
+        self.idle.set()
         self.tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -64,13 +66,14 @@ class RedisBroker(Broker):
                 await task
         if self.pubsub is not None:
             with suppress(Exception):
-                await self.pubsub.aclose()
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
         await self.client.aclose()
 
     def publish(self, channel: str, data: bytes) -> None:
         if len(self.outbox) == self.outbox.maxlen:
             self.dropped += 1
         self.outbox.append((channel, data))
+        self.idle.clear()
         self.wake.set()
 
     async def subscribe(self, channel: str) -> None:
@@ -123,7 +126,7 @@ class RedisBroker(Broker):
                 self.connected.clear()
                 self.pubsub = None
                 with suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
                 log.warning("redis subscriber lost (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -159,12 +162,15 @@ class RedisBroker(Broker):
                 except (RedisError, OSError) as exc:
                     # Dropped: stored already; other processes read it on resync or sweep.
                     self.dropped += len(batch)
-                    log.warning("publish failed (%s): %d messages left to the database", exc, len(batch))
+                    log.warning(
+                        "publish failed (%s): %d messages left to the database", exc, len(batch)
+                    )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)
+            self.idle.set()
 
     async def _flush(self, timeout: float) -> None:
-        with suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                while self.outbox and self.connected.is_set():
-                    await asyncio.sleep(0.01)
+        """On shutdown, give what is queued a moment to go out (it is stored either way)."""
+        if self.connected.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.idle.wait(), timeout)

@@ -45,7 +45,9 @@ class Database:
             for engine, immediate in ((self.engine, False), (self.write_engine, True)):
                 _sqlite_setup(engine, immediate=immediate)
         else:
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            self.engine = create_async_engine(
+                url, pool_size=10, max_overflow=10, pool_pre_ping=True
+            )
             self.write_engine = self.engine
 
     @asynccontextmanager
@@ -94,11 +96,13 @@ class Database:
     async def _load_epoch(self) -> str:
         """A random id per database: a client's ``since`` from another database is not resumable."""
         async with self.write() as conn:
-            epoch = (await conn.execute(select(Meta.value).where(Meta.key == "epoch"))).scalar()
+            meta = Meta.__table__  # type: ignore[attr-defined]
+            found = await conn.execute(select(meta.c.value).where(meta.c.key == "epoch"))
+            epoch = found.scalar()
             if epoch is None:
                 epoch = uuid.uuid4().hex[:12]
-                await conn.execute(Meta.__table__.insert().values(key="epoch", value=epoch))  # type: ignore[attr-defined]
-        return epoch
+                await conn.execute(meta.insert().values(key="epoch", value=epoch))
+        return str(epoch)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

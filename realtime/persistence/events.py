@@ -121,16 +121,26 @@ async def append_batch(
             continue
         last[item.stream] += 1
         stored = StoredEvent(
-            item.stream, last[item.stream], item.type, item.author_id, item.author_name,
-            item.client_id, item.data, ts,
+            item.stream,
+            last[item.stream],
+            item.type,
+            item.author_id,
+            item.author_name,
+            item.client_id,
+            item.data,
+            ts,
         )
         if item.client_id is not None:
             existing[key] = stored
         rows_out.append(
             {
-                "stream": stored.stream, "seq": stored.seq, "type": stored.type,
-                "author_id": stored.author_id, "author_name": stored.author_name,
-                "client_id": stored.client_id, "data": orjson.dumps(stored.data).decode(),
+                "stream": stored.stream,
+                "seq": stored.seq,
+                "type": stored.type,
+                "author_id": stored.author_id,
+                "author_name": stored.author_name,
+                "client_id": stored.client_id,
+                "data": orjson.dumps(stored.data).decode(),
                 "ts": ts,
             }
         )
@@ -139,9 +149,7 @@ async def append_batch(
         await conn.execute(insert(EVENT), rows_out)
         touched = {r["stream"] for r in rows_out}
         await conn.execute(
-            update(STREAM)
-            .where(STREAM.c.id == bindparam("sid"))
-            .values(last_seq=bindparam("seq")),
+            update(STREAM).where(STREAM.c.id == bindparam("sid")).values(last_seq=bindparam("seq")),
             [{"sid": s, "seq": last[s]} for s in sorted(touched)],
         )
     return results
@@ -166,7 +174,7 @@ async def replay(
 async def page_before(
     conn: AsyncConnection, stream: str, types: Sequence[str], before: int | None, limit: int
 ) -> tuple[list[StoredEvent], bool]:
-    """The newest ``limit`` events of ``types`` with seq < ``before``, oldest first, and has_more."""
+    """The newest ``limit`` events of ``types`` before ``before``, oldest first; has_more."""
     query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.type.in_(types))
     if before is not None:
         query = query.where(EVENT.c.seq < before)
@@ -176,11 +184,11 @@ async def page_before(
 
 
 async def last_seqs(conn: AsyncConnection, streams: Sequence[str]) -> dict[str, int]:
-    rows = await conn.execute(select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams)))
+    rows = await conn.execute(
+        select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams))
+    )
     return {r.id: r.last_seq for r in rows}
 
 
 async def create_stream(conn: AsyncConnection, stream: str) -> None:
     await conn.execute(insert(STREAM).values(id=stream, last_seq=0, created_at=now_iso()))
-
-

@@ -56,9 +56,7 @@ async def create_room(
     await create_stream(conn, room.id)
     await conn.execute(insert(ROOM).values(id=room.id, title=title, created_at=room.created_at))
     if members:
-        await conn.execute(
-            insert(MEMBER), [{"room_id": room.id, **m.as_dict()} for m in members]
-        )
+        await conn.execute(insert(MEMBER), [{"room_id": room.id, **m.as_dict()} for m in members])
     return room
 
 
@@ -77,9 +75,7 @@ async def list_rooms(conn: AsyncConnection, user_id: str | None) -> list[dict[st
     """Rooms of ``user_id`` (all rooms when None: a service caller), with their last seq."""
     query = select(ROOM, STREAM.c.last_seq).join(STREAM, STREAM.c.id == ROOM.c.id)
     if user_id is not None:
-        query = query.join(MEMBER, MEMBER.c.room_id == ROOM.c.id).where(
-            MEMBER.c.user_id == user_id
-        )
+        query = query.join(MEMBER, MEMBER.c.room_id == ROOM.c.id).where(MEMBER.c.user_id == user_id)
     rows = list(await conn.execute(query.order_by(ROOM.c.created_at, ROOM.c.id)))
     ids = [r.id for r in rows]
     members: dict[str, list[dict[str, str]]] = {i: [] for i in ids}

@@ -46,7 +46,9 @@ end
 
 # KEYS: zset, hash. ARGV: now, conn, user, name, expires, key ttl (s).
 # Returns {1 if this is the user's first socket else 0, users gone...}.
-JOIN = _SWEEP + """
+JOIN = (
+    _SWEEP
+    + """
 local present = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[2])) do
   if user_of(v) == ARGV[3] then present = 1 break end
@@ -59,9 +61,12 @@ local gone = sweep(KEYS[1], KEYS[2], ARGV[1])
 table.insert(gone, 1, 1 - present)
 return gone
 """
+)
 
 # KEYS: zset, hash. ARGV: now, conn, clean (1/0), grace expiry. Returns users gone.
-LEAVE = _SWEEP + """
+LEAVE = (
+    _SWEEP
+    + """
 if ARGV[3] == '1' then
   redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[2])
 else
@@ -69,6 +74,7 @@ else
 end
 return sweep(KEYS[1], KEYS[2], ARGV[1])
 """
+)
 
 # KEYS: zset, hash. ARGV: now. Returns users gone.
 SWEEP = _SWEEP + "return sweep(KEYS[1], KEYS[2], ARGV[1])"
@@ -136,7 +142,8 @@ class RedisPresence(Presence):
         values = await self.client.hvals(_keys(room)[1])
         users: dict[str, str] = {}
         for raw in values:
-            user_id, _, name = raw.decode().partition("\n")
+            entry = raw.decode() if isinstance(raw, bytes) else str(raw)
+            user_id, _, name = entry.partition("\n")
             users[user_id] = name
         return [{"user_id": u, "name": users[u]} for u in sorted(users)]
 

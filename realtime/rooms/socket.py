@@ -45,8 +45,9 @@ def handle_chat(state: State, conn: RoomConnection, frame: dict[str, Any]) -> No
     body = text_field(frame, "body", MAX_BODY)
     if not body.strip():
         raise FrameError(ErrorCode.INVALID, "'body' must not be blank", cid)
-    item = NewEvent(conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid,
-                    {"body": body})
+    item = NewEvent(
+        conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid, {"body": body}
+    )
     conn.ack_when_stored(state.writer.append(item), cid, "chat.message")
 
 
@@ -97,7 +98,9 @@ class RoomSocket:
         if (
             state.draining
             or codec is None
-            or not origin_allowed(headers.get("origin"), headers.get("host"), settings.allowed_origins)
+            or not origin_allowed(
+                headers.get("origin"), headers.get("host"), settings.allowed_origins
+            )
         ):
             await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
             return
@@ -162,16 +165,20 @@ async def _serve(
                 log.warning("presence leave failed in %s", room_id, exc_info=True)
 
 
-async def _welcome(state: State, conn: RoomConnection, since: str | None, epoch: str | None) -> None:
+async def _welcome(
+    state: State, conn: RoomConnection, since: str | None, epoch: str | None
+) -> None:
     settings = state.settings
     room_id = conn.room.id
     async with state.db.read() as db:
         # The room's seq first: history read afterwards is at least this new.
         last = (await last_seqs(db, [room_id])).get(room_id, 0)
         start = _resume_point(since, epoch, state.db.epoch, last)
-        history = [] if start is not None else (
-            await page_before(db, room_id, CHAT_TYPES, last + 1, settings.history_limit)
-        )[0]
+        history = (
+            []
+            if start is not None
+            else (await page_before(db, room_id, CHAT_TYPES, last + 1, settings.history_limit))[0]
+        )
     welcome = {
         "type": "welcome",
         "room": conn.room.as_dict(),
@@ -251,9 +258,9 @@ def _dispatch(state: State, conn: RoomConnection, data: str | bytes) -> None:
         frame = decode_frame(conn.codec, data)
         handler = HANDLERS.get(frame["type"])
         if handler is None:
-            raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown type {frame['type'][:40]!r}",
-                             frame_id(frame))
+            raise FrameError(
+                ErrorCode.UNKNOWN_TYPE, f"unknown type {frame['type'][:40]!r}", frame_id(frame)
+            )
         handler(state, conn, frame)
     except FrameError as exc:
         conn.send_error(exc.code, exc.message, exc.frame_id)
-

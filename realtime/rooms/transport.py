@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 from ..protocol import Close
 
@@ -37,6 +37,7 @@ class Transport:
         self.backlog: deque[str | bytes] | None = None
         self.backlog_size = 0
         self.drainer: asyncio.Task[None] | None = None
+        self.closer: asyncio.Task[None] | None = None
         self.closed = False
         self.close_code: int | None = None
         self.on_lost: Callable[[int], None] = lambda code: None
@@ -48,9 +49,9 @@ class Transport:
         if self.backlog is not None:
             self._enqueue(data)
             return
-        coro = self._send(_message(data))
+        coro = cast(Coroutine[Any, Any, None], self._send(_message(data)))
         try:
-            waiting = coro.send(None)  # type: ignore[attr-defined]
+            waiting = coro.send(None)
         except StopIteration:
             return  # written to the transport: the fast path
         except Exception:
@@ -101,7 +102,7 @@ class Transport:
             self.close_code = Close.TRY_AGAIN
             if self.drainer is not None:
                 self.drainer.cancel()
-            asyncio.create_task(self._close_slow())
+            self.closer = asyncio.create_task(self._close_slow())
             return
         self.backlog.append(data)
 
@@ -150,4 +151,3 @@ async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
         pass
     finally:
         coro.close()
-

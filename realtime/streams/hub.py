@@ -259,8 +259,13 @@ class Hub:
 
 def _event_wire(event: StoredEvent) -> list[Any]:
     return [
-        event.seq, event.type, event.author_id, event.author_name, event.client_id,
-        event.data, event.ts,
+        event.seq,
+        event.type,
+        event.author_id,
+        event.author_name,
+        event.client_id,
+        event.data,
+        event.ts,
     ]
 
 

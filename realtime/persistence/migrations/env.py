@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlmodel import SQLModel
 
-from realtime.persistence.models import SQLModel
+import realtime.persistence.models  # noqa: F401  (registers the tables)
 
 connection = context.config.attributes["connection"]
 context.configure(
