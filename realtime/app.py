@@ -13,9 +13,11 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
+from .api import checklist as checklist_api
 from .api import rooms as rooms_api
 from .api.common import ApiError, error_response, json_response, state_of
 from .broker import create_broker
+from .checklist.store import ChecklistReducer
 from .config import Settings
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
@@ -57,7 +59,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         page=settings.replay_page,
     )
     await hub.start()
-    writer = Writer(db, hub.committed, batch=settings.commit_batch)
+    writer = Writer(db, hub.committed, batch=settings.commit_batch, reducers=[ChecklistReducer()])
     writer.start()
     presence = create_presence(settings, hub)
     await presence.start()
@@ -111,6 +113,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *rooms_api.routes,
+        *checklist_api.routes,
         WebSocketRoute("/rooms/{room_id}/ws", RoomSocket()),
     ]
     if WEB.is_dir():

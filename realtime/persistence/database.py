@@ -56,6 +56,14 @@ class Database:
             yield conn
 
     @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[AsyncConnection]:
+        """Reads that see one consistent state (a room's seq with its checklist)."""
+        async with self.engine.connect() as conn:
+            if not self.is_sqlite:  # SQLite's WAL read transaction is a snapshot already
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+            yield conn
+
+    @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         async with self.write_engine.begin() as conn:
             yield conn

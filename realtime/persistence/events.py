@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import bindparam, insert, select, tuple_, update
@@ -67,6 +67,32 @@ class UnknownStream(LookupError):
     pass
 
 
+class Rejected(Exception):
+    """A reducer refused an event: nothing is stored and no seq is used."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Reducer(Protocol):
+    """Keeps a materialized state beside a kind of event (e.g. ``checklist.*``).
+
+    It runs inside the appending transaction, under the stream lock: ``reduce`` checks an
+    event against the state, returns the data to store (or raises ``Rejected``) and updates
+    the state; ``save`` writes the changed state in the same transaction.
+    """
+
+    prefix: str
+
+    async def load(self, conn: AsyncConnection, streams: set[str]) -> Any: ...
+
+    def reduce(self, state: Any, item: NewEvent, ts: str) -> dict[str, Any]: ...
+
+    async def save(self, conn: AsyncConnection, state: Any) -> None: ...
+
+
 def _row_to_event(row: Any) -> StoredEvent:
     return StoredEvent(
         stream=row.stream,
@@ -81,7 +107,11 @@ def _row_to_event(row: Any) -> StoredEvent:
 
 
 async def append_batch(
-    conn: AsyncConnection, items: Sequence[NewEvent], *, lock_rows: bool
+    conn: AsyncConnection,
+    items: Sequence[NewEvent],
+    *,
+    lock_rows: bool,
+    reducers: Sequence[Reducer] = (),
 ) -> list[AppendResult | Exception]:
     """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
 
@@ -109,6 +139,11 @@ async def append_batch(
             existing[(row.stream, row.author_id, row.client_id)] = _row_to_event(row)
 
     ts = now_iso()
+    states = {
+        r.prefix: await r.load(conn, {i.stream for i in items if i.type.startswith(r.prefix)})
+        for r in reducers
+        if any(i.type.startswith(r.prefix) for i in items)
+    }
     results: list[AppendResult | Exception] = []
     rows_out: list[dict[str, Any]] = []
     for item in items:
@@ -119,6 +154,14 @@ async def append_batch(
         if item.client_id is not None and key in existing:
             results.append(AppendResult(existing[key], created=False))
             continue
+        data = item.data
+        reducer = next((r for r in reducers if item.type.startswith(r.prefix)), None)
+        if reducer is not None:
+            try:
+                data = reducer.reduce(states[reducer.prefix], item, ts)
+            except Rejected as exc:
+                results.append(exc)
+                continue
         last[item.stream] += 1
         stored = StoredEvent(
             item.stream,
@@ -127,7 +170,7 @@ async def append_batch(
             item.author_id,
             item.author_name,
             item.client_id,
-            item.data,
+            data,
             ts,
         )
         if item.client_id is not None:
@@ -145,6 +188,9 @@ async def append_batch(
             }
         )
         results.append(AppendResult(stored, created=True))
+    for reducer in reducers:
+        if reducer.prefix in states:
+            await reducer.save(conn, states[reducer.prefix])
     if rows_out:
         await conn.execute(insert(EVENT), rows_out)
         touched = {r["stream"] for r in rows_out}

@@ -48,3 +48,31 @@ class Event(SQLModel, table=True):
 class Meta(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=200)
+
+
+class Roadmap(SQLModel, table=True):
+    """A curated learning path; copied into a room's checklist as events."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    title: str = Field(max_length=200)
+    steps: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of steps
+    created_at: str = Field(max_length=40)
+
+
+class ChecklistItem(SQLModel, table=True):
+    """The materialized state of a room's checklist, kept beside its ``checklist.*`` events."""
+
+    __tablename__ = "checklist_item"
+
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    item_id: str = Field(primary_key=True, max_length=64)
+    title: str = Field(max_length=200)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    pos: str = Field(max_length=255)
+    done: bool = False
+    done_by: str | None = Field(default=None, max_length=128)
+    done_at: str | None = Field(default=None, max_length=40)
+    verified: bool = False
+    verified_by: str | None = Field(default=None, max_length=128)
+    verified_at: str | None = Field(default=None, max_length=40)
+    removed: bool = False

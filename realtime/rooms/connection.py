@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from ..auth import Principal
-from ..persistence.events import AppendResult, StoredEvent
+from ..persistence.events import AppendResult, Rejected, StoredEvent
 from ..persistence.rooms import RoomRecord
 from ..protocol import Codec, ErrorCode, error_frame
 from ..streams.hub import Frames
@@ -80,6 +80,9 @@ class RoomConnection:
             if f.cancelled():
                 return
             exc = f.exception()
+            if isinstance(exc, Rejected):
+                self.send_error(exc.code, exc.message, client_id)
+                return
             if exc is not None:
                 self.send_error(ErrorCode.UNAVAILABLE, "not stored, send it again", client_id)
                 return

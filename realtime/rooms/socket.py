@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..auth import AuthError, verify_token
+from ..checklist.store import load_checklist
 from ..persistence.events import NewEvent, last_seqs, page_before, replay
 from ..persistence.rooms import get_room
 from ..protocol import (
@@ -29,6 +30,7 @@ from ..protocol import (
     text_field,
 )
 from ..state import State
+from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .limits import TokenBucket
 from .origin import origin_allowed
@@ -82,6 +84,7 @@ HANDLERS: dict[str, Handler] = {
     "chat.send": handle_chat,
     "typing": handle_typing,
     "ping": handle_ping,
+    **CHECKLIST_HANDLERS,
 }
 
 
@@ -170,8 +173,8 @@ async def _welcome(
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
-    async with state.db.read() as db:
-        # The room's seq first: history read afterwards is at least this new.
+    async with state.db.snapshot() as db:
+        # One snapshot: the checklist is exactly the events up to ``last``.
         last = (await last_seqs(db, [room_id])).get(room_id, 0)
         start = _resume_point(since, epoch, state.db.epoch, last)
         history = (
@@ -179,6 +182,7 @@ async def _welcome(
             if start is not None
             else (await page_before(db, room_id, CHAT_TYPES, last + 1, settings.history_limit))[0]
         )
+        checklist = (await load_checklist(db, room_id)).snapshot()
     welcome = {
         "type": "welcome",
         "room": conn.room.as_dict(),
@@ -188,6 +192,7 @@ async def _welcome(
         "recovered": start is not None,
         "history": [e.frame() for e in history],
         "presence": await _online(state, conn),
+        "checklist": checklist,
     }
     await conn.transport.send_wait(conn.codec.encode(welcome))
     if start is None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 
 from ..persistence.database import Database
-from ..persistence.events import AppendResult, NewEvent, StoredEvent, append_batch
+from ..persistence.events import AppendResult, NewEvent, Reducer, StoredEvent, append_batch
 
 log = logging.getLogger("menteo.writer")
 
@@ -24,8 +24,16 @@ class WriterClosed(RuntimeError):
 
 
 class Writer:
-    def __init__(self, db: Database, on_committed: Committed, *, batch: int = 512) -> None:
+    def __init__(
+        self,
+        db: Database,
+        on_committed: Committed,
+        *,
+        batch: int = 512,
+        reducers: list[Reducer] | None = None,
+    ) -> None:
         self.db = db
+        self.reducers = reducers or []
         self.on_committed = on_committed
         self.batch = batch
         self.queue: asyncio.Queue[tuple[NewEvent, asyncio.Future[AppendResult]] | None] = (
@@ -106,4 +114,6 @@ class Writer:
 
     async def _store(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
         async with self.db.write() as conn:
-            return await append_batch(conn, items, lock_rows=not self.db.is_sqlite)
+            return await append_batch(
+                conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
+            )

@@ -1,0 +1,117 @@
+"""Checklist operations on the room socket: validated here, resolved by the writer's reducer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..checklist.model import MAX_DESCRIPTION, MAX_TITLE
+from ..persistence.events import NewEvent
+from ..protocol import (
+    MAX_CLIENT_ID,
+    ErrorCode,
+    FrameError,
+    bool_field,
+    client_id,
+    frame_id,
+    text_field,
+)
+from ..state import State
+from .connection import RoomConnection
+
+
+def _item_id(frame: dict[str, Any], name: str = "item_id") -> str:
+    value = frame.get(name)
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID:
+        raise FrameError(
+            ErrorCode.INVALID,
+            f"'{name}' must be a string of 1..{MAX_CLIENT_ID} characters",
+            frame_id(frame),
+        )
+    return value
+
+
+def _target(frame: dict[str, Any]) -> tuple[str, str | None]:
+    """The item an op is about, and the op's idempotency key.
+
+    ``item_id`` names the item and ``id`` the operation. A frame without ``item_id`` names
+    the item by ``id``; such an operation is not deduplicated (its id is the item's).
+    """
+    op_id = client_id(frame)
+    if "item_id" in frame:
+        return _item_id(frame), op_id
+    return op_id, None
+
+
+def _after(frame: dict[str, Any]) -> str | None:
+    after = frame.get("after")
+    if after is None:
+        return None
+    return _item_id(frame, "after")
+
+
+def _submit(
+    state: State, conn: RoomConnection, op: str, op_id: str, key: str | None, data: dict[str, Any]
+) -> None:
+    event_type = "checklist." + op
+    item = NewEvent(conn.room.id, event_type, conn.user_id, conn.principal.name, key, data)
+    conn.ack_when_stored(state.writer.append(item), op_id, event_type)
+
+
+def handle_add(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    op_id = client_id(frame)
+    item_id = _item_id(frame) if "item_id" in frame else op_id
+    data: dict[str, Any] = {"item_id": item_id, "title": text_field(frame, "title", MAX_TITLE)}
+    if "description" in frame:
+        data["description"] = text_field(frame, "description", MAX_DESCRIPTION, min_len=0)
+    if "after" in frame:
+        data["after"] = _after(frame)
+    elif "position" in frame:
+        position = frame["position"]
+        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
+            raise FrameError(ErrorCode.INVALID, "'position' must be an index >= 0", op_id)
+        data["position"] = position
+    _submit(state, conn, "add", op_id, op_id, data)
+
+
+def handle_toggle(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    item_id, key = _target(frame)
+    done = bool_field(frame, "done")
+    _submit(state, conn, "toggle", client_id(frame), key, {"item_id": item_id, "done": done})
+
+
+def handle_rename(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    item_id, key = _target(frame)
+    title = text_field(frame, "title", MAX_TITLE)
+    _submit(state, conn, "rename", client_id(frame), key, {"item_id": item_id, "title": title})
+
+
+def handle_move(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    item_id, key = _target(frame)
+    if "after" not in frame:
+        raise FrameError(ErrorCode.INVALID, "'after' is required (null for first)", frame_id(frame))
+    data = {"item_id": item_id, "after": _after(frame)}
+    _submit(state, conn, "move", client_id(frame), key, data)
+
+
+def handle_remove(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    item_id, key = _target(frame)
+    _submit(state, conn, "remove", client_id(frame), key, {"item_id": item_id})
+
+
+def handle_verify(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    item_id, key = _target(frame)
+    if conn.role != "mentor":
+        raise FrameError(ErrorCode.FORBIDDEN, "only the room's mentor may verify", frame_id(frame))
+    verified = bool_field(frame, "verified") if "verified" in frame else True
+    data = {"item_id": item_id, "verified": verified}
+    _submit(state, conn, "verify", client_id(frame), key, data)
+
+
+CHECKLIST_HANDLERS = {
+    "checklist.add": handle_add,
+    "checklist.toggle": handle_toggle,
+    "checklist.rename": handle_rename,
+    "checklist.move": handle_move,
+    "checklist.remove": handle_remove,
+    "checklist.verify": handle_verify,
+}
