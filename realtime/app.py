@@ -14,11 +14,14 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from .api import checklist as checklist_api
+from .api import notes as notes_api
 from .api import rooms as rooms_api
 from .api.common import ApiError, error_response, json_response, state_of
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
+from .notes.document import NotesDocuments
+from .notes.socket import NotesSocket
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
 from .rooms.socket import RoomSocket
@@ -63,7 +66,8 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     writer.start()
     presence = create_presence(settings, hub)
     await presence.start()
-    state = State(settings, db, broker, hub, writer, presence)
+    notes = NotesDocuments(db, hub, settings)
+    state = State(settings, db, broker, hub, writer, presence, notes)
     try:
         yield state
     finally:
@@ -114,7 +118,9 @@ def create_app(settings: Settings) -> Starlette:
         Route("/readyz", readyz),
         *rooms_api.routes,
         *checklist_api.routes,
+        *notes_api.routes,
         WebSocketRoute("/rooms/{room_id}/ws", RoomSocket()),
+        WebSocketRoute("/rooms/{room_id}/notes", NotesSocket()),
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))

@@ -16,7 +16,8 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     """Server options that carry our limits (shared by ``serve`` and the tests)."""
     return {
         "ws": "websockets-sansio",
-        "ws_max_size": settings.max_frame_bytes,
+        # The largest frame any socket takes; each socket enforces its own limit below it.
+        "ws_max_size": max(settings.max_frame_bytes, settings.notes_max_update_bytes),
         "ws_ping_interval": settings.ping_interval,
         "ws_ping_timeout": settings.ping_timeout,
         "ws_per_message_deflate": False,  # CPU and memory per socket; frames are small

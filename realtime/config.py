@@ -42,6 +42,14 @@ class Settings:
     # Every so often each process compares its streams with the database (lost tail events).
     sweep_interval: float = 5.0
 
+    # Shared notes (Yjs).
+    notes_max_update_bytes: int = 256 * 1024  # one message; larger closes 1009
+    notes_max_doc_bytes: int = 4 * 1024 * 1024  # the document; past it the socket closes 4413
+    notes_compact_every: int = 500  # updates between snapshots
+    notes_retention: float = 3600.0  # seconds compacted updates are kept for lagging processes
+    notes_rate_per_second: float = 60.0
+    notes_rate_burst: int = 200
+
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds

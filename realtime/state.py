@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .broker import Broker
 from .config import Settings
+from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .presence import Presence
 from .streams.hub import Hub
@@ -20,4 +21,5 @@ class State:
     hub: Hub
     writer: Writer
     presence: Presence
+    notes: NotesDocuments
     draining: bool = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -76,3 +76,14 @@ class ChecklistItem(SQLModel, table=True):
     verified_by: str | None = Field(default=None, max_length=128)
     verified_at: str | None = Field(default=None, max_length=40)
     removed: bool = False
+
+
+class NoteSnapshot(SQLModel, table=True):
+    """A room's notes document, compacted: every update up to ``seq`` of its notes stream."""
+
+    __tablename__ = "note_snapshot"
+
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: str = Field(max_length=40)

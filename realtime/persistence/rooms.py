@@ -20,6 +20,11 @@ STREAM = Stream.__table__  # type: ignore[attr-defined]
 ROLES = ("mentor", "mentee")
 
 
+def notes_stream(room_id: str) -> str:
+    """Each room's notes document is a stream of its own: Yjs updates, durable, unordered."""
+    return "notes:" + room_id
+
+
 @dataclass(slots=True)
 class MemberRecord:
     user_id: str
@@ -54,6 +59,7 @@ async def create_room(
 ) -> RoomRecord:
     room = RoomRecord(id=uuid.uuid4().hex, title=title, created_at=now_iso(), members=list(members))
     await create_stream(conn, room.id)
+    await create_stream(conn, notes_stream(room.id))
     await conn.execute(insert(ROOM).values(id=room.id, title=title, created_at=room.created_at))
     if members:
         await conn.execute(insert(MEMBER), [{"room_id": room.id, **m.as_dict()} for m in members])

@@ -11,19 +11,15 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
-from ..auth import AuthError, verify_token
 from ..checklist.store import load_checklist
 from ..persistence.events import NewEvent, last_seqs, page_before, replay
-from ..persistence.rooms import get_room
 from ..protocol import (
     MAX_BODY,
     Close,
     ErrorCode,
     FrameError,
     bool_field,
-    choose_codec,
     client_id,
     decode_frame,
     frame_id,
@@ -32,8 +28,8 @@ from ..protocol import (
 from ..state import State
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
+from .gate import admit
 from .limits import TokenBucket
-from .origin import origin_allowed
 from .transport import ASGIReceive, ASGISend, Transport
 
 log = logging.getLogger("menteo.rooms")
@@ -93,54 +89,14 @@ class RoomSocket:
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         state: State = scope["app"].state.menteo
-        settings = state.settings
-        if (await receive())["type"] != "websocket.connect":
+        admitted = await admit(state, scope, receive, send, subprotocols=True)
+        if admitted is None:
             return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        codec = choose_codec(list(scope.get("subprotocols") or []))
-        if (
-            state.draining
-            or codec is None
-            or not origin_allowed(
-                headers.get("origin"), headers.get("host"), settings.allowed_origins
-            )
-        ):
-            await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
-            return
-        offered = scope.get("subprotocols") or []
-        accept = {"type": "websocket.accept", "subprotocol": codec.name if offered else None}
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-
-        def param(name: str) -> str | None:
-            values = query.get(name)
-            return values[0] if values else None
-
-        # A browser cannot read an HTTP refusal: accept, then close with the reason's code.
-        try:
-            principal = verify_token(settings.secret, param("token"))
-        except AuthError as exc:
-            await _refuse(send, accept, Close.UNAUTHORIZED, f"unauthorized: {exc}"[:120])
-            return
-        async with state.db.read() as db:
-            room = await get_room(db, scope["path_params"]["room_id"])
-        if room is None:
-            await _refuse(send, accept, Close.NOT_FOUND, "no such room")
-            return
-        member = room.member(principal.user_id)
-        if member is None and not principal.is_service:
-            await _refuse(send, accept, Close.FORBIDDEN, "not a member of this room")
-            return
-        role = member.role if member is not None else "service"
-
-        await send(accept)
-        transport = Transport(send, backlog_bytes=settings.backlog_bytes)
-        conn = RoomConnection(room, principal, role, codec, transport)
-        await _serve(state, conn, receive, param("since"), param("epoch"))
-
-
-async def _refuse(send: ASGISend, accept: dict[str, Any], code: int, reason: str) -> None:
-    await send(accept)
-    await send({"type": "websocket.close", "code": code, "reason": reason})
+        transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+        conn = RoomConnection(
+            admitted.room, admitted.principal, admitted.role, admitted.codec, transport
+        )
+        await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
 
 
 async def _serve(

@@ -91,6 +91,11 @@ class Transport:
                 self._send({"type": "websocket.close", "code": code, "reason": reason}), 2.0
             )
 
+    def close_soon(self, code: int, reason: str = "") -> None:
+        """``close`` from a callback that cannot await."""
+        if not self.closed and self.closer is None:
+            self.closer = asyncio.create_task(self.close(code, reason))
+
     def _enqueue(self, data: str | bytes) -> None:
         assert self.backlog is not None
         self.backlog_size += len(data)

@@ -1,0 +1,179 @@
+"""One notes document per room per process, shared by that process's notes sockets.
+
+Every update from a client is stored (group commit, as an event on the room's notes stream)
+before any socket receives it; the hub then delivers it here from whichever process took it,
+and this document applies it and relays it. Yjs updates commute and repeat harmlessly, so
+the order the hub imposes costs nothing and a process that missed some catches up from the
+database like any stream. Awareness (cursors, names) is ephemeral and goes as hub signals.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
+
+from pycrdt import Awareness, Doc, create_awareness_message, create_update_message
+
+from ..config import Settings
+from ..persistence.database import Database
+from ..persistence.events import StoredEvent
+from ..persistence.rooms import notes_stream
+from ..rooms.transport import Transport
+from ..streams.hub import Frames, Hub
+from . import store
+
+log = logging.getLogger("menteo.notes")
+
+
+class NotesClient:
+    __slots__ = ("awareness_ids", "id", "transport", "user_id")
+
+    def __init__(self, conn_id: str, transport: Transport, user_id: str) -> None:
+        self.id = conn_id
+        self.transport = transport
+        self.user_id = user_id
+        self.awareness_ids: set[int] = set()  # Yjs client ids this socket announced
+
+
+class NotesDocument:
+    def __init__(self, room_id: str, db: Database, hub: Hub, settings: Settings) -> None:
+        self.room_id = room_id
+        self.stream = notes_stream(room_id)
+        self.db = db
+        self.hub = hub
+        self.settings = settings
+        self.doc = Doc()
+        self.awareness = Awareness(self.doc)
+        self.clients: set[NotesClient] = set()
+        self.seq = 0  # every update up to here is in ``doc``
+        self.size = 0  # bytes of the encoded document, kept roughly up to date
+        self.since_compaction = 0
+        self.compacting: asyncio.Task[None] | None = None
+        self.stack = AsyncExitStack()
+
+    async def open(self) -> None:
+        await self.stack.enter_async_context(self.hub.subscribe(self.stream, self))
+        async with self.db.read() as conn:
+            seq, count = await store.load(conn, self.room_id, self.doc)
+        self.seq = max(self.seq, seq)
+        self.since_compaction = count
+        self.size = len(self.doc.get_update())
+
+    async def close(self) -> None:
+        if self.compacting is not None:
+            with suppress(Exception):
+                await self.compacting
+        if self.since_compaction:
+            await self._compact()
+        await self.stack.aclose()
+
+    # Hub listener -----------------------------------------------------------------------
+    def on_event(self, event: StoredEvent, frames: Frames) -> None:
+        update = store.update_of(event)
+        self.doc.apply_update(update)
+        self.seq = max(self.seq, event.seq)
+        self.since_compaction += 1
+        message = create_update_message(update)
+        origin = event.data.get("c")
+        if not any(client.id == origin for client in self.clients):
+            self.size += len(update)  # ours were counted when accepted (see ``reserve``)
+        for client in self.clients:
+            if client.id != origin:
+                client.transport.send(message)
+        if self.since_compaction >= self.settings.notes_compact_every and self.compacting is None:
+            self.compacting = asyncio.create_task(self._compact())
+
+    def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
+        frame = frames.frame
+        update = base64.b64decode(frame["a"])
+        self.awareness.apply_awareness_update(update, frame.get("c"))
+        message = create_awareness_message(update)
+        for client in self.clients:
+            if client.id != frame.get("c"):
+                client.transport.send(message)
+
+    def reserve(self, update: bytes) -> bool:
+        """Count an update from one of our sockets against the size cap before storing it,
+        so that a burst cannot overshoot the cap while its first updates are committing."""
+        if self.size + len(update) > self.settings.notes_max_doc_bytes:
+            return False
+        self.size += len(update)
+        return True
+
+    # Awareness --------------------------------------------------------------------------
+    def share_awareness(self, client: NotesClient, update: bytes) -> None:
+        frame = {"type": "notes.awareness", "a": base64.b64encode(update).decode(), "c": client.id}
+        self.hub.signal(self.stream, frame)
+
+    def awareness_message(self) -> bytes | None:
+        ids = [i for i in self.awareness.states if i != self.doc.client_id]
+        if not ids:
+            return None
+        message: bytes = create_awareness_message(self.awareness.encode_awareness_update(ids))
+        return message
+
+    def forget(self, client: NotesClient) -> None:
+        """A socket left: its cursors disappear for everyone."""
+        ids = [i for i in client.awareness_ids if i in self.awareness.states]
+        if ids:
+            self.awareness.remove_awareness_states(ids, client.id)
+            self.share_awareness(client, self.awareness.encode_awareness_update(ids))
+
+    # Compaction -------------------------------------------------------------------------
+    async def _compact(self) -> None:
+        seq, count = self.seq, self.since_compaction
+        keep_after = datetime.now(UTC) - timedelta(seconds=self.settings.notes_retention)
+        try:
+            await store.compact(
+                self.db,
+                self.room_id,
+                self.doc,
+                seq,
+                keep_after=keep_after.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            )
+            self.since_compaction = max(0, self.since_compaction - count)
+            self.size = len(self.doc.get_update())
+        except Exception:
+            log.exception("compacting the notes of %s failed", self.room_id)
+        finally:
+            self.compacting = None
+
+
+class NotesDocuments:
+    """The open documents of this process: opened by the first socket, closed by the last."""
+
+    def __init__(self, db: Database, hub: Hub, settings: Settings) -> None:
+        self.db = db
+        self.hub = hub
+        self.settings = settings
+        self.open: dict[str, asyncio.Future[NotesDocument]] = {}
+        self.users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def acquire(self, room_id: str) -> AsyncIterator[NotesDocument]:
+        self.users[room_id] = self.users.get(room_id, 0) + 1
+        try:
+            ready = self.open.get(room_id)
+            if ready is None:
+                ready = self.open[room_id] = asyncio.get_running_loop().create_future()
+                doc = NotesDocument(room_id, self.db, self.hub, self.settings)
+                try:
+                    await doc.open()
+                except BaseException as exc:
+                    del self.open[room_id]
+                    ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                    ready.exception()
+                    raise
+                ready.set_result(doc)
+            yield await asyncio.shield(ready)
+        finally:
+            self.users[room_id] -= 1
+            if not self.users[room_id]:
+                del self.users[room_id]
+                ready = self.open.pop(room_id, None)
+                if ready is not None and ready.done() and not ready.exception():
+                    await ready.result().close()

@@ -1,0 +1,154 @@
+"""The notes socket ``/rooms/{room_id}/notes?token=T``: the y-websocket wire protocol.
+
+Messages are binary: a message type (0 sync, 1 awareness, 3 query awareness), then for sync
+a step (0 state vector, 1 missing updates, 2 update) and a length-prefixed payload. The
+stock JavaScript ``WebsocketProvider`` and pycrdt speak it unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from pycrdt import Doc, create_sync_message, handle_sync_message, read_message
+
+from ..persistence.events import NewEvent
+from ..protocol import Close
+from ..rooms.gate import admit
+from ..rooms.limits import TokenBucket
+from ..rooms.transport import ASGIReceive, ASGISend, Transport
+from ..state import State
+from . import store
+from .document import NotesClient, NotesDocument
+
+log = logging.getLogger("menteo.notes")
+
+SYNC, AWARENESS, QUERY_AWARENESS = 0, 1, 3
+STEP1, STEP2, UPDATE = 0, 1, 2
+INVALID_DATA = 1007  # a malformed Yjs message
+DOC_TOO_LARGE = 4413
+UNAVAILABLE = 1011
+
+
+class NotesSocket:
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        state: State = scope["app"].state.menteo
+        admitted = await admit(state, scope, receive, send, subprotocols=False)
+        if admitted is None:
+            return
+        room, principal = admitted.room, admitted.principal
+        transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+        client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
+        async with state.notes.acquire(room.id) as doc:
+            doc.clients.add(client)
+            try:
+                transport.send(create_sync_message(doc.doc))  # our state vector: send what we lack
+                known = doc.awareness_message()
+                if known is not None:
+                    transport.send(known)
+                code = await _receive_loop(state, doc, client, receive, principal.name)
+                if code is not None:
+                    await transport.close(*code)
+            finally:
+                doc.clients.discard(client)
+                doc.forget(client)
+
+
+async def _receive_loop(
+    state: State, doc: NotesDocument, client: NotesClient, receive: ASGIReceive, name: str
+) -> tuple[int, str] | None:
+    """Serve messages until the peer goes (None) or must be closed (code, reason)."""
+    settings = state.settings
+    bucket = TokenBucket(settings.notes_rate_per_second, settings.notes_rate_burst)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return None
+        data = message.get("bytes")
+        if data is None:
+            return (INVALID_DATA, "the notes socket takes binary Yjs messages")
+        if len(data) > settings.notes_max_update_bytes:
+            return (Close.TOO_BIG, "update too large")
+        if not bucket.take() and bucket.strikes > settings.rate_strikes:
+            return (Close.POLICY, "rate limit exceeded")
+        if client.transport.closed:
+            return None
+        try:
+            refusal = _handle(state, doc, client, data, name)
+        except Exception as exc:  # undecodable: refuse it, the document is untouched
+            log.info("malformed notes message in %s: %s", doc.room_id, exc)
+            return (INVALID_DATA, "malformed Yjs message")
+        if refusal is not None:
+            return refusal
+
+
+def _handle(
+    state: State, doc: NotesDocument, client: NotesClient, data: bytes, name: str
+) -> tuple[int, str] | None:
+    kind = data[0] if data else -1
+    if kind == SYNC and len(data) >= 2:
+        step = data[1]
+        if step == STEP1:
+            reply = handle_sync_message(data[1:], doc.doc)
+            if reply is not None:
+                client.transport.send(reply)
+            return None
+        if step in (STEP2, UPDATE):
+            update = read_message(data[2:])
+            Doc().apply_update(update)  # decodes it: a malformed update never reaches the room
+            if not doc.reserve(update):
+                return (DOC_TOO_LARGE, "the notes document is full")
+            _store(state, doc, client, update, name)
+            return None
+    elif kind == AWARENESS:
+        update = read_message(data[1:])
+        doc.awareness.apply_awareness_update(update, client.id)
+        for client_id in _awareness_ids(update):
+            client.awareness_ids.add(client_id)
+        doc.share_awareness(client, update)
+        return None
+    elif kind == QUERY_AWARENESS:
+        known = doc.awareness_message()
+        if known is not None:
+            client.transport.send(known)
+        return None
+    raise ValueError(f"unknown message type {kind}")
+
+
+def _store(state: State, doc: NotesDocument, client: NotesClient, update: bytes, name: str) -> None:
+    item = NewEvent(
+        doc.stream, "notes.update", client.user_id, name, None, store.event_data(update, client.id)
+    )
+
+    def stored(fut: Any) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            # Not stored: the client keeps the edit and re-syncs it when it reconnects.
+            client.transport.close_soon(UNAVAILABLE, "could not store the update")
+
+    state.writer.append(item).add_done_callback(stored)
+
+
+def _awareness_ids(update: bytes) -> list[int]:
+    """The Yjs client ids an awareness update speaks for (count, then id/clock/state each)."""
+    ids = []
+    pos = 0
+    count, pos = _var_uint(update, pos)
+    for _ in range(count):
+        client_id, pos = _var_uint(update, pos)
+        _clock, pos = _var_uint(update, pos)
+        length, pos = _var_uint(update, pos)
+        pos += length
+        ids.append(client_id)
+    return ids
+
+
+def _var_uint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7

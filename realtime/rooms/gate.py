@@ -1,0 +1,77 @@
+"""The handshake every room-scoped socket goes through: origin, token, room, membership."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..auth import AuthError, Principal, verify_token
+from ..persistence.rooms import RoomRecord, get_room
+from ..protocol import JSON, Close, Codec, choose_codec
+from ..state import State
+from .origin import origin_allowed
+from .transport import ASGIReceive, ASGISend
+
+
+@dataclass(slots=True)
+class Admitted:
+    room: RoomRecord
+    principal: Principal
+    role: str  # mentor, mentee or service
+    codec: Codec
+    query: dict[str, list[str]]
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else None
+
+
+async def admit(
+    state: State, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend, *, subprotocols: bool
+) -> Admitted | None:
+    """Accept the socket if its caller may use the room in the path; otherwise refuse it
+    (HTTP 403 for a foreign origin or subprotocol, or accept-then-close with 4401/4403/4404,
+    which a browser can read) and return None. Nothing of the room is sent before this."""
+    if (await receive())["type"] != "websocket.connect":
+        return None
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    offered = list(scope.get("subprotocols") or [])
+    codec = choose_codec(offered) if subprotocols else JSON
+    if (
+        state.draining
+        or codec is None
+        or not origin_allowed(
+            headers.get("origin"), headers.get("host"), state.settings.allowed_origins
+        )
+    ):
+        await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
+        return None
+    accept = {
+        "type": "websocket.accept",
+        "subprotocol": codec.name if subprotocols and offered else None,
+    }
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    token = query.get("token", [None])[0]
+    try:
+        principal = verify_token(state.settings.secret, token)
+    except AuthError as exc:
+        await _refuse(send, accept, Close.UNAUTHORIZED, f"unauthorized: {exc}"[:120])
+        return None
+    async with state.db.read() as db:
+        room = await get_room(db, scope["path_params"]["room_id"])
+    if room is None:
+        await _refuse(send, accept, Close.NOT_FOUND, "no such room")
+        return None
+    member = room.member(principal.user_id)
+    if member is None and not principal.is_service:
+        await _refuse(send, accept, Close.FORBIDDEN, "not a member of this room")
+        return None
+    await send(accept)
+    role = member.role if member is not None else "service"
+    return Admitted(room, principal, role, codec, query)
+
+
+async def _refuse(send: ASGISend, accept: dict[str, Any], code: int, reason: str) -> None:
+    await send(accept)
+    await send({"type": "websocket.close", "code": code, "reason": reason})

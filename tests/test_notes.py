@@ -1,0 +1,145 @@
+"""Shared notes over the y-websocket protocol: convergence, persistence, limits, access."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from pycrdt import Doc, Text, create_update_message
+
+from tests.backends import Backend
+from tests.client import close_code, create_room
+from tests.notes_client import NotesClient
+from tests.servers import Running, make_settings, run_server
+
+
+@pytest.fixture(autouse=True)
+async def close_notes_clients() -> AsyncIterator[None]:
+    yield
+    while NotesClient.opened:
+        await NotesClient.opened.pop().close()
+
+
+async def server_text(server: Running, room_id: str) -> str:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        resp = await http.get(f"/api/rooms/{room_id}/notes", headers=server.service())
+    assert resp.status_code == 200
+    text: str = resp.json()["text"]
+    return text
+
+
+async def test_concurrent_edits_at_the_same_place_converge_and_survive_restart(backend: Backend) -> None:
+    settings = make_settings(backend)
+    async with run_server(settings) as server:
+        room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+        await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+        ana.text += "Agenda: "
+        await ben.wait_for(lambda: str(ben.text) == "Agenda: ")
+        # Both type at the very same position at once.
+        ana.text.insert(8, "SQL")
+        ben.text.insert(8, "dbt")
+        await ana.wait_for(lambda: len(str(ana.text)) == 14)
+        await ben.wait_for(lambda: str(ben.text) == str(ana.text))
+        final = str(ana.text)
+        assert sorted([final[8:11], final[11:14]]) == ["SQL", "dbt"]
+        async with asyncio.timeout(10):
+            while await server_text(server, room["id"]) != final:
+                await ana.changed.wait()  # the server stores before relaying: this ends quickly
+                ana.changed.clear()
+        await ana.close()
+        await ben.close()
+    async with run_server(settings) as again:
+        assert await server_text(again, room["id"]) == final
+        fresh = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
+        await fresh.wait_for(lambda: str(fresh.text) == final)
+        assert fresh.doc.get_update() == fresh.doc.get_update()  # sanity: stable encoding
+        async with httpx.AsyncClient(base_url=again.url) as http:
+            resp = await http.get(f"/api/rooms/{room['id']}/notes", headers=again.service())
+        md = resp.json()["markdown"]
+        assert md.startswith("# ") and final.strip() in md
+
+
+async def test_access_rules_match_the_room_socket(server: Running, room: dict[str, Any]) -> None:
+    path = f"/rooms/{room['id']}/notes"
+    assert await close_code(server.ws, path) == 4401
+    assert await close_code(server.ws, f"{path}?token={server.token('eve')}") == 4403
+    assert await close_code(server.ws, f"/rooms/missing/notes?token={server.token('eve')}") == 4404
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        eve = {"authorization": "Bearer " + server.token("eve")}
+        assert (await http.get(f"/api/rooms/{room['id']}/notes", headers=eve)).status_code == 403
+
+
+async def test_non_member_receives_nothing_of_the_document(server: Running, room: dict[str, Any]) -> None:
+    ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+    await ana.synced.wait()
+    ana.text += "private plans"
+    await ana.wait_for(lambda: True)
+    async with websockets.connect(f"{server.ws}/rooms/{room['id']}/notes?token={server.token('eve')}") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            while True:
+                message = await asyncio.wait_for(ws.recv(), 10)
+                assert b"private" not in message
+        assert info.value.rcvd is not None and info.value.rcvd.code == 4403
+
+
+async def test_malformed_update_closes_only_that_socket(server: Running, room: dict[str, Any]) -> None:
+    ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+    ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+    await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+    ana.text += "intact"
+    await ben.wait_for(lambda: str(ben.text) == "intact")
+    await ben.ws.send(b"\x00\x02\x05\x01\x02\x03\x04\x05")  # an update that does not decode
+    assert await ben.close_code() == 1007
+    await ben.ws.wait_closed()
+    ana.text += " still"
+    assert str(ana.text) == "intact still"
+    async with asyncio.timeout(10):
+        while await server_text(server, room["id"]) != "intact still":
+            await ana.changed.wait()
+            ana.changed.clear()
+    cy = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+    await cy.wait_for(lambda: str(cy.text) == "intact still")
+    for junk in (b"\x07", b"", b"\x01\xff"):
+        bad = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+        await bad.ws.send(junk)
+        assert await bad.close_code() == 1007
+
+
+async def test_oversized_update_and_full_document(backend: Backend) -> None:
+    settings = make_settings(backend, notes_max_update_bytes=70_000, notes_max_doc_bytes=100_000)
+    async with run_server(settings) as server:
+        room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+        ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        await ana.synced.wait()
+        big = Doc()
+        big.get("notes", type=Text).insert(0, "x" * 80_000)
+        await ana.ws.send(create_update_message(big.get_update()))
+        assert await ana.close_code() == 1009
+        ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        await ana.synced.wait()
+        for _ in range(2):
+            chunk = Doc()
+            chunk.get("notes", type=Text).insert(0, "y" * 60_000)
+            await ana.ws.send(create_update_message(chunk.get_update()))
+        assert await ana.close_code() == 4413
+        assert len(await server_text(server, room["id"])) == 60_000  # the first one only
+
+
+async def test_awareness_is_relayed_and_cleared(server: Running, room: dict[str, Any]) -> None:
+    from pycrdt import Awareness, create_awareness_message
+
+    ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+    ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+    await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+    awareness = Awareness(ana.doc)
+    awareness.set_local_state({"user": {"name": "Ana", "color": "#f80"}})
+    await ana.ws.send(create_awareness_message(awareness.encode_awareness_update([ana.doc.client_id])))
+    await ben.wait_for(lambda: any(m[0] == 1 and b"Ana" in m for m in ben.received))
+    await ana.close()
+    await ben.wait_for(lambda: any(m[0] == 1 and b"null" in m for m in ben.received))
