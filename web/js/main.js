@@ -1,0 +1,324 @@
+// The room page: wires the socket, the outbox, the chat log, presence and the composer.
+//
+// The page takes ?room=ID&token=T from its URL; without them it shows a form to paste them.
+
+import { ChatView } from "./chat.js";
+import { FATAL_CLOSES, RoomConnection } from "./connection.js";
+import { Outbox, outboxKey, tokenClaims } from "./outbox.js";
+import { PresenceView } from "./presence.js";
+
+const MAX_BODY = 4000; // characters (code points), as the server counts them
+const IN_FLIGHT = 10; // outbox entries sent and not yet acked, at most (server rate limit)
+const RETRY_SEND_MS = 2000; // after an "unavailable" or "rate_limited" error
+const TYPING_REFRESH_MS = 3000; // "still typing" is repeated this often while typing
+const TYPING_IDLE_MS = 4000; // no keystroke for this long: stopped typing
+
+// Room features -------------------------------------------------------------------------
+// Later panels (the roadmap checklist, the shared Yjs notes) plug in here: each feature is
+// an object {name, mount(ctx), onWelcome(frame, ctx), onFrame(frame, ctx)}, all optional.
+// mount gets the panel container (#panels) and `send` once; onWelcome runs for every new
+// socket (resync state when frame.recovered is false); onFrame sees every frame after the
+// welcome, events already deduplicated by seq. Chat and presence are built in below.
+const FEATURES = [
+  // checklistFeature,  (web/js/checklist.js)
+  // notesFeature,      (web/js/notes.js, Yjs)
+];
+
+const $ = (id) => document.getElementById(id);
+
+function main() {
+  const params = new URLSearchParams(location.search);
+  const roomId = params.get("room")?.trim();
+  const token = params.get("token")?.trim();
+  if (!roomId || !token) {
+    showJoinForm(roomId ?? "");
+    return;
+  }
+  openRoom(roomId, token);
+}
+
+function showJoinForm(roomId) {
+  $("join").hidden = false;
+  $("room").hidden = true;
+  setIndicator("idle", "Not connected");
+  if (roomId) $("join-room").value = roomId;
+  ($("join-room").value ? $("join-token") : $("join-room")).focus();
+}
+
+function setIndicator(state, text, { retry = false } = {}) {
+  $("connection").dataset.state = state;
+  $("connection-text").textContent = text;
+  $("retry").hidden = !retry;
+}
+
+function openRoom(roomId, token) {
+  $("join").hidden = true;
+  $("room").hidden = false;
+
+  const claims = tokenClaims(token);
+  const input = $("composer-input");
+  const sendButton = $("send");
+  const outbox = new Outbox(outboxKey(roomId, token));
+  const chat = new ChatView({
+    list: $("messages"),
+    scroller: $("messages-scroll"),
+    announcer: $("announcer"),
+  });
+  const presence = new PresenceView({
+    membersList: $("members"),
+    hereList: $("presence"),
+    typingLine: $("typing"),
+  });
+  const conn = new RoomConnection(roomId, token);
+  const inFlight = new Set(); // outbox ids sent on the current socket, not yet acked
+  let roomTitle = "Menteo room";
+  let retrySendTimer = null;
+  let welcomed = false; // at least one welcome: the room is known
+
+  if (typeof claims.sub === "string") {
+    chat.setMe({ user_id: claims.sub, name: claims.name || claims.sub });
+  }
+  const ctx = { roomId, send: (frame) => conn.send(frame), panels: $("panels"), me: null };
+  for (const feature of FEATURES) feature.mount?.(ctx);
+
+  // Outbox -------------------------------------------------------------------------------
+  const pendingStatus = () => (conn.live ? "sending" : "queued");
+  for (const entry of outbox.list()) chat.showPending(entry, pendingStatus());
+  updateOutboxNote();
+
+  function updateOutboxNote() {
+    const note = $("outbox-note");
+    const n = outbox.size;
+    const where = outbox.durable ? "" : " (kept in this tab only: storage is unavailable)";
+    note.textContent = n === 0 ? "" : `${n} message${n === 1 ? "" : "s"} waiting to be sent${where}.`;
+  }
+
+  /** Send what the outbox holds, oldest first, a few at a time; acks make room for more. */
+  function flush() {
+    if (!conn.live) return;
+    for (const entry of outbox.list()) {
+      if (inFlight.size >= IN_FLIGHT) break;
+      if (inFlight.has(entry.id)) continue;
+      if (!conn.send({ type: "chat.send", id: entry.id, body: entry.body })) break;
+      inFlight.add(entry.id);
+      chat.showPending(entry, "sending");
+    }
+  }
+
+  function delivered(id) {
+    inFlight.delete(id);
+    if (outbox.remove(id)) updateOutboxNote();
+  }
+
+  outbox.addEventListener("change", () => {
+    // Another tab of the same user added or delivered messages.
+    const ids = new Set(outbox.list().map((e) => e.id));
+    for (const entry of outbox.list()) chat.showPending(entry, pendingStatus());
+    for (const id of chat.pendingIds()) {
+      if (!ids.has(id) && chat.pendingStatus(id) !== "failed") chat.setPendingStatus(id, "sent");
+    }
+    updateOutboxNote();
+    flush();
+  });
+
+  /** A chat.message from the room (history or live). */
+  function acceptMessage(frame, live) {
+    if (chat.isMine(frame) && frame.id) delivered(frame.id);
+    chat.add(frame, { live });
+    if (live) presence.typing(frame.author?.user_id, false);
+  }
+
+  function onAck({ id, seq }) {
+    if (!inFlight.has(id) && !outbox.has(id)) return;
+    delivered(id);
+    if (!chat.has(seq)) chat.setPendingStatus(id, "sent"); // the message itself follows
+    flush();
+  }
+
+  function onError({ id, code, message }) {
+    if (id && (inFlight.has(id) || outbox.has(id))) {
+      inFlight.delete(id);
+      if (code === "unavailable" || code === "rate_limited") {
+        // Not stored: the same id is sent again in a moment.
+        clearTimeout(retrySendTimer);
+        retrySendTimer = setTimeout(flush, RETRY_SEND_MS);
+        return;
+      }
+      // Refused for good (invalid, conflict): sending it again cannot help.
+      outbox.remove(id);
+      chat.setPendingStatus(id, "failed", message);
+      updateOutboxNote();
+      return;
+    }
+    if (code !== "rate_limited") console.warn("room error", code, message);
+  }
+
+  // Socket -------------------------------------------------------------------------------
+  conn.addEventListener("state", ({ detail }) => {
+    const { state } = detail;
+    $("room").dataset.connection = state; // presence is dimmed while it may be out of date
+    if (state === "live") {
+      setIndicator("live", "Live");
+    } else if (state === "connecting") {
+      setIndicator("connecting", "Connecting…");
+    } else if (state === "reconnecting") {
+      const wait = detail.delay ? ` Next try in ${Math.max(1, Math.round(detail.delay / 1000))} s.` : "";
+      setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: detail.delay !== undefined });
+    } else if (state === "offline") {
+      setIndicator("offline", "Offline: messages are kept and sent when you are back online.", {
+        retry: true,
+      });
+    } else if (state === "stopped") {
+      setIndicator("stopped", "Disconnected");
+      showFatal(detail.message ?? "Disconnected from the room.");
+    }
+    if (state !== "live") {
+      inFlight.clear();
+      for (const id of chat.pendingIds()) {
+        if (outbox.has(id)) chat.setPendingStatus(id, "queued");
+      }
+    }
+  });
+
+  conn.addEventListener("welcome", ({ detail: { frame, epochChanged } }) => {
+    // Not recovered on a reconnect (a new epoch, or a since the server could not honour):
+    // the history in this frame replaces what is shown (docs/protocol.md, "Resuming").
+    if (welcomed && (epochChanged || !frame.recovered)) chat.reset();
+    welcomed = true;
+    ctx.me = frame.you;
+    chat.setMe(frame.you);
+    roomTitle = frame.room.title || "Menteo room";
+    $("room-title").textContent = roomTitle;
+    updateTitle();
+    presence.setRoom(frame.room, frame.you);
+    presence.setOnline(frame.presence ?? []);
+    for (const message of frame.history ?? []) acceptMessage(message, false);
+    if (!frame.recovered) chat.scrollToEnd();
+    input.disabled = false;
+    sendButton.disabled = false;
+    inFlight.clear();
+    flush();
+    for (const feature of FEATURES) feature.onWelcome?.(frame, ctx);
+  });
+
+  conn.addEventListener("frame", ({ detail: frame }) => {
+    switch (frame.type) {
+      case "chat.message":
+        acceptMessage(frame, true);
+        break;
+      case "ack":
+        onAck(frame);
+        break;
+      case "error":
+        onError(frame);
+        break;
+      case "presence.join":
+        presence.join(frame);
+        break;
+      case "presence.leave":
+        presence.leave(frame.user_id);
+        break;
+      case "presence.typing":
+        presence.typing(frame.user_id, frame.active === true);
+        break;
+      default:
+        break;
+    }
+    for (const feature of FEATURES) feature.onFrame?.(frame, ctx);
+  });
+
+  $("retry").addEventListener("click", () => conn.retryNow());
+
+  function showFatal(message) {
+    const banner = $("fatal");
+    const other = document.createElement("a");
+    other.href = "./";
+    other.textContent = "Open another room";
+    banner.replaceChildren(document.createTextNode(`${message} `), other);
+    banner.hidden = false;
+    // Refused before anything was shown: there is no room to show. Refused later (an
+    // expired token): what was said stays readable.
+    if (!welcomed) $("room").hidden = true;
+    input.disabled = true;
+    sendButton.disabled = true;
+    stopTyping();
+  }
+
+  // Unread count in the tab title ---------------------------------------------------------
+  function updateTitle() {
+    const n = chat.unread;
+    document.title = n > 0 ? `(${n}) ${roomTitle} · Menteo` : `${roomTitle} · Menteo`;
+  }
+  chat.addEventListener("unread", updateTitle);
+  document.addEventListener("visibilitychange", () => chat.setHidden(document.hidden));
+  chat.setHidden(document.hidden);
+
+  // Composer -----------------------------------------------------------------------------
+  let typingActive = false;
+  let typingSentAt = 0;
+  let typingIdle = null;
+
+  function sendTyping(active) {
+    typingActive = active;
+    typingSentAt = Date.now();
+    conn.send({ type: "typing", active });
+  }
+
+  function stopTyping() {
+    clearTimeout(typingIdle);
+    if (typingActive) sendTyping(false);
+  }
+
+  input.addEventListener("input", () => {
+    setComposerError("");
+    if (input.value.trim() === "") {
+      stopTyping();
+      return;
+    }
+    if (!typingActive || Date.now() - typingSentAt > TYPING_REFRESH_MS) sendTyping(true);
+    clearTimeout(typingIdle);
+    typingIdle = setTimeout(stopTyping, TYPING_IDLE_MS);
+  });
+
+  input.addEventListener("keydown", (event) => {
+    // Enter sends, Shift+Enter is a new line; never while an input method is composing.
+    if (event.key !== "Enter" || event.shiftKey || event.isComposing || event.keyCode === 229) {
+      return;
+    }
+    event.preventDefault();
+    submit();
+  });
+
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    submit();
+  });
+
+  function setComposerError(text) {
+    $("composer-error").textContent = text;
+    input.setAttribute("aria-invalid", text ? "true" : "false");
+  }
+
+  function submit() {
+    if (input.disabled) return;
+    const body = input.value;
+    if (body.trim() === "") return;
+    const length = [...body].length;
+    if (length > MAX_BODY) {
+      setComposerError(`Too long: ${length} characters, at most ${MAX_BODY}.`);
+      return;
+    }
+    const entry = outbox.add(body); // stored before it is sent: a crash loses nothing
+    chat.showPending(entry, pendingStatus());
+    updateOutboxNote();
+    input.value = "";
+    stopTyping();
+    flush();
+    input.focus();
+  }
+
+  conn.start();
+  input.focus();
+}
+
+main();
