@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import websockets
-from pycrdt import Doc, Text, TransactionEvent, create_sync_message, create_update_message, handle_sync_message
+from pycrdt import (
+    Doc,
+    Text,
+    TransactionEvent,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
 from websockets.asyncio.client import ClientConnection
 
 
@@ -22,13 +30,18 @@ class NotesClient:
         self.changed = asyncio.Event()
         self.synced = asyncio.Event()
         self.received: list[bytes] = []
+        self.sending: set[asyncio.Future[None]] = set()
         self.doc.observe(self._local_change)
         self.reader = asyncio.create_task(self._read())
 
     @classmethod
     async def connect(cls, base_ws: str, room_id: str, token: str, **kw: Any) -> NotesClient:
-        ws = await websockets.connect(f"{base_ws}/rooms/{room_id}/notes?token={token}",
-                                      compression=None, open_timeout=10, **kw)
+        ws = await websockets.connect(
+            f"{base_ws}/rooms/{room_id}/notes?token={token}",
+            compression=None,
+            open_timeout=10,
+            **kw,
+        )
         client = cls(ws)
         cls.opened.append(client)
         await ws.send(create_sync_message(client.doc))
@@ -36,13 +49,13 @@ class NotesClient:
 
     def _local_change(self, event: TransactionEvent) -> None:
         if not self.applying and self.ws.state.name == "OPEN":
-            asyncio.ensure_future(self._send(create_update_message(event.update)))
+            task = asyncio.ensure_future(self._send(create_update_message(event.update)))
+            self.sending.add(task)
+            task.add_done_callback(self.sending.discard)
 
     async def _send(self, data: bytes) -> None:
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):
             await self.ws.send(data)
-        except websockets.ConnectionClosed:
-            pass
 
     async def _read(self) -> None:
         try:
@@ -79,3 +92,18 @@ class NotesClient:
         await self.ws.close()
         self.reader.cancel()
         await asyncio.gather(self.reader, return_exceptions=True)
+
+
+async def converged(clients: list[NotesClient], timeout: float = 15) -> str:
+    """Wait until every client holds the same text (waking on any client's change)."""
+    async with asyncio.timeout(timeout):
+        while len({str(c.text) for c in clients}) > 1:
+            for c in clients:
+                c.changed.clear()
+            waits = [asyncio.ensure_future(c.changed.wait()) for c in clients]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+    return str(clients[0].text)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import shutil
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,7 +18,7 @@ from pycrdt import Doc, Text, create_update_message
 
 from tests.backends import Backend
 from tests.client import close_code, create_room
-from tests.notes_client import NotesClient
+from tests.notes_client import NotesClient, converged
 from tests.servers import Running, make_settings, run_server
 
 
@@ -32,10 +37,14 @@ async def server_text(server: Running, room_id: str) -> str:
     return text
 
 
-async def test_concurrent_edits_at_the_same_place_converge_and_survive_restart(backend: Backend) -> None:
+async def test_concurrent_edits_at_the_same_place_converge_and_survive_restart(
+    backend: Backend,
+) -> None:
     settings = make_settings(backend)
     async with run_server(settings) as server:
-        room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+        room = await create_room(
+            server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
         await asyncio.gather(ana.synced.wait(), ben.synced.wait())
@@ -45,8 +54,7 @@ async def test_concurrent_edits_at_the_same_place_converge_and_survive_restart(b
         ana.text.insert(8, "SQL")
         ben.text.insert(8, "dbt")
         await ana.wait_for(lambda: len(str(ana.text)) == 14)
-        await ben.wait_for(lambda: str(ben.text) == str(ana.text))
-        final = str(ana.text)
+        final = await converged([ana, ben])
         assert sorted([final[8:11], final[11:14]]) == ["SQL", "dbt"]
         async with asyncio.timeout(10):
             while await server_text(server, room["id"]) != final:
@@ -75,12 +83,16 @@ async def test_access_rules_match_the_room_socket(server: Running, room: dict[st
         assert (await http.get(f"/api/rooms/{room['id']}/notes", headers=eve)).status_code == 403
 
 
-async def test_non_member_receives_nothing_of_the_document(server: Running, room: dict[str, Any]) -> None:
+async def test_non_member_receives_nothing_of_the_document(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
     await ana.synced.wait()
     ana.text += "private plans"
     await ana.wait_for(lambda: True)
-    async with websockets.connect(f"{server.ws}/rooms/{room['id']}/notes?token={server.token('eve')}") as ws:
+    async with websockets.connect(
+        f"{server.ws}/rooms/{room['id']}/notes?token={server.token('eve')}"
+    ) as ws:
         with pytest.raises(websockets.ConnectionClosed) as info:
             while True:
                 message = await asyncio.wait_for(ws.recv(), 10)
@@ -88,7 +100,9 @@ async def test_non_member_receives_nothing_of_the_document(server: Running, room
         assert info.value.rcvd is not None and info.value.rcvd.code == 4403
 
 
-async def test_malformed_update_closes_only_that_socket(server: Running, room: dict[str, Any]) -> None:
+async def test_malformed_update_closes_only_that_socket(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
     ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
     await asyncio.gather(ana.synced.wait(), ben.synced.wait())
@@ -122,12 +136,14 @@ async def test_oversized_update_and_full_document(backend: Backend) -> None:
         await ana.ws.send(create_update_message(big.get_update()))
         assert await ana.close_code() == 1009
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await ana.synced.wait()
+        observer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        await asyncio.gather(ana.synced.wait(), observer.synced.wait())
         for _ in range(2):
             chunk = Doc()
             chunk.get("notes", type=Text).insert(0, "y" * 60_000)
             await ana.ws.send(create_update_message(chunk.get_update()))
         assert await ana.close_code() == 4413
+        await observer.wait_for(lambda: len(str(observer.text)) == 60_000)  # relayed: stored
         assert len(await server_text(server, room["id"])) == 60_000  # the first one only
 
 
@@ -139,7 +155,91 @@ async def test_awareness_is_relayed_and_cleared(server: Running, room: dict[str,
     await asyncio.gather(ana.synced.wait(), ben.synced.wait())
     awareness = Awareness(ana.doc)
     awareness.set_local_state({"user": {"name": "Ana", "color": "#f80"}})
-    await ana.ws.send(create_awareness_message(awareness.encode_awareness_update([ana.doc.client_id])))
+    await ana.ws.send(
+        create_awareness_message(awareness.encode_awareness_update([ana.doc.client_id]))
+    )
     await ben.wait_for(lambda: any(m[0] == 1 and b"Ana" in m for m in ben.received))
     await ana.close()
     await ben.wait_for(lambda: any(m[0] == 1 and b"null" in m for m in ben.received))
+
+
+JS = Path(__file__).parent / "js"
+
+
+@pytest.fixture(scope="session")
+def node_client() -> Path:
+    """The stock JavaScript client (npm ``yjs`` + ``y-websocket``), installed from the lock."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("node and npm are needed for the Yjs interoperability test on CI")
+        pytest.skip("node/npm not found: the JavaScript Yjs client cannot run")
+    if not (JS / "node_modules" / "y-websocket").is_dir():
+        command = "ci" if (JS / "package-lock.json").exists() else "install"
+        subprocess.run(
+            [npm, command, "--no-audit", "--no-fund"],
+            cwd=JS,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return JS / "sync.mjs"
+
+
+async def test_stock_javascript_y_websocket_client_syncs(
+    server: Running, room: dict[str, Any], node_client: Path
+) -> None:
+    ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+    await ana.synced.wait()
+    ana.text += "from python"
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(node_client),
+        server.ws,
+        room["id"],
+        server.token("ben"),
+        "from js; ",
+        "from python",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    js_text = json.loads(out)["text"]
+    await ana.wait_for(lambda: str(ana.text) == "from js; from python")
+    assert js_text == str(ana.text)
+    assert await server_text(server, room["id"]) == "from js; from python"
+
+
+async def test_compaction_keeps_the_text_and_drops_covered_updates(backend: Backend) -> None:
+    from sqlalchemy import func, select
+
+    from realtime.persistence.events import EVENT
+    from realtime.persistence.rooms import notes_stream
+
+    settings = make_settings(backend, notes_compact_every=10, notes_retention=0.0)
+    async with run_server(settings) as server:
+        room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+        ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        observer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        await asyncio.gather(ana.synced.wait(), observer.synced.wait())
+        for i in range(35):
+            ana.text += f"{i},"
+        expected = "".join(f"{i}," for i in range(35))
+        await observer.wait_for(lambda: str(observer.text) == expected)  # relayed: stored
+        assert server.state is not None
+        document = server.state.notes.open[room["id"]].result()
+        await ana.close()
+        await observer.close()
+        await asyncio.wait_for(document.closed.wait(), 10)  # the last socket's compaction
+        async with server.state.db.read() as db:
+            left = (
+                await db.execute(
+                    select(func.count())
+                    .select_from(EVENT)
+                    .where(EVENT.c.stream == notes_stream(room["id"]))
+                )
+            ).scalar()
+        assert left is not None and left < 10
+        again = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        await again.wait_for(lambda: str(again.text) == expected)

@@ -246,3 +246,33 @@ async def test_users_of_a_dead_process_leave_presence_within_ttl(shared: Backend
         left = await ana.recv_until(lambda f: f["type"] == "presence.leave", timeout=15)
         assert left == {"type": "presence.leave", "user_id": "ben"}
         assert asyncio.get_running_loop().time() - started <= 3 + 2  # ttl plus one sweep
+
+
+async def test_notes_typed_on_two_processes_converge_and_persist(shared: Backend) -> None:
+    from tests.notes_client import NotesClient, converged
+
+    async with servers(shared, 2) as (a, b):
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
+        ana = await NotesClient.connect(a.ws, room["id"], token("ana"))
+        ben = await NotesClient.connect(b.ws, room["id"], token("ben"))
+        try:
+            await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+            for i in range(20):  # both type at the start, interleaved, without waiting
+                ana.text.insert(0, f"a{i} ")
+                ben.text.insert(0, f"b{i} ")
+                if i % 5 == 0:
+                    await asyncio.sleep(0)
+            expected_len = sum(len(f"a{i} ") + len(f"b{i} ") for i in range(20))
+            await ana.wait_for(lambda: len(str(ana.text)) == expected_len, timeout=20)
+            final = await converged([ana, ben], timeout=20)
+        finally:
+            await ana.close()
+            await ben.close()
+    async with servers(shared, 1) as (again,):
+        fresh = await NotesClient.connect(again.ws, room["id"], token("ana"))
+        try:
+            await fresh.wait_for(lambda: str(fresh.text) == final)
+        finally:
+            await fresh.close()

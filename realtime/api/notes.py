@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pycrdt import Doc
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,7 +16,7 @@ from .rooms import visible_room
 
 async def get_notes(request: Request) -> Response:
     room = await visible_room(request, caller(request))
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     async with state_of(request).db.read() as db:
         await store.load(db, room.id, doc)
     text = store.text_of(doc)

@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pycrdt import Awareness, Doc, create_awareness_message, create_update_message
 
@@ -46,7 +47,7 @@ class NotesDocument:
         self.db = db
         self.hub = hub
         self.settings = settings
-        self.doc = Doc()
+        self.doc: Doc[Any] = Doc()
         self.awareness = Awareness(self.doc)
         self.clients: set[NotesClient] = set()
         self.seq = 0  # every update up to here is in ``doc``
@@ -54,6 +55,7 @@ class NotesDocument:
         self.since_compaction = 0
         self.compacting: asyncio.Task[None] | None = None
         self.stack = AsyncExitStack()
+        self.closed = asyncio.Event()  # set once compacted and unsubscribed
 
     async def open(self) -> None:
         await self.stack.enter_async_context(self.hub.subscribe(self.stream, self))
@@ -70,6 +72,7 @@ class NotesDocument:
         if self.since_compaction:
             await self._compact()
         await self.stack.aclose()
+        self.closed.set()
 
     # Hub listener -----------------------------------------------------------------------
     def on_event(self, event: StoredEvent, frames: Frames) -> None:

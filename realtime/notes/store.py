@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from pycrdt import Doc, Text
 from sqlalchemy import delete, insert, select
@@ -28,11 +29,11 @@ def event_data(update: bytes, conn_id: str) -> dict[str, str]:
     return {"u": base64.b64encode(update).decode(), "c": conn_id}
 
 
-def text_of(doc: Doc) -> str:
+def text_of(doc: Doc[Any]) -> str:
     return str(doc.get(TEXT, type=Text))
 
 
-async def load(conn: AsyncConnection, room_id: str, doc: Doc) -> tuple[int, int]:
+async def load(conn: AsyncConnection, room_id: str, doc: Doc[Any]) -> tuple[int, int]:
     """Apply the latest snapshot and every update after it; returns (last seq, updates read)."""
     row = (
         await conn.execute(
@@ -57,7 +58,7 @@ async def load(conn: AsyncConnection, room_id: str, doc: Doc) -> tuple[int, int]
             return seq, count
 
 
-async def compact(db: Database, room_id: str, doc: Doc, seq: int, *, keep_after: str) -> None:
+async def compact(db: Database, room_id: str, doc: Doc[Any], seq: int, *, keep_after: str) -> None:
     """Store ``doc`` (which holds every update up to ``seq``) as a snapshot, and drop the
     updates it covers that are older than ``keep_after`` (an ISO time): a process that is
     briefly behind can still read them."""
