@@ -44,10 +44,12 @@ class ChecklistReducer:
 
     prefix = "checklist."
 
-    async def load(self, conn: AsyncConnection, streams: set[str]) -> dict[str, Checklist]:
-        return await load_checklists(conn, streams)
+    async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> dict[str, Checklist]:
+        return await load_checklists(conn, {item.stream for item in items})
 
-    def reduce(self, state: dict[str, Checklist], item: NewEvent, ts: str) -> dict[str, Any]:
+    def reduce(
+        self, state: dict[str, Checklist], item: NewEvent, seq: int, ts: str
+    ) -> dict[str, Any]:
         checklist = state[item.stream]
         op = item.type.removeprefix(self.prefix)
         data = checklist.resolve(op, item.data)

@@ -79,16 +79,18 @@ class Rejected(Exception):
 class Reducer(Protocol):
     """Keeps a materialized state beside a kind of event (e.g. ``checklist.*``).
 
-    It runs inside the appending transaction, under the stream lock: ``reduce`` checks an
-    event against the state, returns the data to store (or raises ``Rejected``) and updates
-    the state; ``save`` writes the changed state in the same transaction.
+    It runs inside the appending transaction, under the stream lock: ``load`` reads what
+    the batch's events of this kind need, ``reduce`` checks an event against the state,
+    returns the data to store (or raises ``Rejected``) and updates the state (``seq`` is the
+    seq the event gets if accepted); ``save`` writes the changed state in the same
+    transaction.
     """
 
     prefix: str
 
-    async def load(self, conn: AsyncConnection, streams: set[str]) -> Any: ...
+    async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> Any: ...
 
-    def reduce(self, state: Any, item: NewEvent, ts: str) -> dict[str, Any]: ...
+    def reduce(self, state: Any, item: NewEvent, seq: int, ts: str) -> dict[str, Any]: ...
 
     async def save(self, conn: AsyncConnection, state: Any) -> None: ...
 
@@ -140,7 +142,7 @@ async def append_batch(
 
     ts = now_iso()
     states = {
-        r.prefix: await r.load(conn, {i.stream for i in items if i.type.startswith(r.prefix)})
+        r.prefix: await r.load(conn, [i for i in items if i.type.startswith(r.prefix)])
         for r in reducers
         if any(i.type.startswith(r.prefix) for i in items)
     }
@@ -158,7 +160,7 @@ async def append_batch(
         reducer = next((r for r in reducers if item.type.startswith(r.prefix)), None)
         if reducer is not None:
             try:
-                data = reducer.reduce(states[reducer.prefix], item, ts)
+                data = reducer.reduce(states[reducer.prefix], item, last[item.stream] + 1, ts)
             except Rejected as exc:
                 results.append(exc)
                 continue
