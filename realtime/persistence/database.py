@@ -13,10 +13,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, select, text
+from sqlalchemy import Connection, event, make_url, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .models import Meta
+from .sqlite_append import SQLiteAppender
 
 log = logging.getLogger("menteo.db")
 
@@ -38,12 +39,16 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.epoch = ""
+        self.appender: SQLiteAppender | None = None
         if self.is_sqlite:
             args: dict[str, Any] = {"connect_args": {"timeout": 30}}
             self.engine = create_async_engine(url, **args)
             self.write_engine = create_async_engine(url, pool_size=1, max_overflow=0, **args)
             for engine, immediate in ((self.engine, False), (self.write_engine, True)):
                 _sqlite_setup(engine, immediate=immediate)
+            path = make_url(url).database
+            if path and path != ":memory:":
+                self.appender = SQLiteAppender(path)
         else:
             self.engine = create_async_engine(
                 url, pool_size=10, max_overflow=10, pool_pre_ping=True
@@ -73,6 +78,8 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
+        if self.appender is not None:
+            await self.appender.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()

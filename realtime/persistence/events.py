@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import Event, Stream
@@ -95,7 +95,7 @@ class Reducer(Protocol):
     async def save(self, conn: AsyncConnection, state: Any) -> None: ...
 
 
-def _row_to_event(row: Any) -> StoredEvent:
+def row_to_event(row: Any) -> StoredEvent:
     return StoredEvent(
         stream=row.stream,
         seq=row.seq,
@@ -108,44 +108,17 @@ def _row_to_event(row: Any) -> StoredEvent:
     )
 
 
-async def append_batch(
-    conn: AsyncConnection,
+def plan_batch(
     items: Sequence[NewEvent],
-    *,
-    lock_rows: bool,
+    last: dict[str, int],
+    existing: dict[tuple[str, str, str], StoredEvent],
+    ts: str,
     reducers: Sequence[Reducer] = (),
-) -> list[AppendResult | Exception]:
-    """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
-
-    The stream rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
-    transaction already excludes other writers), so appends from several processes to one
-    stream serialize and no seq is skipped or reused. A client id already stored, or seen
-    earlier in the same batch, yields the original event with ``created=False``.
-    """
-    streams = sorted({item.stream for item in items})
-    query = select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams))
-    if lock_rows:
-        query = query.order_by(STREAM.c.id).with_for_update()
-    last = {row.id: row.last_seq for row in await conn.execute(query)}
-
-    keyed = [i for i in items if i.client_id is not None]
-    existing: dict[tuple[str, str, str], StoredEvent] = {}
-    if keyed:
-        keys = {(i.stream, i.author_id, i.client_id) for i in keyed}
-        rows = await conn.execute(
-            select(EVENT).where(
-                tuple_(EVENT.c.stream, EVENT.c.author_id, EVENT.c.client_id).in_(list(keys))
-            )
-        )
-        for row in rows:
-            existing[(row.stream, row.author_id, row.client_id)] = _row_to_event(row)
-
-    ts = now_iso()
-    states = {
-        r.prefix: await r.load(conn, [i for i in items if i.type.startswith(r.prefix)])
-        for r in reducers
-        if any(i.type.startswith(r.prefix) for i in items)
-    }
+    states: dict[str, Any] | None = None,
+) -> tuple[list[AppendResult | Exception], list[dict[str, Any]]]:
+    """Decide each item's fate: a new event with the next seq of its stream, the stored
+    original of a repeated client id, or a refusal. ``last`` and ``existing`` are what the
+    database holds under the lock; both are updated as the batch is planned."""
     results: list[AppendResult | Exception] = []
     rows_out: list[dict[str, Any]] = []
     for item in items:
@@ -160,7 +133,9 @@ async def append_batch(
         reducer = next((r for r in reducers if item.type.startswith(r.prefix)), None)
         if reducer is not None:
             try:
-                data = reducer.reduce(states[reducer.prefix], item, last[item.stream] + 1, ts)
+                data = reducer.reduce(
+                    (states or {})[reducer.prefix], item, last[item.stream] + 1, ts
+                )
             except Rejected as exc:
                 results.append(exc)
                 continue
@@ -190,6 +165,53 @@ async def append_batch(
             }
         )
         results.append(AppendResult(stored, created=True))
+    return results, rows_out
+
+
+async def append_batch(
+    conn: AsyncConnection,
+    items: Sequence[NewEvent],
+    *,
+    lock_rows: bool,
+    reducers: Sequence[Reducer] = (),
+) -> list[AppendResult | Exception]:
+    """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
+
+    The stream rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction already excludes other writers), so appends from several processes to one
+    stream serialize and no seq is skipped or reused. A client id already stored, or seen
+    earlier in the same batch, yields the original event with ``created=False``.
+    """
+    streams = sorted({item.stream for item in items})
+    query = select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams))
+    if lock_rows:
+        query = query.order_by(STREAM.c.id).with_for_update()
+    last = {row.id: row.last_seq for row in await conn.execute(query)}
+
+    keyed = [i for i in items if i.client_id is not None]
+    existing: dict[tuple[str, str, str], StoredEvent] = {}
+    if keyed:
+        keys = {(i.stream, i.author_id, i.client_id) for i in keyed}
+        if conn.dialect.name == "sqlite":  # it scans for a row-value IN; each OR term seeks
+            match = or_(
+                *(
+                    and_(EVENT.c.stream == s, EVENT.c.author_id == a, EVENT.c.client_id == c)
+                    for s, a, c in sorted(keys)
+                )
+            )
+        else:
+            match = tuple_(EVENT.c.stream, EVENT.c.author_id, EVENT.c.client_id).in_(sorted(keys))
+        rows = await conn.execute(select(EVENT).where(match))
+        for row in rows:
+            existing[(row.stream, row.author_id, row.client_id)] = row_to_event(row)
+
+    ts = now_iso()
+    states = {
+        r.prefix: await r.load(conn, [i for i in items if i.type.startswith(r.prefix)])
+        for r in reducers
+        if any(i.type.startswith(r.prefix) for i in items)
+    }
+    results, rows_out = plan_batch(items, last, existing, ts, reducers, states)
     for reducer in reducers:
         if reducer.prefix in states:
             await reducer.save(conn, states[reducer.prefix])
@@ -216,7 +238,7 @@ async def replay(
     if types is not None:
         query = query.where(EVENT.c.type.in_(types))
     rows = await conn.execute(query.order_by(EVENT.c.seq).limit(limit))
-    return [_row_to_event(r) for r in rows]
+    return [row_to_event(r) for r in rows]
 
 
 async def page_before(
@@ -228,7 +250,7 @@ async def page_before(
         query = query.where(EVENT.c.seq < before)
     rows = list(await conn.execute(query.order_by(EVENT.c.seq.desc()).limit(limit + 1)))
     has_more = len(rows) > limit
-    return [_row_to_event(r) for r in reversed(rows[:limit])], has_more
+    return [row_to_event(r) for r in reversed(rows[:limit])], has_more
 
 
 async def last_seqs(conn: AsyncConnection, streams: Sequence[str]) -> dict[str, int]:

@@ -113,6 +113,11 @@ class Writer:
                 log.exception("delivering committed events failed")
 
     async def _store(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
+        appender = self.db.appender
+        if appender is not None and not any(
+            item.type.startswith(r.prefix) for item in items for r in self.reducers
+        ):
+            return await appender.append(items)
         async with self.db.write() as conn:
             return await append_batch(
                 conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
