@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install run test check bench clean
+.PHONY: install web run test check bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,17 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-run: install  ## the server on the embedded defaults (SQLite file, in-process broker)
+# The notes editor (Yjs + CodeMirror) is bundled with esbuild; without Node.js the page
+# still runs, showing "notes unavailable".
+web/dist/notes.bundle.js: package.json package-lock.json $(wildcard web/vendor-src/*.js)
+	npm ci --no-audit --no-fund
+	npm run build
+
+web:
+	@if command -v npm >/dev/null; then $(MAKE) -s web/dist/notes.bundle.js; \
+	else echo "Node.js/npm not found: the notes editor is not built"; fi
+
+run: install web  ## the server on the embedded defaults (SQLite file, in-process broker)
 	$(BIN)/menteo-realtime serve --demo
 
 test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not on CI)
@@ -29,4 +39,4 @@ bench: install
 	$(BIN)/python bench/chat_load.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-* node_modules web/dist

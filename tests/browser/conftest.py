@@ -18,6 +18,7 @@ from tests.browser.roompage import (
     OpenRoom,
     RoomPage,
     require_browser,
+    require_notes_bundle,
 )
 from tests.client import create_room
 from tests.servers import Running, make_settings, run_server
@@ -38,6 +39,14 @@ async def browser() -> AsyncIterator[Browser]:
             yield chromium
         finally:
             await chromium.close()
+
+
+@pytest.fixture(scope="session")
+def notes_bundle() -> None:
+    """web/dist/notes.bundle.js, built once per session when missing or out of date (the
+    notes tests need it; every other page test runs with or without it)."""
+    require_browser()  # no build for tests that cannot run
+    require_notes_bundle()
 
 
 @pytest.fixture

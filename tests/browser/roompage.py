@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import shutil
+import subprocess
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -42,17 +46,67 @@ def require_browser() -> None:
     pytest.skip(message)
 
 
+ROOT = Path(__file__).resolve().parents[2]
+NOTES_BUNDLE = ROOT / "web" / "dist" / "notes.bundle.js"
+NOTES_SOURCES = [ROOT / "package.json", ROOT / "package-lock.json", ROOT / "web" / "vendor-src"]
+
+
+def _skip_or_fail(message: str) -> NoReturn:
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; on CI they must run")
+    pytest.skip(message)
+
+
+def _newest_source() -> float:
+    times = []
+    for source in NOTES_SOURCES:
+        files = source.rglob("*") if source.is_dir() else [source]
+        times += [f.stat().st_mtime for f in files if f.is_file()]
+    return max(times, default=0.0)
+
+
+def require_notes_bundle() -> None:
+    """Build web/dist/notes.bundle.js (``npm ci`` when node_modules is missing or older than
+    the lock file, then ``npm run build``) unless it is newer than its sources. Without node
+    and npm: skip, or fail on CI (CI=true)."""
+    if NOTES_BUNDLE.exists() and NOTES_BUNDLE.stat().st_mtime >= _newest_source():
+        return
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        _skip_or_fail(
+            "the notes tests need web/dist/notes.bundle.js, built with Node.js and npm "
+            "(npm ci && npm run build); node or npm is not installed"
+        )
+    lock = ROOT / "package-lock.json"
+    installed = ROOT / "node_modules" / ".package-lock.json"
+    steps = [[npm, "run", "build"]]
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        steps.insert(0, [npm, "ci", "--no-audit", "--no-fund"])
+    for command in steps:
+        done = subprocess.run(
+            command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+        )
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr)[-2000:]
+            _skip_or_fail(f"building the notes bundle failed: {' '.join(command[1:])}\n{output}")
+
+
 @dataclass
 class RoomPage:
     """One room page; ``OpenRoom`` (the ``open_room`` fixture) opens them."""
 
     page: Page
-    sockets: list[str] = field(default_factory=list)  # URL of every socket opened, in order
+    sockets: list[str] = field(default_factory=list)  # URL of every room socket, in order
+    notes_sockets: list[str] = field(default_factory=list)  # the same for the notes socket
     errors: list[str] = field(default_factory=list)  # uncaught exceptions in the page
 
     def watch(self) -> None:
-        self.page.on("websocket", lambda ws: self.sockets.append(ws.url))
+        self.page.on("websocket", self._socket_opened)
         self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def _socket_opened(self, ws: Any) -> None:
+        path = urlsplit(ws.url).path
+        (self.notes_sockets if path.endswith("/notes") else self.sockets).append(ws.url)
 
     # Parts of the page ----------------------------------------------------------------
     @property
@@ -102,12 +156,73 @@ class RoomPage:
         )
         return result
 
-    async def outbox(self) -> list[dict[str, Any]]:
-        """Every entry of every outbox in this page's localStorage."""
+    async def outbox(self, prefix: str = "menteo.outbox.v1:") -> list[dict[str, Any]]:
+        """Every entry of every outbox in this page's localStorage (chat messages; with
+        ``prefix="menteo.ops.v1:"`` the checklist operations)."""
         result: list[dict[str, Any]] = await self.page.evaluate(
-            """() => Object.keys(localStorage)
-                 .filter(k => k.startsWith("menteo.outbox.v1:"))
-                 .flatMap(k => JSON.parse(localStorage.getItem(k)))"""
+            """prefix => Object.keys(localStorage)
+                 .filter(k => k.startsWith(prefix))
+                 .flatMap(k => JSON.parse(localStorage.getItem(k)))""",
+            prefix,
+        )
+        return result
+
+    # The roadmap checklist (web/js/checklist.js) ----------------------------------------
+    @property
+    def checklist(self) -> Locator:
+        return self.page.locator("#checklist-panel")
+
+    @property
+    def steps(self) -> Locator:
+        """The steps as shown, in order (pending ones of mine included)."""
+        return self.page.locator("#checklist-panel li.step")
+
+    @property
+    def pending_steps(self) -> Locator:
+        return self.page.locator("#checklist-panel li.step[data-pending]")
+
+    def step(self, title: str) -> Locator:
+        """The step whose title is exactly ``title``."""
+        exact = re.compile(f"^{re.escape(title)}$")
+        return self.steps.filter(has=self.page.locator(".step-title", has_text=exact))
+
+    async def add_step(self, title: str) -> None:
+        await self.page.get_by_label("New step").fill(title)
+        await self.page.get_by_label("New step").press("Enter")
+
+    async def step_titles(self) -> list[str]:
+        result: list[str] = await self.steps.locator(".step-title").evaluate_all(
+            "els => els.map(e => e.textContent)"
+        )
+        return result
+
+    async def step_ids(self) -> list[str]:
+        result: list[str] = await self.steps.evaluate_all("els => els.map(e => e.dataset.itemId)")
+        return result
+
+    # The shared notes (web/js/notes.js) -------------------------------------------------
+    @property
+    def notes(self) -> Locator:
+        return self.page.locator("#notes-panel")
+
+    @property
+    def notes_editor(self) -> Locator:
+        return self.page.locator("#notes-panel .cm-content")
+
+    async def wait_notes_text(self, text: str) -> None:
+        """Wait until this page's notes document (the Y.Text) holds exactly ``text``."""
+        await self.page.wait_for_function(
+            """async text => {
+                const notes = await import("/js/notes.js");  // the module the page runs
+                return notes.notesText() === text;
+            }""",
+            arg=text,
+            timeout=TIMEOUT_MS,
+        )
+
+    async def notes_text(self) -> str | None:
+        result: str | None = await self.page.evaluate(
+            'async () => (await import("/js/notes.js")).notesText()'
         )
         return result
 

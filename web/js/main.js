@@ -3,7 +3,9 @@
 // The page takes ?room=ID&token=T from its URL; without them it shows a form to paste them.
 
 import { ChatView } from "./chat.js";
+import { checklistFeature } from "./checklist.js";
 import { FATAL_CLOSES, RoomConnection } from "./connection.js";
+import { notesFeature } from "./notes.js";
 import { Outbox, outboxKey, tokenClaims } from "./outbox.js";
 import { PresenceView } from "./presence.js";
 
@@ -14,15 +16,21 @@ const TYPING_REFRESH_MS = 3000; // "still typing" is repeated this often while t
 const TYPING_IDLE_MS = 4000; // no keystroke for this long: stopped typing
 
 // Room features -------------------------------------------------------------------------
-// Later panels (the roadmap checklist, the shared Yjs notes) plug in here: each feature is
-// an object {name, mount(ctx), onWelcome(frame, ctx), onFrame(frame, ctx)}, all optional.
-// mount gets the panel container (#panels) and `send` once; onWelcome runs for every new
-// socket (resync state when frame.recovered is false); onFrame sees every frame after the
-// welcome, events already deduplicated by seq. Chat and presence are built in below.
-const FEATURES = [
-  // checklistFeature,  (web/js/checklist.js)
-  // notesFeature,      (web/js/notes.js, Yjs)
-];
+// Panels plug in here: each feature is an object
+// {name, mount(ctx), onWelcome(frame, ctx), onFrame(frame, ctx), onState(state, ctx)}, all
+// optional. mount runs once, before the socket opens; onWelcome runs for every new socket
+// (resync state when frame.recovered is false); onFrame sees every frame after the welcome,
+// events already deduplicated by seq (acks and errors included); onState sees every change
+// of the connection's state ("live", "reconnecting", "offline", ...).
+//
+// ctx: {roomId, token, me, panels, send(frame), submit(frame), pendingOps(), opsDurable(),
+// live()}. `panels` is the container (#panels): a feature appends its section and unhides
+// it. `send` is fire and forget (false when not live). `submit` is for durable operations
+// (checklist.*): the frame is kept in a localStorage outbox until acked, sent on the same
+// path as chat messages and resent with the same id after a reconnect or a reload; it
+// returns the frame's id. `pendingOps()` lists those not acked yet (after a reload too).
+// Chat and presence are built in below.
+const FEATURES = [checklistFeature, notesFeature];
 
 const $ = (id) => document.getElementById(id);
 
@@ -59,6 +67,7 @@ function openRoom(roomId, token) {
   const input = $("composer-input");
   const sendButton = $("send");
   const outbox = new Outbox(outboxKey(roomId, token));
+  const ops = new Outbox(outboxKey(roomId, token, "ops"), undefined, { kind: "ops" });
   const chat = new ChatView({
     list: $("messages"),
     scroller: $("messages-scroll"),
@@ -75,11 +84,36 @@ function openRoom(roomId, token) {
   let retrySendTimer = null;
   let welcomed = false; // at least one welcome: the room is known
 
-  if (typeof claims.sub === "string") {
-    chat.setMe({ user_id: claims.sub, name: claims.name || claims.sub });
+  // Who the token says I am, until the welcome says it for sure (ctx.me = welcome.you).
+  const claimed =
+    typeof claims.sub === "string" ? { user_id: claims.sub, name: claims.name || claims.sub } : null;
+  if (claimed !== null) chat.setMe(claimed);
+  const ctx = {
+    roomId,
+    token,
+    me: claimed,
+    panels: $("panels"),
+    send: (frame) => conn.send(frame),
+    submit: (frame) => {
+      const entry = ops.addOp(frame); // stored before it is sent, like a chat message
+      flush();
+      return entry.id;
+    },
+    pendingOps: () => ops.list().map((e) => e.op),
+    opsDurable: () => ops.durable,
+    live: () => conn.live,
+  };
+  /** Run a feature's hook; a panel that throws is reported, and chat goes on. */
+  function each(hook, ...args) {
+    for (const feature of FEATURES) {
+      try {
+        feature[hook]?.(...args, ctx);
+      } catch (err) {
+        reportError(err);
+      }
+    }
   }
-  const ctx = { roomId, send: (frame) => conn.send(frame), panels: $("panels"), me: null };
-  for (const feature of FEATURES) feature.mount?.(ctx);
+  each("mount");
 
   // Outbox -------------------------------------------------------------------------------
   const pendingStatus = () => (conn.live ? "sending" : "queued");
@@ -93,16 +127,34 @@ function openRoom(roomId, token) {
     note.textContent = n === 0 ? "" : `${n} message${n === 1 ? "" : "s"} waiting to be sent${where}.`;
   }
 
-  /** Send what the outbox holds, oldest first, a few at a time; acks make room for more. */
+  /**
+   * Send what the outboxes hold (chat messages and checklist operations, merged by the time
+   * they were written, each outbox in its own order), a few at a time; acks make room for
+   * more.
+   */
   function flush() {
     if (!conn.live) return;
-    for (const entry of outbox.list()) {
+    const messages = outbox.list();
+    const operations = ops.list();
+    let m = 0;
+    let o = 0;
+    while (m < messages.length || o < operations.length) {
       if (inFlight.size >= IN_FLIGHT) break;
+      const takeOp =
+        m >= messages.length ||
+        (o < operations.length && operations[o].created < messages[m].created);
+      const entry = takeOp ? operations[o++] : messages[m++];
       if (inFlight.has(entry.id)) continue;
-      if (!conn.send({ type: "chat.send", id: entry.id, body: entry.body })) break;
+      const frame = takeOp ? entry.op : { type: "chat.send", id: entry.id, body: entry.body };
+      if (!conn.send(frame)) break;
       inFlight.add(entry.id);
-      chat.showPending(entry, "sending");
+      if (!takeOp) chat.showPending(entry, "sending");
     }
+  }
+
+  function scheduleFlush() {
+    clearTimeout(retrySendTimer);
+    retrySendTimer = setTimeout(flush, RETRY_SEND_MS);
   }
 
   function delivered(id) {
@@ -120,6 +172,7 @@ function openRoom(roomId, token) {
     updateOutboxNote();
     flush();
   });
+  ops.addEventListener("change", () => flush()); // another tab of this user added some
 
   /** A chat.message from the room (history or live). */
   function acceptMessage(frame, live) {
@@ -129,6 +182,12 @@ function openRoom(roomId, token) {
   }
 
   function onAck({ id, seq }) {
+    if (ops.has(id)) {
+      inFlight.delete(id);
+      ops.remove(id);
+      flush();
+      return;
+    }
     if (!inFlight.has(id) && !outbox.has(id)) return;
     delivered(id);
     if (!chat.has(seq)) chat.setPendingStatus(id, "sent"); // the message itself follows
@@ -136,21 +195,32 @@ function openRoom(roomId, token) {
   }
 
   function onError({ id, code, message }) {
-    if (id && (inFlight.has(id) || outbox.has(id))) {
+    if (id && (inFlight.has(id) || outbox.has(id) || ops.has(id))) {
       inFlight.delete(id);
       if (code === "unavailable" || code === "rate_limited") {
         // Not stored: the same id is sent again in a moment.
-        clearTimeout(retrySendTimer);
-        retrySendTimer = setTimeout(flush, RETRY_SEND_MS);
+        scheduleFlush();
         return;
       }
-      // Refused for good (invalid, conflict): sending it again cannot help.
+      // Refused for good (invalid, conflict, not_found, forbidden): sending it again cannot
+      // help. A refused checklist operation is shown by its panel (it sees this frame too).
+      if (ops.remove(id)) {
+        flush();
+        return;
+      }
       outbox.remove(id);
       chat.setPendingStatus(id, "failed", message);
       updateOutboxNote();
       return;
     }
-    if (code !== "rate_limited") console.warn("room error", code, message);
+    if (code === "rate_limited") {
+      // The server drops a frame over the rate limit without saying which (id null): send
+      // again, in a moment, whatever is not acked. Repeats are safe (same id, same ack).
+      inFlight.clear();
+      scheduleFlush();
+      return;
+    }
+    console.warn("room error", code, message);
   }
 
   // Socket -------------------------------------------------------------------------------
@@ -178,6 +248,7 @@ function openRoom(roomId, token) {
         if (outbox.has(id)) chat.setPendingStatus(id, "queued");
       }
     }
+    each("onState", state);
   });
 
   conn.addEventListener("welcome", ({ detail: { frame, epochChanged } }) => {
@@ -198,7 +269,7 @@ function openRoom(roomId, token) {
     sendButton.disabled = false;
     inFlight.clear();
     flush();
-    for (const feature of FEATURES) feature.onWelcome?.(frame, ctx);
+    each("onWelcome", frame);
   });
 
   conn.addEventListener("frame", ({ detail: frame }) => {
@@ -224,7 +295,7 @@ function openRoom(roomId, token) {
       default:
         break;
     }
-    for (const feature of FEATURES) feature.onFrame?.(frame, ctx);
+    each("onFrame", frame);
   });
 
   $("retry").addEventListener("click", () => conn.retryNow());

@@ -1,13 +1,27 @@
-// The durable outbox: chat messages written but not yet acknowledged by the server.
+// The durable outbox: chat messages (and, in a second outbox, checklist operations) written
+// but not yet acknowledged by the server.
 //
 // Each entry keeps the client id it was first sent with. Re-sending an entry with the same
 // id is safe: the server stores a (room, author, id) once and acks a repeat with the same
 // seq. Entries live in localStorage, so they survive a reload or a closed tab, and are
 // removed only once the server has acknowledged them (ack, or the message seen in the room).
 //
+// Chat entries are {id, body, created}; operation entries are {id, op, created} where `op`
+// is the whole client frame (its `id` is the entry's). Each kind has its own storage key.
+//
 // Events: "change" when another tab changed this outbox.
 
 const PREFIX = "menteo.outbox.v1";
+const OPS_PREFIX = "menteo.ops.v1";
+
+const isChatEntry = (e) => e && typeof e.id === "string" && typeof e.body === "string";
+const isOpEntry = (e) =>
+  e &&
+  typeof e.id === "string" &&
+  e.op !== null &&
+  typeof e.op === "object" &&
+  typeof e.op.type === "string" &&
+  e.op.id === e.id;
 
 /** A client id for chat.send: unique, at most 64 characters (the server's limit). */
 export function newClientId() {
@@ -34,22 +48,27 @@ export function tokenClaims(token) {
   }
 }
 
-export function outboxKey(roomId, token) {
+/** The storage key of a user's outbox in a room: kind "chat" (messages) or "ops". */
+export function outboxKey(roomId, token, kind = "chat") {
   const sub = tokenClaims(token).sub;
-  return `${PREFIX}:${roomId}:${typeof sub === "string" ? sub : "anonymous"}`;
+  const prefix = kind === "ops" ? OPS_PREFIX : PREFIX;
+  return `${prefix}:${roomId}:${typeof sub === "string" ? sub : "anonymous"}`;
 }
 
 export class Outbox extends EventTarget {
   #key;
   #storage;
   #entries = [];
+  #valid; // which stored entries are well formed for this kind
   /** False when localStorage refused us (private mode, quota): the outbox is memory-only. */
   durable = true;
 
-  constructor(key, storage = globalThis.localStorage) {
+  /** `kind` is "chat" (entries {id, body, created}) or "ops" (entries {id, op, created}). */
+  constructor(key, storage = globalThis.localStorage, { kind = "chat" } = {}) {
     super();
     this.#key = key;
     this.#storage = storage;
+    this.#valid = kind === "ops" ? isOpEntry : isChatEntry;
     this.#entries = this.#load();
     globalThis.addEventListener("storage", (event) => {
       if (event.key !== this.#key) return;
@@ -58,7 +77,7 @@ export class Outbox extends EventTarget {
     });
   }
 
-  /** Pending entries, oldest first: {id, body, created} (created is an ISO timestamp). */
+  /** Pending entries, oldest first: {id, body | op, created} (created: an ISO timestamp). */
   list() {
     return this.#entries.slice();
   }
@@ -72,7 +91,16 @@ export class Outbox extends EventTarget {
   }
 
   add(body) {
-    const entry = { id: newClientId(), body, created: new Date().toISOString() };
+    return this.#push({ id: newClientId(), body, created: new Date().toISOString() });
+  }
+
+  /** Keep a client frame to send (a checklist operation); it gets a fresh id if it has none. */
+  addOp(frame) {
+    const id = typeof frame.id === "string" ? frame.id : newClientId();
+    return this.#push({ id, op: { ...frame, id }, created: new Date().toISOString() });
+  }
+
+  #push(entry) {
     this.#refresh();
     this.#entries.push(entry);
     this.#save();
@@ -96,9 +124,7 @@ export class Outbox extends EventTarget {
     try {
       const raw = this.#storage.getItem(this.#key);
       const parsed = raw ? JSON.parse(raw) : [];
-      return Array.isArray(parsed)
-        ? parsed.filter((e) => e && typeof e.id === "string" && typeof e.body === "string")
-        : [];
+      return Array.isArray(parsed) ? parsed.filter(this.#valid) : [];
     } catch {
       return this.#entries;
     }
