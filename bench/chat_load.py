@@ -1,10 +1,13 @@
 """Durable chat load: acked messages/s and send→receive latency against real server processes.
 
 Starts ``menteo-realtime serve`` itself (one or more processes, on a fresh database), creates
-rooms through the REST API, connects real WebSocket members and has every member send in a
-closed loop with a bounded window of unacked messages. Prints a Markdown table row and JSON.
+rooms through the REST API, connects real WebSocket members and has every member send, either
+in a closed loop with a bounded window of unacked messages (the default: throughput at
+saturation) or open loop at a fixed total rate (``--rate``: latency at a stated load). Prints
+a Markdown table row and JSON.
 
     python bench/chat_load.py --rooms 100 --members 2 --duration 10
+    python bench/chat_load.py --rooms 100 --members 2 --duration 10 --rate 1000
 
 See bench/README.md for what each figure means.
 """
@@ -50,7 +53,6 @@ MAX_SENDS_PER_MEMBER = 1_000_000
 MAX_FRAMES_PER_MEMBER = 50_000_000
 MAX_PROBLEMS = 20  # order problems and server log lines kept in the results
 CONNECT_CONCURRENCY = 32  # sockets opened at once: a burst of 200 handshakes is not the test
-PG_TABLES = "event, member, room, stream, meta, alembic_version"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,11 @@ class Options:
     tmpdir: str | None
     json_path: str | None
     label: str | None
+    rate: float | None = None  # open loop: total chat.send frames per second, all members
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate is not None
 
 
 # Server processes -----------------------------------------------------------------------
@@ -178,13 +185,25 @@ def server_problems(servers: list[Server]) -> list[str]:
     return lines[:MAX_PROBLEMS]
 
 
+def server_warnings(servers: list[Server]) -> tuple[int, list[str]]:
+    """WARNING lines (not counted as problems, but worth reading): how many, and the first."""
+    lines = [f"[server {i}] {line}" for i, s in enumerate(servers) for line in s.log_lines()
+             if "WARNING" in line]
+    return len(lines), lines[:MAX_PROBLEMS]
+
+
 async def reset_postgres(url: str) -> None:
-    """Drop the schema so each run starts on an empty database (the server recreates it)."""
+    """Empty the database so each run starts from nothing (the first server creates the schema).
+
+    The whole ``public`` schema goes, not a list of tables: a table added by a newer migration
+    would otherwise survive while ``alembic_version`` does not, and the next server would fail
+    creating it ("relation ... already exists").
+    """
     import asyncpg  # only needed for PostgreSQL runs
 
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        await conn.execute(f"DROP TABLE IF EXISTS {PG_TABLES} CASCADE")
+        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:
         await conn.close()
 
@@ -203,8 +222,14 @@ class Window:
     e2e: list[float] = field(default_factory=list)  # send → another member's chat.message
     ack_latency: list[float] = field(default_factory=list)  # send → own ack
     errors: Counter[str] = field(default_factory=Counter)
+    # Messages sent and not yet acked, at the start and at the end of the interval.
+    backlog: list[int] = field(default_factory=list)
     # Keyed by (room, client id): receivers of any member look up when it was sent.
     sent_at: dict[tuple[int, str], float] = field(default_factory=dict)
+    # Open loop only: how late each send left compared with its schedule, and how many
+    # sends were due in the interval.
+    send_lag: list[float] = field(default_factory=list)
+    due: int = 0
 
     def holds(self, t: float) -> bool:
         return self.start <= t < self.end
@@ -296,6 +321,36 @@ async def sender(member: Member, win: Window, body: str, until: float) -> None:
         member.sent += 1
 
 
+async def open_sender(
+    member: Member, win: Window, body: str, first_due: float, interval: float, until: float
+) -> None:
+    """Open loop: the k-th message is due at ``first_due + k * interval``, acked or not.
+
+    Latency is measured from when a message was due, not from when it left, so a send that
+    is late (the client's loop was busy, or the socket pushed back) counts against the
+    figures instead of hiding the delay (no coordinated omission); ``send_lag`` says how late.
+    """
+    for n in range(MAX_SENDS_PER_MEMBER):
+        due = first_due + n * interval
+        if due >= until:
+            return
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        cid = f"{member.index}-{n}"
+        member.outstanding[cid] = due
+        win.sent_at[(member.room, cid)] = due
+        if win.holds(due):
+            win.due += 1
+            win.send_lag.append(time.perf_counter() - due)
+        try:
+            await member.ws.send(orjson.dumps({"type": "chat.send", "id": cid, "body": body})
+                                 .decode())
+        except ConnectionClosed:
+            return  # the receiver records why
+        member.sent += 1
+
+
 async def receiver(member: Member, win: Window, until: float) -> None:
     try:
         async with asyncio.timeout(until - time.perf_counter()):
@@ -317,7 +372,7 @@ def on_frame(member: Member, win: Window, frame: dict[str, Any], now: float) -> 
         if sent is None:
             win.errors["unexpected ack"] += 1
             return
-        member.window.release()
+        member.window.release()  # unused in open loop: harmless
         member.acked.append(int(frame["seq"]))
         if win.holds(now):
             win.acks += 1
@@ -388,18 +443,114 @@ def order_problems(members: list[Member]) -> list[str]:
 class CpuSample:
     client: float = 0.0
     servers: list[float | None] = field(default_factory=list)
+    machine: dict[str, float] = field(default_factory=dict)  # seconds, from /proc/stat
+    groups: dict[str, float] = field(default_factory=dict)  # postgres, redis-server
+
+
+CPU_GROUPS = ("postgres", "redis-server")  # by /proc/<pid>/comm; every PG backend counts
+
+
+def machine_cpu() -> dict[str, float]:
+    """CPU seconds so far: busy (user..softirq) and steal of the machine, busy of each core
+    ("cpu0", "cpu1", ...); {} without /proc."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return {}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for line in lines:
+        if not line.startswith("cpu"):
+            break
+        name, *fields = line.split()
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
+        busy = (user + nice + system + irq + softirq) / tick
+        if name == "cpu":
+            out.update(busy=busy, steal=steal / tick)
+        else:
+            out[name] = busy
+    return out
+
+
+def group_cpu() -> dict[str, float]:
+    """CPU seconds so far of PostgreSQL and Redis processes (may need root for others' /proc)."""
+    totals = dict.fromkeys(CPU_GROUPS, 0.0)
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name = text[text.find("(") + 1:text.rfind(")")]
+        if name in totals:
+            rest = text.rsplit(")", 1)[1].split()
+            totals[name] += (int(rest[11]) + int(rest[12])) / tick
+    return totals
 
 
 def cpu_now(servers: list[Server]) -> CpuSample:
-    return CpuSample(time.process_time(), [s.cpu_seconds() for s in servers])
+    return CpuSample(time.process_time(), [s.cpu_seconds() for s in servers],
+                     machine_cpu(), group_cpu())
 
 
-async def sample_cpu(servers: list[Server], win: Window) -> tuple[CpuSample, CpuSample]:
-    """CPU used by client and servers during exactly the measured interval."""
+async def sample_cpu(
+    servers: list[Server], members: list[Member], win: Window
+) -> tuple[CpuSample, CpuSample]:
+    """CPU used by client and servers during exactly the measured interval (and the backlog
+    of unacked messages at its start and end)."""
     await asyncio.sleep(max(0.0, win.start - time.perf_counter()))
     first = cpu_now(servers)
+    win.backlog.append(sum(len(m.outstanding) for m in members))
     await asyncio.sleep(max(0.0, win.end - time.perf_counter()))
+    win.backlog.append(sum(len(m.outstanding) for m in members))
     return first, cpu_now(servers)
+
+
+PG_ACTIVITY = """
+SELECT state, wait_event_type, wait_event FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+"""
+PG_COMMITS = ("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+              "WHERE datname = current_database()")
+PG_SAMPLE_EVERY = 0.1
+
+
+async def sample_postgres(url: str, win: Window) -> dict[str, Any]:
+    """What the server's PostgreSQL connections were doing during the measured interval.
+
+    Every 0.1 s, the state and wait event of each of the database's client backends (the
+    servers' pool connections): averaged, "how many connections were in this state". Plus
+    commits and rollbacks per second from pg_stat_database (approximate: backends report
+    their counters with up to about a second of delay).
+    """
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await asyncio.sleep(max(0.0, win.start - time.perf_counter()))
+        before = await conn.fetchrow(PG_COMMITS)
+        states: Counter[str] = Counter()
+        samples = 0
+        while time.perf_counter() < win.end:
+            for row in await conn.fetch(PG_ACTIVITY):
+                wait = (f"{row['wait_event_type']}:{row['wait_event']}"
+                        if row["wait_event_type"] else "cpu/no wait")
+                states[f"{row['state']} / {wait}"] += 1
+            samples += 1
+            await asyncio.sleep(PG_SAMPLE_EVERY)
+        after = await conn.fetchrow(PG_COMMITS)
+    finally:
+        await conn.close()
+    seconds = win.end - win.start
+    # Our own sampling queries are transactions too: take them out.
+    commits = after["xact_commit"] - before["xact_commit"] - (samples + 1)
+    return {
+        "commits_per_s": round(max(0, commits) / seconds, 1),
+        "rollbacks_per_s": round((after["xact_rollback"] - before["xact_rollback"]) / seconds, 1),
+        "samples": samples,
+        "avg_connections": {k: round(v / samples, 2) for k, v in states.most_common()}
+        if samples else {},
+    }
 
 
 @dataclass
@@ -408,9 +559,12 @@ class LoadOutcome:
     members: list[Member]
     drained: bool
     cpu: tuple[CpuSample, CpuSample]
+    postgres: dict[str, Any] | None = None
 
 
-async def run_load(servers: list[Server], secret: str, opts: Options) -> LoadOutcome:
+async def run_load(
+    servers: list[Server], secret: str, opts: Options, db_url: str | None = None
+) -> LoadOutcome:
     service = issue_token(secret, "bench", "Bench", role="service")
     room_ids = await create_rooms(servers[0].http, service, opts)
     members = await connect_all(servers, room_ids, secret, opts)
@@ -420,16 +574,33 @@ async def run_load(servers: list[Server], secret: str, opts: Options) -> LoadOut
     hard_end = win.end + opts.drain_timeout + 5.0  # receivers end by then whatever happens
     body = "m" * opts.body_size
     receivers = [asyncio.create_task(receiver(m, win, hard_end)) for m in members]
-    senders = [asyncio.create_task(sender(m, win, body, win.end)) for m in members]
-    cpu = await sample_cpu(servers, win)
+    if opts.rate is not None:
+        # Evenly spread: member i sends at t0 + (i + k * N) / rate, so the N members
+        # together offer one message every 1 / rate seconds.
+        n = len(members)
+        senders = [asyncio.create_task(open_sender(m, win, body, t0 + i / opts.rate,
+                                                   n / opts.rate, win.end))
+                   for i, m in enumerate(members)]
+    else:
+        senders = [asyncio.create_task(sender(m, win, body, win.end)) for m in members]
+    pg_task = None
+    if db_url is not None and db_url.startswith("postgres"):
+        pg_task = asyncio.create_task(sample_postgres(db_url, win))
+    cpu = await sample_cpu(servers, members, win)
     await asyncio.gather(*senders)
+    postgres = None
+    if pg_task is not None:
+        try:
+            postgres = await pg_task
+        except Exception as exc:  # a diagnostic: never fail the run for it
+            postgres = {"error": repr(exc)}
     drained = await drain(members, opts.drain_timeout)
     for task in receivers:
         task.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
     await asyncio.gather(*(asyncio.wait_for(m.ws.close(), 5) for m in members),
                          return_exceptions=True)
-    return LoadOutcome(win, members, drained, cpu)
+    return LoadOutcome(win, members, drained, cpu, postgres)
 
 
 # Results ------------------------------------------------------------------------------------
@@ -454,9 +625,11 @@ def cpu_share(before: float | None, after: float | None, seconds: float) -> floa
 @dataclass
 class Result:
     setup: str
+    mode: str  # "closed" (window of unacked messages per member) or "open" (--rate)
+    offered_per_s: float | None  # open loop: --rate
     rooms: int
     members: int
-    window: int
+    window: int | None  # closed loop only
     duration_s: float
     warmup_s: float
     acked_per_s: float
@@ -467,6 +640,15 @@ class Result:
     e2e_samples: int
     ack_p50_ms: float | None
     ack_p99_ms: float | None
+    # Open loop: sends due in the interval ÷ its length, how late they left, and whether the
+    # server kept up: everything drained, acked ≥ 97 % of what was due, and at the end of the
+    # interval at most half a second's worth of messages (rate / 2) still unacked.
+    due_per_s: float | None
+    send_lag_p50_ms: float | None
+    send_lag_p99_ms: float | None
+    sustained: bool | None
+    backlog_start: int
+    backlog_end: int
     sent_total: int
     acked_total: int
     errors: dict[str, int]
@@ -476,8 +658,18 @@ class Result:
     order_problems: list[str]
     server_cpu: list[float | None]
     client_cpu: float | None
+    # Cores busy during the interval: the whole machine, PostgreSQL + Redis processes, and
+    # "other" = machine - servers - client - PostgreSQL - Redis (anything else running).
+    machine_cpu: float | None
+    core_cpu: list[float | None]  # busy share of each core: is the servers' core full?
+    backend_cpu: dict[str, float | None]
+    other_cpu: float | None
+    steal_cpu: float | None
+    postgres_activity: dict[str, Any] | None
     server_exit_codes: list[int]
     server_problems: list[str]
+    server_warning_count: int
+    server_warnings: list[str]
     pinned: bool
     processes: int
     database: str
@@ -495,7 +687,8 @@ def setup_label(opts: Options) -> str:
 
 
 def summarise(
-    out: LoadOutcome, opts: Options, pinned: bool, codes: list[int], problems: list[str]
+    out: LoadOutcome, opts: Options, pinned: bool, codes: list[int], problems: list[str],
+    warnings: tuple[int, list[str]] = (0, []),
 ) -> Result:
     win, members = out.win, out.members
     seconds = win.end - win.start
@@ -503,32 +696,64 @@ def summarise(
     order = order_problems(members)
     if not out.drained:
         order.insert(0, "not drained: some acks or deliveries never arrived")
+    acked_per_s = round(win.acks / seconds, 1)
+    server_cpu = [cpu_share(a, b, seconds) for a, b in zip(first.servers, last.servers,
+                                                            strict=True)]
+    client_cpu = cpu_share(first.client, last.client, seconds)
+    machine = cpu_share(first.machine.get("busy"), last.machine.get("busy"), seconds)
+    cores = [cpu_share(first.machine.get(f"cpu{i}"), last.machine.get(f"cpu{i}"), seconds)
+             for i in range(len([k for k in first.machine if k.startswith("cpu")]))]
+    backend = {g: cpu_share(first.groups.get(g), last.groups.get(g), seconds)
+               for g in CPU_GROUPS}
+    known = [*server_cpu, client_cpu, *backend.values()]
+    other = (round(machine - sum(known), 3)  # type: ignore[arg-type]
+             if machine is not None and None not in known else None)
     return Result(
-        setup=setup_label(opts), rooms=opts.rooms, members=opts.members, window=opts.window,
+        setup=setup_label(opts), mode="open" if opts.open_loop else "closed",
+        offered_per_s=opts.rate, rooms=opts.rooms, members=opts.members,
+        window=None if opts.open_loop else opts.window,
         duration_s=opts.duration, warmup_s=opts.warmup,
-        acked_per_s=round(win.acks / seconds, 1),
+        acked_per_s=acked_per_s,
         delivered_per_s=round(win.deliveries / seconds, 1),
         e2e_p50_ms=percentile_ms(win.e2e, 50), e2e_p90_ms=percentile_ms(win.e2e, 90),
         e2e_p99_ms=percentile_ms(win.e2e, 99), e2e_samples=len(win.e2e),
         ack_p50_ms=percentile_ms(win.ack_latency, 50),
         ack_p99_ms=percentile_ms(win.ack_latency, 99),
+        due_per_s=round(win.due / seconds, 1) if opts.open_loop else None,
+        send_lag_p50_ms=percentile_ms(win.send_lag, 50) if opts.open_loop else None,
+        send_lag_p99_ms=percentile_ms(win.send_lag, 99) if opts.open_loop else None,
+        sustained=(out.drained and win.acks >= 0.97 * win.due
+                   and win.backlog[-1] <= opts.rate / 2) if opts.rate is not None else None,
+        backlog_start=win.backlog[0], backlog_end=win.backlog[-1],
         sent_total=sum(m.sent for m in members), acked_total=sum(len(m.acked) for m in members),
         errors=dict(win.errors), disconnects=sum(m.closed is not None for m in members),
         drained=out.drained, ordered=not order, order_problems=order,
-        server_cpu=[cpu_share(a, b, seconds) for a, b in zip(first.servers, last.servers,
-                                                              strict=True)],
-        client_cpu=cpu_share(first.client, last.client, seconds),
-        server_exit_codes=codes, server_problems=problems, pinned=pinned,
+        server_cpu=server_cpu, client_cpu=client_cpu, machine_cpu=machine, core_cpu=cores,
+        backend_cpu=backend, other_cpu=other,
+        steal_cpu=cpu_share(first.machine.get("steal"), last.machine.get("steal"), seconds),
+        postgres_activity=out.postgres,
+        server_exit_codes=codes, server_problems=problems, server_warning_count=warnings[0],
+        server_warnings=warnings[1], pinned=pinned,
         processes=opts.processes, database="postgresql" if (opts.database_url or "")
         .startswith("postgres") else "sqlite", redis=bool(opts.redis_url),
     )
 
 
 TABLE_HEADER = (
-    "| setup | rooms x members | window | acked msg/s | delivered/s | send→recv p50 / p90 / p99 ms "
-    "| send→ack p50 / p99 ms | server CPU | client CPU | errors | ordered |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|"
+    "| setup | rooms x members | load | acked msg/s | delivered/s | send→recv p50 / p90 / p99 ms "
+    "| send→ack p50 / p99 ms | server CPU | PG + Redis CPU | other CPU | client CPU "
+    "| errors | ordered |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def load_label(r: Result) -> str:
+    if r.mode == "closed":
+        return f"closed loop, window {r.window}"
+    label = f"open loop, {r.offered_per_s:g}/s"
+    if not r.sustained:
+        label += " (**not sustained**)"
+    return label
 
 
 def fmt(value: float | None) -> str:
@@ -537,12 +762,14 @@ def fmt(value: float | None) -> str:
 
 def table_row(r: Result) -> str:
     cpu = " + ".join(fmt(c) for c in r.server_cpu)
+    backend = " + ".join(fmt(r.backend_cpu.get(g)) for g in ("postgres", "redis-server"))
     errors = sum(r.errors.values()) + r.disconnects
     return (
-        f"| {r.setup} | {r.rooms} x {r.members} | {r.window} | {r.acked_per_s:.0f} "
+        f"| {r.setup} | {r.rooms} x {r.members} | {load_label(r)} | {r.acked_per_s:.0f} "
         f"| {r.delivered_per_s:.0f} | {fmt(r.e2e_p50_ms)} / {fmt(r.e2e_p90_ms)} / "
         f"{fmt(r.e2e_p99_ms)} | {fmt(r.ack_p50_ms)} / {fmt(r.ack_p99_ms)} | {cpu} "
-        f"| {fmt(r.client_cpu)} | {errors} | {'yes' if r.ordered else 'no'} |"
+        f"| {backend} | {fmt(r.other_cpu)} | {fmt(r.client_cpu)} | {errors} "
+        f"| {'yes' if r.ordered else 'no'} |"
     )
 
 
@@ -573,7 +800,7 @@ def run(opts: Options) -> Result:
                 wait_ready(servers[-1])
             log(f"{len(servers)} server process(es) ready on ports "
                 f"{', '.join(str(s.port) for s in servers)} (pinned: {pinned})")
-            outcome = asyncio.run(run_load(servers, secret, opts))
+            outcome = asyncio.run(run_load(servers, secret, opts, database_url))
             alive = [s.proc.poll() is None for s in servers]
         finally:
             codes = [stop_server(s) for s in servers]
@@ -582,14 +809,18 @@ def run(opts: Options) -> Result:
         # Uvicorn re-raises the SIGTERM it handled, so -15 is a clean stop too.
         problems += [f"[server {i}] exit code {c}" for i, c in enumerate(codes)
                      if c not in (0, -signal.SIGTERM)]
-        return summarise(outcome, opts, pinned, codes, problems)
+        return summarise(outcome, opts, pinned, codes, problems, server_warnings(servers))
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rooms", type=int, default=100)
     p.add_argument("--members", type=int, default=2, help="members per room (>= 2)")
-    p.add_argument("--window", type=int, default=4, help="unacked messages per member")
+    p.add_argument("--window", type=int, default=4,
+                   help="closed loop: unacked messages per member")
+    p.add_argument("--rate", type=float, default=None,
+                   help="open loop: total messages/s offered by all members together, "
+                   "evenly spread (default: closed loop)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     p.add_argument("--drain-timeout", type=float, default=15.0,
@@ -597,7 +828,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--body-size", type=int, default=64, help="characters per message body")
     p.add_argument("--processes", type=int, default=1, help="server processes (needs Redis)")
     p.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir; "
-                   "a PostgreSQL database given here has its tables DROPPED first")
+                   "a PostgreSQL database given here has its public schema DROPPED first")
     p.add_argument("--redis-url", help="broker for --processes > 1 (MENTEO_REDIS_URL)")
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for the servers")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU this load generator uses")
@@ -612,6 +843,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         p.error("counts must be positive and times not negative")
     if a.duration <= 0:
         p.error("--duration must be positive")
+    if a.rate is not None and a.rate <= 0:
+        p.error("--rate must be positive")
     if a.processes > 1 and not a.redis_url:
         p.error("--processes > 1 needs --redis-url: without a broker members in other "
                 "processes would not see each other's messages")

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -31,7 +32,7 @@ async def timed_load(db: Database, room_id: str) -> tuple[float, str]:
     times = []
     text = ""
     for _ in range(5):
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         started = time.perf_counter()
         async with db.read() as conn:
             await store.load(conn, room_id, doc)
@@ -45,7 +46,7 @@ async def run(url: str, edits: int) -> dict[str, float]:
     await db.prepare(auto_migrate=True)
     async with db.write() as conn:
         room = await create_room(conn, "bench", [MemberRecord("ana", "Ana", "mentor")])
-    author = Doc()
+    author: Doc[Any] = Doc()
     text = author.get("notes", type=Text)
     updates: list[bytes] = []
     author.observe(lambda event: updates.append(event.update))
@@ -58,7 +59,7 @@ async def run(url: str, edits: int) -> dict[str, float]:
         async with db.write() as conn:
             await append_batch(conn, items, lock_rows=not db.is_sqlite)
     before_ms, before_text = await timed_load(db, room.id)
-    doc = Doc()
+    doc: Doc[Any] = Doc()
     async with db.read() as conn:
         seq, _ = await store.load(conn, room.id, doc)
     await store.compact(db, room.id, doc, seq, keep_after="9999")  # drop every covered update
