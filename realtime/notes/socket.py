@@ -15,6 +15,7 @@ from pycrdt import Doc, create_sync_message, handle_sync_message, read_message
 
 from ..persistence.events import NewEvent
 from ..protocol import Close
+from ..rooms.expiry import TokenClock
 from ..rooms.gate import admit
 from ..rooms.limits import TokenBucket
 from ..rooms.transport import ASGIReceive, ASGISend, Transport
@@ -40,6 +41,10 @@ class NotesSocket:
         room, principal = admitted.room, admitted.principal
         transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
         client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
+        # The y-websocket protocol has no frame for a refresh: at expiry the socket closes
+        # 4401 and the provider reconnects with a fresh token.
+        clock = TokenClock(transport, lambda frame: None)
+        clock.set(principal.expires_at)
         async with state.notes.acquire(room.id) as doc:
             doc.clients.add(client)
             try:
@@ -51,6 +56,7 @@ class NotesSocket:
                 if code is not None:
                     await transport.close(*code)
             finally:
+                clock.cancel()
                 doc.clients.discard(client)
                 doc.forget(client)
 

@@ -11,6 +11,7 @@ from ..persistence.events import AppendResult, Rejected, StoredEvent
 from ..persistence.rooms import RoomRecord
 from ..protocol import Codec, ErrorCode, error_frame
 from ..streams.hub import Frames
+from .expiry import TokenClock
 from .transport import Transport
 
 
@@ -32,6 +33,7 @@ class RoomConnection:
         self.typing_sent = 0.0
         self.typing_state: bool | None = None
         self.typing_timer: asyncio.TimerHandle | None = None
+        self.clock = TokenClock(transport, self.send_frame)
 
     @property
     def user_id(self) -> str:

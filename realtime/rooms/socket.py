@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..auth import AuthError, verify_token
 from ..checklist.store import load_checklist
 from ..persistence.events import NewEvent, last_seqs, page_before, replay
 from ..protocol import (
@@ -28,6 +29,7 @@ from ..protocol import (
 from ..state import State
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
+from .expiry import iso
 from .gate import admit
 from .limits import TokenBucket
 from .transport import ASGIReceive, ASGISend, Transport
@@ -76,10 +78,26 @@ def handle_ping(state: State, conn: RoomConnection, frame: dict[str, Any]) -> No
     conn.send_frame({"type": "pong", "id": frame_id(frame)})
 
 
+def handle_refresh(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    """A new token for the open socket: same user, later expiry."""
+    try:
+        principal = verify_token(state.settings.secret, frame.get("token"))
+    except AuthError as exc:
+        raise FrameError(ErrorCode.INVALID, f"token refused: {exc}", frame_id(frame)) from None
+    if principal.user_id != conn.user_id:
+        raise FrameError(ErrorCode.FORBIDDEN, "the token is for another user", frame_id(frame))
+    conn.principal = principal
+    conn.clock.set(principal.expires_at)
+    conn.send_frame(
+        {"type": "auth.refreshed", "id": frame_id(frame), "expires_at": iso(principal.expires_at)}
+    )
+
+
 HANDLERS: dict[str, Handler] = {
     "chat.send": handle_chat,
     "typing": handle_typing,
     "ping": handle_ping,
+    "auth.refresh": handle_refresh,
     **CHECKLIST_HANDLERS,
 }
 
@@ -112,8 +130,10 @@ async def _serve(
         try:
             await _welcome(state, conn, since, epoch)
             conn.go_live()
+            conn.clock.set(conn.principal.expires_at)
             disconnect_code = await _receive_loop(state, conn, receive)
         finally:
+            conn.clock.cancel()
             if conn.typing_timer is not None:
                 conn.typing_timer.cancel()
             # A clean close leaves at once; a drop or a server restart gets the grace period.

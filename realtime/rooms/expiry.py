@@ -1,0 +1,47 @@
+"""Tokens expire on open sockets too: warn ahead, accept a refresh, close 4401 at expiry."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from ..protocol import Close
+from .transport import Transport
+
+WARN_BEFORE = 60.0  # seconds before expiry that ``auth.expiring`` is sent
+
+
+def iso(timestamp: float) -> str:
+    moment = datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class TokenClock:
+    """One socket's token timers: ``auth.expiring`` ahead of time, then close 4401."""
+
+    def __init__(self, transport: Transport, send_frame: Callable[[dict[str, Any]], None]) -> None:
+        self.transport = transport
+        self.send_frame = send_frame
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def set(self, expires_at: float) -> None:
+        """(Re)arm the timers for a token that expires at ``expires_at`` (epoch seconds)."""
+        self.cancel()
+        loop = asyncio.get_running_loop()
+        left = expires_at - time.time()
+        frame = {"type": "auth.expiring", "expires_at": iso(expires_at)}
+        self.timers = [
+            loop.call_later(max(0.0, left - WARN_BEFORE), self.send_frame, frame),
+            loop.call_later(max(0.0, left), self._expired),
+        ]
+
+    def cancel(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers = []
+
+    def _expired(self) -> None:
+        self.transport.close_soon(Close.UNAUTHORIZED, "token expired")
