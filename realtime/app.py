@@ -68,6 +68,12 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(settings, db, broker, hub, writer, presence, notes)
+    gauges = state.metrics.gauges
+    gauges["menteo_events_appended_total"] = lambda: writer.appended
+    gauges["menteo_commits_total"] = lambda: writer.commits
+    gauges["menteo_gap_fills_total"] = lambda: hub.filled
+    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
+    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
     try:
         yield state
     finally:
@@ -101,6 +107,12 @@ async def readyz(request: Request) -> Response:
     )
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text: counters of every limit hit, sockets, commits, broker health."""
+    state = state_of(request)
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc.status, exc.code, exc.message)
@@ -116,6 +128,7 @@ def create_app(settings: Settings) -> Starlette:
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics),
         *rooms_api.routes,
         *checklist_api.routes,
         *notes_api.routes,

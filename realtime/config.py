@@ -25,6 +25,7 @@ class Settings:
     auto_migrate: bool | None = None  # None: on for SQLite, off for PostgreSQL
 
     # Limits, per connection unless named otherwise.
+    max_connections_per_ip: int = 500  # open sockets from one address (checked before auth)
     max_frame_bytes: int = 64 * 1024
     rate_per_second: float = 20.0
     rate_burst: int = 50

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 from .broker import Broker
 from .config import Settings
+from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .presence import Presence
@@ -23,3 +25,5 @@ class State:
     presence: Presence
     notes: NotesDocuments
     draining: bool = False
+    metrics: Metrics = field(default_factory=Metrics)
+    sockets_per_ip: Counter[str] = field(default_factory=Counter)

@@ -16,7 +16,7 @@ from pycrdt import Doc, create_sync_message, handle_sync_message, read_message
 from ..persistence.events import NewEvent
 from ..protocol import Close
 from ..rooms.expiry import TokenClock
-from ..rooms.gate import admit
+from ..rooms.gate import Admitted, admission
 from ..rooms.limits import TokenBucket
 from ..rooms.transport import ASGIReceive, ASGISend, Transport
 from ..state import State
@@ -35,30 +35,36 @@ UNAVAILABLE = 1011
 class NotesSocket:
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         state: State = scope["app"].state.menteo
-        admitted = await admit(state, scope, receive, send, subprotocols=False)
-        if admitted is None:
-            return
-        room, principal = admitted.room, admitted.principal
-        transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
-        client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
-        # The y-websocket protocol has no frame for a refresh: at expiry the socket closes
-        # 4401 and the provider reconnects with a fresh token.
-        clock = TokenClock(transport, lambda frame: None)
-        clock.set(principal.expires_at)
-        async with state.notes.acquire(room.id) as doc:
-            doc.clients.add(client)
-            try:
-                transport.send(create_sync_message(doc.doc))  # our state vector: send what we lack
-                known = doc.awareness_message()
-                if known is not None:
-                    transport.send(known)
-                code = await _receive_loop(state, doc, client, receive, principal.name)
-                if code is not None:
-                    await transport.close(*code)
-            finally:
-                clock.cancel()
-                doc.clients.discard(client)
-                doc.forget(client)
+        async with admission(
+            state, scope, receive, send, kind="notes", subprotocols=False
+        ) as admitted:
+            if admitted is not None:
+                await _serve(state, admitted, receive, send)
+
+
+async def _serve(state: State, admitted: Admitted, receive: ASGIReceive, send: ASGISend) -> None:
+    room, principal = admitted.room, admitted.principal
+    transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+    client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
+    # The y-websocket protocol has no frame for a refresh: at expiry the socket closes
+    # 4401 and the provider reconnects with a fresh token.
+    clock = TokenClock(transport, lambda frame: None)
+    clock.set(principal.expires_at)
+    async with state.notes.acquire(room.id) as doc:
+        doc.clients.add(client)
+        try:
+            transport.send(create_sync_message(doc.doc))  # our state vector: send what we lack
+            known = doc.awareness_message()
+            if known is not None:
+                transport.send(known)
+            code = await _receive_loop(state, doc, client, receive, principal.name)
+            if code is not None:
+                state.metrics.inc("menteo_limit_hits_total", f"notes_close_{code[0]}")
+                await transport.close(*code)
+        finally:
+            clock.cancel()
+            doc.clients.discard(client)
+            doc.forget(client)
 
 
 async def _receive_loop(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -27,6 +29,51 @@ class Admitted:
         return values[0] if values else None
 
 
+@asynccontextmanager
+async def admission(
+    state: State,
+    scope: dict[str, Any],
+    receive: ASGIReceive,
+    send: ASGISend,
+    *,
+    kind: str,
+    subprotocols: bool,
+) -> AsyncIterator[Admitted | None]:
+    """``admit``, plus the bookkeeping that lasts as long as the socket: sockets per address
+    (limited before any token is looked at) and the open-socket gauge."""
+    address = (scope.get("client") or ("?", 0))[0]
+    metrics = state.metrics
+    if state.sockets_per_ip[address] >= state.settings.max_connections_per_ip:
+        metrics.inc("menteo_limit_hits_total", "connections_per_ip")
+        await receive()  # the connect message
+        await send({"type": "websocket.accept"})
+        await send(
+            {
+                "type": "websocket.close",
+                "code": Close.TRY_AGAIN,
+                "reason": "too many connections from this address",
+            }
+        )
+        yield None
+        return
+    state.sockets_per_ip[address] += 1
+    try:
+        admitted = await admit(state, scope, receive, send, subprotocols=subprotocols)
+        if admitted is None:
+            yield None
+            return
+        metrics.inc("menteo_sockets_opened_total", kind)
+        metrics.open[kind] += 1
+        try:
+            yield admitted
+        finally:
+            metrics.open[kind] -= 1
+    finally:
+        state.sockets_per_ip[address] -= 1
+        if not state.sockets_per_ip[address]:
+            del state.sockets_per_ip[address]
+
+
 async def admit(
     state: State, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend, *, subprotocols: bool
 ) -> Admitted | None:
@@ -45,6 +92,7 @@ async def admit(
             headers.get("origin"), headers.get("host"), state.settings.allowed_origins
         )
     ):
+        state.metrics.inc("menteo_sockets_refused_total", "handshake")
         await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
         return None
     accept = {
@@ -56,15 +104,18 @@ async def admit(
     try:
         principal = verify_token(state.settings.secret, token)
     except AuthError as exc:
+        state.metrics.inc("menteo_sockets_refused_total", "unauthorized")
         await _refuse(send, accept, Close.UNAUTHORIZED, f"unauthorized: {exc}"[:120])
         return None
     async with state.db.read() as db:
         room = await get_room(db, scope["path_params"]["room_id"])
     if room is None:
+        state.metrics.inc("menteo_sockets_refused_total", "not_found")
         await _refuse(send, accept, Close.NOT_FOUND, "no such room")
         return None
     member = room.member(principal.user_id)
     if member is None and not principal.is_service:
+        state.metrics.inc("menteo_sockets_refused_total", "forbidden")
         await _refuse(send, accept, Close.FORBIDDEN, "not a member of this room")
         return None
     await send(accept)

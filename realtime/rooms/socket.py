@@ -30,7 +30,7 @@ from ..state import State
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .expiry import iso
-from .gate import admit
+from .gate import admission
 from .limits import TokenBucket
 from .transport import ASGIReceive, ASGISend, Transport
 
@@ -107,14 +107,17 @@ class RoomSocket:
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         state: State = scope["app"].state.menteo
-        admitted = await admit(state, scope, receive, send, subprotocols=True)
-        if admitted is None:
-            return
-        transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
-        conn = RoomConnection(
-            admitted.room, admitted.principal, admitted.role, admitted.codec, transport
-        )
-        await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
+        async with admission(
+            state, scope, receive, send, kind="room", subprotocols=True
+        ) as admitted:
+            if admitted is None:
+                return
+            transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+            transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
+            conn = RoomConnection(
+                admitted.room, admitted.principal, admitted.role, admitted.codec, transport
+            )
+            await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
 
 
 async def _serve(
@@ -223,12 +226,15 @@ async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive
         if conn.transport.closed:
             continue  # closing: whatever still arrives is not acted on
         if len(data) > settings.max_frame_bytes:
+            state.metrics.inc("menteo_limit_hits_total", "frame_too_big")
             await conn.transport.close(Close.TOO_BIG, "frame too large")
             return Close.TOO_BIG
         if not bucket.take():
             if bucket.strikes > settings.rate_strikes:
+                state.metrics.inc("menteo_limit_hits_total", "rate_close_1008")
                 await conn.transport.close(Close.POLICY, "rate limit exceeded")
                 return Close.POLICY
+            state.metrics.inc("menteo_limit_hits_total", "rate_limited")
             conn.send_error(ErrorCode.RATE_LIMITED, "slow down: frame dropped")
             continue
         _dispatch(state, conn, data)

@@ -41,6 +41,7 @@ class Transport:
         self.closed = False
         self.close_code: int | None = None
         self.on_lost: Callable[[int], None] = lambda code: None
+        self.on_slow: Callable[[], None] = lambda: None  # counted by the caller's metrics
 
     def send(self, data: str | bytes) -> None:
         """Send without waiting: straight to the transport, or to the backlog if it is full."""
@@ -105,6 +106,7 @@ class Transport:
             self.backlog_size = 0
             self.closed = True
             self.close_code = Close.TRY_AGAIN
+            self.on_slow()
             if self.drainer is not None:
                 self.drainer.cancel()
             self.closer = asyncio.create_task(self._close_slow())
