@@ -10,6 +10,7 @@ import sys
 
 from .auth import issue_token
 from .config import Settings
+from .logs import RedactTokens, log_config
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -23,6 +24,7 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "ws_per_message_deflate": False,  # CPU and memory per socket; frames are small
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "lifespan": "on",
+        "log_config": log_config(),
     }
 
 
@@ -131,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())
     result: int = args.func(args)
     return result
 

@@ -86,3 +86,26 @@ def _token(secret: str, user: str, role: str | None = None) -> str:
     from realtime.auth import issue_token
 
     return issue_token(secret, user, user.title(), role=role)
+
+
+async def test_logs_carry_no_tokens_and_no_room_content(backend: Backend) -> None:
+    server = ServerProcess(process_env(backend))
+    await server.start()
+    try:
+        settings = make_settings(backend)
+        service = {"authorization": "Bearer " + _token(settings.secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        token = _token(settings.secret, "ana")
+        ana = await RoomClient.connect(server.ws, room["id"], token)
+        await ana.chat("secret-1", "my salary is 1234567 per year")
+        await ana.ws.send('{"type": "chat.send", "id": "x", "body": ""}')  # an error, logged?
+        await ana.recv_until(lambda f: f["type"] == "error")
+        await ana.close()
+        assert await server.stop() in GRACEFUL
+    finally:
+        server.kill()
+    output = "".join(server.output)
+    assert "WebSocket" in output  # the server did log the connection...
+    assert token not in output and token[:40] not in output  # ...but not its token
+    assert "token=***" in output
+    assert "1234567" not in output
