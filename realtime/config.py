@@ -29,7 +29,9 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     rate_per_second: float = 20.0
     rate_burst: int = 50
-    rate_strikes: int = 20  # frames refused in a row for rate before close 1008
+    rate_strikes: int = 20
+    user_rate_per_second: float = 40.0  # all of one user's room sockets in a process together
+    user_rate_burst: int = 100  # frames refused in a row for rate before close 1008
     backlog_bytes: int = 1024 * 1024  # outbound bytes queued for a slow socket before 1013
     ping_interval: float = 20.0
     ping_timeout: float = 20.0

@@ -11,6 +11,7 @@ from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .presence import Presence
+from .rooms.limits import LRU, TokenBucket
 from .streams.hub import Hub
 from .streams.writer import Writer
 
@@ -27,3 +28,5 @@ class State:
     draining: bool = False
     metrics: Metrics = field(default_factory=Metrics)
     sockets_per_ip: Counter[str] = field(default_factory=Counter)
+    # Per-user frame budgets across all of a user's sockets in this process.
+    user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))

@@ -8,6 +8,7 @@ import pytest
 
 from tests.backends import Backend, make_backend
 from tests.client import RoomClient, create_room
+from tests.notes_client import NotesClient
 from tests.servers import Running, make_settings, run_server
 
 
@@ -16,6 +17,8 @@ async def close_clients() -> AsyncIterator[None]:
     yield
     while RoomClient.opened:
         await RoomClient.opened.pop().ws.close()
+    while NotesClient.opened:
+        await NotesClient.opened.pop().close()
 
 
 @pytest.fixture(params=["sqlite", "postgres+redis"])

@@ -36,7 +36,12 @@ async def test_flood_gets_rate_limited_then_1008(server: Running, room: dict[str
 
 async def test_slow_reader_is_closed_1013_and_others_keep_up(backend: Backend) -> None:
     settings = make_settings(
-        backend, backlog_bytes=32 * 1024, rate_per_second=10_000.0, rate_burst=10_000
+        backend,
+        backlog_bytes=32 * 1024,
+        rate_per_second=10_000.0,
+        rate_burst=10_000,
+        user_rate_per_second=10_000.0,
+        user_rate_burst=10_000,
     )
     async with run_server(settings) as server:
         members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee"), ("cy", "Cy", "mentee")]
@@ -79,3 +84,20 @@ def _closed_slow(server: Running) -> bool:
             if listener.transport.close_code == 1013:
                 return True
     return False
+
+
+async def test_a_users_sockets_share_one_budget(backend: Backend) -> None:
+    settings = make_settings(backend, user_rate_per_second=1.0, user_rate_burst=10)
+    async with run_server(settings) as server:
+        room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+        tabs = [
+            await RoomClient.connect(server.ws, room["id"], server.token("ana")) for _ in range(3)
+        ]
+        for i in range(12):  # 4 per tab: each tab is far below its own limit
+            await tabs[i % 3].send({"type": "ping", "id": f"p{i}"})
+        answers = []
+        for tab in tabs:
+            for _ in range(4):
+                answers.append(await tab.recv_until(lambda f: f["type"] in ("pong", "error")))
+        limited = [a for a in answers if a["type"] == "error"]
+        assert len(limited) == 2 and all(a["code"] == "rate_limited" for a in limited)

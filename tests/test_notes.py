@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,6 @@ from tests.backends import Backend
 from tests.client import close_code, create_room
 from tests.notes_client import NotesClient, converged
 from tests.servers import Running, make_settings, run_server
-
-
-@pytest.fixture(autouse=True)
-async def close_notes_clients() -> AsyncIterator[None]:
-    yield
-    while NotesClient.opened:
-        await NotesClient.opened.pop().close()
 
 
 async def server_text(server: Running, room_id: str) -> str:

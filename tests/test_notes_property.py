@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import string
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -35,12 +34,6 @@ edits = st.lists(
     max_size=20,
 )
 
-
-@pytest.fixture(autouse=True)
-async def close_notes_clients() -> AsyncIterator[None]:
-    yield
-    while NotesClient.opened:
-        await NotesClient.opened.pop().close()
 
 
 @settings(

@@ -53,7 +53,7 @@ async def test_since_ahead_or_other_epoch_gets_history(
 
 
 async def test_welcome_history_is_last_50_messages(backend: Backend) -> None:
-    async with run_server(make_settings(backend, rate_burst=100)) as server:
+    async with run_server(make_settings(backend, rate_burst=100, user_rate_burst=100)) as server:
         members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
         room = await create_room(server.url, server.service(), members)
         await _history_is_last_50(server, room)

@@ -47,6 +47,8 @@ async def servers(backend: Backend, count: int, **env: str) -> AsyncIterator[lis
         "MENTEO_PRESENCE_TTL": "3",
         "MENTEO_RATE_PER_SECOND": "500",
         "MENTEO_RATE_BURST": "500",
+        "MENTEO_USER_RATE_PER_SECOND": "500",
+        "MENTEO_USER_RATE_BURST": "500",
         **env,
     }
     procs: list[ServerProcess] = []

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from typing import Generic, TypeVar
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class TokenBucket:
@@ -27,3 +32,23 @@ class TokenBucket:
             return True
         self.strikes += 1
         return False
+
+
+class LRU(OrderedDict[K, V], Generic[K, V]):
+    """A dict that forgets its least recently used entries past ``size`` (bounded memory)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def get(self, key: K, default: V | None = None) -> V | None:  # type: ignore[override]
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        return default
+
+    def __setitem__(self, key: K, value: V) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        if len(self) > self.size:
+            self.popitem(last=False)

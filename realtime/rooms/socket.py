@@ -216,6 +216,10 @@ async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive
     """
     settings = state.settings
     bucket = TokenBucket(settings.rate_per_second, settings.rate_burst)
+    user_bucket = state.user_buckets.get(conn.user_id)  # shared by the user's sockets here
+    if user_bucket is None:
+        user_bucket = TokenBucket(settings.user_rate_per_second, settings.user_rate_burst)
+        state.user_buckets[conn.user_id] = user_bucket
     while True:
         message = await receive()
         if message["type"] == "websocket.disconnect":
@@ -236,6 +240,12 @@ async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive
                 return Close.POLICY
             state.metrics.inc("menteo_limit_hits_total", "rate_limited")
             conn.send_error(ErrorCode.RATE_LIMITED, "slow down: frame dropped")
+            continue
+        if not user_bucket.take():  # many tabs may not add up to more than one user's share
+            state.metrics.inc("menteo_limit_hits_total", "user_rate_limited")
+            conn.send_error(
+                ErrorCode.RATE_LIMITED, "slow down: your sockets together send too much"
+            )
             continue
         _dispatch(state, conn, data)
 
