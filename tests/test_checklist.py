@@ -230,3 +230,15 @@ async def test_roadmap_validation(server: Running) -> None:
             assert (
                 await http.post("/api/roadmaps", json=bad, headers=server.service())
             ).status_code == 400
+
+
+async def test_add_and_move_accept_the_other_spellings(server: Running, room: dict[str, Any]) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    await op(ana, {"type": "checklist.add", "id": "s1", "item": {"id": "one", "title": "One"}})
+    await op(ana, {"type": "checklist.add", "id": "s2", "item_id": "two", "title": "Two", "position": None})
+    await op(ana, {"type": "checklist.add", "id": "s3", "item_id": "three", "title": "Three", "position": "two"})
+    await op(ana, {"type": "checklist.move", "id": "s4", "item_id": "one", "after_id": None})
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        state = (await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())).json()
+    assert [i["id"] for i in state["items"]] == ["one", "two", "three"]
+    assert state["items"][0]["title"] == "One"

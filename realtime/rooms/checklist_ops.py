@@ -42,11 +42,23 @@ def _target(frame: dict[str, Any]) -> tuple[str, str | None]:
     return op_id, None
 
 
-def _after(frame: dict[str, Any]) -> str | None:
-    after = frame.get("after")
-    if after is None:
+def _after(frame: dict[str, Any], name: str = "after") -> str | None:
+    if frame.get(name) is None:
         return None
-    return _item_id(frame, "after")
+    return _item_id(frame, name)
+
+
+def _normalized(frame: dict[str, Any]) -> dict[str, Any]:
+    """Accept the spellings clients reach for: a nested ``item`` object for an add, and
+    ``after_id`` for ``after``."""
+    item = frame.get("item")
+    if frame.get("type") == "checklist.add" and isinstance(item, dict):
+        frame = {**{k: v for k, v in item.items() if k != "id"}, **frame}
+        if "id" in item and "item_id" not in frame:
+            frame["item_id"] = item["id"]
+    if "after_id" in frame and "after" not in frame:
+        frame = {**frame, "after": frame["after_id"]}
+    return frame
 
 
 def _submit(
@@ -58,6 +70,7 @@ def _submit(
 
 
 def handle_add(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    frame = _normalized(frame)
     op_id = client_id(frame)
     item_id = _item_id(frame) if "item_id" in frame else op_id
     data: dict[str, Any] = {"item_id": item_id, "title": text_field(frame, "title", MAX_TITLE)}
@@ -67,9 +80,14 @@ def handle_add(state: State, conn: RoomConnection, frame: dict[str, Any]) -> Non
         data["after"] = _after(frame)
     elif "position" in frame:
         position = frame["position"]
-        if not isinstance(position, int) or isinstance(position, bool) or position < 0:
-            raise FrameError(ErrorCode.INVALID, "'position' must be an index >= 0", op_id)
-        data["position"] = position
+        if position is None or isinstance(position, str):  # an item id, like ``after``
+            data["after"] = _after(frame, "position")
+        elif isinstance(position, int) and not isinstance(position, bool) and position >= 0:
+            data["position"] = position  # an index into the current list
+        else:
+            raise FrameError(
+                ErrorCode.INVALID, "'position' is an index >= 0, an item id or null", op_id
+            )
     _submit(state, conn, "add", op_id, op_id, data)
 
 
@@ -86,6 +104,7 @@ def handle_rename(state: State, conn: RoomConnection, frame: dict[str, Any]) -> 
 
 
 def handle_move(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    frame = _normalized(frame)
     item_id, key = _target(frame)
     if "after" not in frame:
         raise FrameError(ErrorCode.INVALID, "'after' is required (null for first)", frame_id(frame))
