@@ -1,0 +1,954 @@
+"""One benchmark scenario against one server configuration, side by side with references.
+
+    python bench/suite.py fanout --server raw              # (a) saturation fan-out
+    python bench/suite.py fanout --server ours --smoke     # a few seconds, small sizes
+    python bench/suite.py --list                           # scenarios and servers
+
+Starts the server configuration itself (pinned with ``taskset`` to --server-cpus), pins
+this process (the load generator: one process, one event loop, uvloop) to --client-cpu,
+runs the scenario over loopback, stops the server and prints a JSON result (``--json PATH``
+writes it too). Every loop is bounded in count and in time. ``bench/run_all.py`` runs the
+whole matrix and writes docs/benchmarks.md. Figures only: nothing is asserted.
+
+Scenarios (issue 4 §2):
+  fanout    (a) 20 rooms x 10, 2 senders per room, closed loop, window 4: delivered/s, CPU/delivery
+  latency   (b) open loop at 20,000 deliveries/s (2,000 msg/s into rooms of 10): send->receive
+            p50/p99/p99.9, and typing -> presence.typing latency from 5 typers per room
+  bigroom   (c) 5 rooms x 200, 2 senders per room, closed loop
+  idle      (d) server RSS per idle socket at 1,000 and 10,000 sockets
+  durable   (e) 100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
+  joinstorm (f) 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
+  feed      (h) bench/feed_fanout.py when present
+(g) is fanout and latency with --server ours-redis (2 processes on Redis + PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+for p in (str(ROOT), str(BENCH)):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from chat_load import group_cpu, machine_cpu, reset_postgres  # noqa: E402
+from wsclient import WSClient, connect  # noqa: E402
+
+from realtime.auth import issue_token  # noqa: E402
+
+HOST = "127.0.0.1"
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/menteo_bench"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+BODY = "m" * 64
+UNLIMITED = "1000000"
+MAX_EVENTS = 50_000_000  # hard cap on frames any loop handles
+ROOM_REST_LIMIT = 50  # POST /api/rooms takes at most 50 members; the rest connect as service
+
+
+def log(msg: str) -> None:
+    print(f"[suite] {msg}", file=sys.stderr, flush=True)
+
+
+# Servers -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    kind: str  # "menteo", "raw", "socketio"
+    label: str
+    processes: int = 1
+    database: str | None = None  # "sqlite" | "postgres" (ours)
+    redis: bool = False
+    launcher: str = "uvicorn"  # ours: "uvicorn" or "granian"
+
+
+SERVERS: dict[str, ServerSpec] = {
+    s.name: s
+    for s in (
+        ServerSpec("raw", "raw", "raw websockets.broadcast (reference)"),
+        ServerSpec("socketio", "socketio", "python-socketio (reference)"),
+        ServerSpec("ours", "menteo", "ours: 1 process + SQLite", database="sqlite"),
+        ServerSpec("ours-pg", "menteo", "ours: 1 process + PostgreSQL", database="postgres"),
+        ServerSpec("ours-redis", "menteo", "ours: 2 processes + Redis + PostgreSQL", processes=2,
+                   database="postgres", redis=True),
+        ServerSpec("socketio-redis", "socketio", "python-socketio: 2 processes + Redis",
+                   processes=2, redis=True),
+        ServerSpec("granian", "menteo", "ours under Granian: 1 process + SQLite",
+                   database="sqlite", launcher="granian"),
+    )
+}
+
+
+@dataclass
+class Proc:
+    port: int
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stat_cpu(self) -> float:
+        try:
+            rest = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self) -> int:
+        try:
+            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except OSError:
+            pass
+        return 0
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServerSet:
+    """The processes of one configuration, started in order, stopped with SIGTERM."""
+
+    def __init__(self, spec: ServerSpec, tmp: Path, cpus: str | None, pg_url: str,
+                 redis_url: str) -> None:
+        self.spec = spec
+        self.tmp = tmp
+        self.cpus = cpus
+        self.secret = secrets.token_urlsafe(32)
+        self.pg_url = pg_url
+        self.redis_url = redis_url
+        self.procs: list[Proc] = []
+        self.database_url = (pg_url if spec.database == "postgres"
+                             else f"sqlite+aiosqlite:///{tmp}/bench.db")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        if self.spec.kind == "menteo":
+            env.update({
+                "MENTEO_SECRET": self.secret,
+                "MENTEO_DATABASE_URL": self.database_url,
+                "MENTEO_REDIS_URL": self.redis_url if self.spec.redis else "",
+                "MENTEO_RATE_PER_SECOND": UNLIMITED,
+                "MENTEO_RATE_BURST": UNLIMITED,
+                "MENTEO_NOTES_RATE_PER_SECOND": UNLIMITED,
+                "MENTEO_MAX_CONNECTIONS_PER_IP": UNLIMITED,
+                "MENTEO_AUTO_MIGRATE": "1",
+            })
+        return env
+
+    def command(self, port: int) -> list[str]:
+        spec = self.spec
+        py = sys.executable
+        if spec.kind == "raw":
+            cmd = [py, str(BENCH / "reference" / "raw_broadcast.py"), "--port", str(port)]
+        elif spec.kind == "socketio":
+            cmd = [py, str(BENCH / "reference" / "socketio_server.py"), "--port", str(port)]
+            if spec.redis:
+                cmd += ["--redis-url", self.redis_url]
+        elif spec.launcher == "granian":
+            granian = shutil.which("granian", path=str(Path(py).parent)) or "granian"
+            cmd = [granian, "--interface", "asgi", "--factory", "--host", HOST, "--port",
+                   str(port), "--loop", "uvloop", "--backlog", "2048", "--log-level", "warning",
+                   "--no-access-log", "realtime.app:app_from_env"]
+        else:
+            cmd = [py, "-m", "realtime.cli", "serve", "--host", HOST, "--port", str(port),
+                   "--log-level", "warning"]
+        return ["taskset", "-c", self.cpus, *cmd] if self.cpus is not None else cmd
+
+    def start(self) -> None:
+        if self.spec.database == "postgres":
+            asyncio.run(reset_postgres(self.pg_url))
+        env = self.env()
+        for i in range(self.spec.processes):
+            port = free_port()
+            log_path = self.tmp / f"server-{i}.log"
+            with log_path.open("wb") as out:
+                popen = subprocess.Popen(self.command(port), env=env, cwd=ROOT, stdout=out,
+                                         stderr=subprocess.STDOUT)
+            proc = Proc(port, popen, log_path)
+            self.procs.append(proc)
+            self.wait_ready(proc)
+
+    def wait_ready(self, proc: Proc, timeout: float = 40.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{self.spec.name} exited {proc.popen.returncode}:\n"
+                                   + proc.log_tail())
+            try:
+                if self.spec.kind == "menteo":
+                    r = httpx.get(f"http://{HOST}:{proc.port}/readyz", timeout=2)
+                    if r.status_code == 200:
+                        return
+                else:
+                    with socket.create_connection((HOST, proc.port), timeout=1):
+                        time.sleep(0.3)  # the listener is up: let the app finish starting
+                        return
+            except (OSError, httpx.HTTPError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.spec.name} not ready in {timeout:.0f} s:\n" + proc.log_tail())
+
+    def stop(self) -> list[int]:
+        codes = []
+        for proc in self.procs:
+            if proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.popen.kill()
+                proc.popen.wait()
+            codes.append(proc.popen.returncode)
+        return codes
+
+    def cpu(self) -> float:
+        return sum(p.stat_cpu() for p in self.procs)
+
+    def rss_kib(self) -> int:
+        return sum(p.rss_kib() for p in self.procs)
+
+    def problems(self) -> list[str]:
+        out = []
+        for i, p in enumerate(self.procs):
+            try:
+                text = p.log_path.read_text(errors="replace")
+            except OSError:
+                continue
+            out += [f"[{i}] {line}" for line in text.splitlines()
+                    if "Traceback" in line or "ERROR" in line or "Error" in line]
+        return out[:20]
+
+
+# Protocol adapters -------------------------------------------------------------------------
+
+
+class Target:
+    """How to reach one kind of server and recognise its frames cheaply (by prefix)."""
+
+    MSG = b'{"type":"chat.message"'
+    ACK = b'{"type":"ack"'
+    WELCOME = b'{"type":"welcome"'
+    TYPING = b'{"type":"presence.typing"'
+    ERROR = b'{"type":"error"'
+
+    def __init__(self, servers: ServerSet) -> None:
+        self.servers = servers
+
+    async def make_rooms(self, rooms: int, members: int) -> list[str]:
+        return [f"r{i}" for i in range(rooms)]
+
+    def path(self, room_id: str, user: str, member_index: int) -> tuple[str, str | None]:
+        return f"/rooms/{room_id}/ws?user={user}", None
+
+    def chat(self, cid: str, body: str) -> bytes:
+        return b'{"type":"chat.send","id":"%s","body":"%s"}' % (cid.encode(), body.encode())
+
+    def typing(self, active: bool) -> bytes:
+        return b'{"type":"typing","active":true}' if active else b'{"type":"typing","active":false}'
+
+    def parse(self, payload: bytes) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(payload)
+        return obj
+
+    def control(self, client: WSClient, payload: bytes) -> bool:
+        """Transport-level packets (Engine.IO); True when handled."""
+        return False
+
+
+class MenteoTarget(Target):
+    async def make_rooms(self, rooms: int, members: int) -> list[str]:
+        base = f"http://{HOST}:{self.servers.procs[0].port}"
+        token = issue_token(self.servers.secret, "bench", "Bench", role="service", ttl=7200)
+        headers = {"authorization": "Bearer " + token}
+        gate = asyncio.Semaphore(16)
+
+        async def one(i: int, http: httpx.AsyncClient) -> str:
+            body = {"title": f"bench {i}", "members": [
+                {"user_id": f"u{i}-{j}", "name": f"u{i}-{j}",
+                 "role": "mentor" if j == 0 else "mentee"}
+                for j in range(min(members, ROOM_REST_LIMIT))]}
+            async with gate:
+                for attempt in range(5):
+                    resp = await http.post(f"{base}/api/rooms", headers=headers, json=body)
+                    if resp.status_code == 201:
+                        return str(resp.json()["id"])
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            raise RuntimeError(f"POST /api/rooms: {resp.status_code} {resp.text[:200]}")
+
+        async with httpx.AsyncClient(timeout=60) as http:
+            return list(await asyncio.gather(*(one(i, http) for i in range(rooms))))
+
+    def path(self, room_id: str, user: str, member_index: int) -> tuple[str, str | None]:
+        role = "service" if member_index >= ROOM_REST_LIMIT else None
+        token = issue_token(self.servers.secret, user, user, role=role, ttl=7200)
+        return f"/rooms/{room_id}/ws?token={token}", "menteo.v1.json"
+
+
+class SocketIOTarget(Target):
+    MSG = b'42["chat.message"'
+    ACK = b'42["ack"'
+    WELCOME = b'42["welcome"'
+    TYPING = b'42["presence.typing"'
+    ERROR = b'44'
+
+    def path(self, room_id: str, user: str, member_index: int) -> tuple[str, str | None]:
+        return "/socket.io/?EIO=4&transport=websocket", None
+
+    def chat(self, cid: str, body: str) -> bytes:
+        return b'42["chat.send",{"id":"%s","body":"%s"}]' % (cid.encode(), body.encode())
+
+    def typing(self, active: bool) -> bytes:
+        return b'42["typing",{"active":%s}]' % (b"true" if active else b"false")
+
+    def parse(self, payload: bytes) -> dict[str, Any]:
+        obj: dict[str, Any] = orjson.loads(payload[2:])[1]
+        return obj
+
+    def control(self, client: WSClient, payload: bytes) -> bool:
+        if payload == b"2":  # Engine.IO ping
+            client.send_text(b"3")
+            return True
+        if payload[:1] == b"0":  # Engine.IO open: join the namespace with our room and user
+            member = client.user
+            client.send_text(b"40" + orjson.dumps({"room": member.room_id, "user": member.user}))
+            return True
+        return payload[:2] == b"40" or payload[:2] == b"41"
+
+
+def make_target(servers: ServerSet) -> Target:
+    kind = servers.spec.kind
+    return {"menteo": MenteoTarget, "socketio": SocketIOTarget}.get(kind, Target)(servers)
+
+
+# Load generator ------------------------------------------------------------------------------
+
+
+class Load:
+    """Counters and hooks shared by every member (one event loop: no locks)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.deliveries = 0
+        self.acks = 0
+        self.errors = 0
+        self.other = 0
+        self.frames = 0
+        self.running = False
+        self.measuring = False
+        self.window = 0
+        self.body = BODY
+        # Latency bookkeeping (open loop and durable only).
+        self.track = False
+        self.sent_at: dict[str, float] = {}
+        self.e2e: list[float] = []
+        self.ack_lat: list[float] = []
+        self.typing_sent: dict[str, float] = {}
+        self.typing_lat: list[float] = []
+        self.welcomes = 0
+        self.welcome_times: list[float] = []
+        self.welcome_history: list[int] = []
+
+
+class Member:
+    __slots__ = ("client", "index", "load", "outstanding", "room", "room_id", "sender", "sent",
+                 "user", "welcomed")
+
+    def __init__(self, load: Load, room: int, room_id: str, index: int, user: str) -> None:
+        self.load = load
+        self.room = room
+        self.room_id = room_id
+        self.index = index
+        self.user = user
+        self.sender = False
+        self.sent = 0
+        self.outstanding: deque[float] = deque()
+        self.client: WSClient | None = None
+        self.welcomed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def send_chat(self) -> None:
+        load = self.load
+        cid = f"{self.index}-{self.sent}"
+        self.sent += 1
+        now = time.perf_counter()
+        self.outstanding.append(now)
+        if load.track:
+            load.sent_at[cid] = now
+        assert self.client is not None
+        self.client.send_text(load.target.chat(cid, load.body))
+
+    def on_message(self, client: WSClient, p: bytes) -> None:
+        load = self.load
+        load.frames += 1
+        t = load.target
+        if p.startswith(t.MSG):
+            load.deliveries += 1
+            if load.track and load.measuring:
+                frame = t.parse(p)
+                if frame["author"]["user_id"] != self.user:
+                    sent = load.sent_at.get(frame["id"])
+                    if sent is not None:
+                        load.e2e.append(time.perf_counter() - sent)
+        elif p.startswith(t.ACK):
+            load.acks += 1
+            if self.outstanding:
+                sent = self.outstanding.popleft()
+                if load.measuring:
+                    load.ack_lat.append(time.perf_counter() - sent)
+            if load.running and self.sender and load.window:
+                self.send_chat()
+        elif p.startswith(t.TYPING):
+            if load.measuring:
+                frame = t.parse(p)
+                sent = load.typing_sent.get(frame["user_id"])
+                if sent is not None:
+                    load.typing_lat.append(time.perf_counter() - sent)
+        elif p.startswith(t.WELCOME):
+            now = time.perf_counter()
+            load.welcomes += 1
+            if not self.welcomed.done():
+                self.welcomed.set_result(now)
+                if len(load.welcome_history) < 5:  # check a few: history arrived
+                    load.welcome_history.append(len(t.parse(p).get("history", ())))
+        elif p.startswith(t.ERROR):
+            load.errors += 1
+            if self.outstanding:  # a refused message frees its slot (the error count tells)
+                self.outstanding.popleft()
+                if load.running and self.sender and load.window:
+                    self.send_chat()
+        elif not t.control(client, p):
+            load.other += 1  # presence.join/leave and the like
+
+
+async def open_members(
+    load: Load, servers: ServerSet, room_ids: list[str], per_room: int, *,
+    concurrency: int = 64, start_index: int = 0, room_offset: int = 0, timeout: float = 120.0,
+) -> list[Member]:
+    """Connect ``per_room`` members to every room (spread over the processes) and wait for
+    each welcome. ``room_offset``: the index of ``room_ids[0]`` among the rooms made (user
+    ids are ``u<room>-<j>``, as the rooms were created with)."""
+    target = load.target
+    gate = asyncio.Semaphore(concurrency)
+    members = [Member(load, room_offset + r, rid, start_index + (room_offset + r) * per_room + j,
+                      f"u{room_offset + r}-{j}")
+               for r, rid in enumerate(room_ids) for j in range(per_room)]
+    deadline = time.perf_counter() + timeout
+
+    async def one(m: Member) -> None:
+        proc = servers.procs[m.index % len(servers.procs)]
+        j = int(m.user.rsplit("-", 1)[1])
+        path, sub = target.path(m.room_id, m.user, j)
+        async with gate:
+            for attempt in range(3):
+                try:
+                    client = await connect(HOST, proc.port, path, m.on_message, subprotocol=sub,
+                                           timeout=max(1.0, deadline - time.perf_counter()),
+                                           user=m)
+                    break
+                except (OSError, RuntimeError) as exc:
+                    if attempt == 2:
+                        raise RuntimeError(f"connect {m.user}: {exc}") from exc
+                    await asyncio.sleep(0.5)
+            m.client = client
+            await welcome_of(m, max(1.0, deadline - time.perf_counter()))
+
+    await asyncio.gather(*(one(m) for m in members))
+    return members
+
+
+async def until(condition: Callable[[], bool], seconds: float, step: float = 0.05) -> bool:
+    """Poll ``condition`` every ``step`` for at most ``seconds``."""
+    for _ in range(max(1, int(seconds / step))):
+        if condition():
+            return True
+        await asyncio.sleep(step)
+    return condition()
+
+
+async def welcome_of(m: Member, timeout: float) -> float:
+    """When ``m`` got its welcome; fails if the server closed the socket first."""
+    assert m.client is not None
+    done, _ = await asyncio.wait((m.welcomed, m.client.closed), timeout=timeout,
+                                 return_when=asyncio.FIRST_COMPLETED)
+    if m.welcomed in done:
+        return m.welcomed.result()
+    if m.client.closed in done:
+        raise RuntimeError(f"{m.user}: closed with {m.client.close_code} before its welcome")
+    raise TimeoutError(f"{m.user}: no welcome in {timeout:.0f} s")
+
+
+async def close_members(members: list[Member]) -> None:
+    for m in members:
+        if m.client is not None:
+            m.client.close()
+    waits = [m.client.closed for m in members if m.client is not None]
+    if waits:
+        await asyncio.wait(waits, timeout=5)
+
+
+# Measuring -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Meter:
+    """CPU of servers, this process and the machine over the measured interval."""
+
+    servers: ServerSet
+    t: float = 0.0
+    server: float = 0.0
+    client: float = 0.0
+    machine: dict[str, float] = field(default_factory=dict)
+    groups: dict[str, float] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.t = time.perf_counter()
+        self.server = self.servers.cpu()
+        self.client = time.process_time()
+        self.machine = machine_cpu()
+        self.groups = group_cpu() if self.servers.spec.database == "postgres" or \
+            self.servers.spec.redis else {}
+
+    def stop(self) -> dict[str, Any]:
+        seconds = time.perf_counter() - self.t
+        server = (self.servers.cpu() - self.server) / seconds
+        client = (time.process_time() - self.client) / seconds
+        machine = machine_cpu()
+        busy = (machine.get("busy", 0) - self.machine.get("busy", 0)) / seconds
+        backend = 0.0
+        if self.groups:
+            groups = group_cpu()
+            backend = sum(groups[k] - self.groups.get(k, 0) for k in groups) / seconds
+        cores = [round((machine.get(f"cpu{i}", 0) - self.machine.get(f"cpu{i}", 0)) / seconds, 3)
+                 for i in range(os.cpu_count() or 1)]
+        return {"seconds": round(seconds, 3), "server_cpu": round(server, 3),
+                "client_cpu": round(client, 3), "backend_cpu": round(backend, 3),
+                "other_cpu": round(busy - server - client - backend, 3), "core_cpu": cores}
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return round(ordered[rank] * 1000, 3)
+
+
+async def wait_quiet(seconds: float) -> float:
+    """Wait (at most ``seconds``) for the machine to be idle before a measurement."""
+    deadline = time.monotonic() + seconds
+    busy = 0.0
+    while True:
+        a = machine_cpu().get("busy", 0)
+        await asyncio.sleep(0.5)
+        busy = (machine_cpu().get("busy", 0) - a) / 0.5
+        if busy < 0.3 or time.monotonic() > deadline:
+            return round(busy, 2)
+
+
+# Scenarios -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Params:
+    smoke: bool
+    warmup: float
+    duration: float
+    window: int = 4
+    rate: float = 20_000.0  # deliveries/s for the latency scenario
+
+
+async def closed_loop(servers: ServerSet, prm: Params, rooms: int, per_room: int,
+                      senders: int | None, track_acks: bool = False) -> dict[str, Any]:
+    """Senders keep ``window`` messages unacked; delivered/s over the measured interval."""
+    load = Load(make_target(servers))
+    room_ids = await load.target.make_rooms(rooms, per_room)
+    members = await open_members(load, servers, room_ids, per_room)
+    log(f"{len(members)} sockets open in {rooms} rooms")
+    for m in members:
+        j = int(m.user.rsplit("-", 1)[1])
+        m.sender = senders is None or j < senders
+    load.window = prm.window
+    load.running = True
+    for m in members:
+        if m.sender:
+            for _ in range(prm.window):
+                m.send_chat()
+    await asyncio.sleep(prm.warmup)
+    meter = Meter(servers)
+    d0, a0 = load.deliveries, load.acks
+    meter.start()
+    load.measuring = track_acks
+    await asyncio.sleep(prm.duration)
+    load.measuring = False
+    cpu = meter.stop()
+    deliveries, acks = load.deliveries - d0, load.acks - a0
+    load.running = False
+    # Drain: every message sent is acked (bounded wait), then close.
+    await until(lambda: not any(m.outstanding for m in members), 15)
+    unacked = sum(len(m.outstanding) for m in members)
+    await close_members(members)
+    seconds = cpu["seconds"]
+    out = {
+        "sockets": len(members), "rooms": rooms, "per_room": per_room,
+        "senders": sum(m.sender for m in members), "window": prm.window,
+        "delivered_per_s": round(deliveries / seconds, 1),
+        "acked_per_s": round(acks / seconds, 1),
+        "cpu_us_per_delivery": round(cpu["server_cpu"] * seconds / deliveries * 1e6, 2)
+        if deliveries else None,
+        "errors": load.errors, "unacked_after_drain": unacked, **cpu,
+    }
+    if track_acks:
+        out.update(ack_p50_ms=pct(load.ack_lat, 50), ack_p99_ms=pct(load.ack_lat, 99))
+    return out
+
+
+async def scenario_fanout(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    if prm.smoke:
+        return await closed_loop(servers, prm, 4, 5, 2)
+    return await closed_loop(servers, prm, 20, 10, 2)
+
+
+async def scenario_bigroom(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    if prm.smoke:
+        return await closed_loop(servers, prm, 2, 20, 2)
+    return await closed_loop(servers, prm, 5, 200, 2)
+
+
+async def scenario_durable(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    rooms = 10 if prm.smoke else 100
+    return await closed_loop(servers, prm, rooms, 2, None, track_acks=True)
+
+
+async def scenario_latency(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    """Open loop: messages due on a fixed timetable, whatever the answers; latency from the
+    moment each frame was written. Typers toggle typing every 1.1 s (over the server's 1 s
+    typing throttle, so none is held back) and their presence.typing latency is measured."""
+    rooms, per_room, senders, typers = (4, 10, 2, 3) if prm.smoke else (20, 10, 2, 5)
+    deliveries_per_s = prm.rate / 10 if prm.smoke else prm.rate
+    msg_rate = deliveries_per_s / per_room
+    load = Load(make_target(servers))
+    load.track = True
+    room_ids = await load.target.make_rooms(rooms, per_room)
+    members = await open_members(load, servers, room_ids, per_room)
+    log(f"{len(members)} sockets open; {msg_rate:.0f} msg/s = {deliveries_per_s:.0f} deliveries/s")
+    send_from = [m for m in members if int(m.user.rsplit("-", 1)[1]) < senders]
+    typing_from = [m for m in members if senders <= int(m.user.rsplit("-", 1)[1])
+                   < senders + typers]
+    t0 = time.perf_counter() + 0.2
+    start, end = t0 + prm.warmup, t0 + prm.warmup + prm.duration
+    lag: list[float] = []
+
+    async def chat_ticker() -> None:
+        n = len(send_from)
+        for k in range(int((end - t0) * msg_rate) + 1):
+            due = t0 + k / msg_rate
+            if due >= end:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            now = time.perf_counter()
+            if start <= due:
+                lag.append(now - due)
+            send_from[k % n].send_chat()
+
+    async def typing_ticker() -> None:
+        if not typing_from:
+            return
+        n = len(typing_from)
+        interval = 1.1 / n
+        for k in range(int((end - t0) / interval) + 1):
+            due = t0 + k * interval
+            if due >= end:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            m = typing_from[k % n]
+            assert m.client is not None
+            load.typing_sent[m.user] = time.perf_counter()
+            m.client.send_text(load.target.typing(bool((k // n) % 2 == 0)))
+
+    async def window() -> dict[str, Any]:
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        meter = Meter(servers)
+        d0 = load.deliveries
+        meter.start()
+        load.measuring = True
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        load.measuring = False
+        cpu = meter.stop()
+        return {"delivered_per_s": round((load.deliveries - d0) / cpu["seconds"], 1), **cpu}
+
+    results = await asyncio.gather(chat_ticker(), typing_ticker(), window())
+    measured = results[2]
+    await until(lambda: not any(m.outstanding for m in members), 15)
+    unacked = sum(len(m.outstanding) for m in members)
+    await close_members(members)
+    return {
+        "sockets": len(members), "rooms": rooms, "per_room": per_room,
+        "offered_deliveries_per_s": deliveries_per_s, "offered_msgs_per_s": msg_rate,
+        "e2e_p50_ms": pct(load.e2e, 50), "e2e_p99_ms": pct(load.e2e, 99),
+        "e2e_p999_ms": pct(load.e2e, 99.9), "e2e_max_ms": pct(load.e2e, 100),
+        "e2e_samples": len(load.e2e),
+        "typing_p50_ms": pct(load.typing_lat, 50), "typing_p99_ms": pct(load.typing_lat, 99),
+        "typing_samples": len(load.typing_lat),
+        "send_lag_p99_ms": pct(lag, 99), "errors": load.errors, "unacked_after_drain": unacked,
+        **measured,
+    }
+
+
+async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    """Server RSS per idle socket: warm up, baseline, then 1,000 and 10,000 sockets."""
+    steps = [100, 1000] if prm.smoke else [1000, 10000]
+    per_room = 10
+    load = Load(make_target(servers))
+    room_ids = await load.target.make_rooms(steps[-1] // per_room + 2, per_room)
+    warm = await open_members(load, servers, room_ids[-2:], per_room, start_index=10**6,
+                              room_offset=len(room_ids) - 2)
+    await close_members(warm)
+    await asyncio.sleep(1.0)
+    base = servers.rss_kib()
+    out: dict[str, Any] = {"baseline_rss_kib": base}
+    members: list[Member] = []
+    t = time.perf_counter()
+    for n in steps:
+        have = len(members) // per_room
+        members += await open_members(load, servers, room_ids[have:n // per_room], per_room,
+                                      concurrency=100, room_offset=have, timeout=300)
+        await asyncio.sleep(2.0)
+        rss = servers.rss_kib()
+        out[f"rss_kib_{n}"] = rss
+        out[f"kib_per_socket_{n}"] = round((rss - base) / n, 2)
+        out[f"open_seconds_{n}"] = round(time.perf_counter() - t, 2)
+        log(f"{n} idle sockets: {(rss - base) / n:.1f} KiB each")
+    out["closed_early"] = sum(m.client is not None and m.client.close_code is not None
+                              for m in members)
+    await close_members(members)
+    return out
+
+
+async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    rooms, per_room, history = (10, 10, 50) if prm.smoke else (100, 10, 50)
+    load = Load(make_target(servers))
+    room_ids = await load.target.make_rooms(rooms, per_room)
+    # History: one member per room sends 50 messages (window 10), all acked, then leaves.
+    fillers = await open_members(load, servers, room_ids, 1, start_index=10**6)
+    for m in fillers:
+        m.sender = True
+    load.window = 0
+    for _ in range(history):
+        for m in fillers:
+            m.send_chat()
+    await until(lambda: load.acks >= rooms * history, 60)
+    await close_members(fillers)
+    await asyncio.sleep(1.0)
+    load.welcome_history.clear()
+    target = load.target
+    storm = [Member(load, r, rid, r * per_room + j, f"u{r}-{j}")
+             for r, rid in enumerate(room_ids) for j in range(per_room)]
+    paths = [target.path(m.room_id, m.user, int(m.user.rsplit("-", 1)[1])) for m in storm]
+    meter = Meter(servers)
+    meter.start()
+    t0 = time.perf_counter()
+    failures = 0
+
+    async def one(m: Member, path: str, sub: str | None) -> float | None:
+        nonlocal failures
+        try:
+            proc = servers.procs[m.index % len(servers.procs)]
+            m.client = await connect(HOST, proc.port, path, m.on_message, subprotocol=sub,
+                                     timeout=30, user=m)
+            return await welcome_of(m, 30) - t0
+        except (OSError, RuntimeError, TimeoutError):
+            failures += 1
+            return None
+
+    times = await asyncio.gather(*(one(m, p, s) for m, (p, s) in zip(storm, paths, strict=True)))
+    cpu = meter.stop()
+    ok = [t for t in times if t is not None]
+    total = max(ok) if ok else None
+    await close_members(storm)
+    return {
+        "clients": len(storm), "history": history, "failures": failures,
+        "welcome_history_seen": load.welcome_history,
+        "total_s": round(total, 3) if total else None,
+        "connects_per_s": round(len(ok) / total, 1) if total else None,
+        "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99),
+        "server_cpu_s": round(cpu["server_cpu"] * cpu["seconds"], 3),
+        "other_cpu": cpu["other_cpu"], "client_cpu": cpu["client_cpu"],
+    }
+
+
+SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
+    "fanout": scenario_fanout,
+    "latency": scenario_latency,
+    "bigroom": scenario_bigroom,
+    "idle": scenario_idle,
+    "durable": scenario_durable,
+    "joinstorm": scenario_joinstorm,
+}
+
+
+# Running ---------------------------------------------------------------------------------------
+
+
+def raise_fd_limit() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def run(scenario: str, server: str, prm: Params, *, server_cpus: str, client_cpu: int,
+        no_pin: bool, pg_url: str, redis_url: str, tmpdir: str | None) -> dict[str, Any]:
+    spec = SERVERS[server]
+    fds = raise_fd_limit()  # the servers inherit it
+    pinned = not no_pin and shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) > 1
+    if pinned:
+        os.sched_setaffinity(0, {client_cpu})
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="menteo-suite-", dir=tmpdir) as tmp:
+        servers = ServerSet(spec, Path(tmp), server_cpus if pinned else None, pg_url, redis_url)
+        result: dict[str, Any] = {"scenario": scenario, "server": server, "label": spec.label,
+                                  "smoke": prm.smoke, "pinned": pinned, "fd_limit": fds}
+        try:
+            servers.start()
+            log(f"{spec.label}: {len(servers.procs)} process(es) on port(s) "
+                f"{', '.join(str(p.port) for p in servers.procs)}")
+
+            async def main() -> dict[str, Any]:
+                quiet = await wait_quiet(0 if prm.smoke else 10)
+                out: dict[str, Any] = await SCENARIOS[scenario](servers, prm)
+                out["machine_busy_before"] = quiet
+                return out
+
+            result.update(uv_run(main()))
+            result["ok"] = True
+        except Exception as exc:
+            result.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000])
+            log(f"failed: {result['error']}")
+        finally:
+            alive = [p.popen.poll() is None for p in servers.procs]
+            result["server_exit_codes"] = servers.stop()
+            result["server_died"] = not all(alive)
+            result["server_problems"] = servers.problems()
+            if not result.get("ok") and servers.procs:
+                result["server_log_tail"] = servers.procs[0].log_tail(15)
+    result["wall_s"] = round(time.time() - started, 1)
+    return result
+
+
+def uv_run(coro: Any) -> Any:
+    try:
+        import uvloop
+
+        return uvloop.run(coro)
+    except ImportError:
+        return asyncio.run(coro)
+
+
+def machine_info() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "kernel": platform.release()}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 2)[2])
+    p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed"])
+    p.add_argument("--server", default="ours", choices=list(SERVERS))
+    p.add_argument("--smoke", action="store_true", help="small sizes, short: a smoke test")
+    p.add_argument("--warmup", type=float, default=None, help="seconds (default 2; smoke 0.5)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="measured seconds (default 5, latency 10; smoke 1.5)")
+    p.add_argument("--window", type=int, default=4, help="closed loop: unacked per sender")
+    p.add_argument("--rate", type=float, default=20_000.0,
+                   help="latency: deliveries/s offered (default 20000)")
+    p.add_argument("--server-cpus", default="0")
+    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--no-pin", action="store_true")
+    p.add_argument("--database-url", default=DEFAULT_PG,
+                   help="PostgreSQL for ours-pg / ours-redis: its public schema is DROPPED")
+    p.add_argument("--redis-url", default=DEFAULT_REDIS)
+    p.add_argument("--tmpdir", default=None)
+    p.add_argument("--json", dest="json_path")
+    p.add_argument("--list", action="store_true", help="list scenarios and servers")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.list or not a.scenario:
+        print("scenarios:", ", ".join([*SCENARIOS, "feed"]))
+        for s in SERVERS.values():
+            print(f"  --server {s.name:15} {s.label}")
+        return 0
+    if a.scenario == "feed":
+        feed = BENCH / "feed_fanout.py"
+        if not feed.exists():
+            print(json.dumps({"scenario": "feed", "ok": False, "pending": True,
+                              "error": "bench/feed_fanout.py is not there yet"}))
+            return 0
+        cmd = [sys.executable, str(feed), *(["--smoke"] if a.smoke else [])]
+        return subprocess.call(cmd, cwd=ROOT)
+    duration = a.duration if a.duration is not None else (
+        1.5 if a.smoke else 10.0 if a.scenario == "latency" else 5.0)
+    warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 2.0)
+    prm = Params(a.smoke, warmup, duration, a.window, a.rate)
+    result = run(a.scenario, a.server, prm, server_cpus=a.server_cpus, client_cpu=a.client_cpu,
+                 no_pin=a.no_pin, pg_url=a.database_url, redis_url=a.redis_url, tmpdir=a.tmpdir)
+    result["machine"] = machine_info()
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.json_path:
+        Path(a.json_path).write_text(text + "\n")
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
