@@ -1,7 +1,7 @@
 """Side-by-side: 1 process + SQLite vs 2 processes + Redis + PostgreSQL, saturated and at a rate.
 
 One invocation runs ``bench/chat_load.py`` once per row (each in a fresh interpreter, one
-after another), then writes docs/benchmarks.md (Markdown table, setup, machine, JSON) and
+after another), then writes bench/compare.md (Markdown table, setup, machine, JSON) and
 bench/results/compare-<UTC time>.json. Each run's own JSON goes to bench/results/ too.
 
     python bench/compare.py                 # about 2 minutes
@@ -39,7 +39,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CHAT_LOAD = BENCH / "chat_load.py"
 RESULTS = BENCH / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+DOC = BENCH / "compare.md"  # docs/benchmarks.md is bench/run_all.py's page
 ANALYSIS_BEGIN = "<!-- analysis:begin (hand-written; bench/compare.py keeps this block) -->"
 ANALYSIS_END = "<!-- analysis:end -->"
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/menteo_bench"
@@ -378,7 +378,7 @@ def render(report: dict[str, Any], command: str, doc: Path) -> str:
         f"members), 64-character bodies, {opts['warmup']:g} s warm-up then "
         f"{opts['duration']:g} s measured, on a fresh database (PostgreSQL: `public` schema "
         "dropped and recreated before each run), by `bench/chat_load.py` (what each figure "
-        "means: [bench/README.md](../bench/README.md)).",
+        "means: [bench/README.md](README.md)).",
         "",
         "- **saturation**: closed loop, each member keeps up to 4 messages unacked (800 in "
         "flight): the most acked msg/s the setup gives; latency there is queueing "

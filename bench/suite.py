@@ -109,21 +109,42 @@ class Proc:
     popen: subprocess.Popen[bytes]
     log_path: Path
 
+    def tree(self) -> list[int]:
+        """This process and its descendants (Granian runs its worker as a child)."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                rest = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(rest[1]), []).append(int(stat.parent.name))
+        out, todo = [], [self.popen.pid]
+        while todo and len(out) < 64:
+            pid = todo.pop()
+            out.append(pid)
+            todo += children.get(pid, [])
+        return out
+
     def stat_cpu(self) -> float:
-        try:
-            rest = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return 0.0
-        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.tree():
+            try:
+                rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def rss_kib(self) -> int:
-        try:
-            for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        except OSError:
-            pass
-        return 0
+        total = 0
+        for pid in self.tree():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
 
     def log_tail(self, n: int = 30) -> str:
         try:
@@ -137,6 +158,23 @@ def free_port() -> int:
         s.bind((HOST, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def unlimited_env() -> dict[str, str]:
+    """Every rate limit and per-address cap of ours raised: policies, not what is measured.
+
+    Read from the Settings fields, so a limit added later is raised too."""
+    from dataclasses import fields
+
+    from realtime.config import PREFIX, Settings
+
+    out = {}
+    for f in fields(Settings):
+        name = f.name
+        if ("rate_per_second" in name or name.endswith("_burst") or name.startswith("max_conn")
+                or name.endswith("_per_ip")):
+            out[PREFIX + name.upper()] = UNLIMITED
+    return out
 
 
 class ServerSet:
@@ -163,12 +201,9 @@ class ServerSet:
                 "MENTEO_SECRET": self.secret,
                 "MENTEO_DATABASE_URL": self.database_url,
                 "MENTEO_REDIS_URL": self.redis_url if self.spec.redis else "",
-                "MENTEO_RATE_PER_SECOND": UNLIMITED,
-                "MENTEO_RATE_BURST": UNLIMITED,
-                "MENTEO_NOTES_RATE_PER_SECOND": UNLIMITED,
-                "MENTEO_MAX_CONNECTIONS_PER_IP": UNLIMITED,
                 "MENTEO_AUTO_MIGRATE": "1",
             })
+            env.update(unlimited_env())
         return env
 
     def command(self, port: int) -> list[str]:
@@ -368,6 +403,7 @@ class Load:
         self.deliveries = 0
         self.acks = 0
         self.errors = 0
+        self.error_samples: list[str] = []
         self.other = 0
         self.frames = 0
         self.running = False
@@ -448,6 +484,8 @@ class Member:
                     load.welcome_history.append(len(t.parse(p).get("history", ())))
         elif p.startswith(t.ERROR):
             load.errors += 1
+            if len(load.error_samples) < 3:
+                load.error_samples.append(p[:300].decode(errors="replace"))
             if self.outstanding:  # a refused message frees its slot (the error count tells)
                 self.outstanding.popleft()
                 if load.running and self.sender and load.window:
@@ -631,7 +669,8 @@ async def closed_loop(servers: ServerSet, prm: Params, rooms: int, per_room: int
         "acked_per_s": round(acks / seconds, 1),
         "cpu_us_per_delivery": round(cpu["server_cpu"] * seconds / deliveries * 1e6, 2)
         if deliveries else None,
-        "errors": load.errors, "unacked_after_drain": unacked, **cpu,
+        "errors": load.errors, "error_samples": load.error_samples,
+        "unacked_after_drain": unacked, **cpu,
     }
     if track_acks:
         out.update(ack_p50_ms=pct(load.ack_lat, 50), ack_p99_ms=pct(load.ack_lat, 99))
