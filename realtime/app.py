@@ -6,12 +6,14 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
 
 from .api import checklist as checklist_api
 from .api import notes as notes_api
@@ -118,7 +120,37 @@ async def api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message)
 
 
-def create_app(settings: Settings) -> Starlette:
+class RealtimeApp:
+    """The ASGI entry point: WebSocket routes straight to their endpoints, the rest through
+    Starlette. Starlette's exception middleware wraps every ``send`` in another coroutine;
+    the fan-out calls ``send`` once per socket per event, so the sockets bypass it (their
+    endpoints handle their own errors). The routes stay listed in the Starlette app."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.sockets = [r for r in app.routes if isinstance(r, WebSocketRoute)]
+
+    @property
+    def state(self) -> Any:
+        return self.app.state
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.app.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            for route in self.sockets:
+                match, child = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child)
+                    scope["app"] = self.app
+                    await route.app(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings) -> RealtimeApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_state(settings) as state:
@@ -137,9 +169,10 @@ def create_app(settings: Settings) -> Starlette:
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error})
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error})
+    return RealtimeApp(app)
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> RealtimeApp:
     """The factory ``serve --workers N`` hands to each worker process."""
     return create_app(Settings.from_env())
