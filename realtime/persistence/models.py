@@ -87,3 +87,78 @@ class NoteSnapshot(SQLModel, table=True):
     seq: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     state: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: str = Field(max_length=40)
+
+
+# The community feed: growth threads, posts, comments, reactions, follows. Every post,
+# comment, reaction count and deletion is also an event on the one ``feed`` stream; these
+# tables are the materialized state, written in the same transaction as the event.
+
+
+class Community(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    created_at: str = Field(max_length=40)
+
+
+class Thread(SQLModel, table=True):
+    """A member's growth thread: only its owner posts in it."""
+
+    __table_args__ = (Index("ix_thread_community", "community_id", "created_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    community_id: str = Field(foreign_key="community.id", max_length=64)
+    owner_id: str = Field(max_length=128, index=True)
+    owner_name: str = Field(max_length=128)
+    title: str = Field(max_length=200)
+    created_at: str = Field(max_length=40)
+
+
+class Post(SQLModel, table=True):
+    """``feed_seq`` is the seq of its ``feed.post`` event: the feed's cursor."""
+
+    __table_args__ = (
+        Index("ix_post_community_seq", "community_id", "feed_seq"),
+        Index("ix_post_thread_seq", "thread_id", "feed_seq"),
+        Index("ix_post_author_seq", "author_id", "feed_seq"),
+    )
+
+    id: str = Field(primary_key=True, max_length=64)
+    thread_id: str = Field(foreign_key="thread.id", max_length=64)
+    community_id: str = Field(foreign_key="community.id", max_length=64)
+    author_id: str = Field(max_length=128)
+    author_name: str = Field(max_length=128)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    milestone: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON
+    feed_seq: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    created_at: str = Field(max_length=40)
+    deleted: bool = False
+
+
+class Comment(SQLModel, table=True):
+    __table_args__ = (Index("ix_comment_post_seq", "post_id", "feed_seq"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    post_id: str = Field(foreign_key="post.id", max_length=64)
+    author_id: str = Field(max_length=128)
+    author_name: str = Field(max_length=128)
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    feed_seq: int = Field(sa_column=Column(BigInteger, nullable=False, unique=True))
+    created_at: str = Field(max_length=40)
+
+
+class Reaction(SQLModel, table=True):
+    """At most one of each kind per user per post."""
+
+    post_id: str = Field(primary_key=True, foreign_key="post.id", max_length=64)
+    user_id: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(primary_key=True, max_length=16)
+
+
+class Follow(SQLModel, table=True):
+    """``kind`` is ``communities``, ``threads`` or ``users``."""
+
+    __table_args__ = (Index("ix_follow_target", "kind", "target_id"),)
+
+    user_id: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(primary_key=True, max_length=16)
+    target_id: str = Field(primary_key=True, max_length=128)

@@ -1,0 +1,466 @@
+"""The feed's tables: the writer's reducer for ``feed.*`` events, and the queries REST and
+the live feed read.
+
+Posts and comments are written by the reducer, inside the transaction that stores their
+event and under the feed stream's lock, so a post's ``feed_seq`` is its event's seq and
+``feed.reaction`` counts are read in seq order (a later event never carries older counts).
+Reaction and follow rows are plain rows: a reaction's effect on the feed is the aggregated
+``feed.reaction`` event that follows it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, and_, bindparam, false, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..persistence.events import NewEvent, Rejected, now_iso
+from ..persistence.models import Comment, Community, Event, Follow, Post, Reaction, Thread
+from .model import (
+    COMMENT,
+    DELETE,
+    FEED_STREAM,
+    FOLLOW_KINDS,
+    POST,
+    REACTION,
+    Follows,
+    PostRef,
+    zero_counts,
+)
+
+COMMUNITY_T = Community.__table__  # type: ignore[attr-defined]
+THREAD_T = Thread.__table__  # type: ignore[attr-defined]
+POST_T = Post.__table__  # type: ignore[attr-defined]
+COMMENT_T = Comment.__table__  # type: ignore[attr-defined]
+REACTION_T = Reaction.__table__  # type: ignore[attr-defined]
+FOLLOW_T = Follow.__table__  # type: ignore[attr-defined]
+EVENT_T = Event.__table__  # type: ignore[attr-defined]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# The reducer ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FeedBatch:
+    """What one appending transaction knows of the posts its ``feed.*`` events touch."""
+
+    posts: dict[str, PostRef]
+    counts: dict[str, dict[str, int]]
+    new_posts: list[dict[str, Any]] = field(default_factory=list)
+    new_comments: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[PostRef] = field(default_factory=list)
+
+
+class FeedReducer:
+    """The writer's hook for ``feed.*`` events (all on the one ``feed`` stream).
+
+    - ``feed.post``: ``data = {"post": {id, thread_id, thread_title, community_id, body,
+      milestone}}`` (checked by the caller: the thread exists and is the author's);
+    - ``feed.comment``: ``{"post_id", "comment_id", "body"}``;
+    - ``feed.reaction``: ``{"post_id"}``; the counts are read here, under the lock;
+    - ``feed.delete``: ``{"post_id"}``.
+    An event about a post that does not exist or was deleted is refused (``not_found``).
+    """
+
+    prefix = "feed."
+
+    async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> FeedBatch:
+        ids = {str(i.data["post_id"]) for i in items if i.type != POST}
+        posts: dict[str, PostRef] = {}
+        if ids:
+            rows = await conn.execute(
+                select(
+                    POST_T.c.id,
+                    POST_T.c.thread_id,
+                    POST_T.c.community_id,
+                    POST_T.c.author_id,
+                    POST_T.c.feed_seq,
+                    POST_T.c.deleted,
+                ).where(POST_T.c.id.in_(ids))
+            )
+            for r in rows:
+                posts[r.id] = PostRef(
+                    r.id, r.thread_id, r.community_id, r.author_id, r.feed_seq, bool(r.deleted)
+                )
+        reacted = {str(i.data["post_id"]) for i in items if i.type == REACTION}
+        counts = await reaction_counts(conn, reacted) if reacted else {}
+        return FeedBatch(posts, counts)
+
+    def reduce(self, state: FeedBatch, item: NewEvent, seq: int, ts: str) -> dict[str, Any]:
+        author = {"user_id": item.author_id, "name": item.author_name}
+        if item.type == POST:
+            raw = item.data["post"]
+            ref = PostRef(raw["id"], raw["thread_id"], raw["community_id"], item.author_id, seq)
+            if ref.id in state.posts:
+                raise Rejected("conflict", "this post id is taken")
+            state.posts[ref.id] = ref
+            state.new_posts.append(
+                {
+                    "id": ref.id,
+                    "thread_id": ref.thread_id,
+                    "community_id": ref.community_id,
+                    "author_id": item.author_id,
+                    "author_name": item.author_name,
+                    "body": raw["body"],
+                    "milestone": None
+                    if raw.get("milestone") is None
+                    else orjson.dumps(raw["milestone"]).decode(),
+                    "feed_seq": seq,
+                    "created_at": ts,
+                    "deleted": False,
+                }
+            )
+            post = {
+                "id": ref.id,
+                "cursor": seq,
+                "thread_id": ref.thread_id,
+                "thread_title": raw["thread_title"],
+                "community_id": ref.community_id,
+                "author": author,
+                "body": raw["body"],
+                "milestone": raw.get("milestone"),
+                "created_at": ts,
+                "reactions": zero_counts(),
+                "comments": 0,
+            }
+            return {**ref.routing(), "post": post}
+        found = state.posts.get(str(item.data.get("post_id")))
+        if found is None or found.deleted:
+            raise Rejected("not_found", "no such post (or it was deleted)")
+        if item.type == COMMENT:
+            comment = {
+                "id": item.data["comment_id"],
+                "post_id": found.id,
+                "cursor": seq,
+                "author": author,
+                "body": item.data["body"],
+                "created_at": ts,
+            }
+            state.new_comments.append(
+                {
+                    "id": comment["id"],
+                    "post_id": found.id,
+                    "author_id": item.author_id,
+                    "author_name": item.author_name,
+                    "body": comment["body"],
+                    "feed_seq": seq,
+                    "created_at": ts,
+                }
+            )
+            return {**found.routing(), "comment": comment}
+        if item.type == REACTION:
+            return {**found.routing(), "counts": state.counts.get(found.id, zero_counts())}
+        if item.type == DELETE:
+            found.deleted = True
+            state.deleted.append(found)
+            return found.routing()
+        raise Rejected("invalid", f"unknown feed event {item.type!r}")
+
+    async def save(self, conn: AsyncConnection, state: FeedBatch) -> None:
+        if state.new_posts:
+            await conn.execute(insert(POST_T), state.new_posts)
+        if state.new_comments:
+            await conn.execute(insert(COMMENT_T), state.new_comments)
+        if state.deleted:
+            # A deleted post's words leave the database, not just the feed: the row and its
+            # feed.post event keep only what routes it.
+            await conn.execute(
+                update(POST_T)
+                .where(POST_T.c.id == bindparam("pid"))
+                .values(deleted=True, body="", milestone=None),
+                [{"pid": ref.id} for ref in state.deleted],
+            )
+            await conn.execute(
+                update(EVENT_T)
+                .where(EVENT_T.c.stream == FEED_STREAM, EVENT_T.c.seq == bindparam("s"))
+                .values(data=bindparam("d")),
+                [
+                    {
+                        "s": ref.feed_seq,
+                        "d": orjson.dumps(
+                            {**ref.routing(), "post": {"id": ref.id, "deleted": True}}
+                        ).decode(),
+                    }
+                    for ref in state.deleted
+                ],
+            )
+
+
+# Communities, threads, posts ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ThreadRecord:
+    id: str
+    community_id: str
+    owner_id: str
+    owner_name: str
+    title: str
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "community_id": self.community_id,
+            "owner": {"user_id": self.owner_id, "name": self.owner_name},
+            "title": self.title,
+            "created_at": self.created_at,
+        }
+
+
+async def create_community(conn: AsyncConnection, name: str) -> dict[str, Any]:
+    row = {"id": new_id(), "name": name, "created_at": now_iso()}
+    await conn.execute(insert(COMMUNITY_T).values(**row))
+    return row
+
+
+async def get_community(conn: AsyncConnection, community_id: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(COMMUNITY_T).where(COMMUNITY_T.c.id == community_id))).first()
+    return None if row is None else {"id": row.id, "name": row.name, "created_at": row.created_at}
+
+
+async def list_communities(conn: AsyncConnection) -> list[dict[str, Any]]:
+    rows = await conn.execute(select(COMMUNITY_T).order_by(COMMUNITY_T.c.name, COMMUNITY_T.c.id))
+    return [{"id": r.id, "name": r.name, "created_at": r.created_at} for r in rows]
+
+
+async def create_thread(
+    conn: AsyncConnection, community_id: str, owner_id: str, owner_name: str, title: str
+) -> ThreadRecord:
+    thread = ThreadRecord(new_id(), community_id, owner_id, owner_name, title, now_iso())
+    await conn.execute(
+        insert(THREAD_T).values(
+            id=thread.id,
+            community_id=community_id,
+            owner_id=owner_id,
+            owner_name=owner_name,
+            title=title,
+            created_at=thread.created_at,
+        )
+    )
+    return thread
+
+
+async def get_thread(conn: AsyncConnection, thread_id: str) -> ThreadRecord | None:
+    row = (await conn.execute(select(THREAD_T).where(THREAD_T.c.id == thread_id))).first()
+    if row is None:
+        return None
+    return ThreadRecord(
+        row.id, row.community_id, row.owner_id, row.owner_name, row.title, row.created_at
+    )
+
+
+async def get_post_ref(conn: AsyncConnection, post_id: str) -> PostRef | None:
+    """A post that exists and is not deleted."""
+    row = (
+        await conn.execute(
+            select(
+                POST_T.c.id,
+                POST_T.c.thread_id,
+                POST_T.c.community_id,
+                POST_T.c.author_id,
+                POST_T.c.feed_seq,
+            ).where(POST_T.c.id == post_id, POST_T.c.deleted == false())
+        )
+    ).first()
+    if row is None:
+        return None
+    return PostRef(row.id, row.thread_id, row.community_id, row.author_id, row.feed_seq)
+
+
+def in_community(community_id: str) -> ColumnElement[bool]:
+    return POST_T.c.community_id == community_id  # type: ignore[no-any-return]
+
+
+def in_thread(thread_id: str) -> ColumnElement[bool]:
+    return POST_T.c.thread_id == thread_id  # type: ignore[no-any-return]
+
+
+def followed_by(user_id: str) -> ColumnElement[bool]:
+    """Posts in a community or thread the user follows, or by a user they follow."""
+
+    def targets(kind: str) -> Any:
+        return select(FOLLOW_T.c.target_id).where(
+            FOLLOW_T.c.user_id == user_id, FOLLOW_T.c.kind == kind
+        )
+
+    return or_(
+        POST_T.c.community_id.in_(targets("communities")),
+        POST_T.c.thread_id.in_(targets("threads")),
+        POST_T.c.author_id.in_(targets("users")),
+    )
+
+
+async def page_posts(
+    conn: AsyncConnection,
+    where: ColumnElement[bool],
+    *,
+    before: int | None,
+    limit: int,
+    viewer: str,
+    post_id: str | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """Live posts matching ``where``, newest first, with ``feed_seq < before``; has_more."""
+    query = (
+        select(POST_T, THREAD_T.c.title.label("thread_title"))
+        .join(THREAD_T, THREAD_T.c.id == POST_T.c.thread_id)
+        .where(POST_T.c.deleted == false(), where)
+    )
+    if post_id is not None:
+        query = query.where(POST_T.c.id == post_id)
+    if before is not None:
+        query = query.where(POST_T.c.feed_seq < before)
+    rows = list(await conn.execute(query.order_by(POST_T.c.feed_seq.desc()).limit(limit + 1)))
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    ids = [r.id for r in rows]
+    counts = await reaction_counts(conn, ids)
+    comments = await comment_counts(conn, ids)
+    mine = await own_reactions(conn, ids, viewer)
+    posts = [
+        {
+            "id": r.id,
+            "cursor": r.feed_seq,
+            "thread_id": r.thread_id,
+            "thread_title": r.thread_title,
+            "community_id": r.community_id,
+            "author": {"user_id": r.author_id, "name": r.author_name},
+            "body": r.body,
+            "milestone": None if r.milestone is None else orjson.loads(r.milestone),
+            "created_at": r.created_at,
+            "reactions": counts.get(r.id, zero_counts()),
+            "comments": comments.get(r.id, 0),
+            "my_reactions": sorted(mine.get(r.id, ())),
+        }
+        for r in rows
+    ]
+    return posts, has_more
+
+
+async def reaction_counts(conn: AsyncConnection, ids: Iterable[str]) -> dict[str, dict[str, int]]:
+    ids = list(ids)
+    counts: dict[str, dict[str, int]] = {}
+    if not ids:
+        return counts
+    rows = await conn.execute(
+        select(REACTION_T.c.post_id, REACTION_T.c.kind, func.count())
+        .where(REACTION_T.c.post_id.in_(ids))
+        .group_by(REACTION_T.c.post_id, REACTION_T.c.kind)
+    )
+    for post_id, kind, n in rows:
+        counts.setdefault(post_id, zero_counts())[kind] = int(n)
+    return counts
+
+
+async def comment_counts(conn: AsyncConnection, ids: list[str]) -> dict[str, int]:
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        select(COMMENT_T.c.post_id, func.count())
+        .where(COMMENT_T.c.post_id.in_(ids))
+        .group_by(COMMENT_T.c.post_id)
+    )
+    return {post_id: int(n) for post_id, n in rows}
+
+
+async def own_reactions(conn: AsyncConnection, ids: list[str], user_id: str) -> dict[str, set[str]]:
+    mine: dict[str, set[str]] = {}
+    if ids:
+        rows = await conn.execute(
+            select(REACTION_T.c.post_id, REACTION_T.c.kind).where(
+                REACTION_T.c.post_id.in_(ids), REACTION_T.c.user_id == user_id
+            )
+        )
+        for post_id, kind in rows:
+            mine.setdefault(post_id, set()).add(kind)
+    return mine
+
+
+async def page_comments(
+    conn: AsyncConnection, post_id: str, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """A post's comments, oldest first, with ``feed_seq > after``; has_more."""
+    query = select(COMMENT_T).where(COMMENT_T.c.post_id == post_id)
+    if after is not None:
+        query = query.where(COMMENT_T.c.feed_seq > after)
+    rows = list(await conn.execute(query.order_by(COMMENT_T.c.feed_seq).limit(limit + 1)))
+    comments = [
+        {
+            "id": r.id,
+            "post_id": r.post_id,
+            "cursor": r.feed_seq,
+            "author": {"user_id": r.author_id, "name": r.author_name},
+            "body": r.body,
+            "created_at": r.created_at,
+        }
+        for r in rows[:limit]
+    ]
+    return comments, len(rows) > limit
+
+
+async def deleted_posts(conn: AsyncConnection, ids: Iterable[str]) -> set[str]:
+    ids = list(ids)
+    if not ids:
+        return set()
+    rows = await conn.execute(select(POST_T.c.id).where(POST_T.c.id.in_(ids), POST_T.c.deleted))
+    return {r.id for r in rows}
+
+
+# Reactions and follows: plain rows, toggled ---------------------------------------------
+
+
+async def set_reaction(
+    conn: AsyncConnection, post_id: str, user_id: str, kind: str, active: bool
+) -> bool:
+    """Add or remove a reaction; True if that changed anything."""
+    key = and_(
+        REACTION_T.c.post_id == post_id, REACTION_T.c.user_id == user_id, REACTION_T.c.kind == kind
+    )
+    row = {"post_id": post_id, "user_id": user_id, "kind": kind}
+    return await _toggle(conn, REACTION_T, key, row, active)
+
+
+async def set_follow(
+    conn: AsyncConnection, user_id: str, kind: str, target_id: str, active: bool
+) -> bool:
+    key = and_(
+        FOLLOW_T.c.user_id == user_id, FOLLOW_T.c.kind == kind, FOLLOW_T.c.target_id == target_id
+    )
+    row = {"user_id": user_id, "kind": kind, "target_id": target_id}
+    return await _toggle(conn, FOLLOW_T, key, row, active)
+
+
+async def _toggle(
+    conn: AsyncConnection, table: Any, key: ColumnElement[bool], row: dict[str, str], active: bool
+) -> bool:
+    if not active:
+        result = await conn.execute(table.delete().where(key))
+        return bool(result.rowcount)
+    # INSERT ... ON CONFLICT DO NOTHING: a concurrent twin request changes nothing twice.
+    if conn.dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(table).values(**row).on_conflict_do_nothing()
+    else:
+        stmt = sqlite.insert(table).values(**row).on_conflict_do_nothing()
+    result = await conn.execute(stmt)
+    return bool(result.rowcount)
+
+
+async def load_follows(conn: AsyncConnection, user_id: str) -> Follows:
+    follows = Follows()
+    rows = await conn.execute(
+        select(FOLLOW_T.c.kind, FOLLOW_T.c.target_id).where(FOLLOW_T.c.user_id == user_id)
+    )
+    for kind, target in rows:
+        if kind in FOLLOW_KINDS:
+            follows.of_kind(kind).add(target)
+    return follows
