@@ -50,9 +50,9 @@ class Database:
             if path and path != ":memory:":
                 self.appender = SQLiteAppender(path)
         else:
-            self.engine = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_pre_ping=True
-            )
+            # No pre-ping: it costs a round trip per transaction. A dropped connection fails
+            # its batch once; SQLAlchemy then discards the pool and the writer retries.
+            self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
             self.write_engine = self.engine
 
     @asynccontextmanager
