@@ -16,12 +16,17 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from .api import checklist as checklist_api
+from .api import feed as feed_api
 from .api import notes as notes_api
 from .api import rooms as rooms_api
 from .api.common import ApiError, error_response, json_response, state_of
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
+from .feed.service import FeedService
+from .feed.socket import FeedSocket
+from .feed.sse import FeedStream
+from .feed.store import FeedReducer
 from .notes.document import NotesDocuments
 from .notes.socket import NotesSocket
 from .persistence.database import Database
@@ -64,12 +69,19 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         page=settings.replay_page,
     )
     await hub.start()
-    writer = Writer(db, hub.committed, batch=settings.commit_batch, reducers=[ChecklistReducer()])
+    writer = Writer(
+        db,
+        hub.committed,
+        batch=settings.commit_batch,
+        reducers=[ChecklistReducer(), FeedReducer()],
+    )
     writer.start()
+    feed = FeedService(db, hub, writer, settings)
+    await feed.start()
     presence = create_presence(settings, hub)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
-    state = State(settings, db, broker, hub, writer, presence, notes)
+    state = State(settings, db, broker, hub, writer, presence, notes, feed)
     gauges = state.metrics.gauges
     gauges["menteo_events_appended_total"] = lambda: writer.appended
     gauges["menteo_commits_total"] = lambda: writer.commits
@@ -83,8 +95,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         # queued (nothing acked is ever lost; this stores the unacked too), stop
         # presence, stop delivery, and close the broker and the database last.
         state.draining = True
+        await feed.flush()  # pending reaction counts go to the writer before it closes
         await writer.close()
         await presence.close()
+        await feed.close()
         await hub.close()
         await broker.close()
         await db.close()
@@ -117,7 +131,7 @@ async def metrics(request: Request) -> Response:
 
 async def api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers)
 
 
 class RealtimeApp:
@@ -164,8 +178,11 @@ def create_app(settings: Settings) -> RealtimeApp:
         *rooms_api.routes,
         *checklist_api.routes,
         *notes_api.routes,
+        *feed_api.routes,
         WebSocketRoute("/rooms/{room_id}/ws", RoomSocket()),
         WebSocketRoute("/rooms/{room_id}/notes", NotesSocket()),
+        WebSocketRoute("/feed/ws", FeedSocket()),
+        Route("/feed/stream", FeedStream(), methods=["GET"]),
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))

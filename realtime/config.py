@@ -53,6 +53,16 @@ class Settings:
     notes_rate_per_second: float = 60.0
     notes_rate_burst: int = 200
 
+    # The community feed.
+    feed_heartbeat: float = 15.0  # seconds between comments on an idle event stream; 0: none
+    feed_reaction_window: float = 0.5  # a post's reactions within this become one event
+    feed_post_rate_per_second: float = 0.1  # per user (posts, threads, milestone shares)
+    feed_post_burst: int = 5
+    feed_comment_rate_per_second: float = 0.5  # per user
+    feed_comment_burst: int = 10
+    feed_reaction_rate_per_second: float = 5.0  # per user (PUT and DELETE alike)
+    feed_reaction_burst: int = 30
+
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .broker import Broker
 from .config import Settings
+from .feed.service import FeedService
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
@@ -25,6 +26,7 @@ class State:
     writer: Writer
     presence: Presence
     notes: NotesDocuments
+    feed: FeedService
     draining: bool = False
     metrics: Metrics = field(default_factory=Metrics)
     sockets_per_ip: Counter[str] = field(default_factory=Counter)

@@ -40,6 +40,25 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/rooms/{room_id}/notes"): ROOM,
     ("WS", "/rooms/{room_id}/ws"): ROOM,
     ("WS", "/rooms/{room_id}/notes"): ROOM,
+    # The community feed: any signed-in member reads, comments, reacts and follows; only a
+    # thread's owner posts in it or deletes its posts (tests/test_feed.py checks those).
+    ("POST", "/api/communities"): SERVICE,
+    ("GET", "/api/communities"): SIGNED_IN,
+    ("POST", "/api/threads"): SIGNED_IN,
+    ("GET", "/api/threads/{thread_id}"): SIGNED_IN,
+    ("POST", "/api/threads/{thread_id}/posts"): SIGNED_IN,
+    ("GET", "/api/posts/{post_id}"): SIGNED_IN,
+    ("DELETE", "/api/posts/{post_id}"): SIGNED_IN,
+    ("POST", "/api/posts/{post_id}/comments"): SIGNED_IN,
+    ("PUT", "/api/posts/{post_id}/reactions/{kind}"): SIGNED_IN,
+    ("DELETE", "/api/posts/{post_id}/reactions/{kind}"): SIGNED_IN,
+    ("GET", "/api/follows"): SIGNED_IN,
+    ("PUT", "/api/follows/{kind}/{target_id}"): SIGNED_IN,
+    ("DELETE", "/api/follows/{kind}/{target_id}"): SIGNED_IN,
+    ("GET", "/api/feed"): SIGNED_IN,
+    ("POST", "/api/rooms/{room_id}/checklist/{item_id}/share"): ROOM,  # the room's mentee
+    ("WS", "/feed/ws"): SIGNED_IN,
+    ("GET", "/feed/stream"): SIGNED_IN,
 }
 
 

@@ -81,7 +81,8 @@ def _closed_slow(server: Running) -> bool:
     assert server.state is not None
     for stream in server.state.hub.streams.values():
         for listener in stream.listeners:
-            if listener.transport.close_code == 1013:
+            transport = getattr(listener, "transport", None)  # the feed's registry has none
+            if transport is not None and transport.close_code == 1013:
                 return True
     return False
 

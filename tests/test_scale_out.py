@@ -10,6 +10,7 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -278,3 +279,53 @@ async def test_notes_typed_on_two_processes_converge_and_persist(shared: Backend
             await fresh.wait_for(lambda: str(fresh.text) == final)
         finally:
             await fresh.close()
+
+
+async def test_feed_followers_on_two_processes_ws_and_sse(shared: Backend) -> None:
+    """A WebSocket follower on one process and an SSE follower on another both get a new
+    post (well within the room-chat latency); an SSE follower that reconnects to the other
+    process with Last-Event-ID gets exactly what it missed."""
+    from tests.feed_client import FeedApi, SSEFollower, WSFollower, close_all, feed_query, strip
+
+    limits = {"MENTEO_FEED_POST_RATE_PER_SECOND": "100", "MENTEO_FEED_POST_BURST": "100"}
+    async with servers(shared, 2, **limits) as (a, b):
+        try:
+            community = await FeedApi(a.url, token("backend", "service")).community()
+            ana = FeedApi(a.url, token("ana"))
+            thread = await ana.thread(community)
+            ws = await WSFollower.connect(a.ws, feed_query(token("cy"), community))
+            sse = await SSEFollower.connect(b.url, feed_query(token("dee"), community))
+
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            post = await ana.post(thread, "Week 1 on two processes")
+
+            def is_it(f: dict[str, Any]) -> bool:
+                return bool(f["type"] == "feed.post" and f["post_id"] == post["id"])
+
+            async def arrival(follower: WSFollower | SSEFollower) -> float:
+                await follower.events_until(is_it)
+                return loop.time() - started
+
+            latencies = await asyncio.gather(arrival(ws), arrival(sse))
+            assert max(latencies) < 0.5, latencies  # chat p99 across processes: ~0.12 s
+
+            await sse.close()  # the SSE follower drops; events go on without it
+            seen_id = sse.last_event_id
+            bob = FeedApi(b.url, token("ben"))
+            missed = [await ana.post(thread, f"missed {i}") for i in range(3)]
+            await bob.comment(missed[1]["id"], "from process B")
+            last = await ana.post(thread, "last")
+            everything = await ws.events_until(
+                lambda f: f["type"] == "feed.post" and f["post_id"] == last["id"]
+            )
+            back = await SSEFollower.connect(
+                a.url, feed_query(token("dee"), community), last_event_id=seen_id
+            )
+            got = await back.events_until(
+                lambda f: f["type"] == "feed.post" and f["post_id"] == last["id"]
+            )
+            assert strip(got) == strip(everything)
+            assert [f["seq"] for f in got] == list(range(int(seen_id or 0) + 1, last["cursor"] + 1))
+        finally:
+            await close_all()

@@ -1,0 +1,388 @@
+"""REST for the community feed: communities, growth threads, posts, comments, reactions,
+follows, the paged feed, and sharing a verified milestone from a room.
+
+Every post, comment, reaction count and deletion is an event on the ``feed`` stream,
+appended through the writer (``FeedReducer`` writes the rows in the same transaction); its
+seq is the cursor of ``before``, ``since`` and the event stream's ``id:``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..auth import Principal
+from ..checklist.store import load_checklist
+from ..feed.limits import UserLimits, retry_after_header
+from ..feed.model import (
+    COMMENT,
+    DELETE,
+    FEED_STREAM,
+    FOLLOW_KINDS,
+    MAX_COMMENT,
+    MAX_ID,
+    MAX_IDEMPOTENCY_KEY,
+    MAX_NAME,
+    MAX_POST,
+    MAX_TITLE,
+    POST,
+    REACTION_KINDS,
+)
+from ..feed.service import FilterError
+from ..feed.store import (
+    POST_T,
+    create_community,
+    create_thread,
+    followed_by,
+    get_community,
+    get_post_ref,
+    get_thread,
+    in_community,
+    in_thread,
+    list_communities,
+    load_follows,
+    new_id,
+    page_comments,
+    page_posts,
+    set_follow,
+    set_reaction,
+)
+from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs
+from ..state import State
+from .common import (
+    ApiError,
+    caller,
+    int_param,
+    json_body,
+    json_response,
+    require_service,
+    state_of,
+    text,
+)
+from .rooms import visible_room
+
+PAGE_DEFAULT = 20
+PAGE_MAX = 100
+REJECTED_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid": 400}
+
+
+# Helpers ----------------------------------------------------------------------------------
+
+
+def _limit(limits: UserLimits, principal: Principal, what: str) -> None:
+    wait = limits.take(principal.user_id)
+    if wait is not None:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many {what}: try again in {wait:.1f} s",
+            {"Retry-After": retry_after_header(wait)},
+        )
+
+
+def _idempotency_key(request: Request) -> str | None:
+    """``Idempotency-Key``: a retried write with the same key creates nothing new."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400, "invalid", f"'Idempotency-Key' must be 1..{MAX_IDEMPOTENCY_KEY} characters"
+        )
+    return key
+
+
+async def _append(state: State, item: NewEvent) -> AppendResult:
+    try:
+        result = await state.writer.append(item)
+    except Rejected as exc:
+        raise ApiError(REJECTED_STATUS.get(exc.code, 400), exc.code, exc.message) from None
+    except Exception:
+        raise ApiError(503, "unavailable", "not stored; send it again") from None
+    if result.event.type != item.type:
+        raise ApiError(409, "conflict", "this Idempotency-Key was used for another request")
+    return result
+
+
+def _page(request: Request) -> tuple[int | None, int]:
+    before = int_param(request, "before", None, lo=1, hi=2**62)
+    limit = int_param(request, "limit", PAGE_DEFAULT, lo=1, hi=PAGE_MAX)
+    assert limit is not None
+    return before, limit
+
+
+async def _posts_page(
+    state: State, where: ColumnElement[bool], before: int | None, limit: int, viewer: str
+) -> dict[str, Any]:
+    """A page of posts, newest first, and ``cursor``: the feed's seq the page reflects (open
+    the live feed with ``since=cursor`` to miss nothing after it)."""
+    async with state.db.snapshot() as db:
+        cursor = (await last_seqs(db, [FEED_STREAM])).get(FEED_STREAM, 0)
+        posts, has_more = await page_posts(db, where, before=before, limit=limit, viewer=viewer)
+    return {
+        "posts": posts,
+        "has_more": has_more,
+        "next_before": posts[-1]["cursor"] if has_more and posts else None,
+        "cursor": cursor,
+    }
+
+
+async def _new_post(
+    state: State,
+    principal: Principal,
+    thread_id: str,
+    body: str,
+    key: str | None,
+    milestone: dict[str, Any] | None = None,
+) -> Response:
+    async with state.db.read() as db:
+        thread = await get_thread(db, thread_id)
+    if thread is None:
+        raise ApiError(404, "not_found", "no such thread")
+    if thread.owner_id != principal.user_id:
+        raise ApiError(403, "forbidden", "only the thread's owner posts in it")
+    _limit(state.feed.post_limits, principal, "posts")
+    post = {
+        "id": new_id(),
+        "thread_id": thread.id,
+        "thread_title": thread.title,
+        "community_id": thread.community_id,
+        "body": body,
+        "milestone": milestone,
+    }
+    item = NewEvent(FEED_STREAM, POST, principal.user_id, principal.name, key, {"post": post})
+    result = await _append(state, item)
+    return json_response(result.event.data["post"], 201 if result.created else 200)
+
+
+# Communities and threads ------------------------------------------------------------------
+
+
+async def new_community(request: Request) -> Response:
+    require_service(caller(request))
+    name = text(await json_body(request), "name", MAX_NAME)
+    async with state_of(request).db.write() as db:
+        community = await create_community(db, name)
+    return json_response(community, 201)
+
+
+async def communities(request: Request) -> Response:
+    caller(request)
+    async with state_of(request).db.read() as db:
+        return json_response({"communities": await list_communities(db)})
+
+
+async def new_thread(request: Request) -> Response:
+    principal = caller(request)
+    data = await json_body(request)
+    title = text(data, "title", MAX_TITLE)
+    community_id = text(data, "community_id", 64)
+    state = state_of(request)
+    async with state.db.read() as db:
+        community = await get_community(db, community_id)
+    if community is None:
+        raise ApiError(404, "not_found", "no such community")
+    _limit(state.feed.post_limits, principal, "posts")
+    async with state.db.write() as db:
+        thread = await create_thread(db, community_id, principal.user_id, principal.name, title)
+    return json_response(thread.as_dict(), 201)
+
+
+async def show_thread(request: Request) -> Response:
+    principal = caller(request)
+    state = state_of(request)
+    async with state.db.read() as db:
+        thread = await get_thread(db, request.path_params["thread_id"])
+    if thread is None:
+        raise ApiError(404, "not_found", "no such thread")
+    before, limit = _page(request)
+    page = await _posts_page(state, in_thread(thread.id), before, limit, principal.user_id)
+    return json_response(thread.as_dict() | page)
+
+
+# Posts and comments -----------------------------------------------------------------------
+
+
+async def new_post(request: Request) -> Response:
+    principal = caller(request)
+    key = _idempotency_key(request)
+    body = text(await json_body(request), "body", MAX_POST)
+    return await _new_post(
+        state_of(request), principal, request.path_params["thread_id"], body, key
+    )
+
+
+async def show_post(request: Request) -> Response:
+    """A post and its comments, oldest first (``after=CURSOR`` for the next page)."""
+    principal = caller(request)
+    post_id = request.path_params["post_id"]
+    after = int_param(request, "after", None, lo=0, hi=2**62)
+    limit = int_param(request, "limit", 50, lo=1, hi=PAGE_MAX)
+    assert limit is not None
+    async with state_of(request).db.snapshot() as db:
+        posts, _ = await page_posts(
+            db, POST_T.c.id == post_id, before=None, limit=1, viewer=principal.user_id
+        )
+        if not posts:
+            raise ApiError(404, "not_found", "no such post")
+        comments, has_more = await page_comments(db, post_id, after, limit)
+    return json_response({"post": posts[0], "comments": comments, "has_more": has_more})
+
+
+async def delete_post(request: Request) -> Response:
+    principal = caller(request)
+    state = state_of(request)
+    post_id = request.path_params["post_id"]
+    async with state.db.read() as db:
+        post = await get_post_ref(db, post_id)
+    if post is None:
+        raise ApiError(404, "not_found", "no such post")
+    if post.owner_id != principal.user_id:
+        raise ApiError(403, "forbidden", "only the thread's owner deletes its posts")
+    item = NewEvent(
+        FEED_STREAM, DELETE, principal.user_id, principal.name, None, {"post_id": post_id}
+    )
+    result = await _append(state, item)
+    return json_response({"id": post_id, "deleted": True, "cursor": result.event.seq})
+
+
+async def new_comment(request: Request) -> Response:
+    principal = caller(request)
+    key = _idempotency_key(request)
+    body = text(await json_body(request), "body", MAX_COMMENT)
+    state = state_of(request)
+    post_id = request.path_params["post_id"]
+    async with state.db.read() as db:
+        post = await get_post_ref(db, post_id)
+    if post is None:
+        raise ApiError(404, "not_found", "no such post")
+    _limit(state.feed.comment_limits, principal, "comments")
+    data = {"post_id": post_id, "comment_id": new_id(), "body": body}
+    item = NewEvent(FEED_STREAM, COMMENT, principal.user_id, principal.name, key, data)
+    result = await _append(state, item)
+    return json_response(result.event.data["comment"], 201 if result.created else 200)
+
+
+# Reactions and follows --------------------------------------------------------------------
+
+
+async def react(request: Request) -> Response:
+    """PUT adds the caller's reaction of a kind, DELETE removes it; both are idempotent.
+    The feed learns of it through one aggregated ``feed.reaction`` event per burst."""
+    principal = caller(request)
+    post_id, kind = request.path_params["post_id"], request.path_params["kind"]
+    if kind not in REACTION_KINDS:
+        raise ApiError(400, "invalid", f"a reaction is one of {', '.join(REACTION_KINDS)}")
+    active = request.method == "PUT"
+    state = state_of(request)
+    _limit(state.feed.reaction_limits, principal, "reactions")
+    async with state.db.write() as db:
+        post = await get_post_ref(db, post_id)
+        if post is None:
+            raise ApiError(404, "not_found", "no such post")
+        changed = await set_reaction(db, post_id, principal.user_id, kind, active)
+    if changed:
+        state.feed.reactions.touch(post_id)
+    return json_response({"post_id": post_id, "kind": kind, "reacted": active, "changed": changed})
+
+
+async def follow(request: Request) -> Response:
+    """PUT follows a community, a thread or a user (their threads); DELETE unfollows.
+    Open "following" feed connections of the caller apply it at once."""
+    principal = caller(request)
+    kind, target = request.path_params["kind"], request.path_params["target_id"]
+    if kind not in FOLLOW_KINDS:
+        raise ApiError(404, "not_found", f"one follows {', '.join(FOLLOW_KINDS)}")
+    if not 1 <= len(target) <= MAX_ID:
+        raise ApiError(400, "invalid", f"the id must be 1..{MAX_ID} characters")
+    active = request.method == "PUT"
+    state = state_of(request)
+    async with state.db.write() as db:
+        if active and kind == "communities" and await get_community(db, target) is None:
+            raise ApiError(404, "not_found", "no such community")
+        if active and kind == "threads" and await get_thread(db, target) is None:
+            raise ApiError(404, "not_found", "no such thread")
+        changed = await set_follow(db, principal.user_id, kind, target, active)
+    if changed:
+        state.feed.follow_changed(principal.user_id, kind, target, active)
+    return json_response(
+        {"kind": kind, "target_id": target, "following": active, "changed": changed}
+    )
+
+
+async def follows(request: Request) -> Response:
+    principal = caller(request)
+    async with state_of(request).db.read() as db:
+        return json_response((await load_follows(db, principal.user_id)).as_dict())
+
+
+# The feed ---------------------------------------------------------------------------------
+
+
+async def feed(request: Request) -> Response:
+    """``community=ID`` or ``following=1``; ``before=CURSOR``, ``limit=N``; newest first."""
+    principal = caller(request)
+    state = state_of(request)
+    try:
+        filter_ = await state.feed.resolve_filter(request.query_params)
+    except FilterError as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from None
+    where = (
+        in_community(filter_.community)
+        if filter_.community is not None
+        else followed_by(principal.user_id)
+    )
+    before, limit = _page(request)
+    return json_response(await _posts_page(state, where, before, limit, principal.user_id))
+
+
+# Milestones -------------------------------------------------------------------------------
+
+
+async def share_milestone(request: Request) -> Response:
+    """The room's mentee shares a step their mentor verified, as a post in their own thread.
+
+    Only the step's title, the mentor's name and the verification time leave the room."""
+    principal = caller(request)
+    room = await visible_room(request, principal)
+    member = room.member(principal.user_id)
+    if member is None or member.role != "mentee":
+        raise ApiError(403, "forbidden", "only the room's mentee shares their milestones")
+    key = _idempotency_key(request)
+    data = await json_body(request)
+    thread_id = text(data, "thread_id", 64)
+    body = text(data, "body", MAX_POST) if data.get("body") is not None else None
+    state = state_of(request)
+    async with state.db.snapshot() as db:
+        checklist = await load_checklist(db, room.id)
+    item = checklist.items.get(request.path_params["item_id"])
+    if item is None or item.removed:
+        raise ApiError(404, "not_found", "no such checklist item")
+    if not item.verified or item.verified_by is None:
+        raise ApiError(409, "conflict", "only a step the mentor verified can be shared")
+    mentor = room.member(item.verified_by)
+    milestone = {
+        "title": item.title,
+        "verified_by": mentor.name if mentor is not None else item.verified_by,
+        "verified_at": item.verified_at,
+    }
+    return await _new_post(state, principal, thread_id, body or item.title, key, milestone)
+
+
+routes = [
+    Route("/api/communities", new_community, methods=["POST"]),
+    Route("/api/communities", communities, methods=["GET"]),
+    Route("/api/threads", new_thread, methods=["POST"]),
+    Route("/api/threads/{thread_id}", show_thread, methods=["GET"]),
+    Route("/api/threads/{thread_id}/posts", new_post, methods=["POST"]),
+    Route("/api/posts/{post_id}", show_post, methods=["GET"]),
+    Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
+    Route("/api/posts/{post_id}/comments", new_comment, methods=["POST"]),
+    Route("/api/posts/{post_id}/reactions/{kind}", react, methods=["PUT", "DELETE"]),
+    Route("/api/follows", follows, methods=["GET"]),
+    Route("/api/follows/{kind}/{target_id}", follow, methods=["PUT", "DELETE"]),
+    Route("/api/feed", feed, methods=["GET"]),
+    Route("/api/rooms/{room_id}/checklist/{item_id}/share", share_milestone, methods=["POST"]),
+]

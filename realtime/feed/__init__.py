@@ -1,0 +1,8 @@
+"""The community feed: growth threads, posts, comments, reactions and follows, as events on
+one ``feed`` stream, served live over WebSocket and Server-Sent Events."""
+
+from .model import FEED_STREAM, FeedFilter
+from .service import FeedService
+from .store import FeedReducer
+
+__all__ = ["FEED_STREAM", "FeedFilter", "FeedReducer", "FeedService"]
