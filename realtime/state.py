@@ -11,6 +11,7 @@ from .feed.service import FeedService
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
+from .persistence.rooms import RoomRecord
 from .presence import Presence
 from .rooms.limits import LRU, TokenBucket
 from .streams.hub import Hub
@@ -32,3 +33,5 @@ class State:
     sockets_per_ip: Counter[str] = field(default_factory=Counter)
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))
+    # Rooms by id, as sockets look them up on every connect (a room never changes).
+    rooms: LRU[str, RoomRecord] = field(default_factory=lambda: LRU(50_000))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent
@@ -26,13 +26,17 @@ FIELDS = (
 )
 
 
-async def load_checklists(conn: AsyncConnection, rooms: set[str]) -> dict[str, Checklist]:
+def load_checklists_sync(conn: Connection, rooms: set[str]) -> dict[str, Checklist]:
     lists = {room: Checklist() for room in rooms}
     if rooms:
-        for row in await conn.execute(select(TABLE).where(TABLE.c.room_id.in_(rooms))):
+        for row in conn.execute(select(TABLE).where(TABLE.c.room_id.in_(rooms))):
             item = Item(row.item_id, **{f: getattr(row, f) for f in FIELDS})
             lists[row.room_id].items[item.id] = item
     return lists
+
+
+async def load_checklists(conn: AsyncConnection, rooms: set[str]) -> dict[str, Checklist]:
+    return await conn.run_sync(load_checklists_sync, rooms)
 
 
 async def load_checklist(conn: AsyncConnection, room: str) -> Checklist:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import Event, Stream
@@ -225,6 +225,40 @@ async def append_batch(
     return results
 
 
+def replay_sync(
+    conn: Connection,
+    stream: str,
+    after: int,
+    limit: int,
+    types: Sequence[str] | None = None,
+) -> list[StoredEvent]:
+    """Events with seq > ``after``, oldest first."""
+    query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.seq > after)
+    if types is not None:
+        query = query.where(EVENT.c.type.in_(types))
+    rows = conn.execute(query.order_by(EVENT.c.seq).limit(limit))
+    return [row_to_event(r) for r in rows]
+
+
+def page_before_sync(
+    conn: Connection, stream: str, types: Sequence[str], before: int | None, limit: int
+) -> tuple[list[StoredEvent], bool]:
+    """The newest ``limit`` events of ``types`` before ``before``, oldest first; has_more."""
+    query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.type.in_(types))
+    if before is not None:
+        query = query.where(EVENT.c.seq < before)
+    rows = list(conn.execute(query.order_by(EVENT.c.seq.desc()).limit(limit + 1)))
+    has_more = len(rows) > limit
+    return [row_to_event(r) for r in reversed(rows[:limit])], has_more
+
+
+def last_seqs_sync(conn: Connection, streams: Sequence[str]) -> dict[str, int]:
+    rows = conn.execute(select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams)))
+    return {r.id: r.last_seq for r in rows}
+
+
+# The same reads for async callers. Written once, as sync functions, so that a caller on the
+# hot path can run several of them in one trip to SQLite's thread (``Database.run``).
 async def replay(
     conn: AsyncConnection,
     stream: str,
@@ -233,31 +267,17 @@ async def replay(
     *,
     types: Sequence[str] | None = None,
 ) -> list[StoredEvent]:
-    """Events with seq > ``after``, oldest first."""
-    query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.seq > after)
-    if types is not None:
-        query = query.where(EVENT.c.type.in_(types))
-    rows = await conn.execute(query.order_by(EVENT.c.seq).limit(limit))
-    return [row_to_event(r) for r in rows]
+    return await conn.run_sync(replay_sync, stream, after, limit, types)
 
 
 async def page_before(
     conn: AsyncConnection, stream: str, types: Sequence[str], before: int | None, limit: int
 ) -> tuple[list[StoredEvent], bool]:
-    """The newest ``limit`` events of ``types`` before ``before``, oldest first; has_more."""
-    query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.type.in_(types))
-    if before is not None:
-        query = query.where(EVENT.c.seq < before)
-    rows = list(await conn.execute(query.order_by(EVENT.c.seq.desc()).limit(limit + 1)))
-    has_more = len(rows) > limit
-    return [row_to_event(r) for r in reversed(rows[:limit])], has_more
+    return await conn.run_sync(page_before_sync, stream, types, before, limit)
 
 
 async def last_seqs(conn: AsyncConnection, streams: Sequence[str]) -> dict[str, int]:
-    rows = await conn.execute(
-        select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams))
-    )
-    return {r.id: r.last_seq for r in rows}
+    return await conn.run_sync(last_seqs_sync, streams)
 
 
 async def create_stream(conn: AsyncConnection, stream: str) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .events import create_stream, now_iso
@@ -66,15 +66,19 @@ async def create_room(
     return room
 
 
-async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:
-    row = (await conn.execute(select(ROOM).where(ROOM.c.id == room_id))).first()
+def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:
+    row = conn.execute(select(ROOM).where(ROOM.c.id == room_id)).first()
     if row is None:
         return None
-    rows = await conn.execute(
+    rows = conn.execute(
         select(MEMBER).where(MEMBER.c.room_id == room_id).order_by(MEMBER.c.user_id)
     )
     members = [MemberRecord(r.user_id, r.name, r.role) for r in rows]
     return RoomRecord(row.id, row.title, row.created_at, members)
+
+
+async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:
+    return await conn.run_sync(get_room_sync, room_id)
 
 
 async def list_rooms(conn: AsyncConnection, user_id: str | None) -> list[dict[str, Any]]:

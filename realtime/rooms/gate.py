@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from ..auth import AuthError, Principal, verify_token
-from ..persistence.rooms import RoomRecord, get_room
+from ..persistence.rooms import RoomRecord, get_room_sync
 from ..protocol import JSON, Close, Codec, choose_codec
 from ..state import State
 from .origin import origin_allowed
@@ -107,8 +107,12 @@ async def admit(
         state.metrics.inc("menteo_sockets_refused_total", "unauthorized")
         await _refuse(send, accept, Close.UNAUTHORIZED, f"unauthorized: {exc}"[:120])
         return None
-    async with state.db.read() as db:
-        room = await get_room(db, scope["path_params"]["room_id"])
+    room_id = scope["path_params"]["room_id"]
+    room = state.rooms.get(room_id)
+    if room is None:
+        room = await state.db.run(get_room_sync, room_id)
+        if room is not None:
+            state.rooms[room_id] = room  # rooms and their members never change once created
     if room is None:
         state.metrics.inc("menteo_sockets_refused_total", "not_found")
         await _refuse(send, accept, Close.NOT_FOUND, "no such room")

@@ -12,9 +12,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import Connection
+
 from ..auth import AuthError, verify_token
-from ..checklist.store import load_checklist
-from ..persistence.events import NewEvent, last_seqs, page_before, replay
+from ..checklist.store import load_checklists_sync
+from ..persistence.events import (
+    NewEvent,
+    StoredEvent,
+    last_seqs_sync,
+    page_before_sync,
+    replay_sync,
+)
 from ..protocol import (
     MAX_BODY,
     Close,
@@ -147,21 +155,41 @@ async def _serve(
                 log.warning("presence leave failed in %s", room_id, exc_info=True)
 
 
+def _welcome_reads(
+    conn: Connection,
+    room_id: str,
+    since: str | None,
+    epoch: str | None,
+    our_epoch: str,
+    history_limit: int,
+) -> tuple[int, int | None, list[StoredEvent], dict[str, Any]]:
+    """One snapshot: the room's seq, where to resume, the history, and the checklist exactly
+    as of that seq."""
+    last = last_seqs_sync(conn, [room_id]).get(room_id, 0)
+    start = _resume_point(since, epoch, our_epoch, last)
+    history = (
+        []
+        if start is not None
+        else page_before_sync(conn, room_id, CHAT_TYPES, last + 1, history_limit)[0]
+    )
+    checklist = load_checklists_sync(conn, {room_id})[room_id].snapshot()
+    return last, start, history, checklist
+
+
 async def _welcome(
     state: State, conn: RoomConnection, since: str | None, epoch: str | None
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
-    async with state.db.snapshot() as db:
-        # One snapshot: the checklist is exactly the events up to ``last``.
-        last = (await last_seqs(db, [room_id])).get(room_id, 0)
-        start = _resume_point(since, epoch, state.db.epoch, last)
-        history = (
-            []
-            if start is not None
-            else (await page_before(db, room_id, CHAT_TYPES, last + 1, settings.history_limit))[0]
-        )
-        checklist = (await load_checklist(db, room_id)).snapshot()
+    last, start, history, checklist = await state.db.run(
+        _welcome_reads,
+        room_id,
+        since,
+        epoch,
+        state.db.epoch,
+        settings.history_limit,
+        snapshot=True,
+    )
     welcome = {
         "type": "welcome",
         "room": conn.room.as_dict(),
@@ -179,8 +207,7 @@ async def _welcome(
         return
     conn.last_seq = start
     while True:  # every event after since, page by page, until the database has no more
-        async with state.db.read() as db:
-            events = await replay(db, room_id, conn.last_seq, settings.replay_page)
+        events = await state.db.run(replay_sync, room_id, conn.last_seq, settings.replay_page)
         for event in events:
             await conn.send_event(event)
         if len(events) < settings.replay_page:

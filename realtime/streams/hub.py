@@ -19,7 +19,7 @@ import orjson
 
 from ..broker import Broker
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seqs, replay
+from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync, replay
 from ..protocol import Codec
 
 log = logging.getLogger("menteo.hub")
@@ -111,8 +111,8 @@ class Hub:
             try:
                 await self.broker.subscribe(channel_of(stream))
                 # Read the sequencer only once the broker would tell us of newer events.
-                async with self.db.read() as conn:
-                    state.next_seq = (await last_seqs(conn, [stream])).get(stream, 0) + 1
+                seqs = await self.db.run(last_seqs_sync, [stream])
+                state.next_seq = seqs.get(stream, 0) + 1
             except BaseException as exc:
                 del self.streams[stream]
                 state.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
