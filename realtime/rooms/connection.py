@@ -19,6 +19,22 @@ class RoomConnection:
     """A hub listener. Until ``go_live`` the hub's frames are held back, so that the welcome
     frame and the catch-up from the database go first and nothing is sent twice."""
 
+    __slots__ = (
+        "id",
+        "room",
+        "principal",
+        "role",
+        "codec",
+        "transport",
+        "last_seq",
+        "held",
+        "typing_sent",
+        "typing_state",
+        "typing_timer",
+        "clock",
+        "__weakref__",
+    )
+
     def __init__(
         self, room: RoomRecord, principal: Principal, role: str, codec: Codec, transport: Transport
     ) -> None:

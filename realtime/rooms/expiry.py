@@ -22,6 +22,8 @@ def iso(timestamp: float) -> str:
 class TokenClock:
     """One socket's token timers: ``auth.expiring`` ahead of time, then close 4401."""
 
+    __slots__ = ("transport", "send_frame", "timers")
+
     def __init__(self, transport: Transport, send_frame: Callable[[dict[str, Any]], None]) -> None:
         self.transport = transport
         self.send_frame = send_frame

@@ -31,6 +31,19 @@ def _message(data: str | bytes) -> dict[str, Any]:
 class Transport:
     """A WebSocket's outbound side with backpressure that costs nothing while it keeps up."""
 
+    __slots__ = (
+        "_send",
+        "backlog_limit",
+        "backlog",
+        "backlog_size",
+        "drainer",
+        "closer",
+        "closed",
+        "close_code",
+        "on_lost",
+        "on_slow",
+    )
+
     def __init__(self, send: ASGISend, *, backlog_bytes: int) -> None:
         self._send = send
         self.backlog_limit = backlog_bytes
