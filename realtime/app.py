@@ -86,6 +86,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     gauges["menteo_events_appended_total"] = lambda: writer.appended
     gauges["menteo_commits_total"] = lambda: writer.commits
     gauges["menteo_gap_fills_total"] = lambda: hub.filled
+    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
+    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
+    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
+    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
     gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
     gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
     try:
@@ -143,6 +147,10 @@ class RealtimeApp:
     def __init__(self, app: Starlette) -> None:
         self.app = app
         self.sockets = [r for r in app.routes if isinstance(r, WebSocketRoute)]
+        # The feed's event stream fans out like a socket: it bypasses the wrappers too.
+        self.streams = [
+            r for r in app.routes if isinstance(r, Route) and isinstance(r.endpoint, FeedStream)
+        ]
 
     @property
     def state(self) -> Any:
@@ -153,8 +161,8 @@ class RealtimeApp:
         return self.app.routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            for route in self.sockets:
+        if scope["type"] in ("websocket", "http"):
+            for route in self.sockets if scope["type"] == "websocket" else self.streams:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)

@@ -19,6 +19,10 @@ HELP = {
     "menteo_broker_reconnects_total": "times the broker connection came back",
     "menteo_broker_dropped_total": "broker messages dropped while it was away (the DB has them)",
     "menteo_sockets_open": "sockets open now, by kind",
+    "menteo_feed_events_total": "feed events fanned out to this process's followers",
+    "menteo_feed_deliveries_total": "feed events handed to follower connections",
+    "menteo_feed_fanout_seconds_total": "time spent in the feed's fan-out loops",
+    "menteo_feed_reaction_events_total": "aggregated feed.reaction events this process asked for",
 }
 
 

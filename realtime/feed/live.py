@@ -10,6 +10,7 @@ that is still catching up from the database holds live events instead, and appli
 
 from __future__ import annotations
 
+import time
 from typing import Any, Protocol
 
 import orjson
@@ -108,11 +109,10 @@ class FeedRegistry:
         self.following: set[FeedConnection] = set()
         self.by_user: dict[str, set[FeedConnection]] = {}  # following ones, for follow changes
         self.streams: set[FeedConnection] = set()  # event streams, for heartbeats
-
-    def __len__(self) -> int:
-        return (
-            len(self.catching_up) + len(self.following) + sum(map(len, self.by_community.values()))
-        )
+        # For /metrics: events fanned out, deliveries, and the time the fan-out loops took.
+        self.events = 0
+        self.deliveries = 0
+        self.fanout_seconds = 0.0
 
     def add(self, conn: FeedConnection) -> None:
         """Start holding live events for ``conn`` (before its catch-up reads the database)."""
@@ -145,17 +145,24 @@ class FeedRegistry:
 
     # Listener ---------------------------------------------------------------------------
     def on_event(self, event: StoredEvent, frames: Frames) -> None:
+        started = time.perf_counter()
         for conn in self.catching_up:
             assert conn.held is not None
             conn.held.append((event, frames))
         data = event.data
+        sent = 0
         community = self.by_community.get(data.get("community_id", ""))
         if community:
             for conn in tuple(community):
                 conn.send_live(event, frames)
+            sent = len(community)
         for conn in tuple(self.following):
             if conn.filter.matches(data):
                 conn.send_live(event, frames)
+                sent += 1
+        self.events += 1
+        self.deliveries += sent
+        self.fanout_seconds += time.perf_counter() - started
 
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
         frame = frames.frame
