@@ -50,6 +50,7 @@ PLAN: list[tuple[str, str, str]] = [
     ("b", "latency", "raw"), ("b", "latency", "socketio"), ("b", "latency", "ours"),
     ("c", "bigroom", "raw"), ("c", "bigroom", "socketio"), ("c", "bigroom", "ours"),
     ("d", "idle", "raw"), ("d", "idle", "socketio"), ("d", "idle", "ours"),
+    ("d", "idle", "granian"),
     ("e", "durable", "raw"), ("e", "durable", "socketio"), ("e", "durable", "ours"),
     ("e", "durable", "ours-pg"),
     ("f", "joinstorm", "raw"), ("f", "joinstorm", "socketio"), ("f", "joinstorm", "ours"),

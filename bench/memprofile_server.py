@@ -1,0 +1,52 @@
+"""Our server under ``tracemalloc``: each SIGUSR1 writes what was allocated since the last one.
+
+    python bench/memprofile_server.py serve --host 127.0.0.1 --port 8000   # as realtime.cli
+
+Used by ``python bench/suite.py idle --server ours-tracemalloc``: a snapshot at the baseline
+and one with every idle socket open; the difference, grouped by source line (and by the
+first frame of ours or of a library), goes to ``$MENTEO_BENCH_TRACEMALLOC_OUT`` (default
+``tracemalloc.txt``). tracemalloc slows the server and adds its own memory: use it to see
+*where* per-socket memory goes, not how much RSS there is (that is the ``idle`` scenario).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tracemalloc
+from pathlib import Path
+from types import FrameType
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+OUT = Path(os.environ.get("MENTEO_BENCH_TRACEMALLOC_OUT", "tracemalloc.txt"))
+snapshots: list[tracemalloc.Snapshot] = []
+
+
+def dump(signum: int, frame: FrameType | None) -> None:
+    snap = tracemalloc.take_snapshot().filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__)])
+    snapshots.append(snap)
+    if len(snapshots) < 2:
+        return
+    lines = [f"# tracemalloc: allocations alive now minus at snapshot {len(snapshots) - 1}"]
+    diff = snap.compare_to(snapshots[-2], "lineno")
+    total = sum(d.size_diff for d in diff)
+    lines.append(f"total growth: {total / 1024:.0f} KiB")
+    lines.append("\n## by line")
+    for d in diff[:40]:
+        lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks  {d.traceback}")
+    lines.append("\n## by file")
+    for d in snap.compare_to(snapshots[-2], "filename")[:25]:
+        lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks  {d.traceback}")
+    OUT.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    tracemalloc.start(1)
+    signal.signal(signal.SIGUSR1, dump)
+    from realtime.cli import main
+
+    sys.exit(main(sys.argv[1:]))
