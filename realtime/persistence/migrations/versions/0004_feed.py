@@ -1,5 +1,6 @@
-"""the community feed: communities, growth threads, posts, comments, reactions, follows,
-and the one ``feed`` stream that carries their events
+"""the community feed: communities, threads, posts, comments, reactions, follows, feed stream
+
+The one ``feed`` stream carries every feed event; its seq is the feed's cursor.
 
 Revision ID: 0004
 Revises: 0003

@@ -1,0 +1,544 @@
+"""Feed fan-out: N followers of one community (half Server-Sent Events, half WebSocket), one
+post at a time, and how long until every follower has it.
+
+Starts ``menteo-realtime serve`` itself on a fresh database (SQLite by default), creates a
+community and a thread over REST, connects the followers over loopback (at most
+``--connect-concurrency`` handshakes at a time), then makes ``--posts`` posts one after the
+other: each post is timed from just before its ``POST`` is sent to the moment each follower's
+socket delivers the bytes that carry it, and the next post waits until every follower has
+the previous one. Prints a Markdown table row and JSON.
+
+    python bench/feed_fanout.py --followers 1000 --posts 20
+
+The followers are light ``asyncio.Protocol`` clients (a minimal WebSocket client and a raw
+HTTP/1.1 event-stream reader) that look for the post's unique body in the raw bytes, so the
+load generator spends microseconds per delivery and is not what is measured. See
+bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from realtime.auth import issue_token  # noqa: E402
+
+MASK = b"\x00\x00\x00\x00"  # client frames must be masked; a zero key leaves them as they are
+
+
+# Followers --------------------------------------------------------------------------------
+
+
+class Follower(asyncio.Protocol):
+    """Waits for the welcome, then records when the bytes carrying ``expect`` arrive."""
+
+    kind = ""
+
+    def __init__(self, host: str, port: int, query: str, round_: Round) -> None:
+        self.host, self.port, self.query = host, port, query
+        self.round = round_
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = asyncio.get_running_loop().create_future()
+        self.head = bytearray()  # the response head, until it is complete
+        self.upgraded = False
+        self.tail = b""  # the last bytes seen, for a marker split across reads
+        self.got: set[bytes] = set()
+        self.frames = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        transport.write(self.request())
+
+    def request(self) -> bytes:
+        raise NotImplementedError
+
+    def data_received(self, data: bytes) -> None:
+        if not self.upgraded:
+            self.head += data
+            end = self.head.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            status = bytes(self.head[: self.head.find(b"\r\n")])
+            if b" 101 " not in status and b" 200 " not in status:
+                self._fail(RuntimeError(f"{self.kind} refused: {status.decode(errors='replace')}"))
+                return
+            self.upgraded = True
+            data = bytes(self.head[end + 4 :])
+            self.head.clear()
+        if data:
+            self.body(data)
+
+    def body(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def seen(self, data: bytes) -> None:
+        """Bytes of the feed arrived: the welcome, or (maybe) the post being timed."""
+        now = time.monotonic()
+        window = self.tail + data
+        if not self.ready.done() and b'"welcome"' in window:
+            self.ready.set_result(None)
+        marker = self.round.marker
+        if marker is not None and marker not in self.got and marker in window:
+            self.got.add(marker)
+            self.round.arrived(now, self.kind)
+        self.tail = window[-64:]
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(exc or ConnectionError("closed before the welcome"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.round.lost += 1
+
+
+class SSEFollower(Follower):
+    """``GET /feed/stream``: HTTP/1.1, chunked; the markers are found in the raw bytes."""
+
+    kind = "sse"
+
+    def request(self) -> bytes:
+        return (
+            f"GET /feed/stream?{self.query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Accept: text/event-stream\r\n\r\n"
+        ).encode()
+
+    def body(self, data: bytes) -> None:
+        self.frames += data.count(b"\n\n")
+        self.seen(data)
+
+
+class WSFollower(Follower):
+    """``GET /feed/ws``: a minimal RFC 6455 client (no extensions); answers pings."""
+
+    kind = "ws"
+
+    def __init__(self, host: str, port: int, query: str, round_: Round) -> None:
+        super().__init__(host, port, query, round_)
+        self.buffer = bytearray()
+
+    def request(self) -> bytes:
+        key = base64.b64encode(os.urandom(16)).decode()
+        return (
+            f"GET /feed/ws?{self.query} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+
+    def body(self, data: bytes) -> None:
+        buf = self.buffer
+        buf += data
+        while len(buf) >= 2:
+            opcode, length, start = buf[0] & 0x0F, buf[1] & 0x7F, 2
+            if length == 126:
+                if len(buf) < 4:
+                    return
+                length, start = int.from_bytes(buf[2:4], "big"), 4
+            elif length == 127:
+                if len(buf) < 10:
+                    return
+                length, start = int.from_bytes(buf[2:10], "big"), 10
+            if len(buf) < start + length:
+                return
+            payload = bytes(buf[start : start + length])
+            del buf[: start + length]
+            if opcode in (0, 1, 2):
+                self.frames += 1
+                self.seen(payload)
+            elif opcode == 9 and self.transport is not None:  # ping: pong with its payload
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + MASK + payload)
+            elif opcode == 8 and self.transport is not None:
+                self.transport.close()
+
+
+class Round:
+    """One post: its marker, and when each follower had it."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.marker: bytes | None = None
+        self.sent_at = 0.0
+        self.times: list[float] = []
+        self.by_kind: dict[str, list[float]] = {}
+        self.done = asyncio.Event()
+        self.lost = 0
+
+    def start(self, marker: bytes) -> None:
+        self.marker = marker
+        self.times = []
+        self.by_kind = {}
+        self.done.clear()
+        self.sent_at = time.monotonic()
+
+    def arrived(self, now: float, kind: str) -> None:
+        self.times.append(now - self.sent_at)
+        self.by_kind.setdefault(kind, []).append(now - self.sent_at)
+        if len(self.times) >= self.expected:
+            self.done.set()
+
+
+# Servers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_seconds(self) -> float:
+        rest = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def start_server(env: dict[str, str], log_path: Path, cpus: str | None) -> Server:
+    port = free_port()
+    cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--log-level", "warning"]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    return Server(port, proc, log_path)
+
+
+async def wait_ready(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise RuntimeError(server.log_path.read_text(errors="replace")[-4000:])
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(server.http + "/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.05)
+    raise RuntimeError("server not ready in time")
+
+
+def stop_server(server: Server) -> None:
+    if server.proc.poll() is None:
+        server.proc.send_signal(signal.SIGTERM)
+        try:
+            server.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            server.proc.kill()
+            server.proc.wait()
+
+
+async def reset_postgres(url: str) -> None:
+    """Create the database if needed and empty it, so each run starts from nothing."""
+    import asyncpg
+
+    plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    base, _, name = plain.rpartition("/")
+    admin = await asyncpg.connect(base + "/postgres")
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(plain)
+    try:
+        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await conn.close()
+
+
+# The run ----------------------------------------------------------------------------------
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy so far (all cores), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def feed_counters(http: httpx.AsyncClient, servers: list[Server]) -> dict[str, float]:
+    """The servers' own fan-out counters from /metrics, summed over processes."""
+    totals: dict[str, float] = {}
+    for server in servers:
+        text = (await http.get(server.http + "/metrics")).text
+        for line in text.splitlines():
+            if line.startswith("menteo_feed_"):
+                name, _, value = line.partition(" ")
+                totals[name] = totals.get(name, 0.0) + float(value)
+    return totals
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def ms(value: float) -> float:
+    return round(value * 1000, 2)
+
+
+async def run(opts: argparse.Namespace) -> dict[str, Any]:
+    secret = secrets.token_urlsafe(32)
+    tmp = Path(opts.tmpdir or tempfile.mkdtemp(prefix="menteo-feed-bench-"))
+    database_url = opts.database_url or f"sqlite+aiosqlite:///{tmp / 'feed.db'}"
+    if database_url.startswith("postgresql"):
+        await reset_postgres(database_url)
+    if opts.processes > 1 and not opts.redis_url:
+        raise SystemExit("--processes > 1 needs --redis-url")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
+    env.update({
+        "MENTEO_SECRET": secret,
+        "MENTEO_DATABASE_URL": database_url,
+        "MENTEO_REDIS_URL": opts.redis_url or "",
+        "MENTEO_AUTO_MIGRATE": "1",
+        "MENTEO_MAX_CONNECTIONS_PER_IP": "1000000",
+        "MENTEO_FEED_POST_RATE_PER_SECOND": "0",  # the limiter is policy, not what is measured
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+    })
+    # A core for the server(s), another for this load generator (as bench/chat_load.py does).
+    pin = (
+        not opts.no_pin
+        and shutil.which("taskset") is not None
+        and len(os.sched_getaffinity(0)) >= 2
+    )
+    servers: list[Server] = []
+    try:
+        for i in range(opts.processes):
+            server = start_server(env, tmp / f"server-{i}.log", opts.server_cpus if pin else None)
+            servers.append(server)
+            await wait_ready(server)  # the first creates the schema before the others start
+        if pin:
+            os.sched_setaffinity(0, {opts.client_cpu})
+        return await measure(opts, servers, secret, pin)
+    finally:
+        for server in servers:
+            stop_server(server)
+
+
+async def measure(
+    opts: argparse.Namespace, servers: list[Server], secret: str, pinned: bool
+) -> dict[str, Any]:
+    service = issue_token(secret, "bench", "Bench", role="service", ttl=3600)
+    author = issue_token(secret, "author", "Author", ttl=3600)
+    async with httpx.AsyncClient(base_url=servers[0].http, timeout=30) as http:
+        resp = await http.post("/api/communities", json={"name": "Bench"},
+                               headers={"authorization": f"Bearer {service}"})
+        resp.raise_for_status()
+        community = resp.json()["id"]
+        resp = await http.post("/api/threads", json={"title": "Fan-out", "community_id": community},
+                               headers={"authorization": f"Bearer {author}"})
+        resp.raise_for_status()
+        thread = resp.json()["id"]
+
+        round_ = Round(opts.followers)
+        loop = asyncio.get_running_loop()
+        followers: list[Follower] = []
+        sse_count = round(opts.followers * opts.sse_share)
+        gate = asyncio.Semaphore(opts.connect_concurrency)
+        connect_started = time.monotonic()
+
+        async def connect(i: int) -> None:
+            server = servers[i % len(servers)]
+            token = issue_token(secret, f"f{i}", f"Follower {i}", ttl=3600)
+            query = f"token={token}&community={community}"
+            cls = SSEFollower if i < sse_count else WSFollower
+            async with gate:
+                _, follower = await loop.create_connection(
+                    lambda: cls("127.0.0.1", server.port, query, round_), "127.0.0.1", server.port
+                )
+                await asyncio.wait_for(follower.ready, 30)
+            followers.append(follower)
+
+        # Interleave the kinds so neither gets the head of the queue.
+        order = sorted(range(opts.followers), key=lambda i: (i % 2, i))
+        await asyncio.gather(*(connect(i) for i in order))
+        connect_seconds = time.monotonic() - connect_started
+
+        rounds: list[dict[str, Any]] = []
+        counters0 = await feed_counters(http, servers)
+        cpu0 = [s.cpu_seconds() for s in servers]
+        machine0 = machine_busy_seconds()
+        client0 = resource.getrusage(resource.RUSAGE_SELF)
+        wall0 = time.monotonic()
+        headers = {"authorization": f"Bearer {author}"}
+        for n in range(opts.posts):
+            marker = f"bench-{n}-{secrets.token_hex(8)}"
+            round_.start(marker.encode())
+            resp = await http.post(f"/api/threads/{thread}/posts", json={"body": marker},
+                                   headers=headers)
+            acked = time.monotonic() - round_.sent_at
+            resp.raise_for_status()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(round_.done.wait(), opts.timeout)
+            times = list(round_.times)
+            rounds.append({
+                "ack_ms": ms(acked),
+                "received": len(times),
+                "first_ms": ms(min(times)) if times else None,
+                "p50_ms": ms(pct(times, 0.50)),
+                "p99_ms": ms(pct(times, 0.99)),
+                "last_ms": ms(max(times)) if times else None,
+                # first to last follower: the fan-out alone, without the commit before it
+                "spread_ms": ms(max(times) - min(times)) if times else None,
+                "last_by_kind_ms": {k: ms(max(v)) for k, v in round_.by_kind.items()},
+                "all": times,
+            })
+            await asyncio.sleep(opts.pause)  # let the previous post's traffic settle
+        wall = time.monotonic() - wall0
+        client1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu1 = [s.cpu_seconds() for s in servers]
+        machine1 = machine_busy_seconds()
+        counters1 = await feed_counters(http, servers)
+        lost = round_.lost
+        for follower in followers:
+            if follower.transport is not None:
+                follower.transport.close()
+
+    deliveries = [t for r in rounds for t in r.pop("all")]
+    lasts = [r["last_ms"] / 1000 for r in rounds if r["last_ms"] is not None]
+    spreads = [r["spread_ms"] / 1000 for r in rounds if r["spread_ms"] is not None]
+    complete = all(r["received"] == opts.followers for r in rounds)
+    kinds = {"sse": sse_count, "ws": opts.followers - sse_count}
+    delta = {k: counters1.get(k, 0.0) - counters0.get(k, 0.0) for k in counters1}
+    fanned = delta.get("menteo_feed_deliveries_total", 0.0)
+    loop_seconds = delta.get("menteo_feed_fanout_seconds_total", 0.0)
+    events = delta.get("menteo_feed_events_total", 0.0)
+    return {
+        "followers": opts.followers,
+        "kinds": kinds,
+        "processes": opts.processes,
+        "database": "postgresql" if opts.database_url and "postgresql" in opts.database_url
+        else "sqlite",
+        "redis": bool(opts.redis_url),
+        "posts": opts.posts,
+        "pinned": pinned,
+        "connect_seconds": round(connect_seconds, 2),
+        "complete": complete,
+        "lost_connections": lost,
+        "ack_p50_ms": ms(statistics.median([r["ack_ms"] / 1000 for r in rounds])),
+        "time_to_last_p50_ms": ms(pct(lasts, 0.50)),
+        "time_to_last_p99_ms": ms(pct(lasts, 0.99)),
+        "time_to_last_max_ms": ms(max(lasts)) if lasts else None,
+        "spread_p50_ms": ms(pct(spreads, 0.50)),
+        "spread_p99_ms": ms(pct(spreads, 0.99)),
+        "delivery_p50_ms": ms(pct(deliveries, 0.50)),
+        "delivery_p99_ms": ms(pct(deliveries, 0.99)),
+        # Measured inside the server: the fan-out loop alone (hand each follower the
+        # already-encoded bytes), per event and per delivery.
+        "server_fanout_ms_per_post": ms(loop_seconds / events) if events else None,
+        "server_fanout_us_per_delivery": round(loop_seconds / fanned * 1e6, 2) if fanned else None,
+        "server_cpu_seconds": [round(b - a, 3) for a, b in zip(cpu0, cpu1, strict=True)],
+        "client_cpu_seconds": round(
+            (client1.ru_utime + client1.ru_stime) - (client0.ru_utime + client0.ru_stime), 3
+        ),
+        "wall_seconds": round(wall, 2),
+        # Cores busy with anything but these servers and this client (other people's work on
+        # the machine): near 0 for a clean figure.
+        "other_cpu_cores": round(
+            (
+                (machine1 - machine0)
+                - sum(b - a for a, b in zip(cpu0, cpu1, strict=True))
+                - (client1.ru_utime + client1.ru_stime - client0.ru_utime - client0.ru_stime)
+            )
+            / wall,
+            2,
+        ),
+        "rounds": rounds,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--followers", type=int, default=1000)
+    p.add_argument("--sse-share", type=float, default=0.5, help="share of followers on SSE")
+    p.add_argument("--posts", type=int, default=20, help="posts made, one at a time")
+    p.add_argument("--pause", type=float, default=0.2, help="seconds between posts")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a post")
+    p.add_argument("--connect-concurrency", type=int, default=100)
+    p.add_argument("--processes", type=int, default=1, help="server processes (needs Redis)")
+    p.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
+    p.add_argument("--redis-url", default=None)
+    p.add_argument("--server-cpus", default="0", help="taskset list for the server(s)")
+    p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--no-pin", action="store_true")
+    p.add_argument("--tmpdir", default=None)
+    p.add_argument("--json", dest="json_path", default=None, help="also write the JSON here")
+    opts = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, max(soft, 2 * opts.followers + 256))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the server inherits it too
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    result = asyncio.run(run(opts))
+    if opts.json_path:
+        Path(opts.json_path).write_text(json.dumps(result, indent=2))
+    setup = (
+        f"{result['processes']} process(es) + {result['database']}"
+        + (" + Redis" if result["redis"] else "")
+    )
+    print("| setup | followers (SSE + WS) | posts | complete | time to last follower p50 / "
+          "p99 / max ms | first→last follower p50 / p99 ms | per-delivery p50 / p99 ms | "
+          "POST→201 p50 ms | server fan-out loop per post ms (µs per delivery) | "
+          "server CPU s | client CPU s | other CPU (cores) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {setup} | {result['followers']} ({result['kinds']['sse']} + {result['kinds']['ws']}) "
+        f"| {result['posts']} | {'yes' if result['complete'] else 'NO'} "
+        f"| {result['time_to_last_p50_ms']} / {result['time_to_last_p99_ms']} / "
+        f"{result['time_to_last_max_ms']} "
+        f"| {result['spread_p50_ms']} / {result['spread_p99_ms']} "
+        f"| {result['delivery_p50_ms']} / {result['delivery_p99_ms']} | {result['ack_p50_ms']} "
+        f"| {result['server_fanout_ms_per_post']} ({result['server_fanout_us_per_delivery']}) "
+        f"| {' + '.join(map(str, result['server_cpu_seconds']))} "
+        f"| {result['client_cpu_seconds']} | {result['other_cpu_cores']} |"
+    )
+    print(json.dumps(result, indent=2))
+    if not result["complete"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
