@@ -168,41 +168,48 @@ async def test_catch_up_while_posts_arrive_has_no_gap_or_duplicate(backend: Back
 
 
 async def test_a_reaction_burst_becomes_a_few_events_with_the_final_counts(
-    feed_server: Running,
+    backend: Backend,
 ) -> None:
-    community, thread, ana, _ = await setup(feed_server)
-    post = await ana.post(thread, "Got my first data engineering job!")
-    follower = await WSFollower.connect(
-        feed_server.ws, feed_query(feed_server.token("cy"), community)
-    )
-    users = [api(feed_server, f"fan{i}") for i in range(10)]
-    kinds = ("like", "celebrate", "insightful", "support")
-    burst = len(users) * len(kinds)
-    await asyncio.gather(*(u.react(post["id"], k) for u in users for k in kinds))
-    final = dict.fromkeys(kinds, len(users))
+    window = 1.0
+    settings = make_settings(backend, feed_reaction_window=window, **OPEN_LIMITS)
+    async with run_server(settings) as server:
+        community, thread, ana, _ = await setup(server)
+        post = await ana.post(thread, "Got my first data engineering job!")
+        follower = await WSFollower.connect(server.ws, feed_query(server.token("cy"), community))
+        users = [api(server, f"fan{i}") for i in range(10)]
+        kinds = ("like", "celebrate", "insightful", "support")
+        burst = len(users) * len(kinds)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.gather(*(u.react(post["id"], k) for u in users for k in kinds))
+        elapsed = loop.time() - started
+        final = dict.fromkeys(kinds, len(users))
 
-    reactions = await follower.events_until(
-        lambda f: f["type"] == "feed.reaction" and f["counts"] == final
-    )
-    assert all(f["type"] == "feed.reaction" for f in reactions)
-    assert len(reactions) < burst // 4, [f["counts"] for f in reactions]
-    for kind in kinds:  # counts read under the lock, in seq order: never going back
-        counts = [f["counts"][kind] for f in reactions]
-        assert counts == sorted(counts)
-    assert reactions[-1]["author"]["user_id"] == "system"
-    # Anything after it (up to a marker) carries the same final counts.
-    marker = await ana.post(thread, "marker")
-    tail = await follower.events_until(is_post(marker))
-    assert all(f["counts"] == final for f in tail if f["type"] == "feed.reaction")
-    page = await ana.feed(f"community={community}")
-    assert page["posts"][1]["reactions"] == final
+        reactions = await follower.events_until(
+            lambda f: f["type"] == "feed.reaction" and f["counts"] == final
+        )
+        assert all(f["type"] == "feed.reaction" for f in reactions)
+        # At most one at once, then one per window while the burst lasts, then the last.
+        assert len(reactions) <= 2 + elapsed / window, (len(reactions), elapsed)
+        assert len(reactions) < burst // 4, [f["counts"] for f in reactions]
+        for kind in kinds:  # counts read under the lock, in seq order: never going back
+            counts = [f["counts"][kind] for f in reactions]
+            assert counts == sorted(counts)
+        assert reactions[-1]["author"]["user_id"] == "system"
+        # Anything after it (up to a marker) carries the same final counts.
+        marker = await ana.post(thread, "marker")
+        tail = await follower.events_until(is_post(marker))
+        assert all(f["counts"] == final for f in tail if f["type"] == "feed.reaction")
+        page = await ana.feed(f"community={community}")
+        assert page["posts"][1]["reactions"] == final
 
-    # Taking them back is aggregated the same way.
-    await asyncio.gather(*(u.react(post["id"], "like", on=False) for u in users))
-    back = await follower.events_until(
-        lambda f: f["type"] == "feed.reaction" and f["counts"]["like"] == 0
-    )
-    assert len(back) < len(users) // 2
+        # Taking them back is aggregated the same way.
+        await asyncio.gather(*(u.react(post["id"], "like", on=False) for u in users))
+        back = await follower.events_until(
+            lambda f: f["type"] == "feed.reaction" and f["counts"]["like"] == 0
+        )
+        assert len(back) < len(users) // 2
+        await close_all()
 
 
 async def test_follow_changes_apply_to_open_connections(feed_server: Running) -> None:

@@ -308,7 +308,9 @@ async def test_feed_followers_on_two_processes_ws_and_sse(shared: Backend) -> No
                 return loop.time() - started
 
             latencies = await asyncio.gather(arrival(ws), arrival(sse))
-            assert max(latencies) < 0.5, latencies  # chat p99 across processes: ~0.12 s
+            # Room chat across two processes: p50 28 ms, p99 123 ms (docs/benchmarks.md); a
+            # lone post is far below that. The bound only guards against a lost event.
+            assert max(latencies) < 1.0, latencies
 
             await sse.close()  # the SSE follower drops; events go on without it
             seen_id = sse.last_event_id
