@@ -194,7 +194,9 @@ def ratio(a: Any, b: Any) -> float | None:
 def f(value: Any, digits: int = 0) -> str:
     if value is None:
         return "–"
-    if isinstance(value, float | int):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
         if digits == 0 and abs(value) >= 100:
             return f"{value:,.0f}"
         return f"{value:.{max(digits, 2) if abs(value) < 10 else 1}f}"
@@ -211,6 +213,11 @@ SERVER_NAMES = {
     "ours-redis": "**ours**, 2 processes + Redis + PostgreSQL",
     "socketio-redis": "python-socketio, 2 processes + Redis",
 }
+
+
+# Conditions of a run rather than figures of the server: shown without a ratio.
+NO_RATIO = {"server_cpu", "client_cpu", "send_lag_p99_ms", "backend_cpu", "failures",
+            "baseline_rss_kib", "open_seconds_10000"}
 
 
 def scenario_table(runs: list[dict[str, Any]], key: str, scenario: str,
@@ -234,10 +241,23 @@ def scenario_table(runs: list[dict[str, Any]], key: str, scenario: str,
         cells = []
         for field, _, _ in columns:
             value = r.get(field)
-            rv = ratio(value, raw.get(field)) if raw and r["server"] != "raw" else None
+            rv = (ratio(value, raw.get(field))
+                  if raw and r["server"] != "raw" and field not in NO_RATIO else None)
             cells.append(f(value) + (f" ({fr(rv)})" if rv is not None else ""))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {f(r.get('other_cpu'), 2)} |")
     return "\n".join(lines)
+
+
+def per_core(r: dict[str, Any], field: str) -> float | None:
+    """``field`` (a rate) divided by the server's CPU share: the rate at one full core.
+
+    On a shared machine a server often gets less than its core; CPU time per unit of work
+    is much steadier than the rate, so this is the figure to compare when runs were
+    disturbed (it assumes the cost per message stays the same up to a full core)."""
+    value, cpu = r.get(field), r.get("server_cpu")
+    if value is None or not cpu or cpu < 0.05:
+        return None
+    return round(float(value) / float(cpu), 1)
 
 
 def targets(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -253,58 +273,109 @@ def targets(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     f_sio = find(runs, "f", "joinstorm", "socketio")
     g_ours = find(runs, "g", "fanout", "ours-redis")
     g_sio = find(runs, "g", "fanout", "socketio-redis")
+    rows: list[dict[str, Any]] = []
 
-    def row(name: str, measured: Any, unit: str, ref: Any, sio: Any, goal: str,
-            met: bool | None, ratio_is_target: bool = False) -> dict[str, Any]:
-        return {"target": name, "measured": measured, "unit": unit, "ratio": ratio(measured, ref),
-                "socketio_ratio": ratio(sio, ref), "goal": goal, "met": met,
-                "ratio_is_target": ratio_is_target}
+    def add(name: str, goal: str, unit: str, ours: Any, raw: Any, sio: Any,
+            met: bool | None, *, core: tuple[Any, Any, Any] | None = None,
+            core_met: bool | None = None, note: str = "") -> None:
+        rows.append({
+            "target": name, "goal": goal, "unit": unit, "measured": ours,
+            "raw": raw, "ratio": ratio(ours, raw), "socketio_ratio": ratio(sio, raw),
+            "per_core": core[0] if core else None,
+            "per_core_ratio": ratio(core[0], core[1]) if core else None,
+            "socketio_per_core_ratio": ratio(core[2], core[1]) if core else None,
+            "met": met, "per_core_met": core_met, "note": note,
+        })
 
-    sat = ratio(a_ours.get("delivered_per_s"), a_raw.get("delivered_per_s"))
-    two = ratio(g_ours.get("delivered_per_s"), a_raw.get("delivered_per_s"))
-    p99 = b_ours.get("e2e_p99_ms")
-    typing = b_ours.get("typing_p99_ms")
-    kib = d_ours.get("kib_per_socket_10000", d_ours.get("kib_per_socket_1000"))
-    durable = e_ours.get("acked_per_s")
-    storm = f_ours.get("total_s")
-    ten_k = d_ours.get("rss_kib_10000") is not None and not d_ours.get("closed_early")
+    def at_least(value: Any, floor: float) -> bool | None:
+        return None if value is None else float(value) >= floor
+
+    def at_most(value: Any, ceiling: float) -> bool | None:
+        return None if value is None else float(value) <= ceiling
+
+    # Saturation fan-out.
+    core = (per_core(a_ours, "delivered_per_s"), per_core(a_raw, "delivered_per_s"),
+            per_core(a_sio, "delivered_per_s"))
+    add("saturation fan-out, 1 process + SQLite (delivered/s)", "≥ 0.70× raw (aim ≥ 1.0×)",
+        "msg/s", a_ours.get("delivered_per_s"), a_raw.get("delivered_per_s"),
+        a_sio.get("delivered_per_s"),
+        at_least(ratio(a_ours.get("delivered_per_s"), a_raw.get("delivered_per_s")), 0.70),
+        core=core, core_met=at_least(ratio(core[0], core[1]), 0.70))
+
+    # Latency: an absolute target; when raw itself misses it, the machine was the limit.
     sustained = (b_ours.get("delivered_per_s") or 0) >= 0.97 * (
         b_ours.get("offered_deliveries_per_s") or 1)
-    return [
-        row("saturation fan-out, 1 process + SQLite (delivered/s)", a_ours.get("delivered_per_s"),
-            "msg/s", a_raw.get("delivered_per_s"), a_sio.get("delivered_per_s"),
-            "≥ 0.70× raw (aim ≥ 1.0×)", None if sat is None else sat >= 0.70, True),
-        row("send→receive p99 at 20k deliveries/s, durable", p99, "ms", b_raw.get("e2e_p99_ms"),
-            b_sio.get("e2e_p99_ms"), "≤ 10 ms", None if p99 is None else p99 <= 10 and sustained),
-        row("typing → presence.typing p99 (same load)", typing, "ms",
-            b_raw.get("typing_p99_ms"), b_sio.get("typing_p99_ms"), "≤ 2 ms",
-            None if typing is None else typing <= 2),
-        row("idle RSS per socket (10,000 sockets)", kib, "KiB",
-            d_raw.get("kib_per_socket_10000", d_raw.get("kib_per_socket_1000")),
-            d_sio.get("kib_per_socket_10000", d_sio.get("kib_per_socket_1000")), "≤ 24 KiB",
-            None if kib is None else kib <= 24),
-        row("2 processes on Redis, saturation fan-out (delivered/s)",
-            g_ours.get("delivered_per_s"), "msg/s", a_raw.get("delivered_per_s"),
-            g_sio.get("delivered_per_s"), "≥ 0.45× raw (1 process)",
-            None if two is None else two >= 0.45, True),
-        row("durable append, SQLite (acked/s)", durable, "msg/s", e_raw.get("acked_per_s"),
-            e_sio.get("acked_per_s"), "≥ 10,000/s", None if durable is None else durable >= 10000),
-        row("10,000 idle sockets on one process", 10000 if ten_k else None, "sockets",
-            10000 if d_raw.get("rss_kib_10000") else None,
-            10000 if d_sio.get("rss_kib_10000") else None, "all open", ten_k if d_ours else None),
-        row("join storm: 1,000 clients with history (last welcome)", storm, "s",
-            f_raw.get("total_s"), f_sio.get("total_s"), "≤ 2 s",
-            None if storm is None else storm <= 2),
-    ]
+    for field, goal, ceiling, name in (
+            ("e2e_p99_ms", "≤ 10 ms", 10.0, "send→receive p99 at 20k deliveries/s, durable"),
+            ("typing_p99_ms", "≤ 2 ms", 2.0, "typing → presence.typing p99 (same load)")):
+        ours, raw = b_ours.get(field), b_raw.get(field)
+        met = at_most(ours, ceiling)
+        if met is not None and field == "e2e_p99_ms":
+            met = met and sustained
+        note = ""
+        if met is False and raw is not None and raw > ceiling:
+            note = (f"the raw reference itself had {raw:.0f} ms in this run: the machine, not "
+                    "only the server, set this figure")
+        add(name, goal, "ms", ours, raw, b_sio.get(field), met, note=note)
+
+    # Memory.
+    def kib(r: dict[str, Any]) -> Any:
+        return r.get("kib_per_socket_10000", r.get("kib_per_socket_1000"))
+
+    add("idle RSS per socket (10,000 sockets)", "≤ 24 KiB", "KiB", kib(d_ours), kib(d_raw),
+        kib(d_sio), at_most(kib(d_ours), 24))
+
+    # Two processes on Redis (ratios to raw's single process).
+    core = (per_core(g_ours, "delivered_per_s"), per_core(a_raw, "delivered_per_s"),
+            per_core(g_sio, "delivered_per_s"))
+    add("2 processes on Redis, saturation fan-out (delivered/s)", "≥ 0.45× raw (1 process)",
+        "msg/s", g_ours.get("delivered_per_s"), a_raw.get("delivered_per_s"),
+        g_sio.get("delivered_per_s"),
+        at_least(ratio(g_ours.get("delivered_per_s"), a_raw.get("delivered_per_s")), 0.45),
+        core=core, core_met=at_least(ratio(core[0], core[1]), 0.45),
+        note="per core: both processes' CPU counted, PostgreSQL's and Redis's not")
+
+    # Durable append (absolute).
+    core = (per_core(e_ours, "acked_per_s"), per_core(e_raw, "acked_per_s"),
+            per_core(e_sio, "acked_per_s"))
+    add("durable append, SQLite (acked/s)", "≥ 10,000/s", "msg/s", e_ours.get("acked_per_s"),
+        e_raw.get("acked_per_s"), e_sio.get("acked_per_s"),
+        at_least(e_ours.get("acked_per_s"), 10000), core=core,
+        core_met=at_least(core[0], 10000))
+
+    ten_k = d_ours.get("rss_kib_10000") is not None and not d_ours.get("closed_early")
+    add("10,000 idle sockets on one process", "all open", "sockets",
+        10000 if ten_k else None, 10000 if d_raw.get("rss_kib_10000") else None,
+        10000 if d_sio.get("rss_kib_10000") else None, ten_k if d_ours else None)
+
+    def storm_cpu_ms(r: dict[str, Any]) -> float | None:
+        cpu, n = r.get("server_cpu_s"), r.get("clients")
+        return round(1000 * cpu / n, 2) if cpu and n else None
+
+    add("join storm: 1,000 clients with history (last welcome)", "≤ 2 s", "s",
+        f_ours.get("total_s"), f_raw.get("total_s"), f_sio.get("total_s"),
+        at_most(f_ours.get("total_s"), 2.0),
+        note=f"server CPU per join: ours {storm_cpu_ms(f_ours)} ms, raw "
+             f"{storm_cpu_ms(f_raw)} ms, python-socketio {storm_cpu_ms(f_sio)} ms")
+    return rows
 
 
 def targets_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| target | goal | ours | ours ÷ raw | python-socketio ÷ raw | |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| target | goal | ours (as measured) | ours ÷ raw | python-socketio ÷ raw "
+             "| ours at one full core | ÷ raw (per core) | python-socketio ÷ raw (per core) "
+             "| verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    words = {True: "**met**", False: "**missed**", None: "not measured"}
     for t in rows:
-        verdict = {True: "**met**", False: "**missed**", None: "not measured"}[t["met"]]
-        lines.append(f"| {t['target']} | {t['goal']} | {f(t['measured'])} {t['unit']} | "
-                     f"{fr(t['ratio'])} | {fr(t['socketio_ratio'])} | {verdict} |")
+        verdict = words[t["met"]]
+        if t.get("per_core_met") is not None and t["per_core_met"] != t["met"]:
+            verdict += f" as measured; {words[t['per_core_met']]} per core"
+        if t.get("note"):
+            verdict += f" ({t['note']})"
+        lines.append(
+            f"| {t['target']} | {t['goal']} | {f(t['measured'])} {t['unit']} | {fr(t['ratio'])} "
+            f"| {fr(t['socketio_ratio'])} | {f(t.get('per_core'))} | {fr(t.get('per_core_ratio'))} "
+            f"| {fr(t.get('socketio_per_core_ratio'))} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -329,19 +400,32 @@ def plots(runs: list[dict[str, Any]], out: Path) -> list[str]:
             ("(e) durable acked/s", "e", "durable", "acked_per_s", "e"),
             ("(f) join storm connects/s", "f", "joinstorm", "connects_per_s", "f"),
             ("(g) 2 procs + Redis delivered/s", "g", "fanout", "delivered_per_s", "a")]
-    series = [("ours", "ours", "#1f77b4"), ("python-socketio", "socketio", "#ff7f0e")]
-    fig, ax = plt.subplots(figsize=(8, 4.2))
+    series = [("ours, as measured", "ours", "#1f77b4", False),
+              ("ours, per core (CPU-normalised)", "ours", "#aec7e8", True),
+              ("python-socketio, as measured", "socketio", "#ff7f0e", False)]
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     labels = [r[0] for r in rows]
-    width = 0.38
-    for i, (name, server, color) in enumerate(series):
+    width = 0.27
+
+    def storm_rate(r: dict[str, Any]) -> float | None:  # joins per CPU-second
+        cpu, n = r.get("server_cpu_s"), r.get("clients")
+        return n / cpu if cpu and n else None
+
+    for i, (name, server, color, normalised) in enumerate(series):
         values = []
         for _, key, scenario, field, ref in rows:
             srv = {"g": {"ours": "ours-redis", "socketio": "socketio-redis"}}.get(key, {}).get(
                 server, server)
-            values.append(ratio(find(runs, key, scenario, srv).get(field),
-                                find(runs, ref, scenario, "raw").get(field)) or 0)
-        ys = [y + (i - 0.5) * width for y in range(len(rows))]
-        ax.barh(ys, values, height=width, label=name, color=color)
+            mine, raw = find(runs, key, scenario, srv), find(runs, ref, scenario, "raw")
+            if not normalised:
+                values.append(ratio(mine.get(field), raw.get(field)) or 0)
+            elif scenario == "joinstorm":
+                values.append(ratio(storm_rate(mine), storm_rate(raw)) or 0)
+            else:
+                values.append(ratio(per_core(mine, field), per_core(raw, field)) or 0)
+        ys = [y + (i - 1) * width for y in range(len(rows))]
+        ax.barh(ys, values, height=width, label=name, color=color,
+                hatch="//" if normalised else None, edgecolor="#1f77b4" if normalised else None)
         for y, v in zip(ys, values, strict=True):
             ax.text(v + 0.01, y, f"{v:.2f}×", va="center", fontsize=8)
     ax.axvline(1.0, color="black", lw=1)
@@ -569,7 +653,8 @@ def render(report: dict[str, Any], doc: Path) -> str:
             f"{'yes' if res.get('complete') else 'NO'} | {res.get('time_to_last_p50_ms')} / "
             f"{res.get('time_to_last_p99_ms')} / {res.get('time_to_last_max_ms')} | "
             f"{res.get('delivery_p50_ms')} / {res.get('delivery_p99_ms')} | "
-            f"{res.get('ack_p50_ms')} | {res.get('server_cpu_seconds')} |", ""]
+            f"{res.get('ack_p50_ms')} | "
+            f"{' + '.join(str(c) for c in res.get('server_cpu_seconds') or [])} |", ""]
     elif feed:
         lines += [f"Failed: `{str(feed[0].get('error'))[:300]}`", ""]
     else:
@@ -622,6 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = Path(args.doc)
     if args.render:
         report = json.loads(Path(args.render).read_text())
+        report["targets"] = targets(report["runs"])
     else:
         started = time.monotonic()
         runs = run_plan(args)

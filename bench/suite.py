@@ -681,6 +681,9 @@ async def closed_loop(servers: ServerSet, prm: Params, rooms: int, per_room: int
     unacked = sum(len(m.outstanding) for m in members)
     await close_members(members)
     seconds = cpu["seconds"]
+    if not deliveries:
+        raise RuntimeError(f"no chat.message arrived in the measured interval ({acks} acks, "
+                           f"{load.errors} errors, {unacked} messages never acked)")
     out = {
         "sockets": len(members), "rooms": rooms, "per_room": per_room,
         "senders": sum(m.sender for m in members), "window": prm.window,
