@@ -725,7 +725,11 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.mkdir(exist_ok=True)
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
         (RESULTS / f"suite-{stamp}.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(targets_table(report["targets"]))
+    if args.smoke:  # small sizes: figures only, no targets
+        for r in report["runs"]:
+            print(f"{r.get('scenario')} on {r.get('server')}: {summary_line(r)}")
+    else:
+        print(targets_table(report["targets"]))
     failed = [r for r in report["runs"] if not r.get("ok")]
     for r in failed:
         print(f"FAILED: {r.get('scenario')} on {r.get('server')}: {str(r.get('error'))[:500]}")
