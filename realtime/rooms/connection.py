@@ -20,19 +20,19 @@ class RoomConnection:
     frame and the catch-up from the database go first and nothing is sent twice."""
 
     __slots__ = (
+        "__weakref__",
+        "clock",
+        "codec",
+        "held",
         "id",
-        "room",
+        "last_seq",
         "principal",
         "role",
-        "codec",
+        "room",
         "transport",
-        "last_seq",
-        "held",
         "typing_sent",
         "typing_state",
         "typing_timer",
-        "clock",
-        "__weakref__",
     )
 
     def __init__(

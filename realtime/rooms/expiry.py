@@ -22,7 +22,7 @@ def iso(timestamp: float) -> str:
 class TokenClock:
     """One socket's token timers: ``auth.expiring`` ahead of time, then close 4401."""
 
-    __slots__ = ("transport", "send_frame", "timers")
+    __slots__ = ("send_frame", "timers", "transport")
 
     def __init__(self, transport: Transport, send_frame: Callable[[dict[str, Any]], None]) -> None:
         self.transport = transport
@@ -30,15 +30,20 @@ class TokenClock:
         self.timers: list[asyncio.TimerHandle] = []
 
     def set(self, expires_at: float) -> None:
-        """(Re)arm the timers for a token that expires at ``expires_at`` (epoch seconds)."""
+        """(Re)arm for a token that expires at ``expires_at`` (epoch seconds). One timer at a
+        time per socket: the warning arms the close (idle sockets are many; timers cost)."""
         self.cancel()
-        loop = asyncio.get_running_loop()
         left = expires_at - time.time()
-        frame = {"type": "auth.expiring", "expires_at": iso(expires_at)}
         self.timers = [
-            loop.call_later(max(0.0, left - WARN_BEFORE), self.send_frame, frame),
-            loop.call_later(max(0.0, left), self._expired),
+            asyncio.get_running_loop().call_later(
+                max(0.0, left - WARN_BEFORE), self._warn, expires_at
+            )
         ]
+
+    def _warn(self, expires_at: float) -> None:
+        self.send_frame({"type": "auth.expiring", "expires_at": iso(expires_at)})
+        left = max(0.0, expires_at - time.time())
+        self.timers = [asyncio.get_running_loop().call_later(left, self._expired)]
 
     def cancel(self) -> None:
         for timer in self.timers:

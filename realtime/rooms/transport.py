@@ -33,13 +33,13 @@ class Transport:
 
     __slots__ = (
         "_send",
-        "backlog_limit",
         "backlog",
+        "backlog_limit",
         "backlog_size",
-        "drainer",
-        "closer",
-        "closed",
         "close_code",
+        "closed",
+        "closer",
+        "drainer",
         "on_lost",
         "on_slow",
     )
