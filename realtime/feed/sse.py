@@ -11,15 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import deque
-from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 
 from ..auth import AuthError, bearer_token, verify_token
-from ..rooms.transport import ASGIReceive, ASGISend
+from ..rooms.transport import ASGIReceive, ASGISend, BufferedSend
 from ..state import State
 from .gate import connection_slot, counted
 from .live import SSE, FeedConnection, sse_message
@@ -35,116 +33,45 @@ HEADERS = [
 ]
 
 
-class StreamTransport:
-    """An HTTP response body written event by event, with the room sockets' backpressure:
-    straight to the transport while it keeps up; a bounded backlog drained by a task while
-    it is full; past the bound the stream ends (the client resumes with Last-Event-ID)."""
+class StreamTransport(BufferedSend):
+    """An HTTP response body written event by event, with the room sockets' backpressure;
+    past the backlog's bound the stream ends (the client resumes with Last-Event-ID)."""
+
+    __slots__ = ("ended", "ender")
 
     def __init__(self, send: ASGISend, *, backlog_bytes: int) -> None:
-        self._send = send
-        self.backlog_limit = backlog_bytes
-        self.backlog: deque[bytes] | None = None
-        self.backlog_size = 0
-        self.drainer: asyncio.Task[None] | None = None
+        super().__init__(send, backlog_bytes=backlog_bytes)
         self.ender: asyncio.Task[None] | None = None
-        self.closed = False
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.on_slow: Callable[[], None] = lambda: None  # counted by the caller's metrics
 
-    def send(self, data: str | bytes) -> None:
-        if self.closed:
-            return
-        body = data.encode() if isinstance(data, str) else data
-        if self.backlog is not None:
-            self.backlog_size += len(body)
-            if self.backlog_size > self.backlog_limit:
-                self._overflow()
-            else:
-                self.backlog.append(body)
-            return
-        coro = cast(Coroutine[Any, Any, None], self._send(_chunk(body)))
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            return  # written: the fast path
-        except Exception:
-            self._end()
-            return
-        self.backlog = deque()
-        self.backlog_size = 0
-        self.drainer = asyncio.create_task(self._drain(coro, waiting))
-
-    async def send_wait(self, data: str | bytes) -> None:
-        self.send(data)
-        while self.drainer is not None and not self.closed:
-            await asyncio.wait((self.drainer,))
+    def _message(self, data: str | bytes) -> dict[str, Any]:
+        return _chunk(data.encode() if isinstance(data, str) else data)
 
     async def finish(self) -> None:
         """End the response (when the client is still there to read the end)."""
         if not self.closed:
             self.closed = True
-            if self.drainer is not None:
-                with contextlib.suppress(asyncio.TimeoutError, Exception):
-                    await asyncio.wait_for(asyncio.shield(self.drainer), 2.0)
-                self.drainer.cancel()
+            await self._flush()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._send(_chunk(b"", more=False)), 2.0)
-        self._end()
+        self._lost()
 
     def _overflow(self) -> None:
-        # Nobody waits for a slow reader: drop what is queued and end its stream.
-        assert self.backlog is not None
-        self.backlog.clear()
-        self.backlog_size = 0
-        self.closed = True
-        if self.drainer is not None:
-            self.drainer.cancel()
         self.ender = asyncio.create_task(self._end_slow())
-        self.on_slow()
 
     async def _end_slow(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._send(_chunk(b"", more=False)), 30.0)
-        self._end()
+        self._lost()
 
-    def _end(self) -> None:
+    def _lost(self) -> None:
         self.closed = True
         if not self.ended.done():
             self.ended.set_result(None)
 
-    async def _drain(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        try:
-            await _finish(coro, waiting)
-            while self.backlog:
-                body = self.backlog.popleft()
-                self.backlog_size -= len(body)
-                await self._send(_chunk(body))
-            self.backlog = None
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            self._end()
-        finally:
-            self.drainer = None
-
 
 def _chunk(body: bytes, *, more: bool = True) -> dict[str, Any]:
     return {"type": "http.response.body", "body": body, "more_body": more}
-
-
-async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-    """Run a coroutine that was started by hand and suspended on ``waiting`` to its end."""
-    try:
-        while True:
-            if isinstance(waiting, asyncio.Future):
-                await asyncio.wait((waiting,))
-            else:
-                await asyncio.sleep(0)
-            waiting = coro.send(None)
-    except StopIteration:
-        pass
-    finally:
-        coro.close()
 
 
 class FeedStream:

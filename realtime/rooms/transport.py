@@ -22,25 +22,22 @@ ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 
 
-def _message(data: str | bytes) -> dict[str, Any]:
-    if isinstance(data, str):
-        return {"type": "websocket.send", "text": data}
-    return {"type": "websocket.send", "bytes": data}
+class BufferedSend:
+    """An outbound stream with backpressure that costs nothing while it keeps up.
 
-
-class Transport:
-    """A WebSocket's outbound side with backpressure that costs nothing while it keeps up."""
+    ``send`` drives the server's send coroutine by hand: while the transport has room it
+    completes at once (no task, no queue). When it would wait, that send and every later
+    one go to a bounded backlog drained by a task; past the bound ``_overflow`` ends the
+    stream. Subclasses say what a message is and how the stream ends.
+    """
 
     __slots__ = (
         "_send",
         "backlog",
         "backlog_limit",
         "backlog_size",
-        "close_code",
         "closed",
-        "closer",
         "drainer",
-        "on_lost",
         "on_slow",
     )
 
@@ -50,11 +47,19 @@ class Transport:
         self.backlog: deque[str | bytes] | None = None
         self.backlog_size = 0
         self.drainer: asyncio.Task[None] | None = None
-        self.closer: asyncio.Task[None] | None = None
         self.closed = False
-        self.close_code: int | None = None
-        self.on_lost: Callable[[int], None] = lambda code: None
         self.on_slow: Callable[[], None] = lambda: None  # counted by the caller's metrics
+
+    def _message(self, data: str | bytes) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _overflow(self) -> None:
+        """The backlog passed its bound (it has been dropped): end the stream."""
+        raise NotImplementedError
+
+    def _lost(self) -> None:
+        """The peer is gone (a send failed)."""
+        raise NotImplementedError
 
     def send(self, data: str | bytes) -> None:
         """Send without waiting: straight to the transport, or to the backlog if it is full."""
@@ -63,7 +68,7 @@ class Transport:
         if self.backlog is not None:
             self._enqueue(data)
             return
-        coro = cast(Coroutine[Any, Any, None], self._send(_message(data)))
+        coro = cast(Coroutine[Any, Any, None], self._send(self._message(data)))
         try:
             waiting = coro.send(None)
         except StopIteration:
@@ -86,9 +91,63 @@ class Transport:
         if self.closed:
             return
         try:
-            await self._send(_message(data))
+            await self._send(self._message(data))
         except Exception:
             self._lost()
+
+    async def _flush(self) -> None:
+        """Give the backlog a moment to go out before the stream ends."""
+        if self.drainer is not None:
+            with suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self.drainer), 2.0)
+            self.drainer.cancel()
+
+    def _enqueue(self, data: str | bytes) -> None:
+        assert self.backlog is not None
+        self.backlog_size += len(data)
+        if self.backlog_size > self.backlog_limit:
+            # Nobody waits for a slow reader: drop its backlog and end it; it can resume.
+            self.backlog.clear()
+            self.backlog_size = 0
+            self.closed = True
+            self.on_slow()
+            if self.drainer is not None:
+                self.drainer.cancel()
+            self._overflow()
+            return
+        self.backlog.append(data)
+
+    async def _drain(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+        try:
+            await _finish(coro, waiting)
+            while self.backlog:
+                data = self.backlog.popleft()
+                self.backlog_size -= len(data)
+                await self._send(self._message(data))
+            self.backlog = None
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            self._lost()
+        finally:
+            self.drainer = None
+
+
+class Transport(BufferedSend):
+    """A WebSocket's outbound side; a slow reader is closed with 1013."""
+
+    __slots__ = ("close_code", "closer", "on_lost")
+
+    def __init__(self, send: ASGISend, *, backlog_bytes: int) -> None:
+        super().__init__(send, backlog_bytes=backlog_bytes)
+        self.closer: asyncio.Task[None] | None = None
+        self.close_code: int | None = None
+        self.on_lost: Callable[[int], None] = lambda code: None
+
+    def _message(self, data: str | bytes) -> dict[str, Any]:
+        if isinstance(data, str):
+            return {"type": "websocket.send", "text": data}
+        return {"type": "websocket.send", "bytes": data}
 
     async def close(self, code: int, reason: str = "") -> None:
         """Close after what is already queued; never waits longer than a few seconds."""
@@ -96,10 +155,7 @@ class Transport:
             return
         self.closed = True
         self.close_code = code
-        if self.drainer is not None:
-            with suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self.drainer), 2.0)
-            self.drainer.cancel()
+        await self._flush()
         with suppress(Exception):
             await asyncio.wait_for(
                 self._send({"type": "websocket.close", "code": code, "reason": reason}), 2.0
@@ -110,21 +166,9 @@ class Transport:
         if not self.closed and self.closer is None:
             self.closer = asyncio.create_task(self.close(code, reason))
 
-    def _enqueue(self, data: str | bytes) -> None:
-        assert self.backlog is not None
-        self.backlog_size += len(data)
-        if self.backlog_size > self.backlog_limit:
-            # Nobody waits for a slow reader: drop its backlog and close it; it can resume.
-            self.backlog.clear()
-            self.backlog_size = 0
-            self.closed = True
-            self.close_code = Close.TRY_AGAIN
-            self.on_slow()
-            if self.drainer is not None:
-                self.drainer.cancel()
-            self.closer = asyncio.create_task(self._close_slow())
-            return
-        self.backlog.append(data)
+    def _overflow(self) -> None:
+        self.close_code = Close.TRY_AGAIN
+        self.closer = asyncio.create_task(self._close_slow())
 
     async def _close_slow(self) -> None:
         with suppress(Exception):
@@ -135,21 +179,6 @@ class Transport:
                 30.0,
             )
         self.on_lost(Close.TRY_AGAIN)
-
-    async def _drain(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-        try:
-            await _finish(coro, waiting)
-            while self.backlog:
-                data = self.backlog.popleft()
-                self.backlog_size -= len(data)
-                await self._send(_message(data))
-            self.backlog = None
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            self._lost()
-        finally:
-            self.drainer = None
 
     def _lost(self) -> None:
         if not self.closed:
