@@ -34,9 +34,9 @@ check: install  ## lint and types
 	$(BIN)/ruff format --check realtime
 	$(BIN)/mypy
 
-bench: install
+bench: install  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 15 minutes)
 	$(BIN)/python -m pip install -q -e ".[bench]"
-	$(BIN)/python bench/chat_load.py
+	$(BIN)/python bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-* node_modules web/dist
