@@ -33,7 +33,10 @@ class RedisBroker(Broker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
-        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=20, timeout=5, socket_connect_timeout=2, socket_timeout=5
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.channels: set[str] = set()
         self.confirm: dict[str, asyncio.Future[None]] = {}
         self.pubsub: PubSub | None = None
@@ -67,7 +70,7 @@ class RedisBroker(Broker):
         if self.pubsub is not None:
             with suppress(Exception):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call]
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)
 
     def publish(self, channel: str, data: bytes) -> None:
         if len(self.outbox) == self.outbox.maxlen:

@@ -96,10 +96,14 @@ class RedisPresence(Presence):
         ttl: float,
     ) -> None:
         super().__init__(announce, grace=grace)
-        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        # A blocking pool: a join storm waits for a connection instead of failing past 100.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=50, timeout=5, socket_connect_timeout=2, socket_timeout=5
+        )
+        self.client = aioredis.Redis(connection_pool=pool)
         self.rooms = rooms  # the rooms this process serves: the ones it sweeps
         self.ttl = ttl
-        self.local: dict[str, dict[str, str]] = {}  # room -> live conn -> user
+        self.local: dict[str, dict[str, str]] = {}  # room -> live conn -> "user\nname"
         self.join_script = self.client.register_script(JOIN)
         self.leave_script = self.client.register_script(LEAVE)
         self.sweep_script = self.client.register_script(SWEEP)
@@ -113,10 +117,10 @@ class RedisPresence(Presence):
             self.task.cancel()
             with suppress(asyncio.CancelledError):
                 await self.task
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)
 
     async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
-        self.local.setdefault(room, {})[conn_id] = user_id
+        self.local.setdefault(room, {})[conn_id] = f"{user_id}\n{name}"
         now = time.time()
         result = await self.join_script(
             keys=_keys(room),
@@ -170,12 +174,16 @@ class RedisPresence(Presence):
                 log.warning("presence upkeep failed: %s", exc)
 
     async def _heartbeat(self, now: float) -> None:
+        """Push our live sockets' expiry forward, writing their entries again in full: after
+        Redis restarts empty, this is what puts the users who stayed connected back."""
         if not self.local:
             return
         pipe = self.client.pipeline(transaction=False)
+        keep = int(self.ttl * 4) + 60
         for room, conns in self.local.items():
-            zset, _ = _keys(room)
-            pipe.zadd(zset, dict.fromkeys(conns, now + self.ttl), xx=True)
-            pipe.expire(zset, int(self.ttl * 4) + 60)
-            pipe.expire(_keys(room)[1], int(self.ttl * 4) + 60)
+            zset, users = _keys(room)
+            pipe.hset(users, mapping=dict(conns.items()))
+            pipe.zadd(zset, dict.fromkeys(conns, now + self.ttl))
+            pipe.expire(zset, keep)
+            pipe.expire(users, keep)
         await pipe.execute()
