@@ -1,0 +1,651 @@
+"""Simulated users: a room socket each (chat and checklist), and for some a notes socket.
+
+Every user keeps what a real client keeps (docs/protocol.md, "Resuming, step by step"): the
+room's epoch, the highest seq it has applied, and an outbox of operations not yet acked,
+which it resends with the same ids after every reconnect. It also keeps its whole view of
+the room (every durable event it was sent) so that the end of the run can compare it with
+the database, and it checks each frame as it arrives: seqs must follow one another with no
+gap and no repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import websockets
+from infra import Server
+from pycrdt import (
+    Doc,
+    Text,
+    TransactionEvent,
+    create_sync_message,
+    create_update_message,
+    handle_sync_message,
+)
+from websockets.asyncio.client import ClientConnection
+from websockets.protocol import State
+
+ACK_TIMEOUT = 15.0  # an op without an ack this long on an open socket is sent again
+BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
+CONNECT_TIMEOUT = 15.0
+
+
+@dataclass
+class Stats:
+    """Counters shared by every simulated user (one process, one event loop)."""
+
+    connects: Counter[str] = field(default_factory=Counter)  # "room"/"notes" -> welcomes
+    connect_failures: Counter[str] = field(default_factory=Counter)  # reason -> count
+    closes: Counter[str] = field(default_factory=Counter)  # close code seen -> count
+    errors: Counter[str] = field(default_factory=Counter)  # error frame code -> count
+    sent: Counter[str] = field(default_factory=Counter)  # op kind -> first sends
+    resent_reconnect: int = 0
+    resent_timeout: int = 0
+    resent_unavailable: int = 0
+    dropped: int = 0  # sockets aborted by the chaos loop
+    churned: int = 0  # sockets closed cleanly by their client to reconnect
+    violations: list[str] = field(default_factory=list)  # gaps, repeats, mismatches seen live
+    ack_latency: list[float] = field(default_factory=list)
+    delivery_latency: list[float] = field(default_factory=list)  # send -> the peer's receipt
+
+    def violation(self, text: str) -> None:
+        if len(self.violations) < 10_000:
+            self.violations.append(text)
+
+
+class Sim:
+    """What every simulated user shares: the servers, the phase, the counters."""
+
+    def __init__(self, servers: list[Server], seed: int) -> None:
+        self.servers = servers
+        self.rng = random.Random(seed)
+        self.loading = True  # actors send new operations
+        self.load_over = asyncio.Event()
+        self.closing = False  # connections are being closed for good
+        self.stats = Stats()
+        self.first_sent: dict[tuple[str, str], float] = {}  # (room, op id) -> first send time
+        self.users: list[RoomUser] = []
+        self.notes: list[NotesUser] = []
+        self.followers: list[Any] = []  # feed followers (feed.py)
+        # Notes words typed and deleted per room (a word is "<user>.<n>", unique).
+        self.words_typed: dict[str, set[str]] = {}
+        self.words_deleted: dict[str, set[str]] = {}
+        self.assigned: Counter[str] = Counter()  # server name -> sockets open or opening
+        self.churn = 0.0  # mean seconds between a client's clean reconnects (0: none)
+        self.max_edits = 10_000  # most notes edits or feed writes per user
+
+    def stop_load(self) -> None:
+        self.loading = False
+        self.load_over.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep, but wake up when the load stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.load_over.wait(), seconds)
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        """A task whose crash is a violation (not a silent warning at exit)."""
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._crashed)
+        return task
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.stats.violation(f"task {task.get_name()} crashed: {task.exception()!r}")
+
+    def pick_server(self) -> Server:
+        """Balance like nginx's ``least_conn``: the running server with the fewest of our
+        sockets (open or opening); a server that is down is skipped, as a health check would."""
+        up = [s for s in self.servers if s.pid is not None] or self.servers
+        fewest = min(self.assigned[s.name] for s in up)
+        server = self.rng.choice([s for s in up if self.assigned[s.name] == fewest])
+        self.assigned[server.name] += 1
+        return server
+
+    def release(self, server: Server) -> None:
+        self.assigned[server.name] -= 1
+
+    def churn_later(
+        self, close_it: Callable[[], Awaitable[Any]], is_open: Callable[[], bool]
+    ) -> asyncio.TimerHandle | None:
+        """Close a connection cleanly after a random while (a tab reloaded, a phone that
+        changed networks): clients then reconnect through the balancer, which also spreads
+        them out again after a server restart."""
+        if not self.churn or not self.loading:
+            return None
+
+        def close() -> None:
+            if self.loading and is_open():
+                self.stats.churned += 1
+                task = asyncio.ensure_future(close_it())
+                task.add_done_callback(lambda t: t.exception())
+
+        delay = self.rng.expovariate(1 / self.churn)
+        return asyncio.get_running_loop().call_later(delay, close)
+
+    def holders(self) -> list[Any]:
+        """Everything that holds a connection: room and notes sockets, feed followers."""
+        return [*self.users, *self.notes, *self.followers]
+
+    def open_sockets(self) -> dict[str, int]:
+        counts = {s.name: 0 for s in self.servers}
+        for holder in self.holders():
+            server = holder.server
+            if server is not None and holder.is_open():
+                counts[server.name] += 1
+        return counts
+
+    def drop(self, fraction: float) -> int:
+        """Abort a random ``fraction`` of the open connections: no close frame, no FIN."""
+        open_ = [h for h in self.holders() if h.is_open()]
+        victims = self.rng.sample(open_, int(len(open_) * fraction))
+        for holder in victims:
+            holder.abort()
+        self.stats.dropped += len(victims)
+        return len(victims)
+
+
+def backoff(attempt: int, rng: random.Random) -> float:
+    base = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt)
+    return base * rng.uniform(0.5, 1.0)  # jitter, so a crowd does not come back at once
+
+
+# The checklist as a client derives it from events ------------------------------------------
+
+
+class ChecklistView:
+    """Applies ``checklist.*`` events in seq order exactly as docs/protocol.md describes,
+    independently of the server's code."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        op = frame["type"].removeprefix("checklist.")
+        author, ts = frame["author"]["user_id"], frame["ts"]
+        if op == "add":
+            raw = frame["item"]
+            self.items[raw["id"]] = {
+                "id": raw["id"],
+                "title": raw["title"],
+                "description": raw.get("description", ""),
+                "pos": raw["pos"],
+                "done": False,
+                "done_by": None,
+                "done_at": None,
+                "verified": False,
+                "verified_by": None,
+                "verified_at": None,
+            }
+            return
+        item = self.items[frame["item_id"]]
+        if op == "toggle":
+            item["done"] = bool(frame["done"])
+            item["done_by"], item["done_at"] = (author, ts) if item["done"] else (None, None)
+            if not item["done"]:
+                item["verified"], item["verified_by"], item["verified_at"] = False, None, None
+        elif op == "rename":
+            item["title"] = frame["title"]
+        elif op == "move":
+            item["pos"] = frame["pos"]
+        elif op == "remove":
+            del self.items[item["id"]]
+        elif op == "verify":
+            item["verified"] = bool(frame["verified"])
+            item["verified_by"], item["verified_at"] = (
+                (author, ts) if item["verified"] else (None, None)
+            )
+
+    def ordered(self) -> list[dict[str, Any]]:
+        return sorted(self.items.values(), key=lambda i: (i["pos"], i["id"]))
+
+
+def normalize_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    keys = ("id", "title", "description", "pos", "done", "done_by", "done_at",
+            "verified", "verified_by", "verified_at")
+    return [{k: i.get(k) for k in keys} for i in items]
+
+
+# A room member ---------------------------------------------------------------------------
+
+
+@dataclass
+class Pending:
+    frame: dict[str, Any]
+    sent_at: float | None = None  # on the current socket; None: not sent on it yet
+
+
+class RoomUser:
+    def __init__(
+        self,
+        sim: Sim,
+        room_id: str,
+        user_id: str,
+        role: str,
+        token: str,
+        *,
+        interval: float,
+        checklist_share: float,
+        max_ops: int,
+    ) -> None:
+        self.sim = sim
+        self.room_id = room_id
+        self.user_id = user_id
+        self.role = role
+        self.token = token
+        self.interval = interval
+        self.checklist_share = checklist_share
+        self.max_ops = max_ops
+        self.rng = random.Random(f"{sim.rng.random()}")
+        self.ws: ClientConnection | None = None
+        self.server: Server | None = None
+        self.epoch: str | None = None
+        self.last_seq = 0
+        self.view: list[tuple[int, str, str | None, str, bytes, str]] = []
+        self.checklist = ChecklistView()
+        self.expect_checklist: tuple[int, list[dict[str, Any]]] | None = None
+        self.presence: set[str] = set()  # who this client shows as online in the room
+        self.outbox: dict[str, Pending] = {}
+        self.acks: dict[str, int] = {}
+        self.kinds: dict[str, str] = {}  # op id -> event type it should store
+        self.refused: dict[str, str] = {}  # op id -> error code
+        self.ops = 0
+        self.welcomed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.actor_task: asyncio.Task[None] | None = None
+
+    # Connection ---------------------------------------------------------------------------
+    def is_open(self) -> bool:
+        return self.ws is not None and self.ws.state is State.OPEN
+
+    def abort(self) -> None:
+        if self.ws is not None:
+            self.ws.transport.abort()
+
+    async def run(self, start_delay: float) -> None:
+        await asyncio.sleep(start_delay)
+        self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
+        attempt = 0
+        while not self.sim.closing:
+            server = self.sim.pick_server()
+            try:
+                connected = await self._session(server)
+            finally:
+                self.sim.release(server)
+            attempt = 0 if connected else attempt + 1
+            if not self.sim.closing:
+                await asyncio.sleep(backoff(attempt, self.rng))
+
+    async def _session(self, server: Server) -> bool:
+        """One socket, from connect to close; False if no welcome came."""
+        url = f"{server.ws}/rooms/{self.room_id}/ws?token={self.token}&since={self.last_seq}"
+        if self.epoch:
+            url += f"&epoch={self.epoch}"
+        try:
+            ws = await websockets.connect(
+                url,
+                subprotocols=["menteo.v1.json"],  # type: ignore[list-item]
+                compression=None,
+                open_timeout=CONNECT_TIMEOUT,
+                max_queue=None,
+            )
+        except Exception as exc:
+            self.sim.stats.connect_failures[f"room: {type(exc).__name__}"] += 1
+            return False
+        try:
+            welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
+        except Exception as exc:
+            self.sim.stats.connect_failures[f"room welcome: {type(exc).__name__}"] += 1
+            self._note_close(ws)
+            ws.transport.abort()
+            return False
+        self.ws, self.server = ws, server
+        self.sim.stats.connects["room"] += 1
+        self._welcome(welcome)
+        self.welcomed.set()
+        churn = self.sim.churn_later(ws.close, self.is_open)
+        try:
+            for op_id, pending in list(self.outbox.items()):
+                if pending.sent_at is not None or op_id in self.acks:
+                    continue
+                pending.sent_at = time.monotonic()
+                await ws.send(orjson.dumps(pending.frame).decode())
+                self.sim.stats.resent_reconnect += 1
+            async for data in ws:
+                self._frame(orjson.loads(data))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if churn is not None:
+                churn.cancel()
+            self._note_close(ws)
+            self.ws = self.server = None
+            for pending in self.outbox.values():
+                pending.sent_at = None
+        return True
+
+    def _note_close(self, ws: ClientConnection) -> None:
+        rcvd = ws.protocol.close_rcvd
+        if rcvd is not None:
+            label = str(rcvd.code) if rcvd.code == 1000 else f"{rcvd.code} {rcvd.reason}".strip()
+            self.sim.stats.closes[label] += 1
+            if rcvd.code in (4401, 4403, 4404, 1008, 1009):
+                self.sim.stats.violation(f"{self.user_id}: closed with {rcvd.code} {rcvd.reason}")
+        else:
+            self.sim.stats.closes["no close frame"] += 1
+
+    def _welcome(self, welcome: dict[str, Any]) -> None:
+        stats = self.sim.stats
+        if welcome.get("type") != "welcome":
+            stats.violation(f"{self.user_id}: first frame is {welcome.get('type')}")
+            return
+        if self.epoch is not None and welcome["epoch"] != self.epoch:
+            stats.violation(f"{self.user_id}: epoch changed {self.epoch} -> {welcome['epoch']}")
+        self.epoch = welcome["epoch"]
+        if not welcome["recovered"]:
+            stats.violation(
+                f"{self.user_id}: since={self.last_seq} not recovered (room at {welcome['seq']})"
+            )
+        if welcome["seq"] < self.last_seq:
+            stats.violation(f"{self.user_id}: room went back {self.last_seq} -> {welcome['seq']}")
+        self.presence = {p["user_id"] for p in welcome["presence"]}
+        self.expect_checklist = (welcome["seq"], welcome["checklist"]["items"])
+        self._check_checklist()
+
+    def _check_checklist(self) -> None:
+        """Once the replay reaches the welcome's seq, our derived list must equal its list."""
+        if self.expect_checklist is None or self.last_seq < self.expect_checklist[0]:
+            return
+        seq, items = self.expect_checklist
+        self.expect_checklist = None
+        if seq == self.last_seq and normalize_items(items) != normalize_items(
+            self.checklist.ordered()
+        ):
+            self.sim.stats.violation(
+                f"{self.user_id}: welcome checklist at seq {seq} differs from the events"
+            )
+
+    def _frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type", "")
+        if "seq" in frame and (kind == "chat.message" or kind.startswith("checklist.")):
+            self._event(frame)
+        elif kind == "ack":
+            self._ack(frame)
+        elif kind == "presence.join":
+            self.presence.add(frame["user_id"])
+        elif kind == "presence.leave":
+            self.presence.discard(frame["user_id"])
+        elif kind == "error":
+            self._error(frame)
+
+    def _event(self, frame: dict[str, Any]) -> None:
+        seq = frame["seq"]
+        if seq <= self.last_seq:
+            self.sim.stats.violation(f"{self.user_id}: seq {seq} again (at {self.last_seq})")
+            return
+        if seq != self.last_seq + 1:
+            self.sim.stats.violation(f"{self.user_id}: gap {self.last_seq} -> {seq}")
+        author = frame["author"]["user_id"]
+        data = {k: v for k, v in frame.items() if k not in ("type", "seq", "id", "author", "ts")}
+        self.view.append(
+            (seq, frame["type"], frame["id"], author,
+             orjson.dumps(data, option=orjson.OPT_SORT_KEYS), frame["ts"])
+        )
+        self.last_seq = seq
+        if frame["type"].startswith("checklist."):
+            try:
+                self.checklist.apply(frame)
+            except KeyError as exc:
+                self.sim.stats.violation(f"{self.user_id}: seq {seq} names unknown item {exc}")
+        if author != self.user_id:
+            sent = self.sim.first_sent.pop((self.room_id, frame["id"]), None)
+            if sent is not None:
+                self.sim.stats.delivery_latency.append(time.monotonic() - sent)
+        self._check_checklist()
+
+    def _ack(self, frame: dict[str, Any]) -> None:
+        op_id, seq = frame["id"], frame["seq"]
+        before = self.acks.get(op_id)
+        if before is not None and before != seq:
+            self.sim.stats.violation(f"{self.user_id}: {op_id} acked as {before} and {seq}")
+        if before is None:
+            self.acks[op_id] = seq
+            sent = self.sim.first_sent.get((self.room_id, op_id))
+            if sent is not None:
+                self.sim.stats.ack_latency.append(time.monotonic() - sent)
+        self.outbox.pop(op_id, None)
+
+    def _error(self, frame: dict[str, Any]) -> None:
+        code, op_id = frame.get("code", "?"), frame.get("id")
+        self.sim.stats.errors[code] += 1
+        if op_id is None or op_id not in self.outbox:
+            return
+        if code in ("unavailable", "rate_limited"):  # not stored: send it again
+            self.outbox[op_id].sent_at = time.monotonic() - ACK_TIMEOUT + 0.5
+            self.sim.stats.resent_unavailable += 1
+            return
+        self.refused[op_id] = code  # a refusal the rules allow (e.g. verify after an untick)
+        self.outbox.pop(op_id, None)
+
+    # Load ----------------------------------------------------------------------------------
+    async def actor(self) -> None:
+        """Send an operation now and then; resend what stays unacked; end when the load has
+        stopped and the outbox is empty."""
+        await self.welcomed.wait()
+        due = time.monotonic() + self.rng.expovariate(1 / self.interval)
+        while True:
+            now = time.monotonic()
+            if self.sim.loading and self.ops < self.max_ops and now >= due:
+                self._next_op()
+                due = now + self.rng.expovariate(1 / self.interval)
+            await self._resend_stale()
+            if not self.sim.loading and not self.outbox:
+                return
+            wait = min(1.0, max(0.0, due - time.monotonic())) if self.sim.loading else 0.5
+            await asyncio.sleep(wait)
+
+    async def _resend_stale(self) -> None:
+        ws, now = self.ws, time.monotonic()
+        if ws is None:
+            return
+        for pending in list(self.outbox.values()):
+            if pending.sent_at is not None and now - pending.sent_at > ACK_TIMEOUT:
+                pending.sent_at = now
+                self.sim.stats.resent_timeout += 1
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(orjson.dumps(pending.frame).decode())
+
+    def _next_op(self) -> None:
+        self.ops += 1
+        n = self.ops
+        op_id = f"{self.user_id}.{n}"
+        if self.rng.random() >= self.checklist_share:
+            frame: dict[str, Any] = {
+                "type": "chat.send", "id": op_id, "body": f"message {n} from {self.user_id}"
+            }
+            kind = "chat.message"
+        else:
+            frame = self._checklist_op(op_id, n)
+            kind = frame["type"]
+        self.kinds[op_id] = kind
+        self.sim.stats.sent[kind] += 1
+        self.sim.first_sent[(self.room_id, op_id)] = time.monotonic()
+        pending = self.outbox[op_id] = Pending(frame)
+        ws = self.ws
+        if ws is not None:  # otherwise it goes out when we are back (a durable outbox)
+            pending.sent_at = time.monotonic()
+            task = asyncio.ensure_future(self._send(ws, frame))
+            task.add_done_callback(lambda t: t.exception())
+
+    async def _send(self, ws: ClientConnection, frame: dict[str, Any]) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(orjson.dumps(frame).decode())
+
+    def _checklist_op(self, op_id: str, n: int) -> dict[str, Any]:
+        items = self.checklist.ordered()
+        rng = self.rng
+        if len(items) < 3 or (len(items) < 25 and rng.random() < 0.15):
+            frame: dict[str, Any] = {
+                "type": "checklist.add", "id": op_id, "item_id": f"{self.user_id}.i{n}",
+                "title": f"step {n} by {self.user_id}",
+            }
+            if items and rng.random() < 0.5:
+                frame["after"] = rng.choice([None, *(i["id"] for i in items)])
+            return frame
+        item = rng.choice(items)
+        r = rng.random()
+        done = [i for i in items if i["done"] and not i["verified"]]
+        if self.role == "mentor" and done and r < 0.2:
+            return {"type": "checklist.verify", "id": op_id, "item_id": rng.choice(done)["id"]}
+        if r < 0.3:
+            return {"type": "checklist.rename", "id": op_id, "item_id": item["id"],
+                    "title": f"step renamed by {self.user_id} ({n})"}
+        if r < 0.4:
+            others = [i["id"] for i in items if i["id"] != item["id"]]
+            return {"type": "checklist.move", "id": op_id, "item_id": item["id"],
+                    "after": rng.choice([None, *others])}
+        return {"type": "checklist.toggle", "id": op_id, "item_id": item["id"],
+                "done": not item["done"]}
+
+
+# A notes editor ----------------------------------------------------------------------------
+
+
+class NotesUser:
+    """A pycrdt document kept across reconnects (like y-websocket's provider): after each
+    reconnect the state-vector exchange sends the server whatever it lacks."""
+
+    def __init__(self, sim: Sim, room_id: str, user_id: str, token: str, interval: float) -> None:
+        self.sim = sim
+        self.room_id = room_id
+        self.user_id = user_id
+        self.token = token
+        self.interval = interval
+        self.rng = random.Random(f"{sim.rng.random()}")
+        self.doc: Doc[Any] = Doc()
+        self.text = self.doc.get("notes", type=Text)
+        self.doc.observe(self._local_change)
+        self.applying = False
+        self.ws: ClientConnection | None = None
+        self.server: Server | None = None
+        self.synced = False  # the server's step 2 arrived on the current socket
+        self.words = 0
+        self.task: asyncio.Task[None] | None = None
+        self.actor_task: asyncio.Task[None] | None = None
+        sim.words_typed.setdefault(room_id, set())
+        sim.words_deleted.setdefault(room_id, set())
+
+    def is_open(self) -> bool:
+        return self.ws is not None and self.ws.state is State.OPEN
+
+    def abort(self) -> None:
+        if self.ws is not None:
+            self.ws.transport.abort()
+
+    def _local_change(self, event: TransactionEvent) -> None:
+        ws = self.ws
+        if not self.applying and ws is not None:
+            task = asyncio.ensure_future(self._send(ws, create_update_message(event.update)))
+            task.add_done_callback(lambda t: t.exception())
+
+    async def _send(self, ws: ClientConnection, data: bytes) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            await ws.send(data)
+
+    async def run(self, start_delay: float) -> None:
+        await asyncio.sleep(start_delay)
+        self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
+        attempt = 0
+        while not self.sim.closing:
+            server = self.sim.pick_server()
+            try:
+                connected = await self._session(server)
+            finally:
+                self.sim.release(server)
+            attempt = 0 if connected else attempt + 1
+            if not self.sim.closing:
+                await asyncio.sleep(backoff(attempt, self.rng))
+
+    async def _session(self, server: Server) -> bool:
+        try:
+            ws = await websockets.connect(
+                f"{server.ws}/rooms/{self.room_id}/notes?token={self.token}",
+                compression=None,
+                open_timeout=CONNECT_TIMEOUT,
+                max_queue=None,
+            )
+        except Exception as exc:
+            self.sim.stats.connect_failures[f"notes: {type(exc).__name__}"] += 1
+            return False
+        self.ws, self.server, self.synced = ws, server, False
+        self.sim.stats.connects["notes"] += 1
+        churn = self.sim.churn_later(ws.close, self.is_open)
+        try:
+            await ws.send(create_sync_message(self.doc))
+            async for message in ws:
+                assert isinstance(message, bytes)
+                if message[0] != 0:
+                    continue  # awareness
+                self.applying = True
+                try:
+                    reply = handle_sync_message(message[1:], self.doc)
+                finally:
+                    self.applying = False
+                if reply is not None:
+                    await ws.send(reply)
+                if message[1] == 1:
+                    self.synced = True
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            if churn is not None:
+                churn.cancel()
+            rcvd = ws.protocol.close_rcvd
+            label = "no close frame" if rcvd is None else f"{rcvd.code} {rcvd.reason}".strip()
+            self.sim.stats.closes[f"notes {label}"] += 1
+            if rcvd is not None and rcvd.code in (1007, 1008, 1009, 4413, 4401, 4403):
+                self.sim.stats.violation(f"{self.user_id} notes: closed with {rcvd.code}")
+            self.ws = self.server = None
+            self.synced = False
+        return True
+
+    async def actor(self) -> None:
+        """Type a word at a word boundary, or now and then delete a word (anyone's)."""
+        for _ in range(self.sim.max_edits):  # bounded in count, and in time by the load
+            await self.sim.pause(self.rng.expovariate(1 / self.interval))
+            if not self.sim.loading:
+                return
+            text = str(self.text)
+            words = text.split()
+            if words and self.rng.random() < 0.15:
+                word = self.rng.choice(words)
+                index = _word_index(text, word)
+                if index is not None:
+                    del self.text[index : index + len(word) + 1]
+                    self.sim.words_deleted[self.room_id].add(word)
+                continue
+            self.words += 1
+            word = f"{self.user_id}.{self.words}"
+            boundaries = [0, *(i + 1 for i, c in enumerate(text) if c == " ")]
+            self.text.insert(self.rng.choice(boundaries), word + " ")
+            self.sim.words_typed[self.room_id].add(word)
+
+
+def _word_index(text: str, word: str) -> int | None:
+    """Where ``word`` (followed by its space) starts as a whole word."""
+    start = 0
+    while True:
+        index = text.find(word + " ", start)
+        if index < 0:
+            return None
+        if index == 0 or text[index - 1] == " ":
+            return index
+        start = index + 1

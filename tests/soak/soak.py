@@ -1,0 +1,629 @@
+"""Soak and chaos: two server processes on PostgreSQL and a private Redis, thousands of
+simulated mentors and mentees, and a chaos loop; then the database is checked against every
+client. Loopback only. See docs/soak.md.
+
+    . .venv/bin/activate
+    python tests/soak/soak.py --clients 500 --duration 180      # about 5 minutes
+    python tests/soak/soak.py                                   # 2000 clients, 10 minutes
+
+What it does:
+1. Drops and creates the database ``menteo_soak`` (``--db``), starts a private
+   ``redis-server`` on a free port and two ``python -m realtime.cli serve`` processes (A
+   and B) on fixed free ports, with ``MENTEO_AUTO_MIGRATE=1``, a random 48-byte secret and
+   ``MENTEO_MAX_CONNECTIONS_PER_IP`` raised (every simulated client is 127.0.0.1).
+2. Creates ``clients / 2`` rooms of a mentor and a mentee (``POST /api/rooms``) and
+   connects every member's room socket over ``--ramp`` seconds with ``since=0``, so that
+   each client receives the room's whole history. The load generator balances like nginx's
+   ``least_conn`` (the running server with fewer of its sockets).
+3. For ``--duration`` seconds each member acts every ``--interval`` seconds on average:
+   ``chat.send`` with a unique id, or (``--checklist-share``) a checklist operation: add,
+   toggle, rename, move, and for the mentor verify. The members of ``--notes-rooms`` of the
+   rooms also type and delete words in the shared notes (pycrdt over the notes socket). If
+   the server has the community feed: ``--feed-posters`` of the mentees post in their growth
+   thread, ``--feed-writers`` of the users comment and react (REST, retried with the same
+   ``Idempotency-Key``), and ``--feed-followers`` follow the community, half over
+   ``/feed/ws`` and half over ``/feed/stream`` (SSE, resuming with ``Last-Event-ID``).
+   Each client also closes its socket cleanly now and then (``--churn``) and reconnects.
+4. Every 30-60 s (``--chaos-min``/``--chaos-max``) the chaos loop does one of: kill -9 a
+   server (B unless ``--kill any``) and restart it on its port; kill Redis and restart it
+   empty ``--redis-down`` seconds later; abort 10 % (``--drop``) of all client connections
+   (``transport.abort()``: no close frame). The first action is a kill; then each kind once
+   per round, in random order. Clients reconnect with jittered exponential backoff (0.2 s
+   doubling to 5 s), resuming with ``since``/``epoch`` and resending every unacked
+   operation with its original id.
+5. Then: stop the load, finish the chaos action under way, let every outbox empty, wait
+   until each client has applied its room's (and the feed's) last seq, and verify
+   (tests/soak/verify.py): the database against every ack, every client's view, checklist,
+   notes text and feed against the database, and presence once settled.
+6. Writes the RSS plot (``--plot``), ``results.json``, ``samples.json`` and ``summary.md``
+   into ``--out``, prints the summary, and exits 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import random
+import re
+import secrets
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+from feed import setup_feed
+from infra import RedisServer, Sampler, Server, free_port, reset_database
+from report import flatness, lifetimes, plot
+from sim import NotesUser, RoomUser, Sim
+from verify import (
+    check_notes,
+    verify,
+    verify_feed,
+    wait_caught_up,
+    wait_feed_caught_up,
+    wait_notes,
+    wait_presence,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--clients", type=int, default=2000, help="simulated users (default 2000)")
+    p.add_argument("--rooms", type=int, default=None,
+                   help="rooms of a mentor and a mentee (default clients / 2; sets --clients)")
+    p.add_argument("--duration", type=float, default=600, help="seconds of load (default 600)")
+    p.add_argument("--interval", type=float, default=10,
+                   help="mean seconds between one user's operations (default 10)")
+    p.add_argument("--checklist-share", type=float, default=0.3,
+                   help="share of operations that are checklist operations (default 0.3)")
+    p.add_argument("--notes-rooms", type=float, default=0.1,
+                   help="share of rooms whose members also edit the notes (default 0.1)")
+    p.add_argument("--notes-interval", type=float, default=5,
+                   help="mean seconds between one editor's notes edits (default 5)")
+    p.add_argument("--feed-posters", type=float, default=0.05,
+                   help="share of rooms whose mentee posts in a growth thread (default 0.05)")
+    p.add_argument("--feed-writers", type=float, default=0.1,
+                   help="share of users who comment and react (default 0.1)")
+    p.add_argument("--feed-followers", type=float, default=0.1,
+                   help="share of users following the community feed, half over WebSocket, "
+                        "half over SSE (default 0.1)")
+    p.add_argument("--feed-interval", type=float, default=30,
+                   help="mean seconds between one feed writer's writes (default 30)")
+    p.add_argument("--ramp", type=float, default=None,
+                   help="seconds over which clients first connect (default min(30, duration/6))")
+    p.add_argument("--chaos-min", type=float, default=30)
+    p.add_argument("--chaos-max", type=float, default=60)
+    p.add_argument("--kill", choices=["b", "any"], default="b",
+                   help="which server kill -9 hits: always B (A lives the whole run, so its "
+                        "RSS curve is one unbroken lifetime), or either (default b)")
+    p.add_argument("--drop", type=float, default=0.1, help="share of sockets a drop aborts")
+    p.add_argument("--redis-down", type=float, default=3, help="seconds Redis stays down")
+    p.add_argument("--no-chaos", action="store_true", help="load only (a baseline)")
+    p.add_argument("--churn", type=float, default=120,
+                   help="mean seconds between a client's clean reconnects (0: never; "
+                        "default 120)")
+    p.add_argument("--drain-timeout", type=float, default=120)
+    p.add_argument("--sample", type=float, default=2, help="seconds between RSS samples")
+    p.add_argument("--src", type=Path, default=REPO,
+                   help="the tree whose realtime/ the servers run (default: this repository)")
+    p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    p.add_argument("--db", default="menteo_soak", help="database to drop and create")
+    p.add_argument("--out", type=Path, default=None, help="logs and results (default: a temp dir)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="where to write the RSS plot (default OUT/soak-rss.png)")
+    p.add_argument("--seed", type=int, default=None)
+    args = p.parse_args(argv)
+    if args.rooms is not None:
+        args.clients = 2 * args.rooms
+    args.rooms = args.clients // 2
+    if args.ramp is None:
+        args.ramp = min(30.0, args.duration / 6)
+    if args.seed is None:
+        args.seed = random.randrange(2**32)
+    return args
+
+
+def token(secret: str, user_id: str, name: str, ttl: float, role: str | None = None) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": user_id, "name": name, "iat": now, "exp": now + int(ttl)}
+    if role:
+        claims["role"] = role
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def create_rooms(servers: list[Server], headers: dict[str, str], count: int) -> list[str]:
+    sem = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def one(i: int) -> str:
+            body = {
+                "title": f"Soak room {i}",
+                "members": [
+                    {"user_id": f"m{i}", "name": f"Mentor {i}", "role": "mentor"},
+                    {"user_id": f"e{i}", "name": f"Mentee {i}", "role": "mentee"},
+                ],
+            }
+            async with sem:
+                resp = await http.post(servers[i % 2].url + "/api/rooms", json=body,
+                                       headers=headers)
+            resp.raise_for_status()
+            return str(resp.json()["id"])
+
+        return await asyncio.gather(*(one(i) for i in range(count)))
+
+
+async def chaos_loop(
+    args: argparse.Namespace,
+    sim: Sim,
+    servers: list[Server],
+    redis: RedisServer,
+    stop: asyncio.Event,
+    t0: float,
+    events: list[dict[str, Any]],
+    recoveries: list[asyncio.Task[None]],
+) -> None:
+    rng = random.Random(args.seed + 1)
+
+    def kinds() -> Any:
+        # A kill first, so that the survivor holds every socket early in the run (the warm-up
+        # of the memory comparison covers it); then each kind once per round, in random order.
+        yield "kill"
+        yield from rng.sample(["redis", "drop"], 2)
+        while True:
+            yield from rng.sample(["kill", "redis", "drop"], 3)
+
+    order = kinds()
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), rng.uniform(args.chaos_min, args.chaos_max))
+            return
+        kind = next(order)
+        t = time.monotonic() - t0
+        if kind == "kill":
+            victim = servers[1] if args.kill == "b" else rng.choice(servers)
+            victim.kill()
+            await asyncio.sleep(rng.uniform(1, 3))
+            took = await victim.start()
+            what = f"kill -9 server {victim.name}; restarted, ready {took:.1f} s after start"
+        elif kind == "redis":
+            redis.kill()
+            await asyncio.sleep(args.redis_down)
+            await redis.start()
+            what = f"Redis killed, restarted after {args.redis_down:.0f} s"
+        else:
+            what = f"aborted {sim.drop(args.drop)} sockets"
+        event: dict[str, Any] = {"t": round(t, 1), "kind": kind, "what": what}
+        events.append(event)
+        print(f"[{t:6.1f}s] chaos: {what}", flush=True)
+        if kind != "redis":  # a Redis restart closes no client socket
+            recoveries.append(asyncio.create_task(recovered(sim, event, t0)))
+
+
+async def recovered(sim: Sim, event: dict[str, Any], t0: float, limit: float = 120) -> None:
+    """Record how long after the chaos action 99 % of the connections were open again (not
+    100 %: clients churn all the time, so a few are always between two sockets)."""
+    target = 0.99 * len(sim.holders())
+    await asyncio.sleep(0.1)  # aborted sockets are seen closed on the next loop turns
+    while time.monotonic() - t0 - event["t"] < limit:
+        if sum(sim.open_sockets().values()) >= target:
+            event["reconnected_s"] = round(time.monotonic() - t0 - event["t"], 1)
+            return
+        await asyncio.sleep(0.2)
+    event["reconnected_s"] = None
+
+
+async def progress(sim: Sim, sampler: Sampler, t0: float, stop: asyncio.Event) -> None:
+    shown = 0
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 30)
+            return
+        s = sim.stats
+        acked = sum(len(u.acks) for u in sim.users)
+        lag = pct(sampler.lags[-120:], 0.99) * 1000
+        print(
+            f"[{time.monotonic() - t0:6.1f}s] sockets {sim.open_sockets()}  sent "
+            f"{sum(s.sent.values())}  acked {acked}  outbox "
+            f"{sum(len(u.outbox) for u in sim.users)}  violations {len(s.violations)}  "
+            f"loop lag p99 {lag:.0f} ms",
+            flush=True,
+        )
+        for violation in s.violations[shown : shown + 5]:  # the first few, as they happen
+            print(f"          violation: {violation}", flush=True)
+        shown = len(s.violations)
+
+
+def scan_log(path: Path) -> dict[str, Any]:
+    """Count a server log's warnings and errors by message (ids and numbers blanked)."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    kinds: Counter[str] = Counter()
+    errors = 0
+    for line in text.splitlines():
+        match = re.match(r"(?:\S+ \S+ )?(WARNING|ERROR|CRITICAL):?\s+(?:\S+: )?(.*)", line)
+        if match is None:
+            continue
+        level, message = match.groups()
+        errors += level != "WARNING"
+        message = re.sub(r"[0-9a-f]{32}", "<id>", message)
+        message = re.sub(r"\d+(\.\d+)?", "N", message)
+        kinds[f"{level} {message[:110]}"] += 1
+    return {
+        "tracebacks": text.count("Traceback (most recent call last)"),
+        "errors": errors,
+        "warnings": sum(kinds.values()) - errors,
+        "messages": dict(kinds.most_common()),
+    }
+
+
+async def run(args: argparse.Namespace) -> int:
+    out = args.out or Path(tempfile.mkdtemp(prefix="menteo-soak-"))
+    out.mkdir(parents=True, exist_ok=True)
+    plot_path = args.plot or out / "soak-rss.png"
+    secret = secrets.token_urlsafe(48)
+    ttl = args.duration + 7200
+    print(f"soak: {args.clients} clients in {args.rooms} rooms, {args.duration:.0f} s, "
+          f"seed {args.seed}, servers from {args.src}, output in {out}", flush=True)
+
+    await reset_database(args.admin_dsn, args.db)
+    pg_dsn = args.admin_dsn.rsplit("/", 1)[0] + "/" + args.db
+    redis = RedisServer(out)
+    await redis.start()
+    env = {
+        "MENTEO_SECRET": secret,
+        "MENTEO_DATABASE_URL": f"postgresql+asyncpg://{pg_dsn.split('://', 1)[1]}",
+        "MENTEO_REDIS_URL": redis.url,
+        "MENTEO_AUTO_MIGRATE": "1",
+        # Every simulated client connects from 127.0.0.1: the per-address limit (checked
+        # before the token, default 500) would refuse most of them with 1013.
+        "MENTEO_MAX_CONNECTIONS_PER_IP": str(2 * args.clients + 1000),
+    }
+    servers = [
+        Server(name, free_port(), env, args.src.resolve(), out / f"server-{name}.log")
+        for name in ("A", "B")
+    ]
+    sim = Sim(servers, args.seed)
+    sim.churn = args.churn
+    sim.max_edits = int(args.duration / min(args.notes_interval, args.feed_interval) * 3) + 10
+    sampler = Sampler(servers, redis, sim.open_sockets, args.sample)
+    sampler.pg_dsn = pg_dsn
+    chaos_events: list[dict[str, Any]] = []
+    recoveries: list[asyncio.Task[None]] = []
+    phases: dict[str, float] = {}
+    stop_sampling = asyncio.Event()
+    background: list[asyncio.Task[None]] = []
+    service = {"authorization": "Bearer " + token(secret, "soak", "Soak", ttl, "service")}
+    exit_codes: dict[str, tuple[int | None, float]] = {}
+    try:
+        await servers[0].start()  # creates the schema before B starts
+        await servers[1].start()
+        room_ids = await create_rooms(servers, service, args.rooms)
+        tokens = {f"{p}{i}": token(secret, f"{p}{i}", f"{name} {i}", ttl)
+                  for i in range(args.rooms) for p, name in (("m", "Mentor"), ("e", "Mentee"))}
+        max_ops = int(args.duration / args.interval * 3) + 10
+        notes_rooms = set(range(round(args.rooms * args.notes_rooms)))
+        for i, room_id in enumerate(room_ids):
+            for user_id, role in ((f"m{i}", "mentor"), (f"e{i}", "mentee")):
+                tok = tokens[user_id]
+                sim.users.append(RoomUser(
+                    sim, room_id, user_id, role, tok, interval=args.interval,
+                    checklist_share=args.checklist_share, max_ops=max_ops,
+                ))
+                if i in notes_rooms:
+                    sim.notes.append(NotesUser(sim, room_id, user_id, tok, args.notes_interval))
+
+        # The feed (skipped on a server without one): posters are mentees; writers and
+        # followers are spread over all users.
+        rng = random.Random(args.seed + 2)
+        users = sorted(tokens)
+        posters = [f"e{i}" for i in range(round(args.rooms * args.feed_posters))]
+        writers = posters + rng.sample([u for u in users if u not in posters],
+                                       max(0, round(len(users) * args.feed_writers) - len(posters)))
+        followers = rng.sample(users, round(len(users) * args.feed_followers))
+        world = await setup_feed(sim, servers[0], service, tokens, posters, writers, followers,
+                                 args.feed_interval)
+        if world is not None:
+            sim.followers.extend(world.followers)
+
+        t0 = time.monotonic()
+        sampler.mark_start()
+        background += [
+            asyncio.create_task(sampler.run(stop_sampling)),
+            asyncio.create_task(sampler.loop_lag(stop_sampling)),
+            asyncio.create_task(progress(sim, sampler, t0, stop_sampling)),
+        ]
+        everyone: list[Any] = sim.holders()
+        random.Random(args.seed).shuffle(everyone)
+        for n, user in enumerate(everyone):
+            user.task = sim.spawn(
+                user.run(args.ramp * n / len(everyone)), f"{type(user).__name__} {user.user_id}"
+            )
+        feed_writers = [
+            sim.spawn(w.run(rng.uniform(0, args.ramp)), f"feed writer {w.user_id}")
+            for w in (world.writers if world is not None else [])
+        ]
+        stop_chaos = asyncio.Event()
+        chaos = asyncio.create_task(
+            asyncio.sleep(0) if args.no_chaos
+            else chaos_loop(args, sim, servers, redis, stop_chaos, t0, chaos_events, recoveries)
+        )
+
+        await asyncio.sleep(args.duration)
+        sim.stop_load()
+        cpu = sampler.cpu_report()  # over the load, chaos included
+        phases["load_end"] = time.monotonic() - t0
+        print(f"[{phases['load_end']:6.1f}s] load stopped; finishing chaos and draining",
+              flush=True)
+        stop_chaos.set()
+        await chaos
+        if recoveries:
+            await asyncio.wait(recoveries)
+
+        # Drain: every outbox empties (acks), then every client reaches its room's last seq.
+        actors = [u.actor_task for u in everyone if getattr(u, "actor_task", None) is not None]
+        _, late = await asyncio.wait(actors + feed_writers, timeout=args.drain_timeout)
+        phases["outboxes_empty"] = time.monotonic() - t0
+        pg = await asyncpg.connect(pg_dsn)
+        behind = await wait_caught_up(pg, sim, 60)
+        if world is not None:
+            behind += await wait_feed_caught_up(pg, world, 60)
+        phases["caught_up"] = time.monotonic() - t0
+        async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as http:
+            await wait_notes(sim, http, service, 60)
+            phases["notes_synced"] = time.monotonic() - t0
+            # Presence settles within MENTEO_PRESENCE_TTL (30 s) of the last chaos event.
+            last_chaos = max((e["t"] for e in chaos_events), default=0.0) + 10
+            settle = max(0.0, last_chaos + 35 - (time.monotonic() - t0))
+            presence_wrong = await wait_presence(sim, settle + 10)
+            phases["presence_checked"] = time.monotonic() - t0
+            print(f"[{phases['notes_synced']:6.1f}s] drained; verifying", flush=True)
+            stop_sampling.set()
+            verdict = await verify(pg, sim, http, service)
+            feed_verdict = None if world is None else await verify_feed(pg, world, verdict)
+            for u in everyone:
+                if getattr(u, "actor_task", None) in late:
+                    verdict.fail(f"{u.user_id}: outbox not empty after {args.drain_timeout} s")
+            for line in behind:
+                verdict.fail("not caught up: " + line)
+            verdict.presence_wrong = len(presence_wrong)
+            verdict.presence_failures = presence_wrong[:10]
+            # Close every socket cleanly; the last notes socket of a room compacts its notes.
+            sim.closing = True
+            for user in everyone:
+                if user.is_open():
+                    with contextlib.suppress(Exception):
+                        await (user.ws.close() if user.ws is not None else user.stream.aclose())
+            await asyncio.wait([u.task for u in everyone if u.task is not None], timeout=30)
+            await asyncio.sleep(2)
+            await check_notes(sim, http, service, verdict, live=False)
+        await pg.close()
+        if world is not None:
+            await world.close()
+        for server in servers:
+            exit_codes[server.name] = await server.stop()
+    finally:
+        stop_sampling.set()
+        for task in background:
+            task.cancel()
+        for user in sim.holders():
+            if user.task is not None:
+                user.task.cancel()
+            if getattr(user, "actor_task", None) is not None:
+                user.actor_task.cancel()
+        for server in servers:
+            server.kill()
+        redis.kill()
+
+    logs = {s.name: scan_log(s.log_path) for s in servers}
+    for name, (code, took) in exit_codes.items():
+        if code not in (0, -15) or took > 10:
+            verdict.fail(f"server {name}: SIGTERM gave exit status {code} after {took:.1f} s")
+    for v in sim.stats.violations:
+        verdict.fail("live: " + v)
+
+    # Memory is compared after a warm-up that includes the first kill: by then the survivor
+    # has held every socket once, so its allocator has seen the run's peak.
+    first_kill = next((e["t"] for e in chaos_events if e["kind"] == "kill"), None)
+    warmup = args.ramp + 30 if first_kill is None else max(args.ramp + 30, first_kill + 60)
+    flat = []
+    for name in (s.name for s in servers):
+        for life in lifetimes(sampler.samples, name):
+            f = flatness(life, warmup - life.start if life.start < 1 else 30, phases["load_end"])
+            if f is not None:
+                flat.append(f)
+    title = (f"menteo-realtime soak: {args.clients} clients, {args.duration:.0f} s, "
+             f"{len(chaos_events)} chaos events (kill -9 B, Redis restart, drop 10 %)")
+    plot(sampler.samples, [s.name for s in servers], chaos_events, phases, plot_path, title)
+
+    s = sim.stats
+    lags = sampler.lags
+    results: dict[str, Any] = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "ok": verdict.ok,
+        "verdict": {**asdict(verdict), "stored_by_type": dict(verdict.stored_by_type)},
+        "feed": None if feed_verdict is None else {
+            **asdict(feed_verdict), "by_type": dict(feed_verdict.by_type),
+            "writes": dict(world.writes), "retries": dict(world.retries),
+            "refused": dict(world.refused), "posters": len(posters),
+            "writers": len(writers),
+            "followers_ws": sum(1 for f in world.followers if not f.sse),
+            "followers_sse": sum(1 for f in world.followers if f.sse),
+        },
+        "chaos": chaos_events,
+        "phases": phases,
+        "stats": {
+            "sent": dict(s.sent), "connects": dict(s.connects),
+            "connect_failures": dict(s.connect_failures), "closes": dict(s.closes),
+            "errors": dict(s.errors), "resent_reconnect": s.resent_reconnect,
+            "resent_timeout": s.resent_timeout, "resent_unavailable": s.resent_unavailable,
+            "dropped": s.dropped, "churned": s.churned, "violations": len(s.violations),
+        },
+        "latency_ms": {
+            "ack_p50": pct(s.ack_latency, 0.5) * 1000, "ack_p99": pct(s.ack_latency, 0.99) * 1000,
+            "ack_max": max(s.ack_latency, default=0) * 1000,
+            "delivery_p50": pct(s.delivery_latency, 0.5) * 1000,
+            "delivery_p99": pct(s.delivery_latency, 0.99) * 1000,
+            "delivery_max": max(s.delivery_latency, default=0) * 1000,
+        },
+        "cpu_cores": cpu,
+        "loop_lag_ms": {"p50": pct(lags, 0.5) * 1000, "p99": pct(lags, 0.99) * 1000,
+                        "max": max(lags, default=0) * 1000},
+        "servers": {sv.name: {"starts": sv.starts, "kills": sv.kills, "log": logs[sv.name],
+                              "log_path": str(sv.log_path),
+                              "sigterm": exit_codes.get(sv.name)} for sv in servers},
+        "memory": [
+            {"server": f.lifetime.server, "pid": f.lifetime.pid,
+             "from_s": round(f.lifetime.start), "to_s": round(f.lifetime.end),
+             "first_third_mib": round(f.first_rss, 1), "last_third_mib": round(f.last_rss, 1),
+             "first_third_sockets": f.first_conns, "last_third_sockets": f.last_conns,
+             "peak_mib": round(f.peak_rss, 1), "growth_pct": round(f.growth * 100, 1),
+             "flat": f.flat}
+            for f in flat
+        ],
+        "generator_rss_mib": [round(x.generator_rss / 2**20, 1) for x in sampler.samples[::15]],
+        "plot": str(plot_path),
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    (out / "samples.json").write_text(json.dumps([asdict(x) for x in sampler.samples]))
+    summary = render_summary(results)
+    (out / "summary.md").write_text(summary)
+    print("\n" + summary)
+    return 0 if verdict.ok else 1
+
+
+def feed_lines(r: dict[str, Any]) -> list[str]:
+    f = r["feed"]
+    if f is None:
+        return ["- feed: not on this server (skipped)"]
+    return [
+        f"- feed: {f['posters']} posters, {f['writers']} writers, {f['followers_ws']} WebSocket "
+        f"and {f['followers_sse']} SSE followers; acked posts {f['acked_posts']}, comments "
+        f"{f['acked_comments']}, reaction changes {f['writes'].get('reaction', 0)} "
+        f"(requests retried: {sum(f['retries'].values())}); feed events stored {f['events']} "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(f['by_type'].items()))})",
+        f"- feed followers whose view equals the database: {f['views_equal']} of "
+        f"{f['followers']}; whose last reaction counts equal the database: "
+        f"{f['counts_equal']} of {f['followers']} (posts with stale counts: "
+        f"{f['posts_with_stale_counts']})",
+    ]
+
+
+def memory_verdict(memory: list[dict[str, Any]]) -> str:
+    judged = [m["flat"] for m in memory if m["flat"] is not None]
+    if not judged:
+        return "n/a"
+    return "yes" if all(judged) else "NO"
+
+
+def render_summary(r: dict[str, Any]) -> str:
+    v, s, lat, cpu, a = r["verdict"], r["stats"], r["latency_ms"], r["cpu_cores"], r["args"]
+    kinds = {k: sum(1 for e in r["chaos"] if e["kind"] == k) for k in ("kill", "redis", "drop")}
+    lines = [
+        f"## Soak: {a['clients']} clients, {a['duration']:.0f} s — durable data "
+        f"{'PASS' if not v['failures'] else 'FAIL'}, presence "
+        f"{'PASS' if not v['presence_wrong'] else 'FAIL'}, memory flat: "
+        f"{memory_verdict(r['memory'])}",
+        "",
+        f"- command: `python tests/soak/soak.py --clients {a['clients']} --duration "
+        f"{a['duration']:.0f}` (seed {a['seed']})",
+        f"- chaos: {len(r['chaos'])} events — {kinds['kill']} x kill -9 + restart, "
+        f"{kinds['redis']} x Redis restart, {kinds['drop']} x drop "
+        f"({s['dropped']} sockets aborted)",
+        *(f"  - at {e['t']:.0f} s: {e['what']}"
+          + ("" if e["kind"] == "redis" else
+             f"; 99 % of the connections open again after {e.get('reconnected_s')} s")
+          for e in r["chaos"]),
+        f"- operations sent: {sum(s['sent'].values())} "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(s['sent'].items()))})",
+        f"- **events acked {v['acked']}, stored {v['stored']}, delivered "
+        f"{v['delivered']} of {v['expected_deliveries']} expected** (every stored event to both "
+        f"members); refused by the checklist rules {v['refused']} "
+        f"(none stored); rooms with seqs 1..last, no gap, no duplicate: all {v['rooms']}"
+        if not v["failures"] else
+        f"- events acked {v['acked']}, stored {v['stored']}, delivered {v['delivered']} of "
+        f"{v['expected_deliveries']} expected; refused {v['refused']}",
+        f"- presence at the end (every client shows both members online): "
+        f"{2 * v['rooms'] - v['presence_wrong']} of {2 * v['rooms']} right",
+        f"- client views equal to the database: {v['views_equal']} of {2 * v['rooms']}; "
+        f"checklists equal to GET …/checklist: {v['checklists_equal']} of {2 * v['rooms']}",
+        f"- notes: {v['notes_equal']} of {v['notes_rooms']} rooms' editors equal to GET …/notes "
+        f"({v['notes_words']} words, every typed word present once, every deleted word absent)",
+        *feed_lines(r),
+        f"- reconnects: {s['connects'].get('room', 0)} room welcomes, "
+        f"{s['connects'].get('notes', 0)} notes connections ({s['churned']} clean reconnects "
+        f"by clients); failed attempts "
+        f"{sum(s['connect_failures'].values())}; ops resent after reconnect "
+        f"{s['resent_reconnect']}, after {15} s without ack {s['resent_timeout']}, after "
+        f"`unavailable` {s['resent_unavailable']}",
+        "- close codes seen by clients: "
+        + ", ".join(f"{k}: {n}" for k, n in sorted(s["closes"].items())),
+        "- error frames: " + (", ".join(f"{k}: {n}" for k, n in sorted(s["errors"].items()))
+                               or "none"),
+        f"- latency (ms, including chaos): ack p50 {lat['ack_p50']:.0f}, p99 "
+        f"{lat['ack_p99']:.0f}, max {lat['ack_max']:.0f}; send→peer p50 "
+        f"{lat['delivery_p50']:.0f}, p99 {lat['delivery_p99']:.0f}, max {lat['delivery_max']:.0f}",
+        f"- CPU (cores, mean over the run): server A {cpu.get('A', 0):.2f}, B "
+        f"{cpu.get('B', 0):.2f}, load generator {cpu['generator']:.2f}, PostgreSQL "
+        f"(our backends) {cpu['postgres']:.2f}, Redis {cpu['redis']:.2f}; whole machine "
+        f"{cpu['machine_busy']:.2f} of 2 (others' runs included); generator loop lag p99 "
+        f"{r['loop_lag_ms']['p99']:.0f} ms, max {r['loop_lag_ms']['max']:.0f} ms",
+        "- server logs: " + "; ".join(
+            f"{n}: {x['log']['tracebacks']} tracebacks, {x['log']['errors']} ERROR lines, "
+            f"{x['log']['warnings']} WARNING lines" for n, x in r["servers"].items()),
+    ]
+    for name, x in r["servers"].items():
+        code, took = x["sigterm"] or (None, 0)
+        lines.append(f"  - {name}: started {x['starts']} times, killed {x['kills']}; SIGTERM at the "
+                     f"end: exit status {code} after {took:.1f} s; log messages:")
+        lines += [f"    - {n} x `{m}`" for m, n in list(x["log"]["messages"].items())[:12]]
+    lines += [
+        "",
+        "| server | pid | lifetime (s) | RSS first third (MiB) | last third | growth | "
+        "sockets first → last | peak | flat |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in r["memory"]:
+        lines.append(
+            f"| {m['server']} | {m['pid']} | {m['from_s']}-{m['to_s']} | "
+            f"{m['first_third_mib']} | {m['last_third_mib']} | {m['growth_pct']:+.1f} % | "
+            f"{m['first_third_sockets']:.0f} → {m['last_third_sockets']:.0f} | {m['peak_mib']} | "
+            f"{ {True: 'yes', False: 'NO', None: 'n/a (load changed)'}[m['flat']]} |"
+        )
+    if not r["memory"]:
+        lines.append("| (no lifetime long enough after warm-up) | | | | | | | | |")
+    if v["failures"]:
+        lines += ["", "Failures:", *(f"- {x}" for x in v["failures"][:50])]
+    if v["presence_failures"]:
+        lines += ["", f"Presence wrong at the end ({v['presence_wrong']} clients; first 20):",
+                  *(f"- {x}" for x in v["presence_failures"])]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    args = parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(run(args))
+    return uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
