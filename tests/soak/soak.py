@@ -610,7 +610,7 @@ def render_summary(r: dict[str, Any]) -> str:
     if v["failures"]:
         lines += ["", "Failures:", *(f"- {x}" for x in v["failures"][:50])]
     if v["presence_failures"]:
-        lines += ["", f"Presence wrong at the end ({v['presence_wrong']} clients; first 20):",
+        lines += ["", f"Presence wrong at the end ({v['presence_wrong']} clients; first 10):",
                   *(f"- {x}" for x in v["presence_failures"])]
     lines.append("")
     return "\n".join(lines)
