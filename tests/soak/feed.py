@@ -53,7 +53,9 @@ class FeedWorld:
             self.http[server.name] = httpx.AsyncClient(
                 base_url=server.url,
                 timeout=httpx.Timeout(15.0),
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+                # No cap: each event stream holds a connection for minutes, and a capped pool
+                # would starve the writers (a client per stream costs an SSL context each).
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
             )
         return self.http[server.name]
 
@@ -243,10 +245,7 @@ class FeedFollower:
         return True
 
     async def _sse(self, server: Server) -> bool:
-        async with httpx.AsyncClient(base_url=server.url) as http:  # its own, like a browser tab
-            return await self._sse_on(http, server)
-
-    async def _sse_on(self, http: httpx.AsyncClient, server: Server) -> bool:
+        http = self.world.client(server)
         headers = {"authorization": "Bearer " + self.token, "accept": "text/event-stream"}
         query = f"community={self.world.community}"
         if self.last_seq:

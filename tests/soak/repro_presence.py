@@ -1,21 +1,25 @@
-"""Reproductions: presence loses connected users (Redis deployments).
+"""Reproductions: presence shows connected users offline (Redis deployments).
 
 1. ``redis-restart``: Redis restarts empty (the documented setup keeps nothing durable in
-   it). The processes resubscribe, but the presence of sockets that stay open is never
-   written again: ``RedisPresence._heartbeat`` refreshes with ``ZADD ... XX`` (existing
-   entries only) and nothing re-runs the join. A member who connects afterwards is told
-   (welcome ``presence``) that a connected member is offline, for as long as that member's
-   socket lives.
-2. ``storm``: many sockets join at once (every client of a killed process reconnecting)
-   while Redis answers slowly (here: stopped for one second). Each join is an ``EVALSHA`` on
-   the presence client's pool; redis-py's asyncio pool holds at most 100 connections by
-   default and raises ``MaxConnectionsError`` instead of waiting, so joins fail ("presence
-   join failed", logged and skipped as best effort), and as in (1) the heartbeat never adds
-   the missing entries: those users stay offline for the others.
+   it). Up to 356d9fb the presence of sockets that stayed open was never written again
+   (``RedisPresence._heartbeat`` refreshed with ``ZADD ... XX``, existing entries only), so a
+   member connecting afterwards was told a connected member is offline. Fixed in c1905b4
+   (the heartbeat rewrites the entries).
+2. ``redis-restart-early``: as 1, but the second member connects before the next heartbeat
+   (every ``MENTEO_PRESENCE_TTL`` / 3 = 10 s) has written the first one back. Its welcome
+   says the first member is offline, and when the heartbeat puts them back no
+   ``presence.join`` is sent, so its view stays wrong for as long as both sockets live.
+   Still failing at b06aef4.
+3. ``storm``: many sockets join at once (every client of a killed process reconnecting)
+   while Redis answers slowly (here: stopped for one second). Up to 356d9fb each join was
+   an ``EVALSHA`` on redis-py's default asyncio pool, which holds 100 connections and raises
+   ``MaxConnectionsError`` instead of waiting: joins failed ("presence join failed") and
+   those users stayed offline for the others. Fixed in c1905b4 (blocking pools).
 
     . .venv/bin/activate
-    python tests/soak/repro_presence.py             # both; exit status 1 while they fail
-    python tests/soak/repro_presence.py storm
+    python tests/soak/repro_presence.py                       # all three; exit 1 if any fails
+    python tests/soak/repro_presence.py redis-restart-early
+    MENTEO_SRC=/path/to/checkout python tests/soak/repro_presence.py   # another tree
 
 One server process on a temporary SQLite file and a private redis-server on a free port.
 """
@@ -79,6 +83,31 @@ async def redis_restart(server: Server, redis: RedisServer, secret: str) -> bool
     return seen == {"m0", "e0"}
 
 
+async def redis_restart_early(server: Server, redis: RedisServer, secret: str) -> bool:
+    """As ``redis_restart``, but the second member joins before the next heartbeat has
+    written the first one back: its view must still end right (a presence.join)."""
+    (room,) = await rooms(server, secret, 1)
+    mentor, _ = await connect(server, secret, room, "m0")
+    redis.kill()
+    await redis.start()
+    await asyncio.sleep(1)
+    mentee, seen = await connect(server, secret, room, "e0")
+    view = set(seen)
+    try:
+        async with asyncio.timeout(20):  # two heartbeats (MENTEO_PRESENCE_TTL / 3 = 10 s)
+            while "m0" not in view:
+                frame = orjson.loads(await mentee.recv())  # type: ignore[attr-defined]
+                if frame["type"] == "presence.join":
+                    view.add(frame["user_id"])
+    except TimeoutError:
+        pass
+    print(f"redis-restart-early: e0 joined 1 s after the restart and saw {sorted(seen)}; "
+          f"20 s later it shows {sorted(view)}")
+    for ws in (mentor, mentee):
+        await ws.close()  # type: ignore[attr-defined]
+    return view == {"m0", "e0"}
+
+
 async def storm(server: Server, redis: RedisServer, secret: str, count: int = 300) -> bool:
     ids = await rooms(server, secret, count)
     # Redis stalls for a second (a slow command, a fork for a snapshot, a busy host) while
@@ -111,6 +140,8 @@ async def main(which: list[str]) -> int:
     try:
         if "redis-restart" in which:
             ok &= await redis_restart(server, redis, secret)
+        if "redis-restart-early" in which:
+            ok &= await redis_restart_early(server, redis, secret)
         if "storm" in which:
             ok &= await storm(server, redis, secret)
     finally:
@@ -124,4 +155,4 @@ async def main(which: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1:] or ["redis-restart", "storm"])))
+    sys.exit(asyncio.run(main(sys.argv[1:] or ["redis-restart", "redis-restart-early", "storm"])))

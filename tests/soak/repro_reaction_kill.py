@@ -11,6 +11,7 @@ counts".
 
     . .venv/bin/activate
     python tests/soak/repro_reaction_kill.py     # exit status 1 while the bug is there
+    MENTEO_SRC=/path/to/checkout python tests/soak/repro_reaction_kill.py   # another tree
 
 One process on a temporary SQLite file (nothing else needed): post, react twice within the
 window, kill -9, restart, and compare the counts of the feed's last ``feed.reaction`` event

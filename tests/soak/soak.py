@@ -48,6 +48,7 @@ import json
 import random
 import re
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -280,6 +281,12 @@ async def run(args: argparse.Namespace) -> int:
     ttl = args.duration + 7200
     print(f"soak: {args.clients} clients in {args.rooms} rooms, {args.duration:.0f} s, "
           f"seed {args.seed}, servers from {args.src}, output in {out}", flush=True)
+
+    # SIGTERM or Ctrl-C: cancel the run, so that the finally below kills what it started.
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
 
     await reset_database(args.admin_dsn, args.db)
     pg_dsn = args.admin_dsn.rsplit("/", 1)[0] + "/" + args.db
@@ -620,9 +627,15 @@ def main() -> int:
     args = parse_args()
     try:
         import uvloop
+
+        runner = uvloop.run
     except ImportError:
-        return asyncio.run(run(args))
-    return uvloop.run(run(args))
+        runner = asyncio.run
+    try:
+        return runner(run(args))
+    except asyncio.CancelledError:
+        print("interrupted: servers and Redis stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
