@@ -24,7 +24,7 @@ import httpx
 import orjson
 import websockets
 from infra import Server
-from sim import CONNECT_TIMEOUT, Sim, backoff
+from sim import CONNECT_TIMEOUT, Sim, backoff, canonical
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
@@ -179,7 +179,7 @@ class FeedFollower:
         self.rng = random.Random(f"{world.sim.rng.random()}")
         self.last_seq = 0
         self.epoch: str | None = None
-        self.view: list[tuple[int, str, str | None, str, bytes, str]] = []
+        self.view: list[tuple[int, str, str | None, str, str, str]] = []
         self.counts: dict[str, dict[str, int]] = {}  # post -> last counts seen
         self.server: Server | None = None
         self.ws: ClientConnection | None = None
@@ -332,7 +332,7 @@ class FeedFollower:
         self.last_seq = seq
         data = {k: v for k, v in frame.items() if k not in ("type", "seq", "id", "author", "ts")}
         self.view.append((seq, kind, frame.get("id"), frame["author"]["user_id"],
-                          orjson.dumps(data, option=orjson.OPT_SORT_KEYS), frame["ts"]))
+                          canonical(data), frame["ts"]))
         if kind == "feed.post":
             self.counts[frame["post_id"]] = dict(frame["post"]["reactions"])
         elif kind == "feed.reaction":

@@ -95,6 +95,7 @@ class Server:
     kills: int = 0
     cpu_ticks_done: int = 0  # CPU of earlier incarnations
     pids: list[int] = field(default_factory=list)
+    ready: bool = False  # what a load balancer's health check (/readyz) would say
 
     @property
     def url(self) -> str:
@@ -134,12 +135,14 @@ class Server:
                     raise RuntimeError(f"server {self.name} exited at start: see {self.log_path}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(self.url + "/readyz")).status_code == 200:
+                        self.ready = True
                         return time.monotonic() - started
                 await asyncio.sleep(0.1)
         raise RuntimeError(f"server {self.name} not ready after {timeout} s")
 
     def kill(self) -> None:
         """``kill -9``: nothing is closed, flushed or committed."""
+        self.ready = False
         if self.proc is not None and self.proc.poll() is None:
             self.cpu_ticks_done += cpu_ticks(self.proc.pid) or 0
             self.proc.kill()
@@ -151,6 +154,7 @@ class Server:
         """SIGTERM (the documented drain), then SIGKILL after ``timeout``. Returns the exit
         status and the seconds it took. Uvicorn re-raises the signal once it has shut down,
         so a clean exit is -15 (or 0)."""
+        self.ready = False
         if self.proc is None:
             return None, 0.0
         self.cpu_ticks_done += cpu_ticks(self.proc.pid) or 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import random
 import time
 from collections import Counter
@@ -55,6 +56,7 @@ class Stats:
     violations: list[str] = field(default_factory=list)  # gaps, repeats, mismatches seen live
     ack_latency: list[float] = field(default_factory=list)
     delivery_latency: list[float] = field(default_factory=list)  # send -> the peer's receipt
+    slowest: list[tuple[float, float, str]] = field(default_factory=list)  # heap: (s, sent, what)
 
     def violation(self, text: str) -> None:
         if len(self.violations) < 10_000:
@@ -68,6 +70,7 @@ class Sim:
         self.servers = servers
         self.rng = random.Random(seed)
         self.loading = True  # actors send new operations
+        self.t0 = time.monotonic()  # the start of the load (set again when it starts)
         self.load_over = asyncio.Event()
         self.closing = False  # connections are being closed for good
         self.stats = Stats()
@@ -102,9 +105,9 @@ class Sim:
             self.stats.violation(f"task {task.get_name()} crashed: {task.exception()!r}")
 
     def pick_server(self) -> Server:
-        """Balance like nginx's ``least_conn``: the running server with the fewest of our
-        sockets (open or opening); a server that is down is skipped, as a health check would."""
-        up = [s for s in self.servers if s.pid is not None] or self.servers
+        """Balance like nginx's ``least_conn``: the server with the fewest of our sockets
+        (open or opening) among those whose last health check (``/readyz``) passed."""
+        up = [s for s in self.servers if s.ready] or self.servers
         fewest = min(self.assigned[s.name] for s in up)
         server = self.rng.choice([s for s in up if self.assigned[s.name] == fewest])
         self.assigned[server.name] += 1
@@ -208,6 +211,12 @@ class ChecklistView:
         return sorted(self.items.values(), key=lambda i: (i["pos"], i["id"]))
 
 
+def canonical(data: dict[str, Any]) -> str:
+    """An event's data as sorted JSON. A str: orjson's bytes keep their whole output buffer
+    (about 4 KiB each), which over a million kept events is gigabytes."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
+
+
 def normalize_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     keys = ("id", "title", "description", "pos", "done", "done_by", "done_at",
             "verified", "verified_by", "verified_at")
@@ -249,7 +258,7 @@ class RoomUser:
         self.server: Server | None = None
         self.epoch: str | None = None
         self.last_seq = 0
-        self.view: list[tuple[int, str, str | None, str, bytes, str]] = []
+        self.view: list[tuple[int, str, str | None, str, str, str]] = []
         self.checklist = ChecklistView()
         self.expect_checklist: tuple[int, list[dict[str, Any]]] | None = None
         self.presence: set[str] = set()  # who this client shows as online in the room
@@ -397,7 +406,7 @@ class RoomUser:
         data = {k: v for k, v in frame.items() if k not in ("type", "seq", "id", "author", "ts")}
         self.view.append(
             (seq, frame["type"], frame["id"], author,
-             orjson.dumps(data, option=orjson.OPT_SORT_KEYS), frame["ts"])
+             canonical(data), frame["ts"])
         )
         self.last_seq = seq
         if frame["type"].startswith("checklist."):
@@ -408,7 +417,14 @@ class RoomUser:
         if author != self.user_id:
             sent = self.sim.first_sent.pop((self.room_id, frame["id"]), None)
             if sent is not None:
-                self.sim.stats.delivery_latency.append(time.monotonic() - sent)
+                took = time.monotonic() - sent
+                self.sim.stats.delivery_latency.append(took)
+                what = f"{frame['id']} to {self.user_id} (on {self.server.name if self.server else '?'})"
+                entry = (took, sent - self.sim.t0, what)
+                if len(self.sim.stats.slowest) < 10:
+                    heapq.heappush(self.sim.stats.slowest, entry)
+                else:
+                    heapq.heappushpop(self.sim.stats.slowest, entry)
         self._check_checklist()
 
     def _ack(self, frame: dict[str, Any]) -> None:

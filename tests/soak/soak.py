@@ -61,7 +61,7 @@ import asyncpg
 import httpx
 import jwt
 from feed import setup_feed
-from infra import RedisServer, Sampler, Server, free_port, reset_database
+from infra import RedisServer, Sample, Sampler, Server, free_port, reset_database
 from report import flatness, lifetimes, plot
 from sim import NotesUser, RoomUser, Sim
 from verify import (
@@ -123,6 +123,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--plot", type=Path, default=None,
                    help="where to write the RSS plot (default OUT/soak-rss.png)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--rescore", type=Path, default=None, metavar="OUT",
+                   help="only score the memory of the finished run in OUT again, and rewrite "
+                        "its summary.md")
     args = p.parse_args(argv)
     if args.rooms is not None:
         args.clients = 2 * args.rooms
@@ -348,7 +351,7 @@ async def run(args: argparse.Namespace) -> int:
         if world is not None:
             sim.followers.extend(world.followers)
 
-        t0 = time.monotonic()
+        t0 = sim.t0 = time.monotonic()
         sampler.mark_start()
         background += [
             asyncio.create_task(sampler.run(stop_sampling)),
@@ -444,16 +447,8 @@ async def run(args: argparse.Namespace) -> int:
     for v in sim.stats.violations:
         verdict.fail("live: " + v)
 
-    # Memory is compared after a warm-up that includes the first kill: by then the survivor
-    # has held every socket once, so its allocator has seen the run's peak.
-    first_kill = next((e["t"] for e in chaos_events if e["kind"] == "kill"), None)
-    warmup = args.ramp + 30 if first_kill is None else max(args.ramp + 30, first_kill + 60)
-    flat = []
-    for name in (s.name for s in servers):
-        for life in lifetimes(sampler.samples, name):
-            f = flatness(life, warmup - life.start if life.start < 1 else 30, phases["load_end"])
-            if f is not None:
-                flat.append(f)
+    memory = score_memory(sampler.samples, [s.name for s in servers], chaos_events, phases,
+                          args.ramp)
     title = (f"menteo-realtime soak: {args.clients} clients, {args.duration:.0f} s, "
              f"{len(chaos_events)} chaos events (kill -9 B, Redis restart, drop 10 %)")
     plot(sampler.samples, [s.name for s in servers], chaos_events, phases, plot_path, title)
@@ -487,6 +482,10 @@ async def run(args: argparse.Namespace) -> int:
             "delivery_p50": pct(s.delivery_latency, 0.5) * 1000,
             "delivery_p99": pct(s.delivery_latency, 0.99) * 1000,
             "delivery_max": max(s.delivery_latency, default=0) * 1000,
+            "slowest_deliveries": [
+                {"seconds": round(took, 1), "sent_at_s": round(at, 1), "what": what}
+                for took, at, what in sorted(s.slowest, reverse=True)
+            ],
         },
         "cpu_cores": cpu,
         "loop_lag_ms": {"p50": pct(lags, 0.5) * 1000, "p99": pct(lags, 0.99) * 1000,
@@ -494,15 +493,7 @@ async def run(args: argparse.Namespace) -> int:
         "servers": {sv.name: {"starts": sv.starts, "kills": sv.kills, "log": logs[sv.name],
                               "log_path": str(sv.log_path),
                               "sigterm": exit_codes.get(sv.name)} for sv in servers},
-        "memory": [
-            {"server": f.lifetime.server, "pid": f.lifetime.pid,
-             "from_s": round(f.lifetime.start), "to_s": round(f.lifetime.end),
-             "first_third_mib": round(f.first_rss, 1), "last_third_mib": round(f.last_rss, 1),
-             "first_third_sockets": f.first_conns, "last_third_sockets": f.last_conns,
-             "peak_mib": round(f.peak_rss, 1), "growth_pct": round(f.growth * 100, 1),
-             "flat": f.flat}
-            for f in flat
-        ],
+        "memory": memory,
         "generator_rss_mib": [round(x.generator_rss / 2**20, 1) for x in sampler.samples[::15]],
         "plot": str(plot_path),
     }
@@ -512,6 +503,45 @@ async def run(args: argparse.Namespace) -> int:
     (out / "summary.md").write_text(summary)
     print("\n" + summary)
     return 0 if verdict.ok else 1
+
+
+def score_memory(
+    samples: list[Sample], servers: list[str], chaos: list[dict[str, Any]],
+    phases: dict[str, float], ramp: float,
+) -> list[dict[str, Any]]:
+    """Each process lifetime's RSS, last third of the load against the first third, after a
+    warm-up that includes the first kill: by then the survivor has held every socket once,
+    so its allocator has seen the run's peak. A restarted process gets 30 s."""
+    first_kill = next((e["t"] for e in chaos if e["kind"] == "kill"), None)
+    warmup = ramp + 30 if first_kill is None else max(ramp + 30, first_kill + 60)
+    out = []
+    for name in servers:
+        for life in lifetimes(samples, name):
+            f = flatness(life, warmup - life.start if life.start < 1 else 30, phases["load_end"])
+            if f is None:
+                continue
+            out.append({
+                "server": name, "pid": life.pid, "from_s": round(life.start),
+                "to_s": round(life.end), "first_third_mib": round(f.first_rss, 1),
+                "last_third_mib": round(f.last_rss, 1), "first_third_sockets": f.first_conns,
+                "last_third_sockets": f.last_conns, "peak_mib": round(f.peak_rss, 1),
+                "growth_pct": round(f.growth * 100, 1), "flat": f.flat,
+            })
+    return out
+
+
+def rescore(out: Path) -> int:
+    """Score the memory of a finished run again (``--rescore OUT``) and rewrite its summary."""
+    results = json.loads((out / "results.json").read_text())
+    samples = [Sample(**x) for x in json.loads((out / "samples.json").read_text())]
+    servers = sorted(results["servers"])
+    results["memory"] = score_memory(samples, servers, results["chaos"], results["phases"],
+                                     float(results["args"]["ramp"]))
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    summary = render_summary(results)
+    (out / "summary.md").write_text(summary)
+    print(summary)
+    return 0
 
 
 def feed_lines(r: dict[str, Any]) -> list[str]:
@@ -585,6 +615,9 @@ def render_summary(r: dict[str, Any]) -> str:
         f"- latency (ms, including chaos): ack p50 {lat['ack_p50']:.0f}, p99 "
         f"{lat['ack_p99']:.0f}, max {lat['ack_max']:.0f}; send→peer p50 "
         f"{lat['delivery_p50']:.0f}, p99 {lat['delivery_p99']:.0f}, max {lat['delivery_max']:.0f}",
+        "  - slowest send→peer: " + ("; ".join(
+            f"{x['seconds']} s ({x['what']}, sent at {x['sent_at_s']} s)"
+            for x in lat.get("slowest_deliveries", [])[:3]) or "-"),
         f"- CPU (cores, mean over the run): server A {cpu.get('A', 0):.2f}, B "
         f"{cpu.get('B', 0):.2f}, load generator {cpu['generator']:.2f}, PostgreSQL "
         f"(our backends) {cpu['postgres']:.2f}, Redis {cpu['redis']:.2f}; whole machine "
@@ -625,6 +658,8 @@ def render_summary(r: dict[str, Any]) -> str:
 
 def main() -> int:
     args = parse_args()
+    if args.rescore is not None:
+        return rescore(args.rescore)
     try:
         import uvloop
 

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from sim import NotesUser, RoomUser, Sim, normalize_items
+from sim import NotesUser, RoomUser, Sim, canonical, normalize_items
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Verdict:
 def room_events(rows: list[asyncpg.Record]) -> dict[str, list[tuple[Any, ...]]]:
     rooms: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
-        data = orjson.dumps(orjson.loads(r["data"]), option=orjson.OPT_SORT_KEYS)
+        data = canonical(orjson.loads(r["data"]))
         rooms.setdefault(r["stream"], []).append(
             (r["seq"], r["type"], r["client_id"], r["author_id"], data, r["ts"])
         )
