@@ -35,8 +35,10 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     options = uvicorn_options(settings)
-    if args.demo:
-        asyncio.run(_demo_room(settings, args.host, args.port))
+    if args.demo:  # one process that seeds a demo and prints links once it listens
+        from .demo import serve_demo
+
+        return serve_demo(settings, args.host, args.port, args.log_level, options)
     if args.workers > 1:
         if settings.dev_secret or not settings.redis_url:
             print("--workers > 1 needs MENTEO_SECRET and MENTEO_REDIS_URL", file=sys.stderr)
@@ -59,27 +61,6 @@ def serve(args: argparse.Namespace) -> int:
         **options,  # type: ignore[arg-type]
     )
     return 0
-
-
-async def _demo_room(settings: Settings, host: str, port: int) -> None:
-    """Create a room for a mentor and a mentee and print a link for each."""
-    from .persistence.database import Database
-    from .persistence.rooms import MemberRecord, create_room
-
-    db = Database(settings.database_url)
-    try:
-        await db.prepare(auto_migrate=settings.migrate_automatically)
-        members = [MemberRecord("ana", "Ana", "mentor"), MemberRecord("ben", "Ben", "mentee")]
-        async with db.write() as conn:
-            room = await create_room(conn, "Demo: Ana mentors Ben", members)
-    finally:
-        await db.close()
-    base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    print("\nDemo room ready. Open each link in its own browser window:")
-    for member in members:
-        tok = issue_token(settings.secret, member.user_id, member.name, ttl=8 * 3600)
-        print(f"  {member.name} ({member.role}): {base}/?room={room.id}&token={tok}")
-    print()
 
 
 def token(args: argparse.Namespace) -> int:
@@ -116,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
     p.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
     p.add_argument("--log-level", default="info")
-    p.add_argument("--demo", action="store_true", help="create a demo room and print links")
+    p.add_argument("--demo", action="store_true", help="seed a demo room and feed; print links")
     p.set_defaults(func=serve)
 
     p = sub.add_parser("token", help="print a signed token (alone on its last line)")

@@ -1,0 +1,218 @@
+"""``menteo-realtime serve --demo``: a server seeded with a small community, and links to it.
+
+Once the server listens, the demo plays the platform's backend over the real REST API: a
+community, a mentor (Ana) and a mentee (Ben) in a room with a roadmap checklist, and Ben's
+growth thread with a few posts, a comment and reactions. Then it prints a link to each
+member's room view and to the community feed. Everything is looked up before it is made
+(or written with an ``Idempotency-Key``), so a second run on the same database reuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import uvicorn
+
+from .auth import issue_token
+from .config import Settings
+
+log = logging.getLogger("menteo.demo")
+
+LINK_TTL = 8 * 3600  # seconds the printed links' tokens stay valid
+
+COMMUNITY = "Learning in public"
+ROOM_TITLE = "Demo: Ana mentors Ben"
+ROADMAP_TITLE = "Into data engineering: the first three months"
+ROADMAP_STEPS = [
+    {"title": "Set up Python, Git and an editor"},
+    {"title": "SQL: joins, aggregates, window functions"},
+    {"title": "Build a small ETL pipeline", "description": "CSV in, Parquet out, tested"},
+    {"title": "Ship a portfolio project"},
+]
+THREAD_TITLE = "From support desk to data engineering"
+BEN_POSTS = [
+    "Day 1: I am switching careers from IT support to data engineering. Ana is my mentor. "
+    "Posting here to keep myself honest.",
+    "Week 2: finally get window functions. ROW_NUMBER() over a partition was the click.",
+    "Week 3: my first pipeline runs end to end: CSV in, Parquet out, with tests. Slow, but "
+    "it is mine.",
+]
+ANA_COMMENT = "Great progress, Ben. Next: make it idempotent, so a rerun never doubles a row."
+
+MENTOR = ("ana", "Ana", "mentor")
+MENTEE = ("ben", "Ben", "mentee")
+
+
+@dataclass(frozen=True, slots=True)
+class Demo:
+    """What the demo seeded: enough to print the links."""
+
+    room_id: str
+    community_id: str
+
+
+class DemoError(Exception):
+    """A REST call of the seeding was refused."""
+
+
+class _Api:
+    """Blocking JSON calls as one user; run in a thread while the server serves them."""
+
+    # No proxy from the environment: the server is ours, on this machine.
+    _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None, *, key: str | None = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method, headers=headers
+        )
+        try:
+            with self._opener.open(request, timeout=10) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")[:300]
+            raise DemoError(f"{method} {path}: {exc.code} {detail}") from None
+
+
+def seed(base_url: str, secret: str) -> Demo:
+    """Make (or find) the demo's community, room, checklist and growth thread."""
+
+    def as_user(user_id: str, name: str, role: str | None = None) -> _Api:
+        return _Api(base_url, issue_token(secret, user_id, name, role=role, ttl=600))
+
+    backend = as_user("menteo-demo", "Menteo demo", "service")
+    ana = as_user(MENTOR[0], MENTOR[1])
+    ben = as_user(MENTEE[0], MENTEE[1])
+
+    community = _find(backend.call("GET", "/api/communities")["communities"], "name", COMMUNITY)
+    if community is None:
+        community = backend.call("POST", "/api/communities", {"name": COMMUNITY})
+    roadmap = _find(backend.call("GET", "/api/roadmaps")["roadmaps"], "title", ROADMAP_TITLE)
+    if roadmap is None:
+        roadmap = backend.call(
+            "POST", "/api/roadmaps", {"title": ROADMAP_TITLE, "steps": ROADMAP_STEPS}
+        )
+    room = _find(backend.call("GET", "/api/rooms")["rooms"], "title", ROOM_TITLE)
+    if room is None:
+        members = [{"user_id": u, "name": n, "role": r} for u, n, r in (MENTOR, MENTEE)]
+        room = backend.call("POST", "/api/rooms", {"title": ROOM_TITLE, "members": members})
+    # Copying the same roadmap into the room again adds nothing.
+    backend.call("POST", f"/api/rooms/{room['id']}/checklist", {"roadmap_id": roadmap["id"]})
+
+    community_id = community["id"]
+    page = ben.call("GET", "/api/feed?" + urlencode({"community": community_id, "limit": 100}))
+    thread_id = next(
+        (
+            p["thread_id"]
+            for p in page["posts"]
+            if p["author"]["user_id"] == MENTEE[0] and p["thread_title"] == THREAD_TITLE
+        ),
+        None,
+    )
+    if thread_id is None:
+        body = {"title": THREAD_TITLE, "community_id": community_id}
+        thread_id = ben.call("POST", "/api/threads", body)["id"]
+    posts = [
+        ben.call("POST", f"/api/threads/{thread_id}/posts", {"body": text}, key=f"demo-post-{n}")
+        for n, text in enumerate(BEN_POSTS, start=1)
+    ]
+    latest = posts[-1]["id"]
+    ana.call("POST", f"/api/posts/{latest}/comments", {"body": ANA_COMMENT}, key="demo-comment")
+    for post in posts[1:]:
+        ana.call("PUT", f"/api/posts/{post['id']}/reactions/celebrate")
+    ana.call("PUT", f"/api/posts/{posts[0]['id']}/reactions/support")
+    return Demo(room_id=room["id"], community_id=community_id)
+
+
+def _find(items: list[dict[str, Any]], field: str, value: str) -> dict[str, Any] | None:
+    return next((item for item in items if item.get(field) == value), None)
+
+
+def links(base_url: str, secret: str, demo: Demo) -> list[tuple[str, str]]:
+    """(label, URL) for each member's room view and the community feed."""
+    result = []
+    for user_id, name, role in (MENTOR, MENTEE):
+        token = issue_token(secret, user_id, name, ttl=LINK_TTL)
+        query = f"room={quote(demo.room_id)}&token={token}"
+        result.append((f"{name} ({role}), room", f"{base_url}/?{query}"))
+    for user_id, name, _ in (MENTEE, MENTOR):
+        token = issue_token(secret, user_id, name, ttl=LINK_TTL)
+        query = f"community={quote(demo.community_id)}&token={token}"
+        result.append((f"{name}, community feed", f"{base_url}/feed.html?{query}"))
+    return result
+
+
+def _base_url(address: Any) -> str:
+    """http://host:port for a listening socket's address (a wildcard becomes loopback)."""
+    host, port = str(address[0]), int(address[1])
+    if host in ("0.0.0.0", ""):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+class DemoServer(uvicorn.Server):
+    """Uvicorn's server, which seeds the demo and prints its links once it listens."""
+
+    def __init__(self, config: uvicorn.Config, secret: str) -> None:
+        super().__init__(config)
+        self.secret = secret
+        self.demo: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if not self.should_exit and self.servers:
+            self.demo = asyncio.create_task(self._announce(), name="menteo-demo")
+
+    async def _announce(self) -> None:
+        listening = self.servers[0].sockets[0].getsockname()
+        base_url = _base_url(listening)
+        try:
+            demo = await asyncio.to_thread(seed, base_url, self.secret)
+        except (DemoError, OSError) as exc:
+            log.error("the demo could not be seeded: %s", exc)
+            return
+        lines = [f"\nMenteo demo ready at {base_url}. Open each link in its own window:"]
+        lines += [f"  {label}: {url}" for label, url in links(base_url, self.secret, demo)]
+        print("\n".join(lines) + "\n", flush=True)
+
+
+def serve_demo(
+    settings: Settings, host: str, port: int, log_level: str, options: dict[str, Any]
+) -> int:
+    """Run one server process with the demo (``serve --demo``); the exit status."""
+    from .app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level=log_level, **options
+    )
+    server = DemoServer(config, settings.secret)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        print("the server did not start", file=sys.stderr)
+        return 3
+    return 0
