@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
+from . import logs
 from .api import checklist as checklist_api
 from .api import feed as feed_api
 from .api import notes as notes_api
@@ -162,12 +164,17 @@ class RealtimeApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("websocket", "http"):
+            logs.bind(scope)  # an id on every line logged for this request, once per connection
             for route in self.sockets if scope["type"] == "websocket" else self.streams:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
                     scope["app"] = self.app
-                    await route.app(scope, receive, send)
+                    started = time.monotonic()
+                    try:
+                        await route.app(scope, receive, send)
+                    finally:
+                        logs.ended(scope, started)
                     return
         await self.app(scope, receive, send)
 

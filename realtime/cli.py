@@ -1,16 +1,15 @@
-"""``menteo-realtime``: serve, token, migrate."""
+"""``menteo-realtime``: serve, token, migrate, check."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from .auth import issue_token
 from .config import Settings
-from .logs import RedactTokens, log_config
+from .logs import configure, log_config
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -24,7 +23,7 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "ws_per_message_deflate": False,  # CPU and memory per socket; frames are small
         "timeout_graceful_shutdown": settings.shutdown_timeout,
         "lifespan": "on",
-        "log_config": log_config(),
+        "log_config": log_config(settings.log_format),
     }
 
 
@@ -88,6 +87,12 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check(args: argparse.Namespace) -> int:
+    from .check import run
+
+    return run(timeout=args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="menteo-realtime", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=migrate)
 
+    p = sub.add_parser("check", help="check settings, database, Redis and the web bundle")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds per connection check")
+    p.set_defaults(func=check)
+
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactTokens())
+    # Read before Settings: parsing them may log, and that line has a format too.
+    configure(os.environ.get("MENTEO_LOG_FORMAT", "text"))
     result: int = args.func(args)
     return result
 

@@ -12,6 +12,7 @@ log = logging.getLogger("menteo.config")
 
 PREFIX = "MENTEO_"
 MIN_SECRET_BYTES = 32
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Settings:
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds
     shutdown_timeout: float = 5.0
+    log_format: str = "text"  # "json": one JSON object per line, for a log pipeline
 
     dev_secret: bool = field(default=False, compare=False)
 
@@ -89,6 +91,8 @@ class Settings:
                 continue
             values[f.name] = _parse(f.name, str(f.type), raw)
         values.update(overrides)
+        if values.get("log_format", "text") not in LOG_FORMATS:
+            raise ValueError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if not values.get("secret"):
             log.warning(
                 "MENTEO_SECRET is not set: using a random secret for this process only. "
