@@ -48,13 +48,17 @@ def create_presence(settings: Settings, hub: Hub) -> Presence:
         return MemoryPresence(hub.signal, grace=settings.presence_grace)
     from .presence.redis import RedisPresence
 
-    return RedisPresence(
+    presence = RedisPresence(
         settings.redis_url,
         hub.signal,
         lambda: hub.streams.keys(),
         grace=settings.presence_grace,
         ttl=settings.presence_ttl,
+        announce_local=hub.signal_local,
     )
+    hub.on_signal = presence.observe
+    hub.on_resync.append(presence.resynced)
+    return presence
 
 
 @asynccontextmanager

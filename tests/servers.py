@@ -88,6 +88,10 @@ class ServerProcess:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     output: list[str] = field(default_factory=list)
+    # Lines awaited by logged(): text -> (the waiter's loop, its event); set from the reader.
+    watches: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(
+        default_factory=dict
+    )
 
     @property
     def url(self) -> str:
@@ -124,7 +128,21 @@ class ServerProcess:
         assert self.proc is not None and self.proc.stdout is not None
         with contextlib.suppress(ValueError, OSError):  # the pipe closed under us by kill()
             for raw in self.proc.stdout:
-                self.output.append(raw.decode(errors="replace"))
+                line = raw.decode(errors="replace")
+                self.output.append(line)
+                for text, (loop, found) in list(self.watches.items()):
+                    if text in line:
+                        loop.call_soon_threadsafe(found.set)
+
+    async def logged(self, text: str, timeout: float = 15) -> None:
+        """Wait until the server writes a line containing ``text`` (or already has)."""
+        found = asyncio.Event()
+        self.watches[text] = (asyncio.get_running_loop(), found)
+        try:
+            if not any(text in line for line in self.output):
+                await asyncio.wait_for(found.wait(), timeout)
+        finally:
+            self.watches.pop(text, None)
 
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         assert self.proc is not None

@@ -33,6 +33,7 @@ SERVER_FRAMES = {
     "pong",
     "presence.join",
     "presence.leave",
+    "presence.sync",
     "presence.typing",
     "auth.expiring",
     "auth.refreshed",

@@ -331,3 +331,71 @@ async def test_feed_followers_on_two_processes_ws_and_sse(shared: Backend) -> No
             assert [f["seq"] for f in got] == list(range(int(seen_id or 0) + 1, last["cursor"] + 1))
         finally:
             await close_all()
+
+
+class PresenceView:
+    """A client's list of who is online, kept as the protocol says: the welcome's list, then
+    joins, leaves and syncs in order."""
+
+    def __init__(self, client: RoomClient) -> None:
+        self.client = client
+        self.online = {p["user_id"] for p in client.welcome["presence"]}
+        self.syncs = 0
+
+    def apply(self, frame: dict[str, Any]) -> None:
+        if frame["type"] == "presence.join":
+            self.online.add(frame["user_id"])
+        elif frame["type"] == "presence.leave":
+            self.online.discard(frame["user_id"])
+        elif frame["type"] == "presence.sync":
+            self.syncs += 1
+            self.online = {p["user_id"] for p in frame["presence"]}
+
+    async def until(self, expected: set[str], timeout: float = 20) -> None:
+        def seen(frame: dict[str, Any]) -> bool:
+            self.apply(frame)
+            return self.online == expected
+
+        if self.online != expected:
+            await self.client.recv_until(seen, timeout=timeout)
+
+
+async def test_presence_after_redis_restarts_empty_shows_who_stayed(
+    shared: Backend, own_redis: RedisProcess
+) -> None:
+    """Ben connects after Redis restarted empty and before Ana's process has written her
+    back: a presence.sync tells him she is here (the heartbeat alone says nothing)."""
+    backend = Backend(shared.name, shared.database_url, own_redis.url)
+    async with servers(backend, 2, MENTEO_PRESENCE_TTL="30") as (a, b):
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
+        ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        own_redis.stop()
+        own_redis.start()  # empty: nothing is saved
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
+        view = PresenceView(ben)
+        await view.until({"ana", "ben"})
+        await PresenceView(ana).until({"ana", "ben"})
+
+
+async def test_leave_lost_while_redis_was_down_is_corrected(
+    shared: Backend, own_redis: RedisProcess
+) -> None:
+    """Ben leaves while Redis is down, so no presence.leave can be sent; once Redis is back,
+    Ana's process sends her a presence.sync without him."""
+    backend = Backend(shared.name, shared.database_url, own_redis.url)
+    async with servers(backend, 2, MENTEO_PRESENCE_TTL="30") as (a, b):
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
+        ana = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
+        view = PresenceView(ana)
+        await view.until({"ana", "ben"})
+        own_redis.stop()
+        await ben.close()
+        await b.logged("presence leave failed")
+        own_redis.start()
+        await view.until({"ana"})
+        assert view.syncs >= 1

@@ -5,6 +5,12 @@ A live socket's expiry is pushed forward by its process's heartbeat; a socket th
 without a clean close keeps its user present until ``grace`` runs out; a dead process stops
 heartbeating, so its sockets expire within ``ttl``. Every process sweeps the rooms it serves
 and announces the users whose last socket expired. Lua keeps each step atomic.
+
+``presence.join``/``leave`` are pub/sub signals: the ones published while Redis is away are
+lost, and a Redis that restarts empty is refilled only by the next heartbeats. So each
+process also keeps the view its sockets were last given per room, compares it with Redis on
+every sweep, and sends a ``presence.sync`` snapshot to its own sockets when they differ (and
+to every room it serves once Redis is back after an outage).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -45,7 +52,7 @@ end
 """
 
 # KEYS: zset, hash. ARGV: now, conn, user, name, expires, key ttl (s).
-# Returns {1 if this is the user's first socket else 0, users gone...}.
+# Returns {1 if this is the user's first socket else 0, users gone, entries present}.
 JOIN = (
     _SWEEP
     + """
@@ -58,8 +65,7 @@ redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 local gone = sweep(KEYS[1], KEYS[2], ARGV[1])
-table.insert(gone, 1, 1 - present)
-return gone
+return {1 - present, gone, redis.call('HVALS', KEYS[2])}
 """
 )
 
@@ -76,8 +82,12 @@ return sweep(KEYS[1], KEYS[2], ARGV[1])
 """
 )
 
-# KEYS: zset, hash. ARGV: now. Returns users gone.
-SWEEP = _SWEEP + "return sweep(KEYS[1], KEYS[2], ARGV[1])"
+# KEYS: zset, hash. ARGV: now. Returns {users gone, entries of everyone still present}.
+SWEEP = _SWEEP + "return {sweep(KEYS[1], KEYS[2], ARGV[1]), redis.call('HVALS', KEYS[2])}"
+
+# Seconds to wait after Redis comes back before the snapshot: every process heartbeats at
+# once on recovery, so by then the users of sockets that stayed open are written back.
+SETTLE = 2.0
 
 
 def _keys(room: str) -> list[str]:
@@ -94,8 +104,11 @@ class RedisPresence(Presence):
         *,
         grace: float,
         ttl: float,
+        announce_local: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         super().__init__(announce, grace=grace)
+        # Snapshots go to this process's sockets only: every process reconciles its own.
+        self.announce_local = announce_local
         # A blocking pool: a join storm waits for a connection instead of failing past 100.
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=50, timeout=5, socket_connect_timeout=2, socket_timeout=5
@@ -108,6 +121,12 @@ class RedisPresence(Presence):
         self.leave_script = self.client.register_script(LEAVE)
         self.sweep_script = self.client.register_script(SWEEP)
         self.task: asyncio.Task[None] | None = None
+        self.views: dict[str, dict[str, str]] = {}  # room -> user -> name, as last shown
+        self.heard: dict[str, int] = {}  # room -> presence signals seen (to detect a race)
+        self.suspect: dict[str, dict[str, str]] = {}  # room -> a difference seen once
+        self.resync_at: float | None = None  # after an outage: snapshot every room then
+        self.beat_now = False
+        self.syncs = 0  # snapshots sent (for tests and metrics)
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._maintain(), name="menteo-presence")
@@ -126,8 +145,10 @@ class RedisPresence(Presence):
             keys=_keys(room),
             args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
         )
-        first, *gone = result
+        first, gone, entries = result
         self._announce_gone(room, gone)
+        # What this socket's welcome is about to show, and the room's sockets once told.
+        self.views[room] = _users(entries)
         if int(first):
             self._joined(room, user_id, name)
 
@@ -143,35 +164,93 @@ class RedisPresence(Presence):
         self._announce_gone(room, gone)
 
     async def online(self, room: str) -> list[dict[str, str]]:
-        values = await self.client.hvals(_keys(room)[1])
-        users: dict[str, str] = {}
-        for raw in values:
-            entry = raw.decode() if isinstance(raw, bytes) else str(raw)
-            user_id, _, name = entry.partition("\n")
-            users[user_id] = name
-        return [{"user_id": u, "name": users[u]} for u in sorted(users)]
+        return _listing(_users(await self.client.hvals(_keys(room)[1])))
+
+    def observe(self, room: str, frame: dict[str, Any]) -> None:
+        """The hub's hook: a signal delivered to this process's sockets of ``room``."""
+        kind = frame.get("type")
+        if kind not in ("presence.join", "presence.leave"):
+            return
+        self.heard[room] = self.heard.get(room, 0) + 1
+        view = self.views.get(room)
+        if view is None:
+            return
+        if kind == "presence.join":
+            view[frame["user_id"]] = frame.get("name", "")
+        else:
+            view.pop(frame["user_id"], None)
+
+    def resynced(self) -> None:
+        """The broker reconnected (the hub's hook): signals may have been lost meanwhile."""
+        self._recovering()
+
+    def _recovering(self) -> None:
+        self.beat_now = True
+        self.resync_at = time.monotonic() + SETTLE
 
     def _announce_gone(self, room: str, gone: list[bytes]) -> None:
         for user in gone:
             self._left(room, user.decode() if isinstance(user, bytes) else str(user))
 
     async def _maintain(self) -> None:
-        """Heartbeat our live sockets and sweep the rooms we serve."""
+        """Heartbeat our live sockets, sweep the rooms we serve, and reconcile views."""
         beat_every = max(self.ttl / 3, 0.1)
         sweep_every = min(1.0, beat_every)
         last_beat = 0.0
+        failing = False
         while True:
             await asyncio.sleep(sweep_every)
             try:
                 now = time.time()
-                if now - last_beat >= beat_every:
+                if self.beat_now or now - last_beat >= beat_every:
+                    self.beat_now = False
                     await self._heartbeat(now)
                     last_beat = now
-                for room in list(self.rooms()):
-                    gone = await self.sweep_script(keys=_keys(room), args=[now])
-                    self._announce_gone(room, gone)
+                await self._sweep(now)
+                if failing:
+                    failing = False
+                    log.info("presence upkeep recovered")
+                    self._recovering()
             except (RedisError, OSError) as exc:
+                failing = True
                 log.warning("presence upkeep failed: %s", exc)
+
+    async def _sweep(self, now: float) -> None:
+        rooms = list(self.rooms())
+        for stale in self.views.keys() - set(rooms):
+            self._forget(stale)
+        snapshot_all = self.resync_at is not None and time.monotonic() >= self.resync_at
+        settling = self.resync_at is not None and not snapshot_all
+        for room in rooms:
+            heard = self.heard.get(room, 0)
+            gone, entries = await self.sweep_script(keys=_keys(room), args=[now])
+            raced = self.heard.get(room, 0) != heard
+            self._announce_gone(room, gone)
+            # Only rooms whose sockets were given a view here (a feed stream has none).
+            if room in self.views and not raced and not settling:
+                self._reconcile(room, _users(entries), force=snapshot_all)
+        if snapshot_all:
+            self.resync_at = None
+
+    def _reconcile(self, room: str, users: dict[str, str], *, force: bool) -> None:
+        """Send a snapshot when Redis and what the sockets were told differ twice running
+        (once could be a join or leave whose signal is still on its way), or when forced."""
+        if users == self.views.get(room) and not force:
+            self.suspect.pop(room, None)
+            return
+        if not force and self.suspect.get(room) != users:
+            self.suspect[room] = users
+            return
+        self.suspect.pop(room, None)
+        self.views[room] = dict(users)
+        if self.announce_local is not None:
+            self.syncs += 1
+            self.announce_local(room, {"type": "presence.sync", "presence": _listing(users)})
+
+    def _forget(self, room: str) -> None:
+        self.views.pop(room, None)
+        self.heard.pop(room, None)
+        self.suspect.pop(room, None)
 
     async def _heartbeat(self, now: float) -> None:
         """Push our live sockets' expiry forward, writing their entries again in full: after
@@ -187,3 +266,17 @@ class RedisPresence(Presence):
             pipe.expire(zset, keep)
             pipe.expire(users, keep)
         await pipe.execute()
+
+
+def _users(entries: list[Any]) -> dict[str, str]:
+    """Hash values ``user\nname`` (one per socket) as user -> name."""
+    users: dict[str, str] = {}
+    for raw in entries:
+        entry = raw.decode() if isinstance(raw, bytes) else str(raw)
+        user_id, _, name = entry.partition("\n")
+        users[user_id] = name
+    return users
+
+
+def _listing(users: dict[str, str]) -> list[dict[str, str]]:
+    return [{"user_id": u, "name": users[u]} for u in sorted(users)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any, Protocol
 
@@ -83,6 +83,10 @@ class Hub:
         self.streams: dict[str, _Stream] = {}
         self.sweeper: asyncio.Task[None] | None = None
         self.filled = 0  # events that came from the database instead of the broker
+        # Hooks for presence: every signal delivered here, and every broker resync (signals
+        # published while the broker was away are lost; presence sends a snapshot instead).
+        self.on_signal: Callable[[str, dict[str, Any]], None] | None = None
+        self.on_resync: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         await self.broker.start(self._on_broker, self.resync)
@@ -150,10 +154,16 @@ class Hub:
             wire = {"o": self.origin, "g": frame, "x": exclude_user}
             self.broker.publish(channel_of(stream), orjson.dumps(wire))
 
+    def signal_local(self, stream: str, frame: dict[str, Any]) -> None:
+        """An ephemeral frame for this process's subscribers only."""
+        self._signal_local(stream, Frames(frame), None)
+
     def resync(self) -> None:
         """Read every subscribed stream's missed events from the database."""
         for stream, state in self.streams.items():
             self._schedule_fill(stream, state, delay=0.0)
+        for hook in self.on_resync:
+            hook()
 
     def _on_broker(self, channel: str, data: bytes) -> None:
         try:
@@ -172,6 +182,8 @@ class Hub:
         state = self.streams.get(stream)
         if state is None:
             return
+        if self.on_signal is not None:
+            self.on_signal(stream, frames.frame)
         for listener in list(state.listeners):
             try:
                 listener.on_signal(frames, exclude_user)

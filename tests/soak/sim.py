@@ -392,6 +392,8 @@ class RoomUser:
             self.presence.add(frame["user_id"])
         elif kind == "presence.leave":
             self.presence.discard(frame["user_id"])
+        elif kind == "presence.sync":
+            self.presence = {p["user_id"] for p in frame["presence"]}
         elif kind == "error":
             self._error(frame)
 

@@ -289,6 +289,9 @@ function openRoom(roomId, token) {
       case "presence.leave":
         presence.leave(frame.user_id);
         break;
+      case "presence.sync":
+        presence.sync(frame.presence);
+        break;
       case "presence.typing":
         presence.typing(frame.user_id, frame.active === true);
         break;

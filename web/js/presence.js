@@ -46,6 +46,16 @@ export class PresenceView {
     this.#renderTyping();
   }
 
+  /** A presence.sync snapshot: replaces who is here, keeping the typing of those still here. */
+  sync(list) {
+    this.#online = new Map(list.map((u) => [u.user_id, u.name]));
+    for (const id of [...this.#typing.keys()]) {
+      if (!this.#online.has(id)) this.#clearTyping(id);
+    }
+    this.#render();
+    this.#renderTyping();
+  }
+
   join({ user_id, name }) {
     this.#online.set(user_id, name);
     this.#render();
