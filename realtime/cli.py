@@ -15,7 +15,9 @@ from .logs import configure, log_config
 def uvicorn_options(settings: Settings) -> dict[str, object]:
     """Server options that carry our limits (shared by ``serve`` and the tests)."""
     return {
-        "ws": "websockets-sansio",
+        # Uvicorn's websockets-sansio protocol with a direct write path for ready frames and
+        # less state per idle socket (realtime/wsproto.py).
+        "ws": "realtime.wsproto:MenteoWebSocketProtocol",
         # The largest frame any socket takes; each socket enforces its own limit below it.
         "ws_max_size": max(settings.max_frame_bytes, settings.notes_max_update_bytes),
         "ws_ping_interval": settings.ping_interval,

@@ -61,7 +61,7 @@ class RoomConnection:
             self.held.append((event.seq, frames))
         elif event.seq > self.last_seq:
             self.last_seq = event.seq
-            self.transport.send(frames.encoded(self.codec))
+            self.transport.send_frames(frames, self.codec)
 
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
         if exclude_user == self.principal.user_id:
@@ -69,7 +69,7 @@ class RoomConnection:
         if self.held is not None:
             self.held.append((0, frames))
         else:
-            self.transport.send(frames.encoded(self.codec))
+            self.transport.send_frames(frames, self.codec)
 
     # Catching up ----------------------------------------------------------------------
     async def send_event(self, event: StoredEvent) -> None:
@@ -82,7 +82,7 @@ class RoomConnection:
         for seq, frames in held:
             if seq == 0 or seq > self.last_seq:
                 self.last_seq = max(self.last_seq, seq)
-                self.transport.send(frames.encoded(self.codec))
+                self.transport.send_frames(frames, self.codec)
 
     # Replies --------------------------------------------------------------------------
     def send_frame(self, frame: dict[str, Any]) -> None:

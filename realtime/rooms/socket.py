@@ -40,7 +40,7 @@ from .connection import RoomConnection
 from .expiry import iso
 from .gate import admission
 from .limits import TokenBucket
-from .transport import ASGIReceive, ASGISend, Transport
+from .transport import ASGIReceive, ASGISend, Transport, direct_writer
 
 log = logging.getLogger("menteo.rooms")
 
@@ -120,7 +120,9 @@ class RoomSocket:
         ) as admitted:
             if admitted is None:
                 return
-            transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+            transport = Transport(
+                send, backlog_bytes=state.settings.backlog_bytes, direct=direct_writer(scope)
+            )
             transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
             conn = RoomConnection(
                 admitted.room, admitted.principal, admitted.role, admitted.codec, transport

@@ -3,6 +3,10 @@
 Sends go straight to the transport while it keeps up. Only when the server's transport is
 full (its ``send`` would wait) does a socket get a bounded backlog and a task to drain it;
 past the bound the socket is closed with 1013. The fan-out loop never awaits a socket.
+
+Where the server offers it (``realtime.wsproto`` under Uvicorn), "straight to the
+transport" is a write of ready frame bytes (``DirectWriter``); any other ASGI server gets
+the same semantics through its ``send``.
 """
 
 from __future__ import annotations
@@ -12,14 +16,31 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
-from ..protocol import Close
+from ..protocol import Close, Codec
+from ..streams.hub import Frames, ws_frame
 
 log = logging.getLogger("menteo.socket")
 
 ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
+
+DIRECT_SEND = "menteo.direct_send"  # the scope extension that holds a DirectWriter
+
+
+class DirectWriter(Protocol):
+    """A server connection that takes ready WebSocket frame bytes."""
+
+    def write_wire(self, data: bytes) -> bool:
+        """Write ``data`` now and return True, or False if the ASGI send must be used."""
+        ...
+
+
+def direct_writer(scope: dict[str, Any]) -> DirectWriter | None:
+    """The server's direct write path for this socket, if it offers one."""
+    writer: DirectWriter | None = (scope.get("extensions") or {}).get(DIRECT_SEND)
+    return writer
 
 
 class BufferedSend:
@@ -37,12 +58,16 @@ class BufferedSend:
         "backlog_limit",
         "backlog_size",
         "closed",
+        "direct",
         "drainer",
         "on_slow",
     )
 
-    def __init__(self, send: ASGISend, *, backlog_bytes: int) -> None:
+    def __init__(
+        self, send: ASGISend, *, backlog_bytes: int, direct: DirectWriter | None = None
+    ) -> None:
         self._send = send
+        self.direct = direct
         self.backlog_limit = backlog_bytes
         self.backlog: deque[str | bytes] | None = None
         self.backlog_size = 0
@@ -61,13 +86,20 @@ class BufferedSend:
         """The peer is gone (a send failed)."""
         raise NotImplementedError
 
-    def send(self, data: str | bytes) -> None:
-        """Send without waiting: straight to the transport, or to the backlog if it is full."""
+    def send(self, data: str | bytes, wire: bytes | None = None) -> None:
+        """Send without waiting: straight to the transport, or to the backlog if it is full.
+
+        ``wire`` is ``data`` as a ready WebSocket frame when the caller has it (built once
+        for every recipient of an event); only a direct writer uses it.
+        """
         if self.closed:
             return
         if self.backlog is not None:
             self._enqueue(data)
             return
+        direct = self.direct
+        if direct is not None and direct.write_wire(wire or ws_frame(data)):
+            return  # the fast path: no ASGI message, no coroutine
         coro = cast(Coroutine[Any, Any, None], self._send(self._message(data)))
         try:
             waiting = coro.send(None)
@@ -89,6 +121,8 @@ class BufferedSend:
                 await asyncio.wait((self.drainer,))
             return
         if self.closed:
+            return
+        if self.direct is not None and self.direct.write_wire(ws_frame(data)):
             return
         try:
             await self._send(self._message(data))
@@ -138,11 +172,20 @@ class Transport(BufferedSend):
 
     __slots__ = ("close_code", "closer", "on_lost")
 
-    def __init__(self, send: ASGISend, *, backlog_bytes: int) -> None:
-        super().__init__(send, backlog_bytes=backlog_bytes)
+    def __init__(
+        self, send: ASGISend, *, backlog_bytes: int, direct: DirectWriter | None = None
+    ) -> None:
+        super().__init__(send, backlog_bytes=backlog_bytes, direct=direct)
         self.closer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.on_lost: Callable[[int], None] = lambda code: None
+
+    def send_frames(self, frames: Frames, codec: Codec) -> None:
+        """Send a hub frame: with a direct writer, the frame bytes built once per event."""
+        if self.direct is not None and self.backlog is None:
+            self.send(frames.encoded(codec), frames.wire(codec))
+        else:
+            self.send(frames.encoded(codec))
 
     def _message(self, data: str | bytes) -> dict[str, Any]:
         if isinstance(data, str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
@@ -25,19 +26,44 @@ from ..protocol import Codec
 log = logging.getLogger("menteo.hub")
 
 
+def ws_frame(data: str | bytes) -> bytes:
+    """``data`` as one unfragmented, unmasked server frame (RFC 6455 §5.2): text for a str,
+    binary for bytes. A server never masks, so these bytes suit every recipient."""
+    if isinstance(data, str):
+        payload, head = data.encode(), 0x81
+    else:
+        payload, head = data, 0x82
+    size = len(payload)
+    if size < 126:
+        return bytes((head, size)) + payload
+    if size < 65536:
+        return struct.pack("!BBH", head, 126, size) + payload
+    return struct.pack("!BBQ", head, 127, size) + payload
+
+
 class Frames:
     """A frame and its encodings, each made once however many sockets receive it."""
 
-    __slots__ = ("_cache", "frame")
+    __slots__ = ("_cache", "_wire", "frame")
 
     def __init__(self, frame: dict[str, Any]) -> None:
         self.frame = frame
         self._cache: dict[str, str | bytes] = {}
+        self._wire: dict[str, bytes] | None = None
 
     def encoded(self, codec: Codec) -> str | bytes:
         data = self._cache.get(codec.name)
         if data is None:
             data = self._cache[codec.name] = codec.encode(self.frame)
+        return data
+
+    def wire(self, codec: Codec) -> bytes:
+        """The encoding as a ready WebSocket frame (header and payload)."""
+        if self._wire is None:
+            self._wire = {}
+        data = self._wire.get(codec.name)
+        if data is None:
+            data = self._wire[codec.name] = ws_frame(self.encoded(codec))
         return data
 
 

@@ -1,0 +1,145 @@
+"""Uvicorn's sans-I/O WebSocket protocol, leaner for a server that fans out to idle sockets.
+
+Passed to Uvicorn as ``ws=`` (see ``cli.uvicorn_options``). Two changes, both invisible to an
+ASGI app that does not look for them:
+
+- **Direct writes.** The scope's ``menteo.direct_send`` extension is the protocol itself: its
+  ``write_wire`` puts ready WebSocket frame bytes on the transport, without the ASGI send
+  coroutine, the message dict and websockets' ``Frame`` per recipient. Server frames are
+  unmasked, so the bytes a hub builds once per event are right for every socket. It refuses
+  (returns False) whenever Uvicorn's own ``send`` would wait or fail, and the caller then
+  takes the ASGI path, which keeps backpressure and close semantics exactly as they are.
+- **Less state per idle socket.** No ``asyncio.Queue`` (three deques and an ``Event``) or
+  ``asyncio.Event`` (a deque) per connection, and the handshake's request and response are
+  dropped once the socket is accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
+from websockets.protocol import State
+
+from .rooms.transport import DIRECT_SEND
+
+__all__ = ["MenteoWebSocketProtocol"]
+
+
+class _Inbox:
+    """What Uvicorn needs of its receive queue: ``put_nowait``, ``get`` and ``empty``."""
+
+    __slots__ = ("items", "waiters")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.waiters: list[asyncio.Future[None]] | None = None  # only while someone waits
+
+    def put_nowait(self, item: Any) -> None:
+        self.items.append(item)
+        waiters = self.waiters
+        if waiters:
+            self.waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self.items
+
+    async def get(self) -> Any:
+        while not self.items:
+            waiter = asyncio.get_running_loop().create_future()
+            if self.waiters is None:
+                self.waiters = []
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if self.waiters is not None and waiter in self.waiters:
+                    self.waiters.remove(waiter)
+        return self.items.pop(0)
+
+
+class _Writable:
+    """What Uvicorn needs of its ``writable`` event; ``ready`` is read by ``write_wire``."""
+
+    __slots__ = ("ready", "waiters")
+
+    def __init__(self) -> None:
+        self.ready = True
+        self.waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self.ready
+
+    def set(self) -> None:
+        self.ready = True
+        waiters, self.waiters = self.waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self.ready = False
+
+    async def wait(self) -> bool:
+        if self.ready:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self.waiters is None:
+            self.waiters = []
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if self.waiters is not None and waiter in self.waiters:
+                self.waiters.remove(waiter)
+        return True
+
+
+class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
+    """``WebSocketsSansIOProtocol`` with ``write_wire`` and less per-connection state."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)  # absent when the handshake was refused
+        # Ready frames would skip permessage-deflate: offered only where it is off.
+        if scope is not None and not self.config.ws_per_message_deflate:
+            scope["extensions"][DIRECT_SEND] = self
+
+    def start_keepalive(self) -> None:
+        # Uvicorn calls this right after writing the 101: the handshake's request and
+        # response (and their header copies, ~4 KiB) are not read again.
+        self.__dict__.pop("request", None)
+        self.__dict__.pop("response", None)
+        super().start_keepalive()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(DIRECT_SEND, None)  # the scope -> self cycle
+
+    def write_wire(self, data: bytes) -> bool:
+        """Write one ready, unmasked frame if Uvicorn's ``send`` would write it at once.
+
+        False when the transport is paused (full), or the socket is not open: the caller
+        then goes through the ASGI ``send``, which waits or fails as it always has.
+        """
+        if (
+            self.writable.ready  # type: ignore[attr-defined]
+            and self.conn.state is State.OPEN
+            and not self.close_sent
+            and not self.disconnected
+        ):
+            self.transport.write(data)
+            return True
+        return False

@@ -1,0 +1,37 @@
+"""Ready frame bytes: the same as websockets would write, and used under Uvicorn."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from websockets.frames import Frame, Opcode
+
+from realtime.rooms.connection import RoomConnection
+from realtime.streams.hub import ws_frame
+from tests.client import RoomClient
+from tests.servers import Running
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70000])
+def test_ws_frame_is_what_websockets_serializes(size: int) -> None:
+    text = "é" * (size // 2) + "x" * (size % 2)
+    expected = Frame(Opcode.TEXT, text.encode()).serialize(mask=False, extensions=[])
+    assert ws_frame(text) == expected
+    data = bytes(range(256)) * (size // 256) + b"\x00" * (size % 256)
+    expected = Frame(Opcode.BINARY, data).serialize(mask=False, extensions=[])
+    assert ws_frame(data) == expected
+
+
+async def test_room_sockets_write_ready_frames(server: Running, room: dict[str, Any]) -> None:
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    assert server.state is not None
+    listeners = server.state.hub.streams[room["id"]].listeners
+    conns = [c for c in listeners if isinstance(c, RoomConnection)]
+    assert len(conns) == 2 and all(c.transport.direct is not None for c in conns)
+    assert await ana.chat("m1", "through the direct path") == 1
+    got = await ben.recv_until(lambda f: f["type"] == "chat.message")
+    assert got["body"] == "through the direct path"
+    await ana.close()
+    await ben.close()
