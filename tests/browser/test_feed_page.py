@@ -1,0 +1,346 @@
+"""The feed page (web/feed.html) in a real browser: a reader follows a community live. New
+posts wait under a "N new posts" bar without moving what is read; reactions and comments
+work inline and update live; older posts load as the end of the list comes into view; a
+dropped socket resumes with nothing lost or doubled; member text is never HTML.
+
+Debian's Chromium driven by Playwright. Every wait is on the page (a selector, an attribute,
+a text) with a timeout: nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from realtime import demo
+from tests.backends import make_backend
+from tests.browser.roompage import DESKTOP, PHONE, TIMEOUT_MS
+from tests.browser.screenshots import screenshot
+from tests.feed_client import FeedApi
+from tests.servers import Running, make_settings, run_server
+from tests.test_demo import run_demo
+
+with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
+    from playwright.async_api import expect
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, BrowserContext, Locator, Page, WebSocketRoute
+
+pytestmark = pytest.mark.browser
+
+HOSTILE = '<img src=x onerror="window.__pwned=1"><b>bold</b> & <script>window.__pwned=2</script>'
+HISTORY = 25  # posts made before the page opens: more than one page (20)
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+@dataclass
+class FeedPage:
+    page: Page
+    sockets: list[str] = field(default_factory=list)  # URL of every feed socket, in order
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def posts(self) -> Locator:
+        return self.page.locator("#feed-list > li.post")
+
+    def post(self, body: str) -> Locator:
+        exact = re.compile(f"^{re.escape(body)}$")
+        return self.posts.filter(has=self.page.locator(".post-body", has_text=exact))
+
+    @property
+    def bar(self) -> Locator:
+        return self.page.locator("#new-posts")
+
+    def count(self, post: Locator, kind: str) -> Locator:
+        return post.locator(f'.reaction[data-kind="{kind}"] .count')
+
+    async def bodies(self) -> list[str]:
+        result: list[str] = await self.posts.locator(".post-body").evaluate_all(
+            "els => els.map(e => e.textContent)"
+        )
+        return result
+
+    async def wait_state(self, state: str) -> None:
+        await expect(self.page.locator("#connection")).to_have_attribute(
+            "data-state", state, timeout=TIMEOUT_MS
+        )
+
+
+OpenFeed = Callable[..., Awaitable[FeedPage]]
+
+
+@pytest.fixture
+async def feed_server(tmp_path: Path) -> AsyncIterator[Running]:
+    """SQLite, with the per-user post and comment rates off (the test posts a history)."""
+    backend = await make_backend("sqlite", tmp_path)
+    settings = make_settings(backend, feed_post_rate_per_second=0, feed_comment_rate_per_second=0)
+    async with run_server(settings) as running:
+        yield running
+
+
+@dataclass
+class World:
+    community: str
+    thread: str
+    ben: FeedApi  # the thread's owner
+    ana: FeedApi
+    history: list[dict[str, Any]]  # oldest first
+
+
+@pytest.fixture
+async def world(feed_server: Running) -> World:
+    service = FeedApi(feed_server.url, feed_server.token("backend", "Backend", role="service"))
+    community = await service.community("Learning in public")
+    ben = FeedApi(feed_server.url, feed_server.token("ben", "Ben"))
+    ana = FeedApi(feed_server.url, feed_server.token("ana", "Ana"))
+    thread = await ben.thread(community, "Into data engineering")
+    history = [await ben.post(thread, f"Post {n:02}") for n in range(1, HISTORY + 1)]
+    return World(community, thread, ben, ana, history)
+
+
+@pytest.fixture
+async def open_feed(
+    browser: Browser, feed_server: Running, world: World
+) -> AsyncIterator[OpenFeed]:
+    """``await open_feed("cy")``: the community's feed page as that user, in a browser
+    context of its own; ``route`` handles its feed sockets (route_web_socket)."""
+    contexts: list[BrowserContext] = []
+    pages: list[FeedPage] = []
+
+    async def open_page(
+        user_id: str,
+        *,
+        device: dict[str, Any] | None = None,
+        route: Callable[[WebSocketRoute], Any] | None = None,
+        query: str | None = None,
+        wait_live: bool = True,
+    ) -> FeedPage:
+        context = await browser.new_context(**(device or DESKTOP))
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = FeedPage(await context.new_page())
+        page.page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.page.on("websocket", lambda ws: page.sockets.append(ws.url))
+        pages.append(page)
+        if route is not None:
+            await page.page.route_web_socket("**/feed/ws*", route)
+        if query is None:
+            token = feed_server.token(user_id, user_id.title())
+            query = f"community={world.community}&token={token}"
+        await page.page.goto(f"{feed_server.url}/feed.html?{query}")
+        if wait_live:
+            await page.wait_state("live")
+        return page
+
+    yield open_page
+    for context in contexts:
+        await context.close()
+    errors = [e for p in pages for e in p.errors]
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+async def test_new_posts_wait_under_a_bar_and_react_and_comment_inline(
+    open_feed: OpenFeed, world: World
+) -> None:
+    cy = await open_feed("cy")
+    await expect(cy.posts).to_have_count(20)
+    await expect(cy.posts.first.locator(".post-body")).to_have_text(f"Post {HISTORY:02}")
+    await expect(cy.page.locator("#feed-title")).to_have_text("Learning in public")
+    await expect(cy.page).to_have_title("Learning in public · Menteo")
+
+    # Cy reads further down; Ben posts twice meanwhile. Nothing on the screen moves.
+    await cy.page.evaluate("window.scrollTo(0, 700)")
+    reading = cy.posts.nth(6)
+    top = await reading.evaluate("e => e.getBoundingClientRect().top")
+    hostile = await world.ben.post(world.thread, HOSTILE)
+    await expect(cy.bar).to_be_visible()
+    await expect(cy.page.locator("#new-posts-text")).to_have_text("1 new post")
+    await world.ben.post(world.thread, "Week 4: tests pass on CI")
+    await expect(cy.page.locator("#new-posts-text")).to_have_text("2 new posts")
+    await expect(cy.page).to_have_title("(2) Learning in public · Menteo")
+    await expect(cy.posts).to_have_count(20)
+    assert await reading.evaluate("e => e.getBoundingClientRect().top") == top
+    assert await cy.page.evaluate("window.scrollY") == 700
+    await screenshot(cy.page)
+
+    # The bar, by keyboard: the new posts show on top, newest first, and take the focus.
+    await cy.bar.press("Enter")
+    await expect(cy.bar).to_be_hidden()
+    await expect(cy.posts).to_have_count(22)
+    await expect(cy.posts.first).to_be_focused()
+    assert (await cy.bodies())[:3] == ["Week 4: tests pass on CI", HOSTILE, f"Post {HISTORY:02}"]
+    assert await cy.page.evaluate("window.scrollY") == 0
+    await expect(cy.page).to_have_title("Learning in public · Menteo")
+
+    # HTML in a post is text: no element is made of it, no script runs.
+    post = cy.post(HOSTILE)
+    await expect(post).to_have_attribute("data-post-id", hostile["id"])
+    assert await post.locator(".post-body").text_content() == HOSTILE
+    await expect(post.locator(".post-body *")).to_have_count(0)
+    assert await cy.page.evaluate("window.__pwned") is None
+
+    # Reactions: Cy's own shows pressed; counts are the server's, live, for everyone's.
+    like = post.locator('.reaction[data-kind="like"]')
+    await like.click()
+    await expect(like).to_have_attribute("aria-pressed", "true")
+    await expect(cy.count(post, "like")).to_have_text("1")
+    await world.ana.react(hostile["id"], "celebrate")
+    await expect(cy.count(post, "celebrate")).to_have_text("1")
+    await expect(like).to_have_attribute("aria-label", "Like: 1")
+    await like.press("Space")  # and by keyboard, off again
+    await expect(like).to_have_attribute("aria-pressed", "false")
+    await expect(cy.count(post, "like")).to_have_text("0")
+
+    # Comments: open them, write one (Enter sends), and see another arrive live.
+    toggle = post.locator(".comments-toggle")
+    await expect(toggle).to_have_text("0 comments")
+    await toggle.click()
+    await expect(toggle).to_have_attribute("aria-expanded", "true")
+    field = post.get_by_label("Write a comment")
+    await expect(field).to_be_focused()
+    await field.fill("Careful: <b>escape</b> your HTML")
+    await field.press("Enter")
+    comments = post.locator(".comment")
+    await expect(comments).to_have_count(1)
+    await expect(field).to_have_value("")
+    await expect(comments.first.locator(".author")).to_have_text("Cy")
+    await expect(comments.first.locator(".you")).to_have_text("(you)")
+    await world.ana.comment(hostile["id"], "Nice one, Ben")
+    await expect(comments).to_have_count(2)
+    await expect(toggle).to_have_text("2 comments")
+    bodies = await comments.locator(".comment-body").evaluate_all(
+        "els => els.map(e => e.textContent)"
+    )
+    assert bodies == ["Careful: <b>escape</b> your HTML", "Nice one, Ben"]
+    await expect(post.locator(".comment-body *")).to_have_count(0)
+
+    # A comment on a post whose comments are closed: its count goes up, once.
+    older = cy.post(f"Post {HISTORY:02}")
+    await world.ana.comment(world.history[-1]["id"], "Parquet, nice")
+    await expect(older.locator(".comments-toggle")).to_have_text("1 comment")
+
+    # A deleted post leaves the page.
+    await world.ben.delete(hostile["id"])
+    await expect(cy.post(HOSTILE)).to_have_count(0)
+    await expect(cy.posts).to_have_count(21)
+    await screenshot(cy.page)
+
+
+async def test_older_posts_load_as_the_end_comes_into_view_on_a_phone(
+    open_feed: OpenFeed,
+) -> None:
+    cy = await open_feed("cy", device=PHONE)
+    await expect(cy.posts).to_have_count(20)
+    await expect(cy.page.locator("#feed-end")).to_be_hidden()
+    # Scrolling to the end loads the next page (IntersectionObserver), no click needed.
+    await cy.page.locator("#feed-more").scroll_into_view_if_needed()
+    await expect(cy.posts).to_have_count(HISTORY)
+    await expect(cy.page.locator("#feed-end")).to_be_visible()
+    await expect(cy.page.locator("#load-older")).to_be_hidden()
+    # Every post once, newest first.
+    assert await cy.bodies() == [f"Post {n:02}" for n in range(HISTORY, 0, -1)]
+    cursors = await cy.posts.evaluate_all("els => els.map(e => Number(e.dataset.cursor))")
+    assert cursors == sorted(cursors, reverse=True)
+    assert len(set(cursors)) == HISTORY
+    # Readable on a phone: nothing wider than the screen.
+    width = await cy.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["viewport"]["width"]  # type: ignore[index]
+    await cy.page.evaluate("window.scrollTo(0, 0)")
+    await screenshot(cy.page)
+
+
+async def test_a_dropped_socket_resumes_after_the_last_event_seen(
+    open_feed: OpenFeed, world: World
+) -> None:
+    blocked = False
+    sockets: list[WebSocketRoute] = []
+
+    async def route(ws: WebSocketRoute) -> None:
+        if blocked:
+            await ws.close(code=1013, reason="try again")
+        else:
+            ws.connect_to_server()
+            sockets.append(ws)
+
+    cy = await open_feed("cy", route=route)
+    newest = cy.post(f"Post {HISTORY:02}")
+    seen = await world.ana.comment(world.history[-1]["id"], "before the drop")
+    await expect(newest.locator(".comments-toggle")).to_have_text("1 comment")
+    first_url = cy.sockets[0]
+    assert query(first_url)["since"] == str(world.history[-1]["cursor"])
+
+    # The server goes away; while it is, a comment and a post are made.
+    blocked = True
+    await sockets[-1].close(code=1012, reason="server restart")
+    await expect(cy.page.locator("#connection")).not_to_have_attribute("data-state", "live")
+    await world.ana.comment(world.history[-1]["id"], "while away")
+    await world.ben.post(world.thread, "Posted while Cy was away")
+    blocked = False
+    await cy.wait_state("live")
+
+    # Resumed after the last event seen: each missed event once.
+    assert query(sockets[-1].url)["since"] == str(seen["cursor"])
+    await expect(cy.page.locator("#new-posts-text")).to_have_text("1 new post")
+    await expect(newest.locator(".comments-toggle")).to_have_text("2 comments")
+    await cy.bar.click()
+    await expect(cy.post("Posted while Cy was away")).to_have_count(1)
+    await newest.locator(".comments-toggle").click()
+    await expect(newest.locator(".comment-body")).to_have_text(["before the drop", "while away"])
+
+
+async def test_a_refused_link_says_why(open_feed: OpenFeed, world: World) -> None:
+    cy = await open_feed("cy", query=f"community={world.community}&token=nope", wait_live=False)
+    await expect(cy.page.locator("#fatal")).to_contain_text("invalid or has expired")
+    await cy.wait_state("stopped")
+    assert cy.sockets == []
+
+
+async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_path: Path) -> None:
+    """``serve --demo``: its feed link shows the seeded thread live; its room link opens."""
+    async with run_demo(tmp_path / "demo.db") as run:
+        context = await browser.new_context(**DESKTOP)
+        context.set_default_timeout(TIMEOUT_MS)
+        try:
+            page = await context.new_page()
+            await page.goto(run.links["Ana, community feed"])
+            feed = FeedPage(page)
+            await feed.wait_state("live")
+            assert await feed.bodies() == demo.BEN_POSTS[::-1]
+            latest = feed.posts.first
+            await expect(latest.locator(".comments-toggle")).to_have_text("1 comment")
+            await latest.locator(".comments-toggle").click()
+            await expect(latest.locator(".comment-body")).to_have_text([demo.ANA_COMMENT])
+            await expect(feed.count(latest, "celebrate")).to_have_text("1")
+            await expect(latest.locator('.reaction[data-kind="celebrate"]')).to_have_attribute(
+                "aria-pressed", "true"
+            )  # Ana's own
+            await latest.locator(".comment-form textarea").blur()
+
+            # Ben posts (with the token of his link): it waits under the bar.
+            ben = query(run.links["Ben, community feed"])["token"]
+            api = FeedApi(run.base_url, ben)
+            thread = (await api.feed(f"community={query(page.url)['community']}"))["posts"][0]
+            await api.post(thread["thread_id"], "Week 4: the pipeline is idempotent now.")
+            await expect(page.locator("#new-posts-text")).to_have_text("1 new post")
+            await screenshot(page, "feed.png")
+            await feed.bar.click()
+            await expect(feed.posts.first.locator(".post-body")).to_have_text(
+                "Week 4: the pipeline is idempotent now."
+            )
+
+            # The feed page links to the reader's rooms; that link opens the room.
+            await page.get_by_role("link", name=demo.ROOM_TITLE).click()
+            await expect(page.locator("#room-title")).to_have_text(demo.ROOM_TITLE)
+            await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        finally:
+            await context.close()

@@ -1,0 +1,457 @@
+// The feed page: a community's growth threads (or what the reader follows), live.
+//
+// URL: feed.html?token=T&community=ID (or &following=1). The first page of posts comes from
+// REST; the feed socket then resumes after that page's cursor, so nothing between the two
+// is missed. New posts never move what the reader is looking at: they wait under a
+// "N new posts" bar at the top until it is clicked. Older posts load as the end of the
+// list comes into view (or with the "Load older posts" button).
+
+import { backoffDelay } from "./connection.js";
+import { api, ApiError, feedQuery } from "./feedapi.js";
+import { FeedSocket } from "./feedsocket.js";
+import { el, PostView } from "./feedview.js";
+import { tokenClaims } from "./outbox.js";
+
+const PAGE = 20; // posts per REST page
+const COMMENTS_PAGE = 50;
+const NEAR_END = "800px 0px"; // start loading older posts this far before the end shows
+
+const $ = (id) => document.getElementById(id);
+
+function main() {
+  const params = new URLSearchParams(location.search);
+  const token = params.get("token")?.trim();
+  const community = params.get("community")?.trim() || null;
+  const following = params.get("following") === "1";
+  if (!token) {
+    showJoinForm(community);
+    return;
+  }
+  const feed = community ? { community } : following ? { following: true } : null;
+  new FeedPage(token, feed).start();
+}
+
+function showJoinForm(community) {
+  $("join").hidden = false;
+  setIndicator("idle", "Not connected");
+  if (community) $("join-community").value = community;
+  $("join-token").focus();
+}
+
+function setIndicator(state, text, { retry = false } = {}) {
+  $("connection").dataset.state = state;
+  $("connection-text").textContent = text;
+  $("retry").hidden = !retry;
+}
+
+function feedLink(token, target) {
+  const query = new URLSearchParams(target);
+  query.set("token", token);
+  return `feed.html?${query}`;
+}
+
+class FeedPage {
+  constructor(token, feed) {
+    this.token = token;
+    this.feed = feed;
+    const claims = tokenClaims(token);
+    this.me = typeof claims.sub === "string" ? { user_id: claims.sub, name: claims.name } : null;
+    this.name = feed?.community ? "Community feed" : "Following";
+    this.entries = new Map(); // post id -> {post, view, asOf, reactionSeq, counted, ...}
+    this.pending = []; // entries of new posts not shown yet, oldest first
+    this.nextBefore = null;
+    this.hasMore = false;
+    this.loadingOlder = false;
+    this.generation = 0; // bumped by a reload: answers to older requests are dropped
+    this.buffer = null; // events held while the first page reloads
+    this.wake = null; // ends the wait before the next attempt to load the first page
+    this.list = $("feed-list");
+  }
+
+  async start() {
+    this.showNav();
+    if (this.feed === null) {
+      $("choose").hidden = false;
+      setIndicator("idle", "Choose a feed");
+      return;
+    }
+    $("feed").hidden = false;
+    $("new-posts").addEventListener("click", () => this.reveal());
+    $("load-older").addEventListener("click", () => this.loadOlder());
+    $("retry").addEventListener("click", () => {
+      this.wake?.();
+      this.conn?.retryNow();
+    });
+    this.observer = new IntersectionObserver(
+      (records) => {
+        if (records.some((r) => r.isIntersecting)) this.loadOlder();
+      },
+      { rootMargin: NEAR_END },
+    );
+    this.updateTitle();
+    const page = await this.loadFirstPage();
+    if (page === null) return;
+    this.render(page);
+    this.connect(page.cursor);
+  }
+
+  // The socket ---------------------------------------------------------------------------
+
+  connect(cursor) {
+    const conn = new FeedSocket(this.token, this.feed);
+    this.conn = conn;
+    conn.addEventListener("state", ({ detail }) => {
+      const { state } = detail;
+      $("feed").dataset.connection = state;
+      if (state === "live") setIndicator("live", "Live");
+      else if (state === "connecting") setIndicator("connecting", "Connecting…");
+      else if (state === "reconnecting") {
+        const wait = detail.delay ? ` Next try in ${Math.max(1, Math.round(detail.delay / 1000))} s.` : "";
+        setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: detail.delay !== undefined });
+      } else if (state === "offline") {
+        setIndicator("offline", "Offline: the feed catches up when you are back online.", {
+          retry: true,
+        });
+      } else if (state === "stopped") {
+        setIndicator("stopped", "Disconnected");
+        this.fatal(detail.message ?? "Disconnected from the feed.");
+      }
+    });
+    conn.addEventListener("welcome", ({ detail: { frame, first } }) => {
+      // A later socket that could not resume (another database, or a cursor the server
+      // cannot honour) may have missed events: read the feed again.
+      if (!first && !frame.recovered) this.reload();
+    });
+    conn.addEventListener("event", ({ detail: frame }) => {
+      if (this.buffer !== null) this.buffer.push(frame);
+      else this.apply(frame);
+    });
+    conn.start(cursor);
+  }
+
+  /** One feed event, in seq order, each once. */
+  apply(frame) {
+    switch (frame.type) {
+      case "feed.post":
+        if (frame.post && !this.entries.has(frame.post.id)) {
+          const entry = this.entry(frame.post, frame.seq);
+          this.pending.push(entry);
+          this.updatePending();
+        }
+        break;
+      case "feed.comment": {
+        const entry = this.entries.get(frame.post_id);
+        if (entry && frame.comment) this.acceptComment(entry, frame.comment, frame.seq);
+        break;
+      }
+      case "feed.reaction": {
+        const entry = this.entries.get(frame.post_id);
+        // Absolute counts: a newer event replaces; what the page was read at already counts.
+        if (entry && frame.seq > entry.reactionSeq) {
+          entry.reactionSeq = frame.seq;
+          entry.post.reactions = frame.counts;
+          entry.view.setReactions(frame.counts);
+        }
+        break;
+      }
+      case "feed.delete":
+        this.remove(frame.post_id);
+        break;
+      default:
+        break;
+    }
+  }
+
+  // Posts --------------------------------------------------------------------------------
+
+  /** A post's state; `asOf` is the feed seq its counts reflect. */
+  entry(post, asOf) {
+    const entry = {
+      post,
+      asOf,
+      reactionSeq: asOf,
+      counted: new Set(), // comments counted after asOf (a live event and our own answer)
+      commentsLoaded: false,
+      commentsAfter: null,
+      commentsMore: false,
+      view: null,
+    };
+    entry.view = new PostView(post, this.me, {
+      react: (kind, on) => this.react(entry, kind, on),
+      toggleComments: () => this.toggleComments(entry),
+      moreComments: () => this.loadComments(entry),
+      comment: (body) => this.comment(entry, body),
+    });
+    this.entries.set(post.id, entry);
+    return entry;
+  }
+
+  /** Show the waiting new posts at the top, newest first, and move there. */
+  reveal() {
+    const waiting = this.pending;
+    if (waiting.length === 0) return;
+    this.pending = [];
+    for (const entry of waiting) this.list.prepend(entry.view.item);
+    this.updatePending();
+    this.updateEnd();
+    window.scrollTo({ top: 0 });
+    this.list.firstElementChild?.focus({ preventScroll: true });
+    $("announcer").textContent = `Showing ${waiting.length} new post${waiting.length === 1 ? "" : "s"}.`;
+  }
+
+  remove(postId) {
+    const entry = this.entries.get(postId);
+    if (!entry) return;
+    this.entries.delete(postId);
+    const waiting = this.pending.indexOf(entry);
+    if (waiting >= 0) {
+      this.pending.splice(waiting, 1);
+      this.updatePending();
+      return;
+    }
+    const item = entry.view.item;
+    if (item.contains(document.activeElement)) {
+      // Keep keyboard users in the list, not at the top of the page.
+      (item.nextElementSibling ?? item.previousElementSibling ?? $("feed-heading")).focus();
+    }
+    item.remove();
+    this.updateEnd();
+  }
+
+  updatePending() {
+    const n = this.pending.length;
+    const bar = $("new-posts");
+    bar.hidden = n === 0;
+    const text = n === 1 ? "1 new post" : `${n} new posts`;
+    $("new-posts-text").textContent = text;
+    if (n > 0) $("announcer").textContent = text;
+    this.updateTitle();
+  }
+
+  updateTitle() {
+    const n = this.pending.length;
+    document.title = `${n > 0 ? `(${n}) ` : ""}${this.name} · Menteo`;
+  }
+
+  updateEnd() {
+    const empty = this.list.childElementCount === 0;
+    $("feed-empty").hidden = !(empty && !this.hasMore && this.pending.length === 0);
+    $("load-older").hidden = !this.hasMore;
+    $("feed-end").hidden = this.hasMore || empty;
+  }
+
+  // Pages ----------------------------------------------------------------------------------
+
+  async fetchPage(before) {
+    const query = feedQuery(this.feed, { limit: PAGE, before });
+    return api(this.token, "GET", `/api/feed?${query}`);
+  }
+
+  /** The newest page, tried again with backoff while the server cannot be reached. */
+  async loadFirstPage() {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        setIndicator(attempt === 0 ? "connecting" : "reconnecting", "Loading the feed…");
+        return await this.fetchPage(null);
+      } catch (err) {
+        if (!(err instanceof ApiError) || !err.transient) {
+          setIndicator("stopped", "Disconnected");
+          this.fatal(err.message);
+          return null;
+        }
+        const delay = err.retryAfter ? err.retryAfter * 1000 : backoffDelay(attempt);
+        const wait = Math.max(1, Math.round(delay / 1000));
+        setIndicator("reconnecting", `Cannot load the feed. Next try in ${wait} s.`, { retry: true });
+        await new Promise((resolve) => {
+          this.wake = resolve;
+          setTimeout(resolve, delay);
+        });
+        this.wake = null;
+      }
+    }
+  }
+
+  /** Replace what is shown with `page` (the newest posts). */
+  render(page) {
+    this.entries.clear();
+    this.pending = [];
+    this.list.replaceChildren();
+    for (const post of page.posts) this.list.append(this.entry(post, page.cursor).view.item);
+    this.nextBefore = page.next_before;
+    this.hasMore = page.has_more;
+    this.updatePending();
+    this.updateEnd();
+    this.observer.observe($("feed-more"));
+  }
+
+  /** Read the feed again (after a socket that could not resume), applying held events. */
+  async reload() {
+    if (this.buffer !== null) return;
+    this.buffer = [];
+    const generation = ++this.generation;
+    let page;
+    try {
+      page = await this.loadFirstPage();
+    } finally {
+      if (generation === this.generation) {
+        const held = this.buffer;
+        this.buffer = null;
+        if (page) {
+          // Posts that arrived after the page stay waiting under the bar.
+          const keep = this.pending.filter((e) => e.post.cursor > page.cursor);
+          this.render(page);
+          for (const entry of keep) {
+            if (!this.entries.has(entry.post.id)) {
+              this.entries.set(entry.post.id, entry);
+              this.pending.push(entry);
+            }
+          }
+          for (const frame of held) if (frame.seq > page.cursor) this.apply(frame);
+          this.updatePending();
+          setIndicator(this.conn.state === "live" ? "live" : "reconnecting", "Live");
+        }
+      }
+    }
+  }
+
+  async loadOlder() {
+    if (this.loadingOlder || !this.hasMore || this.buffer !== null) return;
+    this.loadingOlder = true;
+    const generation = this.generation;
+    const button = $("load-older");
+    button.disabled = true;
+    button.textContent = "Loading older posts…";
+    let failed = false;
+    try {
+      const page = await this.fetchPage(this.nextBefore);
+      if (generation !== this.generation) return;
+      for (const post of page.posts) {
+        if (!this.entries.has(post.id)) this.list.append(this.entry(post, page.cursor).view.item);
+      }
+      this.nextBefore = page.next_before;
+      this.hasMore = page.has_more;
+      $("feed-more-error").textContent = "";
+    } catch (err) {
+      failed = true;
+      $("feed-more-error").textContent = err.message;
+    } finally {
+      this.loadingOlder = false;
+      button.disabled = false;
+      button.textContent = "Load older posts";
+      this.updateEnd();
+    }
+    if (!failed && this.hasMore) {
+      // Observing again reports at once whether the end is still near (a short page).
+      const sentinel = $("feed-more");
+      this.observer.unobserve(sentinel);
+      this.observer.observe(sentinel);
+    }
+  }
+
+  // Reactions and comments ---------------------------------------------------------------
+
+  async react(entry, kind, on) {
+    const view = entry.view;
+    view.setMine(kind, on); // the counts follow in the live feed.reaction event
+    view.reactionError.textContent = "";
+    try {
+      await api(this.token, on ? "PUT" : "DELETE", `/api/posts/${encodeURIComponent(entry.post.id)}/reactions/${kind}`);
+    } catch (err) {
+      view.setMine(kind, !on);
+      view.reactionError.textContent = err.message;
+    }
+  }
+
+  acceptComment(entry, comment, seq) {
+    if (seq <= entry.asOf || entry.counted.has(comment.id)) return; // counted already
+    entry.counted.add(comment.id);
+    entry.post.comments = (entry.post.comments ?? 0) + 1;
+    entry.view.setCommentCount(entry.post.comments);
+    // Shown when every earlier comment is; otherwise "Show more comments" brings it.
+    if (entry.commentsLoaded && !entry.commentsMore) entry.view.addComment(comment);
+  }
+
+  toggleComments(entry) {
+    const open = !entry.view.expanded;
+    entry.view.setExpanded(open);
+    if (open && !entry.commentsLoaded) this.loadComments(entry);
+    if (open) entry.view.commentInput.focus();
+  }
+
+  async loadComments(entry) {
+    if (entry.loadingComments) return;
+    entry.loadingComments = true;
+    const query = new URLSearchParams({ limit: String(COMMENTS_PAGE) });
+    if (entry.commentsAfter !== null) query.set("after", String(entry.commentsAfter));
+    try {
+      const data = await api(this.token, "GET", `/api/posts/${encodeURIComponent(entry.post.id)}?${query}`);
+      for (const comment of data.comments) entry.view.addComment(comment);
+      if (data.comments.length > 0) entry.commentsAfter = data.comments.at(-1).cursor;
+      entry.commentsLoaded = true;
+      entry.commentsMore = data.has_more;
+      entry.view.setMoreComments(data.has_more);
+    } catch (err) {
+      if (err.status === 404) this.remove(entry.post.id);
+      else entry.view.form.querySelector(".error").textContent = err.message;
+    } finally {
+      entry.loadingComments = false;
+    }
+  }
+
+  async comment(entry, body) {
+    const comment = await api(this.token, "POST", `/api/posts/${encodeURIComponent(entry.post.id)}/comments`, {
+      body,
+    });
+    this.acceptComment(entry, comment, comment.cursor);
+    if (entry.commentsLoaded && entry.commentsMore) entry.view.addComment(comment);
+  }
+
+  // Around the feed ----------------------------------------------------------------------
+
+  /** Links to the reader's feeds and rooms (the room page takes the same token). */
+  async showNav() {
+    const [communities, rooms] = await Promise.allSettled([
+      api(this.token, "GET", "/api/communities"),
+      api(this.token, "GET", "/api/rooms"),
+    ]);
+    const feeds = $("feeds");
+    const targets = [{ label: "Following", target: { following: "1" }, current: !!this.feed?.following }];
+    for (const c of communities.value?.communities ?? []) {
+      const current = this.feed?.community === c.id;
+      if (current) this.name = c.name;
+      targets.push({ label: c.name, target: { community: c.id }, current });
+    }
+    feeds.replaceChildren(
+      ...targets.map(({ label, target, current }) => {
+        const item = el("li");
+        const link = el("a", null, label);
+        link.href = feedLink(this.token, target);
+        if (current) link.setAttribute("aria-current", "page");
+        item.append(link);
+        return item;
+      }),
+    );
+    const roomList = $("rooms");
+    roomList.replaceChildren(
+      ...(rooms.value?.rooms ?? []).map((room) => {
+        const item = el("li");
+        const link = el("a", null, room.title);
+        link.href = `./?${new URLSearchParams({ room: room.id, token: this.token })}`;
+        item.append(link);
+        return item;
+      }),
+    );
+    $("rooms-nav").hidden = roomList.childElementCount === 0;
+    $("choose-list").replaceChildren(...[...feeds.children].map((li) => li.cloneNode(true)));
+    $("feed-title").textContent = this.feed === null ? "Menteo feeds" : this.name;
+    this.updateTitle();
+  }
+
+  fatal(message) {
+    const banner = $("fatal");
+    banner.textContent = message;
+    banner.hidden = false;
+  }
+}
+
+main();
