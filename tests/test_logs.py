@@ -4,12 +4,15 @@ its id; no token and no room content appears in either format."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import signal
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from realtime import logs
 from realtime.auth import issue_token
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
@@ -94,12 +97,12 @@ async def test_json_lines_carry_request_ids_and_no_tokens_or_content(backend: Ba
     room = seen["room"]
     ids = {
         "room": socket_id(
-            records, f'"WebSocket /rooms/{room}/ws?token=***" [accepted]', f"/rooms/{room}/ws\""
+            records, f'"WebSocket /rooms/{room}/ws?token=***" [accepted]', f'/rooms/{room}/ws"'
         ),
         "notes": socket_id(
             records,
             f'"WebSocket /rooms/{room}/notes?token=***" [accepted]',
-            f"/rooms/{room}/notes\"",
+            f'/rooms/{room}/notes"',
         ),
         "feed": socket_id(records, '"WebSocket /feed/ws?token=***', '"WebSocket /feed/ws"'),
         "sse": socket_id(records, '"GET /feed/stream?token=***', '"GET /feed/stream"'),
@@ -139,8 +142,50 @@ async def test_text_lines_carry_the_id_too(tmp_path: Path) -> None:
         server.kill()
     lines = "".join(server.output).splitlines()
     opened = [line for line in lines if f"/rooms/{room['id']}/ws?token=***" in line]
-    ended = [line for line in lines if f"/rooms/{room['id']}/ws\" ended after" in line]
+    ended = [line for line in lines if f'/rooms/{room["id"]}/ws" ended after' in line]
     assert len(opened) == 1 and len(ended) == 1, lines
     request_id = opened[0].split("[", 1)[1].split("]", 1)[0]
     assert f"[{request_id}]" in ended[0]
     assert CHAT not in "\n".join(lines)
+
+
+async def test_a_traceback_stays_one_redacted_json_line() -> None:
+    """The formatter itself: a multi-line traceback quoting a token is one line, redacted,
+    and a line logged inside a bound request carries its id (a task it starts too)."""
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Collect()
+    handler.setFormatter(logs.JsonFormatter())
+    handler.addFilter(logs.RedactTokens())
+    handler.addFilter(logs.WithContext())
+    logger = logging.getLogger("menteo.test_logs")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+
+        async def request() -> None:
+            logs.bind({"type": "http", "path": "/x", "headers": [(b"x-request-id", b"r-1")]})
+            try:
+                raise RuntimeError("refused /rooms/r/ws?token=abc.def.ghi\nsecond line")
+            except RuntimeError:
+                logger.exception("failed for token=abc.def.ghi", extra={"room": "r"})
+            await asyncio.create_task(_log_later(logger))
+
+        await asyncio.create_task(request())
+        logger.warning("outside any request")
+    finally:
+        logger.removeHandler(handler)
+    assert len(lines) == 3 and all("\n" not in line for line in lines)
+    failed, later, outside = (json.loads(line) for line in lines)
+    assert failed["message"] == "failed for token=***" and failed["room"] == "r"
+    assert "token=***" in failed["exc"] and "abc.def.ghi" not in lines[0]
+    assert failed["request_id"] == later["request_id"] == "r-1" and failed["path"] == "/x"
+    assert "request_id" not in outside
+
+
+async def _log_later(logger: logging.Logger) -> None:
+    logger.warning("from a task the request started")
