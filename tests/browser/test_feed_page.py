@@ -342,5 +342,12 @@ async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_p
             await page.get_by_role("link", name=demo.ROOM_TITLE).click()
             await expect(page.locator("#room-title")).to_have_text(demo.ROOM_TITLE)
             await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+            # And back: the room page links to the feeds, which list the community.
+            await page.get_by_role("link", name="Community feed").click()
+            await expect(page.locator("#choose")).to_be_visible()
+            await page.locator("#choose").get_by_role("link", name=demo.COMMUNITY).click()
+            await feed.wait_state("live")
+            await expect(feed.posts).to_have_count(len(demo.BEN_POSTS) + 1)
         finally:
             await context.close()

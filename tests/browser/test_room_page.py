@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.browser.roompage import PHONE, OpenRoom, RoomPage
+from tests.browser.screenshots import screenshot
 from tests.servers import Running
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
@@ -73,6 +74,7 @@ async def test_members_chat_see_each_other_and_typing(open_room: OpenRoom) -> No
     await ben.composer.press("Enter")
     await expect(ana.messages).to_have_count(2)
     assert (await ana.bodies())[1] == "line one\nline two"
+    await screenshot(ana.page, "room.png")  # for the README (MENTEO_SCREENSHOTS=1)
 
     # HTML in a message is text: no element is made of it, no script runs.
     await ben.say(HOSTILE)

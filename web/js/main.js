@@ -62,6 +62,9 @@ function setIndicator(state, text, { retry = false } = {}) {
 function openRoom(roomId, token) {
   $("join").hidden = true;
   $("room").hidden = false;
+  // The feed page takes the same token (it lists the communities to choose from).
+  $("feed-link").href = `feed.html?${new URLSearchParams({ token })}`;
+  $("feed-link").hidden = false;
 
   const claims = tokenClaims(token);
   const input = $("composer-input");
