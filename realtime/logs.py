@@ -30,6 +30,8 @@ SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 CONTEXT: ContextVar[dict[str, str] | None] = ContextVar("menteo_log_context", default=None)
 
 access = logging.getLogger("menteo.access")
+# uvicorn's logger for the opening lines; ``--log-level`` sets its level.
+opening = logging.getLogger("uvicorn.error")
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -111,6 +113,8 @@ def bind(scope: MutableMapping[str, Any]) -> None:
 
 def ended(scope: MutableMapping[str, Any], started: float) -> None:
     """The closing line of a socket or event stream (its opening line is uvicorn's)."""
+    if not opening.isEnabledFor(logging.INFO):
+        return  # --log-level warning turns the opening lines off: the closing ones too
     kind = "WebSocket" if scope["type"] == "websocket" else scope.get("method", "GET")
     client = scope.get("client") or ("?", 0)
     access.info(
