@@ -100,23 +100,7 @@ class FeedPage {
   connect(cursor) {
     const conn = new FeedSocket(this.token, this.feed);
     this.conn = conn;
-    conn.addEventListener("state", ({ detail }) => {
-      const { state } = detail;
-      $("feed").dataset.connection = state;
-      if (state === "live") setIndicator("live", "Live");
-      else if (state === "connecting") setIndicator("connecting", "Connecting…");
-      else if (state === "reconnecting") {
-        const wait = detail.delay ? ` Next try in ${Math.max(1, Math.round(detail.delay / 1000))} s.` : "";
-        setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: detail.delay !== undefined });
-      } else if (state === "offline") {
-        setIndicator("offline", "Offline: the feed catches up when you are back online.", {
-          retry: true,
-        });
-      } else if (state === "stopped") {
-        setIndicator("stopped", "Disconnected");
-        this.fatal(detail.message ?? "Disconnected from the feed.");
-      }
-    });
+    conn.addEventListener("state", ({ detail }) => this.showState(detail));
     conn.addEventListener("welcome", ({ detail: { frame, first } }) => {
       // A later socket that could not resume (another database, or a cursor the server
       // cannot honour) may have missed events: read the feed again.
@@ -127,6 +111,25 @@ class FeedPage {
       else this.apply(frame);
     });
     conn.start(cursor);
+  }
+
+  /** The connection indicator for the socket's state. */
+  showState(detail) {
+    const { state } = detail;
+    $("feed").dataset.connection = state;
+    if (state === "live") setIndicator("live", "Live");
+    else if (state === "connecting") setIndicator("connecting", "Connecting…");
+    else if (state === "reconnecting") {
+      const wait = detail.delay ? ` Next try in ${Math.max(1, Math.round(detail.delay / 1000))} s.` : "";
+      setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: detail.delay !== undefined });
+    } else if (state === "offline") {
+      setIndicator("offline", "Offline: the feed catches up when you are back online.", {
+        retry: true,
+      });
+    } else if (state === "stopped") {
+      setIndicator("stopped", "Disconnected");
+      this.fatal(detail.message ?? "Disconnected from the feed.");
+    }
   }
 
   /** One feed event, in seq order, each once. */
@@ -289,29 +292,23 @@ class FeedPage {
     if (this.buffer !== null) return;
     this.buffer = [];
     const generation = ++this.generation;
-    let page;
-    try {
-      page = await this.loadFirstPage();
-    } finally {
-      if (generation === this.generation) {
-        const held = this.buffer;
-        this.buffer = null;
-        if (page) {
-          // Posts that arrived after the page stay waiting under the bar.
-          const keep = this.pending.filter((e) => e.post.cursor > page.cursor);
-          this.render(page);
-          for (const entry of keep) {
-            if (!this.entries.has(entry.post.id)) {
-              this.entries.set(entry.post.id, entry);
-              this.pending.push(entry);
-            }
-          }
-          for (const frame of held) if (frame.seq > page.cursor) this.apply(frame);
-          this.updatePending();
-          setIndicator(this.conn.state === "live" ? "live" : "reconnecting", "Live");
-        }
+    const page = await this.loadFirstPage(); // never throws: null when refused for good
+    const held = this.buffer;
+    this.buffer = null;
+    if (page === null || generation !== this.generation) return;
+    // Posts that arrived after the page stay waiting under the bar.
+    const keep = this.pending.filter((e) => e.post.cursor > page.cursor);
+    this.render(page);
+    for (const entry of keep) {
+      if (!this.entries.has(entry.post.id)) {
+        this.entries.set(entry.post.id, entry);
+        this.pending.push(entry);
       }
     }
+    for (const frame of held) if (frame.seq > page.cursor) this.apply(frame);
+    this.updatePending();
+    // Loading the page used the indicator: show the socket's state again.
+    if (this.conn.state !== "stopped") this.showState({ state: this.conn.state });
   }
 
   async loadOlder() {
