@@ -32,7 +32,14 @@ with contextlib.suppress(ImportError):  # without it, the browser fixture skips 
     from playwright.async_api import expect
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Locator, Page, WebSocketRoute
+    from playwright.async_api import (
+        Browser,
+        BrowserContext,
+        Locator,
+        Page,
+        Route,
+        WebSocketRoute,
+    )
 
 pytestmark = pytest.mark.browser
 
@@ -349,6 +356,53 @@ async def test_the_following_feed(open_feed: OpenFeed, world: World, feed_server
     await expect(page.page.locator("#new-posts-text")).to_have_text("1 new post")
     await page.bar.click()
     await expect(page.posts.first.locator(".post-body")).to_have_text("For my followers")
+
+
+async def test_a_comment_sent_again_after_a_lost_answer_is_stored_once(
+    open_feed: OpenFeed, world: World
+) -> None:
+    cy = await open_feed("cy")
+    lost = True
+
+    async def lose_the_answer(route: Route) -> None:
+        nonlocal lost
+        if route.request.method == "POST" and lost:
+            lost = False
+            await route.fetch()  # the server stores it ...
+            await route.abort()  # ... and the answer never arrives
+        else:
+            await route.continue_()
+
+    await cy.page.route("**/api/posts/*/comments", lose_the_answer)
+    post = cy.posts.first
+    await post.locator(".comments-toggle").click()
+    field = post.get_by_label("Write a comment")
+    await field.fill("Only once, please")
+    await field.press("Enter")
+    await expect(post.locator(".comment-form .error")).to_contain_text("No connection")
+    await expect(field).to_have_value("Only once, please")  # the draft is kept
+    await field.press("Enter")  # sent again: the same Idempotency-Key
+    await expect(field).to_have_value("")
+    await expect(post.locator(".comment-body")).to_have_text(["Only once, please"])
+    await expect(post.locator(".comments-toggle")).to_have_text("1 comment")
+    stored = await world.ben.ok("GET", f"/api/posts/{world.history[-1]['id']}")
+    assert [c["body"] for c in stored["comments"]] == ["Only once, please"]
+
+
+async def test_an_empty_feed_shows_its_first_post_at_once(
+    open_feed: OpenFeed, world: World, feed_server: Running
+) -> None:
+    service = FeedApi(feed_server.url, feed_server.token("backend", "Backend", role="service"))
+    quiet = await service.community("Quiet corner")
+    token = feed_server.token("cy", "Cy")
+    cy = await open_feed("cy", query=f"community={quiet}&token={token}")
+    await expect(cy.page.locator("#feed-empty")).to_have_text("No posts in this feed yet.")
+    await expect(cy.page.locator("#load-older")).to_be_hidden()
+    thread = await world.ben.thread(quiet, "Hello")
+    await world.ben.post(thread, "First!")
+    await expect(cy.posts).to_have_count(1)  # nothing to move: no bar
+    await expect(cy.bar).to_be_hidden()
+    await expect(cy.page.locator("#feed-empty")).to_be_hidden()
 
 
 async def test_a_refused_link_says_why(open_feed: OpenFeed, world: World) -> None:

@@ -139,7 +139,11 @@ class FeedPage {
         if (frame.post && !this.entries.has(frame.post.id)) {
           const entry = this.entry(frame.post, frame.seq);
           this.pending.push(entry);
-          this.updatePending();
+          // An empty feed has nothing to move: the first post shows at once.
+          if (this.list.childElementCount === 0 && this.pending.length === 1) {
+            this.reveal({ quiet: true });
+          }
+          else this.updatePending();
         }
         break;
       case "feed.comment": {
@@ -183,20 +187,24 @@ class FeedPage {
       react: (kind, on) => this.react(entry, kind, on),
       toggleComments: () => this.toggleComments(entry),
       moreComments: () => this.loadComments(entry),
-      comment: (body) => this.comment(entry, body),
+      comment: (body, key) => this.comment(entry, body, key),
     });
     this.entries.set(post.id, entry);
     return entry;
   }
 
-  /** Show the waiting new posts at the top, newest first, and move there. */
-  reveal() {
+  /**
+   * Show the waiting new posts at the top, newest first. Asked for (the bar): move there and
+   * focus the newest. `quiet` (an empty feed's first post): show it, move nothing.
+   */
+  reveal({ quiet = false } = {}) {
     const waiting = this.pending;
     if (waiting.length === 0) return;
     this.pending = [];
     for (const entry of waiting) this.list.prepend(entry.view.item);
     this.updatePending();
     this.updateEnd();
+    if (quiet) return;
     window.scrollTo({ top: 0 });
     this.list.firstElementChild?.focus({ preventScroll: true });
     $("announcer").textContent = `Showing ${waiting.length} new post${waiting.length === 1 ? "" : "s"}.`;
@@ -229,6 +237,7 @@ class FeedPage {
     $("new-posts-text").textContent = text;
     if (n > 0) $("announcer").textContent = text;
     this.updateTitle();
+    this.updateEnd();
   }
 
   updateTitle() {
@@ -395,10 +404,10 @@ class FeedPage {
     }
   }
 
-  async comment(entry, body) {
-    const comment = await api(this.token, "POST", `/api/posts/${encodeURIComponent(entry.post.id)}/comments`, {
-      body,
-    });
+  /** `key` is the draft's Idempotency-Key: sending the same draft again stores it once. */
+  async comment(entry, body, key) {
+    const path = `/api/posts/${encodeURIComponent(entry.post.id)}/comments`;
+    const comment = await api(this.token, "POST", path, { body }, { "Idempotency-Key": key });
     this.acceptComment(entry, comment, comment.cursor);
     if (entry.commentsLoaded && entry.commentsMore) entry.view.addComment(comment);
   }

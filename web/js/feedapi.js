@@ -15,8 +15,8 @@ export class ApiError extends Error {
 }
 
 /** JSON in and out; throws ApiError with a sentence a person can read. */
-export async function api(token, method, path, body) {
-  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
+export async function api(token, method, path, body, extraHeaders = {}) {
+  const headers = { Authorization: `Bearer ${token}`, Accept: "application/json", ...extraHeaders };
   const init = { method, headers, cache: "no-store" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";

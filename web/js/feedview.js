@@ -4,6 +4,7 @@
 // textContent: a body holding HTML or script shows as text and runs nothing.
 
 import { formatTime } from "./chat.js";
+import { newClientId } from "./outbox.js";
 
 // Words, not emoji: emoji fonts are missing on many systems.
 export const REACTIONS = [
@@ -36,7 +37,7 @@ function nameOf(author) {
 
 /**
  * One post's element and its parts. `actions`: {react(kind, on), toggleComments(),
- * moreComments(), comment(body) -> Promise}, called from the post's controls.
+ * moreComments(), comment(body, idempotencyKey) -> Promise}, called from the post's controls.
  */
 export class PostView {
   constructor(post, me, actions) {
@@ -127,14 +128,21 @@ export class PostView {
     const error = el("p", "error");
     error.setAttribute("aria-live", "assertive");
     form.append(label, input, send, error);
+    // One Idempotency-Key per draft: sending it again after a lost answer stores it once.
+    let draftKey = null;
+    input.addEventListener("input", () => {
+      draftKey = null;
+    });
     const submit = async () => {
       const body = input.value;
       if (body.trim() === "" || send.disabled) return;
       send.disabled = true;
       error.textContent = "";
+      draftKey ??= newClientId();
       try {
-        await actions.comment(body);
+        await actions.comment(body, draftKey);
         input.value = "";
+        draftKey = null;
       } catch (err) {
         error.textContent = err.message;
       } finally {
