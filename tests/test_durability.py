@@ -10,6 +10,7 @@ import httpx
 
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
+from tests.feed_client import FeedApi, WSFollower, feed_query
 from tests.servers import ServerProcess, make_settings, process_env, run_server
 
 # Uvicorn re-raises the signal it handled once shutdown is complete.
@@ -109,3 +110,35 @@ async def test_logs_carry_no_tokens_and_no_room_content(backend: Backend) -> Non
     assert token not in output and token[:40] not in output  # ...but not its token
     assert "token=***" in output
     assert "1234567" not in output
+
+
+async def test_reaction_counts_acked_just_before_a_kill_reach_the_feed(backend: Backend) -> None:
+    """The second reaction of a burst waits in memory for the window's end; kill -9 then,
+    and the mark it left in its own transaction makes the next process append the counts."""
+    env = process_env(backend, MENTEO_FEED_REACTION_WINDOW="3")
+    secret = make_settings(backend).secret
+    server = ServerProcess(env)
+    await server.start()
+    try:
+        service = FeedApi(server.url, _token(secret, "svc", role="service"))
+        ana = FeedApi(server.url, _token(secret, "ana"))
+        community = await service.community()
+        post = await ana.post(await ana.thread(community), "hello")
+        ben = FeedApi(server.url, _token(secret, "ben"))
+        for kind in ("like", "celebrate"):  # the first goes out at once, the second waits
+            assert (await ben.react(post["id"], kind))["changed"]
+        server.kill()
+        server = ServerProcess(env)
+        await server.start()
+        reader = FeedApi(server.url, _token(secret, "cy"))
+        stored = (await reader.feed(f"community={community}"))["posts"][0]["reactions"]
+        assert stored["like"] == stored["celebrate"] == 1
+        follower = await WSFollower.connect(
+            server.ws, feed_query(_token(secret, "cy"), community=community, since=0)
+        )
+        last = await follower.recv_until(
+            lambda f: f["type"] == "feed.reaction" and f["counts"] == stored, timeout=30
+        )
+        assert last["post_id"] == post["id"]
+    finally:
+        server.kill()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -21,7 +23,11 @@ from .limits import UserLimits
 from .live import HEARTBEAT, FeedConnection, FeedRegistry
 from .model import DELETE, FEED_STREAM, FeedFilter, Follows
 from .reactions import ReactionAggregator
-from .store import deleted_posts, get_community, load_follows
+from .store import deleted_posts, get_community, load_follows, pending_reactions
+
+log = logging.getLogger("menteo.feed")
+
+OWED_EVERY = 5.0  # seconds between looks for reaction counts a dead process owed the feed
 
 
 class FilterError(Exception):
@@ -55,22 +61,40 @@ class FeedService:
         )
         self._subscription = AsyncExitStack()
         self._heartbeat: asyncio.Task[None] | None = None
+        self._owed: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._subscription.enter_async_context(self.hub.subscribe(FEED_STREAM, self.registry))
         if self.settings.feed_heartbeat > 0:
             self._heartbeat = asyncio.create_task(self._beat(), name="menteo-feed-heartbeat")
+        self._owed = asyncio.create_task(self._append_owed(), name="menteo-feed-owed")
 
     async def flush(self) -> None:
         """Hand pending reaction counts to the writer (before it closes)."""
         await self.reactions.close()
 
     async def close(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._heartbeat
+        for task in (self._heartbeat, self._owed):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._subscription.aclose()
+
+    async def _append_owed(self) -> None:
+        """Counts acknowledged by a process that died before its ``feed.reaction`` event:
+        their marks outlive it (``store.set_reaction``); any process appends the event.
+        A mark younger than two windows is still its own process's business."""
+        while True:
+            try:
+                older = time.time() - max(2 * self.settings.feed_reaction_window, 2.0)
+                async with self.db.read() as conn:
+                    owed = await pending_reactions(conn, older)
+                for post_id in owed:
+                    self.reactions.touch(post_id)
+            except Exception:
+                log.warning("could not look for owed reaction counts", exc_info=True)
+            await asyncio.sleep(OWED_EVERY)
 
     def follow_changed(self, user_id: str, kind: str, target_id: str, active: bool) -> None:
         """Tell the user's open "following" connections, on every process (best effort: a

@@ -5,23 +5,46 @@ Posts and comments are written by the reducer, inside the transaction that store
 event and under the feed stream's lock, so a post's ``feed_seq`` is its event's seq and
 ``feed.reaction`` counts are read in seq order (a later event never carries older counts).
 Reaction and follow rows are plain rows: a reaction's effect on the feed is the aggregated
-``feed.reaction`` event that follows it.
+``feed.reaction`` event that follows it. A reaction marks its post in ``reaction_pending`` in
+its own transaction, and the event that reads the counts clears the mark, so a process that
+dies between the two leaves a mark for another (or its own restart) to finish.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, bindparam, false, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    delete,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent, Rejected, now_iso
-from ..persistence.models import Comment, Community, Event, Follow, Post, Reaction, Thread
+from ..persistence.models import (
+    Comment,
+    Community,
+    Event,
+    Follow,
+    Post,
+    Reaction,
+    ReactionPending,
+    Thread,
+)
 from .model import (
     COMMENT,
     DELETE,
@@ -39,6 +62,7 @@ THREAD_T = Thread.__table__  # type: ignore[attr-defined]
 POST_T = Post.__table__  # type: ignore[attr-defined]
 COMMENT_T = Comment.__table__  # type: ignore[attr-defined]
 REACTION_T = Reaction.__table__  # type: ignore[attr-defined]
+PENDING_T = ReactionPending.__table__  # type: ignore[attr-defined]
 FOLLOW_T = Follow.__table__  # type: ignore[attr-defined]
 EVENT_T = Event.__table__  # type: ignore[attr-defined]
 
@@ -59,6 +83,7 @@ class FeedBatch:
     new_posts: list[dict[str, Any]] = field(default_factory=list)
     new_comments: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[PostRef] = field(default_factory=list)
+    marks: dict[str, str] = field(default_factory=dict)  # reaction marks these events clear
 
 
 class FeedReducer:
@@ -93,8 +118,15 @@ class FeedReducer:
                     r.id, r.thread_id, r.community_id, r.author_id, r.feed_seq, bool(r.deleted)
                 )
         reacted = {str(i.data["post_id"]) for i in items if i.type == REACTION}
-        counts = await reaction_counts(conn, reacted) if reacted else {}
-        return FeedBatch(posts, counts)
+        if not reacted:
+            return FeedBatch(posts, {})
+        # The marks first: a reaction committed after this read keeps its mark (and its own
+        # event follows), even if the counts below already include it.
+        marks = await conn.execute(
+            select(PENDING_T.c.post_id, PENDING_T.c.mark).where(PENDING_T.c.post_id.in_(reacted))
+        )
+        seen = {r.post_id: r.mark for r in marks}
+        return FeedBatch(posts, await reaction_counts(conn, reacted), marks=seen)
 
     def reduce(self, state: FeedBatch, item: NewEvent, seq: int, ts: str) -> dict[str, Any]:
         author = {"user_id": item.author_id, "name": item.author_name}
@@ -167,6 +199,13 @@ class FeedReducer:
         raise Rejected("invalid", f"unknown feed event {item.type!r}")
 
     async def save(self, conn: AsyncConnection, state: FeedBatch) -> None:
+        if state.marks:
+            await conn.execute(
+                delete(PENDING_T).where(
+                    PENDING_T.c.post_id == bindparam("pid"), PENDING_T.c.mark == bindparam("m")
+                ),
+                [{"pid": pid, "m": mark} for pid, mark in state.marks.items()],
+            )
         if state.new_posts:
             await conn.execute(insert(POST_T), state.new_posts)
         if state.new_comments:
@@ -427,7 +466,29 @@ async def set_reaction(
         REACTION_T.c.post_id == post_id, REACTION_T.c.user_id == user_id, REACTION_T.c.kind == kind
     )
     row = {"post_id": post_id, "user_id": user_id, "kind": kind}
-    return await _toggle(conn, REACTION_T, key, row, active)
+    changed = await _toggle(conn, REACTION_T, key, row, active)
+    if changed:  # a new mark, replacing any older one (an upsert: reactions race)
+        mark = {"post_id": post_id, "mark": new_id(), "marked_at": time.time()}
+        dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(PENDING_T).values(**mark)
+        await conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[PENDING_T.c.post_id],
+                set_={"mark": stmt.excluded.mark, "marked_at": stmt.excluded.marked_at},
+            )
+        )
+    return changed
+
+
+async def pending_reactions(conn: AsyncConnection, older_than: float) -> list[str]:
+    """Posts marked before ``older_than`` (Unix time) whose ``feed.reaction`` is still owed."""
+    rows = await conn.execute(
+        select(PENDING_T.c.post_id)
+        .where(PENDING_T.c.marked_at < older_than)
+        .order_by(PENDING_T.c.marked_at)
+        .limit(1000)
+    )
+    return [r.post_id for r in rows]
 
 
 async def set_follow(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -152,6 +152,18 @@ class Reaction(SQLModel, table=True):
     post_id: str = Field(primary_key=True, foreign_key="post.id", max_length=64)
     user_id: str = Field(primary_key=True, max_length=128)
     kind: str = Field(primary_key=True, max_length=16)
+
+
+class ReactionPending(SQLModel, table=True):
+    """A post whose reactions changed since its last ``feed.reaction`` event. Written in the
+    reaction's own transaction and cleared by the event's, so counts acknowledged to a client
+    reach the feed even if the process that was to append the event dies first."""
+
+    __tablename__ = "reaction_pending"
+
+    post_id: str = Field(primary_key=True, foreign_key="post.id", max_length=64)
+    mark: str = Field(max_length=32)  # which change: only the event that saw it clears it
+    marked_at: float = Field(sa_column=Column(Float, nullable=False))  # Unix time
 
 
 class Follow(SQLModel, table=True):
