@@ -1,10 +1,12 @@
 """``menteo-realtime serve --demo``: a server seeded with a small community, and links to it.
 
-Once the server listens, the demo plays the platform's backend over the real REST API: a
-community, a mentor (Ana) and a mentee (Ben) in a room with a roadmap checklist, and Ben's
-growth thread with a few posts, a comment and reactions. Then it prints a link to each
-member's room view and to the community feed. Everything is looked up before it is made
-(or written with an ``Idempotency-Key``), so a second run on the same database reuses it.
+Once the server listens, the demo plays the platform's backend and its two members over the
+real REST API and room socket: a community; a mentor (Ana) and a mentee (Ben) in a room with
+a roadmap checklist, a few chat messages, and a first step Ben ticked and Ana verified; Ben's
+growth thread with posts, that step shared as a milestone, a comment and reactions. Then it
+prints a link to each member's room view and to the community feed. Everything is looked up
+before it is made, or sent with a client id or ``Idempotency-Key``, so a second run on the
+same database reuses it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import uvicorn
+from websockets.exceptions import WebSocketException
 
 from .auth import issue_token
 from .config import Settings
@@ -48,6 +51,12 @@ BEN_POSTS = [
     "it is mine.",
 ]
 ANA_COMMENT = "Great progress, Ben. Next: make it idempotent, so a rerun never doubles a row."
+MILESTONE = "My dev setup is done, and Ana checked it."
+CHAT = [
+    ("ana", "Welcome, Ben! Start with the first step of the roadmap; tick it when it is done."),
+    ("ben", "Done: Python, Git and VS Code are set up. Could you verify it?"),
+    ("ana", "Verified. Share it in your growth thread if you like!"),
+]
 
 MENTOR = ("ana", "Ana", "mentor")
 MENTEE = ("ben", "Ben", "mentee")
@@ -119,6 +128,12 @@ def seed(base_url: str, secret: str) -> Demo:
     # Copying the same roadmap into the room again adds nothing.
     backend.call("POST", f"/api/rooms/{room['id']}/checklist", {"roadmap_id": roadmap["id"]})
 
+    room_id = room["id"]
+    checklist = backend.call("GET", f"/api/rooms/{room_id}/checklist")
+    first_step = _find(checklist["items"], "title", ROADMAP_STEPS[0]["title"])
+    if first_step is None:
+        raise DemoError("the roadmap's first step is missing from the room")
+
     community_id = community["id"]
     page = ben.call("GET", "/api/feed?" + urlencode({"community": community_id, "limit": 100}))
     thread_id = next(
@@ -132,16 +147,61 @@ def seed(base_url: str, secret: str) -> Demo:
     if thread_id is None:
         body = {"title": THREAD_TITLE, "community_id": community_id}
         thread_id = ben.call("POST", "/api/threads", body)["id"]
-    posts = [
-        ben.call("POST", f"/api/threads/{thread_id}/posts", {"body": text}, key=f"demo-post-{n}")
-        for n, text in enumerate(BEN_POSTS, start=1)
+
+    def post(n: int) -> dict[str, Any]:
+        body = {"body": BEN_POSTS[n]}
+        result: dict[str, Any] = ben.call(
+            "POST", f"/api/threads/{thread_id}/posts", body, key=f"demo-post-{n + 1}"
+        )
+        return result
+
+    posts = [post(0)]
+    # In the room: a few words, Ben ticks the first step, Ana verifies it (client ids make
+    # every frame count once however often the demo runs).
+    step = first_step["id"]
+    tick = {"type": "checklist.toggle", "id": "demo-tick-1", "item_id": step, "done": True}
+    verify = {"type": "checklist.verify", "id": "demo-verify-1", "item_id": step}
+    chat = [
+        {"type": "chat.send", "id": f"demo-chat-{n}", "body": body}
+        for n, (_, body) in enumerate(CHAT, start=1)
     ]
+    _in_room(base_url, ana.token, room_id, [chat[0]])
+    _in_room(base_url, ben.token, room_id, [tick, chat[1]])
+    _in_room(base_url, ana.token, room_id, [verify, chat[2]])
+    # Ben shares the verified step in his thread: a milestone post.
+    share = {"thread_id": thread_id, "body": MILESTONE}
+    path = f"/api/rooms/{room_id}/checklist/{step}/share"
+    posts.append(ben.call("POST", path, share, key="demo-milestone"))
+    posts += [post(n) for n in range(1, len(BEN_POSTS))]
     latest = posts[-1]["id"]
     ana.call("POST", f"/api/posts/{latest}/comments", {"body": ANA_COMMENT}, key="demo-comment")
-    for post in posts[1:]:
-        ana.call("PUT", f"/api/posts/{post['id']}/reactions/celebrate")
+    for made in posts[1:]:
+        ana.call("PUT", f"/api/posts/{made['id']}/reactions/celebrate")
     ana.call("PUT", f"/api/posts/{posts[0]['id']}/reactions/support")
-    return Demo(room_id=room["id"], community_id=community_id)
+    return Demo(room_id=room_id, community_id=community_id)
+
+
+def _in_room(base_url: str, token: str, room_id: str, frames: list[dict[str, Any]]) -> None:
+    """Send frames on the room socket as one member, each after the last one's ack."""
+    from websockets.sync.client import connect
+    from websockets.typing import Subprotocol
+
+    query = urlencode({"token": token})
+    url = f"ws{base_url.removeprefix('http')}/rooms/{quote(room_id)}/ws?{query}"
+    with connect(
+        url, subprotocols=[Subprotocol("menteo.v1.json")], open_timeout=10, proxy=None
+    ) as ws:
+        welcome = json.loads(ws.recv(timeout=10))
+        if welcome.get("type") != "welcome":
+            raise DemoError(f"the room socket said {welcome!r}")
+        for frame in frames:
+            ws.send(json.dumps(frame))
+            while True:
+                reply = json.loads(ws.recv(timeout=10))
+                if reply.get("id") == frame["id"] and reply.get("type") in ("ack", "error"):
+                    break
+            if reply["type"] == "error":
+                raise DemoError(f"{frame['type']}: {reply.get('message')}")
 
 
 def _find(items: list[dict[str, Any]], field: str, value: str) -> dict[str, Any] | None:
@@ -192,7 +252,7 @@ class DemoServer(uvicorn.Server):
         base_url = _base_url(listening)
         try:
             demo = await asyncio.to_thread(seed, base_url, self.secret)
-        except (DemoError, OSError) as exc:
+        except (DemoError, OSError, WebSocketException) as exc:
             log.error("the demo could not be seeded: %s", exc)
             return
         lines = [f"\nMenteo demo ready at {base_url}. Open each link in its own window:"]

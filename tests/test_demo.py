@@ -28,6 +28,8 @@ from tests.client import RoomClient
 READY = re.compile(r"Menteo demo ready at (http://\S+?)\.? ")
 LINK = re.compile(r"^\s+(?P<label>[^:]+): (?P<url>http://\S+)$")
 LABELS = ["Ana (mentor), room", "Ben (mentee), room", "Ben, community feed", "Ana, community feed"]
+# The demo's feed, newest first: the milestone was shared after the first post.
+FEED_BODIES = [demo.BEN_POSTS[2], demo.BEN_POSTS[1], demo.MILESTONE, demo.BEN_POSTS[0]]
 
 
 @dataclass
@@ -45,8 +47,9 @@ class DemoRun:
 
 
 @contextlib.asynccontextmanager
-async def run_demo(database: Path) -> AsyncIterator[DemoRun]:
-    """``serve --demo --port 0`` on ``database``; yields once it printed its links."""
+async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
+    """``serve --demo --port 0`` on ``database`` (more ``MENTEO_*`` variables in
+    ``settings``); yields once it printed its links."""
     env = {
         **os.environ,
         "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
@@ -54,6 +57,7 @@ async def run_demo(database: Path) -> AsyncIterator[DemoRun]:
     }
     for name in ("MENTEO_SECRET", "MENTEO_REDIS_URL"):  # the dev defaults, as on a laptop
         env.pop(name, None)
+    env.update(settings)
     proc = subprocess.Popen(
         [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", "0"],
         env=env,
@@ -120,8 +124,10 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
         assert welcome["you"]["user_id"] == "ana"
         roles = {m["user_id"]: m["role"] for m in welcome["room"]["members"]}
         assert roles == {"ana": "mentor", "ben": "mentee"}
-        titles = [item["title"] for item in welcome["checklist"]["items"]]
-        assert titles == [step["title"] for step in demo.ROADMAP_STEPS]
+        items = welcome["checklist"]["items"]
+        assert [item["title"] for item in items] == [step["title"] for step in demo.ROADMAP_STEPS]
+        assert (items[0]["done"], items[0]["verified"]) == (True, True)
+        assert [m["body"] for m in welcome["history"]] == [body for _, body in demo.CHAT]
         await room.close()
 
         # The mentee's link is the same room as Ben.
@@ -138,7 +144,9 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
             resp = await http.get(f"/api/feed?community={feed['community']}", headers=auth)
             assert resp.status_code == 200, resp.text
             posts = resp.json()["posts"]
-        assert [p["body"] for p in posts] == demo.BEN_POSTS[::-1]
+        assert [p["body"] for p in posts] == FEED_BODIES
+        assert posts[2]["milestone"]["title"] == demo.ROADMAP_STEPS[0]["title"]
+        assert posts[2]["milestone"]["verified_by"] == "Ana"
         assert posts[0]["comments"] == 1
         assert posts[0]["reactions"]["celebrate"] == 1
         assert {p["thread_title"] for p in posts} == {demo.THREAD_TITLE}
@@ -159,6 +167,13 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
             auth = {"authorization": "Bearer " + again["token"]}
             resp = await http.get(f"/api/feed?community={again['community']}", headers=auth)
             checklist = await http.get(f"/api/rooms/{ana['room']}/checklist", headers=auth)
-        assert [p["body"] for p in resp.json()["posts"]] == demo.BEN_POSTS[::-1]
+        assert [p["body"] for p in resp.json()["posts"]] == FEED_BODIES
         assert resp.json()["posts"][0]["comments"] == 1
-        assert checklist.json()["progress"]["total"] == len(demo.ROADMAP_STEPS)
+        progress = checklist.json()["progress"]
+        assert progress == {"done": 1, "verified": 1, "total": len(demo.ROADMAP_STEPS)}
+        # The chat messages were sent once, however often the demo ran.
+        ana_room = await RoomClient.connect(
+            second.ws, ana["room"], second.query(LABELS[0])["token"]
+        )
+        assert len(ana_room.welcome["history"]) == len(demo.CHAT)
+        await ana_room.close()

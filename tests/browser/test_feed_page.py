@@ -26,7 +26,7 @@ from tests.browser.roompage import DESKTOP, PHONE, TIMEOUT_MS
 from tests.browser.screenshots import screenshot
 from tests.feed_client import FeedApi
 from tests.servers import Running, make_settings, run_server
-from tests.test_demo import run_demo
+from tests.test_demo import FEED_BODIES, run_demo
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
     from playwright.async_api import expect
@@ -414,7 +414,8 @@ async def test_a_refused_link_says_why(open_feed: OpenFeed, world: World) -> Non
 
 async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_path: Path) -> None:
     """``serve --demo``: its feed link shows the seeded thread live; its room link opens."""
-    async with run_demo(tmp_path / "demo.db") as run:
+    # The demo spends Ben's burst of posts; this test has him post once more.
+    async with run_demo(tmp_path / "demo.db", MENTEO_FEED_POST_BURST="10") as run:
         context = await browser.new_context(**DESKTOP)
         context.set_default_timeout(TIMEOUT_MS)
         try:
@@ -422,7 +423,10 @@ async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_p
             await page.goto(run.links["Ana, community feed"])
             feed = FeedPage(page)
             await feed.wait_state("live")
-            assert await feed.bodies() == demo.BEN_POSTS[::-1]
+            assert await feed.bodies() == FEED_BODIES
+            milestone = feed.post(demo.MILESTONE).locator(".milestone")
+            await expect(milestone).to_contain_text(demo.ROADMAP_STEPS[0]["title"])
+            await expect(milestone).to_contain_text("verified by Ana")
             latest = feed.posts.first
             await expect(latest.locator(".comments-toggle")).to_have_text("1 comment")
             await latest.locator(".comments-toggle").click()
@@ -455,6 +459,6 @@ async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_p
             await expect(page.locator("#choose")).to_be_visible()
             await page.locator("#choose").get_by_role("link", name=demo.COMMUNITY).click()
             await feed.wait_state("live")
-            await expect(feed.posts).to_have_count(len(demo.BEN_POSTS) + 1)
+            await expect(feed.posts).to_have_count(len(FEED_BODIES) + 1)
         finally:
             await context.close()
