@@ -9,7 +9,8 @@
    (every ``MENTEO_PRESENCE_TTL`` / 3 = 10 s) has written the first one back. Its welcome
    says the first member is offline, and when the heartbeat puts them back no
    ``presence.join`` is sent, so its view stays wrong for as long as both sockets live.
-   Still failing at b06aef4.
+   Failing up to b06aef4; fixed in 3503306 (a ``presence.sync`` snapshot follows; this
+   script applies it).
 3. ``storm``: many sockets join at once (every client of a killed process reconnecting)
    while Redis answers slowly (here: stopped for one second). Up to 356d9fb each join was
    an ``EVALSHA`` on redis-py's default asyncio pool, which holds 100 connections and raises
@@ -85,7 +86,7 @@ async def redis_restart(server: Server, redis: RedisServer, secret: str) -> bool
 
 async def redis_restart_early(server: Server, redis: RedisServer, secret: str) -> bool:
     """As ``redis_restart``, but the second member joins before the next heartbeat has
-    written the first one back: its view must still end right (a presence.join)."""
+    written the first one back: its view must still end right (a presence.sync)."""
     (room,) = await rooms(server, secret, 1)
     mentor, _ = await connect(server, secret, room, "m0")
     redis.kill()
@@ -99,6 +100,8 @@ async def redis_restart_early(server: Server, redis: RedisServer, secret: str) -
                 frame = orjson.loads(await mentee.recv())  # type: ignore[attr-defined]
                 if frame["type"] == "presence.join":
                     view.add(frame["user_id"])
+                elif frame["type"] == "presence.sync":
+                    view = {p["user_id"] for p in frame["presence"]}
     except TimeoutError:
         pass
     print(f"redis-restart-early: e0 joined 1 s after the restart and saw {sorted(seen)}; "
