@@ -306,6 +306,25 @@ async def test_a_dropped_socket_resumes_after_the_last_event_seen(
     await expect(newest.locator(".comment-body")).to_have_text(["before the drop", "while away"])
 
 
+async def test_offline_shows_and_catches_up_when_back_online(
+    open_feed: OpenFeed, world: World
+) -> None:
+    cy = await open_feed("cy", device=PHONE)
+    await cy.page.context.set_offline(True)
+    await cy.wait_state("offline")
+    await expect(cy.page.locator("#connection-text")).to_contain_text("Offline")
+    await expect(cy.page.locator("#retry")).to_be_visible()
+    await world.ben.post(world.thread, "Made while Cy was offline")
+    await world.ana.react(world.history[-1]["id"], "insightful")
+    await cy.page.context.set_offline(False)
+    await cy.wait_state("live")
+    await expect(cy.page.locator("#new-posts-text")).to_have_text("1 new post")
+    newest = cy.post(f"Post {HISTORY:02}")
+    await expect(cy.count(newest, "insightful")).to_have_text("1")
+    assert len(cy.sockets) == 2
+    assert query(cy.sockets[1])["since"] == str(world.history[-1]["cursor"])
+
+
 async def test_a_socket_that_cannot_resume_reads_the_feed_again(
     open_feed: OpenFeed, world: World
 ) -> None:
