@@ -156,3 +156,5 @@ def configure(fmt: str) -> None:
     handler.addFilter(RedactTokens())
     handler.addFilter(WithContext())
     logging.basicConfig(level=logging.INFO, handlers=[handler])
+    # Seven "setup plugin" lines on every start say nothing to an operator.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
