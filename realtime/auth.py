@@ -50,6 +50,8 @@ def verify_token(secret: str, token: str | None) -> Principal:
     sub, name = claims.get("sub"), claims.get("name", "")
     if not isinstance(sub, str) or not sub or len(sub) > 128 or not isinstance(name, str):
         raise AuthError("bad sub or name claim")
+    if "\x00" in sub or "\x00" in name:  # never storable (PostgreSQL refuses NUL)
+        raise AuthError("bad sub or name claim")
     return Principal(
         user_id=sub,
         name=name[:128] or sub,

@@ -104,21 +104,26 @@ def frame_id(frame: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def has_nul(value: str) -> bool:
+    """NUL is text nowhere we store it (PostgreSQL refuses it): refused on every backend."""
+    return "\x00" in value
+
+
 def client_id(frame: dict[str, Any]) -> str:
     value = frame.get("id")
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID or has_nul(value):
         raise FrameError(
-            ErrorCode.INVALID, f"'id' must be a string of 1..{MAX_CLIENT_ID} characters"
+            ErrorCode.INVALID, f"'id' must be a string of 1..{MAX_CLIENT_ID} characters, no NUL"
         )
     return value
 
 
 def text_field(frame: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> str:
     value = frame.get(name)
-    if not isinstance(value, str) or not min_len <= len(value) <= max_len:
+    if not isinstance(value, str) or not min_len <= len(value) <= max_len or has_nul(value):
         raise FrameError(
             ErrorCode.INVALID,
-            f"'{name}' must be a string of {min_len}..{max_len} characters",
+            f"'{name}' must be a string of {min_len}..{max_len} characters, no NUL",
             frame_id(frame),
         )
     return value

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import AuthError, Principal, bearer_token, verify_token
+from ..protocol import has_nul
 from ..state import State
 
 MAX_BODY_BYTES = 64 * 1024
@@ -60,12 +61,12 @@ def require_service(principal: Principal) -> None:
 async def json_body(request: Request) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+        raise _too_large(request)
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+            raise _too_large(request)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -75,11 +76,16 @@ async def json_body(request: Request) -> dict[str, Any]:
     return data
 
 
+def _too_large(request: Request) -> ApiError:
+    state_of(request).metrics.inc("menteo_limit_hits_total", "rest_body_too_large")
+    return ApiError(413, "too_large", f"the body may be at most {MAX_BODY_BYTES} bytes")
+
+
 def text(data: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> str:
     value = data.get(name)
-    if not isinstance(value, str) or not min_len <= len(value.strip()) <= max_len:
+    if not isinstance(value, str) or not min_len <= len(value.strip()) <= max_len or has_nul(value):
         raise ApiError(
-            400, "invalid", f"'{name}' must be a string of {min_len}..{max_len} characters"
+            400, "invalid", f"'{name}' must be a string of {min_len}..{max_len} characters, no NUL"
         )
     return value.strip()
 

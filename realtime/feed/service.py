@@ -59,6 +59,11 @@ class FeedService:
         self.reaction_limits = UserLimits(
             settings.feed_reaction_rate_per_second, settings.feed_reaction_burst
         )
+        # Follows change rows and reach every process: they share the reactions' rate,
+        # in a bucket of their own.
+        self.follow_limits = UserLimits(
+            settings.feed_reaction_rate_per_second, settings.feed_reaction_burst
+        )
         self._subscription = AsyncExitStack()
         self._heartbeat: asyncio.Task[None] | None = None
         self._owed: asyncio.Task[None] | None = None

@@ -106,12 +106,13 @@ async def _receive_loop(
         if conn.transport.closed:
             continue  # closing (too slow, token expired): what still arrives is not acted on
         if len(data) > settings.max_frame_bytes:
-            state.metrics.inc("menteo_limit_hits_total", "frame_size")
+            state.metrics.inc("menteo_limit_hits_total", "frame_too_big")  # as on room sockets
             return Close.TOO_BIG
         if not bucket.take():
-            state.metrics.inc("menteo_limit_hits_total", "rate")
             if bucket.strikes > settings.rate_strikes:
+                state.metrics.inc("menteo_limit_hits_total", "rate_close_1008")
                 return Close.POLICY
+            state.metrics.inc("menteo_limit_hits_total", "rate_limited")
             conn.transport.send(conn.encode(error_frame(ErrorCode.RATE_LIMITED, "slow down")))
             continue
         try:

@@ -46,7 +46,9 @@ class Database:
         self.reader: Engine | None = None
         self.read_threads: ThreadPoolExecutor | None = None
         if self.is_sqlite:
-            args: dict[str, Any] = {"connect_args": {"timeout": 30}}
+            # hide_parameters: a failed statement's values (message bodies, titles) never
+            # reach an exception message, and so never a log line.
+            args: dict[str, Any] = {"connect_args": {"timeout": 30}, "hide_parameters": True}
             self.engine = create_async_engine(url, **args)
             self.write_engine = create_async_engine(url, pool_size=1, max_overflow=0, **args)
             for engine, immediate in ((self.engine, False), (self.write_engine, True)):
@@ -56,14 +58,18 @@ class Database:
                 self.appender = SQLiteAppender(path)
                 # Hot reads run as one call on a thread of their own (see ``run``).
                 self.reader = create_engine(
-                    f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False}
+                    f"sqlite:///{path}",
+                    connect_args={"timeout": 30, "check_same_thread": False},
+                    hide_parameters=True,
                 )
                 _sqlite_setup(self.reader, immediate=False)
                 self.read_threads = ThreadPoolExecutor(2, thread_name_prefix="menteo-sqlite-read")
         else:
             # No pre-ping: it costs a round trip per transaction. A dropped connection fails
             # its batch once; SQLAlchemy then discards the pool and the writer retries.
-            self.engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_recycle=1800)
+            self.engine = create_async_engine(
+                url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
+            )
             self.write_engine = self.engine
 
     @asynccontextmanager

@@ -13,6 +13,7 @@ from ..protocol import (
     bool_field,
     client_id,
     frame_id,
+    has_nul,
     text_field,
 )
 from ..state import State
@@ -21,10 +22,10 @@ from .connection import RoomConnection
 
 def _item_id(frame: dict[str, Any], name: str = "item_id") -> str:
     value = frame.get(name)
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID or has_nul(value):
         raise FrameError(
             ErrorCode.INVALID,
-            f"'{name}' must be a string of 1..{MAX_CLIENT_ID} characters",
+            f"'{name}' must be a string of 1..{MAX_CLIENT_ID} characters, no NUL",
             frame_id(frame),
         )
     return value
