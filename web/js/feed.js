@@ -142,8 +142,9 @@ class FeedPage {
           // An empty feed has nothing to move: the first post shows at once.
           if (this.list.childElementCount === 0 && this.pending.length === 1) {
             this.reveal({ quiet: true });
+          } else {
+            this.updatePending();
           }
-          else this.updatePending();
         }
         break;
       case "feed.comment": {
@@ -361,7 +362,8 @@ class FeedPage {
     view.setMine(kind, on); // the counts follow in the live feed.reaction event
     view.reactionError.textContent = "";
     try {
-      await api(this.token, on ? "PUT" : "DELETE", `/api/posts/${encodeURIComponent(entry.post.id)}/reactions/${kind}`);
+      const path = `/api/posts/${encodeURIComponent(entry.post.id)}/reactions/${kind}`;
+      await api(this.token, on ? "PUT" : "DELETE", path);
     } catch (err) {
       view.setMine(kind, !on);
       view.reactionError.textContent = err.message;
@@ -390,7 +392,8 @@ class FeedPage {
     const query = new URLSearchParams({ limit: String(COMMENTS_PAGE) });
     if (entry.commentsAfter !== null) query.set("after", String(entry.commentsAfter));
     try {
-      const data = await api(this.token, "GET", `/api/posts/${encodeURIComponent(entry.post.id)}?${query}`);
+      const path = `/api/posts/${encodeURIComponent(entry.post.id)}?${query}`;
+      const data = await api(this.token, "GET", path);
       for (const comment of data.comments) entry.view.addComment(comment);
       if (data.comments.length > 0) entry.commentsAfter = data.comments.at(-1).cursor;
       entry.commentsLoaded = true;
