@@ -431,6 +431,20 @@ async def test_a_refused_link_says_why(open_feed: OpenFeed, world: World) -> Non
     assert cy.sockets == []
 
 
+async def test_without_a_token_the_page_asks_for_one(
+    open_feed: OpenFeed, world: World, feed_server: Running
+) -> None:
+    cy = await open_feed("cy", query=f"community={world.community}", wait_live=False)
+    await expect(cy.page.get_by_label("Community ID", exact=False)).to_have_value(world.community)
+    token = cy.page.get_by_label("Access token")
+    await expect(token).to_be_focused()
+    await token.fill(feed_server.token("cy", "Cy"))
+    await token.press("Enter")
+    await cy.wait_state("live")
+    await expect(cy.posts).to_have_count(20)
+    assert cy.sockets and "token=" in cy.sockets[0]
+
+
 async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_path: Path) -> None:
     """``serve --demo``: its feed link shows the seeded thread live; its room link opens."""
     # The demo spends Ben's burst of posts; this test has him post once more.
