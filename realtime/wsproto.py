@@ -117,8 +117,12 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def start_keepalive(self) -> None:
         # Uvicorn calls this right after writing the 101: the handshake's request and
-        # response (and their header copies, ~4 KiB) are not read again.
-        self.__dict__.pop("request", None)
+        # response are not read again (their headers are in the scope). websockets' parser
+        # generator keeps the request as a local for the connection's life, so its headers
+        # (~2 KiB a socket) are emptied in place as well.
+        request = self.__dict__.pop("request", None)
+        if isinstance(request, Request):
+            request.headers.clear()
         self.__dict__.pop("response", None)
         super().start_keepalive()
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -29,8 +27,81 @@ class Admitted:
         return values[0] if values else None
 
 
-@asynccontextmanager
-async def admission(
+class Admission:
+    """``admit``, plus the bookkeeping that lasts as long as the socket: sockets per address
+    (limited before any token is looked at) and the open-socket gauge.
+
+    A plain async context manager rather than ``@asynccontextmanager``: it lives as long as
+    the socket, and a suspended generator frame per idle socket costs memory."""
+
+    __slots__ = ("address", "kind", "opened", "receive", "scope", "send", "state", "subprotocols")
+
+    def __init__(
+        self,
+        state: State,
+        scope: dict[str, Any],
+        receive: ASGIReceive,
+        send: ASGISend,
+        *,
+        kind: str,
+        subprotocols: bool,
+    ) -> None:
+        self.state = state
+        self.scope: dict[str, Any] | None = scope
+        self.receive: ASGIReceive | None = receive
+        self.send: ASGISend | None = send
+        self.kind = kind
+        self.subprotocols = subprotocols
+        self.address: str | None = None  # set while counted against its address
+        self.opened = False
+
+    async def __aenter__(self) -> Admitted | None:
+        state, scope, receive, send = self.state, self.scope, self.receive, self.send
+        assert scope is not None and receive is not None and send is not None
+        self.scope = self.receive = self.send = None  # not needed past the handshake
+        address = (scope.get("client") or ("?", 0))[0]
+        metrics = state.metrics
+        if state.sockets_per_ip[address] >= state.settings.max_connections_per_ip:
+            metrics.inc("menteo_limit_hits_total", "connections_per_ip")
+            await receive()  # the connect message
+            await send({"type": "websocket.accept"})
+            await send(
+                {
+                    "type": "websocket.close",
+                    "code": Close.TRY_AGAIN,
+                    "reason": "too many connections from this address",
+                }
+            )
+            return None
+        state.sockets_per_ip[address] += 1
+        self.address = address
+        try:
+            admitted = await admit(state, scope, receive, send, subprotocols=self.subprotocols)
+        except BaseException:
+            self._release()
+            raise
+        if admitted is not None:
+            metrics.inc("menteo_sockets_opened_total", self.kind)
+            metrics.open[self.kind] += 1
+            self.opened = True
+        return admitted
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        state = self.state
+        if self.opened:
+            self.opened = False
+            state.metrics.open[self.kind] -= 1
+        address, self.address = self.address, None
+        if address is not None:
+            state.sockets_per_ip[address] -= 1
+            if not state.sockets_per_ip[address]:
+                del state.sockets_per_ip[address]
+
+
+def admission(
     state: State,
     scope: dict[str, Any],
     receive: ASGIReceive,
@@ -38,40 +109,9 @@ async def admission(
     *,
     kind: str,
     subprotocols: bool,
-) -> AsyncIterator[Admitted | None]:
-    """``admit``, plus the bookkeeping that lasts as long as the socket: sockets per address
-    (limited before any token is looked at) and the open-socket gauge."""
-    address = (scope.get("client") or ("?", 0))[0]
-    metrics = state.metrics
-    if state.sockets_per_ip[address] >= state.settings.max_connections_per_ip:
-        metrics.inc("menteo_limit_hits_total", "connections_per_ip")
-        await receive()  # the connect message
-        await send({"type": "websocket.accept"})
-        await send(
-            {
-                "type": "websocket.close",
-                "code": Close.TRY_AGAIN,
-                "reason": "too many connections from this address",
-            }
-        )
-        yield None
-        return
-    state.sockets_per_ip[address] += 1
-    try:
-        admitted = await admit(state, scope, receive, send, subprotocols=subprotocols)
-        if admitted is None:
-            yield None
-            return
-        metrics.inc("menteo_sockets_opened_total", kind)
-        metrics.open[kind] += 1
-        try:
-            yield admitted
-        finally:
-            metrics.open[kind] -= 1
-    finally:
-        state.sockets_per_ip[address] -= 1
-        if not state.sockets_per_ip[address]:
-            del state.sockets_per_ip[address]
+) -> Admission:
+    """Admit a room-scoped socket for the ``async with`` block (None: refused)."""
+    return Admission(state, scope, receive, send, kind=kind, subprotocols=subprotocols)
 
 
 async def admit(
@@ -123,6 +163,9 @@ async def admit(
         await _refuse(send, accept, Close.FORBIDDEN, "not a member of this room")
         return None
     await send(accept)
+    # The handshake's headers were read above and are not read again: the list (kept by the
+    # server's scope for the socket's life, ~1 KiB) can go.
+    scope["headers"] = []
     role = member.role if member is not None else "service"
     return Admitted(room, principal, role, codec, query)
 

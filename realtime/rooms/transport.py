@@ -73,7 +73,7 @@ class BufferedSend:
         self.backlog_size = 0
         self.drainer: asyncio.Task[None] | None = None
         self.closed = False
-        self.on_slow: Callable[[], None] = lambda: None  # counted by the caller's metrics
+        self.on_slow: Callable[[], None] = _nothing  # counted by the caller's metrics
 
     def _message(self, data: str | bytes) -> dict[str, Any]:
         raise NotImplementedError
@@ -178,7 +178,7 @@ class Transport(BufferedSend):
         super().__init__(send, backlog_bytes=backlog_bytes, direct=direct)
         self.closer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
-        self.on_lost: Callable[[int], None] = lambda code: None
+        self.on_lost: Callable[[int], None] = _ignore_code
 
     def send_frames(self, frames: Frames, codec: Codec) -> None:
         """Send a hub frame: with a direct writer, the frame bytes built once per event."""
@@ -228,6 +228,15 @@ class Transport(BufferedSend):
             self.closed = True
             self.close_code = 1006
             self.on_lost(1006)
+
+
+# Shared defaults: a lambda per socket would be a function object per socket.
+def _nothing() -> None:
+    pass
+
+
+def _ignore_code(code: int) -> None:
+    pass
 
 
 async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:

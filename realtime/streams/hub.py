@@ -12,8 +12,8 @@ import asyncio
 import logging
 import struct
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, Protocol
 
 import orjson
@@ -129,40 +129,12 @@ class Hub:
             with suppress(asyncio.CancelledError):
                 await task
 
-    @asynccontextmanager
-    async def subscribe(self, stream: str, listener: Listener) -> AsyncIterator[None]:
-        """Deliver ``stream``'s events to ``listener`` while the block runs.
+    def subscribe(self, stream: str, listener: Listener) -> Subscription:
+        """Deliver ``stream``'s events to ``listener`` while the ``async with`` block runs.
 
         The first local subscriber subscribes the broker, the last one unsubscribes it.
         """
-        state = self.streams.get(stream)
-        if state is None:
-            state = self.streams[stream] = _Stream()
-            try:
-                await self.broker.subscribe(channel_of(stream))
-                # Read the sequencer only once the broker would tell us of newer events.
-                seqs = await self.db.run(last_seqs_sync, [stream])
-                state.next_seq = seqs.get(stream, 0) + 1
-            except BaseException as exc:
-                del self.streams[stream]
-                state.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
-                state.ready.exception()  # retrieved: waiters re-raise their own copy
-                raise
-            state.ready.set_result(None)
-            self._advance(stream, state)  # events that arrived while we read
-        else:
-            await asyncio.shield(state.ready)
-        state.listeners.add(listener)
-        try:
-            yield
-        finally:
-            state.listeners.discard(listener)
-            if not state.listeners and self.streams.get(stream) is state:
-                del self.streams[stream]
-                if state.filling is not None:
-                    state.filling.cancel()
-                with suppress(Exception):
-                    await self.broker.unsubscribe(channel_of(stream))
+        return Subscription(self, stream, listener)
 
     def committed(self, events: list[StoredEvent]) -> None:
         """The writer's hook: deliver locally at once, then tell the other processes."""
@@ -293,6 +265,54 @@ class Hub:
                 state = self.streams.get(stream)
                 if state is not None and last >= state.next_seq:
                     self._schedule_fill(stream, state, delay=0.0)
+
+
+class Subscription:
+    """``Hub.subscribe``'s context manager: a plain object, not ``@asynccontextmanager``,
+    since one lives as long as each socket and a suspended generator frame costs memory."""
+
+    __slots__ = ("hub", "listener", "state", "stream")
+
+    def __init__(self, hub: Hub, stream: str, listener: Listener) -> None:
+        self.hub = hub
+        self.stream = stream
+        self.listener = listener
+        self.state: _Stream | None = None
+
+    async def __aenter__(self) -> None:
+        hub, stream = self.hub, self.stream
+        state = hub.streams.get(stream)
+        if state is None:
+            state = hub.streams[stream] = _Stream()
+            try:
+                await hub.broker.subscribe(channel_of(stream))
+                # Read the sequencer only once the broker would tell us of newer events.
+                seqs = await hub.db.run(last_seqs_sync, [stream])
+                state.next_seq = seqs.get(stream, 0) + 1
+            except BaseException as exc:
+                del hub.streams[stream]
+                state.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+                state.ready.exception()  # retrieved: waiters re-raise their own copy
+                raise
+            state.ready.set_result(None)
+            hub._advance(stream, state)  # events that arrived while we read
+        else:
+            await asyncio.shield(state.ready)
+        state.listeners.add(self.listener)
+        self.state = state
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        state, self.state = self.state, None
+        if state is None:
+            return
+        hub, stream = self.hub, self.stream
+        state.listeners.discard(self.listener)
+        if not state.listeners and hub.streams.get(stream) is state:
+            del hub.streams[stream]
+            if state.filling is not None:
+                state.filling.cancel()
+            with suppress(Exception):
+                await hub.broker.unsubscribe(channel_of(stream))
 
 
 def _event_wire(event: StoredEvent) -> list[Any]:
