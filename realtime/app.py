@@ -25,6 +25,7 @@ from .api.common import ApiError, error_response, json_response, state_of
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
+from .drain import StopSignals
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
@@ -98,13 +99,16 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
     gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
     gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
+    signals = StopSignals(lambda: _stopping(state))
+    signals.install()
     try:
         yield state
     finally:
+        signals.uninstall()
+        _stopping(state)
         # Sockets are closed by the server (1012) before this runs. Then: commit what is
         # queued (nothing acked is ever lost; this stores the unacked too), stop
         # presence, stop delivery, and close the broker and the database last.
-        state.draining = True
         await feed.flush()  # pending reaction counts go to the writer before it closes
         await writer.close()
         await presence.close()
@@ -112,6 +116,12 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await hub.close()
         await broker.close()
         await db.close()
+
+
+def _stopping(state: State) -> None:
+    state.draining = True
+    if not state.stopping.done():
+        state.stopping.set_result(None)
 
 
 async def healthz(request: Request) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -29,6 +30,10 @@ class State:
     notes: NotesDocuments
     feed: FeedService
     draining: bool = False
+    # Resolved when the process is asked to stop (drain.py): event streams end then.
+    stopping: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
     metrics: Metrics = field(default_factory=Metrics)
     sockets_per_ip: Counter[str] = field(default_factory=Counter)
     # Per-user frame budgets across all of a user's sockets in this process.

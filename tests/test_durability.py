@@ -7,10 +7,11 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
-from tests.feed_client import FeedApi, WSFollower, feed_query
+from tests.feed_client import FeedApi, SSEFollower, WSFollower, feed_query
 from tests.servers import ServerProcess, make_settings, process_env, run_server
 
 # Uvicorn re-raises the signal it handled once shutdown is complete.
@@ -140,5 +141,28 @@ async def test_reaction_counts_acked_just_before_a_kill_reach_the_feed(backend: 
             lambda f: f["type"] == "feed.reaction" and f["counts"] == stored, timeout=30
         )
         assert last["post_id"] == post["id"]
+    finally:
+        server.kill()
+
+
+async def test_sigterm_ends_event_streams_at_once(backend: Backend) -> None:
+    """An event stream is an HTTP response uvicorn would wait for until the shutdown
+    timeout: the signal ends it cleanly instead, and the process exits well before."""
+    server = ServerProcess(process_env(backend, MENTEO_SHUTDOWN_TIMEOUT="30"))
+    await server.start()
+    try:
+        secret = make_settings(backend).secret
+        community = await FeedApi(server.url, _token(secret, "svc", role="service")).community()
+        follower = await SSEFollower.connect(
+            server.url, feed_query(_token(secret, "cy"), community=community)
+        )
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=60))
+        with pytest.raises(ConnectionError):  # the response ended: no more events
+            await follower.message(timeout=20)
+        assert await stopping in GRACEFUL
+        assert time.monotonic() - started < 10  # not the 30 s timeout
+        assert not any("Exception in ASGI application" in line for line in server.output)
+        await follower.close()
     finally:
         server.kill()

@@ -114,11 +114,12 @@ class FeedStream:
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         try:
             async with counted(state, KIND), state.feed.session(conn, since, params.get("epoch")):
-                # Until the client goes, the stream is ended for being slow, or the token
-                # expires (the client reconnects with a fresh token and since=<last id>).
+                # Until the client goes, the stream is ended for being slow, the process
+                # is stopping, or the token expires (the client reconnects with a fresh
+                # token and since=<last id>).
                 left = principal.expires_at - time.time()
                 done, _ = await asyncio.wait(
-                    (disconnected, transport.ended),
+                    (disconnected, transport.ended, state.stopping),
                     timeout=max(0.0, left),
                     return_when=asyncio.FIRST_COMPLETED,
                 )
