@@ -399,3 +399,32 @@ async def test_leave_lost_while_redis_was_down_is_corrected(
         own_redis.start()
         await view.until({"ana"})
         assert view.syncs >= 1
+
+
+async def test_two_deployments_on_one_redis_do_not_hear_each_other(
+    shared: Backend, tmp_path: Path
+) -> None:
+    """Two databases, one Redis: stream ids such as ``feed`` are the same in both, so only
+    the channel names keep one deployment's events out of the other's delivery."""
+    from tests.feed_client import FeedApi, WSFollower, close_all, feed_query
+
+    other = Backend(
+        "sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'other.db'}", shared.redis_url
+    )
+    try:
+        async with servers(shared, 1) as (a,), servers(other, 1) as (b,):
+            apis = {}
+            for name, server in (("a", a), ("b", b)):
+                svc = FeedApi(server.url, token("backend", "service"))
+                community = await svc.community(f"C-{name}")
+                ana = FeedApi(server.url, token("ana"))
+                apis[name] = (ana, community, await ana.thread(community))
+            ana_a, community_a, thread_a = apis["a"]
+            follower = await WSFollower.connect(a.ws, feed_query(token("cy"), community_a))
+            ana_b, _, thread_b = apis["b"]
+            await ana_b.post(thread_b, "in deployment B")  # the same seq as A's next
+            mine = await ana_a.post(thread_a, "in deployment A")
+            got = await follower.recv_until(lambda f: f["type"] == "feed.post", timeout=15)
+            assert got["post"]["id"] == mine["id"]
+    finally:
+        await close_all()

@@ -86,10 +86,6 @@ class _Stream:
         self.filling: asyncio.Task[None] | None = None
 
 
-def channel_of(stream: str) -> str:
-    return "menteo:s:" + stream
-
-
 class Hub:
     def __init__(
         self,
@@ -106,6 +102,9 @@ class Hub:
         self.sweep_interval = sweep_interval
         self.page = page
         self.origin = uuid.uuid4().hex[:12]  # our own broker messages are skipped by origin
+        # Channels carry the database's epoch: deployments (or test runs) sharing one Redis
+        # never hear each other's streams, though stream ids like ``feed`` are the same.
+        self.prefix = f"menteo:{db.epoch}:s:"
         self.streams: dict[str, _Stream] = {}
         self.sweeper: asyncio.Task[None] | None = None
         self.filled = 0  # events that came from the database instead of the broker
@@ -143,14 +142,14 @@ class Hub:
         if self.broker.shared:
             for event in events:
                 wire = {"o": self.origin, "e": _event_wire(event)}
-                self.broker.publish(channel_of(event.stream), orjson.dumps(wire))
+                self.broker.publish(self.prefix + event.stream, orjson.dumps(wire))
 
     def signal(self, stream: str, frame: dict[str, Any], exclude_user: str | None = None) -> None:
         """An ephemeral frame (presence, typing): no seq, not stored, best effort."""
         self._signal_local(stream, Frames(frame), exclude_user)
         if self.broker.shared:
             wire = {"o": self.origin, "g": frame, "x": exclude_user}
-            self.broker.publish(channel_of(stream), orjson.dumps(wire))
+            self.broker.publish(self.prefix + stream, orjson.dumps(wire))
 
     def signal_local(self, stream: str, frame: dict[str, Any]) -> None:
         """An ephemeral frame for this process's subscribers only."""
@@ -168,7 +167,7 @@ class Hub:
             msg = orjson.loads(data)
             if msg.get("o") == self.origin:
                 return
-            stream = channel.removeprefix("menteo:s:")
+            stream = channel.removeprefix(self.prefix)
             if "e" in msg:
                 self._arrive(_event_from_wire(stream, msg["e"]))
             elif "g" in msg:
@@ -285,7 +284,7 @@ class Subscription:
         if state is None:
             state = hub.streams[stream] = _Stream()
             try:
-                await hub.broker.subscribe(channel_of(stream))
+                await hub.broker.subscribe(hub.prefix + stream)
                 # Read the sequencer only once the broker would tell us of newer events.
                 seqs = await hub.db.run(last_seqs_sync, [stream])
                 state.next_seq = seqs.get(stream, 0) + 1
@@ -312,7 +311,7 @@ class Subscription:
             if state.filling is not None:
                 state.filling.cancel()
             with suppress(Exception):
-                await hub.broker.unsubscribe(channel_of(stream))
+                await hub.broker.unsubscribe(hub.prefix + stream)
 
 
 def _event_wire(event: StoredEvent) -> list[Any]:
