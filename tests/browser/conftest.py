@@ -15,6 +15,7 @@ from tests.browser.roompage import (
     CHROMIUM_ARGS,
     DESKTOP,
     TIMEOUT_MS,
+    NewPage,
     OpenRoom,
     RoomPage,
     require_browser,
@@ -67,15 +68,33 @@ async def web_room(web_server: Running) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def open_room(
-    browser: Browser, web_server: Running, web_room: dict[str, Any]
-) -> AsyncIterator[OpenRoom]:
-    """``await open_room("ana")``: the room page, as that user, in a browser context of its
-    own (like a separate device: its own localStorage and network). ``route`` handles the
-    page's room sockets (Playwright's route_web_socket), ``setup`` runs before the page
-    loads, ``query`` replaces the URL's whole query string."""
+async def new_page(browser: Browser) -> AsyncIterator[NewPage]:
+    """``await new_page(device)``: a blank page in a browser context of its own (like a
+    separate device: its own localStorage and network), closed when the test ends. An
+    uncaught error in any of these pages fails the test."""
     contexts: list[BrowserContext] = []
-    pages: list[RoomPage] = []
+    errors: list[str] = []
+
+    async def open_page(device: dict[str, Any] | None = None) -> Page:
+        context = await browser.new_context(**(device or DESKTOP))
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        return page
+
+    yield open_page
+    for context in contexts:
+        await context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+async def open_room(new_page: NewPage, web_server: Running, web_room: dict[str, Any]) -> OpenRoom:
+    """``await open_room("ana")``: the room page, as that user, on a page of its own
+    (``new_page``). ``route`` handles the page's room sockets (Playwright's
+    route_web_socket), ``setup`` runs before the page loads, ``query`` replaces the URL's
+    whole query string."""
 
     async def open_page(
         user_id: str,
@@ -88,12 +107,8 @@ async def open_room(
         query: str | None = None,
         wait_live: bool = True,
     ) -> RoomPage:
-        context = await browser.new_context(**(device or DESKTOP))
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = RoomPage(await context.new_page())
+        page = RoomPage(await new_page(device))
         page.watch()
-        pages.append(page)
         if route is not None:
             await page.page.route_web_socket("**/rooms/*/ws*", route)
         if setup is not None:
@@ -106,8 +121,4 @@ async def open_room(
             await page.wait_state("live")
         return page
 
-    yield open_page
-    for context in contexts:
-        await context.close()
-    errors = [e for p in pages for e in p.errors]
-    assert not errors, f"uncaught errors in the page: {errors}"
+    return open_page

@@ -98,11 +98,9 @@ class RoomPage:
     page: Page
     sockets: list[str] = field(default_factory=list)  # URL of every room socket, in order
     notes_sockets: list[str] = field(default_factory=list)  # the same for the notes socket
-    errors: list[str] = field(default_factory=list)  # uncaught exceptions in the page
 
     def watch(self) -> None:
         self.page.on("websocket", self._socket_opened)
-        self.page.on("pageerror", lambda exc: self.errors.append(str(exc)))
 
     def _socket_opened(self, ws: Any) -> None:
         path = urlsplit(ws.url).path
@@ -229,3 +227,5 @@ class RoomPage:
 
 # The open_room fixture (conftest.py): ``await open_room("ana", **options) -> RoomPage``.
 OpenRoom = Callable[..., Awaitable[RoomPage]]
+# The new_page fixture (conftest.py): ``await new_page(device=None) -> Page``.
+NewPage = Callable[..., Awaitable["Page"]]

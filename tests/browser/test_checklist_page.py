@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.browser.roompage import PHONE, OpenRoom, RoomPage
+from tests.browser.sockets import SocketGate
 from tests.servers import Running
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
     from playwright.async_api import expect
-
-if TYPE_CHECKING:
-    from playwright.async_api import WebSocketRoute
 
 pytestmark = pytest.mark.browser
 
@@ -187,24 +185,14 @@ async def test_tick_made_offline_survives_a_reload_and_refusals_are_shown(
     open_room: OpenRoom, web_server: Running, web_room: dict[str, Any]
 ) -> None:
     ana = await open_room("ana")
-    blocked = False
-    sockets: list[WebSocketRoute] = []
-
-    async def route(ws: WebSocketRoute) -> None:
-        if blocked:  # the server is out of reach: the socket closes at once
-            await ws.close(code=1013, reason="try again")
-        else:
-            ws.connect_to_server()
-            sockets.append(ws)
-
-    ben = await open_room("ben", route=route, device=PHONE)
+    gate = SocketGate()
+    ben = await open_room("ben", route=gate, device=PHONE)
     for title in ("Step one", "Step two", "Step three"):
         await ana.add_step(title)
     await expect_titles(ben, ["Step one", "Step two", "Step three"])
 
     # The room goes away for ben; he ticks two steps anyway: shown at once, kept.
-    blocked = True
-    await sockets[-1].close(code=1012, reason="server restart")
+    await gate.restart()
     await expect(ben.connection).not_to_have_attribute("data-state", "live")
     await ben.step("Step one").locator(".step-check").check()
     await ben.step("Step two").locator(".step-check").check()
@@ -224,7 +212,7 @@ async def test_tick_made_offline_survives_a_reload_and_refusals_are_shown(
     await ben.page.reload()
     await expect(ben.connection).not_to_have_attribute("data-state", "live")
     assert await ben.outbox("menteo.ops.v1:") == kept
-    blocked = False
+    gate.blocked = False
     await ben.wait_state("live")
 
     # The tick that could apply is everyone's; the other is refused, and ben is told why.
@@ -269,25 +257,15 @@ async def test_resume_applies_only_events_after_the_welcome_snapshot(
     open_room: OpenRoom, web_server: Running, web_room: dict[str, Any]
 ) -> None:
     ana = await open_room("ana")
-    blocked = False
-    sockets: list[WebSocketRoute] = []
-
-    async def route(ws: WebSocketRoute) -> None:
-        if blocked:
-            await ws.close(code=1013, reason="try again")
-        else:
-            ws.connect_to_server()
-            sockets.append(ws)
-
-    ben = await open_room("ben", route=route)
+    gate = SocketGate()
+    ben = await open_room("ben", route=gate)
     await ana.add_step("One")
     await ana.add_step("Two")
     await expect_titles(ben, ["One", "Two"])
 
     # Ben drops (a server restart) and misses checklist events, which his resumed socket
     # replays after a welcome whose snapshot already holds them.
-    blocked = True
-    await sockets[-1].close(code=1012, reason="server restart")
+    await gate.restart()
     await expect(ben.connection).not_to_have_attribute("data-state", "live")
     await ana.add_step("Three")
     await ana.step("Two").locator(".step-check").check()
@@ -298,9 +276,9 @@ async def test_resume_applies_only_events_after_the_welcome_snapshot(
     await ana.checklist.get_by_label("Step title").press("Enter")
     await ana.page.get_by_role("button", name="Remove: First").click()
     await expect_titles(ana, ["Three", "Two"])
-    blocked = False
+    gate.blocked = False
     await ben.wait_state("live")
-    assert "since" in (sockets[-1].url)
+    assert "since" in (gate.sockets[-1].url)
     await expect_titles(ben, ["Three", "Two"])
     await expect(ben.step("Two")).to_have_attribute("data-verified", "true")
     await expect(ben.checklist.locator(".progress-text")).to_have_text("1 of 2 done · 1 verified")

@@ -15,15 +15,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
 
 from realtime import demo
 from tests.backends import make_backend
-from tests.browser.roompage import DESKTOP, PHONE, TIMEOUT_MS
+from tests.browser.roompage import DESKTOP, PHONE, TIMEOUT_MS, NewPage
 from tests.browser.screenshots import screenshot
+from tests.browser.sockets import SocketGate, query
 from tests.feed_client import FeedApi
 from tests.servers import Running, make_settings, run_server
 from tests.test_demo import FEED_BODIES, run_demo
@@ -34,7 +34,6 @@ with contextlib.suppress(ImportError):  # without it, the browser fixture skips 
 if TYPE_CHECKING:
     from playwright.async_api import (
         Browser,
-        BrowserContext,
         Locator,
         Page,
         Route,
@@ -47,15 +46,10 @@ HOSTILE = '<img src=x onerror="window.__pwned=1"><b>bold</b> & <script>window.__
 HISTORY = 25  # posts made before the page opens: more than one page (20)
 
 
-def query(url: str) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
-
-
 @dataclass
 class FeedPage:
     page: Page
     sockets: list[str] = field(default_factory=list)  # URL of every feed socket, in order
-    errors: list[str] = field(default_factory=list)
 
     @property
     def posts(self) -> Locator:
@@ -117,13 +111,9 @@ async def world(feed_server: Running) -> World:
 
 
 @pytest.fixture
-async def open_feed(
-    browser: Browser, feed_server: Running, world: World
-) -> AsyncIterator[OpenFeed]:
-    """``await open_feed("cy")``: the community's feed page as that user, in a browser
-    context of its own; ``route`` handles its feed sockets (route_web_socket)."""
-    contexts: list[BrowserContext] = []
-    pages: list[FeedPage] = []
+async def open_feed(new_page: NewPage, feed_server: Running, world: World) -> OpenFeed:
+    """``await open_feed("cy")``: the community's feed page as that user, on a page of its
+    own (``new_page``); ``route`` handles its feed sockets (route_web_socket)."""
 
     async def open_page(
         user_id: str,
@@ -133,13 +123,8 @@ async def open_feed(
         query: str | None = None,
         wait_live: bool = True,
     ) -> FeedPage:
-        context = await browser.new_context(**(device or DESKTOP))
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = FeedPage(await context.new_page())
-        page.page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page = FeedPage(await new_page(device))
         page.page.on("websocket", lambda ws: page.sockets.append(ws.url))
-        pages.append(page)
         if route is not None:
             await page.page.route_web_socket("**/feed/ws*", route)
         if query is None:
@@ -150,11 +135,7 @@ async def open_feed(
             await page.wait_state("live")
         return page
 
-    yield open_page
-    for context in contexts:
-        await context.close()
-    errors = [e for p in pages for e in p.errors]
-    assert not errors, f"uncaught errors in the page: {errors}"
+    return open_page
 
 
 async def test_new_posts_wait_under_a_bar_and_react_and_comment_inline(
@@ -270,17 +251,8 @@ async def test_older_posts_load_as_the_end_comes_into_view_on_a_phone(
 async def test_a_dropped_socket_resumes_after_the_last_event_seen(
     open_feed: OpenFeed, world: World
 ) -> None:
-    blocked = False
-    sockets: list[WebSocketRoute] = []
-
-    async def route(ws: WebSocketRoute) -> None:
-        if blocked:
-            await ws.close(code=1013, reason="try again")
-        else:
-            ws.connect_to_server()
-            sockets.append(ws)
-
-    cy = await open_feed("cy", route=route)
+    gate = SocketGate()
+    cy = await open_feed("cy", route=gate)
     newest = cy.post(f"Post {HISTORY:02}")
     seen = await world.ana.comment(world.history[-1]["id"], "before the drop")
     await expect(newest.locator(".comments-toggle")).to_have_text("1 comment")
@@ -288,16 +260,15 @@ async def test_a_dropped_socket_resumes_after_the_last_event_seen(
     assert query(first_url)["since"] == str(world.history[-1]["cursor"])
 
     # The server goes away; while it is, a comment and a post are made.
-    blocked = True
-    await sockets[-1].close(code=1012, reason="server restart")
+    await gate.restart()
     await expect(cy.page.locator("#connection")).not_to_have_attribute("data-state", "live")
     await world.ana.comment(world.history[-1]["id"], "while away")
     await world.ben.post(world.thread, "Posted while Cy was away")
-    blocked = False
+    gate.blocked = False
     await cy.wait_state("live")
 
     # Resumed after the last event seen: each missed event once.
-    assert query(sockets[-1].url)["since"] == str(seen["cursor"])
+    assert query(gate.sockets[-1].url)["since"] == str(seen["cursor"])
     await expect(cy.page.locator("#new-posts-text")).to_have_text("1 new post")
     await expect(newest.locator(".comments-toggle")).to_have_text("2 comments")
     await cy.bar.click()

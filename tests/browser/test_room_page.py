@@ -10,28 +10,24 @@ from __future__ import annotations
 import contextlib
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.browser.roompage import PHONE, OpenRoom, RoomPage
 from tests.browser.screenshots import screenshot
+from tests.browser.sockets import SocketGate, query
 from tests.servers import Running
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
     from playwright.async_api import expect
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page, WebSocketRoute
+    from playwright.async_api import Page
 
 pytestmark = pytest.mark.browser
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 HOSTILE = '<img src=x onerror="window.__pwned=1"><b>bold</b> & <script>window.__pwned=2</script>'
-
-
-def query(url: str) -> dict[str, str]:
-    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
 
 
 async def test_members_chat_see_each_other_and_typing(open_room: OpenRoom) -> None:
@@ -167,15 +163,8 @@ async def test_message_written_offline_is_delivered_once(
 
 async def test_outbox_survives_a_reload_and_keeps_its_ids(open_room: OpenRoom) -> None:
     ana = await open_room("ana")
-    blocked = True
-
-    async def route(ws: WebSocketRoute) -> None:
-        if blocked:  # the server is out of reach: the socket closes at once
-            await ws.close(code=1013, reason="try again")
-        else:
-            ws.connect_to_server()
-
-    ben = await open_room("ben", route=route, wait_live=False)
+    gate = SocketGate(blocked=True)  # the server is out of reach: the socket closes at once
+    ben = await open_room("ben", route=gate, wait_live=False)
     await ben.wait_state("reconnecting")
     await ben.say("survives a reload")
     await expect(ben.pending).to_have_count(1)
@@ -187,7 +176,7 @@ async def test_outbox_survives_a_reload_and_keeps_its_ids(open_room: OpenRoom) -
     await expect(ben.pending).to_have_attribute("data-id", entry["id"])
     assert await ben.outbox() == [entry]
 
-    blocked = False
+    gate.blocked = False
     await ben.wait_state("live")  # the next attempt of the backoff gets through
     await expect(ben.pending).to_have_count(0)
     for page in (ana, ben):
@@ -198,32 +187,22 @@ async def test_outbox_survives_a_reload_and_keeps_its_ids(open_room: OpenRoom) -
 
 async def test_resumes_after_a_server_restart_close(open_room: OpenRoom) -> None:
     ana = await open_room("ana")
-    blocked = False
-    sockets: list[WebSocketRoute] = []
-
-    async def route(ws: WebSocketRoute) -> None:
-        if blocked:
-            await ws.close(code=1013, reason="try again")
-        else:
-            ws.connect_to_server()
-            sockets.append(ws)
-
-    ben = await open_room("ben", route=route)
+    gate = SocketGate()
+    ben = await open_room("ben", route=gate)
     await ana.say("one")
     await expect(ben.message("one")).to_have_count(1)
 
     # The server goes away (1012): ben reconnects with since, and gets what it missed once.
-    blocked = True
-    await sockets[-1].close(code=1012, reason="server restart")
+    await gate.restart()
     await expect(ben.connection).not_to_have_attribute("data-state", "live")
     for body in ("two", "three", "four"):
         await ana.say(body)
     await expect(ana.messages).to_have_count(4)
-    blocked = False
+    gate.blocked = False
     await ben.wait_state("live")
     await expect(ben.messages).to_have_count(4)
-    assert "since" not in query(sockets[0].url)
-    assert query(sockets[-1].url)["since"] == "1"
+    assert "since" not in query(gate.sockets[0].url)
+    assert query(gate.sockets[-1].url)["since"] == "1"
     assert await ben.bodies() == ["one", "two", "three", "four"]
     assert await ben.seqs() == [1, 2, 3, 4]
     await ben.say("back")

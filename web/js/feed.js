@@ -6,11 +6,11 @@
 // "N new posts" bar at the top until it is clicked. Older posts load as the end of the
 // list comes into view (or with the "Load older posts" button).
 
-import { backoffDelay } from "./connection.js";
 import { api, ApiError, feedQuery } from "./feedapi.js";
 import { FeedSocket } from "./feedsocket.js";
 import { el, PostView } from "./feedview.js";
 import { tokenClaims } from "./outbox.js";
+import { backoffDelay, setIndicator, showConnectionState } from "./reconnecting.js";
 
 const PAGE = 20; // posts per REST page
 const COMMENTS_PAGE = 50;
@@ -36,12 +36,6 @@ function showJoinForm(community) {
   setIndicator("idle", "Not connected");
   if (community) $("join-community").value = community;
   $("join-token").focus();
-}
-
-function setIndicator(state, text, { retry = false } = {}) {
-  $("connection").dataset.state = state;
-  $("connection-text").textContent = text;
-  $("retry").hidden = !retry;
 }
 
 function feedLink(token, target) {
@@ -117,19 +111,8 @@ class FeedPage {
   showState(detail) {
     const { state } = detail;
     $("feed").dataset.connection = state;
-    if (state === "live") setIndicator("live", "Live");
-    else if (state === "connecting") setIndicator("connecting", "Connecting…");
-    else if (state === "reconnecting") {
-      const wait = detail.delay ? ` Next try in ${Math.max(1, Math.round(detail.delay / 1000))} s.` : "";
-      setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: detail.delay !== undefined });
-    } else if (state === "offline") {
-      setIndicator("offline", "Offline: the feed catches up when you are back online.", {
-        retry: true,
-      });
-    } else if (state === "stopped") {
-      setIndicator("stopped", "Disconnected");
-      this.fatal(detail.message ?? "Disconnected from the feed.");
-    }
+    showConnectionState(detail, "Offline: the feed catches up when you are back online.");
+    if (state === "stopped") this.fatal(detail.message ?? "Disconnected from the feed.");
   }
 
   /** One feed event, in seq order, each once. */

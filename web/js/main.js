@@ -8,6 +8,7 @@ import { FATAL_CLOSES, RoomConnection } from "./connection.js";
 import { notesFeature } from "./notes.js";
 import { Outbox, outboxKey, tokenClaims } from "./outbox.js";
 import { PresenceView } from "./presence.js";
+import { setIndicator, showConnectionState } from "./reconnecting.js";
 
 const MAX_BODY = 4000; // characters (code points), as the server counts them
 const IN_FLIGHT = 10; // outbox entries sent and not yet acked, at most (server rate limit)
@@ -51,12 +52,6 @@ function showJoinForm(roomId) {
   setIndicator("idle", "Not connected");
   if (roomId) $("join-room").value = roomId;
   ($("join-room").value ? $("join-token") : $("join-room")).focus();
-}
-
-function setIndicator(state, text, { retry = false } = {}) {
-  $("connection").dataset.state = state;
-  $("connection-text").textContent = text;
-  $("retry").hidden = !retry;
 }
 
 function openRoom(roomId, token) {
@@ -230,21 +225,8 @@ function openRoom(roomId, token) {
   conn.addEventListener("state", ({ detail }) => {
     const { state } = detail;
     $("room").dataset.connection = state; // presence is dimmed while it may be out of date
-    if (state === "live") {
-      setIndicator("live", "Live");
-    } else if (state === "connecting") {
-      setIndicator("connecting", "Connecting…");
-    } else if (state === "reconnecting") {
-      const wait = detail.delay ? ` Next try in ${Math.max(1, Math.round(detail.delay / 1000))} s.` : "";
-      setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: detail.delay !== undefined });
-    } else if (state === "offline") {
-      setIndicator("offline", "Offline: messages are kept and sent when you are back online.", {
-        retry: true,
-      });
-    } else if (state === "stopped") {
-      setIndicator("stopped", "Disconnected");
-      showFatal(detail.message ?? "Disconnected from the room.");
-    }
+    showConnectionState(detail, "Offline: messages are kept and sent when you are back online.");
+    if (state === "stopped") showFatal(detail.message ?? "Disconnected from the room.");
     if (state !== "live") {
       inFlight.clear();
       for (const id of chat.pendingIds()) {
