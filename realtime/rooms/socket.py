@@ -12,18 +12,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from ..auth import AuthError, verify_token
 from ..checklist.store import load_checklists_sync
 from ..persistence.events import (
     NewEvent,
-    StoredEvent,
     last_seqs_sync,
     page_before_sync,
     replay_sync,
 )
 from ..protocol import (
+    JSON,
     MAX_BODY,
     Close,
     ErrorCode,
@@ -35,6 +36,7 @@ from ..protocol import (
     text_field,
 )
 from ..state import State
+from ..streams.hub import RecentSnapshot
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .expiry import iso
@@ -135,7 +137,8 @@ async def _serve(
 ) -> None:
     room_id = conn.room.id
     disconnect_code = 1006
-    async with state.hub.subscribe(room_id, conn):
+    recent = (CHAT_TYPES, state.settings.history_limit)  # the welcome's history, kept
+    async with state.hub.subscribe(room_id, conn, recent=recent):
         try:
             await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
         except Exception:  # presence is best effort; chat must not depend on it
@@ -164,18 +167,43 @@ def _welcome_reads(
     epoch: str | None,
     our_epoch: str,
     history_limit: int,
-) -> tuple[int, int | None, list[StoredEvent], dict[str, Any]]:
-    """One snapshot: the room's seq, where to resume, the history, and the checklist exactly
-    as of that seq."""
+    recent: RecentSnapshot | None,
+) -> tuple[int, int | None, list[str], dict[str, Any]]:
+    """One snapshot: the room's seq, where to resume, and the checklist exactly as of that
+    seq; the history (JSON-encoded frames) from the hub's recent events when they reach that
+    seq, else from the database."""
     last = last_seqs_sync(conn, [room_id]).get(room_id, 0)
     start = _resume_point(since, epoch, our_epoch, last)
-    history = (
-        []
-        if start is not None
-        else page_before_sync(conn, room_id, CHAT_TYPES, last + 1, history_limit)[0]
-    )
+    history: list[str] = []
+    if start is None:
+        cached = _history_from(recent, last, history_limit)
+        if cached is not None:
+            history = cached
+        else:  # the hub is behind the database (or keeps nothing): read it
+            events = page_before_sync(conn, room_id, CHAT_TYPES, last + 1, history_limit)[0]
+            history = [_encode_json(e.frame()) for e in events]
     checklist = load_checklists_sync(conn, {room_id})[room_id].snapshot()
     return last, start, history, checklist
+
+
+def _history_from(recent: RecentSnapshot | None, last: int, limit: int) -> list[str] | None:
+    """The newest ``limit`` chat frames up to ``last`` from the hub, or None if it cannot
+    tell them all. Committed events never change, so frames up to ``last`` read at any time
+    are the ones the database holds."""
+    if recent is None:
+        return None
+    through, items, complete = recent
+    if through < last:  # the hub has not yet seen every event up to last
+        return None
+    upto = [text for seq, text in items if seq <= last]
+    if len(upto) >= limit:
+        return upto[len(upto) - limit :]
+    return upto if complete else None
+
+
+def _encode_json(frame: dict[str, Any]) -> str:
+    text = JSON.encode(frame)
+    return text if isinstance(text, str) else text.decode()
 
 
 async def _welcome(
@@ -190,6 +218,7 @@ async def _welcome(
         epoch,
         state.db.epoch,
         settings.history_limit,
+        state.hub.recent(room_id, CHAT_TYPES),
         snapshot=True,
     )
     welcome = {
@@ -199,7 +228,10 @@ async def _welcome(
         "seq": last,
         "epoch": state.db.epoch,
         "recovered": start is not None,
-        "history": [e.frame() for e in history],
+        # Spliced as ready JSON: the frames are encoded once, not once per join.
+        "history": orjson.Fragment("[" + ",".join(history) + "]")
+        if conn.codec is JSON
+        else [orjson.loads(text) for text in history],
         "presence": await _online(state, conn),
         "checklist": checklist,
     }

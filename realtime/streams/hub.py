@@ -12,16 +12,24 @@ import asyncio
 import logging
 import struct
 import uuid
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any, Protocol
 
 import orjson
+from sqlalchemy import Connection
 
 from ..broker import Broker
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync, replay
-from ..protocol import Codec
+from ..persistence.events import (
+    StoredEvent,
+    last_seqs,
+    last_seqs_sync,
+    page_before_sync,
+    replay,
+)
+from ..protocol import JSON, Codec
 
 log = logging.getLogger("menteo.hub")
 
@@ -75,8 +83,37 @@ class Listener(Protocol):
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None: ...
 
 
+class Recent:
+    """A stream's newest events of some types, JSON-encoded, kept in step with delivery.
+
+    ``complete``: no event of those types at or before the hub's last seq is missing (the
+    database had no more when it was seeded, and none has been evicted since).
+    """
+
+    __slots__ = ("complete", "items", "types")
+
+    def __init__(
+        self, types: frozenset[str], limit: int, items: Iterable[tuple[int, str]], complete: bool
+    ) -> None:
+        self.types = types
+        self.items: deque[tuple[int, str]] = deque(items, maxlen=limit)
+        self.complete = complete
+
+    def add(self, seq: int, text: str) -> None:
+        if len(self.items) == self.items.maxlen:
+            self.complete = False
+        self.items.append((seq, text))
+
+
+RecentSpec = tuple[tuple[str, ...], int]  # (event types, how many)
+
+# What a welcome needs of the hub's recent events: (the hub's last seq, (seq, JSON) pairs
+# oldest first, complete). Immutable, so it may be read in the database thread.
+RecentSnapshot = tuple[int, tuple[tuple[int, str], ...], bool]
+
+
 class _Stream:
-    __slots__ = ("filling", "listeners", "next_seq", "pending", "ready")
+    __slots__ = ("filling", "listeners", "next_seq", "pending", "ready", "recent")
 
     def __init__(self) -> None:
         self.listeners: set[Listener] = set()
@@ -84,6 +121,7 @@ class _Stream:
         self.pending: dict[int, StoredEvent] = {}  # arrived ahead of a hole
         self.ready = asyncio.get_running_loop().create_future()
         self.filling: asyncio.Task[None] | None = None
+        self.recent: Recent | None = None  # kept when the first subscriber asks for it
 
 
 class Hub:
@@ -128,12 +166,23 @@ class Hub:
             with suppress(asyncio.CancelledError):
                 await task
 
-    def subscribe(self, stream: str, listener: Listener) -> Subscription:
+    def subscribe(
+        self, stream: str, listener: Listener, *, recent: RecentSpec | None = None
+    ) -> Subscription:
         """Deliver ``stream``'s events to ``listener`` while the ``async with`` block runs.
 
         The first local subscriber subscribes the broker, the last one unsubscribes it.
+        ``recent`` (types, limit): keep the newest ``limit`` events of ``types`` encoded
+        (read with the stream's seq when it is first subscribed), for ``Hub.recent``.
         """
-        return Subscription(self, stream, listener)
+        return Subscription(self, stream, listener, recent)
+
+    def recent(self, stream: str, types: Iterable[str]) -> RecentSnapshot | None:
+        """The stream's newest events of ``types`` as delivered here, if they are kept."""
+        state = self.streams.get(stream)
+        if state is None or state.recent is None or state.recent.types != frozenset(types):
+            return None
+        return state.next_seq - 1, tuple(state.recent.items), state.recent.complete
 
     def committed(self, events: list[StoredEvent]) -> None:
         """The writer's hook: deliver locally at once, then tell the other processes."""
@@ -212,6 +261,10 @@ class Hub:
 
     def _deliver(self, state: _Stream, event: StoredEvent) -> None:
         frames = Frames(event.frame())
+        recent = state.recent
+        if recent is not None and event.type in recent.types:
+            encoded = frames.encoded(JSON)  # the fan-out's own encoding, when it is JSON
+            recent.add(event.seq, encoded if isinstance(encoded, str) else encoded.decode())
         for listener in list(state.listeners):
             try:
                 listener.on_event(event, frames)
@@ -270,12 +323,15 @@ class Subscription:
     """``Hub.subscribe``'s context manager: a plain object, not ``@asynccontextmanager``,
     since one lives as long as each socket and a suspended generator frame costs memory."""
 
-    __slots__ = ("hub", "listener", "state", "stream")
+    __slots__ = ("hub", "listener", "recent", "state", "stream")
 
-    def __init__(self, hub: Hub, stream: str, listener: Listener) -> None:
+    def __init__(
+        self, hub: Hub, stream: str, listener: Listener, recent: RecentSpec | None
+    ) -> None:
         self.hub = hub
         self.stream = stream
         self.listener = listener
+        self.recent = recent
         self.state: _Stream | None = None
 
     async def __aenter__(self) -> None:
@@ -286,8 +342,9 @@ class Subscription:
             try:
                 await hub.broker.subscribe(hub.prefix + stream)
                 # Read the sequencer only once the broker would tell us of newer events.
-                seqs = await hub.db.run(last_seqs_sync, [stream])
-                state.next_seq = seqs.get(stream, 0) + 1
+                last, recent = await hub.db.run(_first_read, stream, self.recent)
+                state.next_seq = last + 1
+                state.recent = recent
             except BaseException as exc:
                 del hub.streams[stream]
                 state.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
@@ -312,6 +369,25 @@ class Subscription:
                 state.filling.cancel()
             with suppress(Exception):
                 await hub.broker.unsubscribe(hub.prefix + stream)
+
+
+def _first_read(
+    conn: Connection, stream: str, spec: RecentSpec | None
+) -> tuple[int, Recent | None]:
+    """A stream's last seq and, if asked for, its newest events of some types up to it: the
+    hub delivers every later one, so the kept events stay exactly the database's newest."""
+    last = last_seqs_sync(conn, [stream]).get(stream, 0)
+    if spec is None:
+        return last, None
+    types, limit = spec
+    events, has_more = page_before_sync(conn, stream, types, last + 1, limit)
+    items = [(e.seq, _json_text(e.frame())) for e in events]
+    return last, Recent(frozenset(types), limit, items, not has_more)
+
+
+def _json_text(frame: dict[str, Any]) -> str:
+    encoded = JSON.encode(frame)
+    return encoded if isinstance(encoded, str) else encoded.decode()
 
 
 def _event_wire(event: StoredEvent) -> list[Any]:
