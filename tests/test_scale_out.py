@@ -428,3 +428,22 @@ async def test_two_deployments_on_one_redis_do_not_hear_each_other(
             assert got["post"]["id"] == mine["id"]
     finally:
         await close_all()
+
+
+async def test_member_who_joins_while_redis_is_down_learns_who_is_here(
+    shared: Backend, own_redis: RedisProcess
+) -> None:
+    """Ben's welcome can only guess while Redis is down (himself); once it is back, a
+    presence.sync puts Ana in his list."""
+    backend = Backend(shared.name, shared.database_url, own_redis.url)
+    async with servers(backend, 2, MENTEO_PRESENCE_TTL="30") as (a, b):
+        room = await create_room(
+            a.url, SERVICE, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
+        await RoomClient.connect(a.ws, room["id"], token("ana"))
+        own_redis.stop()
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
+        view = PresenceView(ben)
+        assert view.online == {"ben"}
+        own_redis.start()
+        await view.until({"ana", "ben"})

@@ -52,7 +52,7 @@ end
 """
 
 # KEYS: zset, hash. ARGV: now, conn, user, name, expires, key ttl (s).
-# Returns {1 if this is the user's first socket else 0, users gone, entries present}.
+# Returns {1 if this is the user's first socket else 0, users gone}.
 JOIN = (
     _SWEEP
     + """
@@ -65,7 +65,7 @@ redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 local gone = sweep(KEYS[1], KEYS[2], ARGV[1])
-return {1 - present, gone, redis.call('HVALS', KEYS[2])}
+return {1 - present, gone}
 """
 )
 
@@ -124,6 +124,7 @@ class RedisPresence(Presence):
         self.views: dict[str, dict[str, str]] = {}  # room -> user -> name, as last shown
         self.heard: dict[str, int] = {}  # room -> presence signals seen (to detect a race)
         self.suspect: dict[str, dict[str, str]] = {}  # room -> a difference seen once
+        self.unsure: set[str] = set()  # rooms a socket was welcomed in without Redis
         self.resync_at: float | None = None  # after an outage: snapshot every room then
         self.beat_now = False
         self.syncs = 0  # snapshots sent (for tests and metrics)
@@ -141,14 +142,16 @@ class RedisPresence(Presence):
     async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
         self.local.setdefault(room, {})[conn_id] = f"{user_id}\n{name}"
         now = time.time()
-        result = await self.join_script(
-            keys=_keys(room),
-            args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
-        )
-        first, gone, entries = result
+        try:
+            result = await self.join_script(
+                keys=_keys(room),
+                args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
+            )
+        except Exception:
+            self.unsure.add(room)  # the heartbeat writes the socket later; a snapshot follows
+            raise
+        first, gone = result
         self._announce_gone(room, gone)
-        # What this socket's welcome is about to show, and the room's sockets once told.
-        self.views[room] = _users(entries)
         if int(first):
             self._joined(room, user_id, name)
 
@@ -164,7 +167,14 @@ class RedisPresence(Presence):
         self._announce_gone(room, gone)
 
     async def online(self, room: str) -> list[dict[str, str]]:
-        return _listing(_users(await self.client.hvals(_keys(room)[1])))
+        """Also what the room's sockets are taken to show from now on: a welcome's list."""
+        try:
+            users = _users(await self.client.hvals(_keys(room)[1]))
+        except Exception:
+            self.unsure.add(room)  # the welcome shows a guess; a snapshot follows
+            raise
+        self.views[room] = users
+        return _listing(users)
 
     def observe(self, room: str, frame: dict[str, Any]) -> None:
         """The hub's hook: a signal delivered to this process's sockets of ``room``."""
@@ -217,7 +227,7 @@ class RedisPresence(Presence):
 
     async def _sweep(self, now: float) -> None:
         rooms = list(self.rooms())
-        for stale in self.views.keys() - set(rooms):
+        for stale in (self.views.keys() | self.unsure) - set(rooms):
             self._forget(stale)
         snapshot_all = self.resync_at is not None and time.monotonic() >= self.resync_at
         settling = self.resync_at is not None and not snapshot_all
@@ -227,8 +237,10 @@ class RedisPresence(Presence):
             raced = self.heard.get(room, 0) != heard
             self._announce_gone(room, gone)
             # Only rooms whose sockets were given a view here (a feed stream has none).
-            if room in self.views and not raced and not settling:
-                self._reconcile(room, _users(entries), force=snapshot_all)
+            if (room in self.views or room in self.unsure) and not raced and not settling:
+                forced = snapshot_all or room in self.unsure
+                self.unsure.discard(room)
+                self._reconcile(room, _users(entries), force=forced)
         if snapshot_all:
             self.resync_at = None
 
@@ -251,6 +263,7 @@ class RedisPresence(Presence):
         self.views.pop(room, None)
         self.heard.pop(room, None)
         self.suspect.pop(room, None)
+        self.unsure.discard(room)
 
     async def _heartbeat(self, now: float) -> None:
         """Push our live sockets' expiry forward, writing their entries again in full: after
