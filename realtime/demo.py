@@ -58,6 +58,14 @@ CHAT = [
     ("ana", "Verified. Share it in your growth thread if you like!"),
 ]
 
+NOTES = """Session 1 (agenda)
+- Ben's background: five years of IT support, a little Python
+- Goal: a junior data engineering role within a year
+- This month: SQL every day, one small pipeline
+Next session: review the pipeline's tests together
+"""
+NOTES_TEXT = "notes"  # the Y.Text the web client edits and GET …/notes reads
+
 MENTOR = ("ana", "Ana", "mentor")
 MENTEE = ("ben", "Ben", "mentee")
 
@@ -179,6 +187,8 @@ def _activity(demo: Demo, backend: _Api, ana: _Api, ben: _Api, base_url: str) ->
     _in_room(base_url, ana.token, room_id, [chat[0]])
     _in_room(base_url, ben.token, room_id, [tick, chat[1]])
     _in_room(base_url, ana.token, room_id, [verify, chat[2]])
+    if not ana.call("GET", f"/api/rooms/{room_id}/notes")["text"].strip():
+        _write_notes(base_url, ana.token, room_id, NOTES)
     # Ben shares the verified step in his thread: a milestone post.
     share = {"thread_id": thread_id, "body": MILESTONE}
     path = f"/api/rooms/{room_id}/checklist/{step}/share"
@@ -212,6 +222,31 @@ def _in_room(base_url: str, token: str, room_id: str, frames: list[dict[str, Any
                     break
             if reply["type"] == "error":
                 raise DemoError(f"{frame['type']}: {reply.get('message')}")
+
+
+def _write_notes(base_url: str, token: str, room_id: str, text: str) -> None:
+    """Type ``text`` into the room's shared notes as one Yjs update on the notes socket, and
+    wait until the server's document holds it (its answer to a sync step 1)."""
+    from pycrdt import Doc, Text, create_sync_message, create_update_message, handle_sync_message
+    from websockets.sync.client import connect
+
+    ours: Doc[Any] = Doc()
+    ours.get(NOTES_TEXT, type=Text).insert(0, text)
+    query = urlencode({"token": token})
+    url = f"ws{base_url.removeprefix('http')}/rooms/{quote(room_id)}/notes?{query}"
+    with connect(url, open_timeout=10, proxy=None) as ws:
+        ws.send(create_update_message(ours.get_update()))
+        for _ in range(20):  # each round trip waits for an answer; the write lands in a few
+            probe: Doc[Any] = Doc()
+            ws.send(create_sync_message(probe))
+            while True:
+                message = ws.recv(timeout=10)
+                if isinstance(message, bytes) and message[:2] == b"\x00\x01":  # step 2
+                    handle_sync_message(message[1:], probe)
+                    break
+            if text in str(probe.get(NOTES_TEXT, type=Text)):
+                return
+    raise DemoError("the shared notes did not take the demo's text")
 
 
 def _find(items: list[dict[str, Any]], field: str, value: str) -> dict[str, Any] | None:

@@ -144,6 +144,8 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
             resp = await http.get(f"/api/feed?community={feed['community']}", headers=auth)
             assert resp.status_code == 200, resp.text
             posts = resp.json()["posts"]
+            notes = await http.get(f"/api/rooms/{ana['room']}/notes", headers=auth)
+        assert notes.json()["text"] == demo.NOTES  # Ana's agenda in the shared notes
         assert [p["body"] for p in posts] == FEED_BODIES
         assert posts[2]["milestone"]["title"] == demo.ROADMAP_STEPS[0]["title"]
         assert posts[2]["milestone"]["verified_by"] == "Ana"
@@ -167,8 +169,10 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
             auth = {"authorization": "Bearer " + again["token"]}
             resp = await http.get(f"/api/feed?community={again['community']}", headers=auth)
             checklist = await http.get(f"/api/rooms/{ana['room']}/checklist", headers=auth)
+            notes = await http.get(f"/api/rooms/{ana['room']}/notes", headers=auth)
         assert [p["body"] for p in resp.json()["posts"]] == FEED_BODIES
         assert resp.json()["posts"][0]["comments"] == 1
+        assert notes.json()["text"] == demo.NOTES  # written once
         progress = checklist.json()["progress"]
         assert progress == {"done": 1, "verified": 1, "total": len(demo.ROADMAP_STEPS)}
         # The chat messages were sent once, however often the demo ran.

@@ -457,6 +457,12 @@ async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_p
             await page.get_by_role("link", name=demo.ROOM_TITLE).click()
             await expect(page.locator("#room-title")).to_have_text(demo.ROOM_TITLE)
             await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            # The README's picture of the room: the demo's chat, roadmap and notes.
+            await expect(page.locator("#notes-panel .cm-content")).to_contain_text("Session 1")
+            await expect(page.locator("#checklist-panel li.step")).to_have_count(
+                len(demo.ROADMAP_STEPS)
+            )
+            await screenshot(page, "room.png")
 
             # And back: the room page links to the feeds, which list the community.
             await page.get_by_role("link", name="Community feed").click()

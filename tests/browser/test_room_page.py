@@ -70,7 +70,7 @@ async def test_members_chat_see_each_other_and_typing(open_room: OpenRoom) -> No
     await ben.composer.press("Enter")
     await expect(ana.messages).to_have_count(2)
     assert (await ana.bodies())[1] == "line one\nline two"
-    await screenshot(ana.page, "room.png")  # for the README (MENTEO_SCREENSHOTS=1)
+    await screenshot(ana.page)
 
     # HTML in a message is text: no element is made of it, no script runs.
     await ben.say(HOSTILE)
