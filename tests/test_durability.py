@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -165,4 +166,39 @@ async def test_sigterm_ends_event_streams_at_once(backend: Backend) -> None:
         assert not any("Exception in ASGI application" in line for line in server.output)
         await follower.close()
     finally:
+        server.kill()
+
+
+async def test_a_join_the_database_cannot_serve_closes_1013(tmp_path: Path) -> None:
+    """PostgreSQL refuses every connection (as with a pool exhausted past its timeout): a
+    joining socket is told to come back (1013) instead of failing with 1011."""
+    import asyncpg
+
+    from tests.backends import PG_ADMIN, PG_DB, make_backend
+
+    backend = await make_backend("postgres+redis", tmp_path)
+    server = ServerProcess(process_env(backend))
+    await server.start()
+    admin = await asyncpg.connect(PG_ADMIN, timeout=5)
+    try:
+        secret = make_settings(backend).secret
+        service = {"authorization": "Bearer " + _token(secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        await admin.execute(f'ALTER DATABASE "{PG_DB}" CONNECTION LIMIT 0')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", PG_DB
+        )
+        ana = await RoomClient.connect(
+            server.ws, room["id"], _token(secret, "ana"), expect_welcome=False
+        )
+        assert await ana.closed_with() == 1013
+        await admin.execute(f'ALTER DATABASE "{PG_DB}" CONNECTION LIMIT -1')
+        back = await RoomClient.connect(server.ws, room["id"], _token(secret, "ana"))
+        assert await back.chat("c1", "the database is back") == 1
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            metrics = (await http.get("/metrics")).text
+        assert 'menteo_sockets_refused_total{reason="unavailable"} 1' in metrics
+    finally:
+        await admin.execute(f'ALTER DATABASE "{PG_DB}" CONNECTION LIMIT -1')
+        await admin.close()
         server.kill()

@@ -16,6 +16,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .models import Meta
@@ -191,3 +192,9 @@ def _sqlite_setup(engine: AsyncEngine | Engine, *, immediate: bool) -> None:
     @event.listens_for(sync, "begin")
     def _begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database could not serve a request (down, or every connection busy past the
+    pool's timeout): the caller may try again later; nothing is wrong with the request."""
+    return isinstance(exc, (SQLAlchemyError, OSError, TimeoutError))

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from ..auth import AuthError, Principal, verify_token
+from ..persistence.database import unavailable
 from ..persistence.rooms import RoomRecord, get_room_sync
 from ..protocol import JSON, Close, Codec, choose_codec
 from ..state import State
 from .origin import origin_allowed
 from .transport import ASGIReceive, ASGISend
+
+log = logging.getLogger("menteo.rooms")
 
 
 @dataclass(slots=True)
@@ -29,7 +34,9 @@ class Admitted:
 
 class Admission:
     """``admit``, plus the bookkeeping that lasts as long as the socket: sockets per address
-    (limited before any token is looked at) and the open-socket gauge.
+    (limited before any token is looked at) and the open-socket gauge. A database that
+    cannot serve the socket (down, or its pool exhausted by a reconnect storm) closes it
+    with 1013, so the client backs off and resumes, instead of failing with 1011.
 
     A plain async context manager rather than ``@asynccontextmanager``: it lives as long as
     the socket, and a suspended generator frame per idle socket costs memory."""
@@ -58,7 +65,7 @@ class Admission:
     async def __aenter__(self) -> Admitted | None:
         state, scope, receive, send = self.state, self.scope, self.receive, self.send
         assert scope is not None and receive is not None and send is not None
-        self.scope = self.receive = self.send = None  # not needed past the handshake
+        self.scope = self.receive = None  # not needed past the handshake
         address = (scope.get("client") or ("?", 0))[0]
         metrics = state.metrics
         if state.sockets_per_ip[address] >= state.settings.max_connections_per_ip:
@@ -77,17 +84,37 @@ class Admission:
         self.address = address
         try:
             admitted = await admit(state, scope, receive, send, subprotocols=self.subprotocols)
-        except BaseException:
+        except BaseException as exc:
             self._release()
-            raise
+            if not unavailable(exc):
+                raise
+            await self._busy(send, exc, accepted=False)
+            return None
         if admitted is not None:
             metrics.inc("menteo_sockets_opened_total", self.kind)
             metrics.open[self.kind] += 1
             self.opened = True
         return admitted
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
+        accepted = self.opened
         self._release()
+        send, self.send = self.send, None
+        if exc is None or not unavailable(exc) or send is None:
+            return False
+        await self._busy(send, exc, accepted=accepted)
+        return True
+
+    async def _busy(self, send: ASGISend, exc: BaseException, *, accepted: bool) -> None:
+        log.warning("%s socket closed 1013: the database is unavailable (%s)", self.kind, exc)
+        self.state.metrics.inc("menteo_sockets_refused_total", "unavailable")
+        with suppress(Exception):  # the peer may be gone already
+            if not accepted:
+                await send({"type": "websocket.accept"})
+            reason = "the server is busy: reconnect with since"
+            await send({"type": "websocket.close", "code": Close.TRY_AGAIN, "reason": reason})
 
     def _release(self) -> None:
         state = self.state
