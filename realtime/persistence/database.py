@@ -71,7 +71,12 @@ class Database:
             self.engine = create_async_engine(
                 url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
             )
-            self.write_engine = self.engine
+            # Writes get connections of their own: in a reconnect storm a thousand welcomes
+            # queue for the read pool, and the group commit (every ack) must not queue
+            # behind them.
+            self.write_engine = create_async_engine(
+                url, pool_size=4, max_overflow=4, pool_recycle=1800, hide_parameters=True
+            )
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
