@@ -189,9 +189,18 @@ class Hub:
         for event in events:
             self._arrive(event)
         if self.broker.shared:
+            # One broker message per stream per commit, not per event: every process runs
+            # the pub/sub machinery and the JSON decode once for all of a stream's events.
+            batches: dict[str, list[list[Any]]] = {}
             for event in events:
-                wire = {"o": self.origin, "e": _event_wire(event)}
-                self.broker.publish(self.prefix + event.stream, orjson.dumps(wire))
+                batches.setdefault(event.stream, []).append(_event_wire(event))
+            for stream, wires in batches.items():
+                wire = (
+                    {"o": self.origin, "e": wires[0]}
+                    if len(wires) == 1
+                    else {"o": self.origin, "es": wires}  # in seq order, as committed
+                )
+                self.broker.publish(self.prefix + stream, orjson.dumps(wire))
 
     def signal(self, stream: str, frame: dict[str, Any], exclude_user: str | None = None) -> None:
         """An ephemeral frame (presence, typing): no seq, not stored, best effort."""
@@ -217,7 +226,10 @@ class Hub:
             if msg.get("o") == self.origin:
                 return
             stream = channel.removeprefix(self.prefix)
-            if "e" in msg:
+            if "es" in msg:
+                for wire in msg["es"]:
+                    self._arrive(_event_from_wire(stream, wire))
+            elif "e" in msg:
                 self._arrive(_event_from_wire(stream, msg["e"]))
             elif "g" in msg:
                 self._signal_local(stream, Frames(msg["g"]), msg.get("x"))
