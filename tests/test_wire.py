@@ -8,7 +8,8 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from realtime.rooms.connection import RoomConnection
-from realtime.streams.hub import ws_frame
+from realtime.rooms.transport import Transport
+from realtime.streams.hub import CORK, ws_frame
 from tests.client import RoomClient
 from tests.servers import Running
 
@@ -35,3 +36,35 @@ async def test_room_sockets_write_ready_frames(server: Running, room: dict[str, 
     assert got["body"] == "through the direct path"
     await ana.close()
     await ben.close()
+
+
+class FakeDirect:
+    def __init__(self, ready: bool) -> None:
+        self.ready = ready
+        self.writes: list[bytes] = []
+
+    def write_wire(self, data: bytes) -> bool:
+        if self.ready:
+            self.writes.append(data)
+        return self.ready
+
+
+async def test_a_batch_is_one_write_per_socket_in_order() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def asgi_send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    fast, full = FakeDirect(True), FakeDirect(False)
+    a = Transport(asgi_send, backlog_bytes=1 << 20, direct=fast)
+    b = Transport(asgi_send, backlog_bytes=1 << 20, direct=full)
+    with CORK:
+        for text in ("one", "two", "three"):
+            a.send(text)
+            b.send(text)
+        assert fast.writes == [] and sent == []  # held until the batch ends
+    assert fast.writes == [ws_frame("one") + ws_frame("two") + ws_frame("three")]
+    # A transport that refuses the write gets the frames through the ASGI send, in order.
+    assert [m["text"] for m in sent] == ["one", "two", "three"]
+    a.send("four")  # outside a batch: written at once
+    assert fast.writes[-1] == ws_frame("four")

@@ -19,7 +19,7 @@ from contextlib import suppress
 from typing import Any, Protocol, cast
 
 from ..protocol import Close, Codec
-from ..streams.hub import Frames, ws_frame
+from ..streams.hub import CORK, Frames, ws_frame
 
 log = logging.getLogger("menteo.socket")
 
@@ -58,6 +58,7 @@ class BufferedSend:
         "backlog_limit",
         "backlog_size",
         "closed",
+        "corked",
         "direct",
         "drainer",
         "on_slow",
@@ -73,6 +74,7 @@ class BufferedSend:
         self.backlog_size = 0
         self.drainer: asyncio.Task[None] | None = None
         self.closed = False
+        self.corked: list[tuple[str | bytes, bytes]] | None = None  # held during a hub batch
         self.on_slow: Callable[[], None] = _nothing  # counted by the caller's metrics
 
     def _message(self, data: str | bytes) -> dict[str, Any]:
@@ -98,8 +100,15 @@ class BufferedSend:
             self._enqueue(data)
             return
         direct = self.direct
-        if direct is not None and direct.write_wire(wire or ws_frame(data)):
-            return  # the fast path: no ASGI message, no coroutine
+        if direct is not None:
+            if CORK.depth:  # the hub is delivering a batch: one write at its end
+                if self.corked is None:
+                    self.corked = []
+                    CORK.held.append(self)
+                self.corked.append((data, wire or ws_frame(data)))
+                return
+            if direct.write_wire(wire or ws_frame(data)):
+                return  # the fast path: no ASGI message, no coroutine
         coro = cast(Coroutine[Any, Any, None], self._send(self._message(data)))
         try:
             waiting = coro.send(None)
@@ -112,6 +121,23 @@ class BufferedSend:
         self.backlog = deque()
         self.backlog_size = 0
         self.drainer = asyncio.create_task(self._drain(coro, waiting))
+
+    def uncork(self) -> None:
+        """Write what was held during the hub's batch: in one piece if the transport takes
+        it now, else frame by frame through ``send`` (to the backlog, in order)."""
+        held, self.corked = self.corked, None
+        if not held:
+            return
+        if (
+            len(held) > 1
+            and not self.closed
+            and self.backlog is None
+            and self.direct is not None
+            and self.direct.write_wire(b"".join([wire for _, wire in held]))
+        ):
+            return
+        for data, wire in held:
+            self.send(data, wire)
 
     async def send_wait(self, data: str | bytes) -> None:
         """Send and wait for room in the transport (used where a loop must not outrun it)."""
