@@ -416,6 +416,7 @@ async def test_without_a_token_the_page_asks_for_one(
     assert cy.sockets and "token=" in cy.sockets[0]
 
 
+@pytest.mark.usefixtures("notes_bundle")  # the room picture shows the notes editor
 async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_path: Path) -> None:
     """``serve --demo``: its feed link shows the seeded thread live; its room link opens."""
     # The demo spends Ben's burst of posts; this test has him post once more.
