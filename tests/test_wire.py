@@ -68,3 +68,20 @@ async def test_a_batch_is_one_write_per_socket_in_order() -> None:
     assert [m["text"] for m in sent] == ["one", "two", "three"]
     a.send("four")  # outside a batch: written at once
     assert fast.writes[-1] == ws_frame("four")
+
+
+class BrokenDirect:
+    def write_wire(self, data: bytes) -> bool:
+        raise RuntimeError("transport gone")
+
+
+async def test_a_failed_direct_write_is_a_lost_peer() -> None:
+    async def asgi_send(message: dict[str, Any]) -> None:
+        raise AssertionError("the ASGI send is not tried after a failed direct write")
+
+    lost: list[int] = []
+    t = Transport(asgi_send, backlog_bytes=1 << 20, direct=BrokenDirect())
+    t.on_lost = lost.append
+    t.send("one")  # raises nothing into the hub's fan-out loop
+    assert t.closed and t.close_code == 1006 and lost == [1006]
+    t.send("two")  # closed: dropped quietly

@@ -107,8 +107,12 @@ class BufferedSend:
                     CORK.held.append(self)
                 self.corked.append((data, wire or ws_frame(data)))
                 return
-            if direct.write_wire(wire or ws_frame(data)):
-                return  # the fast path: no ASGI message, no coroutine
+            try:
+                if direct.write_wire(wire or ws_frame(data)):
+                    return  # the fast path: no ASGI message, no coroutine
+            except Exception:  # as for a failed ASGI send: the peer is gone
+                self._lost()
+                return
         coro = cast(Coroutine[Any, Any, None], self._send(self._message(data)))
         try:
             waiting = coro.send(None)
@@ -128,14 +132,13 @@ class BufferedSend:
         held, self.corked = self.corked, None
         if not held:
             return
-        if (
-            len(held) > 1
-            and not self.closed
-            and self.backlog is None
-            and self.direct is not None
-            and self.direct.write_wire(b"".join([wire for _, wire in held]))
-        ):
-            return
+        if len(held) > 1 and not self.closed and self.backlog is None and self.direct is not None:
+            try:
+                if self.direct.write_wire(b"".join([wire for _, wire in held])):
+                    return
+            except Exception:
+                self._lost()
+                return
         for data, wire in held:
             self.send(data, wire)
 
@@ -148,9 +151,9 @@ class BufferedSend:
             return
         if self.closed:
             return
-        if self.direct is not None and self.direct.write_wire(ws_frame(data)):
-            return
         try:
+            if self.direct is not None and self.direct.write_wire(ws_frame(data)):
+                return
             await self._send(self._message(data))
         except Exception:
             self._lost()
