@@ -9,6 +9,9 @@ ASGI app that does not look for them:
   unmasked, so the bytes a hub builds once per event are right for every socket. It refuses
   (returns False) whenever Uvicorn's own ``send`` would wait or fail, and the caller then
   takes the ASGI path, which keeps backpressure and close semantics exactly as they are.
+- **Oversized handshakes are answered.** websockets' parser queues a 414 or 431 for a
+  request line or headers over its limits (8 KiB, 128 headers), but Uvicorn never writes
+  it, and the connection would hang; here it is written and the connection closed.
 - **Less state per idle socket.** No ``asyncio.Queue`` (three deques and an ``Event``) or
   ``asyncio.Event`` (a deque) per connection, and the handshake's request and response are
   dropped once the socket is accepted.
@@ -107,6 +110,15 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        conn = self.conn
+        if conn.handshake_exc is not None and conn.state is State.CONNECTING:
+            for chunk in conn.data_to_send():  # the refusal; b"" means end of stream
+                if chunk:
+                    self.transport.write(chunk)
+            self.transport.close()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

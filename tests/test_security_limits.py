@@ -130,12 +130,6 @@ async def test_address_cap_counts_the_address_a_trusted_proxy_forwards(backend: 
         await second.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="known gap: uvicorn's websockets-sansio protocol never writes the 431 that the "
-    "handshake parser queues; the connection hangs until the client or a proxy closes it",
-)
 async def test_oversized_websocket_handshake_is_answered_431(
     server: Running, room: dict[str, Any]
 ) -> None:

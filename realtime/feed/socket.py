@@ -22,7 +22,7 @@ from ..protocol import (
 from ..rooms.expiry import TokenClock, iso
 from ..rooms.limits import TokenBucket
 from ..rooms.origin import origin_allowed
-from ..rooms.transport import ASGIReceive, ASGISend, Transport
+from ..rooms.transport import ASGIReceive, ASGISend, Transport, direct_writer
 from ..state import State
 from .gate import connection_slot, counted
 from .live import FeedConnection
@@ -75,7 +75,9 @@ class FeedSocket:
             await _refuse(send, accept, exc.close_code, exc.message[:120])
             return
         await send(accept)
-        transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+        transport = Transport(
+            send, backlog_bytes=state.settings.backlog_bytes, direct=direct_writer(scope)
+        )
         transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
         conn = FeedConnection(principal, filter_, codec, transport)
         clock = TokenClock(transport, lambda frame: transport.send(codec.encode(frame)))

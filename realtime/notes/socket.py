@@ -18,7 +18,7 @@ from ..protocol import Close
 from ..rooms.expiry import TokenClock
 from ..rooms.gate import Admitted, admission
 from ..rooms.limits import TokenBucket
-from ..rooms.transport import ASGIReceive, ASGISend, Transport
+from ..rooms.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
 from ..state import State
 from . import store
 from .document import NotesClient, NotesDocument
@@ -39,12 +39,18 @@ class NotesSocket:
             state, scope, receive, send, kind="notes", subprotocols=False
         ) as admitted:
             if admitted is not None:
-                await _serve(state, admitted, receive, send)
+                await _serve(state, admitted, receive, send, direct_writer(scope))
 
 
-async def _serve(state: State, admitted: Admitted, receive: ASGIReceive, send: ASGISend) -> None:
+async def _serve(
+    state: State,
+    admitted: Admitted,
+    receive: ASGIReceive,
+    send: ASGISend,
+    direct: DirectWriter | None,
+) -> None:
     room, principal = admitted.room, admitted.principal
-    transport = Transport(send, backlog_bytes=state.settings.backlog_bytes)
+    transport = Transport(send, backlog_bytes=state.settings.backlog_bytes, direct=direct)
     client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
     # The y-websocket protocol has no frame for a refresh: at expiry the socket closes
     # 4401 and the provider reconnects with a fresh token.
