@@ -193,7 +193,8 @@ def server_warnings(servers: list[Server]) -> tuple[int, list[str]]:
 
 
 async def reset_postgres(url: str) -> None:
-    """Empty the database so each run starts from nothing (the first server creates the schema).
+    """Create the database if needed and empty it, so each run starts from nothing (the first
+    server creates the schema).
 
     The whole ``public`` schema goes, not a list of tables: a table added by a newer migration
     would otherwise survive while ``alembic_version`` does not, and the next server would fail
@@ -201,7 +202,15 @@ async def reset_postgres(url: str) -> None:
     """
     import asyncpg  # only needed for PostgreSQL runs
 
-    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    base, _, name = plain.rpartition("/")
+    admin = await asyncpg.connect(base + "/postgres")  # a new machine has no menteo_bench yet
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(plain)
     try:
         await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
     finally:

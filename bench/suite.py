@@ -1030,7 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"scenario": "feed", "ok": False, "pending": True,
                               "error": "bench/feed_fanout.py is not there yet"}))
             return 0
-        cmd = [sys.executable, str(feed), *(["--smoke"] if a.smoke else [])]
+        small = ["--followers", "40", "--posts", "3", "--pause", "0.05"] if a.smoke else []
+        cmd = [sys.executable, str(feed), *small]
         return subprocess.call(cmd, cwd=ROOT)
     duration = a.duration if a.duration is not None else (
         1.5 if a.smoke else 8.0 if a.scenario == "latency" else 4.0)
