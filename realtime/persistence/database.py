@@ -19,7 +19,9 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, selec
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from .events import Appender
 from .models import Meta
+from .pg_append import PgAppender, connect_args
 from .sqlite_append import SQLiteAppender
 
 log = logging.getLogger("menteo.db")
@@ -43,7 +45,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self.epoch = ""
-        self.appender: SQLiteAppender | None = None
+        self.appender: Appender | None = None
         self.reader: Engine | None = None
         self.read_threads: ThreadPoolExecutor | None = None
         if self.is_sqlite:
@@ -77,6 +79,11 @@ class Database:
             self.write_engine = create_async_engine(
                 url, pool_size=4, max_overflow=4, pool_recycle=1800, hide_parameters=True
             )
+            # Plain chat batches skip SQLAlchemy: one asyncpg connection of the appender's
+            # own, beside the write pool (which reducer batches and the API still use).
+            pg_args = connect_args(url)
+            if pg_args is not None:
+                self.appender = PgAppender(pg_args)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

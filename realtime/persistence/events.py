@@ -95,6 +95,15 @@ class Reducer(Protocol):
     async def save(self, conn: AsyncConnection, state: Any) -> None: ...
 
 
+class Appender(Protocol):
+    """A fast path for batches no reducer touches: the same transaction as ``append_batch``
+    without SQLAlchemy (``sqlite_append``, ``pg_append``)."""
+
+    async def append(self, items: Sequence[NewEvent]) -> list[AppendResult | Exception]: ...
+
+    async def close(self) -> None: ...
+
+
 def row_to_event(row: Any) -> StoredEvent:
     return StoredEvent(
         stream=row.stream,

@@ -66,7 +66,9 @@ class SQLiteAppender:
             last = dict(
                 conn.execute(f"SELECT id, last_seq FROM stream WHERE id IN ({marks})", streams)
             )
-            keys = sorted({(i.stream, i.author_id, i.client_id) for i in items if i.client_id})
+            keys = sorted(
+                {(i.stream, i.author_id, i.client_id) for i in items if i.client_id is not None}
+            )
             existing: dict[tuple[str, str, str], StoredEvent] = {}
             if keys:
                 # A join on a VALUES list uses the unique index; a row-value IN scans.
