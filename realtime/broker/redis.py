@@ -87,7 +87,9 @@ class RedisBroker(Broker):
             fut = self.confirm[channel] = asyncio.get_running_loop().create_future()
             try:
                 await self.pubsub.subscribe(channel)
-            except (RedisError, OSError):
+            except (RedisError, OSError, RuntimeError):
+                # RuntimeError: uvloop's write to a connection that just closed. Either way
+                # the reader reconnects and subscribes every channel in ``self.channels``.
                 self.confirm.pop(channel, None)
                 return
         # Wait for Redis to confirm, so an event published from now on reaches us.
@@ -98,7 +100,7 @@ class RedisBroker(Broker):
         async with self.lock:
             self.channels.discard(channel)
             if self.pubsub is not None:
-                with suppress(RedisError, OSError):
+                with suppress(RedisError, OSError, RuntimeError):
                     await self.pubsub.unsubscribe(channel)
 
     async def ping(self) -> None:

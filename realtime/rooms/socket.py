@@ -141,8 +141,9 @@ async def _serve(
     async with state.hub.subscribe(room_id, conn, recent=recent):
         try:
             await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
-        except Exception:  # presence is best effort; chat must not depend on it
-            log.warning("presence join failed in %s", room_id, exc_info=True)
+        except Exception as exc:  # presence is best effort; chat must not depend on it
+            # One line, no traceback: a Redis outage fails every join and leave meanwhile.
+            log.warning("presence join failed in %s: %r", room_id, exc)
         try:
             await _welcome(state, conn, since, epoch)
             conn.go_live()
@@ -156,8 +157,8 @@ async def _serve(
             clean = disconnect_code in (1000, 1001)
             try:
                 await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
-            except Exception:
-                log.warning("presence leave failed in %s", room_id, exc_info=True)
+            except Exception as exc:
+                log.warning("presence leave failed in %s: %r", room_id, exc)
 
 
 def _welcome_reads(
@@ -251,8 +252,8 @@ async def _welcome(
 async def _online(state: State, conn: RoomConnection) -> list[dict[str, str]]:
     try:
         return await state.presence.online(conn.room.id)
-    except Exception:
-        log.warning("presence unavailable in %s", conn.room.id, exc_info=True)
+    except Exception as exc:
+        log.warning("presence unavailable in %s: %r", conn.room.id, exc)
         return [{"user_id": conn.user_id, "name": conn.principal.name}]
 
 
