@@ -736,6 +736,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r for r in report["runs"] if not r.get("ok")]
     for r in failed:
         print(f"FAILED: {r.get('scenario')} on {r.get('server')}: {str(r.get('error'))[:500]}")
+    # Granian is measured to show why it is not offered (docs/benchmarks.md): its rows
+    # failing is that finding, not a failed run.
+    failed = [r for r in failed if r.get("server") != "granian"]
     if args.no_write or (args.smoke and not args.write):
         return 1 if failed else 0
     if not args.render:
