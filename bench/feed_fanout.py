@@ -46,6 +46,9 @@ if str(ROOT) not in sys.path:
 
 from realtime.auth import issue_token  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from chat_load import reset_postgres  # noqa: E402
+
 MASK = b"\x00\x00\x00\x00"  # client frames must be masked; a zero key leaves them as they are
 
 
@@ -263,25 +266,6 @@ def stop_server(server: Server) -> None:
         except subprocess.TimeoutExpired:
             server.proc.kill()
             server.proc.wait()
-
-
-async def reset_postgres(url: str) -> None:
-    """Create the database if needed and empty it, so each run starts from nothing."""
-    import asyncpg
-
-    plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    base, _, name = plain.rpartition("/")
-    admin = await asyncpg.connect(base + "/postgres")
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
 
 
 # The run ----------------------------------------------------------------------------------
