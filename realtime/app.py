@@ -99,6 +99,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
     gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
     gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
+    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
     try:

@@ -23,6 +23,7 @@ HELP = {
     "menteo_feed_deliveries_total": "feed events handed to follower connections",
     "menteo_feed_fanout_seconds_total": "time spent in the feed's fan-out loops",
     "menteo_feed_reaction_events_total": "aggregated feed.reaction events this process asked for",
+    "menteo_presence_syncs_total": "presence.sync snapshots sent after presence views diverged",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import shutil
 import socket
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.backends import Backend, make_backend
@@ -399,6 +401,10 @@ async def test_leave_lost_while_redis_was_down_is_corrected(
         own_redis.start()
         await view.until({"ana"})
         assert view.syncs >= 1
+        async with httpx.AsyncClient(base_url=a.url) as http:
+            metrics = (await http.get("/metrics")).text
+        synced = re.search(r"^menteo_presence_syncs_total (\d+)", metrics, re.M)
+        assert synced is not None and int(synced.group(1)) >= 1
 
 
 async def test_two_deployments_on_one_redis_do_not_hear_each_other(
