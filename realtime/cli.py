@@ -39,6 +39,9 @@ def serve(args: argparse.Namespace) -> int:
     if args.demo:  # one process that seeds a demo and prints links once it listens
         from .demo import serve_demo
 
+        if args.workers > 1:
+            print("--demo runs one process: --workers is ignored", file=sys.stderr)
+
         return serve_demo(settings, args.host, args.port, args.log_level, options)
     if args.workers > 1:
         if settings.dev_secret or not settings.redis_url:
