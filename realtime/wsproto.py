@@ -31,66 +31,21 @@ from .rooms.transport import DIRECT_SEND
 __all__ = ["MenteoWebSocketProtocol"]
 
 
-class _Inbox:
-    """What Uvicorn needs of its receive queue: ``put_nowait``, ``get`` and ``empty``."""
+class _Waiters:
+    """Futures parked until the next wake-up; the list exists only while someone waits."""
 
-    __slots__ = ("items", "waiters")
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.waiters: list[asyncio.Future[None]] | None = None  # only while someone waits
-
-    def put_nowait(self, item: Any) -> None:
-        self.items.append(item)
-        waiters = self.waiters
-        if waiters:
-            self.waiters = None
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-
-    def empty(self) -> bool:
-        return not self.items
-
-    async def get(self) -> Any:
-        while not self.items:
-            waiter = asyncio.get_running_loop().create_future()
-            if self.waiters is None:
-                self.waiters = []
-            self.waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if self.waiters is not None and waiter in self.waiters:
-                    self.waiters.remove(waiter)
-        return self.items.pop(0)
-
-
-class _Writable:
-    """What Uvicorn needs of its ``writable`` event; ``ready`` is read by ``write_wire``."""
-
-    __slots__ = ("ready", "waiters")
+    __slots__ = ("waiters",)
 
     def __init__(self) -> None:
-        self.ready = True
         self.waiters: list[asyncio.Future[None]] | None = None
 
-    def is_set(self) -> bool:
-        return self.ready
-
-    def set(self) -> None:
-        self.ready = True
+    def _wake(self) -> None:
         waiters, self.waiters = self.waiters, None
         for waiter in waiters or ():
             if not waiter.done():
                 waiter.set_result(None)
 
-    def clear(self) -> None:
-        self.ready = False
-
-    async def wait(self) -> bool:
-        if self.ready:
-            return True
+    async def _park(self) -> None:
         waiter = asyncio.get_running_loop().create_future()
         if self.waiters is None:
             self.waiters = []
@@ -100,6 +55,52 @@ class _Writable:
         finally:
             if self.waiters is not None and waiter in self.waiters:
                 self.waiters.remove(waiter)
+
+
+class _Inbox(_Waiters):
+    """What Uvicorn needs of its receive queue: ``put_nowait``, ``get`` and ``empty``."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: list[Any] = []
+
+    def put_nowait(self, item: Any) -> None:
+        self.items.append(item)
+        self._wake()
+
+    def empty(self) -> bool:
+        return not self.items
+
+    async def get(self) -> Any:
+        while not self.items:
+            await self._park()
+        return self.items.pop(0)
+
+
+class _Writable(_Waiters):
+    """What Uvicorn needs of its ``writable`` event; ``ready`` is read by ``write_wire``."""
+
+    __slots__ = ("ready",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = True
+
+    def is_set(self) -> bool:
+        return self.ready
+
+    def set(self) -> None:
+        self.ready = True
+        self._wake()
+
+    def clear(self) -> None:
+        self.ready = False
+
+    async def wait(self) -> bool:
+        if not self.ready:
+            await self._park()
         return True
 
 

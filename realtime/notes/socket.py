@@ -16,7 +16,7 @@ from pycrdt import Doc, create_sync_message, handle_sync_message, read_message
 from ..persistence.events import NewEvent
 from ..protocol import Close
 from ..rooms.expiry import TokenClock
-from ..rooms.gate import Admitted, admission
+from ..rooms.gate import Admission, Admitted
 from ..rooms.limits import TokenBucket
 from ..rooms.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
 from ..state import State
@@ -35,7 +35,7 @@ UNAVAILABLE = 1011
 class NotesSocket:
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         state: State = scope["app"].state.menteo
-        async with admission(
+        async with Admission(
             state, scope, receive, send, kind="notes", subprotocols=False
         ) as admitted:
             if admitted is not None:

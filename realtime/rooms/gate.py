@@ -33,8 +33,9 @@ class Admitted:
 
 
 class Admission:
-    """``admit``, plus the bookkeeping that lasts as long as the socket: sockets per address
-    (limited before any token is looked at) and the open-socket gauge. A database that
+    """Admit a room-scoped socket for the ``async with`` block (None: refused): ``admit``,
+    plus the bookkeeping that lasts as long as the socket: sockets per address (limited
+    before any token is looked at) and the open-socket gauge. A database that
     cannot serve the socket (down, or its pool exhausted by a reconnect storm) closes it
     with 1013, so the client backs off and resumes, instead of failing with 1011.
 
@@ -126,19 +127,6 @@ class Admission:
             state.sockets_per_ip[address] -= 1
             if not state.sockets_per_ip[address]:
                 del state.sockets_per_ip[address]
-
-
-def admission(
-    state: State,
-    scope: dict[str, Any],
-    receive: ASGIReceive,
-    send: ASGISend,
-    *,
-    kind: str,
-    subprotocols: bool,
-) -> Admission:
-    """Admit a room-scoped socket for the ``async with`` block (None: refused)."""
-    return Admission(state, scope, receive, send, kind=kind, subprotocols=subprotocols)
 
 
 async def admit(

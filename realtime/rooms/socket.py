@@ -40,7 +40,7 @@ from ..streams.hub import RecentSnapshot
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .expiry import iso
-from .gate import admission
+from .gate import Admission
 from .limits import TokenBucket
 from .transport import ASGIReceive, ASGISend, Transport, direct_writer
 
@@ -117,7 +117,7 @@ class RoomSocket:
 
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
         state: State = scope["app"].state.menteo
-        async with admission(
+        async with Admission(
             state, scope, receive, send, kind="room", subprotocols=True
         ) as admitted:
             if admitted is None:
