@@ -24,7 +24,7 @@ import httpx
 import orjson
 import websockets
 from infra import Server
-from sim import CONNECT_TIMEOUT, Sim, backoff, canonical
+from sim import CONNECT_TIMEOUT, Sim, backoff, canonical, reconnecting
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
@@ -205,16 +205,7 @@ class FeedFollower:
 
     async def run(self, start_delay: float) -> None:
         await asyncio.sleep(start_delay)
-        attempt = 0
-        while not self.sim.closing:
-            server = self.sim.pick_server()
-            try:
-                connected = await (self._sse(server) if self.sse else self._ws(server))
-            finally:
-                self.sim.release(server)
-            attempt = 0 if connected else attempt + 1
-            if not self.sim.closing:
-                await asyncio.sleep(backoff(attempt, self.rng))
+        await reconnecting(self.sim, self.rng, self._sse if self.sse else self._ws)
 
     async def _ws(self, server: Server) -> bool:
         url = (f"{server.ws}/feed/ws?token={self.token}&community={self.world.community}"

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import jwt
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -320,3 +321,17 @@ class Sampler:
             before = loop.time()
             await asyncio.sleep(every)
             self.lags.append(loop.time() - before - every)
+
+
+def token(
+    secret: str, user_id: str, name: str | None = None, ttl: float = 3600, role: str | None = None
+) -> str:
+    """A token as the platform would sign it (HS256), made here rather than with
+    ``realtime.auth`` so that the scripts also drive another checkout (``--src``)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": user_id, "name": name or user_id.title(), "iat": now, "exp": now + int(ttl)
+    }
+    if role:
+        claims["role"] = role
+    return jwt.encode(claims, secret, algorithm="HS256")

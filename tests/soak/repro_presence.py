@@ -33,27 +33,18 @@ import secrets
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import jwt
 import orjson
 import websockets
-from infra import RedisServer, Server, free_port
+from infra import RedisServer, Server, free_port, token
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def token(secret: str, user: str, role: str | None = None) -> str:
-    claims = {"sub": user, "name": user.title(), "exp": int(time.time()) + 3600}
-    if role:
-        claims["role"] = role
-    return jwt.encode(claims, secret, algorithm="HS256")
-
-
 async def rooms(server: Server, secret: str, count: int) -> list[str]:
-    service = {"authorization": "Bearer " + token(secret, "backend", "service")}
+    service = {"authorization": "Bearer " + token(secret, "backend", role="service")}
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         out = []
         for i in range(count):

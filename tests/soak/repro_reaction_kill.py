@@ -27,23 +27,14 @@ import os
 import secrets
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import jwt
 import orjson
 import websockets
-from infra import Server, free_port
+from infra import Server, free_port, token
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def token(secret: str, user: str, role: str | None = None) -> str:
-    claims = {"sub": user, "name": user.title(), "exp": int(time.time()) + 3600}
-    if role:
-        claims["role"] = role
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 async def main() -> int:
@@ -53,7 +44,7 @@ async def main() -> int:
     env = {"MENTEO_SECRET": secret, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db"}
     server = Server("A", free_port(), env, src, tmp / "server.log")
     await server.start()
-    service = {"authorization": "Bearer " + token(secret, "backend", "service")}
+    service = {"authorization": "Bearer " + token(secret, "backend", role="service")}
     ana = {"authorization": "Bearer " + token(secret, "ana")}
     ben = {"authorization": "Bearer " + token(secret, "ben")}
     try:

@@ -232,6 +232,23 @@ class Pending:
     sent_at: float | None = None  # on the current socket; None: not sent on it yet
 
 
+async def reconnecting(
+    sim: Sim, rng: random.Random, session: Callable[[Server], Awaitable[bool]]
+) -> None:
+    """Open ``session`` through the balancer again and again until the run closes, with
+    backoff and jitter after each attempt (reset once a session got its welcome)."""
+    attempt = 0
+    while not sim.closing:
+        server = sim.pick_server()
+        try:
+            connected = await session(server)
+        finally:
+            sim.release(server)
+        attempt = 0 if connected else attempt + 1
+        if not sim.closing:
+            await asyncio.sleep(backoff(attempt, rng))
+
+
 class RoomUser:
     def __init__(
         self,
@@ -282,16 +299,7 @@ class RoomUser:
     async def run(self, start_delay: float) -> None:
         await asyncio.sleep(start_delay)
         self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
-        attempt = 0
-        while not self.sim.closing:
-            server = self.sim.pick_server()
-            try:
-                connected = await self._session(server)
-            finally:
-                self.sim.release(server)
-            attempt = 0 if connected else attempt + 1
-            if not self.sim.closing:
-                await asyncio.sleep(backoff(attempt, self.rng))
+        await reconnecting(self.sim, self.rng, self._session)
 
     async def _session(self, server: Server) -> bool:
         """One socket, from connect to close; False if no welcome came."""
@@ -581,16 +589,7 @@ class NotesUser:
     async def run(self, start_delay: float) -> None:
         await asyncio.sleep(start_delay)
         self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
-        attempt = 0
-        while not self.sim.closing:
-            server = self.sim.pick_server()
-            try:
-                connected = await self._session(server)
-            finally:
-                self.sim.release(server)
-            attempt = 0 if connected else attempt + 1
-            if not self.sim.closing:
-                await asyncio.sleep(backoff(attempt, self.rng))
+        await reconnecting(self.sim, self.rng, self._session)
 
     async def _session(self, server: Server) -> bool:
         try:

@@ -59,9 +59,8 @@ from typing import Any
 
 import asyncpg
 import httpx
-import jwt
 from feed import setup_feed
-from infra import RedisServer, Sample, Sampler, Server, free_port, reset_database
+from infra import RedisServer, Sample, Sampler, Server, free_port, reset_database, token
 from report import flatness, lifetimes, plot
 from sim import NotesUser, RoomUser, Sim
 from verify import (
@@ -135,14 +134,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.seed is None:
         args.seed = random.randrange(2**32)
     return args
-
-
-def token(secret: str, user_id: str, name: str, ttl: float, role: str | None = None) -> str:
-    now = int(time.time())
-    claims: dict[str, Any] = {"sub": user_id, "name": name, "iat": now, "exp": now + int(ttl)}
-    if role:
-        claims["role"] = role
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def pct(values: list[float], q: float) -> float:
