@@ -28,13 +28,11 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -47,7 +45,7 @@ if str(ROOT) not in sys.path:
 from realtime.auth import issue_token  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_load import reset_postgres  # noqa: E402
+from chat_load import Server, free_port, reset_postgres  # noqa: E402
 
 MASK = b"\x00\x00\x00\x00"  # client frames must be masked; a zero key leaves them as they are
 
@@ -212,28 +210,6 @@ class Round:
 # Servers ----------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float:
-        rest = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def start_server(env: dict[str, str], log_path: Path, cpus: str | None) -> Server:
     port = free_port()
     cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
@@ -381,7 +357,7 @@ async def measure(
 
         rounds: list[dict[str, Any]] = []
         counters0 = await feed_counters(http, servers)
-        cpu0 = [s.cpu_seconds() for s in servers]
+        cpu0 = [s.cpu_seconds() or 0.0 for s in servers]
         machine0 = machine_busy_seconds()
         client0 = resource.getrusage(resource.RUSAGE_SELF)
         wall0 = time.monotonic()
@@ -411,7 +387,7 @@ async def measure(
             await asyncio.sleep(opts.pause)  # let the previous post's traffic settle
         wall = time.monotonic() - wall0
         client1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu1 = [s.cpu_seconds() for s in servers]
+        cpu1 = [s.cpu_seconds() or 0.0 for s in servers]
         machine1 = machine_busy_seconds()
         counters1 = await feed_counters(http, servers)
         lost = round_.lost
