@@ -36,6 +36,8 @@ async def test_follow_ids_with_nul_or_control_characters_are_refused(server: Run
                 assert resp.status_code == 400, (kind, bad, method, resp.text)
                 error = resp.json()["error"]
                 assert error["code"] == "invalid" and "control character" in error["message"]
+    # Invalid UTF-8 in a path is replaced (U+FFFD) before the app sees it: never a 500.
+    assert (await dee.call("PUT", "/api/follows/users/%ED%A0%80")).status_code == 404
     assert await dee.ok("GET", "/api/follows") == {"communities": [], "threads": [], "users": []}
     # A deleted post's id is checked the same way (a 404, never a 500 on PostgreSQL).
     assert (await dee.call("DELETE", "/api/posts/x%00y")).status_code == 404
