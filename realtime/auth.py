@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from .protocol import has_control
+
 ALGORITHM = "HS256"
 MAX_TOKEN_BYTES = 4096  # a token larger than this is refused before decoding
 
@@ -48,10 +50,15 @@ def verify_token(secret: str, token: str | None) -> Principal:
     except jwt.PyJWTError as exc:
         raise AuthError(str(exc)) from None
     sub, name = claims.get("sub"), claims.get("name", "")
-    if not isinstance(sub, str) or not sub or len(sub) > 128 or not isinstance(name, str):
-        raise AuthError("bad sub or name claim")
-    if "\x00" in sub or "\x00" in name:  # never storable (PostgreSQL refuses NUL)
-        raise AuthError("bad sub or name claim")
+    if not isinstance(sub, str) or not sub or len(sub) > 128:
+        raise AuthError("bad 'sub' claim: a string of 1..128 characters is required")
+    if not isinstance(name, str):
+        raise AuthError("bad 'name' claim: a string is required")
+    # Claims are text the issuer did not check: both reach every member's frames (and
+    # Redis presence entries), so each must encode and stay one line.
+    for claim, value in (("sub", sub), ("name", name)):
+        if has_control(value):
+            raise AuthError(f"bad '{claim}' claim: control character or lone surrogate")
     return Principal(
         user_id=sub,
         name=name[:128] or sub,

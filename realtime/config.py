@@ -63,6 +63,7 @@ class Settings:
     feed_comment_burst: int = 10
     feed_reaction_rate_per_second: float = 5.0  # per user (PUT and DELETE alike)
     feed_reaction_burst: int = 30
+    max_follows: int = 1000  # communities, threads and users one user follows, together
 
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this

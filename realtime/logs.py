@@ -18,11 +18,20 @@ from collections.abc import MutableMapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import orjson
 from uvicorn.config import LOGGING_CONFIG
+from uvicorn.logging import AccessFormatter, DefaultFormatter
 
-TOKEN = re.compile(r"(token=)[^&\s\"']+")
+# A query parameter as it appears in a line: a name up to ``=`` and its value up to the
+# next separator. Which ones are tokens is decided on the decoded name, as the app decodes
+# it (``?%74oken=`` authenticates like ``?token=``), never on the raw text.
+PARAM = re.compile(r"(?P<name>[^\s?&;=\"'\\<>]+)=(?P<value>[^\s&;#\"'\\<>]*)")
+# Wherever else a token shows (a header, an exception's text): the Bearer scheme, and the
+# shape of every JWT (a base64url JSON header, so it starts "eyJ").
+BEARER = re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=-]+")
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # An X-Request-ID from a proxy is kept when it is short and plain (it goes into every line).
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
@@ -43,19 +52,92 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 }
 
 
+def is_token_name(name: str) -> bool:
+    """A parameter name that decodes to one naming a token (decoded up to three times: a
+    proxy in front may decode once more than the app)."""
+    for _ in range(3):
+        if "token" in name.lower():
+            return True
+        decoded = unquote_plus(name)
+        if decoded == name:
+            return False
+        name = decoded
+    return "token" in name.lower()
+
+
+def _param(match: re.Match[str]) -> str:
+    name, value = match.group("name", "value")
+    if is_token_name(name):
+        return f"{name}=***"
+    # ``next=/x?token=T``: a value may hold a query of its own (the text is shorter each time)
+    return f"{name}={redact(value)}" if "=" in value else match.group(0)
+
+
 def redact(text: str) -> str:
-    return TOKEN.sub(r"\1***", text)
+    """``text`` with the value of every parameter whose name decodes to a token's, every
+    Bearer credential and every JWT replaced by ``***``."""
+    if "=" in text:
+        text = PARAM.sub(_param, text)
+    if "eyJ" in text:
+        text = JWT.sub("***", text)
+    if "earer" in text or "EARER" in text:
+        text = BEARER.sub(r"\1***", text)
+    return text
+
+
+def _redacted(value: Any) -> Any:
+    """A str redacted; any other object kept unless its text holds a token (a URL object,
+    an exception, a dict), then its redacted text instead."""
+    if isinstance(value, str):
+        return redact(value)
+    if value is None or isinstance(value, (int, float)):
+        return value
+    text = str(value)
+    clean = redact(text)
+    return value if clean == text else clean
 
 
 class RedactTokens(logging.Filter):
-    """Replace every ``token=…`` in a record's message and arguments with ``token=***``."""
+    """Redact tokens from a record before any handler formats it: its message, arguments,
+    ``extra=`` fields, traceback and stack (see ``redact``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str):
             record.msg = redact(record.msg)
+        else:
+            record.msg = _redacted(record.msg)
         if isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+            record.args = tuple(_redacted(a) for a in record.args)
+        elif isinstance(record.args, MutableMapping):
+            record.args = {k: _redacted(v) for k, v in record.args.items()}
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and isinstance(value, str):
+                record.__dict__[key] = redact(value)
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text when it is set: the traceback they print is this one.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
+
+
+class RedactingFormatter(logging.Formatter):
+    """A last pass over the formatted line: whatever a record carried, no token leaves."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class RedactingDefaultFormatter(DefaultFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class RedactingAccessFormatter(AccessFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
 
 
 class WithContext(logging.Filter):
@@ -94,7 +176,7 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
             entry["exc"] = redact(record.exc_text)
-        return orjson.dumps(entry, default=str).decode()
+        return redact(orjson.dumps(entry, default=str).decode())
 
 
 def bind(scope: MutableMapping[str, Any]) -> None:
@@ -140,6 +222,8 @@ def log_config(fmt: str = "text") -> dict[str, Any]:
         config["formatters"] = {"default": {"()": JsonFormatter}, "access": {"()": JsonFormatter}}
     else:
         formatters = config["formatters"]
+        formatters["default"]["()"] = RedactingDefaultFormatter
+        formatters["access"]["()"] = RedactingAccessFormatter
         formatters["default"]["fmt"] = "%(levelprefix)s %(ctx)s%(message)s"
         formatters["access"]["fmt"] = (
             '%(levelprefix)s %(ctx)s%(client_addr)s - "%(request_line)s" %(status_code)s'
@@ -152,7 +236,7 @@ def configure(fmt: str) -> None:
     """The process's own logging, before uvicorn's: the CLI's commands, and the libraries
     that log to the root logger (Alembic), in the same format."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else RedactingFormatter(TEXT_FORMAT))
     handler.addFilter(RedactTokens())
     handler.addFilter(WithContext())
     logging.basicConfig(level=logging.INFO, handlers=[handler])

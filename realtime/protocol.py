@@ -5,6 +5,7 @@ Imports nothing of ours, so every layer (and the tests) can use it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -104,16 +105,38 @@ def frame_id(frame: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+# A code point in U+D800..U+DFFF is half of a UTF-16 pair on its own: no encoder we use
+# (orjson, msgpack, PostgreSQL, SQLite) accepts it, so one in a frame would fail every
+# reader's encode, not just the sender's.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Unicode's control characters (Cc): C0, DEL and C1. Refused in ids and names, which are
+# single-line labels (a newline in a user id would split Redis presence entries).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def has_lone_surrogate(value: str) -> bool:
+    return not value.isascii() and _LONE_SURROGATE.search(value) is not None
+
+
 def has_nul(value: str) -> bool:
-    """NUL is text nowhere we store it (PostgreSQL refuses it): refused on every backend."""
-    return "\x00" in value
+    """Text nowhere we store or encode: NUL (PostgreSQL refuses it) or a lone surrogate
+    (no encoder takes it). Refused on every backend."""
+    return "\x00" in value or has_lone_surrogate(value)
+
+
+def has_control(value: str) -> bool:
+    """A control character (NUL, newline, DEL, C1...) or a lone surrogate: not an id or
+    a name."""
+    return _CONTROL.search(value) is not None or has_lone_surrogate(value)
 
 
 def client_id(frame: dict[str, Any]) -> str:
     value = frame.get("id")
-    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID or has_nul(value):
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_CLIENT_ID or has_control(value):
         raise FrameError(
-            ErrorCode.INVALID, f"'id' must be a string of 1..{MAX_CLIENT_ID} characters, no NUL"
+            ErrorCode.INVALID,
+            f"'id' must be a string of 1..{MAX_CLIENT_ID} characters, "
+            "no control character or lone surrogate",
         )
     return value
 
@@ -123,7 +146,8 @@ def text_field(frame: dict[str, Any], name: str, max_len: int, *, min_len: int =
     if not isinstance(value, str) or not min_len <= len(value) <= max_len or has_nul(value):
         raise FrameError(
             ErrorCode.INVALID,
-            f"'{name}' must be a string of {min_len}..{max_len} characters, no NUL",
+            f"'{name}' must be a string of {min_len}..{max_len} characters, "
+            "no NUL or lone surrogate",
             frame_id(frame),
         )
     return value

@@ -37,14 +37,18 @@ from ..feed.store import (
     POST_T,
     create_community,
     create_thread,
+    follow_count,
+    follow_target_exists,
     followed_by,
     get_community,
     get_post_ref,
     get_thread,
     in_community,
     in_thread,
+    is_following,
     list_communities,
     load_follows,
+    lock_follows,
     new_id,
     page_comments,
     page_posts,
@@ -52,6 +56,7 @@ from ..feed.store import (
     set_reaction,
 )
 from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs
+from ..protocol import has_control
 from ..state import State
 from .common import (
     ApiError,
@@ -236,6 +241,8 @@ async def delete_post(request: Request) -> Response:
     principal = caller(request)
     state = state_of(request)
     post_id = request.path_params["post_id"]
+    if len(post_id) > MAX_ID or has_control(post_id):  # no such id is ever made (uuid hex)
+        raise ApiError(404, "not_found", "no such post")
     async with state.db.read() as db:
         post = await get_post_ref(db, post_id)
     if post is None:
@@ -289,23 +296,48 @@ async def react(request: Request) -> Response:
     return json_response({"post_id": post_id, "kind": kind, "reacted": active, "changed": changed})
 
 
+NO_TARGET = {
+    "communities": "no such community",
+    "threads": "no such thread",
+    "users": "no such user: a user is known once a member of a room or a thread's owner",
+}
+
+
 async def follow(request: Request) -> Response:
     """PUT follows a community, a thread or a user (their threads); DELETE unfollows.
-    Open "following" feed connections of the caller apply it at once."""
+    Open "following" feed connections of the caller apply it at once.
+
+    Only what exists can be followed (a user exists once the data names them: a member of
+    a room, or the owner of a growth thread), and at most ``MENTEO_MAX_FOLLOWS`` at once."""
     principal = caller(request)
     kind, target = request.path_params["kind"], request.path_params["target_id"]
     if kind not in FOLLOW_KINDS:
         raise ApiError(404, "not_found", f"one follows {', '.join(FOLLOW_KINDS)}")
-    if not 1 <= len(target) <= MAX_ID:
-        raise ApiError(400, "invalid", f"the id must be 1..{MAX_ID} characters")
+    if not 1 <= len(target) <= MAX_ID or has_control(target):
+        raise ApiError(
+            400,
+            "invalid",
+            f"the id must be 1..{MAX_ID} characters, no control character or lone surrogate",
+        )
     active = request.method == "PUT"
     state = state_of(request)
     _limit(state, state.feed.follow_limits, principal, "follows")
+    cap = state.settings.max_follows
     async with state.db.write() as db:
-        if active and kind == "communities" and await get_community(db, target) is None:
-            raise ApiError(404, "not_found", "no such community")
-        if active and kind == "threads" and await get_thread(db, target) is None:
-            raise ApiError(404, "not_found", "no such thread")
+        if active:
+            if not await follow_target_exists(db, kind, target):
+                raise ApiError(404, "not_found", NO_TARGET[kind])
+            await lock_follows(db, principal.user_id)  # concurrent PUTs count one by one
+            if await follow_count(db, principal.user_id) >= cap and not await is_following(
+                db, principal.user_id, kind, target
+            ):
+                state.metrics.inc("menteo_limit_hits_total", "feed_follows_cap")
+                raise ApiError(
+                    409,
+                    "too_many_follows",
+                    f"at most {cap} follows (communities, threads and users together): "
+                    "unfollow one first",
+                )
         changed = await set_follow(db, principal.user_id, kind, target, active)
     if changed:
         state.feed.follow_changed(principal.user_id, kind, target, active)

@@ -40,6 +40,7 @@ from ..persistence.models import (
     Community,
     Event,
     Follow,
+    Member,
     Post,
     Reaction,
     ReactionPending,
@@ -64,6 +65,7 @@ COMMENT_T = Comment.__table__  # type: ignore[attr-defined]
 REACTION_T = Reaction.__table__  # type: ignore[attr-defined]
 PENDING_T = ReactionPending.__table__  # type: ignore[attr-defined]
 FOLLOW_T = Follow.__table__  # type: ignore[attr-defined]
+MEMBER_T = Member.__table__  # type: ignore[attr-defined]
 EVENT_T = Event.__table__  # type: ignore[attr-defined]
 
 
@@ -83,6 +85,7 @@ class FeedBatch:
     new_posts: list[dict[str, Any]] = field(default_factory=list)
     new_comments: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[PostRef] = field(default_factory=list)
+    deleting: set[str] = field(default_factory=set)  # posts a feed.delete of this batch names
     marks: dict[str, str] = field(default_factory=dict)  # reaction marks these events clear
 
 
@@ -117,16 +120,18 @@ class FeedReducer:
                 posts[r.id] = PostRef(
                     r.id, r.thread_id, r.community_id, r.author_id, r.feed_seq, bool(r.deleted)
                 )
+        deleting = {str(i.data["post_id"]) for i in items if i.type == DELETE}
         reacted = {str(i.data["post_id"]) for i in items if i.type == REACTION}
         if not reacted:
-            return FeedBatch(posts, {})
+            return FeedBatch(posts, {}, deleting=deleting)
         # The marks first: a reaction committed after this read keeps its mark (and its own
         # event follows), even if the counts below already include it.
         marks = await conn.execute(
             select(PENDING_T.c.post_id, PENDING_T.c.mark).where(PENDING_T.c.post_id.in_(reacted))
         )
         seen = {r.post_id: r.mark for r in marks}
-        return FeedBatch(posts, await reaction_counts(conn, reacted), marks=seen)
+        counts = await reaction_counts(conn, reacted)
+        return FeedBatch(posts, counts, marks=seen, deleting=deleting)
 
     def reduce(self, state: FeedBatch, item: NewEvent, seq: int, ts: str) -> dict[str, Any]:
         author = {"user_id": item.author_id, "name": item.author_name}
@@ -170,6 +175,10 @@ class FeedReducer:
         if found is None or found.deleted:
             raise Rejected("not_found", "no such post (or it was deleted)")
         if item.type == COMMENT:
+            if found.id in state.deleting:
+                # Its event row would be written after save() erases the post's comments:
+                # a comment racing its post's deletion is refused instead of kept.
+                raise Rejected("not_found", "no such post (it is being deleted)")
             comment = {
                 "id": item.data["comment_id"],
                 "post_id": found.id,
@@ -233,6 +242,40 @@ class FeedReducer:
                     for ref in state.deleted
                 ],
             )
+            await _erase_comments(conn, state.deleted)
+
+
+async def _erase_comments(conn: AsyncConnection, posts: list[PostRef]) -> None:
+    """A deleted post's comments go too: their rows (body and author), and their feed.comment
+    events keep only what routes them (replays leave them out already)."""
+    refs = {ref.id: ref for ref in posts}
+    rows = list(
+        await conn.execute(
+            select(COMMENT_T.c.id, COMMENT_T.c.post_id, COMMENT_T.c.feed_seq).where(
+                COMMENT_T.c.post_id.in_(list(refs))
+            )
+        )
+    )
+    if not rows:
+        return
+    await conn.execute(delete(COMMENT_T).where(COMMENT_T.c.post_id.in_(list(refs))))
+    await conn.execute(
+        update(EVENT_T)
+        .where(EVENT_T.c.stream == FEED_STREAM, EVENT_T.c.seq == bindparam("s"))
+        .values(data=bindparam("d")),
+        [
+            {
+                "s": r.feed_seq,
+                "d": orjson.dumps(
+                    {
+                        **refs[r.post_id].routing(),
+                        "comment": {"id": r.id, "post_id": r.post_id, "deleted": True},
+                    }
+                ).decode(),
+            }
+            for r in rows
+        ],
+    )
 
 
 # Communities, threads, posts ----------------------------------------------------------------
@@ -499,6 +542,41 @@ async def set_follow(
     )
     row = {"user_id": user_id, "kind": kind, "target_id": target_id}
     return await _toggle(conn, FOLLOW_T, key, row, active)
+
+
+async def follow_target_exists(conn: AsyncConnection, kind: str, target_id: str) -> bool:
+    """A community or thread that exists; a user the data names: a member of a room (the
+    platform named them when it created the room) or a growth thread's owner (they created
+    it with their own token). Posts and comments come from thread owners and members."""
+    if kind == "communities":
+        query = select(COMMUNITY_T.c.id).where(COMMUNITY_T.c.id == target_id)
+    elif kind == "threads":
+        query = select(THREAD_T.c.id).where(THREAD_T.c.id == target_id)
+    else:
+        owner = select(THREAD_T.c.owner_id).where(THREAD_T.c.owner_id == target_id).limit(1)
+        member = select(MEMBER_T.c.user_id).where(MEMBER_T.c.user_id == target_id).limit(1)
+        query = select(owner.exists() | member.exists())
+        return bool((await conn.execute(query)).scalar())
+    return (await conn.execute(query.limit(1))).first() is not None
+
+
+async def lock_follows(conn: AsyncConnection, user_id: str) -> None:
+    """Serialize one user's follow changes until the transaction ends, so the cap is
+    counted exactly (SQLite's writes are serialized already)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("follows:" + user_id))))
+
+
+async def follow_count(conn: AsyncConnection, user_id: str) -> int:
+    query = select(func.count()).select_from(FOLLOW_T).where(FOLLOW_T.c.user_id == user_id)
+    return int((await conn.execute(query)).scalar() or 0)
+
+
+async def is_following(conn: AsyncConnection, user_id: str, kind: str, target_id: str) -> bool:
+    query = select(FOLLOW_T.c.user_id).where(
+        FOLLOW_T.c.user_id == user_id, FOLLOW_T.c.kind == kind, FOLLOW_T.c.target_id == target_id
+    )
+    return (await conn.execute(query)).first() is not None
 
 
 async def _toggle(

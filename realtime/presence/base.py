@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
+from .typing import TypingGate
+
 # (room, frame, exclude_user): how presence tells a room's sockets of a join or leave.
 Announce = Callable[[str, dict[str, Any], str | None], None]
 
@@ -14,12 +16,14 @@ class Presence(ABC):
     def __init__(self, announce: Announce, *, grace: float) -> None:
         self.announce = announce
         self.grace = grace
+        # Typing, limited per user: in this process here; RedisPresence adds a claim in Redis.
+        self.typing = TypingGate(announce)
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
-        return None
+        self.typing.close()
 
     @abstractmethod
     async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:

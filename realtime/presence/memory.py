@@ -65,6 +65,7 @@ class MemoryPresence(Presence):
         self._left(room, user_id)
 
     async def close(self) -> None:
+        await super().close()
         for users in self.rooms.values():
             for user in users.values():
                 if user.leaving is not None:

@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .base import Announce, Presence
+from .typing import TypingGate
 
 log = logging.getLogger("menteo.presence")
 
@@ -128,11 +129,14 @@ class RedisPresence(Presence):
         self.resync_at: float | None = None  # after an outage: snapshot every room then
         self.beat_now = False
         self.syncs = 0  # snapshots sent (for tests and metrics)
+        # Typing limited per user across processes: one SET NX PX key per room and user.
+        self.typing = TypingGate(announce, self._claim_typing)
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._maintain(), name="menteo-presence")
 
     async def close(self) -> None:
+        await super().close()
         if self.task is not None:
             self.task.cancel()
             with suppress(asyncio.CancelledError):
@@ -154,6 +158,11 @@ class RedisPresence(Presence):
         self._announce_gone(room, gone)
         if int(first):
             self._joined(room, user_id, name)
+
+    async def _claim_typing(self, room: str, user_id: str, interval: float) -> bool:
+        """True if no process sent this user's typing in the room within ``interval``."""
+        key = f"menteo:pt:{{{room}}}:{user_id}"
+        return bool(await self.client.set(key, b"1", nx=True, px=max(1, int(interval * 1000))))
 
     async def leave(self, room: str, user_id: str, conn_id: str, *, clean: bool) -> None:
         conns = self.local.get(room, {})

@@ -30,9 +30,6 @@ class RoomConnection:
         "role",
         "room",
         "transport",
-        "typing_sent",
-        "typing_state",
-        "typing_timer",
     )
 
     def __init__(
@@ -46,9 +43,6 @@ class RoomConnection:
         self.transport = transport
         self.last_seq = 0  # the newest seq this socket has been sent
         self.held: list[tuple[int, Frames]] | None = []  # hub frames while catching up
-        self.typing_sent = 0.0
-        self.typing_state: bool | None = None
-        self.typing_timer: asyncio.TimerHandle | None = None
         self.clock = TokenClock(transport, self.send_frame)
 
     @property

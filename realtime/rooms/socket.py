@@ -6,9 +6,7 @@ validates frames and hands durable ones to the writer.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -62,26 +60,9 @@ def handle_chat(state: State, conn: RoomConnection, frame: dict[str, Any]) -> No
 
 
 def handle_typing(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    # Limited per user, not per socket: five tabs type no faster than one (presence/typing).
     active = bool_field(frame, "active")
-    if conn.typing_timer is not None:  # a newer state replaces the one waiting to go out
-        conn.typing_timer.cancel()
-        conn.typing_timer = None
-    wait = conn.typing_sent + state.settings.typing_interval - time.monotonic()
-    if wait <= 0:
-        _send_typing(state, conn, active)
-    elif active != conn.typing_state:
-        # Throttled: the latest state still goes out, once the interval has passed.
-        conn.typing_timer = asyncio.get_running_loop().call_later(
-            wait, _send_typing, state, conn, active
-        )
-
-
-def _send_typing(state: State, conn: RoomConnection, active: bool) -> None:
-    conn.typing_timer = None
-    conn.typing_sent = time.monotonic()
-    conn.typing_state = active
-    frame = {"type": "presence.typing", "user_id": conn.user_id, "active": active}
-    state.hub.signal(conn.room.id, frame, exclude_user=conn.user_id)
+    state.presence.typing.update(conn.room.id, conn.user_id, active, state.settings.typing_interval)
 
 
 def handle_ping(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
@@ -139,6 +120,7 @@ async def _serve(
     disconnect_code = 1006
     recent = (CHAT_TYPES, state.settings.history_limit)  # the welcome's history, kept
     async with state.hub.subscribe(room_id, conn, recent=recent):
+        state.presence.typing.attach(room_id, conn.user_id)
         try:
             await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
         except Exception as exc:  # presence is best effort; chat must not depend on it
@@ -151,8 +133,7 @@ async def _serve(
             disconnect_code = await _receive_loop(state, conn, receive)
         finally:
             conn.clock.cancel()
-            if conn.typing_timer is not None:
-                conn.typing_timer.cancel()
+            state.presence.typing.detach(room_id, conn.user_id)
             # A clean close leaves at once; a drop or a server restart gets the grace period.
             clean = disconnect_code in (1000, 1001)
             try:
