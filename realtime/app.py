@@ -142,11 +142,12 @@ def _failed(state: State, signals: StopSignals, reason: str) -> None:
     state.failure = reason
     _stopping(state)
     if state.stop_server is not None:
+        log.critical("stopping the server (exit status %d)", EXIT_FAILED)
         state.stop_server()
-    elif not signals.stop():
+    elif signals.stop():  # e.g. a ``--workers`` process: uvicorn's parent starts another
+        log.critical("stopping the server as for SIGTERM")
+    else:
         log.critical("nothing can stop this server: it stays unready (%s)", reason)
-        return
-    log.critical("stopping the server (exit status %d)", EXIT_FAILED)
 
 
 def _stopping(state: State) -> None:
