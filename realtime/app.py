@@ -47,7 +47,7 @@ log = logging.getLogger("menteo")
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
-def create_presence(settings: Settings, hub: Hub) -> Presence:
+def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
     if not settings.redis_url:
         return MemoryPresence(hub.signal, grace=settings.presence_grace)
     from .presence.redis import RedisPresence
@@ -60,6 +60,7 @@ def create_presence(settings: Settings, hub: Hub) -> Presence:
         ttl=settings.presence_ttl,
         announce_local=hub.signal_local,
     )
+    presence.faults = faults
     hub.on_signal = presence.observe
     hub.on_resync.append(presence.resynced)
     return presence
@@ -93,7 +94,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     writer.start()
     feed = FeedService(db, hub, writer, settings)
     await feed.start()
-    presence = create_presence(settings, hub)
+    presence = create_presence(settings, hub, faults)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)

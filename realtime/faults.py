@@ -32,8 +32,9 @@ def is_fatal(exc: BaseException) -> bool:
 
 
 class Faults:
-    """Errors survived, by part (``writer``, ``hub``, ``broker``), as one counter in
-    ``/metrics``; each is logged once, with its traceback, by the part that caught it."""
+    """Errors survived, by part (``writer``, ``hub``, ``broker``, ``presence``), as one
+    counter in ``/metrics``; each is logged once, with its traceback, by the part that
+    caught it."""
 
     __slots__ = ("metrics",)
 

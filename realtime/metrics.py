@@ -25,7 +25,7 @@ HELP = {
     "menteo_feed_reaction_events_total": "aggregated feed.reaction events this process asked for",
     "menteo_presence_syncs_total": "presence.sync snapshots sent after presence views diverged",
     "menteo_faults_survived_total": "errors one event caused that a long-lived part caught and "
-    "survived, by part (writer, hub, broker); each also logged once with its traceback",
+    "survived, by part (writer, hub, broker, presence); each also logged once with its traceback",
 }
 # The label of a counter whose label is not a kind, a reason or a limit.
 LABELS = {"menteo_faults_survived_total": "part"}

@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..faults import Faults, is_fatal
 from .base import Announce, Presence
 
 log = logging.getLogger("menteo.presence")
@@ -128,6 +129,7 @@ class RedisPresence(Presence):
         self.resync_at: float | None = None  # after an outage: snapshot every room then
         self.beat_now = False
         self.syncs = 0  # snapshots sent (for tests and metrics)
+        self.faults = Faults()  # the app shares its own
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._maintain(), name="menteo-presence")
@@ -224,6 +226,12 @@ class RedisPresence(Presence):
             except (RedisError, OSError) as exc:
                 failing = True
                 log.warning("presence upkeep failed: %s", exc)
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                # One room's odd state must not end upkeep for every room (watchdog.py).
+                failing = True
+                self.faults.survived("presence", log, exc, "presence upkeep failed")
 
     async def _sweep(self, now: float) -> None:
         rooms = list(self.rooms())

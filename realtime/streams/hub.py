@@ -243,14 +243,25 @@ class Hub:
                     if len(wires) == 1
                     else {"o": self.origin, "es": wires}  # in seq order, as committed
                 )
-                self.broker.publish(self.prefix + stream, orjson.dumps(wire))
+                self._publish(stream, wire)
 
     def signal(self, stream: str, frame: dict[str, Any], exclude_user: str | None = None) -> None:
         """An ephemeral frame (presence, typing): no seq, not stored, best effort."""
         self._signal_local(stream, Frames(frame), exclude_user)
         if self.broker.shared:
-            wire = {"o": self.origin, "g": frame, "x": exclude_user}
-            self.broker.publish(self.prefix + stream, orjson.dumps(wire))
+            self._publish(stream, {"o": self.origin, "g": frame, "x": exclude_user})
+
+    def _publish(self, stream: str, wire: dict[str, Any]) -> None:
+        """Tell the other processes; one message that cannot be encoded (odd text from a
+        client) is theirs to miss (stored events come back by sweep), not the caller's."""
+        try:
+            data = orjson.dumps(wire)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("hub", log, exc, "could not publish on %s", stream)
+            return
+        self.broker.publish(self.prefix + stream, data)
 
     def signal_local(self, stream: str, frame: dict[str, Any]) -> None:
         """An ephemeral frame for this process's subscribers only."""
