@@ -24,14 +24,12 @@ class Watchdog:
     def __init__(self, on_failure: Callable[[str], None]) -> None:
         self.on_failure = on_failure
         self.armed = True
-        self.watched: list[asyncio.Task[None]] = []
 
     def watch(self, name: str, task: asyncio.Task[None] | None) -> None:
         """Report ``task`` if it ends before ``disarm``; ``None`` (a part not running in
         this configuration) is ignored."""
         if task is None:
             return
-        self.watched.append(task)
         task.add_done_callback(lambda done: self._ended(name, done))
 
     def disarm(self) -> None:
