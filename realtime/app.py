@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
 from .drain import StopSignals
+from .faults import Faults
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
 from .feed.store import FeedReducer
+from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesSocket
 from .persistence.database import Database
@@ -38,13 +40,14 @@ from .rooms.socket import RoomSocket
 from .state import State
 from .streams.hub import Hub
 from .streams.writer import Writer
+from .watchdog import EXIT_FAILED, Watchdog
 
 log = logging.getLogger("menteo")
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
-def create_presence(settings: Settings, hub: Hub) -> Presence:
+def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
     if not settings.redis_url:
         return MemoryPresence(hub.signal, grace=settings.presence_grace)
     from .presence.redis import RedisPresence
@@ -57,6 +60,7 @@ def create_presence(settings: Settings, hub: Hub) -> Presence:
         ttl=settings.presence_ttl,
         announce_local=hub.signal_local,
     )
+    presence.faults = faults
     hub.on_signal = presence.observe
     hub.on_resync.append(presence.resynced)
     return presence
@@ -67,13 +71,17 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     """Open database, broker, hub and writer; close them in the reverse order."""
     db = Database(settings.database_url)
     await db.prepare(auto_migrate=settings.migrate_automatically)
+    metrics = Metrics()
+    faults = Faults(metrics)  # what the writer, hub and broker survived, in /metrics
     broker = create_broker(settings.redis_url)
+    broker.faults = faults
     hub = Hub(
         db,
         broker,
         gap_fill_delay=settings.gap_fill_delay,
         sweep_interval=settings.sweep_interval,
         page=settings.replay_page,
+        faults=faults,
     )
     await hub.start()
     writer = Writer(
@@ -81,14 +89,15 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         hub.committed,
         batch=settings.commit_batch,
         reducers=[ChecklistReducer(), FeedReducer()],
+        faults=faults,
     )
     writer.start()
     feed = FeedService(db, hub, writer, settings)
     await feed.start()
-    presence = create_presence(settings, hub)
+    presence = create_presence(settings, hub, faults)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
-    state = State(settings, db, broker, hub, writer, presence, notes, feed)
+    state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
     gauges = state.metrics.gauges
     gauges["menteo_events_appended_total"] = lambda: writer.appended
     gauges["menteo_commits_total"] = lambda: writer.commits
@@ -102,9 +111,18 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
+    watchdog = Watchdog(lambda reason: _failed(state, signals, reason))
+    watchdog.watch("writer", writer.task)
+    watchdog.watch("hub sweeper", hub.sweeper)
+    for task in getattr(broker, "tasks", ()):
+        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    watchdog.watch("presence upkeep", getattr(presence, "task", None))
+    for task in feed.tasks:
+        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     try:
         yield state
     finally:
+        watchdog.disarm()
         signals.uninstall()
         _stopping(state)
         # Sockets are closed by the server (1012) before this runs. Then: commit what is
@@ -117,6 +135,20 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await hub.close()
         await broker.close()
         await db.close()
+
+
+def _failed(state: State, signals: StopSignals, reason: str) -> None:
+    """A part every room needs is gone: unready at once, then stop the server; ``serve``
+    exits with ``EXIT_FAILED`` so a supervisor starts a fresh process."""
+    state.failure = reason
+    _stopping(state)
+    if state.stop_server is not None:
+        log.critical("stopping the server (exit status %d)", EXIT_FAILED)
+        state.stop_server()
+    elif signals.stop():  # e.g. a ``--workers`` process: uvicorn's parent starts another
+        log.critical("stopping the server as for SIGTERM")
+    else:
+        log.critical("nothing can stop this server: it stays unready (%s)", reason)
 
 
 def _stopping(state: State) -> None:
@@ -138,6 +170,8 @@ async def readyz(request: Request) -> Response:
             checks[name] = "ok"
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}"
+    if state.failure is not None:
+        checks["process"] = f"error: {state.failure}"
     ok = all(v == "ok" for v in checks.values()) and not state.draining
     return json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
@@ -163,6 +197,9 @@ class RealtimeApp:
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
+        # How the runner stops its server when a part the process needs has died
+        # (watchdog.py); without one, the lifespan stops it as SIGTERM would.
+        self.stop_server: Callable[[], None] | None = None
         self.sockets = [r for r in app.routes if isinstance(r, WebSocketRoute)]
         # The feed's event stream fans out like a socket: it bypasses the wrappers too.
         self.streams = [
@@ -172,6 +209,12 @@ class RealtimeApp:
     @property
     def state(self) -> Any:
         return self.app.state
+
+    @property
+    def failure(self) -> str | None:
+        """Why the process stopped itself, once it has (the runner's exit status follows)."""
+        state = getattr(self.app.state, "menteo", None)
+        return state.failure if isinstance(state, State) else None
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -198,6 +241,7 @@ def create_app(settings: Settings) -> RealtimeApp:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_state(settings) as state:
+            state.stop_server = realtime.stop_server
             app.state.menteo = state
             yield
 
@@ -217,7 +261,8 @@ def create_app(settings: Settings) -> RealtimeApp:
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error})
-    return RealtimeApp(app)
+    realtime = RealtimeApp(app)
+    return realtime
 
 
 def app_from_env() -> RealtimeApp:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 
 from .auth import issue_token
 from .config import Settings
 from .logs import configure, log_config
+from .watchdog import EXIT_FAILED
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -57,13 +59,23 @@ def serve(args: argparse.Namespace) -> int:
             **options,  # type: ignore[arg-type]
         )
         return 0
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=args.host,
         port=args.port,
         log_level=args.log_level,
         **options,  # type: ignore[arg-type]
     )
+    server = uvicorn.Server(config)
+    # A part the process depends on died (watchdog.py): stop, then exit non-zero.
+    app.stop_server = lambda: setattr(server, "should_exit", True)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if app.failure is not None:
+        return EXIT_FAILED
+    if not server.started:
+        return 3  # as uvicorn.run: it could not start
     return 0
 
 

@@ -28,6 +28,7 @@ from websockets.exceptions import WebSocketException
 
 from .auth import issue_token
 from .config import Settings
+from .watchdog import EXIT_FAILED
 
 log = logging.getLogger("menteo.demo")
 
@@ -311,12 +312,14 @@ def serve_demo(
     """Run one server process with the demo (``serve --demo``); the exit status."""
     from .app import create_app
 
-    config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level=log_level, **options
-    )
+    app = create_app(settings)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **options)
     server = DemoServer(config, settings.secret)
+    app.stop_server = lambda: setattr(server, "should_exit", True)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
+    if app.failure is not None:
+        return EXIT_FAILED
     if not server.started:
         print("the server did not start", file=sys.stderr)
         return 3

@@ -42,6 +42,15 @@ class StopSignals:
             signal.signal(sig, handler)
             self.wrapped[sig] = (previous, handler)
 
+    def stop(self) -> bool:
+        """Ask the server to stop as SIGTERM would (the handler we wrapped, uvicorn's in a
+        real process); False when there is none, e.g. a server run in a test."""
+        wrapped = self.wrapped.get(signal.SIGTERM)
+        if wrapped is None:
+            return False
+        wrapped[0](signal.SIGTERM, None)
+        return True
+
     def uninstall(self) -> None:
         """Put the wrapped handlers back, unless someone replaced ours meanwhile."""
         for sig, (previous, ours) in self.wrapped.items():

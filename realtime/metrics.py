@@ -24,7 +24,11 @@ HELP = {
     "menteo_feed_fanout_seconds_total": "time spent in the feed's fan-out loops",
     "menteo_feed_reaction_events_total": "aggregated feed.reaction events this process asked for",
     "menteo_presence_syncs_total": "presence.sync snapshots sent after presence views diverged",
+    "menteo_faults_survived_total": "errors one event caused that a long-lived part caught and "
+    "survived, by part (writer, hub, broker, presence); each also logged once with its traceback",
 }
+# The label of a counter whose label is not a kind, a reason or a limit.
+LABELS = {"menteo_faults_survived_total": "part"}
 
 
 class Metrics:
@@ -54,7 +58,9 @@ class Metrics:
                 continue
             for (counter, label), value in sorted(self.counters.items()):
                 if counter == name:
-                    key = "kind" if "opened" in name else "reason" if "refused" in name else "limit"
+                    key = LABELS.get(name) or (
+                        "kind" if "opened" in name else "reason" if "refused" in name else "limit"
+                    )
                     lines.append(
                         f'{name}{{{key}="{label}"}} {value}' if label else f"{name} {value}"
                     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .broker import Broker
@@ -35,6 +36,10 @@ class State:
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
     metrics: Metrics = field(default_factory=Metrics)
+    # Set when a task the whole process depends on ended (watchdog.py): /readyz says why.
+    failure: str | None = None
+    # How to stop the server then; the runner may give one (``serve``), else as SIGTERM.
+    stop_server: Callable[[], None] | None = None
     sockets_per_ip: Counter[str] = field(default_factory=Counter)
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))

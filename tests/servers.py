@@ -86,6 +86,7 @@ class ServerProcess:
 
     env: dict[str, str]
     port: int = 0
+    module: str = "realtime.cli"  # what ``python -m`` runs: the CLI, or a test's wrapper of it
     proc: subprocess.Popen[bytes] | None = None
     output: list[str] = field(default_factory=list)
     # Lines awaited by logged(): text -> (the waiter's loop, its event); set from the reader.
@@ -104,7 +105,7 @@ class ServerProcess:
     async def start(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "realtime.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", self.module, "serve", "--port", str(self.port)],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

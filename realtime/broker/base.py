@@ -9,6 +9,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from ..faults import Faults
+
 MessageHandler = Callable[[str, bytes], None]
 ResyncHandler = Callable[[], None]
 
@@ -21,6 +23,8 @@ class Broker(ABC):
         # Called after the broker lost messages for a while (e.g. Redis reconnected):
         # the hub then reads what it missed from the database.
         self.on_resync: ResyncHandler = lambda: None
+        # Errors one message caused that the reader survived (the app shares its own).
+        self.faults = Faults()
 
     async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
         self.on_message = on_message

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from contextlib import suppress
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from ..faults import is_fatal
 from .base import Broker, MessageHandler, ResyncHandler
 
 log = logging.getLogger("menteo.broker.redis")
@@ -69,7 +71,7 @@ class RedisBroker(Broker):
                 await task
         if self.pubsub is not None:
             with suppress(Exception):
-                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await self.client.aclose(close_connection_pool=True)
 
     def publish(self, channel: str, data: bytes) -> None:
@@ -119,22 +121,37 @@ class RedisBroker(Broker):
                 if not first:
                     self.reconnects += 1
                     log.warning("redis is back: resubscribed %d channels", len(self.channels))
-                    self.on_resync()  # fill from the database what went by meanwhile
+                    self._guarded(self.on_resync)  # fill from the database what went by
                 first = False
                 backoff = BACKOFF_MIN
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None:
-                        self._handle(message)
-            except (RedisError, OSError) as exc:
+                        self._guarded(self._handle, message)
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                if not isinstance(exc, (RedisError, OSError)):
+                    # Not Redis going away: a bug or a client library's surprise. Count it,
+                    # then reconnect as for a lost connection (the database has the events).
+                    self.faults.survived("broker", log, exc, "the redis subscriber failed")
                 first = False  # whatever connects next must resync
                 self.connected.clear()
                 self.pubsub = None
                 with suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
                 log.warning("redis subscriber lost (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
+
+    def _guarded(self, handler: Callable[..., None], *args: object) -> None:
+        """Run one message's (or one resync's) handler: whatever it raises costs that one."""
+        try:
+            handler(*args)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("broker", log, exc, "a broker message could not be handled")
 
     def _handle(self, message: dict[str, object]) -> None:
         kind = message.get("type")
@@ -164,7 +181,11 @@ class RedisBroker(Broker):
                         pipe.publish(channel, data)
                     await pipe.execute()
                     backoff = BACKOFF_MIN
-                except (RedisError, OSError) as exc:
+                except BaseException as exc:
+                    if is_fatal(exc):
+                        raise
+                    if not isinstance(exc, (RedisError, OSError)):
+                        self.faults.survived("broker", log, exc, "publishing failed")
                     # Dropped: stored already; other processes read it on resync or sweep.
                     self.dropped += len(batch)
                     log.warning(

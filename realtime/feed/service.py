@@ -74,6 +74,11 @@ class FeedService:
             self._heartbeat = asyncio.create_task(self._beat(), name="menteo-feed-heartbeat")
         self._owed = asyncio.create_task(self._append_owed(), name="menteo-feed-owed")
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The timers this service runs for the life of the process (for the watchdog)."""
+        return [t for t in (self._heartbeat, self._owed) if t is not None]
+
     async def flush(self) -> None:
         """Hand pending reaction counts to the writer (before it closes)."""
         await self.reactions.close()

@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..faults import Faults, is_fatal
 from .base import Announce, Presence
 from .typing import TypingGate
 
@@ -131,6 +132,7 @@ class RedisPresence(Presence):
         self.syncs = 0  # snapshots sent (for tests and metrics)
         # Typing limited per user across processes: one SET NX PX key per room and user.
         self.typing = TypingGate(announce, self._claim_typing)
+        self.faults = Faults()  # the app shares its own
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._maintain(), name="menteo-presence")
@@ -233,6 +235,12 @@ class RedisPresence(Presence):
             except (RedisError, OSError) as exc:
                 failing = True
                 log.warning("presence upkeep failed: %s", exc)
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                # One room's odd state must not end upkeep for every room (watchdog.py).
+                failing = True
+                self.faults.survived("presence", log, exc, "presence upkeep failed")
 
     async def _sweep(self, now: float) -> None:
         rooms = list(self.rooms())

@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import Connection
 
 from ..broker import Broker
+from ..faults import Faults, is_fatal
 from ..persistence.database import Database
 from ..persistence.events import (
     StoredEvent,
@@ -103,7 +104,9 @@ class Cork:
         for corked in held:
             try:
                 corked.uncork()
-            except Exception:
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
                 log.exception("writing a batch to a socket failed")
 
 
@@ -168,8 +171,12 @@ class Hub:
         gap_fill_delay: float = 0.05,
         sweep_interval: float = 5.0,
         page: int = 500,
+        faults: Faults | None = None,
     ) -> None:
         self.db = db
+        # A listener, a broker message or a fill that fails costs that one event, counted
+        # here; delivery goes on for the others (``faults.py``).
+        self.faults = faults if faults is not None else Faults()
         self.broker = broker
         self.gap_fill_delay = gap_fill_delay
         self.sweep_interval = sweep_interval
@@ -236,14 +243,25 @@ class Hub:
                     if len(wires) == 1
                     else {"o": self.origin, "es": wires}  # in seq order, as committed
                 )
-                self.broker.publish(self.prefix + stream, orjson.dumps(wire))
+                self._publish(stream, wire)
 
     def signal(self, stream: str, frame: dict[str, Any], exclude_user: str | None = None) -> None:
         """An ephemeral frame (presence, typing): no seq, not stored, best effort."""
         self._signal_local(stream, Frames(frame), exclude_user)
         if self.broker.shared:
-            wire = {"o": self.origin, "g": frame, "x": exclude_user}
-            self.broker.publish(self.prefix + stream, orjson.dumps(wire))
+            self._publish(stream, {"o": self.origin, "g": frame, "x": exclude_user})
+
+    def _publish(self, stream: str, wire: dict[str, Any]) -> None:
+        """Tell the other processes; one message that cannot be encoded (odd text from a
+        client) is theirs to miss (stored events come back by sweep), not the caller's."""
+        try:
+            data = orjson.dumps(wire)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("hub", log, exc, "could not publish on %s", stream)
+            return
+        self.broker.publish(self.prefix + stream, data)
 
     def signal_local(self, stream: str, frame: dict[str, Any]) -> None:
         """An ephemeral frame for this process's subscribers only."""
@@ -270,20 +288,29 @@ class Hub:
                 self._arrive(_event_from_wire(stream, msg["e"]))
             elif "g" in msg:
                 self._signal_local(stream, Frames(msg["g"]), msg.get("x"))
-        except Exception:
-            log.exception("bad broker message on %s", channel)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("hub", log, exc, "bad broker message on %s", channel)
 
     def _signal_local(self, stream: str, frames: Frames, exclude_user: str | None) -> None:
         state = self.streams.get(stream)
         if state is None:
             return
         if self.on_signal is not None:
-            self.on_signal(stream, frames.frame)
+            try:
+                self.on_signal(stream, frames.frame)
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                self.faults.survived("hub", log, exc, "the signal hook failed on %s", stream)
         for listener in list(state.listeners):
             try:
                 listener.on_signal(frames, exclude_user)
-            except Exception:
-                log.exception("listener failed on a signal")
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                self.faults.survived("hub", log, exc, "listener failed on a signal")
 
     def _arrive(self, event: StoredEvent) -> None:
         state = self.streams.get(event.stream)
@@ -309,16 +336,28 @@ class Hub:
             self._schedule_fill(stream, state, delay=self.gap_fill_delay)
 
     def _deliver(self, state: _Stream, event: StoredEvent) -> None:
-        frames = Frames(event.frame())
-        recent = state.recent
-        if recent is not None and event.type in recent.types:
-            encoded = frames.encoded(JSON)  # the fan-out's own encoding, when it is JSON
-            recent.add(event.seq, encoded if isinstance(encoded, str) else encoded.decode())
+        """Hand one event to every listener: one that fails (whatever it raises) costs only
+        its own copy; the others, and the events after it, are delivered."""
+        try:
+            frames = Frames(event.frame())
+            recent = state.recent
+            if recent is not None and event.type in recent.types:
+                encoded = frames.encoded(JSON)  # the fan-out's own encoding, when it is JSON
+                recent.add(event.seq, encoded if isinstance(encoded, str) else encoded.decode())
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("hub", log, exc, "could not encode %s#%d", event.stream, event.seq)
+            return
         for listener in list(state.listeners):
             try:
                 listener.on_event(event, frames)
-            except Exception:
-                log.exception("listener failed on %s#%d", event.stream, event.seq)
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                self.faults.survived(
+                    "hub", log, exc, "listener failed on %s#%d", event.stream, event.seq
+                )
 
     def _schedule_fill(self, stream: str, state: _Stream, *, delay: float) -> None:
         if state.filling is None and state.ready.done():
@@ -341,10 +380,10 @@ class Hub:
                         self._deliver(state, event)
                 if len(events) < self.page:
                     break
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("filling %s from the database failed", stream)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("hub", log, exc, "filling %s from the database failed", stream)
         finally:
             state.filling = None
         if self.streams.get(stream) is state:
@@ -361,6 +400,11 @@ class Hub:
                     seqs = await last_seqs(conn, list(self.streams))
             except Exception:
                 log.warning("sweep could not read the database", exc_info=True)
+                continue
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                self.faults.survived("hub", log, exc, "the sweep failed")
                 continue
             for stream, last in seqs.items():
                 state = self.streams.get(stream)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from ..faults import Faults, is_fatal
 from ..persistence.database import Database
 from ..persistence.events import AppendResult, NewEvent, Reducer, StoredEvent, append_batch
 
@@ -23,6 +24,24 @@ class WriterClosed(RuntimeError):
     pass
 
 
+class AppendFailed(RuntimeError):
+    """An item could not be stored (its cause is chained): clients get ``unavailable``.
+    Always an ``Exception``, whatever its cause was, so every waiter's handler sees it."""
+
+
+def _fail(
+    pending: list[tuple[NewEvent, asyncio.Future[AppendResult]]],
+    kind: type[RuntimeError],
+    message: str,
+    cause: BaseException | None,
+) -> None:
+    for _, fut in pending:
+        if not fut.done():
+            error = kind(message)
+            error.__cause__ = cause
+            fut.set_exception(error)
+
+
 class Writer:
     def __init__(
         self,
@@ -31,8 +50,10 @@ class Writer:
         *,
         batch: int = 512,
         reducers: list[Reducer] | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.db = db
+        self.faults = faults if faults is not None else Faults()
         self.reducers = reducers or []
         self.on_committed = on_committed
         self.batch = batch
@@ -66,34 +87,59 @@ class Writer:
             await self.task
 
     async def _run(self) -> None:
-        stopping = False
-        while not stopping:
-            first = await self.queue.get()
-            pending = [] if first is None else [first]
-            stopping = first is None
-            while len(pending) < self.batch and not self.queue.empty():
-                nxt = self.queue.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                pending.append(nxt)
-            if pending:
-                await self._commit(pending)
+        pending: list[tuple[NewEvent, asyncio.Future[AppendResult]]] = []
+        try:
+            stopping = False
+            while not stopping:
+                first = await self.queue.get()
+                pending = [] if first is None else [first]
+                stopping = first is None
+                while len(pending) < self.batch and not self.queue.empty():
+                    nxt = self.queue.get_nowait()
+                    if nxt is None:
+                        stopping = True
+                        break
+                    pending.append(nxt)
+                if pending:
+                    try:
+                        await self._commit(pending)
+                    except BaseException as exc:
+                        if is_fatal(exc):
+                            raise
+                        # Whatever it was, it was this batch's: fail its waiters, go on.
+                        self.faults.survived("writer", log, exc, "a commit failed")
+                        _fail(pending, AppendFailed, "not stored", exc)
+                pending = []
+        finally:
+            # Ended by close() or, unexpectedly, by cancellation (the watchdog then stops
+            # the process): nobody may wait forever for an ack, and later appends fail fast.
+            self.closed = True
+            while not self.queue.empty():
+                queued = self.queue.get_nowait()
+                if queued is not None:
+                    pending.append(queued)
+            _fail(pending, WriterClosed, "the writer stopped", None)
 
     async def _commit(self, pending: list[tuple[NewEvent, asyncio.Future[AppendResult]]]) -> None:
         items = [item for item, _ in pending]
         try:
             results = await self._store(items)
-        except Exception as exc:
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
             # One bad item must not fail its neighbours: retry each on its own.
-            log.warning("batch of %d failed (%s); retrying one by one", len(items), exc)
+            log.warning("batch of %d failed (%r); retrying one by one", len(items), exc)
             results = []
             for item in items:
                 try:
                     results.extend(await self._store([item]))
-                except Exception as one:
-                    log.exception("append to %s failed", item.stream)
-                    results.append(one)
+                except BaseException as one:
+                    if is_fatal(one):
+                        raise
+                    self.faults.survived("writer", log, one, "append to %s failed", item.stream)
+                    failed = AppendFailed("not stored")
+                    failed.__cause__ = one
+                    results.append(failed)
         self.commits += 1
         created: list[StoredEvent] = []
         for (_, fut), result in zip(pending, results, strict=True):
@@ -109,8 +155,11 @@ class Writer:
         if created:
             try:
                 self.on_committed(created)
-            except Exception:
-                log.exception("delivering committed events failed")
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                # Stored and acked; the hub's next event or sweep finds what it missed.
+                self.faults.survived("writer", log, exc, "delivering committed events failed")
 
     async def _store(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
         appender = self.db.appender
