@@ -27,9 +27,7 @@ import os
 import resource
 import secrets
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,14 +36,11 @@ from typing import Any, cast
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from realtime.auth import issue_token  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_load import Server, free_port, reset_postgres  # noqa: E402
+from menteo_testkit.database import reset_schema
+from menteo_testkit.ports import free_port
+from menteo_testkit.procstat import CLK_TCK, machine_ticks
+from menteo_testkit.server import Server, child_env
+from menteo_testkit.tokens import token
 
 MASK = b"\x00\x00\x00\x00"  # client frames must be masked; a zero key leaves them as they are
 
@@ -211,37 +206,9 @@ class Round:
 
 
 def start_server(env: dict[str, str], log_path: Path, cpus: str | None) -> Server:
-    port = free_port()
-    cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]
-    if cpus is not None:
-        cmd = ["taskset", "-c", cpus, *cmd]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    return Server(port, proc, log_path)
-
-
-async def wait_ready(server: Server, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(server.log_path.read_text(errors="replace")[-4000:])
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(server.http + "/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)
-    raise RuntimeError("server not ready in time")
-
-
-def stop_server(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
+    server = Server(free_port(), None, log_path, env=env, cpus=cpus)
+    server.spawn()
+    return server
 
 
 # The run ----------------------------------------------------------------------------------
@@ -249,9 +216,7 @@ def stop_server(server: Server) -> None:
 
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy so far (all cores), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return machine_ticks()[0] / CLK_TCK
 
 
 async def feed_counters(http: httpx.AsyncClient, servers: list[Server]) -> dict[str, float]:
@@ -282,19 +247,16 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(opts.tmpdir or tempfile.mkdtemp(prefix="menteo-feed-bench-"))
     database_url = opts.database_url or f"sqlite+aiosqlite:///{tmp / 'feed.db'}"
     if database_url.startswith("postgresql"):
-        await reset_postgres(database_url)
+        await reset_schema(database_url)
     if opts.processes > 1 and not opts.redis_url:
         raise SystemExit("--processes > 1 needs --redis-url")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
-    env.update({
+    env = child_env({
         "MENTEO_SECRET": secret,
         "MENTEO_DATABASE_URL": database_url,
         "MENTEO_REDIS_URL": opts.redis_url or "",
         "MENTEO_AUTO_MIGRATE": "1",
         "MENTEO_MAX_CONNECTIONS_PER_IP": "1000000",
         "MENTEO_FEED_POST_RATE_PER_SECOND": "0",  # the limiter is policy, not what is measured
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     })
     # A core for the server(s), another for this load generator (as bench/chat_load.py does).
     pin = (
@@ -307,20 +269,20 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         for i in range(opts.processes):
             server = start_server(env, tmp / f"server-{i}.log", opts.server_cpus if pin else None)
             servers.append(server)
-            await wait_ready(server)  # the first creates the schema before the others start
+            await server.wait_ready_async()  # the first creates the schema before the others start
         if pin:
             os.sched_setaffinity(0, {opts.client_cpu})
         return await measure(opts, servers, secret, pin)
     finally:
         for server in servers:
-            stop_server(server)
+            server.terminate(20)
 
 
 async def measure(
     opts: argparse.Namespace, servers: list[Server], secret: str, pinned: bool
 ) -> dict[str, Any]:
-    service = issue_token(secret, "bench", "Bench", role="service", ttl=3600)
-    author = issue_token(secret, "author", "Author", ttl=3600)
+    service = token(secret, "bench", "Bench", role="service", ttl=3600)
+    author = token(secret, "author", "Author", ttl=3600)
     async with httpx.AsyncClient(base_url=servers[0].http, timeout=30) as http:
         resp = await http.post("/api/communities", json={"name": "Bench"},
                                headers={"authorization": f"Bearer {service}"})
@@ -340,8 +302,8 @@ async def measure(
 
         async def connect(i: int) -> None:
             server = servers[i % len(servers)]
-            token = issue_token(secret, f"f{i}", f"Follower {i}", ttl=3600)
-            query = f"token={token}&community={community}"
+            bearer = token(secret, f"f{i}", f"Follower {i}", ttl=3600)
+            query = f"token={bearer}&community={community}"
             cls = SSEFollower if i < sse_count else WSFollower
             async with gate:
                 _, follower = await loop.create_connection(
