@@ -1,6 +1,6 @@
 """One benchmark scenario against one server configuration, side by side with references.
 
-    python bench/suite.py fanout --server raw              # (a) saturation fan-out
+    python bench/suite.py fanout --server raw              # saturation fan-out
     python bench/suite.py fanout --server ours --smoke     # a few seconds, small sizes
     python bench/suite.py --list                           # scenarios and servers
 
@@ -10,16 +10,17 @@ runs the scenario over loopback, stops the server and prints a JSON result (``--
 writes it too). Every loop is bounded in count and in time. ``bench/run_all.py`` runs the
 whole matrix and writes docs/benchmarks.md. Figures only: nothing is asserted.
 
-Scenarios (issue 4 §2):
-  fanout    (a) 20 rooms x 10, 2 senders per room, closed loop, window 4: delivered/s, CPU/delivery
-  latency   (b) open loop at 20,000 deliveries/s (2,000 msg/s into rooms of 10): send->receive
+Scenarios (issue 4 §2), each named for what it measures:
+  fanout    20 rooms x 10, 2 senders per room, closed loop, window 4: delivered/s, CPU/delivery
+  latency   open loop at 20,000 deliveries/s (2,000 msg/s into rooms of 10): send->receive
             p50/p99/p99.9, and typing -> presence.typing latency from 5 typers per room
-  bigroom   (c) 5 rooms x 200, 2 senders per room, closed loop
-  idle      (d) server RSS per idle socket at 1,000 and 10,000 sockets
-  durable   (e) 100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
-  joinstorm (f) 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
-  feed      (h) bench/feed_fanout.py when present
-(g) is fanout and latency with --server ours-redis (2 processes on Redis + PostgreSQL).
+  bigroom   5 rooms x 200, 2 senders per room, closed loop
+  idle      server RSS per idle socket at 1,000 and 10,000 sockets
+  durable   100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
+  joinstorm 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
+  feed      bench/feed_fanout.py when present
+scaleout (bench/run_all.py): fanout and latency with --server ours-redis (2 processes on
+Redis + PostgreSQL).
 """
 
 from __future__ import annotations
