@@ -1,5 +1,6 @@
-"""What the soak runs on: a private Redis, the server processes, the database, and the
-sampler that records each process's memory and CPU from ``/proc`` (Linux only)."""
+"""What the soak runs on: a private Redis, the server processes (``menteo_testkit``'s
+launcher on a fixed port, for restarts), the database, and the sampler that records each
+process's memory and CPU from ``/proc`` (Linux only)."""
 
 from __future__ import annotations
 
