@@ -31,7 +31,19 @@ from typing import Any
 
 import httpx
 import orjson
-from chat_report import MAX_PROBLEMS, TABLE_HEADER, Result, summarise, table_row
+from chat_report import (
+    MAX_PROBLEMS,
+    TABLE_HEADER,
+    Result,
+    cpu_share,
+    fmt,
+    load_label,
+    order_problems,
+    percentile_ms,
+    setup_label,
+    summarise,
+    table_row,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -41,9 +53,12 @@ from menteo_testkit.procstat import CPU_GROUPS, group_cpu, machine_cpu
 from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import token
 
-# Shared with the other scripts through menteo_testkit; still importable from here.
-__all__ = ["CPU_GROUPS", "Server", "free_port", "group_cpu", "machine_cpu", "reset_postgres",
-           "start_server", "stop_server", "wait_ready"]
+# What this module offered before its shared parts moved to menteo_testkit and its report
+# to chat_report.py: still importable from here.
+__all__ = ["CPU_GROUPS", "TABLE_HEADER", "Result", "Server", "cpu_share", "fmt", "free_port",
+           "group_cpu", "load_label", "machine_cpu", "order_problems", "percentile_ms",
+           "reset_postgres", "server_env", "setup_label", "start_server", "stop_server",
+           "summarise", "table_row", "wait_ready"]
 
 SUBPROTOCOL = "menteo.v1.json"
 # High enough that the per-connection token bucket never refuses a frame: the limiter is
