@@ -30,8 +30,8 @@ test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not
 	$(BIN)/python -m pytest
 
 check: install  ## lint and types
-	$(BIN)/ruff check realtime tests bench
-	$(BIN)/ruff format --check realtime
+	$(BIN)/ruff check realtime menteo_testkit tests bench
+	$(BIN)/ruff format --check realtime menteo_testkit
 	$(BIN)/mypy
 
 bench: install  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 15 minutes)

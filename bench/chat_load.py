@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,15 +31,34 @@ from typing import Any
 
 import httpx
 import orjson
+from chat_report import (
+    MAX_PROBLEMS,
+    TABLE_HEADER,
+    Result,
+    cpu_share,
+    fmt,
+    load_label,
+    order_problems,
+    percentile_ms,
+    setup_label,
+    summarise,
+    table_row,
+)
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-# The project is not necessarily installed: run against the checkout this file is in.
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from menteo_testkit.database import reset_schema as reset_postgres
+from menteo_testkit.ports import free_port
+from menteo_testkit.procstat import CPU_GROUPS, group_cpu, machine_cpu
+from menteo_testkit.server import Server, child_env
+from menteo_testkit.tokens import token
 
-from realtime.auth import issue_token  # noqa: E402
+# What this module offered before its shared parts moved to menteo_testkit and its report
+# to chat_report.py: still importable from here.
+__all__ = ["CPU_GROUPS", "TABLE_HEADER", "Result", "Server", "cpu_share", "fmt", "free_port",
+           "group_cpu", "load_label", "machine_cpu", "order_problems", "percentile_ms",
+           "reset_postgres", "server_env", "setup_label", "start_server", "stop_server",
+           "summarise", "table_row", "wait_ready"]
 
 SUBPROTOCOL = "menteo.v1.json"
 # High enough that the per-connection token bucket never refuses a frame: the limiter is
@@ -51,7 +67,6 @@ UNLIMITED_RATE = "1000000"
 # Hard caps so that no loop can run away even if the clock or the server misbehaves.
 MAX_SENDS_PER_MEMBER = 1_000_000
 MAX_FRAMES_PER_MEMBER = 50_000_000
-MAX_PROBLEMS = 20  # order problems and server log lines kept in the results
 CONNECT_CONCURRENCY = 32  # sockets opened at once: a burst of 200 handshakes is not the test
 
 
@@ -83,138 +98,45 @@ class Options:
 # Server processes -----------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    port: int
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-
-    @property
-    def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU time so far, from /proc (None where there is no /proc)."""
-        try:
-            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        except OSError:
-            return None
-        # Fields after the parenthesised command name; utime and stime are 14th and 15th.
-        rest = stat.rsplit(")", 1)[1].split()
-        return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-
-    def log_lines(self) -> list[str]:
-        try:
-            return self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def can_pin() -> bool:
     """Pinning only helps with a core each for server and client; taskset does the server."""
     return shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) >= 2
 
 
 def server_env(database_url: str, redis_url: str | None, secret: str) -> dict[str, str]:
-    # Inherited MENTEO_* variables would silently change what is measured: drop them all.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
-    env.update({
+    return child_env({
         "MENTEO_SECRET": secret,
         "MENTEO_DATABASE_URL": database_url,
         "MENTEO_REDIS_URL": redis_url or "",
         "MENTEO_RATE_PER_SECOND": UNLIMITED_RATE,
         "MENTEO_RATE_BURST": UNLIMITED_RATE,
-        "PYTHONUNBUFFERED": "1",
-        # `python -m realtime.cli` must find this checkout wherever the bench is run from.
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     })
-    return env
 
 
 def start_server(env: dict[str, str], log_path: Path, cpus: str | None) -> Server:
-    port = free_port()
-    cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]  # no per-socket access log lines
-    if cpus is not None:
-        cmd = ["taskset", "-c", cpus, *cmd]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    return Server(port, proc, log_path)
+    server = Server(free_port(), None, log_path, env=env, cpus=cpus)
+    server.spawn()
+    return server
 
 
 def wait_ready(server: Server, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {server.proc.returncode}:\n"
-                                   + "\n".join(server.log_lines()[-40:]))
-            with contextlib.suppress(httpx.HTTPError):
-                if http.get(server.http + "/readyz").status_code == 200:
-                    return
-            time.sleep(0.05)
-    raise RuntimeError("server not ready in time:\n" + "\n".join(server.log_lines()[-40:]))
+    server.wait_ready(timeout)
 
 
-def stop_server(server: Server, timeout: float = 15.0) -> int:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
-    return server.proc.returncode
+def stop_server(server: Server, timeout: float = 15.0) -> int | None:
+    return server.terminate(timeout)
 
 
 def server_problems(servers: list[Server]) -> list[str]:
     """Log lines that signal trouble (the server runs at --log-level warning, so few)."""
-    lines = [f"[server {i}] {line}" for i, s in enumerate(servers) for line in s.log_lines()
-             if "Traceback" in line or "ERROR" in line or "Error" in line]
+    lines = [line for i, s in enumerate(servers) for line in s.problems(f"[server {i}] ")]
     return lines[:MAX_PROBLEMS]
 
 
 def server_warnings(servers: list[Server]) -> tuple[int, list[str]]:
     """WARNING lines (not counted as problems, but worth reading): how many, and the first."""
-    lines = [f"[server {i}] {line}" for i, s in enumerate(servers) for line in s.log_lines()
-             if "WARNING" in line]
+    lines = [line for i, s in enumerate(servers) for line in s.warnings(f"[server {i}] ")]
     return len(lines), lines[:MAX_PROBLEMS]
-
-
-async def reset_postgres(url: str) -> None:
-    """Create the database if needed and empty it, so each run starts from nothing (the first
-    server creates the schema).
-
-    The whole ``public`` schema goes, not a list of tables: a table added by a newer migration
-    would otherwise survive while ``alembic_version`` does not, and the next server would fail
-    creating it ("relation ... already exists").
-    """
-    import asyncpg  # only needed for PostgreSQL runs
-
-    plain = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    base, _, name = plain.rpartition("/")
-    admin = await asyncpg.connect(base + "/postgres")  # a new machine has no menteo_bench yet
-    try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    conn = await asyncpg.connect(plain)
-    try:
-        await conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
-    finally:
-        await conn.close()
 
 
 # Load --------------------------------------------------------------------------------------
@@ -281,8 +203,8 @@ async def create_rooms(base: str, service_token: str, opts: Options) -> list[str
 async def connect_member(
     ws_base: str, room_id: str, room: int, index: int, user_id: str, secret: str, window: int
 ) -> Member:
-    token = issue_token(secret, user_id, user_id, ttl=3600)
-    ws = await connect(f"{ws_base}/rooms/{room_id}/ws?token={token}",
+    bearer = token(secret, user_id, user_id, ttl=3600)
+    ws = await connect(f"{ws_base}/rooms/{room_id}/ws?token={bearer}",
                        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
                        compression=None, open_timeout=30)
     welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
@@ -424,77 +346,12 @@ async def drain(members: list[Member], seconds: float) -> bool:
     return settled(members)
 
 
-def order_problems(members: list[Member]) -> list[str]:
-    """Each room: every member saw the same gap-free seqs, covering every acked seq."""
-    problems: list[str] = []
-    by_room: dict[int, list[Member]] = {}
-    for m in members:
-        by_room.setdefault(m.room, []).append(m)
-    for room, group in sorted(by_room.items()):
-        ref = group[0]
-        acked = sorted(s for m in group for s in m.acked)
-        for m in group:
-            expected = list(range(m.first_seq + 1, m.first_seq + 1 + len(m.seqs)))
-            if m.closed is not None:
-                problems.append(f"room {room} {m.user_id}: {m.closed}")
-            elif m.seqs != expected:
-                problems.append(f"room {room} {m.user_id}: seqs not gap-free and ordered")
-            elif (m.first_seq, m.seqs) != (ref.first_seq, ref.seqs):
-                problems.append(f"room {room} {m.user_id}: differs from {ref.user_id}")
-        if len(set(acked)) != len(acked):
-            problems.append(f"room {room}: one seq acked twice")
-        elif acked and not set(acked) <= set(ref.seqs):
-            problems.append(f"room {room}: an acked seq was never delivered")
-    return problems[:MAX_PROBLEMS]
-
-
 @dataclass
 class CpuSample:
     client: float = 0.0
     servers: list[float | None] = field(default_factory=list)
     machine: dict[str, float] = field(default_factory=dict)  # seconds, from /proc/stat
     groups: dict[str, float] = field(default_factory=dict)  # postgres, redis-server
-
-
-CPU_GROUPS = ("postgres", "redis-server")  # by /proc/<pid>/comm; every PG backend counts
-
-
-def machine_cpu() -> dict[str, float]:
-    """CPU seconds so far: busy (user..softirq) and steal of the machine, busy of each core
-    ("cpu0", "cpu1", ...); {} without /proc."""
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-    except OSError:
-        return {}
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for line in lines:
-        if not line.startswith("cpu"):
-            break
-        name, *fields = line.split()
-        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[:8])
-        busy = (user + nice + system + irq + softirq) / tick
-        if name == "cpu":
-            out.update(busy=busy, steal=steal / tick)
-        else:
-            out[name] = busy
-    return out
-
-
-def group_cpu() -> dict[str, float]:
-    """CPU seconds so far of PostgreSQL and Redis processes (may need root for others' /proc)."""
-    totals = dict.fromkeys(CPU_GROUPS, 0.0)
-    tick = os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # gone meanwhile
-        name = text[text.find("(") + 1:text.rfind(")")]
-        if name in totals:
-            rest = text.rsplit(")", 1)[1].split()
-            totals[name] += (int(rest[11]) + int(rest[12])) / tick
-    return totals
 
 
 def cpu_now(servers: list[Server]) -> CpuSample:
@@ -574,7 +431,7 @@ class LoadOutcome:
 async def run_load(
     servers: list[Server], secret: str, opts: Options, db_url: str | None = None
 ) -> LoadOutcome:
-    service = issue_token(secret, "bench", "Bench", role="service")
+    service = token(secret, "bench", "Bench", role="service")
     room_ids = await create_rooms(servers[0].http, service, opts)
     members = await connect_all(servers, room_ids, secret, opts)
     log(f"{len(members)} members connected in {len(room_ids)} rooms; warming up")
@@ -610,176 +467,6 @@ async def run_load(
     await asyncio.gather(*(asyncio.wait_for(m.ws.close(), 5) for m in members),
                          return_exceptions=True)
     return LoadOutcome(win, members, drained, cpu, postgres)
-
-
-# Results ------------------------------------------------------------------------------------
-
-
-def percentile_ms(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile, in milliseconds."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
-    return round(ordered[rank] * 1000, 2)
-
-
-def cpu_share(before: float | None, after: float | None, seconds: float) -> float | None:
-    """Fraction of one core used over the interval."""
-    if before is None or after is None:
-        return None
-    return round((after - before) / seconds, 3)
-
-
-@dataclass
-class Result:
-    setup: str
-    mode: str  # "closed" (window of unacked messages per member) or "open" (--rate)
-    offered_per_s: float | None  # open loop: --rate
-    rooms: int
-    members: int
-    window: int | None  # closed loop only
-    duration_s: float
-    warmup_s: float
-    acked_per_s: float
-    delivered_per_s: float
-    e2e_p50_ms: float | None
-    e2e_p90_ms: float | None
-    e2e_p99_ms: float | None
-    e2e_samples: int
-    ack_p50_ms: float | None
-    ack_p99_ms: float | None
-    # Open loop: sends due in the interval ÷ its length, how late they left, and whether the
-    # server kept up: everything drained, acked ≥ 97 % of what was due, and at the end of the
-    # interval at most half a second's worth of messages (rate / 2) still unacked.
-    due_per_s: float | None
-    send_lag_p50_ms: float | None
-    send_lag_p99_ms: float | None
-    sustained: bool | None
-    backlog_start: int
-    backlog_end: int
-    sent_total: int
-    acked_total: int
-    errors: dict[str, int]
-    disconnects: int
-    drained: bool
-    ordered: bool
-    order_problems: list[str]
-    server_cpu: list[float | None]
-    client_cpu: float | None
-    # Cores busy during the interval: the whole machine, PostgreSQL + Redis processes, and
-    # "other" = machine - servers - client - PostgreSQL - Redis (anything else running).
-    machine_cpu: float | None
-    core_cpu: list[float | None]  # busy share of each core: is the servers' core full?
-    backend_cpu: dict[str, float | None]
-    other_cpu: float | None
-    steal_cpu: float | None
-    postgres_activity: dict[str, Any] | None
-    server_exit_codes: list[int]
-    server_problems: list[str]
-    server_warning_count: int
-    server_warnings: list[str]
-    pinned: bool
-    processes: int
-    database: str
-    redis: bool
-
-
-def setup_label(opts: Options) -> str:
-    if opts.label:
-        return opts.label
-    db = "PostgreSQL" if (opts.database_url or "").startswith("postgres") else "SQLite"
-    parts = [f"{opts.processes} process{'es' if opts.processes > 1 else ''}", db]
-    if opts.redis_url:
-        parts.insert(1, "Redis")
-    return " + ".join(parts)
-
-
-def summarise(
-    out: LoadOutcome, opts: Options, pinned: bool, codes: list[int], problems: list[str],
-    warnings: tuple[int, list[str]] = (0, []),
-) -> Result:
-    win, members = out.win, out.members
-    seconds = win.end - win.start
-    first, last = out.cpu
-    order = order_problems(members)
-    if not out.drained:
-        order.insert(0, "not drained: some acks or deliveries never arrived")
-    acked_per_s = round(win.acks / seconds, 1)
-    server_cpu = [cpu_share(a, b, seconds) for a, b in zip(first.servers, last.servers,
-                                                            strict=True)]
-    client_cpu = cpu_share(first.client, last.client, seconds)
-    machine = cpu_share(first.machine.get("busy"), last.machine.get("busy"), seconds)
-    cores = [cpu_share(first.machine.get(f"cpu{i}"), last.machine.get(f"cpu{i}"), seconds)
-             for i in range(len([k for k in first.machine if k.startswith("cpu")]))]
-    backend = {g: cpu_share(first.groups.get(g), last.groups.get(g), seconds)
-               for g in CPU_GROUPS}
-    known = [*server_cpu, client_cpu, *backend.values()]
-    other = (round(machine - sum(known), 3)  # type: ignore[arg-type]
-             if machine is not None and None not in known else None)
-    return Result(
-        setup=setup_label(opts), mode="open" if opts.open_loop else "closed",
-        offered_per_s=opts.rate, rooms=opts.rooms, members=opts.members,
-        window=None if opts.open_loop else opts.window,
-        duration_s=opts.duration, warmup_s=opts.warmup,
-        acked_per_s=acked_per_s,
-        delivered_per_s=round(win.deliveries / seconds, 1),
-        e2e_p50_ms=percentile_ms(win.e2e, 50), e2e_p90_ms=percentile_ms(win.e2e, 90),
-        e2e_p99_ms=percentile_ms(win.e2e, 99), e2e_samples=len(win.e2e),
-        ack_p50_ms=percentile_ms(win.ack_latency, 50),
-        ack_p99_ms=percentile_ms(win.ack_latency, 99),
-        due_per_s=round(win.due / seconds, 1) if opts.open_loop else None,
-        send_lag_p50_ms=percentile_ms(win.send_lag, 50) if opts.open_loop else None,
-        send_lag_p99_ms=percentile_ms(win.send_lag, 99) if opts.open_loop else None,
-        sustained=(out.drained and win.acks >= 0.97 * win.due
-                   and win.backlog[-1] <= opts.rate / 2) if opts.rate is not None else None,
-        backlog_start=win.backlog[0], backlog_end=win.backlog[-1],
-        sent_total=sum(m.sent for m in members), acked_total=sum(len(m.acked) for m in members),
-        errors=dict(win.errors), disconnects=sum(m.closed is not None for m in members),
-        drained=out.drained, ordered=not order, order_problems=order,
-        server_cpu=server_cpu, client_cpu=client_cpu, machine_cpu=machine, core_cpu=cores,
-        backend_cpu=backend, other_cpu=other,
-        steal_cpu=cpu_share(first.machine.get("steal"), last.machine.get("steal"), seconds),
-        postgres_activity=out.postgres,
-        server_exit_codes=codes, server_problems=problems, server_warning_count=warnings[0],
-        server_warnings=warnings[1], pinned=pinned,
-        processes=opts.processes, database="postgresql" if (opts.database_url or "")
-        .startswith("postgres") else "sqlite", redis=bool(opts.redis_url),
-    )
-
-
-TABLE_HEADER = (
-    "| setup | rooms x members | load | acked msg/s | delivered/s | send→recv p50 / p90 / p99 ms "
-    "| send→ack p50 / p99 ms | server CPU | PG + Redis CPU | other CPU | client CPU "
-    "| errors | ordered |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-)
-
-
-def load_label(r: Result) -> str:
-    if r.mode == "closed":
-        return f"closed loop, window {r.window}"
-    label = f"open loop, {r.offered_per_s:g}/s"
-    if not r.sustained:
-        label += " (**not sustained**)"
-    return label
-
-
-def fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:g}"
-
-
-def table_row(r: Result) -> str:
-    cpu = " + ".join(fmt(c) for c in r.server_cpu)
-    backend = " + ".join(fmt(r.backend_cpu.get(g)) for g in ("postgres", "redis-server"))
-    errors = sum(r.errors.values()) + r.disconnects
-    return (
-        f"| {r.setup} | {r.rooms} x {r.members} | {load_label(r)} | {r.acked_per_s:.0f} "
-        f"| {r.delivered_per_s:.0f} | {fmt(r.e2e_p50_ms)} / {fmt(r.e2e_p90_ms)} / "
-        f"{fmt(r.e2e_p99_ms)} | {fmt(r.ack_p50_ms)} / {fmt(r.ack_p99_ms)} | {cpu} "
-        f"| {backend} | {fmt(r.other_cpu)} | {fmt(r.client_cpu)} | {errors} "
-        f"| {'yes' if r.ordered else 'no'} |"
-    )
 
 
 # Orchestration -------------------------------------------------------------------------------

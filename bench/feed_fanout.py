@@ -27,9 +27,6 @@ import os
 import resource
 import secrets
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,15 +34,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from feed_report import TABLE_HEADER, Measured, Sample, ms, pct, summarise, table_row
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from realtime.auth import issue_token  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_load import Server, free_port, reset_postgres  # noqa: E402
+from menteo_testkit.database import reset_schema
+from menteo_testkit.ports import free_port
+from menteo_testkit.procstat import CLK_TCK, machine_ticks
+from menteo_testkit.server import Server, child_env
+from menteo_testkit.tokens import token
 
 MASK = b"\x00\x00\x00\x00"  # client frames must be masked; a zero key leaves them as they are
 
@@ -211,37 +206,9 @@ class Round:
 
 
 def start_server(env: dict[str, str], log_path: Path, cpus: str | None) -> Server:
-    port = free_port()
-    cmd = [sys.executable, "-m", "realtime.cli", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]
-    if cpus is not None:
-        cmd = ["taskset", "-c", cpus, *cmd]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    return Server(port, proc, log_path)
-
-
-async def wait_ready(server: Server, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(timeout=2.0) as http:
-        while time.monotonic() < deadline:
-            if server.proc.poll() is not None:
-                raise RuntimeError(server.log_path.read_text(errors="replace")[-4000:])
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get(server.http + "/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)
-    raise RuntimeError("server not ready in time")
-
-
-def stop_server(server: Server) -> None:
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            server.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            server.proc.kill()
-            server.proc.wait()
+    server = Server(free_port(), None, log_path, env=env, cpus=cpus)
+    server.spawn()
+    return server
 
 
 # The run ----------------------------------------------------------------------------------
@@ -249,9 +216,7 @@ def stop_server(server: Server) -> None:
 
 def machine_busy_seconds() -> float:
     """CPU seconds the whole machine spent busy so far (all cores), from /proc/stat."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    return machine_ticks()[0] / CLK_TCK
 
 
 async def feed_counters(http: httpx.AsyncClient, servers: list[Server]) -> dict[str, float]:
@@ -266,35 +231,21 @@ async def feed_counters(http: httpx.AsyncClient, servers: list[Server]) -> dict[
     return totals
 
 
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def ms(value: float) -> float:
-    return round(value * 1000, 2)
-
-
 async def run(opts: argparse.Namespace) -> dict[str, Any]:
     secret = secrets.token_urlsafe(32)
     tmp = Path(opts.tmpdir or tempfile.mkdtemp(prefix="menteo-feed-bench-"))
     database_url = opts.database_url or f"sqlite+aiosqlite:///{tmp / 'feed.db'}"
     if database_url.startswith("postgresql"):
-        await reset_postgres(database_url)
+        await reset_schema(database_url)
     if opts.processes > 1 and not opts.redis_url:
         raise SystemExit("--processes > 1 needs --redis-url")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
-    env.update({
+    env = child_env({
         "MENTEO_SECRET": secret,
         "MENTEO_DATABASE_URL": database_url,
         "MENTEO_REDIS_URL": opts.redis_url or "",
         "MENTEO_AUTO_MIGRATE": "1",
         "MENTEO_MAX_CONNECTIONS_PER_IP": "1000000",
         "MENTEO_FEED_POST_RATE_PER_SECOND": "0",  # the limiter is policy, not what is measured
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     })
     # A core for the server(s), another for this load generator (as bench/chat_load.py does).
     pin = (
@@ -307,145 +258,121 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         for i in range(opts.processes):
             server = start_server(env, tmp / f"server-{i}.log", opts.server_cpus if pin else None)
             servers.append(server)
-            await wait_ready(server)  # the first creates the schema before the others start
+            await server.wait_ready_async()  # the first creates the schema before the others start
         if pin:
             os.sched_setaffinity(0, {opts.client_cpu})
         return await measure(opts, servers, secret, pin)
     finally:
         for server in servers:
-            stop_server(server)
+            server.terminate(20)
+
+
+async def open_thread(http: httpx.AsyncClient, secret: str) -> tuple[str, str]:
+    """A community and a thread in it: (community id, thread id)."""
+    service = token(secret, "bench", "Bench", role="service", ttl=3600)
+    author = token(secret, "author", "Author", ttl=3600)
+    resp = await http.post("/api/communities", json={"name": "Bench"},
+                           headers={"authorization": f"Bearer {service}"})
+    resp.raise_for_status()
+    community = resp.json()["id"]
+    resp = await http.post("/api/threads", json={"title": "Fan-out", "community_id": community},
+                           headers={"authorization": f"Bearer {author}"})
+    resp.raise_for_status()
+    return community, resp.json()["id"]
+
+
+async def connect_followers(
+    opts: argparse.Namespace, servers: list[Server], secret: str, community: str, round_: Round,
+    sse_count: int,
+) -> list[Follower]:
+    loop = asyncio.get_running_loop()
+    followers: list[Follower] = []
+    gate = asyncio.Semaphore(opts.connect_concurrency)
+
+    async def connect(i: int) -> None:
+        server = servers[i % len(servers)]
+        bearer = token(secret, f"f{i}", f"Follower {i}", ttl=3600)
+        query = f"token={bearer}&community={community}"
+        cls = SSEFollower if i < sse_count else WSFollower
+        async with gate:
+            _, follower = await loop.create_connection(
+                lambda: cls("127.0.0.1", server.port, query, round_), "127.0.0.1", server.port
+            )
+            await asyncio.wait_for(follower.ready, 30)
+        followers.append(follower)
+
+    # Interleave the kinds so neither gets the head of the queue.
+    order = sorted(range(opts.followers), key=lambda i: (i % 2, i))
+    await asyncio.gather(*(connect(i) for i in order))
+    return followers
+
+
+async def sample_start(http: httpx.AsyncClient, servers: list[Server]) -> Sample:
+    counters = await feed_counters(http, servers)
+    return Sample(counters, [s.cpu_seconds() or 0.0 for s in servers], machine_busy_seconds(),
+                  resource.getrusage(resource.RUSAGE_SELF), time.monotonic())
+
+
+async def sample_end(http: httpx.AsyncClient, servers: list[Server]) -> Sample:
+    """As ``sample_start``, read in the reverse order: the interval is the posts alone."""
+    wall = time.monotonic()
+    client = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = [s.cpu_seconds() or 0.0 for s in servers]
+    machine = machine_busy_seconds()
+    return Sample(await feed_counters(http, servers), cpu, machine, client, wall)
+
+
+async def post_rounds(
+    opts: argparse.Namespace, http: httpx.AsyncClient, thread: str, secret: str, round_: Round
+) -> list[dict[str, Any]]:
+    """One post at a time, each timed until every follower has it (or ``--timeout``)."""
+    headers = {"authorization": f"Bearer {token(secret, 'author', 'Author', ttl=3600)}"}
+    rounds: list[dict[str, Any]] = []
+    for n in range(opts.posts):
+        marker = f"bench-{n}-{secrets.token_hex(8)}"
+        round_.start(marker.encode())
+        resp = await http.post(f"/api/threads/{thread}/posts", json={"body": marker},
+                               headers=headers)
+        acked = time.monotonic() - round_.sent_at
+        resp.raise_for_status()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(round_.done.wait(), opts.timeout)
+        times = list(round_.times)
+        rounds.append({
+            "ack_ms": ms(acked),
+            "received": len(times),
+            "first_ms": ms(min(times)) if times else None,
+            "p50_ms": ms(pct(times, 0.50)),
+            "p99_ms": ms(pct(times, 0.99)),
+            "last_ms": ms(max(times)) if times else None,
+            # first to last follower: the fan-out alone, without the commit before it
+            "spread_ms": ms(max(times) - min(times)) if times else None,
+            "last_by_kind_ms": {k: ms(max(v)) for k, v in round_.by_kind.items()},
+            "all": times,
+        })
+        await asyncio.sleep(opts.pause)  # let the previous post's traffic settle
+    return rounds
 
 
 async def measure(
     opts: argparse.Namespace, servers: list[Server], secret: str, pinned: bool
 ) -> dict[str, Any]:
-    service = issue_token(secret, "bench", "Bench", role="service", ttl=3600)
-    author = issue_token(secret, "author", "Author", ttl=3600)
     async with httpx.AsyncClient(base_url=servers[0].http, timeout=30) as http:
-        resp = await http.post("/api/communities", json={"name": "Bench"},
-                               headers={"authorization": f"Bearer {service}"})
-        resp.raise_for_status()
-        community = resp.json()["id"]
-        resp = await http.post("/api/threads", json={"title": "Fan-out", "community_id": community},
-                               headers={"authorization": f"Bearer {author}"})
-        resp.raise_for_status()
-        thread = resp.json()["id"]
-
+        community, thread = await open_thread(http, secret)
         round_ = Round(opts.followers)
-        loop = asyncio.get_running_loop()
-        followers: list[Follower] = []
         sse_count = round(opts.followers * opts.sse_share)
-        gate = asyncio.Semaphore(opts.connect_concurrency)
         connect_started = time.monotonic()
-
-        async def connect(i: int) -> None:
-            server = servers[i % len(servers)]
-            token = issue_token(secret, f"f{i}", f"Follower {i}", ttl=3600)
-            query = f"token={token}&community={community}"
-            cls = SSEFollower if i < sse_count else WSFollower
-            async with gate:
-                _, follower = await loop.create_connection(
-                    lambda: cls("127.0.0.1", server.port, query, round_), "127.0.0.1", server.port
-                )
-                await asyncio.wait_for(follower.ready, 30)
-            followers.append(follower)
-
-        # Interleave the kinds so neither gets the head of the queue.
-        order = sorted(range(opts.followers), key=lambda i: (i % 2, i))
-        await asyncio.gather(*(connect(i) for i in order))
+        followers = await connect_followers(opts, servers, secret, community, round_, sse_count)
         connect_seconds = time.monotonic() - connect_started
-
-        rounds: list[dict[str, Any]] = []
-        counters0 = await feed_counters(http, servers)
-        cpu0 = [s.cpu_seconds() or 0.0 for s in servers]
-        machine0 = machine_busy_seconds()
-        client0 = resource.getrusage(resource.RUSAGE_SELF)
-        wall0 = time.monotonic()
-        headers = {"authorization": f"Bearer {author}"}
-        for n in range(opts.posts):
-            marker = f"bench-{n}-{secrets.token_hex(8)}"
-            round_.start(marker.encode())
-            resp = await http.post(f"/api/threads/{thread}/posts", json={"body": marker},
-                                   headers=headers)
-            acked = time.monotonic() - round_.sent_at
-            resp.raise_for_status()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(round_.done.wait(), opts.timeout)
-            times = list(round_.times)
-            rounds.append({
-                "ack_ms": ms(acked),
-                "received": len(times),
-                "first_ms": ms(min(times)) if times else None,
-                "p50_ms": ms(pct(times, 0.50)),
-                "p99_ms": ms(pct(times, 0.99)),
-                "last_ms": ms(max(times)) if times else None,
-                # first to last follower: the fan-out alone, without the commit before it
-                "spread_ms": ms(max(times) - min(times)) if times else None,
-                "last_by_kind_ms": {k: ms(max(v)) for k, v in round_.by_kind.items()},
-                "all": times,
-            })
-            await asyncio.sleep(opts.pause)  # let the previous post's traffic settle
-        wall = time.monotonic() - wall0
-        client1 = resource.getrusage(resource.RUSAGE_SELF)
-        cpu1 = [s.cpu_seconds() or 0.0 for s in servers]
-        machine1 = machine_busy_seconds()
-        counters1 = await feed_counters(http, servers)
+        before = await sample_start(http, servers)
+        rounds = await post_rounds(opts, http, thread, secret, round_)
+        after = await sample_end(http, servers)
         lost = round_.lost
         for follower in followers:
             if follower.transport is not None:
                 follower.transport.close()
-
-    deliveries = [t for r in rounds for t in r.pop("all")]
-    lasts = [r["last_ms"] / 1000 for r in rounds if r["last_ms"] is not None]
-    spreads = [r["spread_ms"] / 1000 for r in rounds if r["spread_ms"] is not None]
-    complete = all(r["received"] == opts.followers for r in rounds)
-    kinds = {"sse": sse_count, "ws": opts.followers - sse_count}
-    delta = {k: counters1.get(k, 0.0) - counters0.get(k, 0.0) for k in counters1}
-    fanned = delta.get("menteo_feed_deliveries_total", 0.0)
-    loop_seconds = delta.get("menteo_feed_fanout_seconds_total", 0.0)
-    events = delta.get("menteo_feed_events_total", 0.0)
-    return {
-        "followers": opts.followers,
-        "kinds": kinds,
-        "processes": opts.processes,
-        "database": "postgresql" if opts.database_url and "postgresql" in opts.database_url
-        else "sqlite",
-        "redis": bool(opts.redis_url),
-        "posts": opts.posts,
-        "pinned": pinned,
-        "connect_seconds": round(connect_seconds, 2),
-        "complete": complete,
-        "lost_connections": lost,
-        "ack_p50_ms": ms(statistics.median([r["ack_ms"] / 1000 for r in rounds])),
-        "time_to_last_p50_ms": ms(pct(lasts, 0.50)),
-        "time_to_last_p99_ms": ms(pct(lasts, 0.99)),
-        "time_to_last_max_ms": ms(max(lasts)) if lasts else None,
-        "spread_p50_ms": ms(pct(spreads, 0.50)),
-        "spread_p99_ms": ms(pct(spreads, 0.99)),
-        "delivery_p50_ms": ms(pct(deliveries, 0.50)),
-        "delivery_p99_ms": ms(pct(deliveries, 0.99)),
-        # Measured inside the server: the fan-out loop alone (hand each follower the
-        # already-encoded bytes), per event and per delivery.
-        "server_fanout_ms_per_post": ms(loop_seconds / events) if events else None,
-        "server_fanout_us_per_delivery": round(loop_seconds / fanned * 1e6, 2) if fanned else None,
-        "server_cpu_seconds": [round(b - a, 3) for a, b in zip(cpu0, cpu1, strict=True)],
-        "client_cpu_seconds": round(
-            (client1.ru_utime + client1.ru_stime) - (client0.ru_utime + client0.ru_stime), 3
-        ),
-        "wall_seconds": round(wall, 2),
-        # Cores busy with anything but these servers and this client (other people's work on
-        # the machine): near 0 for a clean figure.
-        "other_cpu_cores": round(
-            (
-                (machine1 - machine0)
-                - sum(b - a for a, b in zip(cpu0, cpu1, strict=True))
-                - (client1.ru_utime + client1.ru_stime - client0.ru_utime - client0.ru_stime)
-            )
-            / wall,
-            2,
-        ),
-        "rounds": rounds,
-    }
+    measured = Measured(sse_count, connect_seconds, rounds, lost, before, after)
+    return summarise(opts, pinned, measured)
 
 
 def main() -> None:
@@ -475,26 +402,8 @@ def main() -> None:
     result = asyncio.run(run(opts))
     if opts.json_path:
         Path(opts.json_path).write_text(json.dumps(result, indent=2))
-    setup = (
-        f"{result['processes']} process(es) + {result['database']}"
-        + (" + Redis" if result["redis"] else "")
-    )
-    print("| setup | followers (SSE + WS) | posts | complete | time to last follower p50 / "
-          "p99 / max ms | first→last follower p50 / p99 ms | per-delivery p50 / p99 ms | "
-          "POST→201 p50 ms | server fan-out loop per post ms (µs per delivery) | "
-          "server CPU s | client CPU s | other CPU (cores) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(
-        f"| {setup} | {result['followers']} ({result['kinds']['sse']} + {result['kinds']['ws']}) "
-        f"| {result['posts']} | {'yes' if result['complete'] else 'NO'} "
-        f"| {result['time_to_last_p50_ms']} / {result['time_to_last_p99_ms']} / "
-        f"{result['time_to_last_max_ms']} "
-        f"| {result['spread_p50_ms']} / {result['spread_p99_ms']} "
-        f"| {result['delivery_p50_ms']} / {result['delivery_p99_ms']} | {result['ack_p50_ms']} "
-        f"| {result['server_fanout_ms_per_post']} ({result['server_fanout_us_per_delivery']}) "
-        f"| {' + '.join(map(str, result['server_cpu_seconds']))} "
-        f"| {result['client_cpu_seconds']} | {result['other_cpu_cores']} |"
-    )
+    print(TABLE_HEADER)
+    print(table_row(result))
     print(json.dumps(result, indent=2))
     if not result["complete"]:
         sys.exit(1)

@@ -18,9 +18,6 @@ import tracemalloc
 from pathlib import Path
 from types import FrameType
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
 OUT = Path(os.environ.get("MENTEO_BENCH_TRACEMALLOC_OUT", "tracemalloc.txt"))
 snapshots: list[tracemalloc.Snapshot] = []
 

@@ -1,6 +1,6 @@
 """One benchmark scenario against one server configuration, side by side with references.
 
-    python bench/suite.py fanout --server raw              # (a) saturation fan-out
+    python bench/suite.py fanout --server raw              # saturation fan-out
     python bench/suite.py fanout --server ours --smoke     # a few seconds, small sizes
     python bench/suite.py --list                           # scenarios and servers
 
@@ -10,16 +10,17 @@ runs the scenario over loopback, stops the server and prints a JSON result (``--
 writes it too). Every loop is bounded in count and in time. ``bench/run_all.py`` runs the
 whole matrix and writes docs/benchmarks.md. Figures only: nothing is asserted.
 
-Scenarios (issue 4 §2):
-  fanout    (a) 20 rooms x 10, 2 senders per room, closed loop, window 4: delivered/s, CPU/delivery
-  latency   (b) open loop at 20,000 deliveries/s (2,000 msg/s into rooms of 10): send->receive
+Scenarios (issue 4 §2), each named for what it measures:
+  fanout    20 rooms x 10, 2 senders per room, closed loop, window 4: delivered/s, CPU/delivery
+  latency   open loop at 20,000 deliveries/s (2,000 msg/s into rooms of 10): send->receive
             p50/p99/p99.9, and typing -> presence.typing latency from 5 typers per room
-  bigroom   (c) 5 rooms x 200, 2 senders per room, closed loop
-  idle      (d) server RSS per idle socket at 1,000 and 10,000 sockets
-  durable   (e) 100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
-  joinstorm (f) 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
-  feed      (h) bench/feed_fanout.py when present
-(g) is fanout and latency with --server ours-redis (2 processes on Redis + PostgreSQL).
+  bigroom   5 rooms x 200, 2 senders per room, closed loop
+  idle      server RSS per idle socket at 1,000 and 10,000 sockets
+  durable   100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
+  joinstorm 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
+  feed      bench/feed_fanout.py when present
+scaleout (bench/run_all.py): fanout and latency with --server ours-redis (2 processes on
+Redis + PostgreSQL).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,19 +47,16 @@ from typing import Any
 
 import httpx
 import orjson
+from wsclient import WSClient, connect
+
+from menteo_testkit.database import reset_schema
+from menteo_testkit.ports import HOST, free_port
+from menteo_testkit.procstat import group_cpu, machine_cpu
+from menteo_testkit.server import Server, child_env, serve_command
+from menteo_testkit.tokens import token
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-for p in (str(ROOT), str(BENCH)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-from chat_load import group_cpu, machine_cpu, reset_postgres  # noqa: E402
-from wsclient import WSClient, connect  # noqa: E402
-
-from realtime.auth import issue_token  # noqa: E402
-
-HOST = "127.0.0.1"
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/menteo_bench"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 BODY = "m" * 64
@@ -105,63 +102,6 @@ SERVERS: dict[str, ServerSpec] = {
 }
 
 
-@dataclass
-class Proc:
-    port: int
-    popen: subprocess.Popen[bytes]
-    log_path: Path
-
-    def tree(self) -> list[int]:
-        """This process and its descendants (Granian runs its worker as a child)."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                rest = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(rest[1]), []).append(int(stat.parent.name))
-        out, todo = [], [self.popen.pid]
-        while todo and len(out) < 64:
-            pid = todo.pop()
-            out.append(pid)
-            todo += children.get(pid, [])
-        return out
-
-    def stat_cpu(self) -> float:
-        total = 0.0
-        for pid in self.tree():
-            try:
-                rest = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
-        return total
-
-    def rss_kib(self) -> int:
-        total = 0
-        for pid in self.tree():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-            except OSError:
-                pass
-        return total
-
-    def log_tail(self, n: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def unlimited_env() -> dict[str, str]:
     """Every rate limit and per-address cap of ours raised: policies, not what is measured.
 
@@ -190,113 +130,69 @@ class ServerSet:
         self.secret = secrets.token_urlsafe(32)
         self.pg_url = pg_url
         self.redis_url = redis_url
-        self.procs: list[Proc] = []
+        self.procs: list[Server] = []
         self.database_url = (pg_url if spec.database == "postgres"
                              else f"sqlite+aiosqlite:///{tmp}/bench.db")
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        settings: dict[str, str] = {}
         if self.spec.kind == "menteo":
-            env.update({
+            settings.update({
                 "MENTEO_SECRET": self.secret,
                 "MENTEO_DATABASE_URL": self.database_url,
                 "MENTEO_REDIS_URL": self.redis_url if self.spec.redis else "",
                 "MENTEO_AUTO_MIGRATE": "1",
             })
-            env.update(unlimited_env())
+            settings.update(unlimited_env())
             if self.spec.launcher == "tracemalloc":
-                env["MENTEO_BENCH_TRACEMALLOC_OUT"] = os.environ.get(
+                settings["MENTEO_BENCH_TRACEMALLOC_OUT"] = os.environ.get(
                     "MENTEO_BENCH_TRACEMALLOC_OUT", str(BENCH / "results" / "tracemalloc.txt"))
-        return env
+        return child_env(settings)
 
     def command(self, port: int) -> list[str]:
         spec = self.spec
         py = sys.executable
         if spec.kind == "raw":
-            cmd = [py, str(BENCH / "reference" / "raw_broadcast.py"), "--port", str(port)]
-        elif spec.kind == "socketio":
+            return [py, str(BENCH / "reference" / "raw_broadcast.py"), "--port", str(port)]
+        if spec.kind == "socketio":
             cmd = [py, str(BENCH / "reference" / "socketio_server.py"), "--port", str(port)]
-            if spec.redis:
-                cmd += ["--redis-url", self.redis_url]
-        elif spec.launcher == "granian":
+            return [*cmd, "--redis-url", self.redis_url] if spec.redis else cmd
+        if spec.launcher == "granian":
             granian = shutil.which("granian", path=str(Path(py).parent)) or "granian"
-            cmd = [granian, "--interface", "asgi", "--factory", "--host", HOST, "--port",
-                   str(port), "--loop", "uvloop", "--backlog", "2048", "--log-level", "warning",
-                   "--no-access-log", "realtime.app:app_from_env"]
-        elif spec.launcher == "tracemalloc":
-            cmd = [py, str(BENCH / "memprofile_server.py"), "serve", "--host", HOST, "--port",
-                   str(port), "--log-level", "warning"]
-        else:
-            cmd = [py, "-m", "realtime.cli", "serve", "--host", HOST, "--port", str(port),
-                   "--log-level", "warning"]
-        return ["taskset", "-c", self.cpus, *cmd] if self.cpus is not None else cmd
+            return [granian, "--interface", "asgi", "--factory", "--host", HOST, "--port",
+                    str(port), "--loop", "uvloop", "--backlog", "2048", "--log-level", "warning",
+                    "--no-access-log", "realtime.app:app_from_env"]
+        if spec.launcher == "tracemalloc":
+            return [py, str(BENCH / "memprofile_server.py"), "serve", "--host", HOST, "--port",
+                    str(port), "--log-level", "warning"]
+        return serve_command(port)
 
     def start(self) -> None:
         if self.spec.database == "postgres":
-            asyncio.run(reset_postgres(self.pg_url))
+            asyncio.run(reset_schema(self.pg_url))
         env = self.env()
+        probe = "readyz" if self.spec.kind == "menteo" else "tcp"
         for i in range(self.spec.processes):
             port = free_port()
-            log_path = self.tmp / f"server-{i}.log"
-            with log_path.open("wb") as out:
-                popen = subprocess.Popen(self.command(port), env=env, cwd=ROOT, stdout=out,
-                                         stderr=subprocess.STDOUT)
-            proc = Proc(port, popen, log_path)
+            proc = Server(port, None, self.tmp / f"server-{i}.log", name=self.spec.name, env=env,
+                          command=self.command(port), cpus=self.cpus, probe=probe)
+            proc.spawn()
             self.procs.append(proc)
-            self.wait_ready(proc)
+            proc.wait_ready(40.0, every=0.1)
 
-    def wait_ready(self, proc: Proc, timeout: float = 40.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{self.spec.name} exited {proc.popen.returncode}:\n"
-                                   + proc.log_tail())
-            try:
-                if self.spec.kind == "menteo":
-                    r = httpx.get(f"http://{HOST}:{proc.port}/readyz", timeout=2)
-                    if r.status_code == 200:
-                        return
-                else:
-                    with socket.create_connection((HOST, proc.port), timeout=1):
-                        time.sleep(0.3)  # the listener is up: let the app finish starting
-                        return
-            except (OSError, httpx.HTTPError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.spec.name} not ready in {timeout:.0f} s:\n" + proc.log_tail())
-
-    def stop(self) -> list[int]:
-        codes = []
+    def stop(self) -> list[int | None]:
         for proc in self.procs:
-            if proc.popen.poll() is None:
-                proc.popen.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.popen.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.popen.kill()
-                proc.popen.wait()
-            codes.append(proc.popen.returncode)
-        return codes
+            proc.send_stop()
+        return [proc.wait_stopped(15) for proc in self.procs]
 
     def cpu(self) -> float:
-        return sum(p.stat_cpu() for p in self.procs)
+        return sum(p.tree_cpu_seconds() for p in self.procs)
 
     def rss_kib(self) -> int:
-        return sum(p.rss_kib() for p in self.procs)
+        return sum(p.tree_rss_kib() for p in self.procs)
 
     def problems(self) -> list[str]:
-        out = []
-        for i, p in enumerate(self.procs):
-            try:
-                text = p.log_path.read_text(errors="replace")
-            except OSError:
-                continue
-            out += [f"[{i}] {line}" for line in text.splitlines()
-                    if "Traceback" in line or "ERROR" in line or "Error" in line]
-        return out[:20]
+        return [line for i, p in enumerate(self.procs) for line in p.problems(f"[{i}] ")][:20]
 
 
 # Protocol adapters -------------------------------------------------------------------------
@@ -338,8 +234,8 @@ class Target:
 class MenteoTarget(Target):
     async def make_rooms(self, rooms: int, members: int) -> list[str]:
         base = f"http://{HOST}:{self.servers.procs[0].port}"
-        token = issue_token(self.servers.secret, "bench", "Bench", role="service", ttl=7200)
-        headers = {"authorization": "Bearer " + token}
+        service = token(self.servers.secret, "bench", "Bench", role="service", ttl=7200)
+        headers = {"authorization": "Bearer " + service}
         gate = asyncio.Semaphore(16)
 
         async def one(i: int, http: httpx.AsyncClient) -> str:
@@ -360,8 +256,8 @@ class MenteoTarget(Target):
 
     def path(self, room_id: str, user: str, member_index: int) -> tuple[str, str | None]:
         role = "service" if member_index >= ROOM_REST_LIMIT else None
-        token = issue_token(self.servers.secret, user, user, role=role, ttl=7200)
-        return f"/rooms/{room_id}/ws?token={token}", "menteo.v1.json"
+        bearer = token(self.servers.secret, user, user, role=role, ttl=7200)
+        return f"/rooms/{room_id}/ws?token={bearer}", "menteo.v1.json"
 
 
 class SocketIOTarget(Target):
@@ -823,7 +719,7 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
     base = servers.rss_kib()
     traced = servers.spec.launcher == "tracemalloc"
     if traced:
-        servers.procs[0].popen.send_signal(signal.SIGUSR1)
+        servers.procs[0].proc.send_signal(signal.SIGUSR1)
         await asyncio.sleep(3.0)
     out: dict[str, Any] = {"baseline_rss_kib": base}
     members: list[Member] = []
@@ -841,7 +737,7 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
     out["closed_early"] = sum(m.client is not None and m.client.close_code is not None
                               for m in members)
     if traced:  # the allocations of every open socket, by line: see memprofile_server.py
-        servers.procs[0].popen.send_signal(signal.SIGUSR1)
+        servers.procs[0].proc.send_signal(signal.SIGUSR1)
         await asyncio.sleep(40.0)
     await close_members(members)
     return out
@@ -958,7 +854,7 @@ def run(scenario: str, server: str, prm: Params, *, server_cpus: str, client_cpu
             result.update(ok=False, error=f"{type(exc).__name__}: {exc}"[:2000])
             log(f"failed: {result['error']}")
         finally:
-            alive = [p.popen.poll() is None for p in servers.procs]
+            alive = [p.proc.poll() is None for p in servers.procs]
             result["server_exit_codes"] = servers.stop()
             result["server_died"] = not all(alive)
             result["server_problems"] = servers.problems()

@@ -11,9 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
+
+from menteo_testkit.database import reset_schema
 
 PG_ADMIN = os.environ.get("MENTEO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("MENTEO_TEST_PG_DB", "menteo_test")
@@ -35,19 +36,8 @@ def _unavailable(service: str, exc: Exception) -> None:
 
 
 async def _reset_postgres() -> str:
-    admin = await asyncpg.connect(PG_ADMIN, timeout=5)
-    try:
-        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", PG_DB)
-        if not exists:
-            await admin.execute(f'CREATE DATABASE "{PG_DB}"')
-    finally:
-        await admin.close()
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + PG_DB
-    conn = await asyncpg.connect(url, timeout=5)
-    try:
-        await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await conn.close()
+    await reset_schema(url, PG_ADMIN, timeout=5)
     return url.replace("postgresql://", "postgresql+asyncpg://", 1)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from menteo_testkit.tokens import SECRET
 from realtime.app import create_app
 from realtime.auth import issue_token
 from realtime.cli import uvicorn_options
@@ -23,7 +24,8 @@ from realtime.config import Settings
 from realtime.state import State
 from tests.backends import Backend
 
-SECRET = "test-secret-for-menteo-realtime-0123456789"
+__all__ = ["SECRET", "Running", "ServerProcess", "make_settings", "process_env", "run_server",
+           "wait_ready"]
 
 
 @dataclass

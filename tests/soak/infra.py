@@ -1,32 +1,29 @@
-"""What the soak runs on: a private Redis, the server processes, the database, and the
-sampler that records each process's memory and CPU from ``/proc`` (Linux only)."""
+"""What the soak runs on: a private Redis, the server processes (``menteo_testkit``'s
+launcher on a fixed port, for restarts), the database, and the sampler that records each
+process's memory and CPU from ``/proc`` (Linux only)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
-import jwt
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
+from menteo_testkit.database import recreate_database as reset_database
+from menteo_testkit.ports import free_port
+from menteo_testkit.procstat import CLK_TCK, cpu_ticks, machine_ticks, rss_bytes
+from menteo_testkit.server import Server, child_env
+from menteo_testkit.tokens import token
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["RedisServer", "Sample", "Sampler", "Server", "free_port", "launcher",
+           "reset_database", "token"]
 
 
 # Processes ---------------------------------------------------------------------------------
@@ -82,138 +79,14 @@ class RedisServer:
             self.proc = None
 
 
-@dataclass
-class Server:
-    """``python -m realtime.cli serve`` on a fixed port (restarts reuse it), output to a log."""
-
-    name: str
-    port: int
-    env: dict[str, str]
-    src: Path
-    log_path: Path
-    proc: subprocess.Popen[bytes] | None = None
-    starts: int = 0
-    kills: int = 0
-    cpu_ticks_done: int = 0  # CPU of earlier incarnations
-    pids: list[int] = field(default_factory=list)
-    ready: bool = False  # what a load balancer's health check (/readyz) would say
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    async def start(self, timeout: float = 60) -> float:
-        """Start and wait until ``/readyz`` answers 200; returns the seconds it took."""
-        started = time.monotonic()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
-        env.update(self.env)
-        env["PYTHONUNBUFFERED"] = "1"
-        env["PYTHONPATH"] = str(self.src)
-        with self.log_path.open("ab" if self.starts else "wb") as log:
-            log.write(f"\n===== start #{self.starts + 1} at {time.time():.3f} =====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "realtime.cli", "serve",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-                cwd=self.src,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self.starts += 1
-        self.pids.append(self.proc.pid)
-        async with httpx.AsyncClient(timeout=2) as http:
-            while time.monotonic() - started < timeout:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"server {self.name} exited at start: see {self.log_path}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await http.get(self.url + "/readyz")).status_code == 200:
-                        self.ready = True
-                        return time.monotonic() - started
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"server {self.name} not ready after {timeout} s")
-
-    def kill(self) -> None:
-        """``kill -9``: nothing is closed, flushed or committed."""
-        self.ready = False
-        if self.proc is not None and self.proc.poll() is None:
-            self.cpu_ticks_done += cpu_ticks(self.proc.pid) or 0
-            self.proc.kill()
-            self.proc.wait()
-            self.kills += 1
-        self.proc = None
-
-    async def stop(self, timeout: float = 20) -> tuple[int | None, float]:
-        """SIGTERM (the documented drain), then SIGKILL after ``timeout``. Returns the exit
-        status and the seconds it took. Uvicorn re-raises the signal once it has shut down,
-        so a clean exit is -15 (or 0)."""
-        self.ready = False
-        if self.proc is None:
-            return None, 0.0
-        self.cpu_ticks_done += cpu_ticks(self.proc.pid) or 0
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        try:
-            code = await asyncio.wait_for(loop.run_in_executor(None, self.proc.wait), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            code = self.proc.wait()
-        self.proc = None
-        return code, time.monotonic() - started
-
-
-# The database ------------------------------------------------------------------------------
-
-
-async def reset_database(admin_dsn: str, name: str) -> None:
-    """Drop and create ``name`` (its tables are created by the first server to start)."""
-    if name in ("test", "postgres") or name.startswith(("menteo_test", "menteo_bench")):
-        raise ValueError(f"refusing to reset database {name!r}: others use it")
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+def launcher(name: str, env: dict[str, str], src: Path, log_path: Path) -> Server:
+    """``python -m realtime.cli serve`` of the checkout ``src`` on a fixed free port (restarts
+    reuse it), with ``env`` and none of our own ``MENTEO_*``, output to ``log_path``."""
+    return Server(free_port(), None, log_path, name=name,
+                  env=child_env(env, src, inherit_pythonpath=False), cwd=src)
 
 
 # /proc sampling ----------------------------------------------------------------------------
-
-
-def rss_bytes(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * PAGE
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def cpu_ticks(pid: int) -> int | None:
-    """utime + stime of ``pid`` in clock ticks."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of every core, from ``/proc/stat``."""
-    with open("/proc/stat") as f:
-        parts = [int(x) for x in f.readline().split()[1:]]
-    idle = parts[3] + (parts[4] if len(parts) > 4 else 0)
-    total = sum(parts[:8])
-    return total - idle, total
 
 
 @dataclass
@@ -322,16 +195,3 @@ class Sampler:
             await asyncio.sleep(every)
             self.lags.append(loop.time() - before - every)
 
-
-def token(
-    secret: str, user_id: str, name: str | None = None, ttl: float = 3600, role: str | None = None
-) -> str:
-    """A token as the platform would sign it (HS256), made here rather than with
-    ``realtime.auth`` so that the scripts also drive another checkout (``--src``)."""
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "sub": user_id, "name": name or user_id.title(), "iat": now, "exp": now + int(ttl)
-    }
-    if role:
-        claims["role"] = role
-    return jwt.encode(claims, secret, algorithm="HS256")

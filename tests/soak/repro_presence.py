@@ -38,7 +38,7 @@ from pathlib import Path
 import httpx
 import orjson
 import websockets
-from infra import RedisServer, Server, free_port, token
+from infra import RedisServer, Server, launcher, token
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,7 +128,7 @@ async def main(which: list[str]) -> int:
     await redis.start()
     env = {"MENTEO_SECRET": secret, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db",
            "MENTEO_REDIS_URL": redis.url, "MENTEO_MAX_CONNECTIONS_PER_IP": "5000"}
-    server = Server("A", free_port(), env, src, tmp / "server.log")
+    server = launcher("A", env, src, tmp / "server.log")
     await server.start()
     ok = True
     try:

@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import orjson
 import websockets
-from infra import Server, free_port, token
+from infra import launcher, token
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,7 +42,7 @@ async def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="menteo-repro-"))
     secret = secrets.token_urlsafe(48)
     env = {"MENTEO_SECRET": secret, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db"}
-    server = Server("A", free_port(), env, src, tmp / "server.log")
+    server = launcher("A", env, src, tmp / "server.log")
     await server.start()
     service = {"authorization": "Bearer " + token(secret, "backend", role="service")}
     ana = {"authorization": "Bearer " + token(secret, "ana")}

@@ -60,7 +60,7 @@ from typing import Any
 import asyncpg
 import httpx
 from feed import setup_feed
-from infra import RedisServer, Sample, Sampler, Server, free_port, reset_database, token
+from infra import RedisServer, Sample, Sampler, Server, launcher, reset_database, token
 from report import flatness, lifetimes, plot
 from sim import NotesUser, RoomUser, Sim
 from verify import (
@@ -296,7 +296,7 @@ async def run(args: argparse.Namespace) -> int:
         "MENTEO_MAX_CONNECTIONS_PER_IP": str(2 * args.clients + 1000),
     }
     servers = [
-        Server(name, free_port(), env, args.src.resolve(), out / f"server-{name}.log")
+        launcher(name, env, args.src.resolve(), out / f"server-{name}.log")
         for name in ("A", "B")
     ]
     sim = Sim(servers, args.seed)
