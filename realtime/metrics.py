@@ -24,6 +24,8 @@ HELP = {
     "menteo_feed_fanout_seconds_total": "time spent in the feed's fan-out loops",
     "menteo_feed_reaction_events_total": "aggregated feed.reaction events this process asked for",
     "menteo_presence_syncs_total": "presence.sync snapshots sent after presence views diverged",
+    "menteo_notes_apply_failures_total": "notes updates that did not apply to a room's document",
+    "menteo_notes_quarantined_total": "stored notes updates that do not load, marked quarantined",
 }
 
 

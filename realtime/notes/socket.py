@@ -11,7 +11,7 @@ import logging
 import uuid
 from typing import Any
 
-from pycrdt import Doc, create_sync_message, handle_sync_message, read_message
+from pycrdt import create_sync_message, handle_sync_message, read_message
 
 from ..persistence.events import NewEvent
 from ..protocol import Close
@@ -114,9 +114,12 @@ def _handle(
             return None
         if step in (STEP2, UPDATE):
             update = read_message(data[2:])
-            Doc().apply_update(update)  # decodes it: a malformed update never reaches the room
             if not doc.reserve(update):
                 return (DOC_TOO_LARGE, "the notes document is full")
+            # Applied to the room's own document (guarded) before it is stored: an update
+            # that decodes alone can still break a document that holds other updates.
+            if not doc.accept(update):
+                return (INVALID_DATA, "invalid update")
             _store(state, doc, client, update, name)
             return None
     elif kind == AWARENESS:
@@ -142,6 +145,7 @@ def _store(state: State, doc: NotesDocument, client: NotesClient, update: bytes,
     def stored(fut: Any) -> None:
         if fut.cancelled() or fut.exception() is not None:
             # Not stored: the client keeps the edit and re-syncs it when it reconnects.
+            doc.not_stored(update)
             client.transport.close_soon(UNAVAILABLE, "could not store the update")
 
     state.writer.append(item).add_done_callback(stored)
