@@ -26,6 +26,7 @@ HELP = {
     "menteo_presence_syncs_total": "presence.sync snapshots sent after presence views diverged",
     "menteo_notes_apply_failures_total": "notes updates that did not apply to a room's document",
     "menteo_notes_quarantined_total": "stored notes updates that do not load, marked quarantined",
+    "menteo_notes_awareness_expired_total": "awareness states removed after the notes timeout",
 }
 
 

@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pycrdt import Awareness, Doc, create_awareness_message, create_update_message
+from pycrdt import Doc, create_awareness_message, create_update_message
 
 from ..config import Settings
 from ..metrics import Metrics
@@ -27,10 +27,13 @@ from ..persistence.events import StoredEvent
 from ..persistence.rooms import notes_stream
 from ..rooms.transport import Transport
 from ..streams.hub import Frames, Hub
-from . import store
+from . import awareness, store
 from .updates import describe, rebuild, try_apply
 
 log = logging.getLogger("menteo.notes")
+
+# Entries in one awareness signal between processes (each process checked its sockets').
+MAX_SIGNAL_ENTRIES = 1024
 
 
 class NotesClient:
@@ -40,7 +43,7 @@ class NotesClient:
         self.id = conn_id
         self.transport = transport
         self.user_id = user_id
-        self.awareness_ids: set[int] = set()  # Yjs client ids this socket announced
+        self.awareness_ids: set[int] = set()  # Yjs client ids this socket introduced
 
 
 class NotesDocument:
@@ -53,7 +56,10 @@ class NotesDocument:
         self.hub = hub
         self.settings = settings
         self.doc: Doc[Any] = Doc()
-        self.awareness = Awareness(self.doc)
+        self.awareness = awareness.States(
+            settings.notes_awareness_max_states, settings.notes_awareness_timeout
+        )
+        self.expiry: asyncio.TimerHandle | None = None
         self.clients: set[NotesClient] = set()
         self.metrics = metrics
         # ``doc`` is always ``base`` (its last good state) plus the updates in ``log``.
@@ -85,6 +91,9 @@ class NotesDocument:
                 await self.compacting
         if self.since_compaction:
             await self._compact()
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         await self.stack.aclose()
         self.closed.set()
 
@@ -114,13 +123,25 @@ class NotesDocument:
             self.compacting = asyncio.create_task(self._compact())
 
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
+        """Awareness from a socket of this process or another: checked at the socket that
+        received it (see ``socket._awareness``); here the document's cap and clocks apply."""
         frame = frames.frame
-        update = base64.b64decode(frame["a"])
-        self.awareness.apply_awareness_update(update, frame.get("c"))
-        message = create_awareness_message(update)
-        for client in self.clients:
-            if client.id != frame.get("c"):
-                client.transport.send(message)
+        if frame.get("type") != "notes.awareness":
+            return
+        try:
+            entries = awareness.parse(base64.b64decode(frame["a"]), MAX_SIGNAL_ENTRIES)
+        except ValueError:
+            log.warning("bad awareness signal on %s", self.stream)
+            return
+        origin = str(frame.get("c"))
+        changed, dropped = self.awareness.apply(
+            entries, origin, str(frame.get("u")), asyncio.get_running_loop().time()
+        )
+        if dropped:
+            self.metrics.inc("menteo_limit_hits_total", "notes_awareness_states", dropped)
+        if changed:
+            self._relay_awareness(changed, origin)
+            self._schedule_expiry()
 
     def reserve(self, update: bytes) -> bool:
         """Count an update from one of our sockets against the size cap before storing it,
@@ -168,23 +189,49 @@ class NotesDocument:
         return False
 
     # Awareness --------------------------------------------------------------------------
-    def share_awareness(self, client: NotesClient, update: bytes) -> None:
-        frame = {"type": "notes.awareness", "a": base64.b64encode(update).decode(), "c": client.id}
+    def share_awareness(self, client: NotesClient, entries: list[awareness.Entry]) -> None:
+        """Publish entries a socket may publish (checked by the caller) to every process."""
+        frame = {
+            "type": "notes.awareness",
+            "a": base64.b64encode(awareness.encode(entries)).decode(),
+            "c": client.id,
+            "u": client.user_id,
+        }
         self.hub.signal(self.stream, frame)
 
     def awareness_message(self) -> bytes | None:
-        ids = [i for i in self.awareness.states if i != self.doc.client_id]
-        if not ids:
-            return None
-        message: bytes = create_awareness_message(self.awareness.encode_awareness_update(ids))
-        return message
+        """Every state held (at most ``max_states`` of at most the state cap each)."""
+        update = self.awareness.everything()
+        return None if update is None else create_awareness_message(update)
 
     def forget(self, client: NotesClient) -> None:
         """A socket left: its cursors disappear for everyone."""
-        ids = [i for i in client.awareness_ids if i in self.awareness.states]
-        if ids:
-            self.awareness.remove_awareness_states(ids, client.id)
-            self.share_awareness(client, self.awareness.encode_awareness_update(ids))
+        removals = self.awareness.removals(client.id, client.awareness_ids)
+        if removals:
+            self.share_awareness(client, removals)
+
+    def _relay_awareness(self, entries: list[awareness.Entry], origin: str | None) -> None:
+        message = create_awareness_message(awareness.encode(entries))
+        for client in self.clients:
+            if client.id != origin:
+                client.transport.send(message)
+
+    def _schedule_expiry(self) -> None:
+        if self.expiry is not None:
+            return
+        due = self.awareness.next_expiry()
+        if due is not None:
+            self.expiry = asyncio.get_running_loop().call_at(due, self._expire)
+
+    def _expire(self) -> None:
+        """States not renewed in time go, relayed as removals to this process's sockets
+        (every process holding a state expires it the same way)."""
+        self.expiry = None
+        gone = self.awareness.expire(asyncio.get_running_loop().time())
+        if gone:
+            self.metrics.inc("menteo_notes_awareness_expired_total", "", len(gone))
+            self._relay_awareness(gone, None)
+        self._schedule_expiry()
 
     # Compaction -------------------------------------------------------------------------
     async def _compact(self) -> None:
