@@ -165,3 +165,45 @@ async def test_stored_history_that_does_not_load_is_quarantined(backend: Backend
             exposed = (await http.get("/metrics")).text
         assert "menteo_notes_quarantined_total 2" in exposed
         logging.getLogger("menteo.notes").removeHandler(reported)
+
+
+async def test_an_update_waiting_for_its_dependency_survives_compaction(backend: Backend) -> None:
+    """Yrs holds an update whose dependencies have not arrived as pending, and
+    ``Doc.get_update`` leaves it out: a snapshot must not drop it."""
+    author: Doc[Any] = Doc()
+    text = author.get("notes", type=Text)
+    updates: list[bytes] = []
+    author.observe(lambda event: updates.append(event.update))
+    text += "abc"
+    text += "def"
+    first, second = updates
+    marker: Doc[Any] = Doc()
+    marker.get("notes", type=Text).insert(0, "X")
+    settings = make_settings(backend)
+    async with run_server(settings) as server:
+        room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+        ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        watch = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+        await asyncio.gather(ana.synced.wait(), watch.synced.wait())
+        await ana.ws.send(create_update_message(second))  # depends on ``first``: pending
+        await ana.ws.send(create_update_message(marker.get_update()))
+        await watch.wait_for(lambda: str(watch.text) == "X")  # both stored
+        assert server.state is not None
+        document = server.state.notes.open[room["id"]].result()
+        await ana.close()
+        await watch.close()
+        await asyncio.wait_for(document.closed.wait(), 10)  # the last socket compacts
+    async with run_server(settings) as again:
+        ana = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
+        watch = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
+        await watch.wait_for(lambda: str(watch.text) == "X")
+        await ana.ws.send(create_update_message(first))
+        await watch.wait_for(lambda: "abc" in str(watch.text))  # relayed: stored
+        reference: Doc[Any] = Doc()
+        for update in (second, marker.get_update(), first):
+            reference.apply_update(update)
+        expected = str(reference.get("notes", type=Text))
+        assert sorted(expected.replace("X", " X ").split()) == ["X", "abcdef"]
+        assert (await get_notes(again, room["id"])).json()["text"] == expected
+        fresh = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
+        await fresh.wait_for(lambda: str(fresh.text) == expected)

@@ -28,7 +28,7 @@ from ..persistence.rooms import notes_stream
 from ..rooms.transport import Transport
 from ..streams.hub import Frames, Hub
 from . import awareness, store
-from .updates import describe, rebuild, try_apply
+from .updates import describe, rebuild, snapshot, try_apply
 
 log = logging.getLogger("menteo.notes")
 
@@ -237,7 +237,7 @@ class NotesDocument:
     async def _compact(self) -> None:
         seq, count = self.seq, self.since_compaction
         # The new last good state: ``log`` restarts from it (no await in between).
-        state = self.base = self.doc.get_update()
+        state = self.base = snapshot(self.doc, self.log)
         self.log = []
         self.size = len(state)
         keep_after = datetime.now(UTC) - timedelta(seconds=self.settings.notes_retention)

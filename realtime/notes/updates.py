@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from pycrdt import Doc
+from pycrdt import Doc, get_state, get_update, merge_updates
 
 # What must still end the task: cancellation and the interpreter's own exits.
 FATAL = (asyncio.CancelledError, KeyboardInterrupt, SystemExit)
@@ -36,6 +36,28 @@ def rebuild(base: bytes, updates: Iterable[bytes]) -> Doc[Any]:
     for update in updates:
         try_apply(doc, update)  # each applied cleanly once, in this order
     return doc
+
+
+EMPTY = b"\x00\x00"  # an update with no structs and no deletions
+
+
+def snapshot(doc: Doc[Any], updates: list[bytes]) -> bytes:
+    """``doc``'s state for storing, losing nothing of ``updates`` (all applied to it).
+
+    ``Doc.get_update`` leaves out what Yrs holds pending (structs and deletions whose
+    dependencies have not arrived): a snapshot of it alone would drop updates that were
+    stored and accepted. What the updates hold beyond the document's state is merged in.
+    """
+    state = doc.get_update()
+    if not updates:
+        return state
+    try:
+        rest = get_update(merge_updates(*updates), get_state(state))
+        return state if rest == EMPTY else merge_updates(state, rest)
+    except FATAL:
+        raise
+    except BaseException:  # each applied alone; if together they do not merge, keep the state
+        return state
 
 
 def describe(exc: BaseException) -> str:
