@@ -39,24 +39,40 @@ def rebuild(base: bytes, updates: Iterable[bytes]) -> Doc[Any]:
 
 
 EMPTY = b"\x00\x00"  # an update with no structs and no deletions
+NO_STRUCTS = b"\x00"  # how an update without structs begins
 
 
 def snapshot(doc: Doc[Any], updates: list[bytes]) -> bytes:
     """``doc``'s state for storing, losing nothing of ``updates`` (all applied to it).
 
-    ``Doc.get_update`` leaves out what Yrs holds pending (structs and deletions whose
-    dependencies have not arrived): a snapshot of it alone would drop updates that were
-    stored and accepted. What the updates hold beyond the document's state is merged in.
+    ``Doc.get_update`` leaves out what Yrs holds pending (structs, and deletions of items,
+    whose dependencies have not arrived): a snapshot of it alone would drop updates that
+    were stored and accepted. What is pending is merged in, if the merged state decodes to
+    the same document (merging does not when authors shared a Yjs client id with
+    diverging histories; then the state alone is kept).
     """
     state = doc.get_update()
     if not updates:
         return state
     try:
-        rest = get_update(merge_updates(*updates), get_state(state))
-        return state if rest == EMPTY else merge_updates(state, rest)
+        known = get_state(state)
+        rests = [rest for rest in (get_update(u, known) for u in updates) if rest != EMPTY]
+        extra = [rest for rest in rests if rest[:1] != NO_STRUCTS]
+        deletions = [rest for rest in rests if rest[:1] == NO_STRUCTS]
+        if deletions:
+            have = get_update(state, known)  # no structs: the document's deletions
+            wanted = merge_updates(have, *deletions)
+            if wanted != have:
+                extra.append(wanted)  # deletions of items that have not arrived
+        if not extra:
+            return state
+        merged = merge_updates(state, *extra)
+        check: Doc[Any] = Doc()
+        check.apply_update(merged)
+        return merged if check.get_update() == state else state
     except FATAL:
         raise
-    except BaseException:  # each applied alone; if together they do not merge, keep the state
+    except BaseException:  # each applied alone; if together they do not, keep the state
         return state
 
 
