@@ -209,3 +209,29 @@ async def test_an_update_waiting_for_its_dependency_survives_compaction(backend:
         assert (await get_notes(again, room["id"])).json()["text"] == expected
         fresh = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
         await fresh.wait_for(lambda: str(fresh.text) == expected)
+
+
+async def test_a_stored_update_that_panics_in_the_hub_listener_is_contained(
+    server: Running, room: dict[str, Any]
+) -> None:
+    """As when another process (or an older version) stored it: the update reaches the
+    room's open document through the hub, after its commit, from inside the writer."""
+    ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+    ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+    await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+    await ana.ws.send(create_update_message(client_11_edit("hello")))
+    await ben.wait_for(lambda: str(ben.text) == "hello")
+    assert server.state is not None
+    state = server.state
+    item = NewEvent(
+        notes_stream(room["id"]), "notes.update", "ana", "Ana", None, store.event_data(PANICS, "x")
+    )
+    await asyncio.wait_for(state.writer.append(item), 10)  # committed, then delivered
+    assert state.metrics.counters[("menteo_notes_apply_failures_total", "")] == 1
+    chat = await RoomClient.connect(server.ws, room["id"], server.token("ben"))
+    assert await asyncio.wait_for(chat.chat("c1", "writer alive"), 10) >= 1
+    watch = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+    await watch.wait_for(lambda: str(watch.text) == "hello")  # the rebuilt document
+    ben.text += " again"  # still takes edits
+    await watch.wait_for(lambda: str(watch.text) == "hello again")  # relayed: stored
+    assert (await get_notes(server, room["id"])).json()["text"] == "hello again"
