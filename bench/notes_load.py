@@ -28,10 +28,9 @@ async def timed_load(db: Database, room_id: str) -> tuple[float, str]:
     times = []
     text = ""
     for _ in range(5):
-        doc: Doc[Any] = Doc()
         started = time.perf_counter()
         async with db.read() as conn:
-            await store.load(conn, room_id, doc)
+            doc = (await store.load(conn, room_id)).doc
         times.append((time.perf_counter() - started) * 1000)
         text = store.text_of(doc)
     return min(times), text
@@ -55,10 +54,11 @@ async def run(url: str, edits: int) -> dict[str, float]:
         async with db.write() as conn:
             await append_batch(conn, items, lock_rows=not db.is_sqlite)
     before_ms, before_text = await timed_load(db, room.id)
-    doc: Doc[Any] = Doc()
     async with db.read() as conn:
-        seq, _ = await store.load(conn, room.id, doc)
-    await store.compact(db, room.id, doc, seq, keep_after="9999")  # drop every covered update
+        loaded = await store.load(conn, room.id)
+    doc, seq = loaded.doc, loaded.seq
+    # keep_after in the far future: drop every covered update
+    await store.compact(db, room.id, doc.get_update(), seq, keep_after="9999")
     after_ms, after_text = await timed_load(db, room.id)
     await db.close()
     assert before_text == after_text == str(text), "compaction changed the text"

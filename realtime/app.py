@@ -98,6 +98,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
+    notes.metrics = state.metrics
     gauges = state.metrics.gauges
     gauges["menteo_events_appended_total"] = lambda: writer.appended
     gauges["menteo_commits_total"] = lambda: writer.commits

@@ -39,6 +39,10 @@ POSITIVE = (
     "notes_compact_every",
     "notes_rate_per_second",
     "notes_rate_burst",
+    "notes_awareness_ids_per_socket",
+    "notes_awareness_state_bytes",
+    "notes_awareness_max_states",
+    "notes_awareness_timeout",
     "presence_ttl",
 )
 

@@ -53,6 +53,10 @@ class Settings:
     notes_retention: float = 3600.0  # seconds compacted updates are kept for lagging processes
     notes_rate_per_second: float = 60.0
     notes_rate_burst: int = 200
+    notes_awareness_ids_per_socket: int = 4  # Yjs client ids one socket may publish for
+    notes_awareness_state_bytes: int = 4096  # one client's awareness state (JSON)
+    notes_awareness_max_states: int = 32  # awareness states per document (per process)
+    notes_awareness_timeout: float = 30.0  # a state not renewed for this long is removed
 
     # The community feed.
     feed_heartbeat: float = 15.0  # seconds between comments on an idle event stream; 0: none

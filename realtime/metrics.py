@@ -26,6 +26,9 @@ HELP = {
     "menteo_presence_syncs_total": "presence.sync snapshots sent after presence views diverged",
     "menteo_faults_survived_total": "errors one event caused that a long-lived part caught and "
     "survived, by part (writer, hub, broker, presence); each also logged once with its traceback",
+    "menteo_notes_apply_failures_total": "notes updates that did not apply to a room's document",
+    "menteo_notes_quarantined_total": "stored notes updates that do not load, marked quarantined",
+    "menteo_notes_awareness_expired_total": "awareness states removed after the notes timeout",
 }
 # The label of a counter whose label is not a kind, a reason or a limit.
 LABELS = {"menteo_faults_survived_total": "part"}

@@ -9,12 +9,14 @@ from typing import Any, ClassVar
 
 import websockets
 from pycrdt import (
+    Awareness,
     Doc,
     Text,
     TransactionEvent,
     create_sync_message,
     create_update_message,
     handle_sync_message,
+    read_message,
 )
 from websockets.asyncio.client import ClientConnection
 
@@ -30,6 +32,8 @@ class NotesClient:
         self.changed = asyncio.Event()
         self.synced = asyncio.Event()
         self.received: list[bytes] = []
+        # Others' cursors as a y-protocols client sees them (no timeout of its own here).
+        self.awareness = Awareness(self.doc)
         self.sending: set[asyncio.Future[None]] = set()
         self.doc.observe(self._local_change)
         self.reader = asyncio.create_task(self._read())
@@ -72,6 +76,8 @@ class NotesClient:
                         await self._send(reply)
                     if message[1] == 1:
                         self.synced.set()
+                elif message[0] == 1:
+                    self.awareness.apply_awareness_update(read_message(message[1:]), "server")
                 self.changed.set()
         except websockets.ConnectionClosed:
             pass
@@ -81,6 +87,10 @@ class NotesClient:
             while not predicate():
                 self.changed.clear()
                 await self.changed.wait()
+
+    def others(self) -> dict[int, dict[str, Any]]:
+        """The awareness states received, by Yjs client id (this client's own left out)."""
+        return {i: s for i, s in self.awareness.states.items() if i != self.doc.client_id}
 
     async def close_code(self, timeout: float = 10) -> int | None:
         async with asyncio.timeout(timeout):

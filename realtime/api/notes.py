@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pycrdt import Doc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -16,10 +13,8 @@ from .rooms import visible_room
 
 async def get_notes(request: Request) -> Response:
     room = await visible_room(request, caller(request))
-    doc: Doc[Any] = Doc()
-    async with state_of(request).db.read() as db:
-        await store.load(db, room.id, doc)
-    text = store.text_of(doc)
+    state = state_of(request)
+    text = store.text_of((await store.read(state.db, room.id, state.metrics)).doc)
     markdown = (
         f"# {room.title}: notes\n\n{text.rstrip()}\n"
         if text.strip()

@@ -12,22 +12,28 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pycrdt import Awareness, Doc, create_awareness_message, create_update_message
+from pycrdt import Doc, create_awareness_message, create_update_message
 
 from ..config import Settings
+from ..metrics import Metrics
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent
 from ..persistence.rooms import notes_stream
 from ..rooms.transport import Transport
 from ..streams.hub import Frames, Hub
-from . import store
+from . import awareness, store
+from .updates import describe, rebuild, snapshot, try_apply
 
 log = logging.getLogger("menteo.notes")
+
+# Entries in one awareness signal between processes (each process checked its sockets').
+MAX_SIGNAL_ENTRIES = 1024
 
 
 class NotesClient:
@@ -37,19 +43,29 @@ class NotesClient:
         self.id = conn_id
         self.transport = transport
         self.user_id = user_id
-        self.awareness_ids: set[int] = set()  # Yjs client ids this socket announced
+        self.awareness_ids: set[int] = set()  # Yjs client ids this socket introduced
 
 
 class NotesDocument:
-    def __init__(self, room_id: str, db: Database, hub: Hub, settings: Settings) -> None:
+    def __init__(
+        self, room_id: str, db: Database, hub: Hub, settings: Settings, metrics: Metrics
+    ) -> None:
         self.room_id = room_id
         self.stream = notes_stream(room_id)
         self.db = db
         self.hub = hub
         self.settings = settings
         self.doc: Doc[Any] = Doc()
-        self.awareness = Awareness(self.doc)
+        self.awareness = awareness.States(
+            settings.notes_awareness_max_states, settings.notes_awareness_timeout
+        )
+        self.expiry: asyncio.TimerHandle | None = None
         self.clients: set[NotesClient] = set()
+        self.metrics = metrics
+        # ``doc`` is always ``base`` (its last good state) plus the updates in ``log``.
+        self.base = b""
+        self.log: list[bytes] = []
+        self.pending: Counter[bytes] = Counter()  # accepted here, not yet delivered back
         self.seq = 0  # every update up to here is in ``doc``
         self.size = 0  # bytes of the encoded document, kept roughly up to date
         self.since_compaction = 0
@@ -59,10 +75,14 @@ class NotesDocument:
 
     async def open(self) -> None:
         await self.stack.enter_async_context(self.hub.subscribe(self.stream, self))
-        async with self.db.read() as conn:
-            seq, count = await store.load(conn, self.room_id, self.doc)
-        self.seq = max(self.seq, seq)
-        self.since_compaction = count
+        loaded = await store.read(self.db, self.room_id, self.metrics)
+        # Updates the hub delivered while we read are applied again: they repeat harmlessly.
+        early, self.log = self.log, loaded.updates
+        self.doc, self.base = loaded.doc, loaded.base
+        for update in early:
+            self._apply(update, "delivered")
+        self.seq = max(self.seq, loaded.seq)
+        self.since_compaction = len(loaded.updates)
         self.size = len(self.doc.get_update())
 
     async def close(self) -> None:
@@ -71,14 +91,26 @@ class NotesDocument:
                 await self.compacting
         if self.since_compaction:
             await self._compact()
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
         await self.stack.aclose()
         self.closed.set()
 
     # Hub listener -----------------------------------------------------------------------
     def on_event(self, event: StoredEvent, frames: Frames) -> None:
-        update = store.update_of(event)
-        self.doc.apply_update(update)
         self.seq = max(self.seq, event.seq)
+        if event.type != store.UPDATE:
+            return  # a quarantined row
+        try:
+            update = store.update_of(event)
+        except Exception:
+            log.warning("notes update %s#%d is not base64", self.stream, event.seq)
+            return
+        if self.pending[update]:
+            self._settle(update)  # one of ours: applied to ``doc`` when it was accepted
+        elif not self._apply(update, f"#{event.seq}"):
+            return  # stored elsewhere but does not apply here: not relayed (see ``_apply``)
         self.since_compaction += 1
         message = create_update_message(update)
         origin = event.data.get("c")
@@ -91,13 +123,25 @@ class NotesDocument:
             self.compacting = asyncio.create_task(self._compact())
 
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
+        """Awareness from a socket of this process or another: checked at the socket that
+        received it (see ``socket._awareness``); here the document's cap and clocks apply."""
         frame = frames.frame
-        update = base64.b64decode(frame["a"])
-        self.awareness.apply_awareness_update(update, frame.get("c"))
-        message = create_awareness_message(update)
-        for client in self.clients:
-            if client.id != frame.get("c"):
-                client.transport.send(message)
+        if frame.get("type") != "notes.awareness":
+            return
+        try:
+            entries = awareness.parse(base64.b64decode(frame["a"]), MAX_SIGNAL_ENTRIES)
+        except ValueError:
+            log.warning("bad awareness signal on %s", self.stream)
+            return
+        origin = str(frame.get("c"))
+        changed, dropped = self.awareness.apply(
+            entries, origin, str(frame.get("u")), asyncio.get_running_loop().time()
+        )
+        if dropped:
+            self.metrics.inc("menteo_limit_hits_total", "notes_awareness_states", dropped)
+        if changed:
+            self._relay_awareness(changed, origin)
+            self._schedule_expiry()
 
     def reserve(self, update: bytes) -> bool:
         """Count an update from one of our sockets against the size cap before storing it,
@@ -107,39 +151,105 @@ class NotesDocument:
         self.size += len(update)
         return True
 
+    def accept(self, update: bytes) -> bool:
+        """Validate an update from one of our sockets against the room's real document by
+        applying it (guarded), before it is stored. False: refused, ``doc`` rebuilt as it
+        was. Accepted updates wait in ``pending`` until the hub delivers them back, so that
+        they are applied once."""
+        if not self._apply(update, "from a socket"):
+            self.size -= len(update)
+            return False
+        self.pending[update] += 1
+        return True
+
+    def not_stored(self, update: bytes) -> None:
+        """An accepted update could not be stored. It stays in ``doc`` (it applied, and
+        Yjs updates repeat harmlessly): its sender keeps it and sends it again."""
+        self._settle(update)
+
+    def _settle(self, update: bytes) -> None:
+        left = self.pending[update] - 1
+        if left > 0:
+            self.pending[update] = left
+        else:
+            self.pending.pop(update, None)
+
+    def _apply(self, update: bytes, source: str) -> bool:
+        """Apply to ``doc``, never raising for the update's sake: on any failure (a Yrs
+        panic included) the document is rebuilt from ``base`` and ``log``, which hold every
+        update it applied, because a panic may have left it half-changed."""
+        failure = try_apply(self.doc, update)
+        if failure is None:
+            self.log.append(update)
+            return True
+        why = describe(failure)
+        log.warning("notes update %s in %s does not apply: %s", source, self.room_id, why)
+        self.metrics.inc("menteo_notes_apply_failures_total")
+        self.doc = rebuild(self.base, self.log)
+        return False
+
     # Awareness --------------------------------------------------------------------------
-    def share_awareness(self, client: NotesClient, update: bytes) -> None:
-        frame = {"type": "notes.awareness", "a": base64.b64encode(update).decode(), "c": client.id}
+    def share_awareness(self, client: NotesClient, entries: list[awareness.Entry]) -> None:
+        """Publish entries a socket may publish (checked by the caller) to every process."""
+        frame = {
+            "type": "notes.awareness",
+            "a": base64.b64encode(awareness.encode(entries)).decode(),
+            "c": client.id,
+            "u": client.user_id,
+        }
         self.hub.signal(self.stream, frame)
 
     def awareness_message(self) -> bytes | None:
-        ids = [i for i in self.awareness.states if i != self.doc.client_id]
-        if not ids:
-            return None
-        message: bytes = create_awareness_message(self.awareness.encode_awareness_update(ids))
-        return message
+        """Every state held (at most ``max_states`` of at most the state cap each)."""
+        update = self.awareness.everything()
+        return None if update is None else create_awareness_message(update)
 
     def forget(self, client: NotesClient) -> None:
         """A socket left: its cursors disappear for everyone."""
-        ids = [i for i in client.awareness_ids if i in self.awareness.states]
-        if ids:
-            self.awareness.remove_awareness_states(ids, client.id)
-            self.share_awareness(client, self.awareness.encode_awareness_update(ids))
+        removals = self.awareness.removals(client.id, client.awareness_ids)
+        if removals:
+            self.share_awareness(client, removals)
+
+    def _relay_awareness(self, entries: list[awareness.Entry], origin: str | None) -> None:
+        message = create_awareness_message(awareness.encode(entries))
+        for client in self.clients:
+            if client.id != origin:
+                client.transport.send(message)
+
+    def _schedule_expiry(self) -> None:
+        if self.expiry is not None:
+            return
+        due = self.awareness.next_expiry()
+        if due is not None:
+            self.expiry = asyncio.get_running_loop().call_at(due, self._expire)
+
+    def _expire(self) -> None:
+        """States not renewed in time go, relayed as removals to this process's sockets
+        (every process holding a state expires it the same way)."""
+        self.expiry = None
+        gone = self.awareness.expire(asyncio.get_running_loop().time())
+        if gone:
+            self.metrics.inc("menteo_notes_awareness_expired_total", "", len(gone))
+            self._relay_awareness(gone, None)
+        self._schedule_expiry()
 
     # Compaction -------------------------------------------------------------------------
     async def _compact(self) -> None:
         seq, count = self.seq, self.since_compaction
+        # The new last good state: ``log`` restarts from it (no await in between).
+        state = self.base = snapshot(self.doc, self.log)
+        self.log = []
+        self.size = len(state)
         keep_after = datetime.now(UTC) - timedelta(seconds=self.settings.notes_retention)
         try:
             await store.compact(
                 self.db,
                 self.room_id,
-                self.doc,
+                state,
                 seq,
                 keep_after=keep_after.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             )
             self.since_compaction = max(0, self.since_compaction - count)
-            self.size = len(self.doc.get_update())
         except Exception:
             log.exception("compacting the notes of %s failed", self.room_id)
         finally:
@@ -149,8 +259,11 @@ class NotesDocument:
 class NotesDocuments:
     """The open documents of this process: opened by the first socket, closed by the last."""
 
-    def __init__(self, db: Database, hub: Hub, settings: Settings) -> None:
+    def __init__(
+        self, db: Database, hub: Hub, settings: Settings, metrics: Metrics | None = None
+    ) -> None:
         self.db = db
+        self.metrics = metrics if metrics is not None else Metrics()
         self.hub = hub
         self.settings = settings
         self.open: dict[str, asyncio.Future[NotesDocument]] = {}
@@ -163,7 +276,7 @@ class NotesDocuments:
             ready = self.open.get(room_id)
             if ready is None:
                 ready = self.open[room_id] = asyncio.get_running_loop().create_future()
-                doc = NotesDocument(room_id, self.db, self.hub, self.settings)
+                doc = NotesDocument(room_id, self.db, self.hub, self.settings, self.metrics)
                 try:
                     await doc.open()
                 except BaseException as exc:

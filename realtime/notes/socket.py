@@ -11,7 +11,8 @@ import logging
 import uuid
 from typing import Any
 
-from pycrdt import Doc, create_sync_message, handle_sync_message, read_message
+import orjson
+from pycrdt import create_sync_message, handle_sync_message, read_message
 
 from ..persistence.events import NewEvent
 from ..protocol import Close
@@ -20,8 +21,9 @@ from ..rooms.gate import Admission, Admitted
 from ..rooms.limits import TokenBucket
 from ..rooms.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
 from ..state import State
-from . import store
+from . import awareness, store
 from .document import NotesClient, NotesDocument
+from .updates import FATAL, describe
 
 log = logging.getLogger("menteo.notes")
 
@@ -94,8 +96,11 @@ async def _receive_loop(
             return None
         try:
             refusal = _handle(state, doc, client, data, name)
-        except Exception as exc:  # undecodable: refuse it, the document is untouched
-            log.info("malformed notes message in %s: %s", doc.room_id, exc)
+        except FATAL:
+            raise
+        except BaseException as exc:  # undecodable (or a Yrs panic on a state vector):
+            # refuse it; updates are applied only through ``doc.accept``, which is guarded.
+            log.info("malformed notes message in %s: %s", doc.room_id, describe(exc))
             return (INVALID_DATA, "malformed Yjs message")
         if refusal is not None:
             return refusal
@@ -114,18 +119,16 @@ def _handle(
             return None
         if step in (STEP2, UPDATE):
             update = read_message(data[2:])
-            Doc().apply_update(update)  # decodes it: a malformed update never reaches the room
             if not doc.reserve(update):
                 return (DOC_TOO_LARGE, "the notes document is full")
+            # Applied to the room's own document (guarded) before it is stored: an update
+            # that decodes alone can still break a document that holds other updates.
+            if not doc.accept(update):
+                return (INVALID_DATA, "invalid update")
             _store(state, doc, client, update, name)
             return None
     elif kind == AWARENESS:
-        update = read_message(data[1:])
-        doc.awareness.apply_awareness_update(update, client.id)
-        for client_id in _awareness_ids(update):
-            client.awareness_ids.add(client_id)
-        doc.share_awareness(client, update)
-        return None
+        return _awareness(state, doc, client, read_message(data[1:]))
     elif kind == QUERY_AWARENESS:
         known = doc.awareness_message()
         if known is not None:
@@ -142,31 +145,43 @@ def _store(state: State, doc: NotesDocument, client: NotesClient, update: bytes,
     def stored(fut: Any) -> None:
         if fut.cancelled() or fut.exception() is not None:
             # Not stored: the client keeps the edit and re-syncs it when it reconnects.
+            doc.not_stored(update)
             client.transport.close_soon(UNAVAILABLE, "could not store the update")
 
     state.writer.append(item).add_done_callback(stored)
 
 
-def _awareness_ids(update: bytes) -> list[int]:
-    """The Yjs client ids an awareness update speaks for (count, then id/clock/state each)."""
-    ids = []
-    pos = 0
-    count, pos = _var_uint(update, pos)
-    for _ in range(count):
-        client_id, pos = _var_uint(update, pos)
-        _clock, pos = _var_uint(update, pos)
-        length, pos = _var_uint(update, pos)
-        pos += length
-        ids.append(client_id)
-    return ids
-
-
-def _var_uint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
+def _awareness(
+    state: State, doc: NotesDocument, client: NotesClient, update: bytes
+) -> tuple[int, str] | None:
+    """Awareness a socket may publish: for the Yjs client ids it introduced (a few), states
+    of at most the state cap, valid JSON. A client id another user's socket holds is
+    dropped and counted; the same user's (a reconnect with the same Y.Doc) is taken over."""
+    settings = state.settings
+    try:
+        entries = awareness.parse(update, settings.notes_awareness_ids_per_socket)
+    except awareness.TooMany:
+        return (Close.POLICY, "too many awareness client ids")
+    allowed = []
+    for entry in entries:
+        if len(entry.state) > settings.notes_awareness_state_bytes:
+            return (Close.TOO_BIG, "awareness state too large")
+        if entry.state != awareness.NULL:
+            try:
+                value = orjson.loads(entry.state)
+            except orjson.JSONDecodeError:  # would throw in every other member's client
+                return (INVALID_DATA, "malformed awareness state")
+            if value is None:
+                entry = entry._replace(state=awareness.NULL)
+        if entry.client_id not in client.awareness_ids:
+            owner = doc.awareness.owner(entry.client_id)
+            if owner is not None and owner[1] != client.user_id:
+                state.metrics.inc("menteo_limit_hits_total", "notes_awareness_foreign")
+                continue
+            if len(client.awareness_ids) >= settings.notes_awareness_ids_per_socket:
+                return (Close.POLICY, "too many awareness client ids")
+            client.awareness_ids.add(entry.client_id)
+        allowed.append(entry)
+    if allowed:
+        doc.share_awareness(client, allowed)
+    return None
