@@ -4,13 +4,13 @@ document, and expiry after the timeout, relayed as removal (across processes too
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from pycrdt import create_awareness_message, create_sync_message, write_var_uint
 
-from tests.backends import Backend
+from tests.backends import Backend, make_backend
 from tests.client import create_room
 from tests.notes_client import NotesClient
 from tests.servers import make_settings, run_server
@@ -138,9 +138,8 @@ async def test_states_expire_after_the_timeout_and_go_as_removals(backend: Backe
         assert [m for m in joiner.received if m[0] == 1 and b"Ana back" not in m] == []
 
 
-async def test_awareness_crosses_processes_and_expires_in_each(backend: Backend) -> None:
-    if not backend.redis_url:
-        pytest.skip("two processes need the Redis broker")
+async def test_awareness_crosses_processes_and_expires_in_each(tmp_path: Path) -> None:
+    backend = await make_backend("postgres+redis", tmp_path)  # two processes need Redis
     settings = make_settings(backend, notes_awareness_timeout=0.5, notes_awareness_max_states=3)
     async with run_server(settings) as one, run_server(settings) as two:
         members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
