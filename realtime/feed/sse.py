@@ -70,21 +70,26 @@ class StreamTransport(BufferedSend):
     def _message(self, data: str | bytes) -> dict[str, Any]:
         return _chunk(data.encode() if isinstance(data, str) else data)
 
-    async def finish(self) -> None:
-        """End the response (when the client is still there to read the end)."""
+    async def finish(self, *, patient: bool = True) -> None:
+        """End the response (when the client is still there to read the end): after what is
+        queued, or (not ``patient``: the token expired) at once, aborting a reader that
+        cannot take the end now."""
         if not self.closed:
             self.closed = True
-            await self._flush()
-            await self._end()
+            if patient:
+                await self._flush()
+            else:
+                self._drop()
+            await self._end(self.send_timeout if patient else 0.0)
         self._lost()
 
-    async def _end(self) -> None:
-        """The response's last chunk, within ``send_timeout``; then what is still buffered
-        has ``send_timeout`` to reach the reader before the connection is aborted."""
+    async def _end(self, patience: float) -> None:
+        """The response's last chunk, within ``patience``; then what is still buffered has
+        ``send_timeout`` to reach the reader before the connection is aborted."""
         if self.aborted:
             return
         try:
-            async with asyncio.timeout(self.send_timeout):
+            async with asyncio.timeout(patience):
                 await self._send(_chunk(b"", more=False))
         except TimeoutError:
             self._stalled()
@@ -98,7 +103,7 @@ class StreamTransport(BufferedSend):
         self.ender = asyncio.create_task(self._end_slow())
 
     async def _end_slow(self) -> None:
-        await self._end()
+        await self._end(self.send_timeout)
         self._lost()
 
     def _lost(self) -> None:
@@ -156,6 +161,7 @@ class FeedStream:
         transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_stream")
         conn = FeedConnection(principal, filter_, state.feed.sse, transport)
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
+        expired = False
         try:
             async with counted(state, KIND):
                 # Until the client goes, the stream is ended for being slow, the process
@@ -174,11 +180,12 @@ class FeedStream:
                 except TimeoutError:
                     if not deadline.expired():
                         raise
-                    expired = {"type": "auth.expired"}
-                    transport.send(sse_message("auth.expired", orjson.dumps(expired), None))
+                    expired = True
+                    frame = orjson.dumps({"type": "auth.expired"})
+                    transport.send(sse_message("auth.expired", frame, None))
         finally:
             if not disconnected.done():
-                await transport.finish()
+                await transport.finish(patient=not expired)
             if transport.aborted:  # the server reports the disconnect right after the abort
                 await asyncio.wait((disconnected,), timeout=1.0)
             if not disconnected.done():

@@ -59,4 +59,6 @@ class TokenClock:
         self.timers = []
 
     def _expired(self) -> None:
-        self.transport.close_soon(Close.UNAUTHORIZED, "token expired")
+        # Whatever the socket is doing (a catch-up stuck on a peer that stopped reading too):
+        # what is queued is dropped and the close goes out at once.
+        self.transport.close_soon(Close.UNAUTHORIZED, "token expired", flush=False)

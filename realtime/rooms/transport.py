@@ -190,24 +190,11 @@ class BufferedSend:
             self.send(data, wire)
 
     async def send_wait(self, data: str | bytes) -> None:
-        """Send and wait for room in the transport (used where a loop must not outrun it);
-        a peer that makes no room within ``send_timeout`` is aborted."""
-        if self.backlog is not None or self.drainer is not None:
-            self.send(data)
-            while self.drainer is not None and not self.closed:
-                await asyncio.wait((self.drainer,))  # the drainer keeps the deadline
-            return
-        if self.closed:
-            return
-        try:
-            if self.direct is not None and self.direct.write_wire(ws_frame(data)):
-                return
-            async with asyncio.timeout(self.send_timeout):
-                await self._send(self._message(data))
-        except TimeoutError:
-            self._stalled()
-        except Exception:
-            self._lost()
+        """Send and wait for room in the transport (used where a loop must not outrun it).
+        The wait is the drainer's, so it has the same deadline, and a close ends it."""
+        self.send(data)
+        while self.drainer is not None and not self.closed:
+            await asyncio.wait((self.drainer,))
 
     async def _flush(self) -> None:
         """Give the backlog up to ``send_timeout`` to go out before the stream ends; a peer
@@ -216,6 +203,15 @@ class BufferedSend:
             await asyncio.wait((self.drainer,), timeout=self.send_timeout)
             if self.drainer is not None:
                 self._stalled()
+
+    def _drop(self) -> None:
+        """Give up what is queued (ending without waiting for it)."""
+        if self.backlog is not None:
+            self.backlog.clear()
+            self.backlog_size = 0
+        drainer = self.drainer
+        if drainer is not None and drainer is not asyncio.current_task():
+            drainer.cancel()
 
     def _stalled(self) -> None:
         """The peer took nothing for ``send_timeout``: drop what is queued and abort the
@@ -226,12 +222,7 @@ class BufferedSend:
         self.aborted = True
         self._lost()
         self.closed = True
-        if self.backlog is not None:
-            self.backlog.clear()
-            self.backlog_size = 0
-        drainer = self.drainer
-        if drainer is not None and drainer is not asyncio.current_task():
-            drainer.cancel()
+        self._drop()
         if self.metrics is not None:
             self.metrics.inc("menteo_limit_hits_total", STALLED)
         if self.abort is not None:
@@ -315,13 +306,17 @@ class Transport(BufferedSend):
             return {"type": "websocket.send", "text": data}
         return {"type": "websocket.send", "bytes": data}
 
-    async def close(self, code: int, reason: str = "") -> None:
-        """Close after what is already queued; never waits on the peer past ``send_timeout``."""
+    async def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
+        """Close after what is already queued (or, without ``flush``, at once, dropping it);
+        never waits on the peer past ``send_timeout``."""
         if self.closed:
             return
         self.closed = True
         self.close_code = code
-        await self._flush()
+        if flush:
+            await self._flush()
+        else:
+            self._drop()
         if not self.aborted:
             await self._shut(code, reason)
 
@@ -341,10 +336,10 @@ class Transport(BufferedSend):
         except Exception:
             pass
 
-    def close_soon(self, code: int, reason: str = "") -> None:
+    def close_soon(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """``close`` from a callback that cannot await."""
         if not self.closed and self.closer is None:
-            self.closer = asyncio.create_task(self.close(code, reason))
+            self.closer = asyncio.create_task(self.close(code, reason, flush=flush))
 
     def _overflow(self) -> None:
         self.close_code = Close.TRY_AGAIN
