@@ -77,7 +77,9 @@ async def test_ws_sse_and_late_joiner_see_the_same_ordered_events(feed_server: R
     late = await SSEFollower.connect(
         feed_server.url, feed_query(feed_server.token("eve"), community), last_event_id=resume_at
     )
-    assert late.welcome["recovered"] is True and late.welcome["since"] == int(resume_at.split(":")[-1])
+    assert late.welcome["recovered"] is True and late.welcome["since"] == int(
+        resume_at.split(":")[-1]
+    )
     ws_events += await ws.events_until(is_post(three))
     sse_events += await sse.events_until(is_post(three))
     late_events = await late.events_until(is_post(three))
