@@ -295,3 +295,25 @@ async def test_notes_socket_stalled_reader_is_aborted_and_released(backend: Back
             await ben.closed_by_server(MARGIN)
         finally:
             ben.close()
+
+
+async def test_live_events_held_during_a_stalled_catch_up_are_bounded(backend: Backend) -> None:
+    # A far send timeout: only the bound on what is held ends this catch-up.
+    settings = make_settings(backend, send_timeout=60.0, backlog_bytes=64 * 1024, **OPEN_RATES)
+    async with run_server(settings) as server:
+        community = await feed_with_history(server)
+        token = server.token("cy")
+        cy = await stalled(
+            server, http_request(f"/feed/stream?token={token}&community={community}&since=0")
+        )
+        try:
+            assert server.state is not None
+            registry = server.state.feed.registry
+            await until(lambda: bool(registry.catching_up), MARGIN, "catching up")
+            ana = FeedApi(server.url, server.token("ana"))
+            thread = await ana.thread(community, "Live meanwhile")
+            await fill_feed(server, thread, 2 * settings.backlog_bytes)  # held, past the bound
+            await until(lambda: not registry.catching_up, MARGIN, "its held events dropped")
+            assert limit_hits(server, "slow_stream") == 1
+        finally:
+            cy.close()
