@@ -34,6 +34,8 @@ class Settings:
     user_rate_per_second: float = 40.0  # all of one user's room sockets in a process together
     user_rate_burst: int = 100  # frames refused in a row for rate before close 1008
     backlog_bytes: int = 1024 * 1024  # outbound bytes queued for a slow socket before 1013
+    # A send (catch-up or live) that cannot reach the peer within this is aborted and released.
+    send_timeout: float = 10.0
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     history_limit: int = 50  # chat messages in the welcome frame

@@ -12,6 +12,11 @@ ASGI app that does not look for them:
 - **Oversized handshakes are answered.** websockets' parser queues a 414 or 431 for a
   request line or headers over its limits (8 KiB, 128 headers), but Uvicorn never writes
   it, and the connection would hang; here it is written and the connection closed.
+- **Closes that do not wait on the peer.** ``close_now`` queues the close frame even when
+  the transport is full and aborts the connection if it has not closed ``linger`` seconds
+  later; ``abort`` drops it at once. Uvicorn's own closes (a missed pong included) are
+  graceful only: they wait for the write buffer to drain to a peer that may never read, and
+  until then no disconnect reaches the app.
 - **Less state per idle socket.** No ``asyncio.Queue`` (three deques and an ``Event``) or
   ``asyncio.Event`` (a deque) per connection, and the handshake's request and response are
   dropped once the socket is accepted.
@@ -144,6 +149,37 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(DIRECT_SEND, None)  # the scope -> self cycle
+
+    def abort(self) -> None:
+        """Drop the connection now (the peer stopped reading); the app gets its disconnect."""
+        self.transport.abort()
+
+    def close_now(self, code: int, reason: str, linger: float) -> None:
+        """Send a close frame without waiting for room, and abort the connection if it has
+        not closed within ``linger`` seconds (a peer that reads gets every frame and the close)."""
+        if self.disconnected:
+            return
+        if self.conn.state is State.OPEN and not self.close_sent:
+            # As Uvicorn's own close: the app's receive ends with the code it sent.
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+            self.conn.send_close(code, reason)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.close_sent = True
+            if self.read_paused:  # the peer's close is read even if the app reads no more
+                self.read_paused = False
+                self.transport.resume_reading()
+        self._abort_later(linger)
+
+    def keepalive_timeout(self) -> None:
+        super().keepalive_timeout()
+        if not self.disconnected:  # closed 1011 gracefully: bound the wait for the peer
+            self._abort_later(self.ping_timeout or 10.0)
+
+    def _abort_later(self, delay: float) -> None:
+        if self.close_timer is not None:
+            self.close_timer.cancel()
+        # Uvicorn cancels this timer once the connection is lost.
+        self.close_timer = self.loop.call_later(delay, self.transport.abort)
 
     def write_wire(self, data: bytes) -> bool:
         """Write one ready, unmasked frame if Uvicorn's ``send`` would write it at once.

@@ -271,8 +271,8 @@ class SSEFollower(FeedFollower):
         frame = orjson.loads(msg.data)
         assert isinstance(frame, dict)
         assert msg.event == frame["type"], (msg.event, frame)
-        if "seq" in frame:
-            assert msg.id == str(frame["seq"]), (msg.id, frame)
+        if "seq" in frame:  # ids are EPOCH:SEQ
+            assert msg.id is not None and msg.id.endswith(f":{frame['seq']}"), (msg.id, frame)
         frame["_sse_id"] = msg.id
         return frame
 

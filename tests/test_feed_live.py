@@ -77,7 +77,9 @@ async def test_ws_sse_and_late_joiner_see_the_same_ordered_events(feed_server: R
     late = await SSEFollower.connect(
         feed_server.url, feed_query(feed_server.token("eve"), community), last_event_id=resume_at
     )
-    assert late.welcome["recovered"] is True and late.welcome["since"] == int(resume_at)
+    assert late.welcome["recovered"] is True and late.welcome["since"] == int(
+        resume_at.split(":")[-1]
+    )
     ws_events += await ws.events_until(is_post(three))
     sse_events += await sse.events_until(is_post(three))
     late_events = await late.events_until(is_post(three))
@@ -133,7 +135,8 @@ async def test_without_since_a_follower_gets_live_events_only(feed_server: Runni
     ws = await WSFollower.connect(feed_server.ws, query)
     sse = await SSEFollower.connect(feed_server.url, query)
     assert ws.welcome["recovered"] is False and ws.welcome["cursor"] == past["cursor"]
-    assert sse.welcome["_sse_id"] == str(past["cursor"])  # EventSource resumes from here
+    # EventSource resumes from here (ids are EPOCH:SEQ).
+    assert sse.welcome["_sse_id"] == f"{sse.welcome['epoch']}:{past['cursor']}"
     new = await ana.post(thread, "live")
     for follower in (ws, sse):
         events = await follower.events_until(lambda f: f["type"] == "feed.post")

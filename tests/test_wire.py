@@ -48,6 +48,12 @@ class FakeDirect:
             self.writes.append(data)
         return self.ready
 
+    def close_now(self, code: int, reason: str, linger: float) -> None:
+        raise AssertionError("not closed here")
+
+    def abort(self) -> None:
+        raise AssertionError("not aborted here")
+
 
 async def test_a_batch_is_one_write_per_socket_in_order() -> None:
     sent: list[dict[str, Any]] = []
@@ -70,7 +76,10 @@ async def test_a_batch_is_one_write_per_socket_in_order() -> None:
     assert fast.writes[-1] == ws_frame("four")
 
 
-class BrokenDirect:
+class BrokenDirect(FakeDirect):
+    def __init__(self) -> None:
+        super().__init__(False)
+
     def write_wire(self, data: bytes) -> bool:
         raise RuntimeError("transport gone")
 

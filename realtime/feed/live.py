@@ -6,6 +6,10 @@ message for event streams) to every connection whose filter matches: connections
 one community are indexed by it; "following" connections check their follows. A connection
 that is still catching up from the database holds live events instead, and applies them
 (without those it already sent) when it goes live, so nothing is missed or sent twice.
+What it holds is bounded like a backlog: past the transport's bound it ends as too slow.
+
+An event stream's ids are ``EPOCH:SEQ``: a ``Last-Event-ID`` from another database (its
+epoch is not ours) resumes nothing, as ``epoch=`` on the socket.
 """
 
 from __future__ import annotations
@@ -28,27 +32,55 @@ class Outbound(Protocol):
     @property
     def closed(self) -> bool: ...
 
+    @property
+    def backlog_limit(self) -> int: ...
+
     def send(self, data: str | bytes) -> None: ...
 
     async def send_wait(self, data: str | bytes) -> None: ...
 
+    def overflow(self) -> None: ...
 
-def sse_message(event: str, data: bytes, event_id: int | None) -> bytes:
+
+SSE_TYPE = "text/event-stream"
+
+
+def sse_message(event: str, data: bytes, event_id: str | None) -> bytes:
     """One Server-Sent Events message: ``id:``, ``event:``, one ``data:`` line (JSON never
     holds a raw newline), and the blank line that ends it."""
-    head = b"" if event_id is None else b"id: %d\n" % event_id
+    head = b"" if event_id is None else b"id: " + event_id.encode() + b"\n"
     return head + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def _sse_encode(frame: Any) -> bytes:
-    return sse_message(frame["type"], orjson.dumps(frame), frame.get("seq"))
+def sse_id(epoch: str, seq: int) -> str:
+    """An event stream's id: the database's epoch and the seq, ``EPOCH:SEQ``."""
+    return f"{epoch}:{seq}"
+
+
+def parse_sse_id(value: str | None) -> tuple[str | None, str | None]:
+    """``(since, epoch)`` from ``EPOCH:SEQ``, or from a bare ``SEQ`` (ids sent before the
+    epoch was: no epoch, accepted as before)."""
+    if value is None:
+        return None, None
+    epoch, colon, seq = value.rpartition(":")
+    return seq, (epoch if colon else None)
 
 
 def _sse_decode(data: str | bytes) -> Any:
     raise ValueError("an event stream is read-only")
 
 
-SSE = Codec("text/event-stream", True, _sse_encode, _sse_decode)
+def sse_codec(epoch: str) -> Codec:
+    """The event stream's codec for a database: ids carry its epoch."""
+
+    def encode(frame: Any) -> bytes:
+        seq = frame.get("seq")
+        event_id = None if seq is None else sse_id(epoch, seq)
+        return sse_message(frame["type"], orjson.dumps(frame), event_id)
+
+    return Codec(SSE_TYPE, True, encode, _sse_decode)
+
+
 HEARTBEAT = b": heartbeat\n\n"
 
 
@@ -64,6 +96,7 @@ class FeedConnection:
         self.transport = transport
         self.last_seq = 0  # the newest seq this connection is past (sent or filtered out)
         self.held: list[tuple[StoredEvent, Frames]] | None = []  # live events while catching up
+        self.held_bytes = 0
         self.follow_changes: list[tuple[str, str, bool]] | None = None  # while follows load
 
     @property
@@ -72,11 +105,22 @@ class FeedConnection:
 
     @property
     def is_sse(self) -> bool:
-        return self.codec is SSE
+        return self.codec.name == SSE_TYPE
 
     @property
     def following(self) -> bool:
         return self.filter.community is None
+
+    def hold(self, event: StoredEvent, frames: Frames) -> None:
+        """Keep a live event until the catch-up is done; past the backlog's bound what is
+        held is dropped and the connection ends as too slow (it resumes from its cursor)."""
+        assert self.held is not None
+        self.held.append((event, frames))
+        self.held_bytes += len(frames.encoded(self.codec))
+        if self.held_bytes > self.transport.backlog_limit:
+            self.held = []
+            self.held_bytes = 0
+            self.transport.overflow()
 
     def send_live(self, event: StoredEvent, frames: Frames) -> None:
         if event.seq > self.last_seq:
@@ -86,7 +130,7 @@ class FeedConnection:
     def encode(self, frame: dict[str, Any]) -> str | bytes:
         return self.codec.encode(frame)
 
-    def encode_welcome(self, welcome: dict[str, Any], resume_id: int) -> str | bytes:
+    def encode_welcome(self, welcome: dict[str, Any], resume_id: str) -> str | bytes:
         """For an event stream the welcome carries the id to resume from, so a browser that
         reconnects before any event arrived still resumes where it started."""
         if self.is_sse:
@@ -147,8 +191,7 @@ class FeedRegistry:
     def on_event(self, event: StoredEvent, frames: Frames) -> None:
         started = time.perf_counter()
         for conn in self.catching_up:
-            assert conn.held is not None
-            conn.held.append((event, frames))
+            conn.hold(event, frames)
         data = event.data
         sent = 0
         community = self.by_community.get(data.get("community_id", ""))

@@ -17,10 +17,11 @@ from typing import Any
 from ..config import Settings
 from ..persistence.database import Database
 from ..persistence.events import last_seqs, replay
+from ..protocol import Codec
 from ..streams.hub import Hub
 from ..streams.writer import Writer
 from .limits import UserLimits
-from .live import HEARTBEAT, FeedConnection, FeedRegistry
+from .live import HEARTBEAT, FeedConnection, FeedRegistry, sse_codec, sse_id
 from .model import DELETE, FEED_STREAM, FeedFilter, Follows
 from .reactions import ReactionAggregator
 from .store import deleted_posts, get_community, load_follows, pending_reactions
@@ -67,6 +68,14 @@ class FeedService:
         self._subscription = AsyncExitStack()
         self._heartbeat: asyncio.Task[None] | None = None
         self._owed: asyncio.Task[None] | None = None
+        self._sse: Codec | None = None
+
+    @property
+    def sse(self) -> Codec:
+        """The event stream's codec: its ids carry this database's epoch (known once open)."""
+        if self._sse is None:
+            self._sse = sse_codec(self.db.epoch)
+        return self._sse
 
     async def start(self) -> None:
         await self._subscription.enter_async_context(self.hub.subscribe(FEED_STREAM, self.registry))
@@ -167,9 +176,8 @@ class FeedService:
             }
             if conn.filter.follows is not None:
                 welcome["follows"] = conn.filter.follows.as_dict()
-            await conn.transport.send_wait(
-                conn.encode_welcome(welcome, last if start is None else start)
-            )
+            resume = sse_id(self.db.epoch, last if start is None else start)
+            await conn.transport.send_wait(conn.encode_welcome(welcome, resume))
             conn.last_seq = last if start is None else start
             if start is not None:
                 await self._catch_up(conn)

@@ -76,13 +76,18 @@ class FeedSocket:
             return
         await send(accept)
         transport = Transport(
-            send, backlog_bytes=state.settings.backlog_bytes, direct=direct_writer(scope)
+            send,
+            backlog_bytes=state.settings.backlog_bytes,
+            direct=direct_writer(scope),
+            send_timeout=state.settings.send_timeout,
+            metrics=metrics,
         )
         transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
         conn = FeedConnection(principal, filter_, codec, transport)
         clock = TokenClock(transport, lambda frame: transport.send(codec.encode(frame)))
         async with counted(state, KIND):
             try:
+                clock.deadline(principal.expires_at)  # expiry ends the catch-up too
                 async with state.feed.session(conn, params.get("since"), params.get("epoch")):
                     clock.set(principal.expires_at)
                     code = await _receive_loop(state, conn, clock, receive)

@@ -1,9 +1,13 @@
 """The event stream ``GET /feed/stream?token=T&community=ID|following=1`` (Server-Sent Events).
 
 For read-only followers: ``EventSource`` cannot set headers, so the token may come in the
-query (a Bearer header works too). Every event has ``id:`` (its seq: the cursor),
-``event:`` (its type) and one ``data:`` line (the same JSON object as on the WebSocket).
-A browser reconnecting sends ``Last-Event-ID`` and gets exactly what it missed.
+query (a Bearer header works too). Every event has ``id:`` (``EPOCH:SEQ``: the database's
+epoch and the cursor), ``event:`` (its type) and one ``data:`` line (the same JSON object
+as on the WebSocket). A browser reconnecting sends ``Last-Event-ID`` and gets exactly what
+it missed; an id from another database (a different epoch) resumes nothing.
+
+A reader that takes nothing for ``send_timeout`` (catch-up included) is aborted, and the
+token's expiry ends the stream whatever it is doing.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
 
 from ..auth import AuthError, bearer_token, verify_token
-from ..rooms.transport import ASGIReceive, ASGISend, BufferedSend
+from ..rooms.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
 from ..state import State
 from .gate import connection_slot, counted
-from .live import SSE, FeedConnection, sse_message
+from .live import FeedConnection, parse_sse_id, sse_message
 from .service import FilterError
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 KIND = "feed_sse"
 
@@ -35,33 +42,68 @@ HEADERS = [
 
 class StreamTransport(BufferedSend):
     """An HTTP response body written event by event, with the room sockets' backpressure;
-    past the backlog's bound the stream ends (the client resumes with Last-Event-ID)."""
+    past the backlog's bound the stream ends (the client resumes with Last-Event-ID). Its
+    end never waits on the reader past ``send_timeout``: then the connection is aborted."""
 
-    __slots__ = ("ended", "ender")
+    __slots__ = ("ended", "ender", "linger")
 
-    def __init__(self, send: ASGISend, *, backlog_bytes: int) -> None:
-        super().__init__(send, backlog_bytes=backlog_bytes)
+    def __init__(
+        self,
+        send: ASGISend,
+        *,
+        backlog_bytes: int,
+        send_timeout: float,
+        metrics: Metrics | None = None,
+        abort: Abort | None = None,
+    ) -> None:
+        super().__init__(
+            send,
+            backlog_bytes=backlog_bytes,
+            send_timeout=send_timeout,
+            metrics=metrics,
+            abort=abort,
+        )
+        self.linger = abort
         self.ender: asyncio.Task[None] | None = None
         self.ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def _message(self, data: str | bytes) -> dict[str, Any]:
         return _chunk(data.encode() if isinstance(data, str) else data)
 
-    async def finish(self) -> None:
-        """End the response (when the client is still there to read the end)."""
+    async def finish(self, *, patient: bool = True) -> None:
+        """End the response (when the client is still there to read the end): after what is
+        queued, or (not ``patient``: the token expired) at once, aborting a reader that
+        cannot take the end now."""
         if not self.closed:
             self.closed = True
-            await self._flush()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._send(_chunk(b"", more=False)), 2.0)
+            if patient:
+                await self._flush()
+            else:
+                self._drop()
+            await self._end(self.send_timeout if patient else 0.0)
         self._lost()
+
+    async def _end(self, patience: float) -> None:
+        """The response's last chunk, within ``patience``; then what is still buffered has
+        ``send_timeout`` to reach the reader before the connection is aborted."""
+        if self.aborted:
+            return
+        try:
+            async with asyncio.timeout(patience):
+                await self._send(_chunk(b"", more=False))
+        except TimeoutError:
+            self._stalled()
+            return
+        except Exception:
+            return
+        if self.linger is not None:
+            self.linger(self.send_timeout)
 
     def _overflow(self) -> None:
         self.ender = asyncio.create_task(self._end_slow())
 
     async def _end_slow(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._send(_chunk(b"", more=False)), 30.0)
+        await self._end(self.send_timeout)
         self._lost()
 
     def _lost(self) -> None:
@@ -106,32 +148,50 @@ class FeedStream:
         if state.draining:
             await _error(send, 503, "unavailable", "the server is shutting down")
             return
-        since = headers.get("last-event-id") or params.get("since")
+        # EPOCH:SEQ (or a bare SEQ) in Last-Event-ID, which wins, or in since.
+        since, epoch = parse_sse_id(headers.get("last-event-id") or params.get("since"))
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        transport = StreamTransport(send, backlog_bytes=state.settings.backlog_bytes)
+        transport = StreamTransport(
+            send,
+            backlog_bytes=state.settings.backlog_bytes,
+            send_timeout=state.settings.send_timeout,
+            metrics=metrics,
+            abort=aborter(scope),
+        )
         transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_stream")
-        conn = FeedConnection(principal, filter_, SSE, transport)
+        conn = FeedConnection(principal, filter_, state.feed.sse, transport)
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
+        expired = False
         try:
-            async with counted(state, KIND), state.feed.session(conn, since, params.get("epoch")):
+            async with counted(state, KIND):
                 # Until the client goes, the stream is ended for being slow, the process
-                # is stopping, or the token expires (the client reconnects with a fresh
-                # token and since=<last id>).
-                left = principal.expires_at - time.time()
-                done, _ = await asyncio.wait(
-                    (disconnected, transport.ended, state.stopping),
-                    timeout=max(0.0, left),
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if not done:
-                    expired = {"type": "auth.expired"}
-                    transport.send(sse_message("auth.expired", orjson.dumps(expired), None))
+                # is stopping, or the token expires, catch-up included (the client
+                # reconnects with a fresh token and Last-Event-ID).
+                left = max(0.0, principal.expires_at - time.time())
+                try:
+                    async with (
+                        asyncio.timeout(left) as deadline,
+                        state.feed.session(conn, since, epoch or params.get("epoch")),
+                    ):
+                        await asyncio.wait(
+                            (disconnected, transport.ended, state.stopping),
+                            return_when=asyncio.FIRST_COMPLETED,
+                        )
+                except TimeoutError:
+                    if not deadline.expired():
+                        raise
+                    expired = True
+                    frame = orjson.dumps({"type": "auth.expired"})
+                    transport.send(sse_message("auth.expired", frame, None))
         finally:
+            if not disconnected.done():
+                await transport.finish(patient=not expired)
+            if transport.aborted:  # the server reports the disconnect right after the abort
+                await asyncio.wait((disconnected,), timeout=1.0)
             if not disconnected.done():
                 disconnected.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await disconnected
-                await transport.finish()
 
 
 async def _until_disconnect(receive: ASGIReceive) -> None:

@@ -52,7 +52,13 @@ async def _serve(
     direct: DirectWriter | None,
 ) -> None:
     room, principal = admitted.room, admitted.principal
-    transport = Transport(send, backlog_bytes=state.settings.backlog_bytes, direct=direct)
+    transport = Transport(
+        send,
+        backlog_bytes=state.settings.backlog_bytes,
+        direct=direct,
+        send_timeout=state.settings.send_timeout,
+        metrics=state.metrics,
+    )
     client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
     # The y-websocket protocol has no frame for a refresh: at expiry the socket closes
     # 4401 and the provider reconnects with a fresh token.

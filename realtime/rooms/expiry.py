@@ -1,4 +1,5 @@
-"""Tokens expire on open sockets too: warn ahead, accept a refresh, close 4401 at expiry."""
+"""Tokens expire on open sockets too: warn ahead, accept a refresh, close 4401 at expiry
+(catch-up included)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,13 @@ class TokenClock:
             )
         ]
 
+    def deadline(self, expires_at: float) -> None:
+        """Arm the close alone: while a socket catches up no frame may go before its
+        welcome, but its token's expiry still ends it (``set`` takes over once it is live)."""
+        self.cancel()
+        left = max(0.0, expires_at - time.time())
+        self.timers = [asyncio.get_running_loop().call_later(left, self._expired)]
+
     def _warn(self, expires_at: float) -> None:
         self.send_frame({"type": "auth.expiring", "expires_at": iso(expires_at)})
         left = max(0.0, expires_at - time.time())
@@ -51,4 +59,6 @@ class TokenClock:
         self.timers = []
 
     def _expired(self) -> None:
-        self.transport.close_soon(Close.UNAUTHORIZED, "token expired")
+        # Whatever the socket is doing (a catch-up stuck on a peer that stopped reading too):
+        # what is queued is dropped and the close goes out at once.
+        self.transport.close_soon(Close.UNAUTHORIZED, "token expired", flush=False)

@@ -104,7 +104,11 @@ class RoomSocket:
             if admitted is None:
                 return
             transport = Transport(
-                send, backlog_bytes=state.settings.backlog_bytes, direct=direct_writer(scope)
+                send,
+                backlog_bytes=state.settings.backlog_bytes,
+                direct=direct_writer(scope),
+                send_timeout=state.settings.send_timeout,
+                metrics=state.metrics,
             )
             transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
             conn = RoomConnection(
@@ -127,6 +131,7 @@ async def _serve(
             # One line, no traceback: a Redis outage fails every join and leave meanwhile.
             log.warning("presence join failed in %s: %r", room_id, exc)
         try:
+            conn.clock.deadline(conn.principal.expires_at)  # expiry ends the catch-up too
             await _welcome(state, conn, since, epoch)
             conn.go_live()
             conn.clock.set(conn.principal.expires_at)
@@ -222,7 +227,9 @@ async def _welcome(
         conn.last_seq = last
         return
     conn.last_seq = start
-    while True:  # every event after since, page by page, until the database has no more
+    # Every event after since, page by page, until the database has no more or the socket
+    # is closed (aborted for not reading, or its token expired).
+    while not conn.transport.closed:
         events = await state.db.run(replay_sync, room_id, conn.last_seq, settings.replay_page)
         for event in events:
             await conn.send_event(event)

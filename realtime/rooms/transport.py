@@ -4,6 +4,10 @@ Sends go straight to the transport while it keeps up. Only when the server's tra
 full (its ``send`` would wait) does a socket get a bounded backlog and a task to drain it;
 past the bound the socket is closed with 1013. The fan-out loop never awaits a socket.
 
+Every send has a deadline (``send_timeout``): a peer that takes nothing for that long, in
+catch-up or live, is aborted (its connection dropped without waiting for it), so its slot,
+presence and memory are released. A close, too, never waits on the peer longer than that.
+
 Where the server offers it (``realtime.wsproto`` under Uvicorn), "straight to the
 transport" is a write of ready frame bytes (``DirectWriter``); any other ASGI server gets
 the same semantics through its ``send``.
@@ -16,10 +20,13 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..protocol import Close, Codec
 from ..streams.hub import CORK, Frames, ws_frame
+
+if TYPE_CHECKING:
+    from ..metrics import Metrics
 
 log = logging.getLogger("menteo.socket")
 
@@ -27,6 +34,8 @@ ASGISend = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIReceive = Callable[[], Awaitable[dict[str, Any]]]
 
 DIRECT_SEND = "menteo.direct_send"  # the scope extension that holds a DirectWriter
+ABORT = "menteo.abort"  # an HTTP scope extension: drops the connection without waiting
+STALLED = "send_timeout"  # the limit-hit label of a peer aborted for not reading
 
 
 class DirectWriter(Protocol):
@@ -36,11 +45,33 @@ class DirectWriter(Protocol):
         """Write ``data`` now and return True, or False if the ASGI send must be used."""
         ...
 
+    def close_now(self, code: int, reason: str, linger: float) -> None:
+        """Queue a close frame even when the transport is full, and abort the connection if
+        it has not closed ``linger`` seconds later."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection now, without waiting for the peer."""
+        ...
+
 
 def direct_writer(scope: dict[str, Any]) -> DirectWriter | None:
     """The server's direct write path for this socket, if it offers one."""
     writer: DirectWriter | None = (scope.get("extensions") or {}).get(DIRECT_SEND)
     return writer
+
+
+class Abort(Protocol):
+    """Drop a connection without waiting for the peer: now, or ``delay`` seconds from now
+    if it is still open then."""
+
+    def __call__(self, delay: float = 0.0) -> None: ...
+
+
+def aborter(scope: dict[str, Any]) -> Abort | None:
+    """The server's way to drop this HTTP connection, if it offers one."""
+    abort: Abort | None = (scope.get("extensions") or {}).get(ABORT)
+    return abort
 
 
 class BufferedSend:
@@ -49,11 +80,14 @@ class BufferedSend:
     ``send`` drives the server's send coroutine by hand: while the transport has room it
     completes at once (no task, no queue). When it would wait, that send and every later
     one go to a bounded backlog drained by a task; past the bound ``_overflow`` ends the
-    stream. Subclasses say what a message is and how the stream ends.
+    stream. A send that waits longer than ``send_timeout`` aborts the stream (``_stalled``).
+    Subclasses say what a message is and how the stream ends.
     """
 
     __slots__ = (
         "_send",
+        "abort",
+        "aborted",
         "backlog",
         "backlog_limit",
         "backlog_size",
@@ -61,14 +95,27 @@ class BufferedSend:
         "corked",
         "direct",
         "drainer",
+        "metrics",
         "on_slow",
+        "send_timeout",
     )
 
     def __init__(
-        self, send: ASGISend, *, backlog_bytes: int, direct: DirectWriter | None = None
+        self,
+        send: ASGISend,
+        *,
+        backlog_bytes: int,
+        direct: DirectWriter | None = None,
+        send_timeout: float = 10.0,
+        metrics: Metrics | None = None,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self._send = send
         self.direct = direct
+        self.send_timeout = send_timeout
+        self.metrics = metrics  # counts the stalled peers it aborts
+        self.abort = abort if abort is not None or direct is None else direct.abort
+        self.aborted = False
         self.backlog_limit = backlog_bytes
         self.backlog: deque[str | bytes] | None = None
         self.backlog_size = 0
@@ -143,27 +190,53 @@ class BufferedSend:
             self.send(data, wire)
 
     async def send_wait(self, data: str | bytes) -> None:
-        """Send and wait for room in the transport (used where a loop must not outrun it)."""
-        if self.backlog is not None or self.drainer is not None:
-            self.send(data)
-            while self.drainer is not None and not self.closed:
-                await asyncio.wait((self.drainer,))
-            return
-        if self.closed:
-            return
-        try:
-            if self.direct is not None and self.direct.write_wire(ws_frame(data)):
-                return
-            await self._send(self._message(data))
-        except Exception:
-            self._lost()
+        """Send and wait for room in the transport (used where a loop must not outrun it).
+        The wait is the drainer's, so it has the same deadline, and a close ends it."""
+        self.send(data)
+        while self.drainer is not None and not self.closed:
+            await asyncio.wait((self.drainer,))
 
     async def _flush(self) -> None:
-        """Give the backlog a moment to go out before the stream ends."""
+        """Give the backlog up to ``send_timeout`` to go out before the stream ends; a peer
+        that does not take it is aborted."""
         if self.drainer is not None:
-            with suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(asyncio.shield(self.drainer), 2.0)
-            self.drainer.cancel()
+            await asyncio.wait((self.drainer,), timeout=self.send_timeout)
+            if self.drainer is not None:
+                self._stalled()
+
+    def _drop(self) -> None:
+        """Give up what is queued (ending without waiting for it)."""
+        if self.backlog is not None:
+            self.backlog.clear()
+            self.backlog_size = 0
+        drainer = self.drainer
+        if drainer is not None and drainer is not asyncio.current_task():
+            drainer.cancel()
+
+    def _stalled(self) -> None:
+        """The peer took nothing for ``send_timeout``: drop what is queued and abort the
+        connection (a close handshake would wait on the same peer). The server then reports
+        the disconnect, which ends the connection's handler and releases what it holds."""
+        if self.aborted:
+            return
+        self.aborted = True
+        self._lost()
+        self.closed = True
+        self._drop()
+        if self.metrics is not None:
+            self.metrics.inc("menteo_limit_hits_total", STALLED)
+        if self.abort is not None:
+            with suppress(Exception):  # already gone
+                self.abort()
+
+    def overflow(self) -> None:
+        """End the stream as too slow, as when its backlog passes the bound (it can resume)."""
+        if not self.closed:
+            self.closed = True
+            self.on_slow()
+            if self.drainer is not None:
+                self.drainer.cancel()
+            self._overflow()
 
     def _enqueue(self, data: str | bytes) -> None:
         assert self.backlog is not None
@@ -172,24 +245,24 @@ class BufferedSend:
             # Nobody waits for a slow reader: drop its backlog and end it; it can resume.
             self.backlog.clear()
             self.backlog_size = 0
-            self.closed = True
-            self.on_slow()
-            if self.drainer is not None:
-                self.drainer.cancel()
-            self._overflow()
+            self.overflow()
             return
         self.backlog.append(data)
 
     async def _drain(self, coro: Coroutine[Any, Any, None], waiting: Any) -> None:
         try:
-            await _finish(coro, waiting)
+            async with asyncio.timeout(self.send_timeout):  # each send has its own deadline
+                await _finish(coro, waiting)
             while self.backlog:
                 data = self.backlog.popleft()
                 self.backlog_size -= len(data)
-                await self._send(self._message(data))
+                async with asyncio.timeout(self.send_timeout):
+                    await self._send(self._message(data))
             self.backlog = None
         except asyncio.CancelledError:
             pass
+        except TimeoutError:
+            self._stalled()
         except Exception:
             self._lost()
         finally:
@@ -202,9 +275,21 @@ class Transport(BufferedSend):
     __slots__ = ("close_code", "closer", "on_lost")
 
     def __init__(
-        self, send: ASGISend, *, backlog_bytes: int, direct: DirectWriter | None = None
+        self,
+        send: ASGISend,
+        *,
+        backlog_bytes: int,
+        direct: DirectWriter | None = None,
+        send_timeout: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(send, backlog_bytes=backlog_bytes, direct=direct)
+        super().__init__(
+            send,
+            backlog_bytes=backlog_bytes,
+            direct=direct,
+            send_timeout=send_timeout,
+            metrics=metrics,
+        )
         self.closer: asyncio.Task[None] | None = None
         self.close_code: int | None = None
         self.on_lost: Callable[[int], None] = _ignore_code
@@ -221,35 +306,47 @@ class Transport(BufferedSend):
             return {"type": "websocket.send", "text": data}
         return {"type": "websocket.send", "bytes": data}
 
-    async def close(self, code: int, reason: str = "") -> None:
-        """Close after what is already queued; never waits longer than a few seconds."""
+    async def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
+        """Close after what is already queued (or, without ``flush``, at once, dropping it);
+        never waits on the peer past ``send_timeout``."""
         if self.closed:
             return
         self.closed = True
         self.close_code = code
-        await self._flush()
-        with suppress(Exception):
-            await asyncio.wait_for(
-                self._send({"type": "websocket.close", "code": code, "reason": reason}), 2.0
-            )
+        if flush:
+            await self._flush()
+        else:
+            self._drop()
+        if not self.aborted:
+            await self._shut(code, reason)
 
-    def close_soon(self, code: int, reason: str = "") -> None:
+    async def _shut(self, code: int, reason: str) -> None:
+        """Send the close frame even to a peer that stopped reading: the server queues it past
+        a full transport and aborts the connection if it has not closed ``send_timeout``
+        later; without that, the close waits ``send_timeout`` for room, then aborts."""
+        if self.direct is not None:
+            with suppress(Exception):  # the connection is gone already
+                self.direct.close_now(code, reason, self.send_timeout)
+            return
+        try:
+            async with asyncio.timeout(self.send_timeout):
+                await self._send({"type": "websocket.close", "code": code, "reason": reason})
+        except TimeoutError:
+            self._stalled()
+        except Exception:
+            pass
+
+    def close_soon(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """``close`` from a callback that cannot await."""
         if not self.closed and self.closer is None:
-            self.closer = asyncio.create_task(self.close(code, reason))
+            self.closer = asyncio.create_task(self.close(code, reason, flush=flush))
 
     def _overflow(self) -> None:
         self.close_code = Close.TRY_AGAIN
         self.closer = asyncio.create_task(self._close_slow())
 
     async def _close_slow(self) -> None:
-        with suppress(Exception):
-            await asyncio.wait_for(
-                self._send(
-                    {"type": "websocket.close", "code": Close.TRY_AGAIN, "reason": "too slow"}
-                ),
-                30.0,
-            )
+        await self._shut(Close.TRY_AGAIN, "too slow")
         self.on_lost(Close.TRY_AGAIN)
 
     def _lost(self) -> None:

@@ -239,8 +239,8 @@ class FeedFollower:
         http = self.world.client(server)
         headers = {"authorization": "Bearer " + self.token, "accept": "text/event-stream"}
         query = f"community={self.world.community}"
-        if self.last_seq:
-            headers["last-event-id"] = str(self.last_seq)  # what EventSource sends
+        if self.last_seq:  # what EventSource sends: the last id, EPOCH:SEQ
+            headers["last-event-id"] = f"{self.epoch}:{self.last_seq}"
         else:
             query += "&since=0"
         opened = False
@@ -279,7 +279,7 @@ class FeedFollower:
                     frame = orjson.loads("\n".join(data))
                     if event != frame.get("type"):
                         self.sim.stats.violation(f"{self.user_id} sse: event {event} != {frame}")
-                    if "seq" in frame and event_id != str(frame["seq"]):
+                    if "seq" in frame and event_id != f"{self.epoch or frame.get('epoch')}:{frame['seq']}":
                         self.sim.stats.violation(f"{self.user_id} sse: id {event_id} != seq")
                     if frame.get("type") == "welcome":
                         self._welcome(frame)
