@@ -1,15 +1,22 @@
-"""The checklist's table: loaded and saved inside the appending transaction."""
+"""The checklist's table: loaded and saved inside the appending transaction.
+
+Only live items are ever loaded in bulk (an index on ``(room_id, removed)``): a removed item
+stays as a small row (its title and description emptied) only so that its id is refused to
+a later add, looked up by primary key for the ids a batch adds, and a room keeps at most
+``MAX_REMOVED`` of them (the oldest removals are forgotten first).
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent
 from ..persistence.models import ChecklistItem
-from .model import Checklist, Item
+from .model import MAX_REMOVED, Checklist, Item
 
 TABLE = ChecklistItem.__table__  # type: ignore[attr-defined]
 FIELDS = (
@@ -22,14 +29,18 @@ FIELDS = (
     "verified",
     "verified_by",
     "verified_at",
+    "verified_title",
     "removed",
+    "removed_seq",
 )
 
 
 def load_checklists_sync(conn: Connection, rooms: set[str]) -> dict[str, Checklist]:
+    """The rooms' live items (what joins, ``GET …/checklist`` and the writer read)."""
     lists = {room: Checklist() for room in rooms}
     if rooms:
-        for row in conn.execute(select(TABLE).where(TABLE.c.room_id.in_(rooms))):
+        live = select(TABLE).where(TABLE.c.room_id.in_(rooms), TABLE.c.removed == false())
+        for row in conn.execute(live):
             item = Item(row.item_id, **{f: getattr(row, f) for f in FIELDS})
             lists[row.room_id].items[item.id] = item
     return lists
@@ -43,13 +54,41 @@ async def load_checklist(conn: AsyncConnection, room: str) -> Checklist:
     return (await load_checklists(conn, {room}))[room]
 
 
+def _load_for_batch_sync(conn: Connection, items: list[NewEvent]) -> dict[str, Checklist]:
+    lists = load_checklists_sync(conn, {item.stream for item in items})
+    adds: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        if item.type == "checklist.add":
+            adds[item.stream].add(item.data["item_id"])
+    for room, ids in adds.items():  # by primary key: removed ids an add may not reuse
+        found = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.item_id.in_(ids))
+        lists[room].taken.update(conn.execute(found).scalars())
+    return lists
+
+
+def _forget_removed_sync(conn: Connection, rooms: list[str]) -> None:
+    """Keep each room's newest ``MAX_REMOVED`` removed rows; delete the older ones."""
+    for room in rooms:
+        removed = and_(TABLE.c.room_id == room, TABLE.c.removed)
+        count = conn.execute(select(func.count()).select_from(TABLE).where(removed)).scalar_one()
+        if count <= MAX_REMOVED:
+            continue
+        oldest = (
+            select(TABLE.c.item_id)
+            .where(removed)
+            .order_by(TABLE.c.removed_seq, TABLE.c.item_id)
+            .limit(count - MAX_REMOVED)
+        )
+        conn.execute(delete(TABLE).where(removed, TABLE.c.item_id.in_(oldest.scalar_subquery())))
+
+
 class ChecklistReducer:
     """The writer's hook for ``checklist.*`` events."""
 
     prefix = "checklist."
 
     async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> dict[str, Checklist]:
-        return await load_checklists(conn, {item.stream for item in items})
+        return await conn.run_sync(_load_for_batch_sync, items)
 
     def reduce(
         self, state: dict[str, Checklist], item: NewEvent, seq: int, ts: str
@@ -58,15 +97,22 @@ class ChecklistReducer:
         op = item.type.removeprefix(self.prefix)
         data = checklist.resolve(op, item.data)
         checklist.apply(op, data, item.author_id, ts)
+        if op == "remove":
+            checklist.items[data["item_id"]].removed_seq = seq
         return data
 
     async def save(self, conn: AsyncConnection, state: dict[str, Checklist]) -> None:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
+        removals: list[str] = []
         for room, checklist in state.items():
             for item_id in checklist.dirty:
                 item = checklist.items[item_id]
                 row = {f: getattr(item, f) for f in FIELDS}
+                if item.removed:  # a tombstone: only its id matters now
+                    row.update(title="", description="")
+                    if room not in removals:
+                        removals.append(room)
                 if item_id in checklist.new:
                     inserts.append({"room_id": room, "item_id": item_id, **row})
                 else:
@@ -78,3 +124,5 @@ class ChecklistReducer:
                 TABLE.c.room_id == bindparam("r_room"), TABLE.c.item_id == bindparam("r_item")
             )
             await conn.execute(update(TABLE).where(where), updates)
+        if removals:
+            await conn.run_sync(_forget_removed_sync, removals)

@@ -113,12 +113,46 @@ class Writer:
                 log.exception("delivering committed events failed")
 
     async def _store(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
+        """Store a batch. Streams with an event a reducer keeps (checklist, feed) take the
+        reducer's transaction; every other stream takes the fast appender first, so one
+        room's checklist operation never puts the chat of other rooms on the slow path.
+        A stream's events stay in one transaction, in queue order."""
         appender = self.db.appender
-        if appender is not None and not any(
-            item.type.startswith(r.prefix) for item in items for r in self.reducers
-        ):
-            return await appender.append(items)
+        reduced = {item.stream for item in items if self._reduced(item)}
+        if appender is None or not reduced:
+            return await (
+                self._store_reduced(items) if appender is None else appender.append(items)
+            )
+        fast = [n for n, item in enumerate(items) if item.stream not in reduced]
+        if not fast:
+            return await self._store_reduced(items)
+        slow = [n for n, item in enumerate(items) if item.stream in reduced]
+        results: list[AppendResult | Exception | None] = [None] * len(items)
+        for n, result in zip(fast, await appender.append([items[n] for n in fast]), strict=True):
+            results[n] = result
+        # The fast part is committed: a failure now must not make the caller store it again.
+        slow_items = [items[n] for n in slow]
+        try:
+            slow_results = await self._store_reduced(slow_items)
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying one by one", len(slow_items), exc)
+            slow_results = [await self._store_one(item) for item in slow_items]
+        for n, result in zip(slow, slow_results, strict=True):
+            results[n] = result
+        return [r for r in results if r is not None]
+
+    def _reduced(self, item: NewEvent) -> bool:
+        return any(item.type.startswith(r.prefix) for r in self.reducers)
+
+    async def _store_reduced(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
         async with self.db.write() as conn:
             return await append_batch(
                 conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
             )
+
+    async def _store_one(self, item: NewEvent) -> AppendResult | Exception:
+        try:
+            return (await self._store_reduced([item]))[0]
+        except Exception as exc:
+            log.exception("append to %s failed", item.stream)
+            return exc
