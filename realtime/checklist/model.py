@@ -72,6 +72,7 @@ class Checklist:
         self.dirty: set[str] = set()  # changed since loaded (the server saves these)
         self.new: set[str] = set()
         self._order: list[Item] | None = None  # ordered(), until a position changes
+        self.version: str | None = None  # the room's version this list was read at (store.py)
 
     def ordered(self) -> list[Item]:
         if self._order is None:

@@ -8,17 +8,20 @@ a later add, looked up by primary key for the ids a batch adds, and a room keeps
 
 from __future__ import annotations
 
-from collections import defaultdict
+import secrets
+from collections import OrderedDict, defaultdict
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent
-from ..persistence.models import ChecklistItem
+from ..persistence.models import ChecklistItem, ChecklistRoom
 from .model import MAX_REMOVED, Checklist, Item
 
 TABLE = ChecklistItem.__table__  # type: ignore[attr-defined]
+ROOMS = ChecklistRoom.__table__  # type: ignore[attr-defined]
+CACHED_ROOMS = 128  # lists kept in memory by the writer (at most 500 items each)
 FIELDS = (
     "title",
     "description",
@@ -54,18 +57,6 @@ async def load_checklist(conn: AsyncConnection, room: str) -> Checklist:
     return (await load_checklists(conn, {room}))[room]
 
 
-def _load_for_batch_sync(conn: Connection, items: list[NewEvent]) -> dict[str, Checklist]:
-    lists = load_checklists_sync(conn, {item.stream for item in items})
-    adds: dict[str, set[str]] = defaultdict(set)
-    for item in items:
-        if item.type == "checklist.add":
-            adds[item.stream].add(item.data["item_id"])
-    for room, ids in adds.items():  # by primary key: removed ids an add may not reuse
-        found = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.item_id.in_(ids))
-        lists[room].taken.update(conn.execute(found).scalars())
-    return lists
-
-
 def _forget_removed_sync(conn: Connection, rooms: list[str]) -> None:
     """Keep each room's newest ``MAX_REMOVED`` removed rows; delete the older ones."""
     for room in rooms:
@@ -83,12 +74,47 @@ def _forget_removed_sync(conn: Connection, rooms: list[str]) -> None:
 
 
 class ChecklistReducer:
-    """The writer's hook for ``checklist.*`` events."""
+    """The writer's hook for ``checklist.*`` events.
+
+    It keeps the lists of recently active rooms in memory (at most ``cached_rooms``) with
+    the room's version as saved; a batch reads one version row per room and uses the kept
+    list while the version matches (another process changed nothing), else reads the live
+    rows again. A list taken for a batch leaves the cache until the batch saves it, so a
+    batch that fails never leaves a half-applied list behind.
+    """
 
     prefix = "checklist."
 
+    def __init__(self, cached_rooms: int = CACHED_ROOMS) -> None:
+        self.cached_rooms = cached_rooms
+        self.cache: OrderedDict[str, Checklist] = OrderedDict()
+        self.reads = 0  # rooms whose live rows were read (not served from memory)
+
     async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> dict[str, Checklist]:
-        return await conn.run_sync(_load_for_batch_sync, items)
+        return await conn.run_sync(self._load_sync, items)
+
+    def _load_sync(self, conn: Connection, items: list[NewEvent]) -> dict[str, Checklist]:
+        rooms = {item.stream for item in items}
+        query = select(ROOMS.c.room_id, ROOMS.c.version).where(ROOMS.c.room_id.in_(rooms))
+        versions: dict[str, str] = {row.room_id: row.version for row in conn.execute(query)}
+        lists: dict[str, Checklist] = {}
+        for room in rooms:
+            kept = self.cache.pop(room, None)
+            if kept is not None and kept.version is not None and kept.version == versions.get(room):
+                lists[room] = kept
+        stale = rooms - set(lists)
+        self.reads += len(stale)
+        lists.update(load_checklists_sync(conn, stale))
+        for room, checklist in lists.items():
+            checklist.version = versions.get(room)
+        adds: dict[str, set[str]] = defaultdict(set)
+        for item in items:
+            if item.type == "checklist.add":
+                adds[item.stream].add(item.data["item_id"])
+        for room, ids in adds.items():  # by primary key: removed ids an add may not reuse
+            found = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.item_id.in_(ids))
+            lists[room].taken.update(conn.execute(found).scalars())
+        return lists
 
     def reduce(
         self, state: dict[str, Checklist], item: NewEvent, seq: int, ts: str
@@ -126,3 +152,29 @@ class ChecklistReducer:
             await conn.execute(update(TABLE).where(where), updates)
         if removals:
             await conn.run_sync(_forget_removed_sync, removals)
+        for room, checklist in state.items():
+            if checklist.dirty:
+                await self._new_version(conn, room, checklist)
+            self._keep(room, checklist)
+
+    async def _new_version(self, conn: AsyncConnection, room: str, checklist: Checklist) -> None:
+        version = secrets.token_hex(8)  # random: a failed commit can never match a later one
+        where = ROOMS.c.room_id == room
+        if checklist.version is None:
+            await conn.execute(insert(ROOMS).values(room_id=room, version=version))
+        else:
+            await conn.execute(update(ROOMS).where(where).values(version=version))
+        checklist.version = version
+
+    def _keep(self, room: str, checklist: Checklist) -> None:
+        """Keep the saved list for the room's next batch (if the commit fails, the version
+        in the database stays the old one and the next batch reads the rows instead)."""
+        for item_id in checklist.dirty:
+            if checklist.items[item_id].removed:
+                del checklist.items[item_id]
+        checklist.dirty.clear()
+        checklist.new.clear()
+        checklist.taken.clear()
+        self.cache[room] = checklist
+        while len(self.cache) > self.cached_rooms:
+            self.cache.popitem(last=False)

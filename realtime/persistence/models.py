@@ -82,6 +82,16 @@ class ChecklistItem(SQLModel, table=True):
     removed_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
+class ChecklistRoom(SQLModel, table=True):
+    """A room's checklist version: a new random value at every change, so a process may keep
+    the list in memory and use it only while the version is the one it saved."""
+
+    __tablename__ = "checklist_room"
+
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    version: str = Field(max_length=32)
+
+
 class NoteSnapshot(SQLModel, table=True):
     """A room's notes document, compacted: every update up to ``seq`` of its notes stream."""
 
