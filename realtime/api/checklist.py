@@ -106,7 +106,8 @@ async def create_roadmap(request: Request) -> Response:
             step["description"] = text(raw, "description", MAX_DESCRIPTION, min_len=0)
         steps.append(step)
     roadmap = {"id": uuid.uuid4().hex, "title": title, "steps": steps, "created_at": now_iso()}
-    _charge(state_of(request), _copy_limits(request), principal, None, len(steps))
+    # A write like any other: one unit of the caller's roadmap budget (it queues no events).
+    _charge(state_of(request), _copy_limits(request), principal, None, 1)
     async with state_of(request).db.write() as db:
         await db.execute(
             insert(ROADMAP).values(**roadmap | {"steps": orjson.dumps(steps).decode()})
