@@ -4,7 +4,11 @@ roadmaps blocked by pre-claimed step ids (10)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +32,39 @@ FAST = {  # socket rates out of the way where a test needs many operations quick
     "user_rate_burst": 10_000,
 }
 TABLE = ChecklistItem.__table__  # type: ignore[attr-defined]
+CLIENT_JS = Path(__file__).resolve().parent.parent / "web" / "js" / "checklist.js"
+# The web client's ChecklistState on a welcome and frames read as JSON from stdin.
+APPLY_JS = """
+const { ChecklistState } = await import(process.argv[1]);
+let input = "";
+for await (const chunk of process.stdin) input += chunk;
+const { welcome, frames } = JSON.parse(input);
+const state = new ChecklistState();
+state.reset(welcome.checklist, welcome.seq);
+for (const frame of frames) state.apply(frame);
+console.log(JSON.stringify(state.ordered().map((i) => [i.id, i.pos, i.verified])));
+"""
+
+
+async def _web_client_view(welcome: dict[str, Any], frames: list[dict[str, Any]]) -> Any:
+    """What web/js/checklist.js makes of these frames (run by node)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node is not installed: the web client's rules cannot run")
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        "--no-warnings",
+        "--input-type=module",
+        "-e",
+        APPLY_JS,
+        str(CLIENT_JS),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    payload = json.dumps({"welcome": welcome, "frames": frames}).encode()
+    out, _ = await asyncio.wait_for(proc.communicate(payload), 30)
+    assert proc.returncode == 0
+    return json.loads(out)
 
 
 @pytest.fixture
@@ -98,6 +135,9 @@ async def test_renaming_a_verified_step_clears_it_and_a_share_shows_the_verified
     item = (await _checklist(server, room["id"]))["items"][0]
     assert item["title"] == forged and not item["verified"] and item["verified_by"] is None
     assert item["verified_title"] is None
+    seen = [f for f in ana.skipped if f["type"].startswith("checklist.")] + [event]
+    web = await _web_client_view(ana.welcome, sorted(seen, key=lambda f: f["seq"]))
+    assert web == [["s1", item["pos"], False]]  # the web client clears it too
 
     community = await FeedApi(server.url, server.token("backend", role="service")).community()
     thread = await FeedApi(server.url, server.token("ben")).thread(community, "Ben's")
@@ -183,12 +223,14 @@ async def test_leapfrogging_moves_rebalance_keys_and_every_view_keeps_the_order(
         add = {"type": "checklist.add", "id": f"add-{name}", "item_id": name, "title": name}
         assert (await op(ana, add))["type"] == "ack"
     rebalanced = 0
+    frames = []
     for n in range(240):  # x and y take turns right after a: each move halves the gap
         mover = "x" if n % 2 == 0 else "y"
         move = {"type": "checklist.move", "id": f"m{n}", "item_id": mover, "after": "a"}
         assert (await op(ana, move))["type"] == "ack"
     for _ in range(245):
         frame = await ben.recv_until(lambda f: f["type"].startswith("checklist."))
+        frames.append(frame)
         view.feed(frame)
         rebalanced += "rebalance" in frame
         assert len(frame.get("pos", frame.get("item", {}).get("pos", ""))) <= 32
@@ -197,6 +239,8 @@ async def test_leapfrogging_moves_rebalance_keys_and_every_view_keeps_the_order(
     assert max(len(i["pos"]) for i in state["items"]) <= 32
     assert [i["id"] for i in state["items"]] == ["a", "y", "x", "b", "z"]
     assert view.state()["items"] == state["items"]  # the client's rule gives the same list
+    web = await _web_client_view(ben.welcome, frames)  # and so does the web client's
+    assert web == [[i["id"], i["pos"], i["verified"]] for i in state["items"]]
 
 
 # 7: removed items are bounded and never loaded -----------------------------------------
