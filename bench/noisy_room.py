@@ -58,7 +58,6 @@ from chat_load import (  # noqa: E402
 
 SOCKET_RATE = 20.0  # MENTEO_RATE_PER_SECOND's default: each noisy socket sends at it
 ROADMAP_STEPS = 500  # the most a roadmap holds
-MAX_LIVE = 400  # the noisy room keeps about this many live items (the cap is 500)
 MAX_OPS = 1_000_000  # hard bound on any loop
 
 
@@ -149,18 +148,24 @@ async def probe_phase(probe: Probe, tag: str, rate: float, seconds: float) -> li
     return list(probe.latencies)
 
 
-async def drain(ws: ClientConnection, noise: Noise) -> None:
+async def drain(ws: ClientConnection, noise: Noise, acked: set[str]) -> None:
     with contextlib.suppress(ConnectionClosed):
         async for raw in ws:
             frame = orjson.loads(raw)
-            if frame.get("type") == "error":
+            if frame.get("type") == "ack":
+                acked.add(frame["id"])
+            elif frame.get("type") == "error":
                 noise.errors[frame.get("code", "?")] += 1
 
 
-async def churn(ws: ClientConnection, who: str, noise: Noise, until: float) -> None:
-    """Adds until about MAX_LIVE items, then moves the same item back and forth between two
-    places (the key grows every few moves) and removes the oldest, at the socket's rate."""
-    live: list[str] = []
+async def churn(
+    ws: ClientConnection, who: str, noise: Noise, acked: set[str], steps: list[str], until: float
+) -> None:
+    """At the socket's rate: adds; moves of one item that leapfrog between two places (its
+    key grows until the list rebalances); removes of copied roadmap steps (then of its own
+    items), so that the list stays near its 500-item cap and most operations succeed."""
+    added: list[str] = []
+    removed: set[str] = set()
     interval = 1.0 / SOCKET_RATE
     start = time.perf_counter()
     for n in range(MAX_OPS):
@@ -168,17 +173,21 @@ async def churn(ws: ClientConnection, who: str, noise: Noise, until: float) -> N
         if due >= until:
             return
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        cid = f"{who}-{n}"
+        live = [c for c in added if c in acked and c not in removed]
         kind = n % 4
-        if len(live) < 3 or (kind == 0 and len(live) < MAX_LIVE):
+        cid = f"{who}-{n}"
+        if kind == 0:
             frame: dict[str, Any] = {"type": "checklist.add", "id": cid, "title": f"item {n}"}
-            live.append(cid)
-        elif kind in (1, 2):
-            # live[-1] alternates between right after live[0] and right after live[1].
-            frame = {"type": "checklist.move", "id": cid, "item_id": live[-1],
+            added.append(cid)
+        elif kind in (1, 2) and len(live) >= 3:
+            frame = {"type": "checklist.move", "id": cid, "item_id": live[2],
                      "after": live[kind - 1]}
+        elif steps or len(live) > 3:  # room for the adds: the list stays near its cap
+            target = steps.pop() if steps else live[-1]
+            removed.add(target)
+            frame = {"type": "checklist.remove", "id": cid, "item_id": target}
         else:
-            frame = {"type": "checklist.remove", "id": cid, "item_id": live.pop(2)}
+            continue
         noise.ops[frame["type"]] += 1
         try:
             await ws.send(orjson.dumps(frame).decode())
@@ -219,9 +228,15 @@ async def scenario(
     noise = Noise()
     sockets = [await open_socket(ws_base, noisy, user, secret)
                for user in ("mentor", "mentor", "mentee", "mentee")]
-    drains = [asyncio.create_task(drain(ws, noise)) for ws in sockets]
+    acked: list[set[str]] = [set() for _ in sockets]
+    drains = [asyncio.create_task(drain(ws, noise, acked[i])) for i, ws in enumerate(sockets)]
     until = time.perf_counter() + opts.seconds + 2.0  # noise starts first, ends after the probe
-    tasks = [asyncio.create_task(churn(ws, f"s{i}", noise, until)) for i, ws in enumerate(sockets)]
+    # Each socket removes its own share of the copied steps (the copy's id scheme).
+    steps = [f"roadmap:{r}:{n}" for r in reversed(roadmaps) for n in range(ROADMAP_STEPS, 0, -1)]
+    tasks = [
+        asyncio.create_task(churn(ws, f"s{i}", noise, acked[i], steps[i :: len(sockets)], until))
+        for i, ws in enumerate(sockets)
+    ]
     tasks.append(asyncio.create_task(copier(base, noisy, issue_token(
         secret, "mentor", "Mentor", ttl=3600), roadmaps, noise, until)))
     await asyncio.sleep(1.0)

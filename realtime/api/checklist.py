@@ -17,7 +17,7 @@ from ..checklist.limits import CopyLimits, StepBudget
 from ..checklist.model import MAX_DESCRIPTION, MAX_ITEMS, MAX_TITLE, ROADMAP_ID_PREFIX
 from ..checklist.store import load_checklist
 from ..feed.limits import retry_after_header
-from ..persistence.events import NewEvent, Rejected, last_seqs, now_iso, page_before
+from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs, now_iso, page_before
 from ..persistence.models import Roadmap
 from ..state import State
 from .common import (
@@ -33,6 +33,7 @@ from .common import (
 from .rooms import visible_room
 
 ROADMAP = Roadmap.__table__  # type: ignore[attr-defined]
+COPY_CHUNK = 50  # steps queued at once: one transaction never holds a whole roadmap
 CHECKLIST_TYPES = tuple(
     "checklist." + op for op in ("add", "toggle", "rename", "move", "remove", "verify")
 )
@@ -144,24 +145,26 @@ async def copy_roadmap(request: Request) -> Response:
         present = set((await load_checklist(db, room.id)).items)
     queued = [(n, step) for n, step in steps if step_id(roadmap_id, n) not in present]
     _charge(state, _copy_limits(request), principal, room.id, len(queued))
-    futures = [
-        state.writer.append(
-            NewEvent(
-                room.id,
-                "checklist.add",
-                principal.user_id,
-                principal.name,
-                f"roadmap:{roadmap_id[:32]}:{n}",
-                {
-                    "item_id": step_id(roadmap_id, n),
-                    "title": step["title"],
-                    "description": step.get("description", ""),
-                },
+    results: list[AppendResult | BaseException] = []
+    for start in range(0, len(queued), COPY_CHUNK):  # other rooms' writes go between chunks
+        futures = [
+            state.writer.append(
+                NewEvent(
+                    room.id,
+                    "checklist.add",
+                    principal.user_id,
+                    principal.name,
+                    f"roadmap:{roadmap_id[:32]}:{n}",
+                    {
+                        "item_id": step_id(roadmap_id, n),
+                        "title": step["title"],
+                        "description": step.get("description", ""),
+                    },
+                )
             )
-        )
-        for n, step in queued
-    ]
-    results = await asyncio.gather(*futures, return_exceptions=True)
+            for n, step in queued[start : start + COPY_CHUNK]
+        ]
+        results += await asyncio.gather(*futures, return_exceptions=True)
     added = sum(1 for r in results if not isinstance(r, BaseException) and r.created)
     refused = [
         Rejected("conflict", f"checklist item {step_id(roadmap_id, n)!r} already exists")

@@ -21,6 +21,7 @@ Rules (docs/protocol.md, "Checklist"):
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -65,6 +66,10 @@ class Item:
         self.verified_title = None
 
 
+def _place(item: Item) -> tuple[str, str]:
+    return (item.pos, item.id)
+
+
 class Checklist:
     def __init__(self, items: list[Item] | None = None, taken: set[str] | None = None) -> None:
         self.items: dict[str, Item] = {i.id: i for i in items or []}
@@ -75,10 +80,24 @@ class Checklist:
         self.version: str | None = None  # the room's version this list was read at (store.py)
 
     def ordered(self) -> list[Item]:
+        """The live items in order, kept sorted as items come, move and go (not re-sorted
+        per operation: a roadmap copy adds 500 in one batch)."""
         if self._order is None:
             live = [i for i in self.items.values() if not i.removed]
-            self._order = sorted(live, key=lambda i: (i.pos, i.id))
+            self._order = sorted(live, key=_place)
         return self._order
+
+    def _index(self, item: Item) -> int:
+        order = self.ordered()
+        return bisect.bisect_left(order, _place(item), key=_place)
+
+    def _unplace(self, item: Item) -> None:
+        if self._order is not None:
+            del self._order[self._index(item)]
+
+    def _place_item(self, item: Item) -> None:
+        if self._order is not None:
+            bisect.insort(self._order, item, key=_place)
 
     def snapshot(self) -> dict[str, Any]:
         items = self.ordered()
@@ -100,14 +119,17 @@ class Checklist:
 
     def _pos_after(self, after: str | None, moving: str | None = None) -> str:
         """The key for a place right after ``after`` (None: first), ignoring ``moving``."""
-        order = [i for i in self.ordered() if i.id != moving]
+        order = self.ordered()
         if after is None:
-            return key_between(None, order[0].pos if order else None)
+            first = next((i for i in order[:2] if i.id != moving), None)
+            return key_between(None, first.pos if first is not None else None)
         anchor = self._live(after)
         if anchor.id == moving:
             raise Refused("invalid", "an item cannot follow itself")
-        index = next(n for n, i in enumerate(order) if i.id == anchor.id)
-        nxt = order[index + 1].pos if index + 1 < len(order) else None
+        index = self._index(anchor) + 1
+        if index < len(order) and order[index].id == moving:
+            index += 1
+        nxt = order[index].pos if index < len(order) else None
         return key_between(anchor.pos, nxt)
 
     def resolve(self, op: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -174,6 +196,7 @@ class Checklist:
             self.items[item.id] = item
             self.new.add(item.id)
             self.dirty.add(item.id)
+            self._place_item(item)
             self._apply_rebalance(data)
             return
         item = self.items[data["item_id"]]
@@ -188,11 +211,13 @@ class Checklist:
             if data.get("verified") is False:
                 item.unverify()
         elif op == "move":
+            self._unplace(item)
             item.pos = data["pos"]
+            self._place_item(item)
             self._apply_rebalance(data)
         elif op == "remove":
+            self._unplace(item)
             item.removed = True
-            self._order = None
         elif op == "verify":
             item.verified = bool(data["verified"])
             item.verified_by, item.verified_at = (author, ts) if item.verified else (None, None)
@@ -200,7 +225,8 @@ class Checklist:
             item.verified_title = data.get("verified_title", item.title) if item.verified else None
 
     def _apply_rebalance(self, data: dict[str, Any]) -> None:
-        self._order = None
+        if "rebalance" in data:
+            self._order = None  # every key changed (rare): sort again when next asked
         for item_id, pos in data.get("rebalance", {}).items():
             self.items[item_id].pos = pos
             self.dirty.add(item_id)

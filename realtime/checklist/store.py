@@ -91,9 +91,12 @@ class ChecklistReducer:
         self.reads = 0  # rooms whose live rows were read (not served from memory)
 
     async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> dict[str, Checklist]:
-        return await conn.run_sync(self._load_sync, items)
+        return await conn.run_sync(self.load_sync, items)
 
-    def _load_sync(self, conn: Connection, items: list[NewEvent]) -> dict[str, Checklist]:
+    async def save(self, conn: AsyncConnection, state: dict[str, Checklist]) -> None:
+        await conn.run_sync(self.save_sync, state)
+
+    def load_sync(self, conn: Connection, items: list[NewEvent]) -> dict[str, Checklist]:
         rooms = {item.stream for item in items}
         query = select(ROOMS.c.room_id, ROOMS.c.version).where(ROOMS.c.room_id.in_(rooms))
         versions: dict[str, str] = {row.room_id: row.version for row in conn.execute(query)}
@@ -127,7 +130,7 @@ class ChecklistReducer:
             checklist.items[data["item_id"]].removed_seq = seq
         return data
 
-    async def save(self, conn: AsyncConnection, state: dict[str, Checklist]) -> None:
+    def save_sync(self, conn: Connection, state: dict[str, Checklist]) -> None:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         removals: list[str] = []
@@ -144,26 +147,25 @@ class ChecklistReducer:
                 else:
                     updates.append({"r_room": room, "r_item": item_id, **row})
         if inserts:
-            await conn.execute(insert(TABLE), inserts)
+            conn.execute(insert(TABLE), inserts)
         if updates:
             where = and_(
                 TABLE.c.room_id == bindparam("r_room"), TABLE.c.item_id == bindparam("r_item")
             )
-            await conn.execute(update(TABLE).where(where), updates)
+            conn.execute(update(TABLE).where(where), updates)
         if removals:
-            await conn.run_sync(_forget_removed_sync, removals)
+            _forget_removed_sync(conn, removals)
         for room, checklist in state.items():
             if checklist.dirty:
-                await self._new_version(conn, room, checklist)
+                self._new_version(conn, room, checklist)
             self._keep(room, checklist)
 
-    async def _new_version(self, conn: AsyncConnection, room: str, checklist: Checklist) -> None:
+    def _new_version(self, conn: Connection, room: str, checklist: Checklist) -> None:
         version = secrets.token_hex(8)  # random: a failed commit can never match a later one
-        where = ROOMS.c.room_id == room
         if checklist.version is None:
-            await conn.execute(insert(ROOMS).values(room_id=room, version=version))
+            conn.execute(insert(ROOMS).values(room_id=room, version=version))
         else:
-            await conn.execute(update(ROOMS).where(where).values(version=version))
+            conn.execute(update(ROOMS).where(ROOMS.c.room_id == room).values(version=version))
         checklist.version = version
 
     def _keep(self, room: str, checklist: Checklist) -> None:

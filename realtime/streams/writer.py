@@ -11,8 +11,18 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from sqlalchemy import make_url
+
 from ..persistence.database import Database
-from ..persistence.events import AppendResult, NewEvent, Reducer, StoredEvent, append_batch
+from ..persistence.events import (
+    AppendResult,
+    NewEvent,
+    Reducer,
+    StoredEvent,
+    append_batch,
+    sync_capable,
+)
+from .sqlite_batches import SQLiteBatches
 
 log = logging.getLogger("menteo.writer")
 
@@ -145,10 +155,25 @@ class Writer:
         return any(item.type.startswith(r.prefix) for r in self.reducers)
 
     async def _store_reduced(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
+        batches = self._sqlite_batches()
+        if batches is not None and sync_capable(self.reducers, items):
+            return await batches.append(items, self.reducers)  # one thread hop
         async with self.db.write() as conn:
             return await append_batch(
                 conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
             )
+
+    def _sqlite_batches(self) -> SQLiteBatches | None:
+        """The one-hop path for reducer batches on a SQLite file (made on first use)."""
+        if not self.db.is_sqlite or self.db.appender is None:
+            return None
+        batches: SQLiteBatches | None = getattr(self, "_batches", None)
+        if batches is None:
+            path = make_url(self.db.url).database
+            if not path:
+                return None
+            batches = self._batches = SQLiteBatches(path)
+        return batches
 
     async def _store_one(self, item: NewEvent) -> AppendResult | Exception:
         try:
