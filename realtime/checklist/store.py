@@ -9,8 +9,9 @@ a later add, looked up by primary key for the ids a batch adds, and a room keeps
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections import OrderedDict, defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, and_, bindparam, delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -57,20 +58,140 @@ async def load_checklist(conn: AsyncConnection, room: str) -> Checklist:
     return (await load_checklists(conn, {room}))[room]
 
 
-def _forget_removed_sync(conn: Connection, rooms: list[str]) -> None:
-    """Keep each room's newest ``MAX_REMOVED`` removed rows; delete the older ones."""
-    for room in rooms:
+class _Rows(Protocol):
+    """The statements the reducer runs: on a SQLAlchemy connection (every database) or raw
+    on SQLite (the writer's one-hop path, ``streams/sqlite_batches.py``)."""
+
+    def versions(self, rooms: set[str]) -> dict[str, str]: ...
+
+    def live(self, rooms: set[str]) -> dict[str, Checklist]: ...
+
+    def taken(self, room: str, ids: set[str]) -> set[str]: ...
+
+    def write(self, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None: ...
+
+    def forget_removed(self, room: str) -> None: ...
+
+    def set_version(self, room: str, version: str, *, new: bool) -> None: ...
+
+
+class _CoreRows:
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def versions(self, rooms: set[str]) -> dict[str, str]:
+        query = select(ROOMS.c.room_id, ROOMS.c.version).where(ROOMS.c.room_id.in_(rooms))
+        return {row.room_id: row.version for row in self.conn.execute(query)}
+
+    def live(self, rooms: set[str]) -> dict[str, Checklist]:
+        return load_checklists_sync(self.conn, rooms)
+
+    def taken(self, room: str, ids: set[str]) -> set[str]:
+        found = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.item_id.in_(ids))
+        return set(self.conn.execute(found).scalars())
+
+    def write(self, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+        if inserts:
+            self.conn.execute(insert(TABLE), inserts)
+        if updates:
+            renamed = [{"r_room": u["room_id"], "r_item": u["item_id"], **u} for u in updates]
+            for row in renamed:
+                del row["room_id"], row["item_id"]
+            where = and_(
+                TABLE.c.room_id == bindparam("r_room"), TABLE.c.item_id == bindparam("r_item")
+            )
+            self.conn.execute(update(TABLE).where(where), renamed)
+
+    def forget_removed(self, room: str) -> None:
         removed = and_(TABLE.c.room_id == room, TABLE.c.removed)
-        count = conn.execute(select(func.count()).select_from(TABLE).where(removed)).scalar_one()
-        if count <= MAX_REMOVED:
-            continue
+        count = self.conn.execute(select(func.count()).select_from(TABLE).where(removed)).scalar()
+        if count is None or count <= MAX_REMOVED:
+            return
         oldest = (
             select(TABLE.c.item_id)
             .where(removed)
             .order_by(TABLE.c.removed_seq, TABLE.c.item_id)
             .limit(count - MAX_REMOVED)
         )
-        conn.execute(delete(TABLE).where(removed, TABLE.c.item_id.in_(oldest.scalar_subquery())))
+        self.conn.execute(
+            delete(TABLE).where(removed, TABLE.c.item_id.in_(oldest.scalar_subquery()))
+        )
+
+    def set_version(self, room: str, version: str, *, new: bool) -> None:
+        if new:
+            self.conn.execute(insert(ROOMS).values(room_id=room, version=version))
+        else:
+            where = ROOMS.c.room_id == room
+            self.conn.execute(update(ROOMS).where(where).values(version=version))
+
+
+_COLUMNS = ("room_id", "item_id", *FIELDS)
+_INSERT = (
+    f"INSERT INTO checklist_item ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_UPDATE = (
+    f"UPDATE checklist_item SET {', '.join(f + ' = ?' for f in FIELDS)} "
+    "WHERE room_id = ? AND item_id = ?"
+)
+
+
+class _RawRows:
+    """The same statements on a ``sqlite3`` connection: no SQLAlchemy per statement."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def versions(self, rooms: set[str]) -> dict[str, str]:
+        marks = ",".join("?" * len(rooms))
+        query = f"SELECT room_id, version FROM checklist_room WHERE room_id IN ({marks})"
+        return dict(self.conn.execute(query, sorted(rooms)).fetchall())
+
+    def live(self, rooms: set[str]) -> dict[str, Checklist]:
+        lists = {room: Checklist() for room in rooms}
+        for room in rooms:
+            rows = self.conn.execute(
+                f"SELECT item_id, {', '.join(FIELDS)} FROM checklist_item "
+                "WHERE room_id = ? AND removed = 0",
+                (room,),
+            )
+            for raw in rows:
+                values = dict(zip(FIELDS, raw[1:], strict=True))
+                for flag in ("done", "verified", "removed"):
+                    values[flag] = bool(values[flag])
+                lists[room].items[raw[0]] = Item(raw[0], **values)
+        return lists
+
+    def taken(self, room: str, ids: set[str]) -> set[str]:
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT item_id FROM checklist_item WHERE room_id = ? AND item_id IN ({marks})"
+        return {r[0] for r in self.conn.execute(query, [room, *sorted(ids)])}
+
+    def write(self, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None:
+        if inserts:
+            self.conn.executemany(_INSERT, [tuple(r[c] for c in _COLUMNS) for r in inserts])
+        if updates:
+            keys = (*FIELDS, "room_id", "item_id")
+            self.conn.executemany(_UPDATE, [tuple(r[c] for c in keys) for r in updates])
+
+    def forget_removed(self, room: str) -> None:
+        where = "room_id = ? AND removed = 1"
+        (count,) = self.conn.execute(
+            f"SELECT count(*) FROM checklist_item WHERE {where}", (room,)
+        ).fetchone()
+        if count <= MAX_REMOVED:
+            return
+        self.conn.execute(
+            f"DELETE FROM checklist_item WHERE {where} AND item_id IN (SELECT item_id FROM "
+            f"checklist_item WHERE {where} ORDER BY removed_seq, item_id LIMIT ?)",
+            (room, room, count - MAX_REMOVED),
+        )
+
+    def set_version(self, room: str, version: str, *, new: bool) -> None:
+        if new:
+            sql = "INSERT INTO checklist_room (version, room_id) VALUES (?, ?)"
+        else:
+            sql = "UPDATE checklist_room SET version = ? WHERE room_id = ?"
+        self.conn.execute(sql, (version, room))
 
 
 class ChecklistReducer:
@@ -91,23 +212,29 @@ class ChecklistReducer:
         self.reads = 0  # rooms whose live rows were read (not served from memory)
 
     async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> dict[str, Checklist]:
-        return await conn.run_sync(self.load_sync, items)
+        return await conn.run_sync(lambda sync: self._load(_CoreRows(sync), items))
 
     async def save(self, conn: AsyncConnection, state: dict[str, Checklist]) -> None:
-        await conn.run_sync(self.save_sync, state)
+        await conn.run_sync(lambda sync: self._save(_CoreRows(sync), state))
 
-    def load_sync(self, conn: Connection, items: list[NewEvent]) -> dict[str, Checklist]:
+    def load_raw(self, conn: sqlite3.Connection, items: list[NewEvent]) -> dict[str, Checklist]:
+        return self._load(_RawRows(conn), items)
+
+    def save_raw(self, conn: sqlite3.Connection, state: dict[str, Checklist]) -> None:
+        self._save(_RawRows(conn), state)
+
+    def _load(self, rows: _Rows, items: list[NewEvent]) -> dict[str, Checklist]:
         rooms = {item.stream for item in items}
-        query = select(ROOMS.c.room_id, ROOMS.c.version).where(ROOMS.c.room_id.in_(rooms))
-        versions: dict[str, str] = {row.room_id: row.version for row in conn.execute(query)}
+        versions = rows.versions(rooms)
         lists: dict[str, Checklist] = {}
         for room in rooms:
             kept = self.cache.pop(room, None)
             if kept is not None and kept.version is not None and kept.version == versions.get(room):
                 lists[room] = kept
         stale = rooms - set(lists)
-        self.reads += len(stale)
-        lists.update(load_checklists_sync(conn, stale))
+        if stale:
+            self.reads += len(stale)
+            lists.update(rows.live(stale))
         for room, checklist in lists.items():
             checklist.version = versions.get(room)
         adds: dict[str, set[str]] = defaultdict(set)
@@ -115,8 +242,7 @@ class ChecklistReducer:
             if item.type == "checklist.add":
                 adds[item.stream].add(item.data["item_id"])
         for room, ids in adds.items():  # by primary key: removed ids an add may not reuse
-            found = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.item_id.in_(ids))
-            lists[room].taken.update(conn.execute(found).scalars())
+            lists[room].taken.update(rows.taken(room, ids))
         return lists
 
     def reduce(
@@ -130,43 +256,28 @@ class ChecklistReducer:
             checklist.items[data["item_id"]].removed_seq = seq
         return data
 
-    def save_sync(self, conn: Connection, state: dict[str, Checklist]) -> None:
+    def _save(self, rows: _Rows, state: dict[str, Checklist]) -> None:
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
         removals: list[str] = []
         for room, checklist in state.items():
             for item_id in checklist.dirty:
                 item = checklist.items[item_id]
-                row = {f: getattr(item, f) for f in FIELDS}
+                row = {"room_id": room, "item_id": item_id, **{f: getattr(item, f) for f in FIELDS}}
                 if item.removed:  # a tombstone: only its id matters now
                     row.update(title="", description="")
                     if room not in removals:
                         removals.append(room)
-                if item_id in checklist.new:
-                    inserts.append({"room_id": room, "item_id": item_id, **row})
-                else:
-                    updates.append({"r_room": room, "r_item": item_id, **row})
-        if inserts:
-            conn.execute(insert(TABLE), inserts)
-        if updates:
-            where = and_(
-                TABLE.c.room_id == bindparam("r_room"), TABLE.c.item_id == bindparam("r_item")
-            )
-            conn.execute(update(TABLE).where(where), updates)
-        if removals:
-            _forget_removed_sync(conn, removals)
+                (inserts if item_id in checklist.new else updates).append(row)
+        rows.write(inserts, updates)
+        for room in removals:
+            rows.forget_removed(room)
         for room, checklist in state.items():
             if checklist.dirty:
-                self._new_version(conn, room, checklist)
+                version = secrets.token_hex(8)  # random: a failed commit never matches later
+                rows.set_version(room, version, new=checklist.version is None)
+                checklist.version = version
             self._keep(room, checklist)
-
-    def _new_version(self, conn: Connection, room: str, checklist: Checklist) -> None:
-        version = secrets.token_hex(8)  # random: a failed commit can never match a later one
-        if checklist.version is None:
-            conn.execute(insert(ROOMS).values(room_id=room, version=version))
-        else:
-            conn.execute(update(ROOMS).where(ROOMS.c.room_id == room).values(version=version))
-        checklist.version = version
 
     def _keep(self, room: str, checklist: Checklist) -> None:
         """Keep the saved list for the room's next batch (if the commit fails, the version

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, tuple_, update
@@ -177,15 +177,6 @@ def plan_batch(
     return results, rows_out
 
 
-class SyncReducer(Reducer, Protocol):
-    """A reducer that can also load and save on a sync connection (``append_batch_sync``):
-    the writer then runs a whole SQLite batch in one thread hop."""
-
-    def load_sync(self, conn: Connection, items: list[NewEvent]) -> Any: ...
-
-    def save_sync(self, conn: Connection, state: Any) -> None: ...
-
-
 def _lock_and_dedupe_sync(
     conn: Connection, items: Sequence[NewEvent], lock_rows: bool
 ) -> tuple[dict[str, int], dict[tuple[str, str, str], StoredEvent]]:
@@ -260,31 +251,6 @@ async def append_batch(
     for reducer, _ in used:
         await reducer.save(conn, states[reducer.prefix])
     await conn.run_sync(_write_events_sync, rows_out, last)
-    return results
-
-
-def sync_capable(reducers: Sequence[Reducer], items: Sequence[NewEvent]) -> bool:
-    """Every reducer this batch needs can run on a sync connection."""
-    return all(hasattr(r, "save_sync") for r, _ in _reducers_for(reducers, items))
-
-
-def append_batch_sync(
-    conn: Connection,
-    items: Sequence[NewEvent],
-    *,
-    lock_rows: bool,
-    reducers: Sequence[Reducer] = (),
-) -> list[AppendResult | Exception]:
-    """``append_batch`` on a sync connection, for batches whose reducers are all
-    ``SyncReducer``s (``sync_capable``)."""
-    last, existing = _lock_and_dedupe_sync(conn, items, lock_rows)
-    ts = now_iso()
-    used = [(cast(SyncReducer, r), mine) for r, mine in _reducers_for(reducers, items)]
-    states = {r.prefix: r.load_sync(conn, mine) for r, mine in used}
-    results, rows_out = plan_batch(items, last, existing, ts, reducers, states)
-    for reducer, _ in used:
-        reducer.save_sync(conn, states[reducer.prefix])
-    _write_events_sync(conn, rows_out, last)
     return results
 
 

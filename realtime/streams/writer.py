@@ -20,9 +20,8 @@ from ..persistence.events import (
     Reducer,
     StoredEvent,
     append_batch,
-    sync_capable,
 )
-from .sqlite_batches import SQLiteBatches
+from .sqlite_batches import SQLiteBatches, raw_reducers
 
 log = logging.getLogger("menteo.writer")
 
@@ -156,8 +155,9 @@ class Writer:
 
     async def _store_reduced(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
         batches = self._sqlite_batches()
-        if batches is not None and sync_capable(self.reducers, items):
-            return await batches.append(items, self.reducers)  # one thread hop
+        raw = raw_reducers(self.reducers, items) if batches is not None else None
+        if batches is not None and raw is not None:
+            return await batches.append(items, raw)  # one thread hop
         async with self.db.write() as conn:
             return await append_batch(
                 conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
