@@ -13,6 +13,7 @@ import sqlite3
 from collections import OrderedDict, defaultdict
 from typing import Any, Protocol
 
+import asyncpg
 from sqlalchemy import Connection, and_, bindparam, delete, false, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -125,6 +126,40 @@ class _CoreRows:
             self.conn.execute(update(ROOMS).where(where).values(version=version))
 
 
+def _versioned(lists: dict[str, Checklist], versions: dict[str, str]) -> dict[str, Checklist]:
+    for room, checklist in lists.items():
+        checklist.version = versions.get(room)
+    return lists
+
+
+def _added_ids(items: list[NewEvent]) -> dict[str, set[str]]:
+    """The ids a batch adds, per room: looked up by primary key (removed ids are refused)."""
+    adds: dict[str, set[str]] = defaultdict(set)
+    for item in items:
+        if item.type == "checklist.add":
+            adds[item.stream].add(item.data["item_id"])
+    return adds
+
+
+def _changes(
+    state: dict[str, Checklist],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """Rows to insert and to update, and the rooms that removed items."""
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    removals: list[str] = []
+    for room, checklist in state.items():
+        for item_id in checklist.dirty:
+            item = checklist.items[item_id]
+            row = {"room_id": room, "item_id": item_id, **{f: getattr(item, f) for f in FIELDS}}
+            if item.removed:  # a tombstone: only its id matters now
+                row.update(title="", description="")
+                if room not in removals:
+                    removals.append(room)
+            (inserts if item_id in checklist.new else updates).append(row)
+    return inserts, updates, removals
+
+
 _COLUMNS = ("room_id", "item_id", *FIELDS)
 _INSERT = (
     f"INSERT INTO checklist_item ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -132,6 +167,16 @@ _INSERT = (
 _UPDATE = (
     f"UPDATE checklist_item SET {', '.join(f + ' = ?' for f in FIELDS)} "
     "WHERE room_id = ? AND item_id = ?"
+)
+
+
+_INSERT_PG = (
+    f"INSERT INTO checklist_item ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))})"
+)
+_UPDATE_PG = (
+    f"UPDATE checklist_item SET {', '.join(f'{f} = ${n}' for n, f in enumerate(FIELDS, 1))} "
+    f"WHERE room_id = ${len(FIELDS) + 1} AND item_id = ${len(FIELDS) + 2}"
 )
 
 
@@ -224,25 +269,56 @@ class ChecklistReducer:
         self._save(_RawRows(conn), state)
 
     def _load(self, rows: _Rows, items: list[NewEvent]) -> dict[str, Checklist]:
+        versions = rows.versions({item.stream for item in items})
+        lists, stale = self._kept(items, versions)
+        if stale:
+            lists.update(_versioned(rows.live(stale), versions))
+        for room, ids in _added_ids(items).items():
+            lists[room].taken.update(rows.taken(room, ids))
+        return lists
+
+    def _kept(
+        self, items: list[NewEvent], versions: dict[str, str]
+    ) -> tuple[dict[str, Checklist], set[str]]:
+        """The lists kept in memory whose version is still the database's, and the rooms
+        whose live rows must be read (then given their version: ``_versioned``)."""
         rooms = {item.stream for item in items}
-        versions = rows.versions(rooms)
         lists: dict[str, Checklist] = {}
         for room in rooms:
             kept = self.cache.pop(room, None)
             if kept is not None and kept.version is not None and kept.version == versions.get(room):
                 lists[room] = kept
         stale = rooms - set(lists)
+        self.reads += len(stale)
+        return lists, stale
+
+    async def load_pg(
+        self, conn: asyncpg.Connection, items: list[NewEvent]
+    ) -> dict[str, Checklist]:
+        """``load`` on an asyncpg connection (the writer's PostgreSQL path)."""
+        rooms = sorted({item.stream for item in items})
+        found = await conn.fetch(
+            "SELECT room_id, version FROM checklist_room WHERE room_id = ANY($1::text[])", rooms
+        )
+        versions = {r[0]: r[1] for r in found}
+        lists, stale = self._kept(items, versions)
         if stale:
-            self.reads += len(stale)
-            lists.update(rows.live(stale))
-        for room, checklist in lists.items():
-            checklist.version = versions.get(room)
-        adds: dict[str, set[str]] = defaultdict(set)
-        for item in items:
-            if item.type == "checklist.add":
-                adds[item.stream].add(item.data["item_id"])
-        for room, ids in adds.items():  # by primary key: removed ids an add may not reuse
-            lists[room].taken.update(rows.taken(room, ids))
+            fresh = {room: Checklist() for room in stale}
+            query = (
+                f"SELECT room_id, item_id, {', '.join(FIELDS)} FROM checklist_item "
+                "WHERE room_id = ANY($1::text[]) AND NOT removed"
+            )
+            for r in await conn.fetch(query, sorted(stale)):
+                fresh[r[0]].items[r[1]] = Item(r[1], **{f: r[f] for f in FIELDS})
+            lists.update(_versioned(fresh, versions))
+        for room, ids in _added_ids(items).items():
+            taken = await conn.fetch(
+                "SELECT item_id FROM checklist_item "
+                "WHERE room_id = $1 AND item_id = ANY($2::text[])",
+                room,
+                sorted(ids),
+            )
+            lists[room].taken.update(r[0] for r in taken)
         return lists
 
     def reduce(
@@ -257,27 +333,54 @@ class ChecklistReducer:
         return data
 
     def _save(self, rows: _Rows, state: dict[str, Checklist]) -> None:
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
-        removals: list[str] = []
-        for room, checklist in state.items():
-            for item_id in checklist.dirty:
-                item = checklist.items[item_id]
-                row = {"room_id": room, "item_id": item_id, **{f: getattr(item, f) for f in FIELDS}}
-                if item.removed:  # a tombstone: only its id matters now
-                    row.update(title="", description="")
-                    if room not in removals:
-                        removals.append(room)
-                (inserts if item_id in checklist.new else updates).append(row)
+        inserts, updates, removals = _changes(state)
         rows.write(inserts, updates)
         for room in removals:
             rows.forget_removed(room)
+        for room, version, new in self._new_versions(state):
+            rows.set_version(room, version, new=new)
+        for room, checklist in state.items():
+            self._keep(room, checklist)
+
+    async def save_pg(self, conn: asyncpg.Connection, state: dict[str, Checklist]) -> None:
+        """``save`` on an asyncpg connection (the writer's PostgreSQL path)."""
+        inserts, updates, removals = _changes(state)
+        if inserts:
+            await conn.executemany(_INSERT_PG, [tuple(r[c] for c in _COLUMNS) for r in inserts])
+        if updates:
+            keys = (*FIELDS, "room_id", "item_id")
+            await conn.executemany(_UPDATE_PG, [tuple(r[c] for c in keys) for r in updates])
+        for room in removals:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM checklist_item WHERE room_id = $1 AND removed", room
+            )
+            if count > MAX_REMOVED:
+                await conn.execute(
+                    "DELETE FROM checklist_item WHERE room_id = $1 AND removed AND item_id IN "
+                    "(SELECT item_id FROM checklist_item WHERE room_id = $1 AND removed "
+                    "ORDER BY removed_seq, item_id LIMIT $2)",
+                    room,
+                    count - MAX_REMOVED,
+                )
+        for room, version, new in self._new_versions(state):
+            if new:
+                sql = "INSERT INTO checklist_room (version, room_id) VALUES ($1, $2)"
+            else:
+                sql = "UPDATE checklist_room SET version = $1 WHERE room_id = $2"
+            await conn.execute(sql, version, room)
+        for room, checklist in state.items():
+            self._keep(room, checklist)
+
+    def _new_versions(self, state: dict[str, Checklist]) -> list[tuple[str, str, bool]]:
+        """A new random version for each changed room (random: a failed commit's version
+        never matches a later one): (room, version, no row yet)."""
+        out = []
         for room, checklist in state.items():
             if checklist.dirty:
-                version = secrets.token_hex(8)  # random: a failed commit never matches later
-                rows.set_version(room, version, new=checklist.version is None)
+                version = secrets.token_hex(8)
+                out.append((room, version, checklist.version is None))
                 checklist.version = version
-            self._keep(room, checklist)
+        return out
 
     def _keep(self, room: str, checklist: Checklist) -> None:
         """Keep the saved list for the room's next batch (if the commit fails, the version

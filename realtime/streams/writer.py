@@ -21,6 +21,7 @@ from ..persistence.events import (
     StoredEvent,
     append_batch,
 )
+from .pg_batches import PgBatches, pg_reducers
 from .sqlite_batches import SQLiteBatches, raw_reducers
 
 log = logging.getLogger("menteo.writer")
@@ -158,6 +159,10 @@ class Writer:
         raw = raw_reducers(self.reducers, items) if batches is not None else None
         if batches is not None and raw is not None:
             return await batches.append(items, raw)  # one thread hop
+        pg = self._pg_batches()
+        direct = pg_reducers(self.reducers, items) if pg is not None else None
+        if pg is not None and direct is not None:
+            return await pg.append(items, direct)  # asyncpg, no SQLAlchemy per statement
         async with self.db.write() as conn:
             return await append_batch(
                 conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
@@ -173,6 +178,16 @@ class Writer:
             if not path:
                 return None
             batches = self._batches = SQLiteBatches(path)
+        return batches
+
+    def _pg_batches(self) -> PgBatches | None:
+        """The asyncpg path for reducer batches on PostgreSQL (made on first use); only
+        where the fast appender runs (an asyncpg URL it understands)."""
+        if self.db.is_sqlite or self.db.appender is None:
+            return None
+        batches: PgBatches | None = getattr(self, "_pg", None)
+        if batches is None:
+            batches = self._pg = PgBatches(self.db)
         return batches
 
     async def _store_one(self, item: NewEvent) -> AppendResult | Exception:
