@@ -59,6 +59,12 @@ async def load_checklist(conn: AsyncConnection, room: str) -> Checklist:
     return (await load_checklists(conn, {room}))[room]
 
 
+async def live_ids(conn: AsyncConnection, room: str) -> set[str]:
+    """The ids of the room's live items (no other column)."""
+    query = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.removed == false())
+    return set((await conn.execute(query)).scalars())
+
+
 class _Rows(Protocol):
     """The statements the reducer runs: on a SQLAlchemy connection (every database) or raw
     on SQLite (the writer's one-hop path, ``streams/sqlite_batches.py``)."""
