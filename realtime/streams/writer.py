@@ -15,6 +15,7 @@ from sqlalchemy import make_url
 
 from ..persistence.database import Database
 from ..persistence.events import (
+    Appender,
     AppendResult,
     NewEvent,
     Reducer,
@@ -137,19 +138,54 @@ class Writer:
         if not fast:
             return await self._store_reduced(items)
         slow = [n for n, item in enumerate(items) if item.stream in reduced]
+        fast_items, slow_items = [items[n] for n in fast], [items[n] for n in slow]
+        if self.db.is_sqlite:  # one writer at a time there: the fast part first
+            fast_results = await appender.append(fast_items)
+            slow_results = await self._store_after(slow_items)
+        else:  # two connections, disjoint streams: both transactions at once
+            fast_results, slow_results = await self._store_both(appender, fast_items, slow_items)
         results: list[AppendResult | Exception | None] = [None] * len(items)
-        for n, result in zip(fast, await appender.append([items[n] for n in fast]), strict=True):
+        for n, result in zip(fast, fast_results, strict=True):
             results[n] = result
-        # The fast part is committed: a failure now must not make the caller store it again.
-        slow_items = [items[n] for n in slow]
-        try:
-            slow_results = await self._store_reduced(slow_items)
-        except Exception as exc:
-            log.warning("batch of %d failed (%s); retrying one by one", len(slow_items), exc)
-            slow_results = [await self._store_one(item) for item in slow_items]
         for n, result in zip(slow, slow_results, strict=True):
             results[n] = result
         return [r for r in results if r is not None]
+
+    async def _store_after(self, slow_items: list[NewEvent]) -> list[AppendResult | Exception]:
+        """The reducer part of a batch whose fast part is committed: a failure now must not
+        make the caller store that part again, so it is retried here, one by one."""
+        try:
+            return await self._store_reduced(slow_items)
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying one by one", len(slow_items), exc)
+            return [await self._store_one(item) for item in slow_items]
+
+    async def _store_both(
+        self, appender: Appender, fast_items: list[NewEvent], slow_items: list[NewEvent]
+    ) -> tuple[list[AppendResult | Exception], list[AppendResult | Exception]]:
+        fast, slow = await asyncio.gather(
+            appender.append(fast_items), self._store_reduced(slow_items), return_exceptions=True
+        )
+        for outcome in (fast, slow):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled: as the sequential path would
+        if isinstance(fast, Exception) and isinstance(slow, Exception):
+            raise fast  # neither committed: the caller retries each item
+        if isinstance(fast, Exception):  # the reducer part is committed: retry the rest here
+            log.warning("batch of %d failed (%s); retrying one by one", len(fast_items), fast)
+            fast = [await self._append_one(appender, item) for item in fast_items]
+        if isinstance(slow, Exception):
+            log.warning("batch of %d failed (%s); retrying one by one", len(slow_items), slow)
+            slow = [await self._store_one(item) for item in slow_items]
+        assert not isinstance(fast, BaseException) and not isinstance(slow, BaseException)
+        return fast, slow
+
+    async def _append_one(self, appender: Appender, item: NewEvent) -> AppendResult | Exception:
+        try:
+            return (await appender.append([item]))[0]
+        except Exception as exc:
+            log.exception("append to %s failed", item.stream)
+            return exc
 
     def _reduced(self, item: NewEvent) -> bool:
         return any(item.type.startswith(r.prefix) for r in self.reducers)
