@@ -71,6 +71,12 @@ class Settings:
     feed_reaction_burst: int = 30
     max_follows: int = 1000  # communities, threads and users one user follows, together
 
+    # Roadmap copies (and new roadmaps), charged by the steps they queue (per process).
+    roadmap_copy_user_rate: float = 20.0  # steps per second per user; 0: no limit
+    roadmap_copy_user_burst: int = 1000
+    roadmap_copy_room_rate: float = 5.0  # steps per second copied into one room
+    roadmap_copy_room_burst: int = 500  # a whole roadmap at once
+
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds

@@ -12,10 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..checklist.model import MAX_DESCRIPTION, MAX_ITEMS, MAX_TITLE
-from ..checklist.store import load_checklist
-from ..persistence.events import NewEvent, Rejected, last_seqs, now_iso, page_before
+from ..auth import Principal
+from ..checklist.limits import CopyLimits, StepBudget
+from ..checklist.model import MAX_DESCRIPTION, MAX_ITEMS, MAX_TITLE, ROADMAP_ID_PREFIX
+from ..checklist.store import live_ids, load_checklist
+from ..feed.limits import retry_after_header
+from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs, now_iso, page_before
 from ..persistence.models import Roadmap
+from ..state import State
 from .common import (
     ApiError,
     caller,
@@ -29,9 +33,54 @@ from .common import (
 from .rooms import visible_room
 
 ROADMAP = Roadmap.__table__  # type: ignore[attr-defined]
+# Steps queued at once: a transaction holds a few, never a whole roadmap, so the other rooms'
+# messages that share a batch with one wait about as long as for a chat message.
+COPY_CHUNK = 10
 CHECKLIST_TYPES = tuple(
     "checklist." + op for op in ("add", "toggle", "rename", "move", "remove", "verify")
 )
+
+
+def _copy_limits(request: Request) -> CopyLimits:
+    """This app's roadmap budgets, made on first use from its settings."""
+    limits: CopyLimits | None = getattr(request.app.state, "roadmap_copy_limits", None)
+    if limits is None:
+        settings = state_of(request).settings
+        limits = CopyLimits(
+            StepBudget(settings.roadmap_copy_user_rate, settings.roadmap_copy_user_burst),
+            StepBudget(settings.roadmap_copy_room_rate, settings.roadmap_copy_room_burst),
+        )
+        request.app.state.roadmap_copy_limits = limits
+    return limits
+
+
+def _charge(
+    state: State, limits: CopyLimits, principal: Principal, room_id: str | None, steps: int
+) -> None:
+    """Charge ``steps`` to the caller's budget and the room's, or refuse with 429."""
+    waits = {"roadmap_copy_user": limits.per_user.wait(principal.user_id, steps)}
+    if room_id is not None:
+        waits["roadmap_copy_room"] = limits.per_room.wait(room_id, steps)
+    over = {name: wait for name, wait in waits.items() if wait > 0}
+    if over:
+        for name in over:
+            state.metrics.inc("menteo_limit_hits_total", name)
+        wait = max(over.values())
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many roadmap steps queued: try again in {wait:.1f} s",
+            {"Retry-After": retry_after_header(wait)},
+        )
+    limits.per_user.take(principal.user_id, steps)
+    if room_id is not None:
+        limits.per_room.take(room_id, steps)
+
+
+def step_id(roadmap_id: str, n: int) -> str:
+    """A copied step's item id, in a namespace members may not add to (so none can claim
+    it beforehand and make the copy add nothing)."""
+    return f"{ROADMAP_ID_PREFIX}{roadmap_id[:48]}:{n}"
 
 
 def _roadmap(row: Any) -> dict[str, Any]:
@@ -44,7 +93,8 @@ def _roadmap(row: Any) -> dict[str, Any]:
 
 
 async def create_roadmap(request: Request) -> Response:
-    require_service(caller(request))
+    principal = caller(request)
+    require_service(principal)
     data = await json_body(request)
     title = text(data, "title", MAX_TITLE)
     raw_steps = data.get("steps")
@@ -59,6 +109,8 @@ async def create_roadmap(request: Request) -> Response:
             step["description"] = text(raw, "description", MAX_DESCRIPTION, min_len=0)
         steps.append(step)
     roadmap = {"id": uuid.uuid4().hex, "title": title, "steps": steps, "created_at": now_iso()}
+    # A write like any other: one unit of the caller's roadmap budget (it queues no events).
+    _charge(state_of(request), _copy_limits(request), principal, None, 1)
     async with state_of(request).db.write() as db:
         await db.execute(
             insert(ROADMAP).values(**roadmap | {"steps": orjson.dumps(steps).decode()})
@@ -76,7 +128,8 @@ async def list_roadmaps(request: Request) -> Response:
 async def copy_roadmap(request: Request) -> Response:
     """Copy a roadmap's steps into the room's checklist: one ``checklist.add`` event each.
 
-    Copying the same roadmap again adds nothing (the operations have stable ids).
+    Copying the same roadmap again adds nothing (the steps have stable ids, and those already
+    in the list are not queued again). Charged by the steps it queues (``_charge``).
     """
     principal = caller(request)
     room = await visible_room(request, principal)
@@ -89,27 +142,37 @@ async def copy_roadmap(request: Request) -> Response:
         row = (await db.execute(select(ROADMAP).where(ROADMAP.c.id == roadmap_id))).first()
     if row is None:
         raise ApiError(404, "not_found", "no such roadmap")
-    steps = orjson.loads(row.steps)
-    futures = [
-        state.writer.append(
-            NewEvent(
-                room.id,
-                "checklist.add",
-                principal.user_id,
-                principal.name,
-                f"roadmap:{roadmap_id[:32]}:{n}",
-                {
-                    "item_id": f"{roadmap_id[:12]}-{n}",
-                    "title": step["title"],
-                    "description": step.get("description", ""),
-                },
+    steps = list(enumerate(orjson.loads(row.steps), start=1))
+    async with state.db.snapshot() as db:
+        present = await live_ids(db, room.id)
+    queued = [(n, step) for n, step in steps if step_id(roadmap_id, n) not in present]
+    _charge(state, _copy_limits(request), principal, room.id, len(queued))
+    results: list[AppendResult | BaseException] = []
+    for start in range(0, len(queued), COPY_CHUNK):  # other rooms' writes go between chunks
+        futures = [
+            state.writer.append(
+                NewEvent(
+                    room.id,
+                    "checklist.add",
+                    principal.user_id,
+                    principal.name,
+                    f"roadmap:{roadmap_id[:32]}:{n}",
+                    {
+                        "item_id": step_id(roadmap_id, n),
+                        "title": step["title"],
+                        "description": step.get("description", ""),
+                    },
+                )
             )
-        )
-        for n, step in enumerate(steps, start=1)
-    ]
-    results = await asyncio.gather(*futures, return_exceptions=True)
+            for n, step in queued[start : start + COPY_CHUNK]
+        ]
+        results += await asyncio.gather(*futures, return_exceptions=True)
     added = sum(1 for r in results if not isinstance(r, BaseException) and r.created)
-    refused = [r for r in results if isinstance(r, Rejected)]
+    refused = [
+        Rejected("conflict", f"checklist item {step_id(roadmap_id, n)!r} already exists")
+        for n, _ in steps
+        if step_id(roadmap_id, n) in present
+    ] + [r for r in results if isinstance(r, Rejected)]
     failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, Rejected)]
     if failed:
         raise ApiError(503, "unavailable", "some steps could not be stored; send it again")

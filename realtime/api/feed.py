@@ -396,13 +396,15 @@ async def share_milestone(request: Request) -> Response:
         raise ApiError(404, "not_found", "no such checklist item")
     if not item.verified or item.verified_by is None:
         raise ApiError(409, "conflict", "only a step the mentor verified can be shared")
+    # The words the mentor verified, stored with the verification (a rename clears it).
+    title = item.verified_title or item.title
     mentor = room.member(item.verified_by)
     milestone = {
-        "title": item.title,
+        "title": title,
         "verified_by": mentor.name if mentor is not None else item.verified_by,
         "verified_at": item.verified_at,
     }
-    return await _new_post(state, principal, thread_id, body or item.title, key, milestone)
+    return await _new_post(state, principal, thread_id, body or title, key, milestone)
 
 
 routes = [

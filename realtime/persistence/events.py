@@ -177,25 +177,16 @@ def plan_batch(
     return results, rows_out
 
 
-async def append_batch(
-    conn: AsyncConnection,
-    items: Sequence[NewEvent],
-    *,
-    lock_rows: bool,
-    reducers: Sequence[Reducer] = (),
-) -> list[AppendResult | Exception]:
-    """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
-
-    The stream rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
-    transaction already excludes other writers), so appends from several processes to one
-    stream serialize and no seq is skipped or reused. A client id already stored, or seen
-    earlier in the same batch, yields the original event with ``created=False``.
-    """
+def _lock_and_dedupe_sync(
+    conn: Connection, items: Sequence[NewEvent], lock_rows: bool
+) -> tuple[dict[str, int], dict[tuple[str, str, str], StoredEvent]]:
+    """The streams' last seqs (rows locked) and the events already stored under the batch's
+    client ids."""
     streams = sorted({item.stream for item in items})
     query = select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams))
     if lock_rows:
         query = query.order_by(STREAM.c.id).with_for_update()
-    last = {row.id: row.last_seq for row in await conn.execute(query)}
+    last = {row.id: row.last_seq for row in conn.execute(query)}
 
     keyed = [i for i in items if i.client_id is not None]
     existing: dict[tuple[str, str, str], StoredEvent] = {}
@@ -210,27 +201,56 @@ async def append_batch(
             )
         else:
             match = tuple_(EVENT.c.stream, EVENT.c.author_id, EVENT.c.client_id).in_(sorted(keys))
-        rows = await conn.execute(select(EVENT).where(match))
-        for row in rows:
+        for row in conn.execute(select(EVENT).where(match)):
             existing[(row.stream, row.author_id, row.client_id)] = row_to_event(row)
+    return last, existing
 
-    ts = now_iso()
-    states = {
-        r.prefix: await r.load(conn, [i for i in items if i.type.startswith(r.prefix)])
-        for r in reducers
-        if any(i.type.startswith(r.prefix) for i in items)
-    }
-    results, rows_out = plan_batch(items, last, existing, ts, reducers, states)
-    for reducer in reducers:
-        if reducer.prefix in states:
-            await reducer.save(conn, states[reducer.prefix])
+
+def _write_events_sync(
+    conn: Connection, rows_out: list[dict[str, Any]], last: dict[str, int]
+) -> None:
     if rows_out:
-        await conn.execute(insert(EVENT), rows_out)
+        conn.execute(insert(EVENT), rows_out)
         touched = {r["stream"] for r in rows_out}
-        await conn.execute(
+        conn.execute(
             update(STREAM).where(STREAM.c.id == bindparam("sid")).values(last_seq=bindparam("seq")),
             [{"sid": s, "seq": last[s]} for s in sorted(touched)],
         )
+
+
+def _reducers_for(
+    reducers: Sequence[Reducer], items: Sequence[NewEvent]
+) -> list[tuple[Reducer, list[NewEvent]]]:
+    out = []
+    for r in reducers:
+        mine = [i for i in items if i.type.startswith(r.prefix)]
+        if mine:
+            out.append((r, mine))
+    return out
+
+
+async def append_batch(
+    conn: AsyncConnection,
+    items: Sequence[NewEvent],
+    *,
+    lock_rows: bool,
+    reducers: Sequence[Reducer] = (),
+) -> list[AppendResult | Exception]:
+    """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
+
+    The stream rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
+    transaction already excludes other writers), so appends from several processes to one
+    stream serialize and no seq is skipped or reused. A client id already stored, or seen
+    earlier in the same batch, yields the original event with ``created=False``.
+    """
+    last, existing = await conn.run_sync(_lock_and_dedupe_sync, items, lock_rows)
+    ts = now_iso()
+    used = _reducers_for(reducers, items)
+    states = {r.prefix: await r.load(conn, mine) for r, mine in used}
+    results, rows_out = plan_batch(items, last, existing, ts, reducers, states)
+    for reducer, _ in used:
+        await reducer.save(conn, states[reducer.prefix])
+    await conn.run_sync(_write_events_sync, rows_out, last)
     return results
 
 

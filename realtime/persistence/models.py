@@ -63,6 +63,8 @@ class ChecklistItem(SQLModel, table=True):
     """The materialized state of a room's checklist, kept beside its ``checklist.*`` events."""
 
     __tablename__ = "checklist_item"
+    # Joins and the writer load a room's live items only; removed rows are tombstones.
+    __table_args__ = (Index("ix_checklist_item_live", "room_id", "removed"),)
 
     room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
     item_id: str = Field(primary_key=True, max_length=64)
@@ -75,7 +77,19 @@ class ChecklistItem(SQLModel, table=True):
     verified: bool = False
     verified_by: str | None = Field(default=None, max_length=128)
     verified_at: str | None = Field(default=None, max_length=40)
+    verified_title: str | None = Field(default=None, max_length=200)  # what was verified
     removed: bool = False
+    removed_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class ChecklistRoom(SQLModel, table=True):
+    """A room's checklist version: a new random value at every change, so a process may keep
+    the list in memory and use it only while the version is the one it saved."""
+
+    __tablename__ = "checklist_room"
+
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    version: str = Field(max_length=32)
 
 
 class NoteSnapshot(SQLModel, table=True):

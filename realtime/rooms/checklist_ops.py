@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..checklist.model import MAX_DESCRIPTION, MAX_TITLE
+from ..checklist.model import MAX_DESCRIPTION, MAX_TITLE, ROADMAP_ID_PREFIX
 from ..persistence.events import NewEvent
 from ..protocol import (
     MAX_CLIENT_ID,
@@ -74,6 +74,10 @@ def handle_add(state: State, conn: RoomConnection, frame: dict[str, Any]) -> Non
     frame = _normalized(frame)
     op_id = client_id(frame)
     item_id = _item_id(frame) if "item_id" in frame else op_id
+    if item_id.startswith(ROADMAP_ID_PREFIX):  # so no member can claim a step beforehand
+        raise FrameError(
+            ErrorCode.INVALID, f"item ids starting {ROADMAP_ID_PREFIX!r} are reserved", op_id
+        )
     data: dict[str, Any] = {"item_id": item_id, "title": text_field(frame, "title", MAX_TITLE)}
     if "description" in frame:
         data["description"] = text_field(frame, "description", MAX_DESCRIPTION, min_len=0)

@@ -11,9 +11,20 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from sqlalchemy import make_url
+
 from ..faults import Faults, is_fatal
 from ..persistence.database import Database
-from ..persistence.events import AppendResult, NewEvent, Reducer, StoredEvent, append_batch
+from ..persistence.events import (
+    Appender,
+    AppendResult,
+    NewEvent,
+    Reducer,
+    StoredEvent,
+    append_batch,
+)
+from .pg_batches import PgBatches, pg_reducers
+from .sqlite_batches import SQLiteBatches, raw_reducers
 
 log = logging.getLogger("menteo.writer")
 
@@ -162,12 +173,111 @@ class Writer:
                 self.faults.survived("writer", log, exc, "delivering committed events failed")
 
     async def _store(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
+        """Store a batch. Streams with an event a reducer keeps (checklist, feed) take the
+        reducer's transaction; every other stream takes the fast appender first, so one
+        room's checklist operation never puts the chat of other rooms on the slow path.
+        A stream's events stay in one transaction, in queue order."""
         appender = self.db.appender
-        if appender is not None and not any(
-            item.type.startswith(r.prefix) for item in items for r in self.reducers
-        ):
-            return await appender.append(items)
+        reduced = {item.stream for item in items if self._reduced(item)}
+        if appender is None or not reduced:
+            return await (
+                self._store_reduced(items) if appender is None else appender.append(items)
+            )
+        fast = [n for n, item in enumerate(items) if item.stream not in reduced]
+        if not fast:
+            return await self._store_reduced(items)
+        slow = [n for n, item in enumerate(items) if item.stream in reduced]
+        fast_items, slow_items = [items[n] for n in fast], [items[n] for n in slow]
+        if self.db.is_sqlite:  # one writer at a time there: the fast part first
+            fast_results = await appender.append(fast_items)
+            slow_results = await self._store_after(slow_items)
+        else:  # two connections, disjoint streams: both transactions at once
+            fast_results, slow_results = await self._store_both(appender, fast_items, slow_items)
+        results: list[AppendResult | Exception | None] = [None] * len(items)
+        for n, result in zip(fast, fast_results, strict=True):
+            results[n] = result
+        for n, result in zip(slow, slow_results, strict=True):
+            results[n] = result
+        return [r for r in results if r is not None]
+
+    async def _store_after(self, slow_items: list[NewEvent]) -> list[AppendResult | Exception]:
+        """The reducer part of a batch whose fast part is committed: a failure now must not
+        make the caller store that part again, so it is retried here, one by one."""
+        try:
+            return await self._store_reduced(slow_items)
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying one by one", len(slow_items), exc)
+            return [await self._store_one(item) for item in slow_items]
+
+    async def _store_both(
+        self, appender: Appender, fast_items: list[NewEvent], slow_items: list[NewEvent]
+    ) -> tuple[list[AppendResult | Exception], list[AppendResult | Exception]]:
+        fast, slow = await asyncio.gather(
+            appender.append(fast_items), self._store_reduced(slow_items), return_exceptions=True
+        )
+        for outcome in (fast, slow):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled: as the sequential path would
+        if isinstance(fast, Exception) and isinstance(slow, Exception):
+            raise fast  # neither committed: the caller retries each item
+        if isinstance(fast, Exception):  # the reducer part is committed: retry the rest here
+            log.warning("batch of %d failed (%s); retrying one by one", len(fast_items), fast)
+            fast = [await self._append_one(appender, item) for item in fast_items]
+        if isinstance(slow, Exception):
+            log.warning("batch of %d failed (%s); retrying one by one", len(slow_items), slow)
+            slow = [await self._store_one(item) for item in slow_items]
+        assert not isinstance(fast, BaseException) and not isinstance(slow, BaseException)
+        return fast, slow
+
+    async def _append_one(self, appender: Appender, item: NewEvent) -> AppendResult | Exception:
+        try:
+            return (await appender.append([item]))[0]
+        except Exception as exc:
+            log.exception("append to %s failed", item.stream)
+            return exc
+
+    def _reduced(self, item: NewEvent) -> bool:
+        return any(item.type.startswith(r.prefix) for r in self.reducers)
+
+    async def _store_reduced(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
+        batches = self._sqlite_batches()
+        raw = raw_reducers(self.reducers, items) if batches is not None else None
+        if batches is not None and raw is not None:
+            return await batches.append(items, raw)  # one thread hop
+        pg = self._pg_batches()
+        direct = pg_reducers(self.reducers, items) if pg is not None else None
+        if pg is not None and direct is not None:
+            return await pg.append(items, direct)  # asyncpg, no SQLAlchemy per statement
         async with self.db.write() as conn:
             return await append_batch(
                 conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
             )
+
+    def _sqlite_batches(self) -> SQLiteBatches | None:
+        """The one-hop path for reducer batches on a SQLite file (made on first use)."""
+        if not self.db.is_sqlite or self.db.appender is None:
+            return None
+        batches: SQLiteBatches | None = getattr(self, "_batches", None)
+        if batches is None:
+            path = make_url(self.db.url).database
+            if not path:
+                return None
+            batches = self._batches = SQLiteBatches(path)
+        return batches
+
+    def _pg_batches(self) -> PgBatches | None:
+        """The asyncpg path for reducer batches on PostgreSQL (made on first use); only
+        where the fast appender runs (an asyncpg URL it understands)."""
+        if self.db.is_sqlite or self.db.appender is None:
+            return None
+        batches: PgBatches | None = getattr(self, "_pg", None)
+        if batches is None:
+            batches = self._pg = PgBatches(self.db)
+        return batches
+
+    async def _store_one(self, item: NewEvent) -> AppendResult | Exception:
+        try:
+            return (await self._store_reduced([item]))[0]
+        except Exception as exc:
+            log.exception("append to %s failed", item.stream)
+            return exc

@@ -73,7 +73,15 @@ function freshItem(raw) {
     verified: raw.verified === true,
     verified_by: raw.verified_by ?? null,
     verified_at: raw.verified_at ?? null,
+    verified_title: raw.verified_title ?? null,
   };
+}
+
+function unverify(item) {
+  item.verified = false;
+  item.verified_by = null;
+  item.verified_at = null;
+  item.verified_title = null;
 }
 
 /** The server's checklist as this page knows it: a snapshot plus the events after it. */
@@ -103,6 +111,7 @@ export class ChecklistState {
       const raw = frame.item;
       if (!raw || typeof raw.id !== "string") return false;
       this.items.set(raw.id, freshItem({ ...raw, done: false, verified: false }));
+      this.rebalance(frame.rebalance);
       return true;
     }
     const item = this.items.get(frame.item_id);
@@ -112,17 +121,15 @@ export class ChecklistState {
         item.done = frame.done === true;
         item.done_by = item.done ? author : null;
         item.done_at = item.done ? ts : null;
-        if (!item.done) {
-          item.verified = false;
-          item.verified_by = null;
-          item.verified_at = null;
-        }
+        if (!item.done) unverify(item);
         return true;
       case "checklist.rename":
         item.title = frame.title;
+        if (frame.verified === false) unverify(item); // the mentor did not verify these words
         return true;
       case "checklist.move":
         item.pos = frame.pos;
+        this.rebalance(frame.rebalance);
         return true;
       case "checklist.remove":
         this.items.delete(item.id);
@@ -131,9 +138,19 @@ export class ChecklistState {
         item.verified = frame.verified === true;
         item.verified_by = item.verified ? author : null;
         item.verified_at = item.verified ? ts : null;
+        item.verified_title = item.verified ? (frame.verified_title ?? item.title) : null;
         return true;
       default:
         return false;
+    }
+  }
+
+  /** A rebalance (docs/protocol.md): every other live item's new position key. */
+  rebalance(keys) {
+    if (!keys || typeof keys !== "object") return;
+    for (const [id, pos] of Object.entries(keys)) {
+      const item = this.items.get(id);
+      if (item !== undefined && typeof pos === "string") item.pos = pos;
     }
   }
 
