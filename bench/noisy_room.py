@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -37,17 +36,7 @@ from typing import Any
 
 import httpx
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
-
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from realtime.auth import issue_token  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from chat_load import (  # noqa: E402
+from chat_load import (
     SUBPROTOCOL,
     percentile_ms,
     reset_postgres,
@@ -55,6 +44,11 @@ from chat_load import (  # noqa: E402
     stop_server,
     wait_ready,
 )
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from menteo_testkit.server import child_env
+from realtime.auth import issue_token
 
 SOCKET_RATE = 20.0  # MENTEO_RATE_PER_SECOND's default: each noisy socket sends at it
 ROADMAP_STEPS = 500  # the most a roadmap holds
@@ -77,16 +71,12 @@ class Noise:
 
 
 def server_env(database_url: str, secret: str) -> dict[str, str]:
-    # The defaults are the point: drop every inherited MENTEO_* variable.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
-    env.update({
+    # The defaults are the point: child_env drops every inherited MENTEO_* variable.
+    return child_env({
         "MENTEO_SECRET": secret,
         "MENTEO_DATABASE_URL": database_url,
         "MENTEO_AUTO_MIGRATE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
     })
-    return env
 
 
 async def open_socket(ws_base: str, room: str, user: str, secret: str) -> ClientConnection:
