@@ -27,10 +27,10 @@ from .checklist.store import ChecklistReducer
 from .config import Settings
 from .drain import StopSignals
 from .faults import Faults
+from .feed.reducer import FeedReducer
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
-from .feed.store import FeedReducer
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesSocket

@@ -100,6 +100,27 @@ async def test_ws_sse_and_late_joiner_see_the_same_ordered_events(feed_server: R
         assert (await follower.events_until(is_post(four)))[-1]["seq"] == four["cursor"]
 
 
+async def test_a_post_and_a_comment_read_the_same_live_acked_and_paged(
+    feed_server: Running,
+) -> None:
+    """One builder each for posts and comments: what a follower receives is what the write
+    answered and what the REST pages show, field for field and in the same order."""
+    community, thread, ana, ben = await setup(feed_server)
+    ws = await WSFollower.connect(feed_server.ws, feed_query(feed_server.token("cy"), community))
+    acked = await ana.post(thread, "Week 1: hello world")
+    live = (await ws.recv_until(is_post(acked)))["post"]
+    paged = (await ben.feed(f"community={community}"))["posts"][0]
+    assert paged.pop("my_reactions") == []
+    assert list(live.items()) == list(acked.items()) == list(paged.items())
+
+    comment = await ben.comment(acked["id"], "welcome!")
+    frame = await ws.recv_until(lambda f: f["type"] == "feed.comment")
+    detail = await ben.ok("GET", f"/api/posts/{acked['id']}")
+    assert detail["post"]["comments"] == 1
+    shown = [list(c.items()) for c in (frame["comment"], comment, detail["comments"][0])]
+    assert shown[0] == shown[1] == shown[2]
+
+
 async def test_resume_delivers_exactly_what_was_missed(feed_server: Running) -> None:
     community, thread, ana, ben = await setup(feed_server)
     query = feed_query(feed_server.token("cy"), community)

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from realtime.feed.store import COMMENT_T, EVENT_T, FOLLOW_T, POST_T
+from realtime.feed.tables import COMMENT_T, EVENT_T, FOLLOW_T, POST_T
 from tests.backends import Backend
 from tests.client import create_room
 from tests.feed_client import FeedApi

@@ -31,12 +31,9 @@ from ..feed.model import (
     MAX_TITLE,
     POST,
     REACTION_KINDS,
+    new_id,
 )
-from ..feed.service import FilterError
-from ..feed.store import (
-    POST_T,
-    create_community,
-    create_thread,
+from ..feed.queries import (
     follow_count,
     follow_target_exists,
     followed_by,
@@ -48,13 +45,12 @@ from ..feed.store import (
     is_following,
     list_communities,
     load_follows,
-    lock_follows,
-    new_id,
     page_comments,
     page_posts,
-    set_follow,
-    set_reaction,
+    with_id,
 )
+from ..feed.rows import create_community, create_thread, lock_follows, set_follow, set_reaction
+from ..feed.service import FilterError
 from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs
 from ..protocol import has_control
 from ..state import State
@@ -229,7 +225,7 @@ async def show_post(request: Request) -> Response:
     assert limit is not None
     async with state_of(request).db.snapshot() as db:
         posts, _ = await page_posts(
-            db, POST_T.c.id == post_id, before=None, limit=1, viewer=principal.user_id
+            db, with_id(post_id), before=None, limit=1, viewer=principal.user_id
         )
         if not posts:
             raise ApiError(404, "not_found", "no such post")

@@ -2,7 +2,7 @@
 one ``feed`` stream, served live over WebSocket and Server-Sent Events."""
 
 from .model import FEED_STREAM, FeedFilter
+from .reducer import FeedReducer
 from .service import FeedService
-from .store import FeedReducer
 
 __all__ = ["FEED_STREAM", "FeedFilter", "FeedReducer", "FeedService"]

@@ -1,5 +1,6 @@
-"""The feed's vocabulary: limits, event types, the public shape of posts and comments, and
-which events a follower's filter lets through.
+"""The feed's vocabulary: limits, event types, ids, the records the reducer and REST pass
+around (a post's routing, a thread), and which events a follower's filter lets through. The
+public shape of posts and comments is built in ``serialize.py``.
 
 Every feed event carries the same routing fields (``post_id``, ``thread_id``,
 ``community_id``, ``owner_id``: the thread owner) so that a filter reads one event the same
@@ -8,6 +9,7 @@ way whatever its type.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +40,11 @@ def zero_counts() -> dict[str, int]:
     return dict.fromkeys(REACTION_KINDS, 0)
 
 
+def new_id() -> str:
+    """A community's, thread's, post's or comment's id (and a reaction mark)."""
+    return uuid.uuid4().hex
+
+
 @dataclass(slots=True)
 class PostRef:
     """What the writer needs to know of a post to route and check an event about it."""
@@ -55,6 +62,25 @@ class PostRef:
             "thread_id": self.thread_id,
             "community_id": self.community_id,
             "owner_id": self.owner_id,
+        }
+
+
+@dataclass(slots=True)
+class ThreadRecord:
+    id: str
+    community_id: str
+    owner_id: str
+    owner_name: str
+    title: str
+    created_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "community_id": self.community_id,
+            "owner": {"user_id": self.owner_id, "name": self.owner_name},
+            "title": self.title,
+            "created_at": self.created_at,
         }
 
 

@@ -23,8 +23,8 @@ from ..streams.writer import Writer
 from .limits import UserLimits
 from .live import HEARTBEAT, FeedConnection, FeedRegistry, sse_codec, sse_id
 from .model import DELETE, FEED_STREAM, FeedFilter, Follows
+from .queries import deleted_posts, get_community, load_follows, pending_reactions
 from .reactions import ReactionAggregator
-from .store import deleted_posts, get_community, load_follows, pending_reactions
 
 log = logging.getLogger("menteo.feed")
 
@@ -102,7 +102,7 @@ class FeedService:
 
     async def _append_owed(self) -> None:
         """Counts acknowledged by a process that died before its ``feed.reaction`` event:
-        their marks outlive it (``store.set_reaction``); any process appends the event.
+        their marks outlive it (``rows.set_reaction``); any process appends the event.
         A mark younger than two windows is still its own process's business."""
         while True:
             try:
