@@ -90,6 +90,27 @@ async def test_five_sockets_of_one_user_type_no_faster_than_one(backend: Backend
         assert frame["active"] is True
 
 
+async def test_reconnecting_does_not_reset_the_typing_limit(backend: Backend) -> None:
+    """Found by an outside review: the gate forgot a user when their last socket closed, so
+    connect, type, drop, repeat sent the other member 24 typing frames a second."""
+    async with run_server(make_settings(backend, typing_interval=INTERVAL, **FAST)) as server:
+        room = await create_room(
+            server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        )
+        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+        seconds = 3.0
+        watching = asyncio.create_task(arrivals(ana, "ben", time.monotonic() + seconds + 1.5))
+        end, active = time.monotonic() + seconds, True
+        while time.monotonic() < end:
+            ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+            await ben.send({"type": "typing", "active": active})
+            active = not active
+            await ben.send({"type": "ping"})  # answered after the typing frame was handled
+            await ben.recv_until(lambda f: f["type"] == "pong")
+            await ben.close()
+        check_spacing(await watching, seconds)
+
+
 @contextlib.asynccontextmanager
 async def two_processes(backend: Backend) -> AsyncIterator[list[ServerProcess]]:
     env = {

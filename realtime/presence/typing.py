@@ -25,7 +25,9 @@ RETRIES = 3  # claims lost to another process before a pending state is dropped
 class _Typist:
     """One user in one room, on this process."""
 
-    __slots__ = ("claiming", "lost", "sent_at", "sockets", "state", "timer", "wanted")
+    __slots__ = (
+        "claiming", "forget", "interval", "lost", "sent_at", "sockets", "state", "timer", "wanted",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.sockets = 0  # the user's open sockets in the room, here
@@ -35,6 +37,8 @@ class _Typist:
         self.timer: asyncio.TimerHandle | None = None
         self.claiming = False  # a claim is in flight
         self.lost = 0  # claims lost in a row
+        self.interval = 0.0  # the interval of the last update
+        self.forget: asyncio.TimerHandle | None = None  # set while no socket is open
 
 
 class TypingGate:
@@ -50,6 +54,9 @@ class TypingGate:
         typist = self.typists.get((room, user_id))
         if typist is None:
             typist = self.typists[(room, user_id)] = _Typist()
+        if typist.forget is not None:  # back within the interval: the limit still holds
+            typist.forget.cancel()
+            typist.forget = None
         typist.sockets += 1
 
     def detach(self, room: str, user_id: str) -> None:
@@ -58,9 +65,23 @@ class TypingGate:
         if typist is None:
             return
         typist.sockets -= 1
-        if typist.sockets <= 0:
-            if typist.timer is not None:
-                typist.timer.cancel()
+        if typist.sockets > 0:
+            return
+        if typist.timer is not None:
+            typist.timer.cancel()
+            typist.timer = None
+        # Kept until its interval has passed, so that reconnecting does not reset the limit.
+        left = typist.sent_at + typist.interval - time.monotonic()
+        if left > 0:
+            typist.forget = asyncio.get_running_loop().call_later(
+                left, self._forget, room, user_id, typist
+            )
+        else:
+            del self.typists[(room, user_id)]
+
+    def _forget(self, room: str, user_id: str, typist: _Typist) -> None:
+        typist.forget = None
+        if typist.sockets <= 0 and self.typists.get((room, user_id)) is typist:
             del self.typists[(room, user_id)]
 
     def update(self, room: str, user_id: str, active: bool, interval: float) -> None:
@@ -72,6 +93,7 @@ class TypingGate:
             typist.timer.cancel()
             typist.timer = None
         typist.wanted = active
+        typist.interval = interval
         typist.lost = 0
         if typist.claiming:
             return  # the claim in flight schedules the newest state after its own
@@ -111,7 +133,7 @@ class TypingGate:
                 log.warning("typing claim failed, limiting per process meanwhile: %r", exc)
             won = True
         typist.claiming = False
-        if self.typists.get((room, user_id)) is not typist:
+        if self.typists.get((room, user_id)) is not typist or typist.sockets <= 0:
             return  # the user's last socket here closed meanwhile
         if won:
             self._send(room, user_id, typist, active)
@@ -133,8 +155,9 @@ class TypingGate:
 
     def close(self) -> None:
         for typist in self.typists.values():
-            if typist.timer is not None:
-                typist.timer.cancel()
+            for handle in (typist.timer, typist.forget):
+                if handle is not None:
+                    handle.cancel()
         self.typists.clear()
         for task in self.claims:
             task.cancel()
