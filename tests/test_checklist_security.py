@@ -161,6 +161,30 @@ async def test_renaming_a_verified_step_clears_it_and_a_share_shows_the_verified
 # 10: copied step ids cannot be claimed beforehand ----------------------------------------
 
 
+async def test_a_verify_covers_the_words_the_mentor_saw(server: Running) -> None:
+    """Found by an outside review: a rename sent just before the mentor's verify made the
+    mentor verify words never seen. A verify that names its title is refused if it changed."""
+    room = await _room(server)
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+    add = {"type": "checklist.add", "id": "a1", "item_id": "s1", "title": "Read chapter 1"}
+    assert (await op(ben, add))["type"] == "ack"
+    tick = {"type": "checklist.toggle", "id": "t1", "item_id": "s1", "done": True}
+    assert (await op(ben, tick))["type"] == "ack"
+    forged = "Shipped the product; mentor-certified expert"
+    rename = {"type": "checklist.rename", "id": "r1", "item_id": "s1", "title": forged}
+    assert (await op(ben, rename))["type"] == "ack"
+    seen = {"type": "checklist.verify", "id": "v1", "item_id": "s1", "title": "Read chapter 1"}
+    refused = await op(ana, seen)
+    assert refused["type"] == "error" and refused["code"] == "conflict", refused
+    item = (await _checklist(server, room["id"]))["items"][0]
+    assert not item["verified"] and item["verified_title"] is None
+    current = {**seen, "id": "v2", "title": forged}  # the mentor verifies what it says now
+    assert (await op(ana, current))["type"] == "ack"
+    item = (await _checklist(server, room["id"]))["items"][0]
+    assert item["verified"] and item["verified_title"] == forged
+
+
 async def test_a_member_cannot_preclaim_a_roadmaps_step_ids(server: Running) -> None:
     room = await _room(server)
     roadmap_id = await _roadmap(server, 3)

@@ -169,7 +169,11 @@ class Checklist:
         if op == "verify" and data["verified"]:
             if not item.done:
                 raise Refused("invalid", "only a ticked step can be verified")
-            return {**data, "verified_title": item.title}
+            seen = data.get("title")
+            if seen is not None and seen != item.title:  # renamed while the mentor looked
+                raise Refused("conflict", "the step was renamed: verify what it says now")
+            event = {k: v for k, v in data.items() if k != "title"}
+            return {**event, "verified_title": item.title}
         if op == "rename" and item.verified and data["title"] != item.verified_title:
             return {**data, "verified": False}  # the mentor did not verify these words
         return dict(data)

@@ -127,7 +127,9 @@ def handle_verify(state: State, conn: RoomConnection, frame: dict[str, Any]) -> 
     if conn.role != "mentor":
         raise FrameError(ErrorCode.FORBIDDEN, "only the room's mentor may verify", frame_id(frame))
     verified = bool_field(frame, "verified") if "verified" in frame else True
-    data = {"item_id": item_id, "verified": verified}
+    data: dict[str, Any] = {"item_id": item_id, "verified": verified}
+    if verified and "title" in frame:  # the words the mentor saw: refused if they changed
+        data["title"] = text_field(frame, "title", MAX_TITLE)
     _submit(state, conn, "verify", client_id(frame), key, data)
 
 
