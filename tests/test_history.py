@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from realtime.persistence.events import StoredEvent, replay_sync
-from realtime.streams.history import Replay, Resume, page_before, resume
+from realtime.streams.history import (
+    Replay,
+    Resume,
+    page_before,
+    parse_resume_id,
+    resume,
+    resume_id,
+)
 from tests.client import RoomClient
 from tests.servers import Running
 
@@ -37,6 +44,17 @@ def test_the_resume_rule(since: str | None, epoch: str | None, start: int | None
     assert resumed == Resume(10, start)
     assert resumed.recovered is (start is not None)
     assert resumed.cursor == (10 if start is None else start)
+
+
+def test_resume_ids() -> None:
+    assert resume_id(EPOCH, 7) == "e1:7"
+    assert parse_resume_id(resume_id(EPOCH, 7)) == ("7", EPOCH)
+    assert parse_resume_id("7") == ("7", None)  # an id from before the epoch
+    assert parse_resume_id("a:b:7") == ("7", "a:b")
+    assert parse_resume_id(":7") == ("7", "")
+    assert parse_resume_id(None) == (None, None)
+    assert resume(*parse_resume_id("other:3"), EPOCH, 10) == Resume(10, None)
+    assert resume(*parse_resume_id(resume_id(EPOCH, 3)), EPOCH, 10) == Resume(10, 3)
 
 
 async def _chat(server: Running, room: dict[str, Any], count: int) -> None:

@@ -18,11 +18,11 @@ from ..config import Settings
 from ..persistence.database import Database
 from ..persistence.events import last_seqs
 from ..protocol import Codec
-from ..streams.history import Replay, resume
+from ..streams.history import Replay, resume, resume_id
 from ..streams.hub import Hub
 from ..streams.writer import Writer
 from .limits import UserLimits
-from .live import HEARTBEAT, FeedConnection, FeedRegistry, sse_codec, sse_id
+from .live import HEARTBEAT, FeedConnection, FeedRegistry, sse_codec
 from .model import DELETE, FEED_STREAM, FeedFilter, Follows
 from .reactions import ReactionAggregator
 from .store import deleted_posts, get_community, load_follows, pending_reactions
@@ -177,8 +177,8 @@ class FeedService:
             }
             if conn.filter.follows is not None:
                 welcome["follows"] = conn.filter.follows.as_dict()
-            resume_id = sse_id(self.db.epoch, resumed.cursor)
-            await conn.transport.send_wait(conn.encode_welcome(welcome, resume_id))
+            welcome_id = resume_id(self.db.epoch, resumed.cursor)
+            await conn.transport.send_wait(conn.encode_welcome(welcome, welcome_id))
             conn.last_seq = resumed.cursor
             if resumed.recovered:
                 await self._catch_up(conn)

@@ -1,7 +1,8 @@
 """A stream's history: everything a socket or a page reads of what came before now.
 
 - ``resume``: the one rule that turns a client's ``since``/``epoch`` into where it resumes
-  (the room socket, the feed socket and the event stream all ask it).
+  (the room socket, the feed socket and the event stream all ask it); ``resume_id`` and
+  ``parse_resume_id``: the same as one ``EPOCH:SEQ`` value (the event stream's ids).
 - ``Replay``: the events after a seq, a page at a time (a resume's catch-up, the hub's
   gap fill, a notes document's load).
 - ``Recent`` and ``newest_json``: the newest N events of some types, kept by the hub in
@@ -64,6 +65,20 @@ def resume(since: str | None, epoch: str | None, our_epoch: str, last: int) -> R
     if value < 0 or value > last or (epoch and epoch != our_epoch):
         return Resume(last, None)
     return Resume(last, value)
+
+
+def resume_id(epoch: str, seq: int) -> str:
+    """A resume point as one value, ``EPOCH:SEQ`` (the event stream's ids)."""
+    return f"{epoch}:{seq}"
+
+
+def parse_resume_id(value: str | None) -> tuple[str | None, str | None]:
+    """``(since, epoch)`` from ``EPOCH:SEQ``, or from a bare ``SEQ`` (ids sent before the
+    epoch was: no epoch, accepted as before)."""
+    if value is None:
+        return None, None
+    epoch, colon, seq = value.rpartition(":")
+    return seq, (epoch if colon else None)
 
 
 # The events after N ----------------------------------------------------------------------
