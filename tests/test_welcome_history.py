@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from realtime.persistence.events import page_before
-from realtime.rooms.socket import _history_from
+from realtime.streams.history import history_from as _history_from
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server

@@ -17,9 +17,10 @@ from ..checklist.limits import CopyLimits, StepBudget
 from ..checklist.model import MAX_DESCRIPTION, MAX_ITEMS, MAX_TITLE, ROADMAP_ID_PREFIX
 from ..checklist.store import live_ids, load_checklist
 from ..feed.limits import retry_after_header
-from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs, now_iso, page_before
+from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs, now_iso
 from ..persistence.models import Roadmap
 from ..state import State
+from ..streams.history import page_before
 from .common import (
     ApiError,
     caller,
@@ -204,8 +205,9 @@ async def checklist_history(request: Request) -> Response:
     before = int_param(request, "before", None, lo=1, hi=2**62)
     limit = int_param(request, "limit", 50, lo=1, hi=100)
     assert limit is not None
-    async with state_of(request).db.read() as db:
-        events, has_more = await page_before(db, room.id, CHECKLIST_TYPES, before, limit)
+    events, has_more = await page_before(
+        state_of(request).db, room.id, CHECKLIST_TYPES, before, limit
+    )
     return json_response({"events": [e.frame() for e in events], "has_more": has_more})
 
 

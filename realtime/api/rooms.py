@@ -9,8 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import Principal
-from ..persistence.events import page_before
 from ..persistence.rooms import ROLES, MemberRecord, RoomRecord, create_room, get_room, list_rooms
+from ..streams.history import page_before
 from .common import (
     ApiError,
     caller,
@@ -78,8 +78,7 @@ async def messages(request: Request) -> Response:
     before = int_param(request, "before", None, lo=1, hi=2**62)
     limit = int_param(request, "limit", 50, lo=1, hi=100)
     assert limit is not None
-    async with state_of(request).db.read() as db:
-        events, has_more = await page_before(db, room.id, CHAT_TYPES, before, limit)
+    events, has_more = await page_before(state_of(request).db, room.id, CHAT_TYPES, before, limit)
     page: dict[str, Any] = {"messages": [e.frame() for e in events], "has_more": has_more}
     return json_response(page)
 

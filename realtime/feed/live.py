@@ -22,6 +22,7 @@ import orjson
 from ..auth import Principal
 from ..persistence.events import StoredEvent
 from ..protocol import Codec
+from ..streams.history import resume_id
 from ..streams.hub import Frames
 from .model import FeedFilter
 
@@ -52,20 +53,6 @@ def sse_message(event: str, data: bytes, event_id: str | None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-def sse_id(epoch: str, seq: int) -> str:
-    """An event stream's id: the database's epoch and the seq, ``EPOCH:SEQ``."""
-    return f"{epoch}:{seq}"
-
-
-def parse_sse_id(value: str | None) -> tuple[str | None, str | None]:
-    """``(since, epoch)`` from ``EPOCH:SEQ``, or from a bare ``SEQ`` (ids sent before the
-    epoch was: no epoch, accepted as before)."""
-    if value is None:
-        return None, None
-    epoch, colon, seq = value.rpartition(":")
-    return seq, (epoch if colon else None)
-
-
 def _sse_decode(data: str | bytes) -> Any:
     raise ValueError("an event stream is read-only")
 
@@ -75,7 +62,7 @@ def sse_codec(epoch: str) -> Codec:
 
     def encode(frame: Any) -> bytes:
         seq = frame.get("seq")
-        event_id = None if seq is None else sse_id(epoch, seq)
+        event_id = None if seq is None else resume_id(epoch, seq)
         return sse_message(frame["type"], orjson.dumps(frame), event_id)
 
     return Codec(SSE_TYPE, True, encode, _sse_decode)

@@ -16,12 +16,13 @@ from typing import Any
 
 from ..config import Settings
 from ..persistence.database import Database
-from ..persistence.events import last_seqs, replay
+from ..persistence.events import last_seqs
 from ..protocol import Codec
+from ..streams.history import Replay, resume, resume_id
 from ..streams.hub import Hub
 from ..streams.writer import Writer
 from .limits import UserLimits
-from .live import HEARTBEAT, FeedConnection, FeedRegistry, sse_codec, sse_id
+from .live import HEARTBEAT, FeedConnection, FeedRegistry, sse_codec
 from .model import DELETE, FEED_STREAM, FeedFilter, Follows
 from .queries import deleted_posts, get_community, load_follows, pending_reactions
 from .reactions import ReactionAggregator
@@ -164,22 +165,22 @@ class FeedService:
                     conn.follow_changed(*change)
             async with self.db.read() as db:
                 last = (await last_seqs(db, [FEED_STREAM])).get(FEED_STREAM, 0)
-            start = resume_point(since, epoch, self.db.epoch, last)
+            resumed = resume(since, epoch, self.db.epoch, last)
             welcome: dict[str, Any] = {
                 "type": "welcome",
                 "cursor": last,
-                "since": start,
-                "recovered": start is not None,
+                "since": resumed.start,
+                "recovered": resumed.recovered,
                 "epoch": self.db.epoch,
                 "filter": conn.filter.describe(),
                 "you": {"user_id": conn.user_id, "name": conn.principal.name},
             }
             if conn.filter.follows is not None:
                 welcome["follows"] = conn.filter.follows.as_dict()
-            resume = sse_id(self.db.epoch, last if start is None else start)
-            await conn.transport.send_wait(conn.encode_welcome(welcome, resume))
-            conn.last_seq = last if start is None else start
-            if start is not None:
+            welcome_id = resume_id(self.db.epoch, resumed.cursor)
+            await conn.transport.send_wait(conn.encode_welcome(welcome, welcome_id))
+            conn.last_seq = resumed.cursor
+            if resumed.recovered:
                 await self._catch_up(conn)
             self.registry.go_live(conn)
             yield
@@ -189,10 +190,10 @@ class FeedService:
     async def _catch_up(self, conn: FeedConnection) -> None:
         """Every matching event after ``conn.last_seq``, page by page, leaving out posts
         (and their comments and reactions) deleted since; deletions themselves are kept."""
-        page = self.settings.replay_page
-        while not conn.transport.closed:
+        replay = Replay(FEED_STREAM, self.settings.replay_page)
+        while not conn.transport.closed and not replay.done:
             async with self.db.read() as db:
-                events = await replay(db, FEED_STREAM, conn.last_seq, page)
+                events = await replay.next_in(db, conn.last_seq)
                 matching = [e for e in events if conn.filter.matches(e.data)]
                 gone = await deleted_posts(
                     db, {str(e.data["post_id"]) for e in matching if e.type != DELETE}
@@ -206,8 +207,6 @@ class FeedService:
                 if event.type != DELETE and event.data.get("post_id") in gone:
                     continue
                 await conn.transport.send_wait(conn.encode(event.frame()))
-            if len(events) < page:
-                break
 
     async def _beat(self) -> None:
         """Comments on every event stream, so proxies do not close an idle one."""
@@ -215,16 +214,3 @@ class FeedService:
             await asyncio.sleep(self.settings.feed_heartbeat)
             for conn in tuple(self.registry.streams):
                 conn.transport.send(HEARTBEAT)
-
-
-def resume_point(since: str | None, epoch: str | None, our_epoch: str, last: int) -> int | None:
-    """The seq to resume after, or None when ``since`` cannot be honoured (live only)."""
-    if since is None or since == "":
-        return None
-    try:
-        value = int(since)
-    except ValueError:
-        return None
-    if value < 0 or value > last or (epoch and epoch != our_epoch):
-        return None
-    return value

@@ -23,8 +23,9 @@ import orjson
 from ..auth import AuthError, bearer_token, verify_token
 from ..rooms.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
 from ..state import State
+from ..streams.history import parse_resume_id
 from .gate import connection_slot, counted
-from .live import FeedConnection, parse_sse_id, sse_message
+from .live import FeedConnection, sse_message
 from .service import FilterError
 
 if TYPE_CHECKING:
@@ -149,7 +150,7 @@ class FeedStream:
             await _error(send, 503, "unavailable", "the server is shutting down")
             return
         # EPOCH:SEQ (or a bare SEQ) in Last-Event-ID, which wins, or in since.
-        since, epoch = parse_sse_id(headers.get("last-event-id") or params.get("since"))
+        since, epoch = parse_resume_id(headers.get("last-event-id") or params.get("since"))
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
         transport = StreamTransport(
             send,

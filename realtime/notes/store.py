@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..metrics import Metrics
 from ..persistence.database import Database
-from ..persistence.events import EVENT, StoredEvent, now_iso, replay
+from ..persistence.events import EVENT, StoredEvent, now_iso
 from ..persistence.models import NoteSnapshot
 from ..persistence.rooms import notes_stream
+from ..streams.history import Replay
 from .updates import describe, rebuild, try_apply
 
 log = logging.getLogger("menteo.notes")
@@ -82,14 +83,13 @@ async def load(conn: AsyncConnection, room_id: str) -> Loaded:
             break
         loaded.bad.append(Bad("snapshot", row.seq, describe(failure)))
         loaded.doc = Doc()
-    while True:
-        events = await replay(conn, notes_stream(room_id), loaded.seq, PAGE)
-        for event in events:
+    replay = Replay(notes_stream(room_id), PAGE)
+    while not replay.done:
+        for event in await replay.next_in(conn, loaded.seq):
             loaded.seq = event.seq
             if event.type == UPDATE:
                 add(loaded, event)
-        if len(events) < PAGE:
-            return loaded
+    return loaded
 
 
 def add(loaded: Loaded, event: StoredEvent) -> None:

@@ -15,12 +15,7 @@ from sqlalchemy import Connection
 
 from ..auth import AuthError, verify_token
 from ..checklist.store import load_checklists_sync
-from ..persistence.events import (
-    NewEvent,
-    last_seqs_sync,
-    page_before_sync,
-    replay_sync,
-)
+from ..persistence.events import NewEvent, last_seqs_sync
 from ..protocol import (
     JSON,
     MAX_BODY,
@@ -34,7 +29,7 @@ from ..protocol import (
     text_field,
 )
 from ..state import State
-from ..streams.hub import RecentSnapshot
+from ..streams.history import RecentSnapshot, Replay, Resume, newest_json, resume
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .expiry import iso
@@ -155,42 +150,16 @@ def _welcome_reads(
     our_epoch: str,
     history_limit: int,
     recent: RecentSnapshot | None,
-) -> tuple[int, int | None, list[str], dict[str, Any]]:
+) -> tuple[Resume, list[str], dict[str, Any]]:
     """One snapshot: the room's seq, where to resume, and the checklist exactly as of that
-    seq; the history (JSON-encoded frames) from the hub's recent events when they reach that
-    seq, else from the database."""
+    seq; without a resume, the history (JSON-encoded frames) up to that seq."""
     last = last_seqs_sync(conn, [room_id]).get(room_id, 0)
-    start = _resume_point(since, epoch, our_epoch, last)
+    resumed = resume(since, epoch, our_epoch, last)
     history: list[str] = []
-    if start is None:
-        cached = _history_from(recent, last, history_limit)
-        if cached is not None:
-            history = cached
-        else:  # the hub is behind the database (or keeps nothing): read it
-            events = page_before_sync(conn, room_id, CHAT_TYPES, last + 1, history_limit)[0]
-            history = [_encode_json(e.frame()) for e in events]
+    if not resumed.recovered:
+        history = newest_json(conn, room_id, CHAT_TYPES, last, history_limit, recent)
     checklist = load_checklists_sync(conn, {room_id})[room_id].snapshot()
-    return last, start, history, checklist
-
-
-def _history_from(recent: RecentSnapshot | None, last: int, limit: int) -> list[str] | None:
-    """The newest ``limit`` chat frames up to ``last`` from the hub, or None if it cannot
-    tell them all. Committed events never change, so frames up to ``last`` read at any time
-    are the ones the database holds."""
-    if recent is None:
-        return None
-    through, items, complete = recent
-    if through < last:  # the hub has not yet seen every event up to last
-        return None
-    upto = [text for seq, text in items if seq <= last]
-    if len(upto) >= limit:
-        return upto[len(upto) - limit :]
-    return upto if complete else None
-
-
-def _encode_json(frame: dict[str, Any]) -> str:
-    text = JSON.encode(frame)
-    return text if isinstance(text, str) else text.decode()
+    return resumed, history, checklist
 
 
 async def _welcome(
@@ -198,7 +167,7 @@ async def _welcome(
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
-    last, start, history, checklist = await state.db.run(
+    resumed, history, checklist = await state.db.run(
         _welcome_reads,
         room_id,
         since,
@@ -212,9 +181,9 @@ async def _welcome(
         "type": "welcome",
         "room": conn.room.as_dict(),
         "you": {"user_id": conn.user_id, "name": conn.principal.name, "role": conn.role},
-        "seq": last,
+        "seq": resumed.last,
         "epoch": state.db.epoch,
-        "recovered": start is not None,
+        "recovered": resumed.recovered,
         # Spliced as ready JSON: the frames are encoded once, not once per join.
         "history": orjson.Fragment("[" + ",".join(history) + "]")
         if conn.codec is JSON
@@ -223,18 +192,18 @@ async def _welcome(
         "checklist": checklist,
     }
     await conn.transport.send_wait(conn.codec.encode(welcome))
-    if start is None:
-        conn.last_seq = last
-        return
-    conn.last_seq = start
-    # Every event after since, page by page, until the database has no more or the socket
-    # is closed (aborted for not reading, or its token expired).
-    while not conn.transport.closed:
-        events = await state.db.run(replay_sync, room_id, conn.last_seq, settings.replay_page)
-        for event in events:
+    conn.last_seq = resumed.cursor
+    if resumed.recovered:
+        await _catch_up(state, conn)
+
+
+async def _catch_up(state: State, conn: RoomConnection) -> None:
+    """Every event after ``conn.last_seq``, page by page, until the database has no more or
+    the socket is closed (aborted for not reading, or its token expired)."""
+    replay = Replay(conn.room.id, state.settings.replay_page)
+    while not conn.transport.closed and not replay.done:
+        for event in await replay.next(state.db, conn.last_seq):
             await conn.send_event(event)
-        if len(events) < settings.replay_page:
-            break
 
 
 async def _online(state: State, conn: RoomConnection) -> list[dict[str, str]]:
@@ -243,19 +212,6 @@ async def _online(state: State, conn: RoomConnection) -> list[dict[str, str]]:
     except Exception as exc:
         log.warning("presence unavailable in %s: %r", conn.room.id, exc)
         return [{"user_id": conn.user_id, "name": conn.principal.name}]
-
-
-def _resume_point(since: str | None, epoch: str | None, our_epoch: str, last: int) -> int | None:
-    """The seq to resume after, or None when ``since`` cannot be honoured (history instead)."""
-    if since is None:
-        return None
-    try:
-        value = int(since)
-    except ValueError:
-        return None
-    if value < 0 or value > last or (epoch and epoch != our_epoch):
-        return None
-    return value
 
 
 async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive) -> int:

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import struct
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from typing import Any, Protocol
@@ -23,14 +22,9 @@ from sqlalchemy import Connection
 from ..broker import Broker
 from ..faults import Faults, is_fatal
 from ..persistence.database import Database
-from ..persistence.events import (
-    StoredEvent,
-    last_seqs,
-    last_seqs_sync,
-    page_before_sync,
-    replay,
-)
+from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync
 from ..protocol import JSON, Codec
+from .history import Recent, RecentSnapshot, RecentSpec, Replay, seed_recent
 
 log = logging.getLogger("menteo.hub")
 
@@ -121,35 +115,6 @@ class Listener(Protocol):
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None: ...
 
 
-class Recent:
-    """A stream's newest events of some types, JSON-encoded, kept in step with delivery.
-
-    ``complete``: no event of those types at or before the hub's last seq is missing (the
-    database had no more when it was seeded, and none has been evicted since).
-    """
-
-    __slots__ = ("complete", "items", "types")
-
-    def __init__(
-        self, types: frozenset[str], limit: int, items: Iterable[tuple[int, str]], complete: bool
-    ) -> None:
-        self.types = types
-        self.items: deque[tuple[int, str]] = deque(items, maxlen=limit)
-        self.complete = complete
-
-    def add(self, seq: int, text: str) -> None:
-        if len(self.items) == self.items.maxlen:
-            self.complete = False
-        self.items.append((seq, text))
-
-
-RecentSpec = tuple[tuple[str, ...], int]  # (event types, how many)
-
-# What a welcome needs of the hub's recent events: (the hub's last seq, (seq, JSON) pairs
-# oldest first, complete). Immutable, so it may be read in the database thread.
-RecentSnapshot = tuple[int, tuple[tuple[int, str], ...], bool]
-
-
 class _Stream:
     __slots__ = ("filling", "listeners", "next_seq", "pending", "ready", "recent")
 
@@ -224,7 +189,7 @@ class Hub:
         state = self.streams.get(stream)
         if state is None or state.recent is None or state.recent.types != frozenset(types):
             return None
-        return state.next_seq - 1, tuple(state.recent.items), state.recent.complete
+        return state.recent.snapshot(state.next_seq - 1)
 
     def committed(self, events: list[StoredEvent]) -> None:
         """The writer's hook: deliver locally at once, then tell the other processes."""
@@ -364,22 +329,20 @@ class Hub:
             state.filling = asyncio.create_task(self._fill(stream, state, delay))
 
     async def _fill(self, stream: str, state: _Stream, delay: float) -> None:
+        replay = Replay(stream, self.page)
         try:
             if delay:
                 await asyncio.sleep(delay)  # the broker may still bring the hole
-            while self.streams.get(stream) is state:
+            while self.streams.get(stream) is state and not replay.done:
                 if delay and not state.pending:
                     break
-                async with self.db.read() as conn:
-                    events = await replay(conn, stream, state.next_seq - 1, self.page)
+                events = await replay.next(self.db, state.next_seq - 1)
                 for event in events:
                     if event.seq == state.next_seq:
                         state.pending.pop(event.seq, None)
                         state.next_seq += 1
                         self.filled += 1
                         self._deliver(state, event)
-                if len(events) < self.page:
-                    break
         except BaseException as exc:
             if is_fatal(exc):
                 raise
@@ -467,20 +430,9 @@ class Subscription:
 def _first_read(
     conn: Connection, stream: str, spec: RecentSpec | None
 ) -> tuple[int, Recent | None]:
-    """A stream's last seq and, if asked for, its newest events of some types up to it: the
-    hub delivers every later one, so the kept events stay exactly the database's newest."""
+    """A stream's last seq and, if asked for, its newest events of some types up to it."""
     last = last_seqs_sync(conn, [stream]).get(stream, 0)
-    if spec is None:
-        return last, None
-    types, limit = spec
-    events, has_more = page_before_sync(conn, stream, types, last + 1, limit)
-    items = [(e.seq, _json_text(e.frame())) for e in events]
-    return last, Recent(frozenset(types), limit, items, not has_more)
-
-
-def _json_text(frame: dict[str, Any]) -> str:
-    encoded = JSON.encode(frame)
-    return encoded if isinstance(encoded, str) else encoded.decode()
+    return last, None if spec is None else seed_recent(conn, stream, spec, last)
 
 
 def _event_wire(event: StoredEvent) -> list[Any]:
