@@ -15,6 +15,7 @@
 // All text from the network goes into the page with textContent, never as HTML.
 
 import { formatTime } from "./chat.js";
+import { el } from "./dom.js";
 import { newClientId } from "./outbox.js";
 
 export const MAX_TITLE = 200; // characters (code points), as the server counts them
@@ -34,13 +35,6 @@ const REASONS = {
   not_found: "that step (or the one it was placed after) no longer exists",
   forbidden: "only the room's mentor can verify steps",
 };
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** Plain string order by code points (Python's str comparison, which the server uses). */
 export function compareStrings(a, b) {

@@ -4,6 +4,7 @@
 // textContent: a body holding HTML or script shows as text and runs nothing.
 
 import { formatTime } from "./chat.js";
+import { el } from "./dom.js";
 import { newClientId } from "./outbox.js";
 
 // Words, not emoji: emoji fonts are missing on many systems.
@@ -15,13 +16,6 @@ export const REACTIONS = [
 ];
 
 export const MAX_COMMENT = 2000; // characters, as the server counts them
-
-export function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 function timeElement(ts) {
   const time = el("time", "time", formatTime(ts));

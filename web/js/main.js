@@ -4,7 +4,8 @@
 
 import { ChatView } from "./chat.js";
 import { checklistFeature } from "./checklist.js";
-import { FATAL_CLOSES, RoomConnection } from "./connection.js";
+import { RoomConnection } from "./connection.js";
+import { byId as $ } from "./dom.js";
 import { notesFeature } from "./notes.js";
 import { Outbox, outboxKey, tokenClaims } from "./outbox.js";
 import { PresenceView } from "./presence.js";
@@ -32,8 +33,6 @@ const TYPING_IDLE_MS = 4000; // no keystroke for this long: stopped typing
 // returns the frame's id. `pendingOps()` lists those not acked yet (after a reload too).
 // Chat and presence are built in below.
 const FEATURES = [checklistFeature, notesFeature];
-
-const $ = (id) => document.getElementById(id);
 
 function main() {
   const params = new URLSearchParams(location.search);

@@ -1,13 +1,8 @@
 // The room's people: the members (with their role), who is here now, and who is typing.
 
-const TYPING_TIMEOUT_MS = 6000; // a typing user who sends nothing more is forgotten then
+import { el } from "./dom.js";
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+const TYPING_TIMEOUT_MS = 6000; // a typing user who sends nothing more is forgotten then
 
 export function typingText(names) {
   if (names.length === 0) return "";
