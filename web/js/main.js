@@ -3,7 +3,7 @@
 // The page takes ?room=ID&token=T from its URL; without them it shows a form to paste them.
 
 import { ChatView } from "./chat.js";
-import { checklistFeature } from "./checklist.js";
+import { checklistFeature } from "./checklistpanel.js";
 import { RoomConnection } from "./connection.js";
 import { byId as $ } from "./dom.js";
 import { notesFeature } from "./notes.js";
