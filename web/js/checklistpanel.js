@@ -389,7 +389,7 @@ export class ChecklistPanel {
 
 let panel = null;
 
-/** The room feature (web/js/roomfeatures.js FEATURES). */
+/** The room feature (FEATURES in web/js/main.js; web/js/roomfeatures.js says what it is). */
 export const checklistFeature = {
   name: "checklist",
   mount(ctx) {

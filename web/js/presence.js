@@ -26,6 +26,35 @@ export class PresenceView {
     this.#typingLine = typingLine;
   }
 
+  /** A new socket's welcome: the room's members and who is here now. */
+  onWelcome(frame) {
+    this.setRoom(frame.room, frame.you);
+    this.setOnline(frame.presence ?? []);
+  }
+
+  /** A frame from the room socket: presence.*, and a message ends its author's typing. */
+  onFrame(frame) {
+    switch (frame.type) {
+      case "chat.message":
+        this.typing(frame.author?.user_id, false);
+        break;
+      case "presence.join":
+        this.join(frame);
+        break;
+      case "presence.leave":
+        this.leave(frame.user_id);
+        break;
+      case "presence.sync":
+        this.sync(frame.presence);
+        break;
+      case "presence.typing":
+        this.typing(frame.user_id, frame.active === true);
+        break;
+      default:
+        break;
+    }
+  }
+
   /** From the welcome frame: room {members: [{user_id, name, role}]} and you {user_id}. */
   setRoom(room, me) {
     this.#me = me;
