@@ -165,7 +165,7 @@ class RoomPage:
         )
         return result
 
-    # The roadmap checklist (web/js/checklist.js) ----------------------------------------
+    # The roadmap checklist (web/js/checklistpanel.js) -----------------------------------
     @property
     def checklist(self) -> Locator:
         return self.page.locator("#checklist-panel")

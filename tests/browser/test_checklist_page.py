@@ -1,4 +1,4 @@
-"""The roadmap checklist panel (web/js/checklist.js) in a real browser: a mentor and a
+"""The roadmap checklist panel (web/js/checklistpanel.js) in a real browser: a mentor and a
 mentee add, tick, verify, rename, reorder (keyboard and drag and drop) and remove steps, and
 both pages end with the server's list; ticks made offline are kept, across a reload, and
 sent once the room is back.

@@ -6,6 +6,8 @@
 // Events: "unread" {count} when the number of messages that came in while the tab was
 // hidden changes.
 
+import { el } from "./dom.js";
+
 const NEAR_BOTTOM_PX = 120;
 const ANNOUNCE_KEEP = 5;
 
@@ -15,13 +17,6 @@ const PENDING_TEXT = {
   sent: "Sent",
   failed: "Not sent",
 };
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 export function formatTime(ts) {
   const date = new Date(ts);

@@ -6,17 +6,16 @@
 // "N new posts" bar at the top until it is clicked. Older posts load as the end of the
 // list comes into view (or with the "Load older posts" button).
 
+import { byId as $, el } from "./dom.js";
 import { api, ApiError, feedQuery } from "./feedapi.js";
 import { FeedSocket } from "./feedsocket.js";
-import { el, PostView } from "./feedview.js";
+import { PostView } from "./feedview.js";
 import { tokenClaims } from "./outbox.js";
 import { backoffDelay, setIndicator, showConnectionState } from "./reconnecting.js";
 
 const PAGE = 20; // posts per REST page
 const COMMENTS_PAGE = 50;
 const NEAR_END = "800px 0px"; // start loading older posts this far before the end shows
-
-const $ = (id) => document.getElementById(id);
 
 function main() {
   const params = new URLSearchParams(location.search);

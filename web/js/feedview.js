@@ -4,6 +4,7 @@
 // textContent: a body holding HTML or script shows as text and runs nothing.
 
 import { formatTime } from "./chat.js";
+import { el } from "./dom.js";
 import { newClientId } from "./outbox.js";
 
 // Words, not emoji: emoji fonts are missing on many systems.
@@ -16,13 +17,6 @@ export const REACTIONS = [
 
 export const MAX_COMMENT = 2000; // characters, as the server counts them
 
-export function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 function timeElement(ts) {
   const time = el("time", "time", formatTime(ts));
   time.dateTime = ts;
@@ -33,6 +27,24 @@ function timeElement(ts) {
 
 function nameOf(author) {
   return author?.name || author?.user_id || "someone";
+}
+
+/** A post's header: author ("(you)" when it is me), thread and time. */
+function postHeader(post, me) {
+  const meta = el("header", "post-meta");
+  const by = el("span", "author", nameOf(post.author));
+  by.id = `post-${post.id}-by`;
+  meta.append(by);
+  if (me && post.author?.user_id === me.user_id) meta.append(el("span", "you", "(you)"));
+  meta.append(el("span", "thread", post.thread_title ?? ""), timeElement(post.created_at));
+  return meta;
+}
+
+function milestoneBadge(m) {
+  const badge = el("p", "milestone");
+  badge.append(el("span", "milestone-mark", "Milestone"), document.createTextNode(` ${m.title}`));
+  if (m.verified_by) badge.append(el("span", "verified", ` · verified by ${m.verified_by}`));
+  return badge;
 }
 
 /**
@@ -48,24 +60,19 @@ export class PostView {
     this.item.tabIndex = -1; // focus lands here when new posts are revealed
     const article = el("article");
     article.setAttribute("aria-labelledby", `post-${id}-by`);
-
-    const meta = el("header", "post-meta");
-    const by = el("span", "author", nameOf(post.author));
-    by.id = `post-${id}-by`;
-    meta.append(by);
-    if (me && post.author?.user_id === me.user_id) meta.append(el("span", "you", "(you)"));
-    meta.append(el("span", "thread", post.thread_title ?? ""), timeElement(post.created_at));
-    article.append(meta);
-
-    if (post.milestone) {
-      const m = post.milestone;
-      const badge = el("p", "milestone");
-      badge.append(el("span", "milestone-mark", "Milestone"), document.createTextNode(` ${m.title}`));
-      if (m.verified_by) badge.append(el("span", "verified", ` · verified by ${m.verified_by}`));
-      article.append(badge);
-    }
+    article.append(postHeader(post, me));
+    if (post.milestone) article.append(milestoneBadge(post.milestone));
     article.append(el("p", "post-body", post.body ?? ""));
+    article.append(this.#reactionBar(id, actions), this.reactionError);
+    article.append(this.#commentSection(post, actions));
+    this.item.append(article);
+    this.me = me;
+    this.setReactions(post.reactions, post.my_reactions ?? []);
+    this.setCommentCount(post.comments ?? 0);
+  }
 
+  /** The reaction buttons and the comments toggle (and, beside them, this.reactionError). */
+  #reactionBar(id, actions) {
     const bar = el("div", "reactions");
     bar.setAttribute("role", "group");
     bar.setAttribute("aria-label", "Reactions");
@@ -89,11 +96,13 @@ export class PostView {
     bar.append(this.toggle);
     this.reactionError = el("p", "error");
     this.reactionError.setAttribute("aria-live", "polite");
-    article.append(bar, this.reactionError);
+    return bar;
+  }
 
-    // Comments: shown on demand, loaded the first time they are shown.
+  /** Comments: shown on demand, loaded the first time they are shown. */
+  #commentSection(post, actions) {
     this.comments = el("section", "comments");
-    this.comments.id = `comments-${id}`;
+    this.comments.id = `comments-${post.id}`;
     this.comments.hidden = true;
     this.comments.setAttribute("aria-label", `Comments on ${nameOf(post.author)}'s post`);
     this.commentList = el("ol", "comment-list");
@@ -102,14 +111,9 @@ export class PostView {
     this.more.type = "button";
     this.more.hidden = true;
     this.more.addEventListener("click", () => actions.moreComments());
-    this.form = this.#commentForm(id, actions);
+    this.form = this.#commentForm(post.id, actions);
     this.comments.append(this.commentList, this.more, this.form);
-    article.append(this.comments);
-
-    this.item.append(article);
-    this.me = me;
-    this.setReactions(post.reactions, post.my_reactions ?? []);
-    this.setCommentCount(post.comments ?? 0);
+    return this.comments;
   }
 
   #commentForm(id, actions) {

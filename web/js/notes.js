@@ -6,6 +6,8 @@
 // (chat, checklist) works as before. The notes socket opens after the first welcome of the
 // room socket (the room exists and the token is good); y-websocket reconnects on its own.
 
+import { el } from "./dom.js";
+
 const BUNDLE = "../dist/notes.bundle.js";
 
 // Cursor colours: readable on white, told apart from each other.
@@ -26,13 +28,6 @@ const CLOSED_TEXT = {
   4404: "Notes disconnected: this room does not exist.",
   4413: "The notes are full: nothing more can be added.",
 };
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
 
 /** A stable colour for a user: the same on every screen. */
 export function colorFor(userId) {

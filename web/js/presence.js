@@ -1,13 +1,8 @@
 // The room's people: the members (with their role), who is here now, and who is typing.
 
-const TYPING_TIMEOUT_MS = 6000; // a typing user who sends nothing more is forgotten then
+import { el } from "./dom.js";
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+const TYPING_TIMEOUT_MS = 6000; // a typing user who sends nothing more is forgotten then
 
 export function typingText(names) {
   if (names.length === 0) return "";
@@ -29,6 +24,35 @@ export class PresenceView {
     this.#membersList = membersList;
     this.#hereList = hereList;
     this.#typingLine = typingLine;
+  }
+
+  /** A new socket's welcome: the room's members and who is here now. */
+  onWelcome(frame) {
+    this.setRoom(frame.room, frame.you);
+    this.setOnline(frame.presence ?? []);
+  }
+
+  /** A frame from the room socket: presence.*, and a message ends its author's typing. */
+  onFrame(frame) {
+    switch (frame.type) {
+      case "chat.message":
+        this.typing(frame.author?.user_id, false);
+        break;
+      case "presence.join":
+        this.join(frame);
+        break;
+      case "presence.leave":
+        this.leave(frame.user_id);
+        break;
+      case "presence.sync":
+        this.sync(frame.presence);
+        break;
+      case "presence.typing":
+        this.typing(frame.user_id, frame.active === true);
+        break;
+      default:
+        break;
+    }
   }
 
   /** From the welcome frame: room {members: [{user_id, name, role}]} and you {user_id}. */
