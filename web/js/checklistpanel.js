@@ -120,8 +120,11 @@ export class ChecklistPanel {
     this.#submit({ type: "checklist.rename", item_id: itemId, title });
   }
 
-  verify(itemId, verified) {
-    this.#submit({ type: "checklist.verify", item_id: itemId, verified });
+  // A verify names the words the mentor saw: the server refuses it if they changed since.
+  verify(itemId, verified, title) {
+    const frame = { type: "checklist.verify", item_id: itemId, verified };
+    if (verified && title !== undefined) frame.title = title;
+    this.#submit(frame);
   }
 
   remove(itemId) {
@@ -334,7 +337,7 @@ export class ChecklistPanel {
     const item = itemId && this.#itemById(itemId);
     if (!item) return;
     const is = (name) => button.classList.contains(name);
-    if (is("step-verify")) this.verify(itemId, !item.verified);
+    if (is("step-verify")) this.verify(itemId, !item.verified, item.title);
     else if (is("step-up") || is("step-down")) {
       this.step(itemId, is("step-up") ? -1 : +1);
       // At the top (or the bottom) now, the button is disabled: keep the focus on the step.
