@@ -37,6 +37,7 @@ from .notes.socket import NotesSocket
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
 from .rooms.socket import RoomSocket
+from .sockets.wire import CORK
 from .state import State
 from .streams.hub import Hub
 from .streams.writer import Writer
@@ -82,6 +83,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         sweep_interval=settings.sweep_interval,
         page=settings.replay_page,
         faults=faults,
+        batch=CORK,
     )
     await hub.start()
     writer = Writer(

@@ -15,7 +15,7 @@ from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .persistence.rooms import RoomRecord
 from .presence import Presence
-from .rooms.limits import LRU, TokenBucket
+from .sockets.limits import LRU, TokenBucket
 from .streams.hub import Hub
 from .streams.writer import Writer
 

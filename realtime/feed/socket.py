@@ -19,10 +19,10 @@ from ..protocol import (
     error_frame,
     frame_id,
 )
-from ..rooms.expiry import TokenClock, iso
-from ..rooms.limits import TokenBucket
-from ..rooms.origin import origin_allowed
-from ..rooms.transport import ASGIReceive, ASGISend, Transport, direct_writer
+from ..sockets.clock import TokenClock, iso
+from ..sockets.limits import TokenBucket
+from ..sockets.origin import origin_allowed
+from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
 from ..state import State
 from .gate import connection_slot, counted
 from .live import FeedConnection

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..auth import AuthError, bearer_token, verify_token
-from ..rooms.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
+from ..sockets.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
 from ..state import State
 from .gate import connection_slot, counted
 from .live import FeedConnection, parse_sse_id, sse_message

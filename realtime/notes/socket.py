@@ -16,10 +16,10 @@ from pycrdt import create_sync_message, handle_sync_message, read_message
 
 from ..persistence.events import NewEvent
 from ..protocol import Close
-from ..rooms.expiry import TokenClock
 from ..rooms.gate import Admission, Admitted
-from ..rooms.limits import TokenBucket
-from ..rooms.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
+from ..sockets.clock import TokenClock
+from ..sockets.limits import TokenBucket
+from ..sockets.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
 from ..state import State
 from . import awareness, store
 from .document import NotesClient, NotesDocument

@@ -12,9 +12,9 @@ from ..auth import AuthError, Principal, verify_token
 from ..persistence.database import unavailable
 from ..persistence.rooms import RoomRecord, get_room_sync
 from ..protocol import JSON, Close, Codec, choose_codec
+from ..sockets.origin import origin_allowed
+from ..sockets.transport import ASGIReceive, ASGISend
 from ..state import State
-from .origin import origin_allowed
-from .transport import ASGIReceive, ASGISend
 
 log = logging.getLogger("menteo.rooms")
 

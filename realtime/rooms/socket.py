@@ -33,14 +33,14 @@ from ..protocol import (
     frame_id,
     text_field,
 )
+from ..sockets.clock import iso
+from ..sockets.limits import TokenBucket
+from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
 from ..state import State
 from ..streams.hub import RecentSnapshot
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
-from .expiry import iso
 from .gate import Admission
-from .limits import TokenBucket
-from .transport import ASGIReceive, ASGISend, Transport, direct_writer
 
 log = logging.getLogger("menteo.rooms")
 

@@ -23,7 +23,8 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..protocol import Close, Codec
-from ..streams.hub import CORK, Frames, ws_frame
+from ..streams.hub import Frames
+from .wire import CORK, frame_bytes, ws_frame
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -297,7 +298,7 @@ class Transport(BufferedSend):
     def send_frames(self, frames: Frames, codec: Codec) -> None:
         """Send a hub frame: with a direct writer, the frame bytes built once per event."""
         if self.direct is not None and self.backlog is None:
-            self.send(frames.encoded(codec), frames.wire(codec))
+            self.send(frames.encoded(codec), frame_bytes(frames, codec))
         else:
             self.send(frames.encoded(codec))
 
