@@ -27,16 +27,20 @@ from .checklist.store import ChecklistReducer
 from .config import Settings
 from .drain import StopSignals
 from .faults import Faults
+from .feed.parts import FeedParts
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
 from .feed.store import FeedReducer
 from .metrics import Metrics
 from .notes.document import NotesDocuments
-from .notes.socket import NotesSocket
+from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
+from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
+from .sockets.admission import AddressSlots, Door, Rules
+from .sockets.membership import Membership
 from .sockets.wire import CORK
 from .state import State
 from .streams.hub import Hub
@@ -155,9 +159,41 @@ def _failed(state: State, signals: StopSignals, reason: str) -> None:
 
 
 def _stopping(state: State) -> None:
-    state.draining = True
-    if not state.stopping.done():
-        state.stopping.set_result(None)
+    state.shutdown.begin()
+
+
+class Endpoints:
+    """The socket and stream endpoints, routed at once and given their parts when the
+    lifespan has opened them: each only what it uses."""
+
+    def __init__(self) -> None:
+        self.rooms = RoomSocket()
+        self.notes = NotesSocket()
+        self.feed = FeedSocket()
+        self.stream = FeedStream()
+
+    def open(self, state: State) -> None:
+        settings, metrics = state.settings, state.metrics
+        slots = state.slots = AddressSlots(settings.max_connections_per_ip, metrics)
+        door = Door(settings.secret, settings.allowed_origins, slots, metrics, state.shutdown)
+        membership = Membership(state.db)
+        self.rooms.parts = RoomParts(
+            door,
+            Rules("room", membership),
+            settings,
+            state.db,
+            state.hub,
+            state.writer,
+            state.presence,
+            metrics,
+        )
+        notes_rules = Rules("notes", membership, subprotocols=False)
+        self.notes.parts = NotesParts(
+            door, notes_rules, settings, state.notes, state.writer, metrics
+        )
+        feed = FeedParts(door, settings, metrics, state.feed)
+        self.feed.open(feed)
+        self.stream.parts = feed
 
 
 async def healthz(request: Request) -> Response:
@@ -175,7 +211,7 @@ async def readyz(request: Request) -> Response:
             checks[name] = f"error: {type(exc).__name__}"
     if state.failure is not None:
         checks["process"] = f"error: {state.failure}"
-    ok = all(v == "ok" for v in checks.values()) and not state.draining
+    ok = all(v == "ok" for v in checks.values()) and not state.shutdown.draining
     return json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
     )
@@ -245,9 +281,11 @@ def create_app(settings: Settings) -> RealtimeApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_state(settings) as state:
             state.stop_server = realtime.stop_server
+            endpoints.open(state)
             app.state.menteo = state
             yield
 
+    endpoints = Endpoints()
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -256,10 +294,10 @@ def create_app(settings: Settings) -> RealtimeApp:
         *checklist_api.routes,
         *notes_api.routes,
         *feed_api.routes,
-        WebSocketRoute("/rooms/{room_id}/ws", RoomSocket()),
-        WebSocketRoute("/rooms/{room_id}/notes", NotesSocket()),
-        WebSocketRoute("/feed/ws", FeedSocket()),
-        Route("/feed/stream", FeedStream(), methods=["GET"]),
+        WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
+        WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),
+        WebSocketRoute("/feed/ws", endpoints.feed),
+        Route("/feed/stream", endpoints.stream, methods=["GET"]),
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
