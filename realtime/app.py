@@ -105,27 +105,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     notes = NotesDocuments(db, hub, settings)
     state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
     notes.metrics = state.metrics
-    gauges = state.metrics.gauges
-    gauges["menteo_events_appended_total"] = lambda: writer.appended
-    gauges["menteo_commits_total"] = lambda: writer.commits
-    gauges["menteo_gap_fills_total"] = lambda: hub.filled
-    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
-    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
-    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
-    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
-    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
-    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
-    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
+    _gauges(state)
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
-    watchdog = Watchdog(lambda reason: _failed(state, signals, reason))
-    watchdog.watch("writer", writer.task)
-    watchdog.watch("hub sweeper", hub.sweeper)
-    for task in getattr(broker, "tasks", ()):
-        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
-    watchdog.watch("presence upkeep", getattr(presence, "task", None))
-    for task in feed.tasks:
-        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    watchdog = _watchdog(state, signals)
     try:
         yield state
     finally:
@@ -142,6 +125,41 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await hub.close()
         await broker.close()
         await db.close()
+
+
+def _watchdog(state: State, signals: StopSignals) -> Watchdog:
+    """Watch the tasks the whole process depends on (watchdog.py)."""
+    watchdog = Watchdog(lambda reason: _failed(state, signals, reason))
+    watchdog.watch("writer", state.writer.task)
+    watchdog.watch("hub sweeper", state.hub.sweeper)
+    for task in getattr(state.broker, "tasks", ()):
+        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    watchdog.watch("presence upkeep", getattr(state.presence, "task", None))
+    for task in state.feed.tasks:
+        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    return watchdog
+
+
+def _gauges(state: State) -> None:
+    """What the parts count themselves, read when /metrics is scraped."""
+    writer, hub, feed, broker, presence = (
+        state.writer,
+        state.hub,
+        state.feed,
+        state.broker,
+        state.presence,
+    )
+    gauges = state.metrics.gauges
+    gauges["menteo_events_appended_total"] = lambda: writer.appended
+    gauges["menteo_commits_total"] = lambda: writer.commits
+    gauges["menteo_gap_fills_total"] = lambda: hub.filled
+    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
+    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
+    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
+    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
+    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
+    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
+    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
 
 
 def _failed(state: State, signals: StopSignals, reason: str) -> None:
