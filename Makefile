@@ -29,10 +29,11 @@ run: install web  ## the server on the embedded defaults (SQLite file, in-proces
 test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not on CI)
 	$(BIN)/python -m pytest
 
-check: install  ## lint and types
+check: install  ## lint, types and the import layers (contracts in pyproject.toml)
 	$(BIN)/ruff check realtime menteo_testkit tests bench
 	$(BIN)/ruff format --check realtime menteo_testkit
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: install  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 15 minutes)
 	$(BIN)/python -m pip install -q -e ".[bench]"

@@ -27,16 +27,21 @@ from .checklist.store import ChecklistReducer
 from .config import Settings
 from .drain import StopSignals
 from .faults import Faults
+from .feed.parts import FeedParts
 from .feed.reducer import FeedReducer
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
 from .metrics import Metrics
 from .notes.document import NotesDocuments
-from .notes.socket import NotesSocket
+from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
+from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
+from .sockets.admission import AddressSlots, Door, Rules
+from .sockets.membership import Membership
+from .sockets.wire import CORK
 from .state import State
 from .streams.hub import Hub
 from .streams.writer import Writer
@@ -82,6 +87,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         sweep_interval=settings.sweep_interval,
         page=settings.replay_page,
         faults=faults,
+        batch=CORK,
     )
     await hub.start()
     writer = Writer(
@@ -99,27 +105,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     notes = NotesDocuments(db, hub, settings)
     state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
     notes.metrics = state.metrics
-    gauges = state.metrics.gauges
-    gauges["menteo_events_appended_total"] = lambda: writer.appended
-    gauges["menteo_commits_total"] = lambda: writer.commits
-    gauges["menteo_gap_fills_total"] = lambda: hub.filled
-    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
-    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
-    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
-    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
-    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
-    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
-    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
+    _gauges(state)
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
-    watchdog = Watchdog(lambda reason: _failed(state, signals, reason))
-    watchdog.watch("writer", writer.task)
-    watchdog.watch("hub sweeper", hub.sweeper)
-    for task in getattr(broker, "tasks", ()):
-        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
-    watchdog.watch("presence upkeep", getattr(presence, "task", None))
-    for task in feed.tasks:
-        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    watchdog = _watchdog(state, signals)
     try:
         yield state
     finally:
@@ -138,6 +127,41 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await db.close()
 
 
+def _watchdog(state: State, signals: StopSignals) -> Watchdog:
+    """Watch the tasks the whole process depends on (watchdog.py)."""
+    watchdog = Watchdog(lambda reason: _failed(state, signals, reason))
+    watchdog.watch("writer", state.writer.task)
+    watchdog.watch("hub sweeper", state.hub.sweeper)
+    for task in getattr(state.broker, "tasks", ()):
+        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    watchdog.watch("presence upkeep", getattr(state.presence, "task", None))
+    for task in state.feed.tasks:
+        watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    return watchdog
+
+
+def _gauges(state: State) -> None:
+    """What the parts count themselves, read when /metrics is scraped."""
+    writer, hub, feed, broker, presence = (
+        state.writer,
+        state.hub,
+        state.feed,
+        state.broker,
+        state.presence,
+    )
+    gauges = state.metrics.gauges
+    gauges["menteo_events_appended_total"] = lambda: writer.appended
+    gauges["menteo_commits_total"] = lambda: writer.commits
+    gauges["menteo_gap_fills_total"] = lambda: hub.filled
+    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
+    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
+    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
+    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
+    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
+    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
+    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
+
+
 def _failed(state: State, signals: StopSignals, reason: str) -> None:
     """A part every room needs is gone: unready at once, then stop the server; ``serve``
     exits with ``EXIT_FAILED`` so a supervisor starts a fresh process."""
@@ -153,9 +177,41 @@ def _failed(state: State, signals: StopSignals, reason: str) -> None:
 
 
 def _stopping(state: State) -> None:
-    state.draining = True
-    if not state.stopping.done():
-        state.stopping.set_result(None)
+    state.shutdown.begin()
+
+
+class Endpoints:
+    """The socket and stream endpoints, routed at once and given their parts when the
+    lifespan has opened them: each only what it uses."""
+
+    def __init__(self) -> None:
+        self.rooms = RoomSocket()
+        self.notes = NotesSocket()
+        self.feed = FeedSocket()
+        self.stream = FeedStream()
+
+    def open(self, state: State) -> None:
+        settings, metrics = state.settings, state.metrics
+        slots = state.slots = AddressSlots(settings.max_connections_per_ip, metrics)
+        door = Door(settings.secret, settings.allowed_origins, slots, metrics, state.shutdown)
+        membership = Membership(state.db)
+        self.rooms.parts = RoomParts(
+            door,
+            Rules("room", membership),
+            settings,
+            state.db,
+            state.hub,
+            state.writer,
+            state.presence,
+            metrics,
+        )
+        notes_rules = Rules("notes", membership, subprotocols=False)
+        self.notes.parts = NotesParts(
+            door, notes_rules, settings, state.notes, state.writer, metrics
+        )
+        feed = FeedParts(door, settings, metrics, state.feed)
+        self.feed.open(feed)
+        self.stream.parts = feed
 
 
 async def healthz(request: Request) -> Response:
@@ -173,7 +229,7 @@ async def readyz(request: Request) -> Response:
             checks[name] = f"error: {type(exc).__name__}"
     if state.failure is not None:
         checks["process"] = f"error: {state.failure}"
-    ok = all(v == "ok" for v in checks.values()) and not state.draining
+    ok = all(v == "ok" for v in checks.values()) and not state.shutdown.draining
     return json_response(
         {"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503
     )
@@ -243,9 +299,11 @@ def create_app(settings: Settings) -> RealtimeApp:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_state(settings) as state:
             state.stop_server = realtime.stop_server
+            endpoints.open(state)
             app.state.menteo = state
             yield
 
+    endpoints = Endpoints()
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -254,10 +312,10 @@ def create_app(settings: Settings) -> RealtimeApp:
         *checklist_api.routes,
         *notes_api.routes,
         *feed_api.routes,
-        WebSocketRoute("/rooms/{room_id}/ws", RoomSocket()),
-        WebSocketRoute("/rooms/{room_id}/notes", NotesSocket()),
-        WebSocketRoute("/feed/ws", FeedSocket()),
-        Route("/feed/stream", FeedStream(), methods=["GET"]),
+        WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
+        WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),
+        WebSocketRoute("/feed/ws", endpoints.feed),
+        Route("/feed/stream", endpoints.stream, methods=["GET"]),
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))

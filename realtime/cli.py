@@ -18,10 +18,11 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     """Server options that carry our limits (shared by ``serve`` and the tests)."""
     return {
         # Uvicorn's websockets-sansio protocol with a direct write path for ready frames and
-        # less state per idle socket (realtime/wsproto.py).
-        "ws": "realtime.wsproto:MenteoWebSocketProtocol",
-        # Uvicorn's HTTP protocol with a way to drop a stalled event stream (realtime/httpproto.py).
-        "http": "realtime.httpproto:MenteoHTTPProtocol",
+        # less state per idle socket (realtime/sockets/wsproto.py).
+        "ws": "realtime.sockets.wsproto:MenteoWebSocketProtocol",
+        # Uvicorn's HTTP protocol with a way to drop a stalled event stream
+        # (realtime/sockets/httpproto.py).
+        "http": "realtime.sockets.httpproto:MenteoHTTPProtocol",
         # The largest frame any socket takes; each socket enforces its own limit below it.
         "ws_max_size": max(settings.max_frame_bytes, settings.notes_max_update_bytes),
         "ws_ping_interval": settings.ping_interval,

@@ -3,7 +3,7 @@
 Uvicorn closes WebSockets with 1012 on SIGTERM, but an event stream is an HTTP response it
 waits for until ``MENTEO_SHUTDOWN_TIMEOUT`` and then cancels. Our lifespan's shutdown runs
 only after that, too late to end the streams cleanly. So, while the app runs, the signal
-handlers uvicorn installed are wrapped: the signal first resolves ``State.stopping`` (event
+handlers uvicorn installed are wrapped: the signal first resolves ``Shutdown.stopping`` (event
 streams end their response, readiness turns 503), then reaches uvicorn as before.
 """
 

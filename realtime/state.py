@@ -1,9 +1,8 @@
-"""The running server's parts, opened by the lifespan and handed to every endpoint."""
+"""The running server's parts, opened by the lifespan: the composition root's own bag
+(app.py, api/). Endpoints below it are given the parts they use, never this."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,9 +12,8 @@ from .feed.service import FeedService
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
-from .persistence.rooms import RoomRecord
 from .presence import Presence
-from .rooms.limits import LRU, TokenBucket
+from .sockets.admission import AddressSlots, Shutdown
 from .streams.hub import Hub
 from .streams.writer import Writer
 
@@ -30,18 +28,12 @@ class State:
     presence: Presence
     notes: NotesDocuments
     feed: FeedService
-    draining: bool = False
-    # Resolved when the process is asked to stop (drain.py): event streams end then.
-    stopping: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    # Draining (no new sockets), then stopping (drain.py): event streams end then.
+    shutdown: Shutdown = field(default_factory=Shutdown)
+    # Sockets and event streams open per client address (given to every endpoint's door).
+    slots: AddressSlots | None = None
     metrics: Metrics = field(default_factory=Metrics)
     # Set when a task the whole process depends on ended (watchdog.py): /readyz says why.
     failure: str | None = None
     # How to stop the server then; the runner may give one (``serve``), else as SIGTERM.
     stop_server: Callable[[], None] | None = None
-    sockets_per_ip: Counter[str] = field(default_factory=Counter)
-    # Per-user frame budgets across all of a user's sockets in this process.
-    user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))
-    # Rooms by id, as sockets look them up on every connect (a room never changes).
-    rooms: LRU[str, RoomRecord] = field(default_factory=lambda: LRU(50_000))

@@ -56,7 +56,8 @@ def stream_released(server: Running) -> bool:
 
 def slots_held(server: Running) -> int:
     assert server.state is not None
-    return server.state.sockets_per_ip.get("127.0.0.1", 0)
+    assert server.state.slots is not None
+    return server.state.slots.counts.get("127.0.0.1", 0)
 
 
 async def room_with_history(server: Running, size: int = BACKLOG_DATA) -> tuple[str, RoomClient]:

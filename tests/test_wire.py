@@ -8,8 +8,8 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from realtime.rooms.connection import RoomConnection
-from realtime.rooms.transport import Transport
-from realtime.streams.hub import CORK, ws_frame
+from realtime.sockets.transport import Transport
+from realtime.sockets.wire import CORK, ws_frame
 from tests.client import RoomClient
 from tests.servers import Running
 

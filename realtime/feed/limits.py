@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 
-from ..rooms.limits import TokenBucket
+from ..sockets.limits import TokenBucket
 
 MAX_USERS = 10_000  # buckets kept before the idle (full again) ones are dropped
 

@@ -7,149 +7,139 @@ cursor, then (with ``since``) every matching event after it, in order, then live
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl
 
-from ..auth import AuthError, verify_token
-from ..protocol import (
-    Close,
-    ErrorCode,
-    FrameError,
-    choose_codec,
-    decode_frame,
-    error_frame,
-    frame_id,
-)
-from ..rooms.expiry import TokenClock, iso
-from ..rooms.limits import TokenBucket
-from ..rooms.origin import origin_allowed
-from ..rooms.transport import ASGIReceive, ASGISend, Transport, direct_writer
-from ..state import State
-from .gate import connection_slot, counted
+from ..auth import Principal
+from ..protocol import ErrorCode, FrameError, decode_frame, error_frame, frame_id
+from ..sockets.admission import Admission, Admitted, Refused, Rules, last_token
+from ..sockets.clock import TokenClock, refresh
+from ..sockets.limits import TokenBucket
+from ..sockets.receive import Ending, Limits, receive_loop
+from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
 from .live import FeedConnection
+from .model import FeedFilter
+from .parts import FeedParts
 from .service import FilterError
 
 KIND = "feed"
 
 
 class FeedSocket:
-    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        state: State = scope["app"].state.menteo
-        async with connection_slot(state, scope, KIND) as allowed:
-            if (await receive())["type"] != "websocket.connect":
-                return
-            if not allowed:
-                await _refuse(
-                    send, {"type": "websocket.accept"}, Close.TRY_AGAIN, "too many connections"
-                )
-                return
-            await self._serve(state, scope, receive, send)
+    __slots__ = ("parts", "rules")
 
-    async def _serve(
-        self, state: State, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
-    ) -> None:
-        metrics = state.metrics
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        offered = list(scope.get("subprotocols") or [])
-        codec = choose_codec(offered)
-        if (
-            state.draining
-            or codec is None
-            or not origin_allowed(
-                headers.get("origin"), headers.get("host"), state.settings.allowed_origins
-            )
-        ):
-            metrics.inc("menteo_sockets_refused_total", "handshake")
-            await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
-            return
-        accept = {"type": "websocket.accept", "subprotocol": codec.name if offered else None}
-        params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        try:
-            principal = verify_token(state.settings.secret, params.get("token"))
-            filter_ = await state.feed.resolve_filter(params)
-        except AuthError as exc:
-            metrics.inc("menteo_sockets_refused_total", "unauthorized")
-            await _refuse(send, accept, Close.UNAUTHORIZED, f"unauthorized: {exc}"[:120])
-            return
-        except FilterError as exc:
-            metrics.inc("menteo_sockets_refused_total", exc.code)
-            await _refuse(send, accept, exc.close_code, exc.message[:120])
-            return
-        await send(accept)
-        transport = Transport(
-            send,
-            backlog_bytes=state.settings.backlog_bytes,
-            direct=direct_writer(scope),
-            send_timeout=state.settings.send_timeout,
-            metrics=metrics,
+    def __init__(self) -> None:
+        self.parts: FeedParts | None = None  # given by the lifespan (app.py)
+        self.rules: Rules[FeedFilter] | None = None
+
+    def open(self, parts: FeedParts) -> None:
+        """Given the parts by the lifespan: the handshake resolves the filter."""
+
+        async def authorize(
+            principal: Principal, query: dict[str, list[str]], scope: dict[str, Any]
+        ) -> FeedFilter:
+            try:  # as dict(parse_qsl(...)) reads them: the last value of each
+                return await parts.feed.resolve_filter({k: v[-1] for k, v in query.items()})
+            except FilterError as exc:
+                raise Refused(exc.close_code, exc.message, exc.code) from None
+
+        self.parts = parts
+        self.rules = Rules(
+            KIND,
+            authorize,
+            crowded="too many connections",
+            busy=False,
+            token=last_token,
         )
-        transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
-        conn = FeedConnection(principal, filter_, codec, transport)
-        clock = TokenClock(transport, lambda frame: transport.send(codec.encode(frame)))
-        async with counted(state, KIND):
-            try:
-                clock.deadline(principal.expires_at)  # expiry ends the catch-up too
-                async with state.feed.session(conn, params.get("since"), params.get("epoch")):
-                    clock.set(principal.expires_at)
-                    code = await _receive_loop(state, conn, clock, receive)
-            finally:
-                clock.cancel()
-            if code is not None:
-                await transport.close(code)
+
+    async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        parts, rules = self.parts, self.rules
+        assert parts is not None and rules is not None, "the lifespan has not started"
+        async with Admission(parts.door, rules, scope, receive, send) as admitted:
+            if admitted is not None:
+                await _serve(parts, admitted, scope, receive, send)
+
+
+async def _serve(
+    state: FeedParts,
+    admitted: Admitted[FeedFilter],
+    scope: dict[str, Any],
+    receive: ASGIReceive,
+    send: ASGISend,
+) -> None:
+    metrics = state.metrics
+    principal = admitted.principal
+    transport = Transport(
+        send,
+        backlog_bytes=state.settings.backlog_bytes,
+        direct=direct_writer(scope),
+        send_timeout=state.settings.send_timeout,
+        metrics=metrics,
+    )
+    transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
+    conn = FeedConnection(principal, admitted.grant, admitted.codec, transport)
+    clock = TokenClock(transport, lambda frame: transport.send(admitted.codec.encode(frame)))
+    since, epoch = _last(admitted.query, "since"), _last(admitted.query, "epoch")
+    try:
+        clock.deadline(principal.expires_at)  # expiry ends the catch-up too
+        async with state.feed.session(conn, since, epoch):
+            clock.set(principal.expires_at)
+            ending = await _receive_loop(state, conn, clock, receive)
+    finally:
+        clock.cancel()
+    if not ending.by_peer:
+        await transport.close(ending.code)
+
+
+def _last(query: dict[str, list[str]], name: str) -> str | None:
+    values = query.get(name)
+    return values[-1] if values else None
 
 
 async def _receive_loop(
-    state: State, conn: FeedConnection, clock: TokenClock, receive: ASGIReceive
-) -> int | None:
-    """Answer frames until the peer goes (None) or must be closed (the close code)."""
+    state: FeedParts, conn: FeedConnection, clock: TokenClock, receive: ASGIReceive
+) -> Ending:
+    """Answer frames until the peer goes or the socket must be closed."""
     settings = state.settings
     bucket = TokenBucket(settings.rate_per_second, settings.rate_burst)
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return None
-        data = message.get("text")
-        if data is None:
-            data = message.get("bytes") or b""
-        if conn.transport.closed:
-            continue  # closing (too slow, token expired): what still arrives is not acted on
-        if len(data) > settings.max_frame_bytes:
-            state.metrics.inc("menteo_limit_hits_total", "frame_too_big")  # as on room sockets
-            return Close.TOO_BIG
-        if not bucket.take():
-            if bucket.strikes > settings.rate_strikes:
-                state.metrics.inc("menteo_limit_hits_total", "rate_close_1008")
-                return Close.POLICY
-            state.metrics.inc("menteo_limit_hits_total", "rate_limited")
-            conn.transport.send(conn.encode(error_frame(ErrorCode.RATE_LIMITED, "slow down")))
-            continue
+    limits = Limits(settings.max_frame_bytes, settings.rate_strikes)
+    reader = _Reader(state, conn, clock)
+    return await receive_loop(receive, reader, limits, bucket, state.metrics)
+
+
+class _Reader:
+    """The feed's side of the receive loop: read-only apart from ping and auth.refresh."""
+
+    __slots__ = ("clock", "conn", "state", "transport")
+
+    def __init__(self, state: FeedParts, conn: FeedConnection, clock: TokenClock) -> None:
+        self.state, self.conn, self.clock = state, conn, clock
+        self.transport = conn.transport
+
+    def limited(self) -> bool:
+        self.state.metrics.inc("menteo_limit_hits_total", "rate_limited")
+        self.transport.send(self.conn.encode(error_frame(ErrorCode.RATE_LIMITED, "slow down")))
+        return True
+
+    def handle(self, data: str | bytes) -> Ending | None:
+        conn = self.conn
         try:
-            _handle(state, conn, clock, decode_frame(conn.codec, data))
+            _handle(self.state, conn, self.clock, decode_frame(conn.codec, data))
         except FrameError as exc:
             conn.transport.send(conn.encode(error_frame(exc.code, exc.message, exc.frame_id)))
+        return None
 
 
-def _handle(state: State, conn: FeedConnection, clock: TokenClock, frame: dict[str, Any]) -> None:
+def _handle(
+    state: FeedParts, conn: FeedConnection, clock: TokenClock, frame: dict[str, Any]
+) -> None:
     if frame["type"] == "ping":
         conn.transport.send(conn.encode({"type": "pong", "id": frame_id(frame)}))
     elif frame["type"] == "auth.refresh":  # as on the room socket
-        try:
-            principal = verify_token(state.settings.secret, frame.get("token"))
-        except AuthError as exc:
-            raise FrameError(ErrorCode.INVALID, f"token refused: {exc}", frame_id(frame)) from None
-        if principal.user_id != conn.user_id:
-            raise FrameError(ErrorCode.FORBIDDEN, "the token is for another user", frame_id(frame))
-        conn.principal = principal
-        clock.set(principal.expires_at)
-        reply = {"type": "auth.refreshed", "id": frame_id(frame)}
-        conn.transport.send(conn.encode(reply | {"expires_at": iso(principal.expires_at)}))
+        conn.principal, reply = refresh(state.settings.secret, conn.user_id, frame)
+        clock.set(conn.principal.expires_at)
+        conn.transport.send(conn.encode(reply))
     else:
         raise FrameError(
             ErrorCode.UNKNOWN_TYPE,
             "the feed socket is read-only: it takes 'ping' and 'auth.refresh'",
             frame_id(frame),
         )
-
-
-async def _refuse(send: ASGISend, accept: dict[str, Any], code: int, reason: str) -> None:
-    await send(accept)
-    await send({"type": "websocket.close", "code": code, "reason": reason})

@@ -21,11 +21,11 @@ from urllib.parse import parse_qsl
 import orjson
 
 from ..auth import AuthError, bearer_token, verify_token
-from ..rooms.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
-from ..state import State
+from ..sockets.admission import counted
+from ..sockets.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
 from ..streams.history import parse_resume_id
-from .gate import connection_slot, counted
 from .live import FeedConnection, sse_message
+from .parts import FeedParts
 from .service import FilterError
 
 if TYPE_CHECKING:
@@ -120,16 +120,22 @@ def _chunk(body: bytes, *, more: bool = True) -> dict[str, Any]:
 class FeedStream:
     """A raw ASGI endpoint: the response is written as events happen."""
 
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: FeedParts | None = None  # given by the lifespan (app.py)
+
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        state: State = scope["app"].state.menteo
-        async with connection_slot(state, scope, KIND) as allowed:
+        state = self.parts
+        assert state is not None, "the lifespan has not started"
+        async with state.door.slots.held(scope) as allowed:
             if not allowed:
                 await _error(send, 429, "rate_limited", "too many connections from this address")
                 return
             await self._serve(state, scope, receive, send)
 
     async def _serve(
-        self, state: State, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
+        self, state: FeedParts, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
     ) -> None:
         metrics = state.metrics
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -164,7 +170,7 @@ class FeedStream:
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         expired = False
         try:
-            async with counted(state, KIND):
+            async with counted(state.metrics, KIND):
                 # Until the client goes, the stream is ended for being slow, the process
                 # is stopping, or the token expires, catch-up included (the client
                 # reconnects with a fresh token and Last-Event-ID).

@@ -25,7 +25,7 @@ from ..metrics import Metrics
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent
 from ..persistence.rooms import notes_stream
-from ..rooms.transport import Transport
+from ..sockets.transport import Transport
 from ..streams.hub import Frames, Hub
 from . import awareness, store
 from .updates import describe, rebuild, snapshot, try_apply

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from pycrdt import create_sync_message, handle_sync_message, read_message
 
+from ..config import Settings
+from ..metrics import Metrics
 from ..persistence.events import NewEvent
 from ..protocol import Close
-from ..rooms.expiry import TokenClock
-from ..rooms.gate import Admission, Admitted
-from ..rooms.limits import TokenBucket
-from ..rooms.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
-from ..state import State
+from ..sockets.admission import Admission, Admitted, Door, Rules
+from ..sockets.clock import TokenClock
+from ..sockets.limits import TokenBucket
+from ..sockets.membership import Grant
+from ..sockets.receive import Ending, Limits, receive_loop
+from ..sockets.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
+from ..streams.writer import Writer
 from . import awareness, store
-from .document import NotesClient, NotesDocument
+from .document import NotesClient, NotesDocument, NotesDocuments
 from .updates import FATAL, describe
 
 log = logging.getLogger("menteo.notes")
@@ -34,24 +39,40 @@ DOC_TOO_LARGE = 4413
 UNAVAILABLE = 1011
 
 
+@dataclass(slots=True)
+class NotesParts:
+    """What the notes socket is given by the composition root (app.py)."""
+
+    door: Door
+    rules: Rules[Grant]  # the handshake: the room in the path, and membership
+    settings: Settings
+    notes: NotesDocuments
+    writer: Writer
+    metrics: Metrics
+
+
 class NotesSocket:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: NotesParts | None = None  # given by the lifespan (app.py)
+
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        state: State = scope["app"].state.menteo
-        async with Admission(
-            state, scope, receive, send, kind="notes", subprotocols=False
-        ) as admitted:
+        state = self.parts
+        assert state is not None, "the lifespan has not started"
+        async with Admission(state.door, state.rules, scope, receive, send) as admitted:
             if admitted is not None:
                 await _serve(state, admitted, receive, send, direct_writer(scope))
 
 
 async def _serve(
-    state: State,
-    admitted: Admitted,
+    state: NotesParts,
+    admitted: Admitted[Grant],
     receive: ASGIReceive,
     send: ASGISend,
     direct: DirectWriter | None,
 ) -> None:
-    room, principal = admitted.room, admitted.principal
+    room, principal = admitted.grant[0], admitted.principal
     transport = Transport(
         send,
         backlog_bytes=state.settings.backlog_bytes,
@@ -71,10 +92,10 @@ async def _serve(
             known = doc.awareness_message()
             if known is not None:
                 transport.send(known)
-            code = await _receive_loop(state, doc, client, receive, principal.name)
-            if code is not None:
-                state.metrics.inc("menteo_limit_hits_total", f"notes_close_{code[0]}")
-                await transport.close(*code)
+            ending = await _receive_loop(state, doc, client, receive, principal.name)
+            if not ending.by_peer:
+                state.metrics.inc("menteo_limit_hits_total", f"notes_close_{ending.code}")
+                await transport.close(ending.code, ending.reason)
         finally:
             clock.cancel()
             doc.clients.discard(client)
@@ -82,38 +103,51 @@ async def _serve(
 
 
 async def _receive_loop(
-    state: State, doc: NotesDocument, client: NotesClient, receive: ASGIReceive, name: str
-) -> tuple[int, str] | None:
-    """Serve messages until the peer goes (None) or must be closed (code, reason)."""
+    state: NotesParts, doc: NotesDocument, client: NotesClient, receive: ASGIReceive, name: str
+) -> Ending:
+    """Serve messages until the peer goes or the socket must be closed."""
     settings = state.settings
     bucket = TokenBucket(settings.notes_rate_per_second, settings.notes_rate_burst)
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return None
-        data = message.get("bytes")
-        if data is None:
-            return (INVALID_DATA, "the notes socket takes binary Yjs messages")
-        if len(data) > settings.notes_max_update_bytes:
-            return (Close.TOO_BIG, "update too large")
-        if not bucket.take() and bucket.strikes > settings.rate_strikes:
-            return (Close.POLICY, "rate limit exceeded")
-        if client.transport.closed:
-            return None
+    limits = Limits(
+        settings.notes_max_update_bytes,
+        settings.rate_strikes,
+        too_big_reason="update too large",
+        too_big_metric=None,  # counted as notes_close_1009
+        rate_metric=None,
+        binary_only=Ending(INVALID_DATA, "the notes socket takes binary Yjs messages"),
+    )
+    reader = _Reader(state, doc, client, name)
+    return await receive_loop(receive, reader, limits, bucket, state.metrics)
+
+
+class _Reader:
+    """The notes side of the receive loop: a message over the rate is still applied (the
+    Yjs provider cannot resend it); past the strikes the socket closes."""
+
+    __slots__ = ("client", "doc", "name", "state", "transport")
+
+    def __init__(self, state: NotesParts, doc: NotesDocument, client: NotesClient, name: str):
+        self.state, self.doc, self.client, self.name = state, doc, client, name
+        self.transport = client.transport
+
+    def limited(self) -> bool:
+        return False
+
+    def handle(self, data: str | bytes) -> Ending | None:
+        assert isinstance(data, bytes)
         try:
-            refusal = _handle(state, doc, client, data, name)
+            refusal = _handle(self.state, self.doc, self.client, data, self.name)
         except FATAL:
             raise
         except BaseException as exc:  # undecodable (or a Yrs panic on a state vector):
             # refuse it; updates are applied only through ``doc.accept``, which is guarded.
-            log.info("malformed notes message in %s: %s", doc.room_id, describe(exc))
-            return (INVALID_DATA, "malformed Yjs message")
-        if refusal is not None:
-            return refusal
+            log.info("malformed notes message in %s: %s", self.doc.room_id, describe(exc))
+            return Ending(INVALID_DATA, "malformed Yjs message")
+        return Ending(*refusal) if refusal is not None else None
 
 
 def _handle(
-    state: State, doc: NotesDocument, client: NotesClient, data: bytes, name: str
+    state: NotesParts, doc: NotesDocument, client: NotesClient, data: bytes, name: str
 ) -> tuple[int, str] | None:
     kind = data[0] if data else -1
     if kind == SYNC and len(data) >= 2:
@@ -143,7 +177,9 @@ def _handle(
     raise ValueError(f"unknown message type {kind}")
 
 
-def _store(state: State, doc: NotesDocument, client: NotesClient, update: bytes, name: str) -> None:
+def _store(
+    state: NotesParts, doc: NotesDocument, client: NotesClient, update: bytes, name: str
+) -> None:
     item = NewEvent(
         doc.stream, "notes.update", client.user_id, name, None, store.event_data(update, client.id)
     )
@@ -158,7 +194,7 @@ def _store(state: State, doc: NotesDocument, client: NotesClient, update: bytes,
 
 
 def _awareness(
-    state: State, doc: NotesDocument, client: NotesClient, update: bytes
+    state: NotesParts, doc: NotesDocument, client: NotesClient, update: bytes
 ) -> tuple[int, str] | None:
     """Awareness a socket may publish: for the Yjs client ids it introduced (a few), states
     of at most the state cap, valid JSON. A client id another user's socket holds is

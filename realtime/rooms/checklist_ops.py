@@ -16,8 +16,8 @@ from ..protocol import (
     has_nul,
     text_field,
 )
-from ..state import State
 from .connection import RoomConnection
+from .parts import RoomParts
 
 
 def _item_id(frame: dict[str, Any], name: str = "item_id") -> str:
@@ -63,14 +63,19 @@ def _normalized(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def _submit(
-    state: State, conn: RoomConnection, op: str, op_id: str, key: str | None, data: dict[str, Any]
+    state: RoomParts,
+    conn: RoomConnection,
+    op: str,
+    op_id: str,
+    key: str | None,
+    data: dict[str, Any],
 ) -> None:
     event_type = "checklist." + op
     item = NewEvent(conn.room.id, event_type, conn.user_id, conn.principal.name, key, data)
     conn.ack_when_stored(state.writer.append(item), op_id, event_type)
 
 
-def handle_add(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_add(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     frame = _normalized(frame)
     op_id = client_id(frame)
     item_id = _item_id(frame) if "item_id" in frame else op_id
@@ -96,19 +101,19 @@ def handle_add(state: State, conn: RoomConnection, frame: dict[str, Any]) -> Non
     _submit(state, conn, "add", op_id, op_id, data)
 
 
-def handle_toggle(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_toggle(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     item_id, key = _target(frame)
     done = bool_field(frame, "done")
     _submit(state, conn, "toggle", client_id(frame), key, {"item_id": item_id, "done": done})
 
 
-def handle_rename(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_rename(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     item_id, key = _target(frame)
     title = text_field(frame, "title", MAX_TITLE)
     _submit(state, conn, "rename", client_id(frame), key, {"item_id": item_id, "title": title})
 
 
-def handle_move(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_move(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     frame = _normalized(frame)
     item_id, key = _target(frame)
     if "after" not in frame:
@@ -117,12 +122,12 @@ def handle_move(state: State, conn: RoomConnection, frame: dict[str, Any]) -> No
     _submit(state, conn, "move", client_id(frame), key, data)
 
 
-def handle_remove(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_remove(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     item_id, key = _target(frame)
     _submit(state, conn, "remove", client_id(frame), key, {"item_id": item_id})
 
 
-def handle_verify(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_verify(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     item_id, key = _target(frame)
     if conn.role != "mentor":
         raise FrameError(ErrorCode.FORBIDDEN, "only the room's mentor may verify", frame_id(frame))

@@ -10,9 +10,9 @@ from ..auth import Principal
 from ..persistence.events import AppendResult, Rejected, StoredEvent
 from ..persistence.rooms import RoomRecord
 from ..protocol import Codec, ErrorCode, error_frame
+from ..sockets.clock import TokenClock
+from ..sockets.transport import Transport
 from ..streams.hub import Frames
-from .expiry import TokenClock
-from .transport import Transport
 
 
 class RoomConnection:

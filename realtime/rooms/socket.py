@@ -13,13 +13,11 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from ..auth import AuthError, verify_token
 from ..checklist.store import load_checklists_sync
 from ..persistence.events import NewEvent, last_seqs_sync
 from ..protocol import (
     JSON,
     MAX_BODY,
-    Close,
     ErrorCode,
     FrameError,
     bool_field,
@@ -28,22 +26,23 @@ from ..protocol import (
     frame_id,
     text_field,
 )
-from ..state import State
+from ..sockets.admission import Admission
+from ..sockets.clock import refresh
+from ..sockets.limits import TokenBucket
+from ..sockets.receive import Ending, Limits, receive_loop
+from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
 from ..streams.history import RecentSnapshot, Replay, Resume, newest_json, resume
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
-from .expiry import iso
-from .gate import Admission
-from .limits import TokenBucket
-from .transport import ASGIReceive, ASGISend, Transport, direct_writer
+from .parts import RoomParts
 
 log = logging.getLogger("menteo.rooms")
 
 CHAT_TYPES = ("chat.message",)
-Handler = Callable[[State, RoomConnection, dict[str, Any]], None]
+Handler = Callable[[RoomParts, RoomConnection, dict[str, Any]], None]
 
 
-def handle_chat(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_chat(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     cid = client_id(frame)
     body = text_field(frame, "body", MAX_BODY)
     if not body.strip():
@@ -54,29 +53,21 @@ def handle_chat(state: State, conn: RoomConnection, frame: dict[str, Any]) -> No
     conn.ack_when_stored(state.writer.append(item), cid, "chat.message")
 
 
-def handle_typing(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_typing(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     # Limited per user, not per socket: five tabs type no faster than one (presence/typing).
     active = bool_field(frame, "active")
     state.presence.typing.update(conn.room.id, conn.user_id, active, state.settings.typing_interval)
 
 
-def handle_ping(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_ping(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     conn.send_frame({"type": "pong", "id": frame_id(frame)})
 
 
-def handle_refresh(state: State, conn: RoomConnection, frame: dict[str, Any]) -> None:
+def handle_refresh(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     """A new token for the open socket: same user, later expiry."""
-    try:
-        principal = verify_token(state.settings.secret, frame.get("token"))
-    except AuthError as exc:
-        raise FrameError(ErrorCode.INVALID, f"token refused: {exc}", frame_id(frame)) from None
-    if principal.user_id != conn.user_id:
-        raise FrameError(ErrorCode.FORBIDDEN, "the token is for another user", frame_id(frame))
-    conn.principal = principal
-    conn.clock.set(principal.expires_at)
-    conn.send_frame(
-        {"type": "auth.refreshed", "id": frame_id(frame), "expires_at": iso(principal.expires_at)}
-    )
+    conn.principal, reply = refresh(state.settings.secret, conn.user_id, frame)
+    conn.clock.set(conn.principal.expires_at)
+    conn.send_frame(reply)
 
 
 HANDLERS: dict[str, Handler] = {
@@ -91,11 +82,15 @@ HANDLERS: dict[str, Handler] = {
 class RoomSocket:
     """A raw ASGI endpoint: no per-frame wrapper between the server and the protocol."""
 
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: RoomParts | None = None  # given by the lifespan (app.py)
+
     async def __call__(self, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
-        state: State = scope["app"].state.menteo
-        async with Admission(
-            state, scope, receive, send, kind="room", subprotocols=True
-        ) as admitted:
+        state = self.parts
+        assert state is not None, "the lifespan has not started"
+        async with Admission(state.door, state.rules, scope, receive, send) as admitted:
             if admitted is None:
                 return
             transport = Transport(
@@ -106,14 +101,17 @@ class RoomSocket:
                 metrics=state.metrics,
             )
             transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
-            conn = RoomConnection(
-                admitted.room, admitted.principal, admitted.role, admitted.codec, transport
-            )
+            room, role = admitted.grant
+            conn = RoomConnection(room, admitted.principal, role, admitted.codec, transport)
             await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
 
 
 async def _serve(
-    state: State, conn: RoomConnection, receive: ASGIReceive, since: str | None, epoch: str | None
+    state: RoomParts,
+    conn: RoomConnection,
+    receive: ASGIReceive,
+    since: str | None,
+    epoch: str | None,
 ) -> None:
     room_id = conn.room.id
     disconnect_code = 1006
@@ -163,7 +161,7 @@ def _welcome_reads(
 
 
 async def _welcome(
-    state: State, conn: RoomConnection, since: str | None, epoch: str | None
+    state: RoomParts, conn: RoomConnection, since: str | None, epoch: str | None
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
@@ -197,7 +195,7 @@ async def _welcome(
         await _catch_up(state, conn)
 
 
-async def _catch_up(state: State, conn: RoomConnection) -> None:
+async def _catch_up(state: RoomParts, conn: RoomConnection) -> None:
     """Every event after ``conn.last_seq``, page by page, until the database has no more or
     the socket is closed (aborted for not reading, or its token expired)."""
     replay = Replay(conn.room.id, state.settings.replay_page)
@@ -206,7 +204,7 @@ async def _catch_up(state: State, conn: RoomConnection) -> None:
             await conn.send_event(event)
 
 
-async def _online(state: State, conn: RoomConnection) -> list[dict[str, str]]:
+async def _online(state: RoomParts, conn: RoomConnection) -> list[dict[str, str]]:
     try:
         return await state.presence.online(conn.room.id)
     except Exception as exc:
@@ -214,7 +212,7 @@ async def _online(state: State, conn: RoomConnection) -> list[dict[str, str]]:
         return [{"user_id": conn.user_id, "name": conn.principal.name}]
 
 
-async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive) -> int:
+async def _receive_loop(state: RoomParts, conn: RoomConnection, receive: ASGIReceive) -> int:
     """Read frames until the peer goes; returns the close code it went with.
 
     A socket closed for being slow (1013) ends here too: the server delivers its
@@ -222,41 +220,47 @@ async def _receive_loop(state: State, conn: RoomConnection, receive: ASGIReceive
     """
     settings = state.settings
     bucket = TokenBucket(settings.rate_per_second, settings.rate_burst)
-    user_bucket = state.user_buckets.get(conn.user_id)  # shared by the user's sockets here
-    if user_bucket is None:
-        user_bucket = TokenBucket(settings.user_rate_per_second, settings.user_rate_burst)
-        state.user_buckets[conn.user_id] = user_bucket
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return int(message.get("code", 1005))
-        data = message.get("text")
-        if data is None:
-            data = message.get("bytes") or b""
-        if conn.transport.closed:
-            continue  # closing: whatever still arrives is not acted on
-        if len(data) > settings.max_frame_bytes:
-            state.metrics.inc("menteo_limit_hits_total", "frame_too_big")
-            await conn.transport.close(Close.TOO_BIG, "frame too large")
-            return Close.TOO_BIG
-        if not bucket.take():
-            if bucket.strikes > settings.rate_strikes:
-                state.metrics.inc("menteo_limit_hits_total", "rate_close_1008")
-                await conn.transport.close(Close.POLICY, "rate limit exceeded")
-                return Close.POLICY
-            state.metrics.inc("menteo_limit_hits_total", "rate_limited")
-            conn.send_error(ErrorCode.RATE_LIMITED, "slow down: frame dropped")
-            continue
-        if not user_bucket.take():  # many tabs may not add up to more than one user's share
-            state.metrics.inc("menteo_limit_hits_total", "user_rate_limited")
+    limits = Limits(settings.max_frame_bytes, settings.rate_strikes)
+    ending = await receive_loop(receive, _Reader(state, conn), limits, bucket, state.metrics)
+    if not ending.by_peer:
+        await conn.transport.close(ending.code, ending.reason)
+    return ending.code
+
+
+class _Reader:
+    """The room's side of the receive loop: the per-user budget, then the handler table."""
+
+    __slots__ = ("conn", "state", "transport", "user_bucket")
+
+    def __init__(self, state: RoomParts, conn: RoomConnection) -> None:
+        self.state = state
+        self.conn = conn
+        self.transport = conn.transport
+        settings = state.settings
+        user_bucket = state.user_buckets.get(conn.user_id)  # shared by the user's sockets here
+        if user_bucket is None:
+            user_bucket = TokenBucket(settings.user_rate_per_second, settings.user_rate_burst)
+            state.user_buckets[conn.user_id] = user_bucket
+        self.user_bucket = user_bucket
+
+    def limited(self) -> bool:
+        self.state.metrics.inc("menteo_limit_hits_total", "rate_limited")
+        self.conn.send_error(ErrorCode.RATE_LIMITED, "slow down: frame dropped")
+        return True
+
+    def handle(self, data: str | bytes) -> Ending | None:
+        conn = self.conn
+        if not self.user_bucket.take():  # many tabs may not add up to more than one user's share
+            self.state.metrics.inc("menteo_limit_hits_total", "user_rate_limited")
             conn.send_error(
                 ErrorCode.RATE_LIMITED, "slow down: your sockets together send too much"
             )
-            continue
-        _dispatch(state, conn, data)
+            return None
+        _dispatch(self.state, conn, data)
+        return None
 
 
-def _dispatch(state: State, conn: RoomConnection, data: str | bytes) -> None:
+def _dispatch(state: RoomParts, conn: RoomConnection, data: str | bytes) -> None:
     try:
         frame = decode_frame(conn.codec, data)
         handler = HANDLERS.get(frame["type"])

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 import uuid
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from typing import Any, Protocol
 
 import orjson
@@ -29,30 +28,16 @@ from .history import Recent, RecentSnapshot, RecentSpec, Replay, seed_recent
 log = logging.getLogger("menteo.hub")
 
 
-def ws_frame(data: str | bytes) -> bytes:
-    """``data`` as one unfragmented, unmasked server frame (RFC 6455 §5.2): text for a str,
-    binary for bytes. A server never masks, so these bytes suit every recipient."""
-    if isinstance(data, str):
-        payload, head = data.encode(), 0x81
-    else:
-        payload, head = data, 0x82
-    size = len(payload)
-    if size < 126:
-        return bytes((head, size)) + payload
-    if size < 65536:
-        return struct.pack("!BBH", head, 126, size) + payload
-    return struct.pack("!BBQ", head, 127, size) + payload
-
-
 class Frames:
     """A frame and its encodings, each made once however many sockets receive it."""
 
-    __slots__ = ("_cache", "_wire", "frame")
+    __slots__ = ("_cache", "frame", "wired")
 
     def __init__(self, frame: dict[str, Any]) -> None:
         self.frame = frame
         self._cache: dict[str, str | bytes] = {}
-        self._wire: dict[str, bytes] | None = None
+        # Ready WebSocket frame bytes per codec, built by the socket layer (sockets/wire.py).
+        self.wired: dict[str, bytes] | None = None
 
     def encoded(self, codec: Codec) -> str | bytes:
         data = self._cache.get(codec.name)
@@ -60,51 +45,14 @@ class Frames:
             data = self._cache[codec.name] = codec.encode(self.frame)
         return data
 
-    def wire(self, codec: Codec) -> bytes:
-        """The encoding as a ready WebSocket frame (header and payload)."""
-        if self._wire is None:
-            self._wire = {}
-        data = self._wire.get(codec.name)
-        if data is None:
-            data = self._wire[codec.name] = ws_frame(self.encoded(codec))
-        return data
 
+class Batch(Protocol):
+    """Held around the delivery of a batch of events (a commit, a broker message); the
+    socket layer's ``Cork`` writes each socket's frames once at its end."""
 
-class Corked(Protocol):
-    """A socket that held its writes while a batch was delivered."""
+    def __enter__(self) -> object: ...
 
-    def uncork(self) -> None: ...
-
-
-class Cork:
-    """While the hub delivers a batch of events (a commit, a broker message), sockets hold
-    their ready frames and write them once at its end: one ``write(2)`` per socket per
-    batch instead of one per event. Nothing awaits in between, so no frame is delayed."""
-
-    __slots__ = ("depth", "held")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        self.held: list[Corked] = []
-
-    def __enter__(self) -> None:
-        self.depth += 1
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.depth -= 1
-        if self.depth:
-            return
-        held, self.held = self.held, []
-        for corked in held:
-            try:
-                corked.uncork()
-            except BaseException as exc:
-                if is_fatal(exc):
-                    raise
-                log.exception("writing a batch to a socket failed")
-
-
-CORK = Cork()  # one per process: the event loop delivers one batch at a time
+    def __exit__(self, *exc_info: object) -> object: ...
 
 
 class Listener(Protocol):
@@ -137,8 +85,11 @@ class Hub:
         sweep_interval: float = 5.0,
         page: int = 500,
         faults: Faults | None = None,
+        batch: Batch | None = None,
     ) -> None:
         self.db = db
+        # Around each batch delivered (sockets.wire.CORK in the server): one write per socket.
+        self.batch: Batch = batch if batch is not None else nullcontext()
         # A listener, a broker message or a fill that fails costs that one event, counted
         # here; delivery goes on for the others (``faults.py``).
         self.faults = faults if faults is not None else Faults()
@@ -193,7 +144,7 @@ class Hub:
 
     def committed(self, events: list[StoredEvent]) -> None:
         """The writer's hook: deliver locally at once, then tell the other processes."""
-        with CORK:
+        with self.batch:
             for event in events:
                 self._arrive(event)
         if self.broker.shared:
@@ -246,7 +197,7 @@ class Hub:
                 return
             stream = channel.removeprefix(self.prefix)
             if "es" in msg:
-                with CORK:
+                with self.batch:
                     for wire in msg["es"]:
                         self._arrive(_event_from_wire(stream, wire))
             elif "e" in msg:

@@ -31,7 +31,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from .rooms.transport import DIRECT_SEND
+from .transport import DIRECT_SEND
 
 __all__ = ["MenteoWebSocketProtocol"]
 

@@ -8,7 +8,7 @@ Every send has a deadline (``send_timeout``): a peer that takes nothing for that
 catch-up or live, is aborted (its connection dropped without waiting for it), so its slot,
 presence and memory are released. A close, too, never waits on the peer longer than that.
 
-Where the server offers it (``realtime.wsproto`` under Uvicorn), "straight to the
+Where the server offers it (``realtime.sockets.wsproto`` under Uvicorn), "straight to the
 transport" is a write of ready frame bytes (``DirectWriter``); any other ASGI server gets
 the same semantics through its ``send``.
 """
@@ -23,7 +23,8 @@ from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..protocol import Close, Codec
-from ..streams.hub import CORK, Frames, ws_frame
+from ..streams.hub import Frames
+from .wire import CORK, frame_bytes, ws_frame
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
@@ -297,7 +298,7 @@ class Transport(BufferedSend):
     def send_frames(self, frames: Frames, codec: Codec) -> None:
         """Send a hub frame: with a direct writer, the frame bytes built once per event."""
         if self.direct is not None and self.backlog is None:
-            self.send(frames.encoded(codec), frames.wire(codec))
+            self.send(frames.encoded(codec), frame_bytes(frames, codec))
         else:
             self.send(frames.encoded(codec))
 

@@ -3,7 +3,7 @@
 An event stream is an HTTP response that never ends. When its reader stops reading, the
 ways Uvicorn ends a response the app gives up on all wait for the write buffer to drain to
 that very peer, so the connection (and its file descriptor) would stay forever. The scope's
-``menteo.abort`` extension (``rooms.transport.ABORT``) aborts the transport instead.
+``menteo.abort`` extension (``sockets.transport.ABORT``) aborts the transport instead.
 Passed to Uvicorn as ``http=`` (see ``cli.uvicorn_options``); the parser is Uvicorn's choice
 (httptools when installed, else h11).
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from .rooms.transport import ABORT
+from .transport import ABORT
 
 __all__ = ["MenteoHTTPProtocol"]
 

@@ -9,10 +9,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..protocol import Close
+from ..auth import AuthError, Principal, verify_token
+from ..protocol import Close, ErrorCode, FrameError, frame_id
 from .transport import Transport
 
 WARN_BEFORE = 60.0  # seconds before expiry that ``auth.expiring`` is sent
+
+
+def refresh(secret: str, user_id: str, frame: dict[str, Any]) -> tuple[Principal, dict[str, Any]]:
+    """An ``auth.refresh`` frame: a new token for the open socket, same user, later expiry.
+    The new principal and the ``auth.refreshed`` reply; the caller re-arms its clock."""
+    try:
+        principal = verify_token(secret, frame.get("token"))
+    except AuthError as exc:
+        raise FrameError(ErrorCode.INVALID, f"token refused: {exc}", frame_id(frame)) from None
+    if principal.user_id != user_id:
+        raise FrameError(ErrorCode.FORBIDDEN, "the token is for another user", frame_id(frame))
+    reply = {"type": "auth.refreshed", "id": frame_id(frame)}
+    return principal, reply | {"expires_at": iso(principal.expires_at)}
 
 
 def iso(timestamp: float) -> str:

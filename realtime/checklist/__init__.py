@@ -1,0 +1,1 @@
+"""Checklists: the model, keys, limits and the reducer that stores them."""

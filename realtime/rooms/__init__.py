@@ -1,0 +1,1 @@
+"""The room socket: its frames (chat, typing, checklist ops) and rules, on sockets/."""

@@ -1,0 +1,29 @@
+"""What the room socket is given by the composition root (app.py): the parts it uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import Settings
+from ..metrics import Metrics
+from ..persistence.database import Database
+from ..presence import Presence
+from ..sockets.admission import Door, Rules
+from ..sockets.limits import LRU, TokenBucket
+from ..sockets.membership import Grant
+from ..streams.hub import Hub
+from ..streams.writer import Writer
+
+
+@dataclass(slots=True)
+class RoomParts:
+    door: Door
+    rules: Rules[Grant]  # the handshake: the room in the path, and membership
+    settings: Settings
+    db: Database
+    hub: Hub
+    writer: Writer
+    presence: Presence
+    metrics: Metrics
+    # Per-user frame budgets across all of a user's sockets in this process.
+    user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))
