@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from realtime.checklist.store import ChecklistReducer
@@ -114,3 +115,31 @@ async def test_close_releases_the_sqlite_reducer_thread(tmp_path: Path) -> None:
 
 def _reducer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("menteo-sqlite-reduce")]
+
+
+async def test_a_dead_reducer_lane_stops_the_writer_and_the_process_turns_unready(
+    backend: Backend, server: Running
+) -> None:
+    if backend.name == "sqlite":
+        pytest.skip("SQLite has no reducer lane")
+    assert server.state is not None
+    stop_asked = asyncio.Event()
+    server.state.stop_server = stop_asked.set  # what `serve` gives: stop uvicorn
+    members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+    room = await create_room(server.url, server.service(), members, title="room")
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    try:
+        lane = server.state.writer.lane_task
+        assert lane is not None and not lane.done()
+        lane.cancel()  # as a bug or a native crash would end it
+        await asyncio.wait_for(stop_asked.wait(), TIMEOUT)
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(server.url + "/readyz")
+        assert answer.status_code == 503
+        assert answer.json()["checks"]["process"] == "error: writer stopped: cancelled"
+        # A checklist operation (the lane's) fails at once instead of hanging.
+        await ana.send({"type": "checklist.add", "id": "late", "title": "step"})
+        failed = await ana.recv_until(_acked("late"), TIMEOUT)
+        assert failed["type"] == "error" and failed["code"] == "unavailable", failed
+    finally:
+        await ana.close()
