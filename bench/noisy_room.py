@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -199,13 +200,27 @@ async def copier(base: str, room: str, token: str, roadmaps: list[str], noise: N
             await asyncio.sleep(min(wait, max(0.0, until - time.perf_counter())))
 
 
-def summary(name: str, values: list[float]) -> dict[str, Any]:
+def cpu_seconds(pid: int | None) -> float:
+    """The server's CPU time so far (user + system, Linux ``/proc``; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def summary(name: str, values: list[float], cpu: float, own: float,
+            seconds: float) -> dict[str, Any]:
+    """A phase's probe latencies, and the CPU the server and this client used (a busy
+    machine, not a busy server, is what a high p99 beside a low CPU share points to)."""
     return {"phase": name, "acks": len(values), "p50_ms": percentile_ms(values, 50),
-            "p99_ms": percentile_ms(values, 99), "max_ms": percentile_ms(values, 100)}
+            "p99_ms": percentile_ms(values, 99), "max_ms": percentile_ms(values, 100),
+            "server_cpu_pct": round(100 * cpu / seconds, 1),
+            "client_cpu_pct": round(100 * own / seconds, 1)}
 
 
 async def scenario(
-    opts: argparse.Namespace, base: str, ws_base: str, secret: str
+    opts: argparse.Namespace, base: str, ws_base: str, secret: str, pid: int | None = None
 ) -> dict[str, Any]:
     service = {"authorization": "Bearer " + issue_token(secret, "backend", "Backend",
                                                         role="service", ttl=3600)}
@@ -213,7 +228,9 @@ async def scenario(
     probe = Probe(await open_socket(ws_base, quiet, "qa", secret))
     reader = asyncio.create_task(probe_reader(probe))
     await probe_phase(probe, "warm", opts.probe_rate, 1.0)
+    cpu, own = cpu_seconds(pid), cpu_seconds(os.getpid())
     baseline = await probe_phase(probe, "base", opts.probe_rate, opts.seconds)
+    cpu_base, own_base = cpu_seconds(pid) - cpu, cpu_seconds(os.getpid()) - own
 
     noise = Noise()
     sockets = [await open_socket(ws_base, noisy, user, secret)
@@ -230,7 +247,9 @@ async def scenario(
     tasks.append(asyncio.create_task(copier(base, noisy, issue_token(
         secret, "mentor", "Mentor", ttl=3600), roadmaps, noise, until)))
     await asyncio.sleep(1.0)
+    cpu, own = cpu_seconds(pid), cpu_seconds(os.getpid())
     noisy_lat = await probe_phase(probe, "noisy", opts.probe_rate, opts.seconds)
+    cpu_noisy, own_noisy = cpu_seconds(pid) - cpu, cpu_seconds(os.getpid()) - own
     await asyncio.gather(*tasks)
     for ws in [*sockets, probe.ws]:
         await ws.close()
@@ -238,7 +257,8 @@ async def scenario(
     async with httpx.AsyncClient(base_url=base, headers=service, timeout=30) as http:
         state = (await http.get(f"/api/rooms/{noisy}/checklist")).json()
     longest_key = max((len(i["pos"]) for i in state["items"]), default=0)
-    b, q = summary("baseline", baseline), summary("noisy", noisy_lat)
+    b = summary("baseline", baseline, cpu_base, own_base, opts.seconds)
+    q = summary("noisy", noisy_lat, cpu_noisy, own_noisy, opts.seconds)
     ratio = (q["p99_ms"] / b["p99_ms"]) if b["p99_ms"] and q["p99_ms"] else None
     return {"baseline": b, "noisy": q, "p99_ratio": round(ratio, 2) if ratio else None,
             "noise_ops": dict(noise.ops), "noise_errors": dict(noise.errors),
@@ -268,15 +288,15 @@ def main(argv: list[str] | None = None) -> int:
         server = start_server(server_env(url, secret), Path(tmp) / "server.log", opts.cpus)
         try:
             wait_ready(server)
-            result = asyncio.run(scenario(opts, server.http, server.ws, secret))
+            result = asyncio.run(scenario(opts, server.http, server.ws, secret, server.pid))
         finally:
             stop_server(server)
     b, q = result["baseline"], result["noisy"]
-    print("| phase | acks | p50 ms | p99 ms | max ms |")
-    print("|---|---|---|---|---|")
+    print("| phase | acks | p50 ms | p99 ms | max ms | server CPU % |")
+    print("|---|---|---|---|---|---|")
     for row in (b, q):
         print(f"| {row['phase']} | {row['acks']} | {row['p50_ms']} | {row['p99_ms']} "
-              f"| {row['max_ms']} |")
+              f"| {row['max_ms']} | {row['server_cpu_pct']} |")
     print(f"noisy/baseline p99: {result['p99_ratio']}")
     print(json.dumps(result))
     if opts.max_ratio is not None and (result["p99_ratio"] is None

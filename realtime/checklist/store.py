@@ -176,13 +176,36 @@ _UPDATE = (
 )
 
 
-_INSERT_PG = (
-    f"INSERT INTO checklist_item ({', '.join(_COLUMNS)}) "
-    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))})"
+# The writer's PostgreSQL statements: arrays, one round trip each, prepared once by asyncpg.
+# Versions (kind true) and the added ids already taken, live or removed (kind false).
+_STATE_PG = (
+    "SELECT true, room_id, version FROM checklist_room WHERE room_id = ANY($1::text[]) "
+    "UNION ALL SELECT false, i.room_id, i.item_id FROM checklist_item i "
+    "JOIN unnest($2::text[], $3::text[]) AS k(room_id, item_id) "
+    "ON i.room_id = k.room_id AND i.item_id = k.item_id"
 )
-_UPDATE_PG = (
-    f"UPDATE checklist_item SET {', '.join(f'{f} = ${n}' for n, f in enumerate(FIELDS, 1))} "
-    f"WHERE room_id = ${len(FIELDS) + 1} AND item_id = ${len(FIELDS) + 2}"
+_LIVE_PG = (
+    f"SELECT room_id, item_id, {', '.join(FIELDS)} FROM checklist_item "
+    "WHERE room_id = ANY($1::text[]) AND NOT removed"
+)
+_TYPES_PG = {"done": "bool", "verified": "bool", "removed": "bool", "removed_seq": "bigint"}
+# New rows and changed ones alike (the stream rows are locked: nobody else writes them).
+_UPSERT_PG = (
+    f"INSERT INTO checklist_item ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"${n}::{_TYPES_PG.get(c, 'text')}[]" for n, c in enumerate(_COLUMNS, 1))
+    + ") ON CONFLICT (room_id, item_id) DO UPDATE SET "
+    + ", ".join(f"{f} = EXCLUDED.{f}" for f in FIELDS)
+)
+# After the rows (this statement sees them): forget each room's oldest tombstones past the
+# bound ($1 the rooms that removed items, $2 the bound), and set the new versions.
+_TAIL_PG = (
+    "WITH old AS (SELECT room_id, item_id FROM (SELECT room_id, item_id, row_number() OVER "
+    "(PARTITION BY room_id ORDER BY removed_seq DESC, item_id DESC) AS n FROM checklist_item "
+    "WHERE room_id = ANY($1::text[]) AND removed) r WHERE n > $2), "
+    "forgot AS (DELETE FROM checklist_item d USING old "
+    "WHERE d.room_id = old.room_id AND d.item_id = old.item_id) "
+    "INSERT INTO checklist_room (room_id, version) SELECT * FROM unnest($3::text[], $4::text[]) "
+    "ON CONFLICT (room_id) DO UPDATE SET version = EXCLUDED.version"
 )
 
 
@@ -301,30 +324,22 @@ class ChecklistReducer:
     async def load_pg(
         self, conn: asyncpg.Connection, items: list[NewEvent]
     ) -> dict[str, Checklist]:
-        """``load`` on an asyncpg connection (the writer's PostgreSQL path)."""
+        """``load`` on an asyncpg connection (the writer's PostgreSQL path): the versions and
+        the batch's added ids already taken in one round trip, the live rows in a second
+        only for rooms whose kept list is stale."""
         rooms = sorted({item.stream for item in items})
-        found = await conn.fetch(
-            "SELECT room_id, version FROM checklist_room WHERE room_id = ANY($1::text[])", rooms
-        )
-        versions = {r[0]: r[1] for r in found}
+        adds = [(room, i) for room, ids in _added_ids(items).items() for i in sorted(ids)]
+        found = await conn.fetch(_STATE_PG, rooms, [room for room, _ in adds], [i for _, i in adds])
+        versions = {r[1]: r[2] for r in found if r[0]}
         lists, stale = self._kept(items, versions)
         if stale:
             fresh = {room: Checklist() for room in stale}
-            query = (
-                f"SELECT room_id, item_id, {', '.join(FIELDS)} FROM checklist_item "
-                "WHERE room_id = ANY($1::text[]) AND NOT removed"
-            )
-            for r in await conn.fetch(query, sorted(stale)):
+            for r in await conn.fetch(_LIVE_PG, sorted(stale)):
                 fresh[r[0]].items[r[1]] = Item(r[1], **{f: r[f] for f in FIELDS})
             lists.update(_versioned(fresh, versions))
-        for room, ids in _added_ids(items).items():
-            taken = await conn.fetch(
-                "SELECT item_id FROM checklist_item "
-                "WHERE room_id = $1 AND item_id = ANY($2::text[])",
-                room,
-                sorted(ids),
-            )
-            lists[room].taken.update(r[0] for r in taken)
+        for r in found:
+            if not r[0]:
+                lists[r[1]].taken.add(r[2])
         return lists
 
     def reduce(
@@ -349,31 +364,21 @@ class ChecklistReducer:
             self._keep(room, checklist)
 
     async def save_pg(self, conn: asyncpg.Connection, state: dict[str, Checklist]) -> None:
-        """``save`` on an asyncpg connection (the writer's PostgreSQL path)."""
+        """``save`` on an asyncpg connection (the writer's PostgreSQL path): the rows in one
+        statement, then the tombstone bound and the versions in another."""
         inserts, updates, removals = _changes(state)
-        if inserts:
-            await conn.executemany(_INSERT_PG, [tuple(r[c] for c in _COLUMNS) for r in inserts])
-        if updates:
-            keys = (*FIELDS, "room_id", "item_id")
-            await conn.executemany(_UPDATE_PG, [tuple(r[c] for c in keys) for r in updates])
-        for room in removals:
-            count = await conn.fetchval(
-                "SELECT count(*) FROM checklist_item WHERE room_id = $1 AND removed", room
+        rows = inserts + updates
+        if rows:
+            await conn.execute(_UPSERT_PG, *([r[c] for r in rows] for c in _COLUMNS))
+        changed = self._new_versions(state)
+        if changed or removals:
+            await conn.execute(
+                _TAIL_PG,
+                sorted(removals),
+                MAX_REMOVED,
+                [room for room, _, _ in changed],
+                [version for _, version, _ in changed],
             )
-            if count > MAX_REMOVED:
-                await conn.execute(
-                    "DELETE FROM checklist_item WHERE room_id = $1 AND removed AND item_id IN "
-                    "(SELECT item_id FROM checklist_item WHERE room_id = $1 AND removed "
-                    "ORDER BY removed_seq, item_id LIMIT $2)",
-                    room,
-                    count - MAX_REMOVED,
-                )
-        for room, version, new in self._new_versions(state):
-            if new:
-                sql = "INSERT INTO checklist_room (version, room_id) VALUES ($1, $2)"
-            else:
-                sql = "UPDATE checklist_room SET version = $1 WHERE room_id = $2"
-            await conn.execute(sql, version, room)
         for room, checklist in state.items():
             self._keep(room, checklist)
 
