@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from realtime.persistence.database import Database
 from realtime.persistence.events import NewEvent, StoredEvent
 from realtime.persistence.rooms import create_room as create_room_row
 from realtime.streams.writer import Writer
-from tests.backends import Backend
+from tests.backends import make_backend
 from tests.client import RoomClient, create_room
-from tests.servers import Running
+from tests.servers import Running, make_settings, run_server
 
 TIMEOUT = 10.0
 
@@ -47,18 +48,26 @@ async def _waiting_for_lock(admin: asyncpg.Connection) -> None:
     raise AssertionError("no transaction waited for the held lock")
 
 
+@pytest.fixture
+async def pg_server(tmp_path: Path) -> AsyncIterator[Running]:
+    """The lane exists on PostgreSQL only: these run there alone instead of skipping SQLite."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    async with run_server(make_settings(backend)) as running:
+        yield running
+
+
 async def test_a_held_checklist_transaction_does_not_hold_other_rooms_chat(
-    backend: Backend, server: Running
+    pg_server: Running,
 ) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("SQLite has one writer at a time: a held lock holds every room")
+    # PostgreSQL only: SQLite has one writer at a time, so a held lock holds every room.
+    server = pg_server
     members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
     noisy = await create_room(server.url, server.service(), members, title="noisy")
     quiet = await create_room(server.url, server.service(), members, title="quiet")
     busy = await RoomClient.connect(server.ws, noisy["id"], server.token("ana", "Ana"))
     calm = await RoomClient.connect(server.ws, quiet["id"], server.token("ana", "Ana"))
     watcher = await RoomClient.connect(server.ws, quiet["id"], server.token("ben", "Ben"))
-    dsn = backend.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    dsn = server.settings.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     admin = await asyncpg.connect(dsn, timeout=TIMEOUT)
     try:
         holder = await asyncpg.connect(dsn, timeout=TIMEOUT)
@@ -118,10 +127,9 @@ def _reducer_threads() -> list[threading.Thread]:
 
 
 async def test_a_dead_reducer_lane_stops_the_writer_and_the_process_turns_unready(
-    backend: Backend, server: Running
+    pg_server: Running,
 ) -> None:
-    if backend.name == "sqlite":
-        pytest.skip("SQLite has no reducer lane")
+    server = pg_server  # PostgreSQL only: SQLite has no reducer lane
     assert server.state is not None
     stop_asked = asyncio.Event()
     server.state.stop_server = stop_asked.set  # what `serve` gives: stop uvicorn
