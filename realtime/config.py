@@ -60,7 +60,7 @@ class Settings:
     notes_awareness_max_states: int = 32  # awareness states per document (per process)
     notes_awareness_timeout: float = 30.0  # a state not renewed for this long is removed
     notes_compact_bytes: int = 1024 * 1024  # update bytes between snapshots (as well)
-    notes_bytes_per_second: float = 16 * 1024  # update bytes per user per document
+    notes_bytes_per_second: float = 4096.0  # update bytes per user per document
     notes_bytes_burst: int = 1024 * 1024  # the byte bucket; over it the socket closes 1008
     notes_sync_per_minute: float = 6.0  # sync requests (step 1) per socket
     notes_sync_burst: int = 4  # the sync request bucket; over it the socket closes 1008
