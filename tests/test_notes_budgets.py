@@ -92,6 +92,16 @@ async def test_update_bytes_per_user_are_budgeted(backend: Backend) -> None:
         watch.text += "ben writes"  # another user's budget is untouched
         await first.wait_for(lambda: str(first.text).endswith("ben writes"))
         assert "z" not in str(watch.text)
+        # The budget outlives the document: it closes with its last socket and reopens.
+        assert server.state is not None
+        document = server.state.notes.open[room].result()
+        await first.close()
+        await watch.close()
+        await asyncio.wait_for(document.closed.wait(), 10)
+        back = await connect(server, room, "ana")
+        back.text += "z" * chunk
+        assert await back.close_code() == 1008
+        assert limit_hits(server, "notes_bytes") == 2
 
 
 async def test_whole_document_sync_requests_are_budgeted(backend: Backend) -> None:

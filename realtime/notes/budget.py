@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import time
 
+from ..config import Settings
+from ..rooms.limits import LRU
+
 
 class Budget:
     """``rate`` units a second, at most ``burst`` saved up; ``take(n)`` spends ``n``."""
@@ -49,3 +52,35 @@ class Cooldown:
             self.strikes = 0  # well behaved for a long while: start over
         self.until = now + self.first * 2 ** min(self.strikes, self.MAX_DOUBLINGS)
         self.strikes += 1
+
+
+class Ledger:
+    """Byte budgets and refusal cooldowns per (room, user), kept by the process rather than
+    by a document: a document closes when its last socket leaves, and reconnecting must not
+    refill a budget or end a cooldown."""
+
+    __slots__ = ("budgets", "cooldowns", "settings")
+
+    def __init__(self, settings: Settings, size: int = 4096) -> None:
+        self.settings = settings
+        self.budgets: LRU[tuple[str, str], Budget] = LRU(size)
+        self.cooldowns: LRU[tuple[str, str], Cooldown] = LRU(size)
+
+    def spend(self, room_id: str, user_id: str, n: int) -> bool:
+        budget = self.budgets.get((room_id, user_id))
+        if budget is None:
+            settings = self.settings
+            budget = Budget(settings.notes_bytes_per_second, settings.notes_bytes_burst)
+            self.budgets[(room_id, user_id)] = budget
+        return budget.take(n)
+
+    def cooling(self, room_id: str, user_id: str) -> bool:
+        cooldown = self.cooldowns.get((room_id, user_id))
+        return cooldown is not None and cooldown.active()
+
+    def strike(self, room_id: str, user_id: str) -> None:
+        cooldown = self.cooldowns.get((room_id, user_id))
+        if cooldown is None:
+            cooldown = Cooldown(self.settings.notes_refusal_cooldown)
+            self.cooldowns[(room_id, user_id)] = cooldown
+        cooldown.strike()

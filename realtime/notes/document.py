@@ -25,19 +25,16 @@ from ..metrics import Metrics
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent
 from ..persistence.rooms import notes_stream
-from ..rooms.limits import LRU
 from ..rooms.transport import Transport
 from ..streams.hub import Frames, Hub
 from . import awareness, store
-from .budget import Budget, Cooldown
+from .budget import Budget, Ledger
 from .updates import describe, rebuild, snapshot, try_apply
 
 log = logging.getLogger("menteo.notes")
 
 # Entries in one awareness signal between processes (each process checked its sockets').
 MAX_SIGNAL_ENTRIES = 1024
-# Users whose byte budgets and refusal cooldowns a document remembers (room members).
-MAX_USERS = 1024
 
 
 class NotesClient:
@@ -54,7 +51,13 @@ class NotesClient:
 
 class NotesDocument:
     def __init__(
-        self, room_id: str, db: Database, hub: Hub, settings: Settings, metrics: Metrics
+        self,
+        room_id: str,
+        db: Database,
+        hub: Hub,
+        settings: Settings,
+        metrics: Metrics,
+        ledger: Ledger | None = None,
     ) -> None:
         self.room_id = room_id
         self.stream = notes_stream(room_id)
@@ -81,8 +84,7 @@ class NotesDocument:
         self.bytes_since_compaction = 0
         self.version = 0  # changes whenever ``doc`` may have
         self.full: tuple[int, bytes] | None = None  # (version, doc.get_update())
-        self.budgets: LRU[str, Budget] = LRU(MAX_USERS)  # update bytes per user
-        self.cooldowns: LRU[str, Cooldown] = LRU(MAX_USERS)  # after an invalid update
+        self.ledger = ledger if ledger is not None else Ledger(settings)
         self.compacting: asyncio.Task[None] | None = None
         self.stack = AsyncExitStack()
         self.closed = asyncio.Event()  # set once compacted and unsubscribed
@@ -181,18 +183,12 @@ class NotesDocument:
     def spend(self, user_id: str, update: bytes) -> bool:
         """Take an update's bytes from its user's budget for this document (every socket of
         the user in this process together): False, over it."""
-        budget = self.budgets.get(user_id)
-        if budget is None:
-            settings = self.settings
-            budget = Budget(settings.notes_bytes_per_second, settings.notes_bytes_burst)
-            self.budgets[user_id] = budget
-        return budget.take(len(update))
+        return self.ledger.spend(self.room_id, user_id, len(update))
 
     def cooling(self, user_id: str) -> bool:
         """Whether the user sent an invalid update a moment ago: its updates are refused
         without being applied, so that refusals (each a rebuild) stay few."""
-        cooldown = self.cooldowns.get(user_id)
-        return cooldown is not None and cooldown.active()
+        return self.ledger.cooling(self.room_id, user_id)
 
     def full_state(self) -> bytes:
         """The whole document as one update, encoded once per version of it."""
@@ -207,10 +203,7 @@ class NotesDocument:
         they are applied once."""
         if not self._apply(update, "from a socket"):
             self.size -= len(update)
-            cooldown = self.cooldowns.get(user_id)
-            if cooldown is None:
-                cooldown = self.cooldowns[user_id] = Cooldown(self.settings.notes_refusal_cooldown)
-            cooldown.strike()
+            self.ledger.strike(self.room_id, user_id)
             return False
         self.pending[update] += 1
         return True
@@ -324,6 +317,7 @@ class NotesDocuments:
         self.settings = settings
         self.open: dict[str, asyncio.Future[NotesDocument]] = {}
         self.users: dict[str, int] = {}
+        self.ledger = Ledger(settings)  # outlives the documents (see ``Ledger``)
 
     @asynccontextmanager
     async def acquire(self, room_id: str) -> AsyncIterator[NotesDocument]:
@@ -332,7 +326,9 @@ class NotesDocuments:
             ready = self.open.get(room_id)
             if ready is None:
                 ready = self.open[room_id] = asyncio.get_running_loop().create_future()
-                doc = NotesDocument(room_id, self.db, self.hub, self.settings, self.metrics)
+                doc = NotesDocument(
+                    room_id, self.db, self.hub, self.settings, self.metrics, self.ledger
+                )
                 try:
                     await doc.open()
                 except BaseException as exc:
