@@ -62,8 +62,8 @@ class Settings:
     notes_compact_bytes: int = 1024 * 1024  # update bytes between snapshots (as well)
     notes_bytes_per_second: float = 4096.0  # update bytes per user per document
     notes_bytes_burst: int = 1024 * 1024  # the byte bucket; over it the socket closes 1008
-    notes_sync_per_minute: float = 6.0  # sync requests (step 1) per socket
-    notes_sync_burst: int = 4  # the sync request bucket; over it the socket closes 1008
+    notes_sync_per_minute: float = 12.0  # sync requests (step 1) per user per document
+    notes_sync_burst: int = 8  # the sync request bucket; over it the socket closes 1008
     notes_refusal_cooldown: float = 1.0  # after an invalid update, doubling up to 64x
     notes_awareness_states_per_user: int = 8  # awareness states one user holds per document
     notes_awareness_per_second: float = 10.0  # awareness messages relayed per socket

@@ -55,16 +55,17 @@ class Cooldown:
 
 
 class Ledger:
-    """Byte budgets and refusal cooldowns per (room, user), kept by the process rather than
-    by a document: a document closes when its last socket leaves, and reconnecting must not
-    refill a budget or end a cooldown."""
+    """Byte and sync request budgets and refusal cooldowns per (room, user), kept by the
+    process rather than by a document: a document closes when its last socket leaves, and
+    reconnecting must not refill a budget or end a cooldown."""
 
-    __slots__ = ("budgets", "cooldowns", "settings")
+    __slots__ = ("budgets", "cooldowns", "settings", "syncs")
 
     def __init__(self, settings: Settings, size: int = 4096) -> None:
         self.settings = settings
         self.budgets: LRU[tuple[str, str], Budget] = LRU(size)
         self.cooldowns: LRU[tuple[str, str], Cooldown] = LRU(size)
+        self.syncs: LRU[tuple[str, str], Budget] = LRU(size)
 
     def spend(self, room_id: str, user_id: str, n: int) -> bool:
         budget = self.budgets.get((room_id, user_id))
@@ -73,6 +74,15 @@ class Ledger:
             budget = Budget(settings.notes_bytes_per_second, settings.notes_bytes_burst)
             self.budgets[(room_id, user_id)] = budget
         return budget.take(n)
+
+    def sync(self, room_id: str, user_id: str) -> bool:
+        """Take one sync request (step 1) from the user's budget for the room."""
+        budget = self.syncs.get((room_id, user_id))
+        if budget is None:
+            settings = self.settings
+            budget = Budget(settings.notes_sync_per_minute / 60, settings.notes_sync_burst)
+            self.syncs[(room_id, user_id)] = budget
+        return budget.take()
 
     def cooling(self, room_id: str, user_id: str) -> bool:
         cooldown = self.cooldowns.get((room_id, user_id))

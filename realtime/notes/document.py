@@ -38,15 +38,14 @@ MAX_SIGNAL_ENTRIES = 1024
 
 
 class NotesClient:
-    __slots__ = ("awareness_budget", "awareness_ids", "id", "sync_budget", "transport", "user_id")
+    __slots__ = ("awareness_budget", "awareness_ids", "id", "transport", "user_id")
 
     def __init__(self, conn_id: str, transport: Transport, user_id: str) -> None:
         self.id = conn_id
         self.transport = transport
         self.user_id = user_id
         self.awareness_ids: set[int] = set()  # Yjs client ids this socket introduced
-        self.sync_budget: Budget | None = None  # set by the socket on first use
-        self.awareness_budget: Budget | None = None
+        self.awareness_budget: Budget | None = None  # set by the socket on first use
 
 
 class NotesDocument:

@@ -34,6 +34,8 @@ INVALID_DATA = 1007  # a malformed Yjs message
 DOC_TOO_LARGE = 4413
 UNAVAILABLE = 1011
 EMPTY_STATE_VECTOR = b"\x00"  # a client that holds nothing: it gets the whole document
+# Sync requests to a document smaller than this are not counted: their reply is cheap.
+SYNC_FREE_BYTES = 64 * 1024
 
 
 class NotesSocket:
@@ -153,12 +155,12 @@ def _handle(
 def _sync(
     state: State, doc: NotesDocument, client: NotesClient, data: bytes
 ) -> tuple[int, str] | None:
-    """Reply to a state vector with what the client lacks: a few requests per socket per
-    minute (each may cost the whole document), the whole document encoded once per version."""
-    settings = state.settings
-    if client.sync_budget is None:
-        client.sync_budget = Budget(settings.notes_sync_per_minute / 60, settings.notes_sync_burst)
-    if not client.sync_budget.take():
+    """Reply to a state vector with what the client lacks: a few requests per user per
+    document per minute (each may cost the whole document; reconnecting does not refill
+    them; a document under ``SYNC_FREE_BYTES`` costs none), the whole document encoded once
+    per version."""
+    costly = doc.size > SYNC_FREE_BYTES  # ``size`` is not below the encoded size
+    if costly and not doc.ledger.sync(doc.room_id, client.user_id):
         state.metrics.inc("menteo_limit_hits_total", "notes_sync")
         return (Close.POLICY, "too many sync requests")
     if read_message(data[2:]) == EMPTY_STATE_VECTOR:
