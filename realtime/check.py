@@ -43,6 +43,13 @@ POSITIVE = (
     "notes_awareness_state_bytes",
     "notes_awareness_max_states",
     "notes_awareness_timeout",
+    "notes_compact_bytes",
+    "notes_bytes_per_second",
+    "notes_bytes_burst",
+    "notes_sync_per_minute",
+    "notes_sync_burst",
+    "notes_awareness_states_per_user",
+    "notes_awareness_per_second",
     "presence_ttl",
 )
 
@@ -147,6 +154,10 @@ def sanity(settings: Settings) -> list[Result]:
         results.append(Result("ok", "limits", "all positive"))
     if settings.notes_max_update_bytes > settings.notes_max_doc_bytes:
         detail = f"{PREFIX}NOTES_MAX_UPDATE_BYTES is larger than {PREFIX}NOTES_MAX_DOC_BYTES"
+        results.append(Result("FAIL", "notes limits", detail))
+    if settings.notes_bytes_burst < settings.notes_max_update_bytes:
+        # one largest update (a paste) must fit the byte bucket
+        detail = f"{PREFIX}NOTES_BYTES_BURST is smaller than {PREFIX}NOTES_MAX_UPDATE_BYTES"
         results.append(Result("FAIL", "notes limits", detail))
     if production_like(settings) and "*" in settings.allowed_origins:
         detail = f"{PREFIX}ALLOWED_ORIGINS=*: any web site may open sockets with a user's token"

@@ -59,6 +59,14 @@ class Settings:
     notes_awareness_state_bytes: int = 4096  # one client's awareness state (JSON)
     notes_awareness_max_states: int = 32  # awareness states per document (per process)
     notes_awareness_timeout: float = 30.0  # a state not renewed for this long is removed
+    notes_compact_bytes: int = 1024 * 1024  # update bytes between snapshots (as well)
+    notes_bytes_per_second: float = 4096.0  # update bytes per user per document
+    notes_bytes_burst: int = 1024 * 1024  # the byte bucket; over it the socket closes 1008
+    notes_sync_per_minute: float = 12.0  # sync requests (step 1) per user per document
+    notes_sync_burst: int = 8  # the sync request bucket; over it the socket closes 1008
+    notes_refusal_cooldown: float = 1.0  # after an invalid update, doubling up to 64x
+    notes_awareness_states_per_user: int = 8  # awareness states one user holds per document
+    notes_awareness_per_second: float = 10.0  # awareness messages relayed per socket
 
     # The community feed.
     feed_heartbeat: float = 15.0  # seconds between comments on an idle event stream; 0: none

@@ -172,6 +172,14 @@ async def test_mangled_updates_against_a_live_server(backend: Backend) -> None:
         # No snapshot mid-run: the live document must stay exactly the reference, and
         # a snapshot is an encoding (see ``canonical``). The last socket's close takes one.
         notes_compact_every=1_000_000,
+        notes_compact_bytes=1 << 40,
+        # Each offer is followed by a sync request, and refusals come in a row: the budgets
+        # for those are tested in test_notes_budgets.py.
+        notes_sync_per_minute=6e7,
+        notes_sync_burst=1_000_000,
+        notes_bytes_per_second=1e9,
+        notes_bytes_burst=1 << 40,
+        notes_refusal_cooldown=0.0,
     )
     reference: Doc[Any] = Doc()
     accepted: list[bytes] = []

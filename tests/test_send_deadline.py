@@ -270,6 +270,7 @@ async def test_notes_socket_stalled_reader_is_aborted_and_released(backend: Back
         send_timeout=1.0,
         backlog_bytes=64 * 1024 * 1024,
         notes_max_doc_bytes=64 * 1024 * 1024,
+        notes_bytes_burst=1 << 40,  # Ana writes more than a member's budget allows
         **OPEN_RATES,
     )
     async with run_server(settings) as server:

@@ -65,18 +65,21 @@ class TooMany(ValueError):
 class States:
     """The states one process holds for one document."""
 
-    __slots__ = ("held", "max_states", "timeout")
+    __slots__ = ("held", "max_states", "per_user", "timeout")
 
-    def __init__(self, max_states: int, timeout: float) -> None:
+    def __init__(self, max_states: int, timeout: float, per_user: int | None = None) -> None:
         self.held: dict[int, Held] = {}
         self.max_states = max_states
         self.timeout = timeout
+        # States one user's sockets hold together: one member cannot fill ``max_states``.
+        self.per_user = max_states if per_user is None else per_user
 
     def apply(
         self, entries: list[Entry], owner: str, user: str, now: float
     ) -> tuple[list[Entry], int]:
         """Apply entries by y-protocols' clock rule; (the entries that changed something,
-        how many new client ids were dropped because the document holds ``max_states``)."""
+        how many new client ids were dropped because the document holds ``max_states``, or
+        ``user`` holds ``per_user``, states)."""
         changed: list[Entry] = []
         dropped = 0
         for entry in entries:
@@ -87,7 +90,7 @@ class States:
                     changed.append(entry)
                 continue
             if held is None:
-                if len(self.held) >= self.max_states:
+                if len(self.held) >= self.max_states or self._count(user) >= self.per_user:
                     dropped += 1
                     continue
                 self.held[entry.client_id] = Held(entry.clock, entry.state, owner, user, now)
@@ -98,6 +101,9 @@ class States:
                 continue  # stale or repeated
             changed.append(entry)
         return changed, dropped
+
+    def _count(self, user: str) -> int:
+        return sum(1 for held in self.held.values() if held.user == user)
 
     def owner(self, client_id: int) -> tuple[str, str] | None:
         held = self.held.get(client_id)

@@ -28,6 +28,7 @@ from ..persistence.rooms import notes_stream
 from ..sockets.transport import Transport
 from ..streams.hub import Frames, Hub
 from . import awareness, store
+from .budget import Budget, Ledger
 from .updates import describe, rebuild, snapshot, try_apply
 
 log = logging.getLogger("menteo.notes")
@@ -37,18 +38,25 @@ MAX_SIGNAL_ENTRIES = 1024
 
 
 class NotesClient:
-    __slots__ = ("awareness_ids", "id", "transport", "user_id")
+    __slots__ = ("awareness_budget", "awareness_ids", "id", "transport", "user_id")
 
     def __init__(self, conn_id: str, transport: Transport, user_id: str) -> None:
         self.id = conn_id
         self.transport = transport
         self.user_id = user_id
         self.awareness_ids: set[int] = set()  # Yjs client ids this socket introduced
+        self.awareness_budget: Budget | None = None  # set by the socket on first use
 
 
 class NotesDocument:
     def __init__(
-        self, room_id: str, db: Database, hub: Hub, settings: Settings, metrics: Metrics
+        self,
+        room_id: str,
+        db: Database,
+        hub: Hub,
+        settings: Settings,
+        metrics: Metrics,
+        ledger: Ledger | None = None,
     ) -> None:
         self.room_id = room_id
         self.stream = notes_stream(room_id)
@@ -57,7 +65,9 @@ class NotesDocument:
         self.settings = settings
         self.doc: Doc[Any] = Doc()
         self.awareness = awareness.States(
-            settings.notes_awareness_max_states, settings.notes_awareness_timeout
+            settings.notes_awareness_max_states,
+            settings.notes_awareness_timeout,
+            settings.notes_awareness_states_per_user,
         )
         self.expiry: asyncio.TimerHandle | None = None
         self.clients: set[NotesClient] = set()
@@ -68,7 +78,12 @@ class NotesDocument:
         self.pending: Counter[bytes] = Counter()  # accepted here, not yet delivered back
         self.seq = 0  # every update up to here is in ``doc``
         self.size = 0  # bytes of the encoded document, kept roughly up to date
+        self.measured = 0  # ``size`` as last measured: not above the real encoded size
         self.since_compaction = 0
+        self.bytes_since_compaction = 0
+        self.version = 0  # changes whenever ``doc`` may have
+        self.full: tuple[int, bytes] | None = None  # (version, doc.get_update())
+        self.ledger = ledger if ledger is not None else Ledger(settings)
         self.compacting: asyncio.Task[None] | None = None
         self.stack = AsyncExitStack()
         self.closed = asyncio.Event()  # set once compacted and unsubscribed
@@ -83,7 +98,8 @@ class NotesDocument:
             self._apply(update, "delivered")
         self.seq = max(self.seq, loaded.seq)
         self.since_compaction = len(loaded.updates)
-        self.size = len(self.doc.get_update())
+        self.bytes_since_compaction = sum(len(u) for u in loaded.updates)
+        self.size = self.measured = len(self.doc.get_update())
 
     async def close(self) -> None:
         if self.compacting is not None:
@@ -112,6 +128,7 @@ class NotesDocument:
         elif not self._apply(update, f"#{event.seq}"):
             return  # stored elsewhere but does not apply here: not relayed (see ``_apply``)
         self.since_compaction += 1
+        self.bytes_since_compaction += len(update)
         message = create_update_message(update)
         origin = event.data.get("c")
         if not any(client.id == origin for client in self.clients):
@@ -119,7 +136,11 @@ class NotesDocument:
         for client in self.clients:
             if client.id != origin:
                 client.transport.send(message)
-        if self.since_compaction >= self.settings.notes_compact_every and self.compacting is None:
+        due = (
+            self.since_compaction >= self.settings.notes_compact_every
+            or self.bytes_since_compaction >= self.settings.notes_compact_bytes
+        )
+        if due and self.compacting is None:
             self.compacting = asyncio.create_task(self._compact())
 
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
@@ -145,19 +166,43 @@ class NotesDocument:
 
     def reserve(self, update: bytes) -> bool:
         """Count an update from one of our sockets against the size cap before storing it,
-        so that a burst cannot overshoot the cap while its first updates are committing."""
-        if self.size + len(update) > self.settings.notes_max_doc_bytes:
+        so that a burst cannot overshoot the cap while its first updates are committing.
+
+        ``size`` adds up updates, which overstates a document whose text was deleted: before
+        refusing, the real encoded size is measured (once per bytes accepted since the last
+        measure, so refusals in a row measure once)."""
+        cap = self.settings.notes_max_doc_bytes
+        if self.size + len(update) > cap and self.size != self.measured:
+            self.size = self.measured = len(self.doc.get_update())
+        if self.size + len(update) > cap:
             return False
         self.size += len(update)
         return True
 
-    def accept(self, update: bytes) -> bool:
+    def spend(self, user_id: str, update: bytes) -> bool:
+        """Take an update's bytes from its user's budget for this document (every socket of
+        the user in this process together): False, over it."""
+        return self.ledger.spend(self.room_id, user_id, len(update))
+
+    def cooling(self, user_id: str) -> bool:
+        """Whether the user sent an invalid update a moment ago: its updates are refused
+        without being applied, so that refusals (each a rebuild) stay few."""
+        return self.ledger.cooling(self.room_id, user_id)
+
+    def full_state(self) -> bytes:
+        """The whole document as one update, encoded once per version of it."""
+        if self.full is None or self.full[0] != self.version:
+            self.full = (self.version, self.doc.get_update())
+        return self.full[1]
+
+    def accept(self, update: bytes, user_id: str = "") -> bool:
         """Validate an update from one of our sockets against the room's real document by
         applying it (guarded), before it is stored. False: refused, ``doc`` rebuilt as it
         was. Accepted updates wait in ``pending`` until the hub delivers them back, so that
         they are applied once."""
         if not self._apply(update, "from a socket"):
             self.size -= len(update)
+            self.ledger.strike(self.room_id, user_id)
             return False
         self.pending[update] += 1
         return True
@@ -179,6 +224,7 @@ class NotesDocument:
         panic included) the document is rebuilt from ``base`` and ``log``, which hold every
         update it applied, because a panic may have left it half-changed."""
         failure = try_apply(self.doc, update)
+        self.version += 1
         if failure is None:
             self.log.append(update)
             return True
@@ -186,6 +232,7 @@ class NotesDocument:
         log.warning("notes update %s in %s does not apply: %s", source, self.room_id, why)
         self.metrics.inc("menteo_notes_apply_failures_total")
         self.doc = rebuild(self.base, self.log)
+        self.version += 1
         return False
 
     # Awareness --------------------------------------------------------------------------
@@ -235,11 +282,11 @@ class NotesDocument:
 
     # Compaction -------------------------------------------------------------------------
     async def _compact(self) -> None:
-        seq, count = self.seq, self.since_compaction
+        seq, count, counted = self.seq, self.since_compaction, self.bytes_since_compaction
         # The new last good state: ``log`` restarts from it (no await in between).
         state = self.base = snapshot(self.doc, self.log)
         self.log = []
-        self.size = len(state)
+        self.size = self.measured = len(state)
         keep_after = datetime.now(UTC) - timedelta(seconds=self.settings.notes_retention)
         try:
             await store.compact(
@@ -250,6 +297,7 @@ class NotesDocument:
                 keep_after=keep_after.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             )
             self.since_compaction = max(0, self.since_compaction - count)
+            self.bytes_since_compaction = max(0, self.bytes_since_compaction - counted)
         except Exception:
             log.exception("compacting the notes of %s failed", self.room_id)
         finally:
@@ -268,6 +316,7 @@ class NotesDocuments:
         self.settings = settings
         self.open: dict[str, asyncio.Future[NotesDocument]] = {}
         self.users: dict[str, int] = {}
+        self.ledger = Ledger(settings)  # outlives the documents (see ``Ledger``)
 
     @asynccontextmanager
     async def acquire(self, room_id: str) -> AsyncIterator[NotesDocument]:
@@ -276,7 +325,9 @@ class NotesDocuments:
             ready = self.open.get(room_id)
             if ready is None:
                 ready = self.open[room_id] = asyncio.get_running_loop().create_future()
-                doc = NotesDocument(room_id, self.db, self.hub, self.settings, self.metrics)
+                doc = NotesDocument(
+                    room_id, self.db, self.hub, self.settings, self.metrics, self.ledger
+                )
                 try:
                     await doc.open()
                 except BaseException as exc:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pycrdt import create_sync_message, handle_sync_message, read_message
+from pycrdt import create_sync_message, handle_sync_message, read_message, write_var_uint
 
 from ..config import Settings
 from ..metrics import Metrics
@@ -27,8 +27,9 @@ from ..sockets.receive import Ending, Limits, receive_loop
 from ..sockets.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
 from ..streams.writer import Writer
 from . import awareness, store
+from .budget import Budget
 from .document import NotesClient, NotesDocument, NotesDocuments
-from .updates import FATAL, describe
+from .updates import EMPTY, FATAL, describe
 
 log = logging.getLogger("menteo.notes")
 
@@ -37,6 +38,9 @@ STEP1, STEP2, UPDATE = 0, 1, 2
 INVALID_DATA = 1007  # a malformed Yjs message
 DOC_TOO_LARGE = 4413
 UNAVAILABLE = 1011
+EMPTY_STATE_VECTOR = b"\x00"  # a client that holds nothing: it gets the whole document
+# Sync requests to a document smaller than this are not counted: their reply is cheap.
+SYNC_FREE_BYTES = 64 * 1024
 
 
 @dataclass(slots=True)
@@ -153,17 +157,22 @@ def _handle(
     if kind == SYNC and len(data) >= 2:
         step = data[1]
         if step == STEP1:
-            reply = handle_sync_message(data[1:], doc.doc)
-            if reply is not None:
-                client.transport.send(reply)
-            return None
+            return _sync(state, doc, client, data)
         if step in (STEP2, UPDATE):
             update = read_message(data[2:])
+            if update != EMPTY and doc.cooling(client.user_id):
+                # Each invalid update costs a rebuild of the document: its sender waits
+                # (an empty one, a fresh socket's sync reply, cannot fail and goes on).
+                state.metrics.inc("menteo_limit_hits_total", "notes_refusal_cooldown")
+                return (Close.TRY_AGAIN, "an invalid update was refused: try again later")
+            if not doc.spend(client.user_id, update):
+                state.metrics.inc("menteo_limit_hits_total", "notes_bytes")
+                return (Close.POLICY, "notes write budget exceeded")
             if not doc.reserve(update):
                 return (DOC_TOO_LARGE, "the notes document is full")
             # Applied to the room's own document (guarded) before it is stored: an update
             # that decodes alone can still break a document that holds other updates.
-            if not doc.accept(update):
+            if not doc.accept(update, client.user_id):
                 return (INVALID_DATA, "invalid update")
             _store(state, doc, client, update, name)
             return None
@@ -175,6 +184,27 @@ def _handle(
             client.transport.send(known)
         return None
     raise ValueError(f"unknown message type {kind}")
+
+
+def _sync(
+    state: NotesParts, doc: NotesDocument, client: NotesClient, data: bytes
+) -> tuple[int, str] | None:
+    """Reply to a state vector with what the client lacks: a few requests per user per
+    document per minute (each may cost the whole document; reconnecting does not refill
+    them; a document under ``SYNC_FREE_BYTES`` costs none), the whole document encoded once
+    per version."""
+    costly = doc.size > SYNC_FREE_BYTES  # ``size`` is not below the encoded size
+    if costly and not doc.ledger.sync(doc.room_id, client.user_id):
+        state.metrics.inc("menteo_limit_hits_total", "notes_sync")
+        return (Close.POLICY, "too many sync requests")
+    if read_message(data[2:]) == EMPTY_STATE_VECTOR:
+        update = doc.full_state()
+        client.transport.send(b"".join((bytes((SYNC, STEP2)), write_var_uint(len(update)), update)))
+        return None
+    reply = handle_sync_message(data[1:], doc.doc)
+    if reply is not None:
+        client.transport.send(reply)
+    return None
 
 
 def _store(
@@ -200,6 +230,10 @@ def _awareness(
     of at most the state cap, valid JSON. A client id another user's socket holds is
     dropped and counted; the same user's (a reconnect with the same Y.Doc) is taken over."""
     settings = state.settings
+    if client.awareness_budget is None:
+        rate = settings.notes_awareness_per_second
+        client.awareness_budget = Budget(rate, max(1.0, 2 * rate))
+    over_rate = not client.awareness_budget.take()
     try:
         entries = awareness.parse(update, settings.notes_awareness_ids_per_socket)
     except awareness.TooMany:
@@ -224,6 +258,13 @@ def _awareness(
                 return (Close.POLICY, "too many awareness client ids")
             client.awareness_ids.add(entry.client_id)
         allowed.append(entry)
+    if over_rate:
+        # Renewals faster than the rate are dropped (the next one restores the state);
+        # removals always go.
+        kept = [entry for entry in allowed if entry.state == awareness.NULL]
+        if len(kept) < len(allowed):
+            state.metrics.inc("menteo_limit_hits_total", "notes_awareness_rate")
+        allowed = kept
     if allowed:
         doc.share_awareness(client, allowed)
     return None
