@@ -126,6 +126,49 @@ async def list_roadmaps(request: Request) -> Response:
         return json_response({"roadmaps": [_roadmap(r) for r in rows]})
 
 
+async def _numbered_steps(state: State, roadmap_id: str) -> list[tuple[int, Any]]:
+    """The roadmap's steps numbered from 1 (a step's number makes its item id), or 404."""
+    async with state.db.read() as db:
+        row = (await db.execute(select(ROADMAP).where(ROADMAP.c.id == roadmap_id))).first()
+    if row is None:
+        raise ApiError(404, "not_found", "no such roadmap")
+    return list(enumerate(orjson.loads(row.steps), start=1))
+
+
+def _step_event(principal: Principal, room_id: str, roadmap_id: str, n: int, step: Any) -> NewEvent:
+    """The ``checklist.add`` event that copies step ``n`` of the roadmap."""
+    return NewEvent(
+        room_id,
+        "checklist.add",
+        principal.user_id,
+        principal.name,
+        f"roadmap:{roadmap_id[:32]}:{n}",
+        {
+            "item_id": step_id(roadmap_id, n),
+            "title": step["title"],
+            "description": step.get("description", ""),
+        },
+    )
+
+
+async def _append_steps(
+    state: State,
+    principal: Principal,
+    room_id: str,
+    roadmap_id: str,
+    queued: list[tuple[int, Any]],
+) -> list[AppendResult | BaseException]:
+    """Queue the steps to the writer ``COPY_CHUNK`` at a time; each result or its exception."""
+    results: list[AppendResult | BaseException] = []
+    for start in range(0, len(queued), COPY_CHUNK):  # other rooms' writes go between chunks
+        futures = [
+            state.writer.append(_step_event(principal, room_id, roadmap_id, n, step))
+            for n, step in queued[start : start + COPY_CHUNK]
+        ]
+        results += await asyncio.gather(*futures, return_exceptions=True)
+    return results
+
+
 async def copy_roadmap(request: Request) -> Response:
     """Copy a roadmap's steps into the room's checklist: one ``checklist.add`` event each.
 
@@ -139,35 +182,12 @@ async def copy_roadmap(request: Request) -> Response:
         raise ApiError(403, "forbidden", "only the room's mentor or the backend may do this")
     roadmap_id = text(await json_body(request), "roadmap_id", 64)
     state = state_of(request)
-    async with state.db.read() as db:
-        row = (await db.execute(select(ROADMAP).where(ROADMAP.c.id == roadmap_id))).first()
-    if row is None:
-        raise ApiError(404, "not_found", "no such roadmap")
-    steps = list(enumerate(orjson.loads(row.steps), start=1))
+    steps = await _numbered_steps(state, roadmap_id)
     async with state.db.snapshot() as db:
         present = await live_ids(db, room.id)
     queued = [(n, step) for n, step in steps if step_id(roadmap_id, n) not in present]
     _charge(state, _copy_limits(request), principal, room.id, len(queued))
-    results: list[AppendResult | BaseException] = []
-    for start in range(0, len(queued), COPY_CHUNK):  # other rooms' writes go between chunks
-        futures = [
-            state.writer.append(
-                NewEvent(
-                    room.id,
-                    "checklist.add",
-                    principal.user_id,
-                    principal.name,
-                    f"roadmap:{roadmap_id[:32]}:{n}",
-                    {
-                        "item_id": step_id(roadmap_id, n),
-                        "title": step["title"],
-                        "description": step.get("description", ""),
-                    },
-                )
-            )
-            for n, step in queued[start : start + COPY_CHUNK]
-        ]
-        results += await asyncio.gather(*futures, return_exceptions=True)
+    results = await _append_steps(state, principal, room.id, roadmap_id, queued)
     added = sum(1 for r in results if not isinstance(r, BaseException) and r.created)
     refused = [
         Rejected("conflict", f"checklist item {step_id(roadmap_id, n)!r} already exists")

@@ -20,11 +20,12 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..auth import AuthError, bearer_token, verify_token
+from ..auth import AuthError, Principal, bearer_token, verify_token
 from ..sockets.admission import counted
 from ..sockets.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
 from ..streams.history import parse_resume_id
 from .live import FeedConnection, sse_message
+from .model import FeedFilter
 from .parts import FeedParts
 from .service import FilterError
 
@@ -137,35 +138,16 @@ class FeedStream:
     async def _serve(
         self, state: FeedParts, scope: dict[str, Any], receive: ASGIReceive, send: ASGISend
     ) -> None:
-        metrics = state.metrics
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         params = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        token = params.get("token") or bearer_token(headers.get("authorization"))
-        try:
-            principal = verify_token(state.settings.secret, token)
-            filter_ = await state.feed.resolve_filter(params)
-        except AuthError as exc:
-            metrics.inc("menteo_sockets_refused_total", "unauthorized")
-            await _error(send, 401, "unauthorized", f"a valid token is required: {exc}")
+        admitted = await _admit(state, headers, params, send)
+        if admitted is None:
             return
-        except FilterError as exc:
-            metrics.inc("menteo_sockets_refused_total", exc.code)
-            await _error(send, exc.status, exc.code, exc.message)
-            return
-        if state.draining:
-            await _error(send, 503, "unavailable", "the server is shutting down")
-            return
+        principal, filter_ = admitted
         # EPOCH:SEQ (or a bare SEQ) in Last-Event-ID, which wins, or in since.
         since, epoch = parse_resume_id(headers.get("last-event-id") or params.get("since"))
         await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        transport = StreamTransport(
-            send,
-            backlog_bytes=state.settings.backlog_bytes,
-            send_timeout=state.settings.send_timeout,
-            metrics=metrics,
-            abort=aborter(scope),
-        )
-        transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_stream")
+        transport = _transport(state, scope, send)
         conn = FeedConnection(principal, filter_, state.feed.sse, transport)
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         expired = False
@@ -191,14 +173,58 @@ class FeedStream:
                     frame = orjson.dumps({"type": "auth.expired"})
                     transport.send(sse_message("auth.expired", frame, None))
         finally:
-            if not disconnected.done():
-                await transport.finish(patient=not expired)
-            if transport.aborted:  # the server reports the disconnect right after the abort
-                await asyncio.wait((disconnected,), timeout=1.0)
-            if not disconnected.done():
-                disconnected.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await disconnected
+            await _close(transport, disconnected, expired=expired)
+
+
+async def _admit(
+    state: FeedParts, headers: dict[str, str], params: dict[str, str], send: ASGISend
+) -> tuple[Principal, FeedFilter] | None:
+    """The caller and what it follows; None when refused (the error response is sent)."""
+    metrics = state.metrics
+    token = params.get("token") or bearer_token(headers.get("authorization"))
+    try:
+        principal = verify_token(state.settings.secret, token)
+        filter_ = await state.feed.resolve_filter(params)
+    except AuthError as exc:
+        metrics.inc("menteo_sockets_refused_total", "unauthorized")
+        await _error(send, 401, "unauthorized", f"a valid token is required: {exc}")
+        return None
+    except FilterError as exc:
+        metrics.inc("menteo_sockets_refused_total", exc.code)
+        await _error(send, exc.status, exc.code, exc.message)
+        return None
+    if state.draining:
+        await _error(send, 503, "unavailable", "the server is shutting down")
+        return None
+    return principal, filter_
+
+
+def _transport(state: FeedParts, scope: dict[str, Any], send: ASGISend) -> StreamTransport:
+    """The response body's transport, counting a slow reader's end as a limit hit."""
+    metrics = state.metrics
+    transport = StreamTransport(
+        send,
+        backlog_bytes=state.settings.backlog_bytes,
+        send_timeout=state.settings.send_timeout,
+        metrics=metrics,
+        abort=aborter(scope),
+    )
+    transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_stream")
+    return transport
+
+
+async def _close(
+    transport: StreamTransport, disconnected: asyncio.Future[None], *, expired: bool
+) -> None:
+    """End the response if the client is still there, then wait out its disconnect."""
+    if not disconnected.done():
+        await transport.finish(patient=not expired)
+    if transport.aborted:  # the server reports the disconnect right after the abort
+        await asyncio.wait((disconnected,), timeout=1.0)
+    if not disconnected.done():
+        disconnected.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await disconnected
 
 
 async def _until_disconnect(receive: ASGIReceive) -> None:

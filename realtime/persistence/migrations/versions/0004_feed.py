@@ -20,6 +20,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    _create_communities_and_threads()
+    _create_posts()
+    _create_comments()
+    _create_reactions_and_follows()
+    _insert_feed_stream()
+
+
+def _create_communities_and_threads() -> None:
     op.create_table(
         "community",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -37,6 +45,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_thread_owner_id", "thread", ["owner_id"])
     op.create_index("ix_thread_community", "thread", ["community_id", "created_at"])
+
+
+def _create_posts() -> None:
     op.create_table(
         "post",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -53,6 +64,9 @@ def upgrade() -> None:
     op.create_index("ix_post_community_seq", "post", ["community_id", "feed_seq"])
     op.create_index("ix_post_thread_seq", "post", ["thread_id", "feed_seq"])
     op.create_index("ix_post_author_seq", "post", ["author_id", "feed_seq"])
+
+
+def _create_comments() -> None:
     op.create_table(
         "comment",
         sa.Column("id", sa.String(64), primary_key=True),
@@ -64,6 +78,9 @@ def upgrade() -> None:
         sa.Column("created_at", sa.String(40), nullable=False),
     )
     op.create_index("ix_comment_post_seq", "comment", ["post_id", "feed_seq"])
+
+
+def _create_reactions_and_follows() -> None:
     op.create_table(
         "reaction",
         sa.Column("post_id", sa.String(64), sa.ForeignKey("post.id"), primary_key=True),
@@ -77,7 +94,10 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(128), primary_key=True),
     )
     op.create_index("ix_follow_target", "follow", ["kind", "target_id"])
-    # The one stream every feed event goes to; its seq is the feed's cursor.
+
+
+def _insert_feed_stream() -> None:
+    """The one stream every feed event goes to; its seq is the feed's cursor."""
     created = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     stream = sa.table(
         "stream", sa.column("id", sa.String), sa.column("last_seq"), sa.column("created_at")
