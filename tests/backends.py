@@ -11,10 +11,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import redis.asyncio as aioredis
 
 from menteo_testkit.database import reset_schema
+from tests.ci import skip_or_fail
 
 PG_ADMIN = os.environ.get("MENTEO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = os.environ.get("MENTEO_TEST_PG_DB", "menteo_test")
@@ -29,10 +29,7 @@ class Backend:
 
 
 def _unavailable(service: str, exc: Exception) -> None:
-    message = f"{service} is not reachable ({type(exc).__name__}: {exc})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; on CI every backend must run")
-    pytest.skip(message)
+    skip_or_fail(f"{service} is not reachable ({type(exc).__name__}: {exc})")
 
 
 async def _reset_postgres() -> str:

@@ -20,6 +20,7 @@ from realtime.persistence.events import NewEvent
 from realtime.persistence.models import ChecklistItem
 from tests.backends import Backend
 from tests.checklist_view import ChecklistView
+from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.feed_client import FeedApi
 from tests.servers import Running, make_settings, run_server
@@ -50,7 +51,7 @@ async def _web_client_view(welcome: dict[str, Any], frames: list[dict[str, Any]]
     """What web/js/checklist.js makes of these frames (run by node)."""
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed: the web client's rules cannot run")
+        skip_or_fail("node is not installed: the web client's rules cannot run")
     proc = await asyncio.create_subprocess_exec(
         node,
         "--no-warnings",

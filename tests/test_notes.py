@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,6 +15,7 @@ import websockets
 from pycrdt import Doc, Text, create_update_message
 
 from tests.backends import Backend
+from tests.ci import skip_or_fail
 from tests.client import close_code, create_room
 from tests.notes_client import NotesClient, converged
 from tests.servers import Running, make_settings, run_server
@@ -163,9 +163,7 @@ def node_client() -> Path:
     """The stock JavaScript client (npm ``yjs`` + ``y-websocket``), installed from the lock."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("node and npm are needed for the Yjs interoperability test on CI")
-        pytest.skip("node/npm not found: the JavaScript Yjs client cannot run")
+        skip_or_fail("node/npm not found: the JavaScript Yjs client cannot run")
     if not (JS / "node_modules" / "y-websocket").is_dir():
         command = "ci" if (JS / "package-lock.json").exists() else "install"
         subprocess.run(

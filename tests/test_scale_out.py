@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.backends import Backend, make_backend
+from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.servers import SECRET, ServerProcess, process_env
 
@@ -153,7 +154,7 @@ async def test_twenty_clients_through_three_servers_one_gap_free_sequence(shared
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH")
+        skip_or_fail("redis-server is not on PATH")
     proc = RedisProcess(tmp_path)
     proc.start()
     try:

@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from realtime.auth import issue_token
 from tests.backends import Backend, make_backend
+from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.servers import SECRET, ServerProcess, make_settings, process_env, run_server
 from tests.test_scale_out import RedisProcess
@@ -152,7 +151,7 @@ async def test_sockets_on_two_processes_share_the_users_limit(tmp_path: Path) ->
 
 async def test_a_redis_outage_falls_back_to_the_per_process_limit(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not on PATH")
+        skip_or_fail("redis-server is not on PATH")
     redis = RedisProcess(tmp_path)
     redis.start()
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-import pytest
+from tests.ci import skip_or_fail
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page
@@ -40,10 +39,7 @@ def require_browser() -> None:
         missing.append("the playwright package (pip install playwright)")
     if not missing:
         return
-    message = "browser tests need " + " and ".join(missing)
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; on CI they must run")
-    pytest.skip(message)
+    skip_or_fail("browser tests need " + " and ".join(missing))
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,9 +48,7 @@ NOTES_SOURCES = [ROOT / "package.json", ROOT / "package-lock.json", ROOT / "web"
 
 
 def _skip_or_fail(message: str) -> NoReturn:
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + "; on CI they must run")
-    pytest.skip(message)
+    skip_or_fail(message)
 
 
 def _newest_source() -> float:
