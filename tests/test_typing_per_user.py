@@ -104,10 +104,13 @@ async def test_reconnecting_does_not_reset_the_typing_limit(backend: Backend) ->
             ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
             await ben.send({"type": "typing", "active": active})
             active = not active
-            await ben.send({"type": "ping"})  # answered after the typing frame was handled
-            await ben.recv_until(lambda f: f["type"] == "pong")
-            await ben.close()
-        check_spacing(await watching, seconds)
+            await ben.close()  # the server handles the typing frame before the close
+        seen = await watching
+        # A state whose socket closed before its turn may never go out: at least the first
+        # does, and never more than one per interval (it used to be 24 a second).
+        assert 1 <= len(seen) <= seconds / INTERVAL + 2, seen
+        gaps = [b - a for a, b in itertools.pairwise(seen)]
+        assert all(gap >= INTERVAL * 0.7 for gap in gaps), gaps
 
 
 @contextlib.asynccontextmanager
