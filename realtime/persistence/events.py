@@ -63,6 +63,9 @@ class NewEvent:
     author_name: str
     client_id: str | None
     data: dict[str, Any] = field(default_factory=dict)
+    # The author holds a service token (never stored): a reducer's role check, for an
+    # author who is not a member of the room.
+    service: bool = False
 
 
 @dataclass(slots=True)
