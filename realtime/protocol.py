@@ -153,6 +153,15 @@ def text_field(frame: dict[str, Any], name: str, max_len: int, *, min_len: int =
     return value
 
 
+def chat_body(frame: dict[str, Any], cid: str | None) -> str:
+    """A chat message's body: 1..MAX_BODY characters, no NUL or lone surrogate, not only
+    white space (``chat.send`` and the backend's system messages alike)."""
+    body = text_field(frame, "body", MAX_BODY)
+    if not body.strip():
+        raise FrameError(ErrorCode.INVALID, "'body' must not be blank", cid)
+    return body
+
+
 def bool_field(frame: dict[str, Any], name: str) -> bool:
     value = frame.get(name)
     if not isinstance(value, bool):

@@ -32,6 +32,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/rooms"): SIGNED_IN,
     ("GET", "/api/rooms/{room_id}"): ROOM,
     ("GET", "/api/rooms/{room_id}/messages"): ROOM,
+    ("POST", "/api/rooms/{room_id}/messages"): SERVICE,  # a system message
     ("POST", "/api/roadmaps"): SERVICE,
     ("GET", "/api/roadmaps"): SIGNED_IN,
     ("POST", "/api/rooms/{room_id}/checklist"): ROOM,

@@ -130,7 +130,11 @@ async def test_renaming_a_verified_step_clears_it_and_a_share_shows_the_verified
 
     forged = "Shipped the whole product; mentor-certified expert"
     rename = {"type": "checklist.rename", "id": "r1", "item_id": "s1", "title": forged}
-    assert (await op(ben, rename))["type"] == "ack"
+    refused = await op(ben, rename)  # renaming a verified step is the mentor's (role table)
+    assert (refused["type"], refused["code"]) == ("error", "forbidden")
+    assert (await _checklist(server, room["id"]))["items"][0] == verified
+    # The mentor's own rename of it still clears the verification: it covers the old words.
+    assert (await op(ana, {**rename, "id": "r2"}))["type"] == "ack"
     event = await ana.recv_until(lambda f: f["type"] == "checklist.rename")
     assert event["verified"] is False  # durable: every client clears it
     item = (await _checklist(server, room["id"]))["items"][0]

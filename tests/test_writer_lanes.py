@@ -21,6 +21,7 @@ import pytest
 from realtime.checklist.store import ChecklistReducer
 from realtime.persistence.database import Database
 from realtime.persistence.events import NewEvent, StoredEvent
+from realtime.persistence.rooms import MemberRecord
 from realtime.persistence.rooms import create_room as create_room_row
 from realtime.streams.writer import Writer
 from tests.backends import make_backend
@@ -107,7 +108,8 @@ async def test_close_releases_the_sqlite_reducer_thread(tmp_path: Path) -> None:
     writer.start()
     try:
         async with db.write() as conn:
-            room = await create_room_row(conn, "room", [])
+            # ana is a member: the reducer refuses a non-member's operation (role table)
+            room = await create_room_row(conn, "room", [MemberRecord("ana", "Ana", "mentor")])
         add = {"item_id": "s1", "title": "step"}
         result = await asyncio.wait_for(
             writer.append(NewEvent(room.id, "checklist.add", "ana", "Ana", "c1", add)), TIMEOUT

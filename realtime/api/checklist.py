@@ -148,6 +148,7 @@ def _step_event(principal: Principal, room_id: str, roadmap_id: str, n: int, ste
             "title": step["title"],
             "description": step.get("description", ""),
         },
+        service=principal.is_service,
     )
 
 

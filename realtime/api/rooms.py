@@ -9,7 +9,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..auth import Principal
+from ..persistence.events import SYSTEM_KIND, NewEvent, Rejected
 from ..persistence.rooms import ROLES, MemberRecord, RoomRecord, create_room, get_room, list_rooms
+from ..protocol import FrameError, chat_body, client_id
 from ..streams.history import page_before
 from .common import (
     ApiError,
@@ -83,9 +85,43 @@ async def messages(request: Request) -> Response:
     return json_response(page)
 
 
+async def post_message(request: Request) -> Response:
+    """A system message from the platform's backend: a ``chat.message`` with ``kind:
+    "system"``, validated like ``chat.send`` and idempotent by its ``id`` like it (201 when
+    stored, 200 with the stored message when the id was already used)."""
+    principal = caller(request)
+    require_service(principal)
+    room = await visible_room(request, principal)
+    data = await json_body(request)
+    try:
+        cid = client_id(data)
+        body = chat_body(data, cid)
+    except FrameError as exc:
+        raise ApiError(400, "invalid", exc.message) from None
+    item = NewEvent(
+        room.id,
+        "chat.message",
+        principal.user_id,
+        principal.name,
+        cid,
+        {"body": body, "kind": SYSTEM_KIND},
+    )
+    try:
+        result = await state_of(request).writer.append(item)
+    except Rejected as exc:  # the room refused it (its state, not the request)
+        raise ApiError(409, exc.code, exc.message) from None
+    except Exception:
+        raise ApiError(503, "unavailable", "not stored; send it again with the same id") from None
+    event = result.event
+    if event.type != item.type or event.data.get("kind") != SYSTEM_KIND:
+        raise ApiError(409, "conflict", "this id is used by another kind of event")
+    return json_response(event.frame(), 201 if result.created else 200)
+
+
 routes = [
     Route("/api/rooms", create, methods=["POST"]),
     Route("/api/rooms", index, methods=["GET"]),
     Route("/api/rooms/{room_id}", show, methods=["GET"]),
     Route("/api/rooms/{room_id}/messages", messages, methods=["GET"]),
+    Route("/api/rooms/{room_id}/messages", post_message, methods=["POST"]),
 ]

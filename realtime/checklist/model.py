@@ -13,6 +13,7 @@ Rules (docs/protocol.md, "Checklist"):
 - A verification covers the title the mentor saw (``verified_title``): renaming a verified
   step to another title clears its verification (the rename event says so: ``verified:
   false``), so a shared milestone always shows words the mentor verified.
+- Who may do which operation is the role table of roles.py (the reducer checks it).
 - Removed items are not kept in the list. Their ids stay refused for adds (``taken``, read
   by id when a batch adds); a room keeps the last ``MAX_REMOVED`` of them (store.py).
 - Past ``MAX_KEY`` characters a new key rebalances the list: the event carries every live
@@ -53,6 +54,7 @@ class Item:
     verified_by: str | None = None
     verified_at: str | None = None
     verified_title: str | None = None  # the title the mentor verified
+    added_by: str | None = None  # who added it (the role table: a mentee's own steps)
     removed: bool = False
     removed_seq: int | None = None  # the seq of its removal (the oldest are forgotten first)
 
@@ -78,6 +80,9 @@ class Checklist:
         self.new: set[str] = set()
         self._order: list[Item] | None = None  # ordered(), until a position changes
         self.version: str | None = None  # the room's version this list was read at (store.py)
+        # The room's members' roles (user id -> role), read with every batch, never kept:
+        # a member's role may change without the list changing.
+        self.roles: dict[str, str] = {}
 
     def ordered(self) -> list[Item]:
         """The live items in order, kept sorted as items come, move and go (not re-sorted
@@ -109,6 +114,10 @@ class Checklist:
                 "total": len(items),
             },
         }
+
+    def live(self, item_id: str) -> Item:
+        """The live item ``item_id``, or ``not_found``."""
+        return self._live(item_id)
 
     def _live(self, item_id: str) -> Item:
         item = self.items.get(item_id)
@@ -197,6 +206,7 @@ class Checklist:
         if op == "add":
             raw = data["item"]
             item = Item(raw["id"], raw["title"], raw["pos"], raw.get("description", ""))
+            item.added_by = author
             self.items[item.id] = item
             self.new.add(item.id)
             self.dirty.add(item.id)

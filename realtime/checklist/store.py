@@ -18,11 +18,13 @@ from sqlalchemy import Connection, and_, bindparam, delete, false, func, insert,
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent
-from ..persistence.models import ChecklistItem, ChecklistRoom
+from ..persistence.models import ChecklistItem, ChecklistRoom, Member
+from . import roles
 from .model import MAX_REMOVED, Checklist, Item
 
 TABLE = ChecklistItem.__table__  # type: ignore[attr-defined]
 ROOMS = ChecklistRoom.__table__  # type: ignore[attr-defined]
+MEMBERS = Member.__table__  # type: ignore[attr-defined]
 CACHED_ROOMS = 128  # lists kept in memory by the writer (at most 500 items each)
 FIELDS = (
     "title",
@@ -35,6 +37,7 @@ FIELDS = (
     "verified_by",
     "verified_at",
     "verified_title",
+    "added_by",
     "removed",
     "removed_seq",
 )
@@ -73,6 +76,8 @@ class _Rows(Protocol):
 
     def live(self, rooms: set[str]) -> dict[str, Checklist]: ...
 
+    def roles(self, rooms: set[str]) -> dict[str, dict[str, str]]: ...
+
     def taken(self, room: str, ids: set[str]) -> set[str]: ...
 
     def write(self, inserts: list[dict[str, Any]], updates: list[dict[str, Any]]) -> None: ...
@@ -92,6 +97,10 @@ class _CoreRows:
 
     def live(self, rooms: set[str]) -> dict[str, Checklist]:
         return load_checklists_sync(self.conn, rooms)
+
+    def roles(self, rooms: set[str]) -> dict[str, dict[str, str]]:
+        query = select(MEMBERS.c.room_id, MEMBERS.c.user_id, MEMBERS.c.role)
+        return _by_room(self.conn.execute(query.where(MEMBERS.c.room_id.in_(rooms))))
 
     def taken(self, room: str, ids: set[str]) -> set[str]:
         found = select(TABLE.c.item_id).where(TABLE.c.room_id == room, TABLE.c.item_id.in_(ids))
@@ -130,6 +139,14 @@ class _CoreRows:
         else:
             where = ROOMS.c.room_id == room
             self.conn.execute(update(ROOMS).where(where).values(version=version))
+
+
+def _by_room(rows: Any) -> dict[str, dict[str, str]]:
+    """(room, user, role) rows as each room's roles by user."""
+    out: dict[str, dict[str, str]] = defaultdict(dict)
+    for room, user, role in rows:
+        out[room][user] = role
+    return out
 
 
 def _versioned(lists: dict[str, Checklist], versions: dict[str, str]) -> dict[str, Checklist]:
@@ -177,12 +194,14 @@ _UPDATE = (
 
 
 # The writer's PostgreSQL statements: arrays, one round trip each, prepared once by asyncpg.
-# Versions (kind true) and the added ids already taken, live or removed (kind false).
+# Versions (kind 'v'), the added ids already taken, live or removed ('t'), and the members'
+# roles ('r': room, user, role).
 _STATE_PG = (
-    "SELECT true, room_id, version FROM checklist_room WHERE room_id = ANY($1::text[]) "
-    "UNION ALL SELECT false, i.room_id, i.item_id FROM checklist_item i "
+    "SELECT 'v', room_id, version, NULL FROM checklist_room WHERE room_id = ANY($1::text[]) "
+    "UNION ALL SELECT 't', i.room_id, i.item_id, NULL FROM checklist_item i "
     "JOIN unnest($2::text[], $3::text[]) AS k(room_id, item_id) "
-    "ON i.room_id = k.room_id AND i.item_id = k.item_id"
+    "ON i.room_id = k.room_id AND i.item_id = k.item_id "
+    "UNION ALL SELECT 'r', room_id, user_id, role FROM member WHERE room_id = ANY($1::text[])"
 )
 _LIVE_PG = (
     f"SELECT room_id, item_id, {', '.join(FIELDS)} FROM checklist_item "
@@ -234,6 +253,11 @@ class _RawRows:
                     values[flag] = bool(values[flag])
                 lists[room].items[raw[0]] = Item(raw[0], **values)
         return lists
+
+    def roles(self, rooms: set[str]) -> dict[str, dict[str, str]]:
+        marks = ",".join("?" * len(rooms))
+        query = f"SELECT room_id, user_id, role FROM member WHERE room_id IN ({marks})"
+        return _by_room(self.conn.execute(query, sorted(rooms)))
 
     def taken(self, room: str, ids: set[str]) -> set[str]:
         marks = ",".join("?" * len(ids))
@@ -304,6 +328,9 @@ class ChecklistReducer:
             lists.update(_versioned(rows.live(stale), versions))
         for room, ids in _added_ids(items).items():
             lists[room].taken.update(rows.taken(room, ids))
+        members = rows.roles(set(lists))
+        for room, checklist in lists.items():
+            checklist.roles = members.get(room, {})
         return lists
 
     def _kept(
@@ -324,21 +351,24 @@ class ChecklistReducer:
     async def load_pg(
         self, conn: asyncpg.Connection, items: list[NewEvent]
     ) -> dict[str, Checklist]:
-        """``load`` on an asyncpg connection (the writer's PostgreSQL path): the versions and
-        the batch's added ids already taken in one round trip, the live rows in a second
-        only for rooms whose kept list is stale."""
+        """``load`` on an asyncpg connection (the writer's PostgreSQL path): the versions, the
+        batch's added ids already taken and the members' roles in one round trip, the live
+        rows in a second only for rooms whose kept list is stale."""
         rooms = sorted({item.stream for item in items})
         adds = [(room, i) for room, ids in _added_ids(items).items() for i in sorted(ids)]
         found = await conn.fetch(_STATE_PG, rooms, [room for room, _ in adds], [i for _, i in adds])
-        versions = {r[1]: r[2] for r in found if r[0]}
+        versions = {r[1]: r[2] for r in found if r[0] == "v"}
         lists, stale = self._kept(items, versions)
         if stale:
             fresh = {room: Checklist() for room in stale}
             for r in await conn.fetch(_LIVE_PG, sorted(stale)):
                 fresh[r[0]].items[r[1]] = Item(r[1], **{f: r[f] for f in FIELDS})
             lists.update(_versioned(fresh, versions))
+        members = _by_room((r[1], r[2], r[3]) for r in found if r[0] == "r")
+        for room, checklist in lists.items():
+            checklist.roles = members.get(room, {})
         for r in found:
-            if not r[0]:
+            if r[0] == "t":
                 lists[r[1]].taken.add(r[2])
         return lists
 
@@ -347,6 +377,9 @@ class ChecklistReducer:
     ) -> dict[str, Any]:
         checklist = state[item.stream]
         op = item.type.removeprefix(self.prefix)
+        target = None if op == "add" else checklist.live(item.data["item_id"])  # not_found first
+        role = checklist.roles.get(item.author_id) or (roles.SERVICE if item.service else None)
+        roles.check(role, item.author_id, op, item.data, target)
         data = checklist.resolve(op, item.data)
         checklist.apply(op, data, item.author_id, ts)
         if op == "remove":

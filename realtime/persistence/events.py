@@ -17,6 +17,12 @@ EVENT = Event.__table__  # type: ignore[attr-defined]
 STREAM = Stream.__table__  # type: ignore[attr-defined]
 
 
+# A chat message's ``kind``: a member's ("user", never stored: an event without a kind is one)
+# or the platform backend's ("system", stored in the event's data).
+USER_KIND = "user"
+SYSTEM_KIND = "system"
+
+
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -42,6 +48,8 @@ class StoredEvent:
             "id": self.client_id,
             "author": {"user_id": self.author_id, "name": self.author_name},
         }
+        if self.type == "chat.message":  # a member's, unless stored as the backend's "system"
+            frame["kind"] = USER_KIND
         frame.update(self.data)
         frame["ts"] = self.ts
         return frame
@@ -55,6 +63,9 @@ class NewEvent:
     author_name: str
     client_id: str | None
     data: dict[str, Any] = field(default_factory=dict)
+    # The author holds a service token (never stored): a reducer's role check, for an
+    # author who is not a member of the room.
+    service: bool = False
 
 
 @dataclass(slots=True)

@@ -78,6 +78,7 @@ class ChecklistItem(SQLModel, table=True):
     verified_by: str | None = Field(default=None, max_length=128)
     verified_at: str | None = Field(default=None, max_length=40)
     verified_title: str | None = Field(default=None, max_length=200)  # what was verified
+    added_by: str | None = Field(default=None, max_length=128)  # the adder's user id
     removed: bool = False
     removed_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 

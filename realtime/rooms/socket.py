@@ -17,14 +17,13 @@ from ..checklist.store import load_checklists_sync
 from ..persistence.events import NewEvent, last_seqs_sync
 from ..protocol import (
     JSON,
-    MAX_BODY,
     ErrorCode,
     FrameError,
     bool_field,
+    chat_body,
     client_id,
     decode_frame,
     frame_id,
-    text_field,
 )
 from ..sockets.admission import Admission
 from ..sockets.clock import refresh
@@ -44,9 +43,7 @@ Handler = Callable[[RoomParts, RoomConnection, dict[str, Any]], None]
 
 def handle_chat(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     cid = client_id(frame)
-    body = text_field(frame, "body", MAX_BODY)
-    if not body.strip():
-        raise FrameError(ErrorCode.INVALID, "'body' must not be blank", cid)
+    body = chat_body(frame, cid)
     item = NewEvent(
         conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid, {"body": body}
     )

@@ -124,8 +124,8 @@ async def test_mentor_and_mentee_build_tick_verify_and_reorder(
     order = ["Ship a project", "Set SMART goals", "Read the guide"]
     await expect_titles(ana, order)
     await expect_titles(ben, order)
-    # Escape leaves a title as it was.
-    await ben.step("Read the guide").locator(".step-check").press("F2")
+    # Escape leaves a title as it was (the mentee renames only the steps he added).
+    await ben.step("Ship a project").locator(".step-check").press("F2")
     await ben.checklist.get_by_label("Step title").fill("Something else")
     await ben.checklist.get_by_label("Step title").press("Escape")
     await expect_titles(ben, order)
@@ -143,8 +143,10 @@ async def test_mentor_and_mentee_build_tick_verify_and_reorder(
     await expect_titles(ana, order)
     await expect_titles(ben, order)
 
-    # Unticking clears the verification.
-    await ben.step("Read the guide").locator(".step-check").uncheck()
+    # Unticking a verified step is the mentor's (the mentee's box cannot be used); it clears
+    # the verification.
+    await expect(ben.step("Read the guide").locator(".step-check")).to_be_disabled()
+    await ana.step("Read the guide").locator(".step-check").uncheck()
     for page in (ana, ben):
         await expect(page.step("Read the guide")).to_have_attribute("data-verified", "false")
         await expect(page.step("Read the guide").locator(".step-badge")).to_be_hidden()

@@ -97,6 +97,7 @@ export class ChatView extends EventTarget {
     item.dataset.seq = String(frame.seq);
     item.dataset.id = frame.id ?? "";
     item.dataset.author = frame.author?.user_id ?? "";
+    item.dataset.kind = frame.kind === "system" ? "system" : "user"; // system: the platform's
     this.#insert(item, frame.seq);
     this.#bySeq.set(frame.seq, item);
     if (live && !mine) {

@@ -27,8 +27,39 @@ export const VERBS = {
 
 const REASONS = {
   not_found: "that step (or the one it was placed after) no longer exists",
-  forbidden: "only the room's mentor can verify steps",
+  // forbidden: the server's message says which rule of the role table refused it
 };
+
+// The role table (docs/protocol.md, "Roles on the roadmap"; the server decides it in
+// realtime/checklist/roles.py: keep the two in step). The page offers only what it allows.
+const UNDOES_VERIFICATION = new Set(["untick", "rename", "remove"]); // the mentor's alone
+const OWN_STEPS_ONLY = new Set(["rename", "move", "remove"]); // a mentee's: steps they added
+
+/**
+ * May `me` ({user_id, role}: the welcome's `you`) do `action` ("add", "tick", "untick",
+ * "rename", "move", "remove", "verify") to `item`? The mentor may do everything; a service
+ * token curates but neither verifies nor undoes a verification; a mentee (or a role not
+ * known yet) adds, ticks, unticks what is not verified, and renames, moves or removes only
+ * the steps they added (renaming or removing one the mentor verified is the mentor's).
+ */
+export function mayDo(me, action, item) {
+  const role = me?.role;
+  if (action === "add" || role === "mentor") return true;
+  if (action === "verify") return false;
+  if (item?.verified && UNDOES_VERIFICATION.has(action)) return false;
+  if (role === "service") return true;
+  if (OWN_STEPS_ONLY.has(action)) return item?.added_by != null && item.added_by === me?.user_id;
+  return true;
+}
+
+/** Every per-step action `me` may take on `item`: {tick, untick, rename, move, remove, verify}. */
+export function allowedActions(me, item) {
+  const out = {};
+  for (const action of ["tick", "untick", "rename", "move", "remove", "verify"]) {
+    out[action] = mayDo(me, action, item);
+  }
+  return out;
+}
 
 /** Plain string order by code points (Python's str comparison, which the server uses). */
 export function compareStrings(a, b) {
@@ -62,6 +93,7 @@ function freshItem(raw) {
     verified_by: raw.verified_by ?? null,
     verified_at: raw.verified_at ?? null,
     verified_title: raw.verified_title ?? null,
+    added_by: raw.added_by ?? null,
   };
 }
 
@@ -111,7 +143,8 @@ export class ChecklistState {
   #add(frame) {
     const raw = frame.item;
     if (!raw || typeof raw.id !== "string") return false;
-    this.items.set(raw.id, freshItem({ ...raw, done: false, verified: false }));
+    const added_by = frame.author?.user_id ?? null;
+    this.items.set(raw.id, freshItem({ ...raw, done: false, verified: false, added_by }));
     this.rebalance(frame.rebalance);
     return true;
   }
@@ -242,7 +275,7 @@ export function withPending(ordered, ops, me, now = new Date().toISOString()) {
   const list = ordered.map((item) => ({ ...item, pending: false }));
   const by = me?.user_id ?? null;
   for (const op of ops) {
-    if (op.type === "checklist.add") addPending(list, op);
+    if (op.type === "checklist.add") addPending(list, op, by);
     else changePending(list, op, by, now);
   }
   return list;
@@ -261,9 +294,10 @@ function placeAfter(list, item, after) {
   else list.splice(at + 1, 0, item);
 }
 
-function addPending(list, op) {
+function addPending(list, op, by) {
   if (indexOf(list, op.item_id) !== -1) return; // already applied by the server
-  const item = freshItem({ id: op.item_id, title: op.title, description: op.description, pos: "" });
+  const raw = { id: op.item_id, title: op.title, description: op.description, pos: "" };
+  const item = freshItem({ ...raw, added_by: by });
   item.pending = true;
   if ("after" in op) placeAfter(list, item, op.after);
   else list.push(item);

@@ -22,6 +22,7 @@ export function buildPanel() {
     "Tick a step when it is done. Alt+↑ and Alt+↓ move the focused step; F2 renames it.",
   );
   help.id = "checklist-help";
+  parts.roleNote = el("p", "hint checklist-role"); // what the reader's role may do
   parts.announcer = el("div", "visually-hidden");
   parts.announcer.setAttribute("aria-live", "polite");
   section.append(
@@ -33,6 +34,7 @@ export function buildPanel() {
     parts.empty,
     parts.form,
     help,
+    parts.roleNote,
     parts.announcer,
   );
   return parts;
@@ -117,10 +119,11 @@ export function makeRow(itemId) {
 }
 
 /**
- * Show `item` in its row. `mentor`: the reader may verify; `first`/`last`: its place in the
- * list; `hover`: the row's tooltip.
+ * Show `item` in its row. `may`: what the reader's role allows on it (checklist.js
+ * allowedActions: a control it does not allow is not offered); `first`/`last`: its place in
+ * the list; `hover`: the row's tooltip.
  */
-export function updateRow(row, item, { mentor, first, last, hover }) {
+export function updateRow(row, item, { may, first, last, hover }) {
   row.dataset.done = String(item.done);
   row.dataset.verified = String(item.verified);
   if (item.pending) row.dataset.pending = "true";
@@ -130,30 +133,40 @@ export function updateRow(row, item, { mentor, first, last, hover }) {
   row.classList.toggle("pending", item.pending);
   row.title = hover;
   const editing = row.dataset.editing === "true";
-  row.draggable = !editing;
+  row.draggable = !editing && may.move;
+  row.querySelector(".drag-handle").hidden = !may.move;
 
-  row.querySelector(".step-check").checked = item.done;
+  const check = row.querySelector(".step-check");
+  check.checked = item.done;
+  // Shown either way (it says whether the step is done), but not usable when the role may not.
+  check.disabled = !(item.done ? may.untick : may.tick);
   if (!editing) row.querySelector(".step-title").textContent = item.title;
   const description = row.querySelector(".step-description");
   description.textContent = item.description || "";
   description.hidden = !item.description;
   row.querySelector(".step-badge").hidden = !item.verified;
-  updateButtons(row, item, { mentor, first, last });
+  updateButtons(row, item, { may, first, last });
 }
 
-function updateButtons(row, item, { mentor, first, last }) {
+function updateButtons(row, item, { may, first, last }) {
   const verify = row.querySelector(".step-verify");
-  verify.hidden = !(mentor && item.done);
+  verify.hidden = !(may.verify && item.done);
   verify.textContent = item.verified ? "Unverify" : "Verify";
   verify.setAttribute("aria-label", `${item.verified ? "Unverify" : "Verify"}: ${item.title}`);
   const up = row.querySelector(".step-up");
   up.setAttribute("aria-label", `Move up: ${item.title}`);
   up.disabled = first;
+  up.hidden = !may.move;
   const down = row.querySelector(".step-down");
   down.setAttribute("aria-label", `Move down: ${item.title}`);
   down.disabled = last;
-  row.querySelector(".step-rename").setAttribute("aria-label", `Rename: ${item.title}`);
-  row.querySelector(".step-remove").setAttribute("aria-label", `Remove: ${item.title}`);
+  down.hidden = !may.move;
+  const rename = row.querySelector(".step-rename");
+  rename.setAttribute("aria-label", `Rename: ${item.title}`);
+  rename.hidden = !may.rename;
+  const remove = row.querySelector(".step-remove");
+  remove.setAttribute("aria-label", `Remove: ${item.title}`);
+  remove.hidden = !may.remove;
 }
 
 /**

@@ -6,15 +6,21 @@
 // localStorage until acked, resent with the same id after a reconnect or a reload). Until
 // the server's event for one is applied, it is shown on top of the server's state ("pending").
 // A refused operation is dropped and its error shown for a few seconds.
+//
+// What each role may do is the role table (checklist.js mayDo): a control the reader's role
+// may not use is not offered. The role is the welcome's `you.role`, kept current by
+// member.updated events.
 
 import { formatTime } from "./chat.js";
 import {
+  allowedActions,
   ChecklistState,
   checkTitle,
   countProgress,
   dropAfter,
   movesItem,
   PendingOps,
+  mayDo,
   refusalText,
   RETRYABLE,
   stepAfter,
@@ -26,6 +32,14 @@ import { el } from "./dom.js";
 import { newClientId } from "./outbox.js";
 
 const ERROR_SHOW_MS = 8000;
+// The role table in a sentence, for the reader's role (docs/protocol.md).
+const ROLE_NOTES = {
+  mentor: "As the mentor you curate the roadmap and verify the steps your mentee ticks.",
+  mentee:
+    "As the mentee you tick steps and add your own; the mentor's steps, and verified ones, " +
+    "are the mentor's to change.",
+  service: "As the platform you curate the roadmap; only the mentor verifies.",
+};
 
 export class ChecklistPanel {
   #ctx;
@@ -62,6 +76,7 @@ export class ChecklistPanel {
   }
 
   onFrame(frame) {
+    if (frame.type === "member.updated") this.#onMember(frame.member);
     if (frame.type === "ack") this.#onAck(frame);
     else if (frame.type === "error") this.#onError(frame);
     else this.#onEvent(frame);
@@ -69,6 +84,14 @@ export class ChecklistPanel {
 
   onState() {
     this.#renderNote();
+  }
+
+  /** My role changed: offer what the new one allows. */
+  #onMember(member) {
+    const me = this.#ctx.me;
+    if (!member || !me || member.user_id !== me.user_id) return;
+    this.#ctx.me = { ...me, role: member.role };
+    this.render();
   }
 
   #onAck(frame) {
@@ -141,6 +164,11 @@ export class ChecklistPanel {
     return true;
   }
 
+  /** May I do `action` to the step `itemId` (the role table)? */
+  may(action, itemId) {
+    return mayDo(this.#ctx.me, action, this.#itemById(itemId));
+  }
+
   /** Move one place up (-1) or down (+1) in the shown order. */
   step(itemId, direction) {
     const after = stepAfter(this.#order(), itemId, direction);
@@ -165,6 +193,9 @@ export class ChecklistPanel {
     this.#renderProgress();
     this.#renderList();
     this.#renderNote();
+    const role = this.#ctx.me?.role;
+    this.#dom.roleNote.textContent = ROLE_NOTES[role] ?? "";
+    this.#dom.roleNote.dataset.role = role ?? "";
   }
 
   #renderProgress() {
@@ -215,7 +246,7 @@ export class ChecklistPanel {
 
   /** Update (or make) the row of every step shown, drop the others; the rows, in order. */
   #updateRows() {
-    const mentor = this.#ctx.me?.role === "mentor";
+    const me = this.#ctx.me;
     const rows = this.#view.map((item, index) => {
       let row = this.#rows.get(item.id);
       if (row === undefined) {
@@ -224,7 +255,8 @@ export class ChecklistPanel {
       }
       const first = index === 0;
       const last = index === this.#view.length - 1;
-      updateRow(row, item, { mentor, first, last, hover: this.#hoverText(item) });
+      const may = allowedActions(me, item);
+      updateRow(row, item, { may, first, last, hover: this.#hoverText(item) });
       return row;
     });
     const keep = new Set(this.#view.map((item) => item.id));
@@ -296,6 +328,7 @@ export class ChecklistPanel {
     new DragReorder(list, {
       rowOf: (itemId) => this.#rows.get(itemId),
       onDrop: (dragged, target, before) => {
+        if (!this.may("move", dragged)) return;
         this.move(dragged, dropAfter(this.#order(), dragged, target, before));
       },
     });
@@ -351,10 +384,10 @@ export class ChecklistPanel {
     if (!itemId || event.target.classList.contains("step-rename-input")) return;
     if (event.altKey && (event.key === "ArrowUp" || event.key === "ArrowDown")) {
       event.preventDefault();
-      this.step(itemId, event.key === "ArrowUp" ? -1 : +1);
+      if (this.may("move", itemId)) this.step(itemId, event.key === "ArrowUp" ? -1 : +1);
     } else if (event.key === "F2") {
       event.preventDefault();
-      this.#startRename(itemId);
+      if (this.may("rename", itemId)) this.#startRename(itemId);
     }
   }
 
