@@ -34,7 +34,6 @@ def env_settings(backend: Backend, env: dict[str, str]) -> Settings:
         database_url=backend.database_url,
         redis_url=backend.redis_url,
         secret=SECRET,
-        presence_grace=0.5,
     )
 
 
@@ -337,3 +336,24 @@ async def test_the_mentor_unverifies_with_verified_false(
     assert state["progress"] == {"done": 1, "verified": 0, "total": 1}
     late = await RoomClient.connect(server.ws, room["id"], server.token("ben"))
     assert late.welcome["checklist"]["items"][0]["verified"] is False
+
+
+# Close codes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_a_clean_close_leaves_at_once(backend: Backend, code: int) -> None:
+    """A clean close (1000 normal, 1001 going away) leaves at once: long before the grace
+    period a dropped socket keeps its user present for. The server answers the close with
+    the same code."""
+    settings = env_settings(backend, {"MENTEO_PRESENCE_GRACE": "60"})
+    async with run_server(settings) as server:
+        room = await create_room(server.url, server.service(), MEMBERS)
+        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana"))
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben"))
+        await ana.recv_until(lambda f: f["type"] == "presence.join" and f["user_id"] == "ben")
+        await ben.ws.close(code)
+        echoed = ben.ws.protocol.close_rcvd
+        assert echoed is not None and echoed.code == code
+        leave = await ana.recv_until(lambda f: f["type"] == "presence.leave", timeout=10)
+        assert leave == {"type": "presence.leave", "user_id": "ben"}
