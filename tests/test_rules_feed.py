@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import websockets
 
 from tests.backends import Backend
 from tests.feed_client import FeedApi, SSEFollower, WSFollower, close_all, feed_query, seqs
@@ -127,8 +128,8 @@ async def test_last_event_id_wins_over_since(feed_server: Running) -> None:
 
 async def test_the_event_stream_answers_503_while_the_process_stops(backend: Backend) -> None:
     """A process that stops (here: its writer died, which stops it as SIGTERM would)
-    answers a new event stream 503 `unavailable` with the JSON error body, and ends the
-    streams it had open."""
+    answers a new event stream 503 `unavailable` with the JSON error body, ends the
+    streams it had open, and refuses new sockets at the handshake."""
     async with run_server(make_settings(backend, **NO_POST_LIMIT)) as server:
         assert server.state is not None
         community, _, _ = await community_and_thread(server)
@@ -148,4 +149,8 @@ async def test_the_event_stream_answers_503_while_the_process_stops(backend: Bac
         assert late.json()["error"]["code"] == "unavailable"
         with pytest.raises(ConnectionError, match="the event stream ended"):
             await before.recv(TIMEOUT)
+        # The feed socket refuses new connections too: HTTP 403 at the handshake.
+        with pytest.raises(websockets.InvalidStatus) as refused_socket:
+            await websockets.connect(f"{server.ws}/feed/ws?{query}", open_timeout=TIMEOUT)
+        assert refused_socket.value.response.status_code == 403
         await close_all()
