@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,7 +22,13 @@ from .api import checklist as checklist_api
 from .api import feed as feed_api
 from .api import notes as notes_api
 from .api import rooms as rooms_api
-from .api.common import ApiError, error_response, json_response, state_of
+from .api.common import (
+    ApiError,
+    database_unavailable,
+    error_response,
+    json_response,
+    state_of,
+)
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
@@ -319,7 +326,14 @@ def create_app(settings: Settings) -> RealtimeApp:
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error})
+    # A database that cannot serve a route is 503 ``unavailable`` (the errors that
+    # ``persistence.database.unavailable`` names), never a 500.
+    handlers = {
+        ApiError: api_error,
+        SQLAlchemyError: database_unavailable,
+        OSError: database_unavailable,
+    }
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     realtime = RealtimeApp(app)
     return realtime
 
