@@ -1,15 +1,18 @@
 """Limits and checks that docs/security.md lists and no other test file proves.
 
-Every test runs a real server (tests/servers.py) and talks to it with real clients. A limit
-the server should have but does not yet is a strict ``xfail``: it documents the gap, and
-the day the gap is closed the test passes, fails as "XPASS(strict)", and the marker and
-docs/security.md's "known gaps" line go together.
+Every test runs a real server (tests/servers.py) and talks to it with real clients. Each
+limit is tested on both sides: the last value it allows passes, the first it refuses is
+refused, so a limit set lower (or higher) than documented fails. A limit the server should
+have but does not yet is a strict ``xfail`` raising ``AssertionError``: it documents the
+gap, and the day the gap is closed the test passes, fails as "XPASS(strict)", and the marker
+and docs/security.md's "known gaps" line go together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -17,10 +20,12 @@ from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
 import websockets
 
 from realtime.auth import issue_token
+from realtime.sockets.httpproto import MAX_HEADER_LINES, HeadMeter
 from tests.backends import Backend
 from tests.client import RoomClient, close_code, create_room
 from tests.feed_client import FeedApi, SSEFollower, WSFollower, close_all, feed_query
@@ -91,20 +96,64 @@ async def test_token_claims_of_the_wrong_shape_are_refused(
 
 
 async def test_address_cap_covers_every_kind_of_connection(backend: Backend) -> None:
-    """One budget per client address for room, notes and feed sockets and event streams."""
-    async with run_server(make_settings(backend, max_connections_per_ip=1)) as server:
+    """One budget per client address for room, notes and feed sockets and event streams:
+    each kind is admitted as the last connection the budget allows and refused as the
+    first past it, and a connection of one kind counts against every other kind. Each kind
+    comes from an address of its own, through the trusted proxy (127.0.0.1)."""
+    async with run_server(make_settings(backend, max_connections_per_ip=2)) as server:
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         community = await FeedApi(server.url, server.token("backend", role="service")).community()
-        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana"))
-        token = server.token("cy")
-        feed_ws = await WSFollower.connect(server.ws, feed_query(token, community), welcome=False)
-        assert await feed_ws.closed_with() == 1013
-        sse = await SSEFollower.connect(server.url, feed_query(token, community), welcome=False)
-        assert sse.status == 429
-        notes = f"/rooms/{room['id']}/notes?token={server.token('ana')}"
-        assert await close_code(server.ws, notes) == 1013
-        assert (await metrics(server))[hit("connections_per_ip")] == 3
-        await ana.close()
+        token = server.token("ana")
+        feed = f"/feed/ws?{feed_query(token, community)}"
+        notes = f"/rooms/{room['id']}/notes?token={token}"
+        admitted: list[websockets.ClientConnection] = []
+
+        async def room_socket(address: str, admit: bool) -> None:
+            client = await RoomClient.connect(
+                server.ws, room["id"], token, expect_welcome=admit, additional_headers=proxied(address)
+            )
+            if not admit:
+                assert await client.closed_with() == 1013, address
+
+        async def feed_socket(address: str, admit: bool) -> None:
+            if not admit:
+                assert await close_code(server.ws, feed, additional_headers=proxied(address)) == 1013
+                return
+            ws = await websockets.connect(server.ws + feed, additional_headers=proxied(address))
+            admitted.append(ws)
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "welcome"
+
+        async def notes_socket(address: str, admit: bool) -> None:
+            if not admit:
+                assert await close_code(server.ws, notes, additional_headers=proxied(address)) == 1013
+                return
+            client = await NotesClient.connect(
+                server.ws, room["id"], token, additional_headers=proxied(address)
+            )
+            await asyncio.wait_for(client.synced.wait(), 10)  # served: the sync answered
+
+        async def event_stream(address: str, admit: bool) -> None:
+            query = feed_query(token, community)
+            sse = await SSEFollower.connect(
+                server.url, query, headers=proxied(address), welcome=admit
+            )
+            assert sse.status == (200 if admit else 429), address
+
+        kinds = [room_socket, feed_socket, notes_socket, event_stream]
+        for i, kind in enumerate(kinds):
+            address = f"203.0.113.{10 + i}"
+            await room_socket(address, admit=True)  # another kind, in the same budget
+            await kind(address, admit=True)  # the second of two: the last one allowed
+            await kind(address, admit=False)  # the third: past the budget
+        assert (await metrics(server))[hit("connections_per_ip")] == len(kinds)
+        for ws in admitted:
+            await ws.close()
+        await close_all()  # before the server stops: an open event stream delays shutdown
+
+
+def proxied(address: str) -> dict[str, str]:
+    """What a trusted proxy (on 127.0.0.1) adds for a client at ``address``."""
+    return {"X-Forwarded-For": address}
 
 
 async def test_address_cap_counts_the_address_a_trusted_proxy_forwards(backend: Backend) -> None:
@@ -130,34 +179,185 @@ async def test_address_cap_counts_the_address_a_trusted_proxy_forwards(backend: 
         await second.close()
 
 
-async def test_oversized_websocket_handshake_is_answered_431(
-    server: Running, room: dict[str, Any]
-) -> None:
+# Request heads: the request line and headers of HTTP requests and WebSocket handshakes.
+
+HANDSHAKE = (
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version: 13",
+)
+LINE_CAP = 8192  # the handshake parser's cap on one line, its CRLF included (websockets)
+
+
+def request_head(path: str, size: int, *, headers: int = 0, upgrade: bool = False) -> bytes:
+    """A GET whose head (request line, header lines and the blank line ending them) is
+    exactly ``size`` bytes, with ``headers`` header lines (or as few as the padding needs):
+    Host, the handshake's, then ``X-Pad-N`` lines of at most 8000 bytes."""
+    fixed = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *(HANDSHAKE if upgrade else ())]
+    count = max(headers - (len(fixed) - 1), 1)
+    while True:
+        names = [f"X-Pad-{i}: " for i in range(count)]
+        spare = size - len("\r\n".join(fixed + names) + "\r\n\r\n")
+        if spare <= sum(8000 - len(name) for name in names):
+            break
+        assert not headers, "too few header lines for this size"
+        count += 1
+    assert spare >= 0, "too small a size for these lines"
+    lines = list(fixed)
+    for name in names:
+        take = min(spare, 8000 - len(name))
+        lines.append(name + "p" * take)
+        spare -= take
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    assert len(head) == size and (not headers or len(lines) - 1 == headers)
+    return head
+
+
+def handshake(path: str, *extra: str) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1", *HANDSHAKE, *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+async def answer(server: Running, data: bytes) -> tuple[int, bytes, bool]:
+    """Send raw bytes on a new connection; the answer's status, its body, and whether the
+    server then ended the connection (only looked for after a ``Connection: close``; a 101
+    is returned at once)."""
     port = int(server.url.rsplit(":", 1)[1])
-    request = (
-        f"GET /rooms/{room['id']}/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        f"Sec-WebSocket-Version: 13\r\nX-Padding: {'p' * 9000}\r\n\r\n"
-    ).encode()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(request)
-        async with asyncio.timeout(3):
-            status = await reader.readline()
-        assert status.startswith(b"HTTP/1.1 431")
+        writer.write(data)
+        async with asyncio.timeout(10):
+            status = int((await reader.readline()).split()[1])
+            if status == 101:
+                return status, b"", False
+            fields: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                fields[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(fields.get("content-length", "0")))
+            ended = fields.get("connection") == "close" and await reader.read() == b""
+        return status, body, ended
     finally:
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: the httptools HTTP parser puts no cap on request header size; "
-    "the reverse proxy's large_client_header_buffers must",
-)
+def refused_head(body: bytes, cap: int) -> None:
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "too_large" and str(cap) in error["message"], error
+
+
+async def test_request_heads_are_capped_on_both_sides(
+    server: Running, room: dict[str, Any]
+) -> None:
+    """``MENTEO_MAX_REQUEST_HEAD_BYTES`` (32 KiB) and 128 header lines: a head of exactly the
+    cap passes, one byte more is refused 431 and the connection ended; 128 header lines
+    pass, 129 are refused. REST and the WebSocket handshake alike (the handshake goes
+    through the HTTP protocol first)."""
+    cap = server.settings.max_request_head_bytes
+    assert cap == 32 * 1024  # the documented default
+    socket = f"/rooms/{room['id']}/ws?token={server.token('ana')}"
+    for path, upgrade, ok in (("/healthz", False, 200), (socket, True, 101)):
+        status, _, _ = await answer(server, request_head(path, cap, upgrade=upgrade))
+        assert status == ok, (path, status)
+        status, body, ended = await answer(server, request_head(path, cap + 1, upgrade=upgrade))
+        assert (status, ended) == (431, True), path
+        refused_head(body, cap)
+        for lines, expected in ((MAX_HEADER_LINES, ok), (MAX_HEADER_LINES + 1, 431)):
+            head = request_head(path, 8000, headers=lines, upgrade=upgrade)
+            assert (await answer(server, head))[0] == expected, (path, lines)
+
+
+async def test_a_request_line_over_the_cap_is_414(server: Running) -> None:
+    cap = server.settings.max_request_head_bytes
+    prefix, suffix = "GET /healthz?pad=", " HTTP/1.1"
+
+    def line_of(size: int) -> bytes:  # a request line of ``size`` bytes, its CRLF left out
+        return (prefix + "p" * (size - len(prefix) - len(suffix)) + suffix).encode()
+
+    assert (await answer(server, line_of(cap - 4) + b"\r\n\r\n"))[0] == 200  # the head: cap
+    status, body, ended = await answer(server, line_of(cap + 1) + b"\r\n\r\n")
+    assert (status, ended) == (414, True)
+    refused_head(body, cap)
+
+
+async def test_a_request_head_is_refused_while_it_arrives(server: Running) -> None:
+    """Counted as it comes, before the parser holds it: a head that has not ended is
+    refused as soon as it passes the cap (it could otherwise grow without end)."""
+    cap = server.settings.max_request_head_bytes
+    unended = request_head("/healthz", cap + 100)[: cap + 1]
+    assert b"\r\n\r\n" not in unended
+    status, body, ended = await answer(server, unended)
+    assert (status, ended) == (431, True)
+    refused_head(body, cap)
+
+
 async def test_oversized_rest_headers_are_refused(server: Running) -> None:
+    """A real client sending a 256 KiB header reads the 431 (the server drops the rest of
+    the request before it closes, so the answer is not lost to a reset)."""
     async with httpx.AsyncClient(base_url=server.url) as http:
         resp = await http.get("/healthz", headers={"x-padding": "p" * 256 * 1024})
-    assert resp.status_code in (400, 431)
+        assert resp.status_code == 431
+        assert resp.headers["connection"] == "close"
+        assert resp.json()["error"]["code"] == "too_large"
+        assert (await http.get("/healthz")).status_code == 200  # a new connection is served
+
+
+async def test_the_request_head_cap_is_a_setting(backend: Backend) -> None:
+    async with run_server(make_settings(backend, max_request_head_bytes=4096)) as server:
+        assert (await answer(server, request_head("/healthz", 4096)))[0] == 200
+        status, body, _ = await answer(server, request_head("/healthz", 4097))
+        assert status == 431
+        refused_head(body, 4096)
+
+
+def test_the_head_meter_counts_across_any_split() -> None:
+    """However the bytes of a head arrive (one read, two split anywhere, one byte at a
+    time), the verdict is the same: a CRLF or the blank line split across reads counts."""
+    cap = 300
+    lines = b"GET / HTTP/1.1\r\n" + b"H: v\r\n" * MAX_HEADER_LINES
+    cases = {
+        request_head("/x", cap): None,
+        request_head("/x", cap + 1): 431,
+        request_head("/x", cap, headers=16): None,
+        b"GET /" + b"a" * cap + b" HTTP/1.1\r\n\r\n": 414,
+    }
+    wide = {lines + b"\r\n": None, lines + b"H: v\r\n\r\n": 431}  # 128 and 129 lines
+
+    def verdict(cap: int, head: bytes, splits: list[int]) -> int | None:
+        meter = HeadMeter(cap)
+        for a, b in itertools.pairwise([0, *splits, len(head)]):
+            status = meter.feed(head[a:b] + (b"BODY" if b == len(head) else b""))
+            if status is not None or not meter.reading:
+                return status
+        raise AssertionError("the end of the head was never seen")
+
+    for limit, heads in ((cap, cases), (10**6, wide)):
+        for head, expected in heads.items():
+            assert verdict(limit, head, []) == expected, head[:40]
+            assert verdict(limit, head, list(range(1, len(head)))) == expected, head[:40]
+            for cut in range(1, len(head)):
+                assert verdict(limit, head, [cut]) == expected, (head[:40], cut)
+
+
+async def test_websocket_handshake_lines_are_capped_on_both_sides(
+    server: Running, room: dict[str, Any]
+) -> None:
+    """The handshake parser's own caps, under the head's: a header line or the request line
+    of exactly 8 KiB (CRLF included) is accepted; one byte more is answered 431 / 414 and
+    the connection closed (stock Uvicorn left it hanging)."""
+    path = f"/rooms/{room['id']}/ws?token={server.token('ana')}"
+
+    def header_line(size: int) -> str:  # ``size`` bytes with the CRLF that joining adds
+        return "X-Padding: " + "p" * (size - len("X-Padding: ") - 2)
+
+    def long_path(size: int) -> str:  # a request line of ``size`` bytes with its CRLF
+        return path + "&pad=" + "p" * (size - len(f"GET {path}&pad= HTTP/1.1\r\n"))
+
+    assert (await answer(server, handshake(path, header_line(LINE_CAP))))[0] == 101
+    assert (await answer(server, handshake(path, header_line(LINE_CAP + 1))))[0] == 431
+    assert (await answer(server, handshake(long_path(LINE_CAP))))[0] == 101
+    assert (await answer(server, handshake(long_path(LINE_CAP + 1))))[0] == 414
 
 
 # Per connection ---------------------------------------------------------------------------
