@@ -26,6 +26,7 @@ Status = Literal["ok", "warn", "FAIL"]
 POSITIVE = (
     "max_connections_per_ip",
     "max_frame_bytes",
+    "max_request_head_bytes",
     "rate_per_second",
     "rate_burst",
     "rate_strikes",

@@ -23,6 +23,8 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         # Uvicorn's HTTP protocol with a way to drop a stalled event stream
         # (realtime/sockets/httpproto.py).
         "http": "realtime.sockets.httpproto:MenteoHTTPProtocol",
+        # The request head cap, which realtime/sockets/httpproto.py enforces (h11 would too).
+        "h11_max_incomplete_event_size": settings.max_request_head_bytes,
         # The largest frame any socket takes; each socket enforces its own limit below it.
         "ws_max_size": max(settings.max_frame_bytes, settings.notes_max_update_bytes),
         "ws_ping_interval": settings.ping_interval,

@@ -28,6 +28,8 @@ class Settings:
     # Limits, per connection unless named otherwise.
     max_connections_per_ip: int = 500  # open sockets from one address (checked before auth)
     max_frame_bytes: int = 64 * 1024
+    # HTTP request line and headers together (REST, event streams, WebSocket handshakes).
+    max_request_head_bytes: int = 32 * 1024
     rate_per_second: float = 20.0
     rate_burst: int = 50
     rate_strikes: int = 20
