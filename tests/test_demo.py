@@ -59,8 +59,8 @@ class DemoRun:
 
 
 @contextlib.asynccontextmanager
-async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
-    """``serve --demo --port 0`` on ``database`` (more ``MENTEO_*`` variables in
+async def run_demo(database: Path, port: int = 0, **settings: str) -> AsyncIterator[DemoRun]:
+    """``serve --demo --port PORT`` on ``database`` (more ``MENTEO_*`` variables in
     ``settings``); yields once it printed its links."""
     env = {
         **os.environ,
@@ -71,7 +71,7 @@ async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
         env.pop(name, None)
     env.update(settings)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", "0"],
+        [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
