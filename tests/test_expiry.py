@@ -12,6 +12,7 @@ import pytest
 import websockets
 
 from realtime.auth import issue_token, verify_token
+from realtime.config import Settings
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
@@ -63,3 +64,9 @@ async def test_the_warning_comes_as_early_as_auth_expiring_before_says(backend: 
                 while (frame := orjson.loads(await feed.recv()))["type"] != "auth.expiring":
                     pass
         assert frame["expires_at"] == warning["expires_at"]
+
+
+def test_a_negative_warning_time_is_refused() -> None:
+    """A warning after expiry would leave the socket open past it (the warning arms the close)."""
+    with pytest.raises(ValueError, match="AUTH_EXPIRING_BEFORE"):
+        Settings.from_env({"MENTEO_SECRET": "s" * 40, "MENTEO_AUTH_EXPIRING_BEFORE": "-5"})

@@ -47,7 +47,7 @@ class TokenClock:
     ) -> None:
         self.transport = transport
         self.send_frame = send_frame
-        self.warn_before = warn_before
+        self.warn_before = max(0.0, warn_before)  # never past expiry: the warning arms the close
         self.timers: list[asyncio.TimerHandle] = []
 
     def set(self, expires_at: float) -> None:
