@@ -119,8 +119,21 @@ export class TokenSource extends EventTarget {
     const raw = params.get("token_url")?.trim() || null;
     const url = raw ? await checkTokenUrl(raw, location) : null;
     const source = new TokenSource(token, url, raw);
-    if (source.token === null && url !== null) await source.refresh();
+    if (source.token === null && url !== null) {
+      try {
+        await source.refresh();
+      } catch (err) {
+        source.close(); // the page shows why and opens nothing: no retries behind its back
+        throw err;
+      }
+    }
     return source;
+  }
+
+  /** Renew no more. */
+  close() {
+    clearTimeout(this.#timer);
+    this.#url = null;
   }
 
   get token() {
