@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from . import logs
 from .api import checklist as checklist_api
+from .api import client as client_api
 from .api import feed as feed_api
 from .api import notes as notes_api
 from .api import rooms as rooms_api
@@ -83,6 +85,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     """Open database, broker, hub and writer; close them in the reverse order."""
     db = Database(settings.database_url)
     await db.prepare(auto_migrate=settings.migrate_automatically)
+    settings = await kept_secret(settings, db)
     metrics = Metrics()
     faults = Faults(metrics)  # what the writer, hub and broker survived, in /metrics
     broker = create_broker(settings.redis_url)
@@ -132,6 +135,19 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await hub.close()
         await broker.close()
         await db.close()
+
+
+DEV_SECRET_KEY = "dev_secret"  # the Meta row that keeps SQLite's generated secret
+
+
+async def kept_secret(settings: Settings, db: Database) -> Settings:
+    """On SQLite without ``MENTEO_SECRET``, the generated dev secret is kept in the database
+    (its Meta table), so a restarted ``make run`` still accepts the tokens of every open page.
+    On PostgreSQL the random secret stays per process, as before: a shared database never
+    holds a signing key, and ``check`` fails such a setup."""
+    if not (settings.dev_secret and settings.is_sqlite):
+        return settings
+    return replace(settings, secret=await db.keep(DEV_SECRET_KEY, settings.secret))
 
 
 def _watchdog(state: State, signals: StopSignals) -> Watchdog:
@@ -301,7 +317,10 @@ class RealtimeApp:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings) -> RealtimeApp:
+def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> RealtimeApp:
+    """The application; ``extra_routes`` are served before the web pages (``serve --demo``
+    adds its token endpoint there, api/demo.py)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_state(settings) as state:
@@ -319,6 +338,8 @@ def create_app(settings: Settings) -> RealtimeApp:
         *checklist_api.routes,
         *notes_api.routes,
         *feed_api.routes,
+        *client_api.routes,
+        *extra_routes,
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),
         WebSocketRoute("/feed/ws", endpoints.feed),

@@ -116,7 +116,10 @@ def load_settings(env: Mapping[str, str]) -> tuple[Settings | None, list[Result]
             )
             results.append(Result("FAIL", "secret", detail))
         else:
-            detail = f"{PREFIX}SECRET is unset: a random secret per process (fine on a laptop)"
+            detail = (
+                f"{PREFIX}SECRET is unset: a random dev secret, kept in the SQLite database "
+                "(fine on a laptop)"
+            )
             results.append(Result("warn", "secret", detail))
     elif len(set(secret)) < 8:
         detail = f"{PREFIX}SECRET has fewer than 8 distinct characters: a placeholder?"

@@ -9,12 +9,13 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import uvicorn
+from starlette.routing import BaseRoute
 
 from menteo_testkit.tokens import SECRET
 from realtime.app import create_app
@@ -59,9 +60,12 @@ def make_settings(backend: Backend, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def run_server(settings: Settings) -> AsyncIterator[Running]:
-    """The app under uvicorn in this event loop, on an ephemeral loopback port."""
-    app = create_app(settings)
+async def run_server(
+    settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()
+) -> AsyncIterator[Running]:
+    """The app under uvicorn in this event loop, on an ephemeral loopback port
+    (``extra_routes``: as ``serve --demo`` adds its own)."""
+    app = create_app(settings, extra_routes=extra_routes)
     options = uvicorn_options(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)

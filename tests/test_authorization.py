@@ -29,6 +29,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
+    ("GET", "/api/client-config"): PUBLIC,  # the origins a page's token_url may be on
     ("MOUNT", "/"): PUBLIC,
     ("POST", "/api/rooms"): SERVICE,
     ("GET", "/api/rooms"): SIGNED_IN,

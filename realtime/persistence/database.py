@@ -169,14 +169,20 @@ class Database:
 
     async def _load_epoch(self) -> str:
         """A random id per database: a client's ``since`` from another database is not resumable."""
+        return await self.keep("epoch", uuid.uuid4().hex[:12])
+
+    async def keep(self, key: str, value: str) -> str:
+        """The value stored under ``key`` in the Meta table; ``value`` is stored first when
+        there is none. In one write transaction, so two processes starting together on one
+        database agree on it."""
         async with self.write() as conn:
             meta = Meta.__table__  # type: ignore[attr-defined]
-            found = await conn.execute(select(meta.c.value).where(meta.c.key == "epoch"))
-            epoch = found.scalar()
-            if epoch is None:
-                epoch = uuid.uuid4().hex[:12]
-                await conn.execute(meta.insert().values(key="epoch", value=epoch))
-        return str(epoch)
+            found = await conn.execute(select(meta.c.value).where(meta.c.key == key))
+            kept = found.scalar()
+            if kept is None:
+                kept = value
+                await conn.execute(meta.insert().values(key=key, value=value))
+        return str(kept)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

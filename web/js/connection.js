@@ -9,6 +9,7 @@
 // The protocol (close codes, resume rules) is the server's: see realtime/rooms/socket.py.
 
 import { ReconnectingSocket } from "./reconnecting.js";
+import { TokenSource } from "./token.js";
 
 // Close codes after which reconnecting cannot help: the page says why and stops.
 export const FATAL_CLOSES = new Map([
@@ -29,16 +30,16 @@ export function socketUrl(location, roomId, token, since, epoch) {
 
 export class RoomConnection extends ReconnectingSocket {
   #roomId;
-  #token;
 
-  constructor(roomId, token, options = {}) {
-    super("room socket", FATAL_CLOSES, options);
+  /** `tokens`: the page's TokenSource (token.js), or a token that is never renewed. */
+  constructor(roomId, tokens, options = {}) {
+    const source = typeof tokens === "string" ? new TokenSource(tokens) : tokens;
+    super("room socket", FATAL_CLOSES, { ...options, tokens: source });
     this.#roomId = roomId;
-    this.#token = token;
   }
 
   url(location) {
-    return socketUrl(location, this.#roomId, this.#token, this.lastSeq, this.epoch);
+    return socketUrl(location, this.#roomId, this.tokens.token, this.lastSeq, this.epoch);
   }
 
   welcomed(frame) {

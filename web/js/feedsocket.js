@@ -10,6 +10,7 @@
 // The protocol is docs/protocol.md, "The feed socket".
 
 import { ReconnectingSocket } from "./reconnecting.js";
+import { TokenSource } from "./token.js";
 
 export const FEED_FATAL_CLOSES = new Map([
   [4401, "Your access link is invalid or has expired. Ask for a new link."],
@@ -29,12 +30,12 @@ export function feedSocketUrl(location, token, feed, since, epoch) {
 }
 
 export class FeedSocket extends ReconnectingSocket {
-  #token;
   #feed;
 
-  constructor(token, feed, options = {}) {
-    super("feed socket", FEED_FATAL_CLOSES, options);
-    this.#token = token;
+  /** `tokens`: the page's TokenSource (token.js), or a token that is never renewed. */
+  constructor(tokens, feed, options = {}) {
+    const source = typeof tokens === "string" ? new TokenSource(tokens) : tokens;
+    super("feed socket", FEED_FATAL_CLOSES, { ...options, tokens: source });
     this.#feed = feed;
   }
 
@@ -45,7 +46,7 @@ export class FeedSocket extends ReconnectingSocket {
   }
 
   url(location) {
-    return feedSocketUrl(location, this.#token, this.#feed, this.lastSeq, this.epoch);
+    return feedSocketUrl(location, this.tokens.token, this.#feed, this.lastSeq, this.epoch);
   }
 
   welcomed(frame, first) {
