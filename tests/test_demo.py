@@ -22,6 +22,7 @@ import httpx
 import orjson
 import websockets
 
+from menteo_testkit.waits import within
 from realtime import demo
 from tests.client import RoomClient
 
@@ -58,7 +59,8 @@ async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
     for name in ("MENTEO_SECRET", "MENTEO_REDIS_URL"):  # the dev defaults, as on a laptop
         env.pop(name, None)
     env.update(settings)
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(  # fork and exec off the event loop
+        subprocess.Popen,
         [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", "0"],
         env=env,
         stdout=subprocess.PIPE,
@@ -98,9 +100,8 @@ async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
             except TimeoutError:
                 proc.kill()
                 proc.wait()
-        if drain is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(drain, 5)
+        if drain is not None:  # the pipe's end: the process has exited
+            await within(drain, "the demo's output to end", 5)
         proc.stdout.close()
 
 

@@ -124,7 +124,7 @@ async def main(which: list[str]) -> int:
     src = Path(os.environ.get("MENTEO_SRC", REPO))
     tmp = Path(tempfile.mkdtemp(prefix="menteo-repro-"))
     secret = secrets.token_urlsafe(48)
-    redis = RedisServer(tmp)
+    redis = RedisServer(tmp, maxclients=1000)
     await redis.start()
     env = {"MENTEO_SECRET": secret, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db",
            "MENTEO_REDIS_URL": redis.url, "MENTEO_MAX_CONNECTIONS_PER_IP": "5000"}

@@ -284,7 +284,7 @@ async def run(args: argparse.Namespace) -> int:
 
     await reset_database(args.admin_dsn, args.db)
     pg_dsn = args.admin_dsn.rsplit("/", 1)[0] + "/" + args.db
-    redis = RedisServer(out)
+    redis = RedisServer(out, maxclients=1000)
     await redis.start()
     env = {
         "MENTEO_SECRET": secret,
