@@ -154,9 +154,13 @@ async def create_room(
 async def close_code(base_ws: str, path: str, **kw: Any) -> int:
     """Open a socket that the server is expected to close right away; return the code."""
     async with websockets.connect(base_ws + path, open_timeout=TIMEOUT, **kw) as ws:
-        try:
-            while True:
-                await asyncio.wait_for(ws.recv(), TIMEOUT)
-        except websockets.ConnectionClosed as exc:
-            assert exc.rcvd is not None
-            return exc.rcvd.code
+
+        async def closed() -> int:
+            try:
+                while True:
+                    await ws.recv()
+            except websockets.ConnectionClosed as exc:
+                assert exc.rcvd is not None, "closed without a close frame"
+                return exc.rcvd.code
+
+        return await within(closed(), f"the server to close {path.split('?')[0]}", TIMEOUT)

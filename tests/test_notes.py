@@ -90,10 +90,13 @@ async def test_non_member_receives_nothing_of_the_document(
     async with websockets.connect(
         f"{server.ws}/rooms/{room['id']}/notes?token={server.token('eve')}"
     ) as ws:
-        with pytest.raises(websockets.ConnectionClosed) as info:
+
+        async def until_closed() -> None:
             while True:
-                message = await asyncio.wait_for(ws.recv(), 10)
-                assert b"private" not in message
+                assert b"private" not in await ws.recv()
+
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await within(until_closed(), "Eve's socket to be closed")
         assert info.value.rcvd is not None and info.value.rcvd.code == 4403
 
 
