@@ -141,6 +141,6 @@ class Sampler:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             before = loop.time()
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # what is measured: how late this sleep wakes
             self.lags.append(loop.time() - before - every)
 
