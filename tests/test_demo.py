@@ -24,6 +24,7 @@ import httpx
 import orjson
 import websockets
 
+from menteo_testkit.waits import within
 from realtime import demo
 from tests.client import RoomClient
 
@@ -70,7 +71,8 @@ async def run_demo(database: Path, port: int = 0, **settings: str) -> AsyncItera
     for name in ("MENTEO_SECRET", "MENTEO_REDIS_URL"):  # the dev defaults, as on a laptop
         env.pop(name, None)
     env.update(settings)
-    proc = subprocess.Popen(
+    proc = await asyncio.to_thread(  # fork and exec off the event loop
+        subprocess.Popen,
         [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
@@ -110,9 +112,8 @@ async def run_demo(database: Path, port: int = 0, **settings: str) -> AsyncItera
             except TimeoutError:
                 proc.kill()
                 proc.wait()
-        if drain is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(drain, 5)
+        if drain is not None:  # the pipe's end: the process has exited
+            await within(drain, "the demo's output to end", 5)
         proc.stdout.close()
 
 

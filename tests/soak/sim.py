@@ -246,7 +246,7 @@ async def reconnecting(
             sim.release(server)
         attempt = 0 if connected else attempt + 1
         if not sim.closing:
-            await asyncio.sleep(backoff(attempt, rng))
+            await asyncio.sleep(backoff(attempt, rng))  # a client's reconnect backoff
 
 
 class RoomUser:
@@ -297,7 +297,7 @@ class RoomUser:
             self.ws.transport.abort()
 
     async def run(self, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
+        await asyncio.sleep(start_delay)  # clients arrive spread out, as in life
         self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
         await reconnecting(self.sim, self.rng, self._session)
 
@@ -476,7 +476,7 @@ class RoomUser:
             if not self.sim.loading and not self.outbox:
                 return
             wait = min(1.0, max(0.0, due - time.monotonic())) if self.sim.loading else 0.5
-            await asyncio.sleep(wait)
+            await asyncio.sleep(wait)  # the load's pace: the next operation is due then
 
     async def _resend_stale(self) -> None:
         ws, now = self.ws, time.monotonic()
@@ -587,7 +587,7 @@ class NotesUser:
             await ws.send(data)
 
     async def run(self, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
+        await asyncio.sleep(start_delay)  # clients arrive spread out, as in life
         self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
         await reconnecting(self.sim, self.rng, self._session)
 
