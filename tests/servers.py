@@ -37,6 +37,12 @@ class Running:
     state: State | None = None
     server: uvicorn.Server | None = None
 
+    def __repr__(self) -> str:  # short: Hypothesis prints it with every failing example
+        return f"Running({self.url!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis' printer
+        printer.text(repr(self))
+
     @property
     def ws(self) -> str:
         return self.url.replace("http://", "ws://")
