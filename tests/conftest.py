@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
+from tests import feed_client
 from tests.backends import Backend, make_backend
 from tests.ci import on_ci
 from tests.client import RoomClient, create_room
@@ -49,10 +50,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(autouse=True)
 async def close_clients() -> AsyncIterator[None]:
     yield
-    while RoomClient.opened:
-        await RoomClient.opened.pop().ws.close()
-    while NotesClient.opened:
-        await NotesClient.opened.pop().close()
+    # Every client is closed even when one fails; the first failure is raised after.
+    failures: list[BaseException] = []
+    closers = [c.ws.close() for c in RoomClient.opened] + [c.close() for c in NotesClient.opened]
+    RoomClient.opened.clear()
+    NotesClient.opened.clear()
+    closers.append(feed_client.close_all())
+    for closer in closers:
+        try:
+            await closer
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture(params=["sqlite", "postgres+redis"])

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from menteo_testkit.waits import wait_event
 from tests.backends import Backend
 from tests.feed_client import (
     FeedApi,
@@ -327,7 +328,7 @@ async def test_sse_heartbeats_keep_an_idle_stream_open(backend: Backend) -> None
     async with run_server(make_settings(backend, feed_heartbeat=0.1)) as server:
         community, _, _, _ = await setup(server)
         sse = await SSEFollower.connect(server.url, feed_query(server.token("cy"), community))
-        await asyncio.wait_for(sse.comment_seen.wait(), 5)
+        await wait_event(sse.comment_seen, "a keep-alive comment", 5)
         assert sse.comments >= 1
         await close_all()
 

@@ -70,7 +70,7 @@ async def test_random_edits_with_drops_end_with_the_merge_of_every_edit(
 
     async def connect(who: int) -> NotesClient:
         client = await NotesClient.connect(server.ws, room["id"], server.token(names[who]))
-        await within(10, f"{names[who]}'s sync step 2", client.synced.wait())
+        await client.wait_synced(10)
         return client
 
     clients = [await connect(0), await connect(1)]

@@ -138,7 +138,7 @@ async def test_allowed_origins_star_allows_any_origin_on_every_socket(backend: B
                 token,
                 origin=origin,  # type: ignore[arg-type]
             )
-            await asyncio.wait_for(notes.synced.wait(), TIMEOUT)
+            await notes.wait_synced(TIMEOUT)
             await notes.close()
             follower = await websockets.connect(
                 f"{server.ws}/feed/ws?{feed_query(token, community)}",

@@ -139,13 +139,13 @@ async def test_a_notes_update_that_cannot_be_stored_closes_1011(pg_server: Runni
     resyncs, and the edit is stored then."""
     room = await create_room(pg_server.url, pg_server.service(), MEMBERS)
     notes = await NotesClient.connect(pg_server.ws, room["id"], pg_server.token("ana"))
-    await asyncio.wait_for(notes.synced.wait(), TIMEOUT)
+    await notes.wait_synced(TIMEOUT)
     async with database_down(pg_server):
         notes.text += "agenda: joins"
         assert await notes.close_code(TIMEOUT) == 1011
     again = await NotesClient.connect(pg_server.ws, room["id"], pg_server.token("ana"))
     again.doc.apply_update(notes.doc.get_update())  # the edit the client kept
-    await asyncio.wait_for(again.synced.wait(), TIMEOUT)
+    await again.wait_synced(TIMEOUT)
     headers = pg_server.service()
     async with httpx.AsyncClient(base_url=pg_server.url, headers=headers) as http:
 

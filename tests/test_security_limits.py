@@ -131,7 +131,7 @@ async def test_address_cap_covers_every_kind_of_connection(backend: Backend) -> 
             client = await NotesClient.connect(
                 server.ws, room["id"], token, additional_headers=proxied(address)
             )
-            await asyncio.wait_for(client.synced.wait(), 10)  # served: the sync answered
+            await client.wait_synced(10)  # served: the sync answered
 
         async def event_stream(address: str, admit: bool) -> None:
             query = feed_query(token, community)
@@ -554,7 +554,7 @@ async def test_notes_socket_closes_4401_when_its_token_expires(
     short = issue_token(server.settings.secret, "ana", "Ana", ttl=6)
     expires = jwt.decode(short, options={"verify_signature": False})["exp"]
     notes = await NotesClient.connect(server.ws, room["id"], short)
-    await asyncio.wait_for(notes.synced.wait(), 10)  # the sync was answered: it was open
+    await notes.wait_synced(10)  # the sync was answered: it was open
     assert time.time() < expires, "served only after the expiry: the machine was too slow"
     assert await notes.close_code(timeout=20) == 4401
     assert time.time() >= expires - 0.05  # the close came at the expiry, not before
