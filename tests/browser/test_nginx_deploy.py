@@ -148,6 +148,8 @@ def configure(tmp: Path, upstreams: list[int]) -> tuple[list[str], int, ssl.SSLC
         (tmp / name).mkdir(parents=True)
     tls = make_certificate(tmp)
     port = free_port()
+    while port in upstreams:  # free_port() may give a port twice: never nginx's own upstream
+        port = free_port()
     (tmp / "conf.d" / "menteo.conf").write_text(
         deployable(documented_block(), port=port, upstreams=upstreams, tmp=tmp)
     )
