@@ -46,6 +46,7 @@ from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
+from .protocol import SUBPROTOCOL_NOTES
 from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
 from .sockets.admission import AddressSlots, Door, Rules
@@ -58,7 +59,10 @@ from .watchdog import EXIT_FAILED, Watchdog
 
 log = logging.getLogger("menteo")
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+# The browser client: inside the package when installed from a wheel (setup.py copies web/
+# there), else the checkout's web/ (a source tree, or an editable install).
+_PACKAGED_WEB = Path(__file__).resolve().parent / "web"
+WEB = _PACKAGED_WEB if _PACKAGED_WEB.is_dir() else Path(__file__).resolve().parent.parent / "web"
 
 
 def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
@@ -228,7 +232,9 @@ class Endpoints:
             state.presence,
             metrics,
         )
-        notes_rules = Rules("notes", membership, subprotocols=False)
+        notes_rules = Rules(
+            "notes", membership, subprotocols=False, own_subprotocol=SUBPROTOCOL_NOTES
+        )
         self.notes.parts = NotesParts(
             door, notes_rules, settings, state.notes, state.writer, metrics
         )

@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
+import socket
 import sys
+from collections.abc import Iterator
 
 from .auth import issue_token
 from .config import Settings
@@ -36,6 +39,29 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
     }
 
 
+@contextlib.contextmanager
+def exit_like_sigterm() -> Iterator[None]:
+    """Around uvicorn's supervisor (``--workers N``): when SIGTERM stopped it, die of SIGTERM
+    once it is done, as a single process does (uvicorn re-raises the signal there), so the
+    exit status is 143 in a shell. The wakeup fd sees every signal a Python handler caught,
+    whoever installed the handler."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield
+        with contextlib.suppress(BlockingIOError):
+            received = reader.recv(4096)
+            if signal.SIGTERM in received:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -54,15 +80,16 @@ def serve(args: argparse.Namespace) -> int:
         if settings.dev_secret or not settings.redis_url:
             print("--workers > 1 needs MENTEO_SECRET and MENTEO_REDIS_URL", file=sys.stderr)
             return 2
-        uvicorn.run(
-            "realtime.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            **options,  # type: ignore[arg-type]
-        )
+        with exit_like_sigterm():
+            uvicorn.run(
+                "realtime.app:app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level=args.log_level,
+                **options,  # type: ignore[arg-type]
+            )
         return 0
     app = create_app(settings)
     config = uvicorn.Config(

@@ -9,7 +9,7 @@
 //
 // The protocol is docs/protocol.md, "The feed socket".
 
-import { ReconnectingSocket } from "./reconnecting.js";
+import { ReconnectingSocket, SUBPROTOCOL, tokenProtocol } from "./reconnecting.js";
 import { TokenSource } from "./token.js";
 
 export const FEED_FATAL_CLOSES = new Map([
@@ -19,9 +19,10 @@ export const FEED_FATAL_CLOSES = new Map([
 ]);
 
 /** The socket URL for a feed ({community} or {following: true}), resuming after `since`. */
-export function feedSocketUrl(location, token, feed, since, epoch) {
+// The URL carries no token: protocols() offers it (tokenProtocol).
+export function feedSocketUrl(location, feed, since, epoch) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ token });
+  const query = new URLSearchParams();
   if (feed.community) query.set("community", feed.community);
   else query.set("following", "1");
   if (since !== null) query.set("since", String(since));
@@ -46,7 +47,11 @@ export class FeedSocket extends ReconnectingSocket {
   }
 
   url(location) {
-    return feedSocketUrl(location, this.tokens.token, this.#feed, this.lastSeq, this.epoch);
+    return feedSocketUrl(location, this.#feed, this.lastSeq, this.epoch);
+  }
+
+  protocols() {
+    return [SUBPROTOCOL, tokenProtocol(this.tokens.token)];
   }
 
   welcomed(frame, first) {

@@ -99,6 +99,7 @@ function open(ctx) {
   const tokens = ctx.tokens;
   let refused = false;
   let renewed = false; // a 4401 renewed the token, and no sync since: the next one is final
+  let current = tokens.token; // the token the notes socket offers
   setStatus("connecting");
   session = panel.module.openNotes({
     parent: panel.editor,
@@ -111,7 +112,7 @@ function open(ctx) {
       if (status === "synced") renewed = false;
       if (status?.closed?.code === 4401 && tokens.renewable && !renewed) {
         renewed = true;
-        tokens.invalidate(session.provider.params.token);
+        tokens.invalidate(current);
         tokens.fresh().then(
           (token) => reconnect(token),
           (err) => {
@@ -128,15 +129,17 @@ function open(ctx) {
   });
   panel.section.dataset.ready = "true";
   const { provider } = session;
-  /** Open the notes socket again, on `token` (the y-websocket params are read per socket). */
+  /** Open the notes socket again, on `token` (y-websocket reads `protocols` per socket; the
+   * token travels as a subprotocol, docs/protocol.md "Authentication"). */
   function reconnect(token) {
-    provider.params = { ...provider.params, token };
+    current = token;
+    provider.protocols = ["menteo.notes.v1", `menteo.token.${token}`];
     if (refused) return;
     provider.disconnect();
     provider.connect();
   }
   tokens.addEventListener("token", ({ detail: token }) => {
-    if (token !== provider.params.token) reconnect(token);
+    if (token !== current) reconnect(token);
   });
   // Like the room socket: no waiting on a dead socket when the browser knows it is offline,
   // and no waiting out a backoff when it is back.

@@ -18,6 +18,14 @@
 
 export const SUBPROTOCOL = "menteo.v1.json";
 
+/**
+ * A token as an offered subprotocol (docs/protocol.md, "Authentication"): the server reads
+ * it there and never selects it, so the token stays out of the URL and out of proxy logs.
+ */
+export function tokenProtocol(token) {
+  return `menteo.token.${token}`;
+}
+
 const RATE_LIMITED = 1008;
 const SERVER_RESTART = 1012;
 const UNAUTHORIZED = 4401;
@@ -130,6 +138,11 @@ export class ReconnectingSocket extends EventTarget {
     throw new Error(`${this.#name}: no url(location)`);
   }
 
+  /** The subprotocols to offer: the codec, and the token (tokenProtocol) where there is one. */
+  protocols() {
+    return [SUBPROTOCOL];
+  }
+
   /**
    * A welcome (the first frame of a socket; `first` for the first socket): take its epoch
    * and where events resume. Returns the "welcome" event's detail.
@@ -168,7 +181,7 @@ export class ReconnectingSocket extends EventTarget {
     let ws;
     try {
       this.#socketToken = tokens?.token ?? null;
-      ws = new WebSocket(this.url(this.#options.location), [SUBPROTOCOL]);
+      ws = new WebSocket(this.url(this.#options.location), this.protocols());
     } catch (err) {
       // A malformed URL; retrying the same one cannot help.
       this.#setState("stopped", { message: `Cannot open the ${this.#name}: ${err.message}` });
