@@ -70,6 +70,7 @@ def _submit(
     key: str | None,
     data: dict[str, Any],
 ) -> None:
+    conn.writable(op_id)
     event_type = "checklist." + op
     item = NewEvent(conn.room.id, event_type, conn.user_id, conn.principal.name, key, data)
     conn.ack_when_stored(state.writer.append(item), op_id, event_type)

@@ -44,6 +44,7 @@ Handler = Callable[[RoomParts, RoomConnection, dict[str, Any]], None]
 
 def handle_chat(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     cid = client_id(frame)
+    conn.writable(cid)
     body = text_field(frame, "body", MAX_BODY)
     if not body.strip():
         raise FrameError(ErrorCode.INVALID, "'body' must not be blank", cid)
@@ -65,7 +66,8 @@ def handle_ping(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -
 
 def handle_refresh(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     """A new token for the open socket: same user, later expiry."""
-    conn.principal, reply = refresh(state.settings.secret, conn.user_id, frame)
+    conn.principal, reply = refresh(state.door.tokens, conn.user_id, frame)
+    state.access.connections.refreshed(conn)  # a revocation of the new token's id finds it
     conn.clock.set(conn.principal.expires_at)
     conn.send_frame(reply)
 
@@ -103,7 +105,13 @@ class RoomSocket:
             transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
             room, role = admitted.grant
             conn = RoomConnection(room, admitted.principal, role, admitted.codec, transport)
-            await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
+            async with state.access.track(conn, room.id) as tracked:
+                if tracked.refusal is not None:  # removed or revoked since the handshake
+                    await transport.close(tracked.refusal.code, tracked.refusal.reason)
+                    return
+                assert tracked.room is not None
+                conn.room, conn.role = tracked.room, tracked.role  # kept current by access
+                await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
 
 
 async def _serve(
@@ -133,7 +141,8 @@ async def _serve(
             conn.clock.cancel()
             state.presence.typing.detach(room_id, conn.user_id)
             # A clean close leaves at once; a drop or a server restart gets the grace period.
-            clean = disconnect_code in (1000, 1001)
+            # So does a socket closed for its access (removed, revoked): it will not be back.
+            clean = disconnect_code in (1000, 1001) or conn.access_ended
             try:
                 await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
             except Exception as exc:
