@@ -41,6 +41,7 @@ from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
+from .persistence.events import Reducer
 from .presence import MemoryPresence, Presence
 from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
@@ -134,7 +135,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
 
 def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults) -> Writer:
     """The group-commit writer, with the reducers that keep state beside their events."""
-    reducers = [
+    reducers: list[Reducer] = [
         ChecklistReducer(),
         FeedReducer(),
         RoomReducer(),  # members, title, archive flag
