@@ -8,11 +8,21 @@ from typing import Any
 
 import httpx
 import pytest
+import websockets
 
 from tests.access_client import bearer, call, delete_member, put_member, within
+from tests.backends import Backend
 from tests.client import RoomClient, close_code, create_room
 from tests.notes_client import NotesClient
-from tests.servers import Running
+from tests.servers import Running, make_settings, run_server
+
+COUNT = 1000  # messages Ana writes while Ben is removed
+UNLIMITED = {
+    "rate_per_second": 10_000,
+    "rate_burst": 10_000,
+    "user_rate_per_second": 10_000,
+    "user_rate_burst": 10_000,
+}
 
 
 def reply(cid: str) -> Any:
@@ -172,7 +182,7 @@ async def test_a_socket_admitted_just_before_the_removal_is_closed_too(
     """Removed while its handshake was in flight: closed 4403 either way, never left open."""
     service, room_id = server.service(), room["id"]
     url = f"/rooms/{room_id}/{kind}?token={server.token('ben')}"
-    import websockets
+
 
     async def one() -> int:
         async with websockets.connect(server.ws + url, open_timeout=10) as ws:
@@ -188,3 +198,39 @@ async def test_a_socket_admitted_just_before_the_removal_is_closed_too(
     assert (await delete_member(server.url, service, room_id, "ben")).status_code == 204
     codes = await asyncio.gather(*sockets)
     assert set(codes) == {4403}, codes
+
+
+async def test_a_removed_member_gets_nothing_stored_after_the_removal(backend: Backend) -> None:
+    """Ana keeps writing while Ben is removed: Ben's socket is sent nothing with a seq after
+    his removal, even from the very batch that carried it."""
+    async with run_server(make_settings(backend, **UNLIMITED)) as server:
+        members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        room = await create_room(server.url, server.service(), members)
+        await _removed_while_ana_writes(server, room["id"])
+
+
+async def _removed_while_ana_writes(server: Running, room_id: str) -> None:
+    service = server.service()
+    ana = await RoomClient.connect(server.ws, room_id, server.token("ana"))
+    ben = await RoomClient.connect(server.ws, room_id, server.token("ben"))
+
+
+    async def write() -> None:
+        for i in range(COUNT):
+            await ana.send({"type": "chat.send", "id": f"w{i}", "body": f"still writing {i}"})
+            await asyncio.sleep(0)  # a turn for the server (in this loop) and the removal
+
+    # The removal is queued among Ana's messages, often in one batch with some after it.
+    writing = asyncio.ensure_future(write())
+    assert (await delete_member(server.url, service, room_id, "ben")).status_code == 204
+    await writing
+    removed = await ana.recv_until(lambda f: f["type"] == "member.removed")
+    await ana.recv_until(reply(f"w{COUNT - 1}"))
+    seen: list[int] = []
+    with pytest.raises(websockets.ConnectionClosed) as closed:
+        while True:
+            frame = await ben.recv()
+            if "seq" in frame:
+                seen.append(int(frame["seq"]))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    assert seen and max(seen) <= removed["seq"], (removed["seq"], seen[-5:])

@@ -90,7 +90,7 @@ async def _serve(
         send_timeout=state.settings.send_timeout,
         metrics=state.metrics,
     )
-    live = Ender(lambda: principal, lambda c, r: transport.close_soon(c, r, flush=False))
+    live = Ender(lambda: principal, transport.close_now)
     async with state.access.track(live, admitted.grant[0].id) as tracked:
         if tracked.refusal is not None:  # removed or revoked since the handshake
             await transport.close(tracked.refusal.code, tracked.refusal.reason)

@@ -55,7 +55,7 @@ class RoomConnection:
     def end(self, code: int, reason: str) -> None:
         """Removed from the room, or the token revoked: closed now, what is queued dropped."""
         self.access_ended = True
-        self.transport.close_soon(code, reason, flush=False)
+        self.transport.close_now(code, reason)
 
     def role_changed(self, role: str) -> None:
         self.role = role

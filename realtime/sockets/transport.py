@@ -342,6 +342,18 @@ class Transport(BufferedSend):
         if not self.closed and self.closer is None:
             self.closer = asyncio.create_task(self.close(code, reason, flush=flush))
 
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Close from a callback, and send nothing more from this moment: what is queued,
+        held in the hub's cork, or delivered later in the same batch is dropped (a removed
+        member's or a revoked token's socket gets no event stored after the change)."""
+        if self.closed or self.closer is not None:
+            return
+        self.closed = True
+        self.close_code = code
+        self._drop()
+        if not self.aborted:
+            self.closer = asyncio.create_task(self._shut(code, reason))
+
     def _overflow(self) -> None:
         self.close_code = Close.TRY_AGAIN
         self.closer = asyncio.create_task(self._close_slow())
