@@ -57,7 +57,9 @@ async def test_removal_through_b_closes_bens_sockets_on_a_within_a_second(shared
             path = f"/rooms/{room['id']}/ws?token={token('ben')}"
             assert await close_code(server.ws, path) == 4403
 
-        assert (await put_member(a.url, SERVICE, room["id"], "ben", "Ben", "mentee")).status_code == 201
+        assert (
+            await put_member(a.url, SERVICE, room["id"], "ben", "Ben", "mentee")
+        ).status_code == 201
         ben = await RoomClient.connect(b.ws, room["id"], token("ben"))
         assert [m["body"] for m in ben.welcome["history"]] == ["hello Ben"]
         assert await ben.chat("b1", "back") == 4

@@ -61,7 +61,9 @@ async def test_an_archived_room_is_read_only_until_unarchived(
         assert refused["type"] == "error" and refused["code"] == "archived", (op, refused)
     await ben.send({"type": "ping", "id": "p"})
     assert (await ben.recv_until(lambda f: f["type"] == "pong"))["id"] == "p"
-    copy = await call(server.url, service, "POST", f"/api/rooms/{room_id}/checklist", {"roadmap_id": "x"})
+    copy = await call(
+        server.url, service, "POST", f"/api/rooms/{room_id}/checklist", {"roadmap_id": "x"}
+    )
     assert copy.status_code == 409 and copy.json()["error"]["code"] == "archived"
 
     # The notes take no update: the socket that tries is closed 4423, the document unchanged.

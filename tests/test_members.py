@@ -94,7 +94,10 @@ async def test_a_removed_member_is_closed_4403_everywhere_then_let_back_in(
         resp = await call(server.url, ben_rest, "GET", f"/api/rooms/{room_id}{path}")
         assert resp.status_code == 403, (path, resp.status_code)
     for kind in ("ws", "notes"):
-        assert await close_code(server.ws, f"/rooms/{room_id}/{kind}?token={server.token('ben')}") == 4403
+        assert (
+            await close_code(server.ws, f"/rooms/{room_id}/{kind}?token={server.token('ben')}")
+            == 4403
+        )
     again = await delete_member(server.url, service, room_id, "ben")
     assert again.status_code == 404 and again.json()["error"]["code"] == "not_found"
 
@@ -183,7 +186,6 @@ async def test_a_socket_admitted_just_before_the_removal_is_closed_too(
     service, room_id = server.service(), room["id"]
     url = f"/rooms/{room_id}/{kind}?token={server.token('ben')}"
 
-
     async def one() -> int:
         async with websockets.connect(server.ws + url, open_timeout=10) as ws:
             try:
@@ -213,7 +215,6 @@ async def _removed_while_ana_writes(server: Running, room_id: str) -> None:
     service = server.service()
     ana = await RoomClient.connect(server.ws, room_id, server.token("ana"))
     ben = await RoomClient.connect(server.ws, room_id, server.token("ben"))
-
 
     async def write() -> None:
         for i in range(COUNT):
