@@ -88,6 +88,8 @@ async def test_a_removed_member_is_closed_4403_everywhere_then_let_back_in(
     # A removal leaves presence at once (no grace period: the member is not coming back).
     left = await ana.recv_until(lambda f: f["type"] == "presence.leave")
     assert left["user_id"] == "ben"
+    metrics = (await call(server.url, {}, "GET", "/metrics")).text
+    assert 'menteo_access_closed_total{reason="removed"} 2' in metrics
 
     ben_rest = bearer(server.token("ben"))
     for path in ("", "/messages", "/checklist", "/notes"):
