@@ -100,7 +100,13 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     writer.start()
     access = Access(db, hub, metrics)  # follows revocations from here on
     await access.start()
-    tokens = Tokens(settings.secret, settings.token_audience, settings.token_issuer, access.revoked)
+    tokens = Tokens(
+        settings.secret,
+        settings.token_audience,
+        settings.token_issuer,
+        access.revoked,
+        settings.token_max_lifetime,
+    )
     feed = FeedService(db, hub, writer, settings)
     await feed.start()
     presence = create_presence(settings, hub, faults)
@@ -178,7 +184,7 @@ def _gauges(state: State) -> None:
     gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
     gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
     revocations = state.access.revocations
-    gauges["menteo_revocations_held"] = lambda: len(revocations.users) + len(revocations.tokens)
+    gauges["menteo_revocations_held"] = lambda: len(revocations)
 
 
 def _failed(state: State, signals: StopSignals, reason: str) -> None:

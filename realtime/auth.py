@@ -134,9 +134,13 @@ class Tokens:
     audience: str = ""
     issuer: str = ""
     revoked: Callable[[Principal], bool] = field(default=_never)
+    max_lifetime: float = 0.0  # seconds from ``iat`` to ``exp``; 0: any
 
     def verify(self, token: str | None) -> Principal:
         principal = verify_token(self.secret, token, audience=self.audience, issuer=self.issuer)
+        lifetime = principal.expires_at - principal.issued_at  # no ``iat``: issued at 0
+        if self.max_lifetime and lifetime > self.max_lifetime:
+            raise AuthError(f"token lives longer than {self.max_lifetime:g} s (exp - iat)")
         if self.revoked(principal):
             raise AuthError("token revoked")
         return principal

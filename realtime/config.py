@@ -29,6 +29,9 @@ class Settings:
     token_issuer: str = ""
     # Revocations held at once (user and single-token ones together, until they lapse).
     max_revocations: int = 100_000
+    # Seconds a token may live (``exp - iat``; no ``iat``: refused); 0: no cap. With a cap, a
+    # user's revocation lapses once every token it covers has expired.
+    token_max_lifetime: float = 0.0
 
     # Limits, per connection unless named otherwise.
     max_connections_per_ip: int = 500  # open sockets from one address (checked before auth)

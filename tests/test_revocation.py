@@ -197,3 +197,31 @@ def test_the_token_command_sets_iat_jti_and_the_servers_audience(audience: str) 
         Tokens(SECRET, "menteo-rt", "platform").verify(printed[0])
     else:
         assert "aud" not in first and "iss" not in first
+
+
+async def test_a_longest_lifetime_caps_tokens_and_lets_a_users_revocation_lapse(
+    backend: Backend,
+) -> None:
+    async with run_server(make_settings(backend, token_max_lifetime=3600)) as server:
+        service = server.service()
+        room = await create_room(server.url, service, [("ben", "Ben", "mentee")])
+        bare = jwt.encode(
+            {"sub": "ben", "name": "Ben", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256"
+        )
+        assert await rest_status(server, server.token("ben", ttl=7200), room["id"]) == 401
+        assert await rest_status(server, bare, room["id"]) == 401  # no iat: lives since 1970
+        assert await rest_status(server, server.token("ben"), room["id"]) == 200
+        assert (await revoke(server.url, service, user_id="ben")).status_code == 204
+        assert server.state is not None
+        async with server.state.db.write() as db:
+            row = (await db.execute(select(TABLE).where(TABLE.c.subject == "ben"))).one()
+            assert row.expires_at == pytest.approx(row.issued_before + 3600)
+            # A user's revocation whose tokens have all expired since: pruned next time.
+            lapsed = {"kind": "user", "subject": "cy", "issued_before": 2.0, "expires_at": 1.0}
+            await db.execute(insert(TABLE).values(**lapsed))
+        assert (
+            await revoke(server.url, service, jti="t1", exp=time.time() + 60)
+        ).status_code == 204
+        async with server.state.db.read() as db:
+            subjects = set((await db.execute(select(TABLE.c.subject))).scalars())
+        assert subjects == {"ben", "t1"}

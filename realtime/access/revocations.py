@@ -2,9 +2,10 @@
 ``access`` stream, and each process's copy of it in memory, checked on every token.
 
 A user's revocation refuses every token of the user issued before its moment (``iat``; none
-counts as 0) and is kept (one row per user, moved forward by a later revocation): tokens
-have no longest lifetime the server knows of. A single token's (``jti``) is kept until that
-token's ``exp``, then pruned. The table holds at most ``max_revocations`` rows.
+counts as 0), one row per user (moved forward by a later revocation), kept until every token
+it covers has expired: its moment plus ``MENTEO_TOKEN_MAX_LIFETIME`` when that is set (tokens
+living longer are refused), else for good. A single token's (``jti``) is kept until that
+token's ``exp``. Lapsed rows are pruned; the table holds at most ``max_revocations``.
 """
 
 from __future__ import annotations
@@ -29,32 +30,40 @@ TOO_MANY = "too_many_revocations"  # a ``Rejected`` code: the table is full
 
 @dataclass(slots=True)
 class Revocations:
-    """This process's copy: a user's moment, and the revoked token ids with their ``exp``."""
+    """This process's copy: a user's moment (and when it lapses; 0: never), and the revoked
+    token ids with their ``exp``."""
 
-    users: dict[str, float] = field(default_factory=dict)
+    users: dict[str, tuple[float, float]] = field(default_factory=dict)
     tokens: dict[str, float] = field(default_factory=dict)
-    next_prune: int = 1024  # token ids held when expired ones are dropped next
+    next_prune: int = 1024  # entries held when lapsed ones are dropped next
 
     def covers(self, principal: Principal) -> bool:
-        before = self.users.get(principal.user_id)
-        if before is not None and principal.issued_at < before:
+        user = self.users.get(principal.user_id)
+        if user is not None and principal.issued_at < user[0]:
             return True
         return principal.token_id is not None and principal.token_id in self.tokens
 
+    def __len__(self) -> int:
+        return len(self.users) + len(self.tokens)
+
     def apply(self, data: dict[str, Any]) -> None:
         """One ``token.revoked`` event's data (or a stored row's, as such)."""
+        lapses = float(data.get("expires_at", 0.0))
         if "user_id" in data:
             user_id, before = str(data["user_id"]), float(data["issued_before"])
-            self.users[user_id] = max(before, self.users.get(user_id, before))
+            held = self.users.get(user_id)
+            if held is None or before >= held[0]:
+                self.users[user_id] = (before, lapses)
         elif "jti" in data:
-            self.tokens[str(data["jti"])] = float(data["expires_at"])
-            if len(self.tokens) >= self.next_prune:
-                self.prune(time.time())
+            self.tokens[str(data["jti"])] = lapses
+        if len(self) >= self.next_prune:
+            self.prune(time.time())
 
     def prune(self, now: float) -> None:
-        """Forget the ids of tokens that expired (their ``exp`` refuses them anyway)."""
+        """Forget what lapsed: the tokens it covers have expired (their ``exp`` refuses them)."""
+        self.users = {u: v for u, v in self.users.items() if not 0 < v[1] < now}
         self.tokens = {jti: exp for jti, exp in self.tokens.items() if exp >= now}
-        self.next_prune = max(1024, 2 * len(self.tokens))
+        self.next_prune = max(1024, 2 * len(self))
 
 
 def load_revocations_sync(conn: Connection) -> list[dict[str, Any]]:
@@ -65,18 +74,19 @@ def load_revocations_sync(conn: Connection) -> list[dict[str, Any]]:
 
 def _as_data(kind: str, subject: str, before: float, expires: float) -> dict[str, Any]:
     if kind == USER:
-        return {"user_id": subject, "issued_before": before}
+        return {"user_id": subject, "issued_before": before, "expires_at": expires}
     return {"jti": subject, "expires_at": expires}
 
 
 def _live(now: float) -> Any:
-    return (TABLE.c.kind == USER) | (TABLE.c.expires_at >= now)
+    """Rows still in force: kept for good (0), or until a moment not yet passed."""
+    return (TABLE.c.expires_at == 0) | (TABLE.c.expires_at >= now)
 
 
 @dataclass(slots=True)
 class _Batch:
-    count: int  # rows stored, expired ones pruned
-    stored: dict[tuple[str, str], float]  # (kind, subject) -> issued_before, for rows that exist
+    count: int  # rows stored, lapsed ones pruned
+    stored: dict[tuple[str, str], dict[str, Any]]  # (kind, subject) -> the row, as event data
     writes: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
@@ -99,9 +109,9 @@ class RevocationReducer:
                 raise Rejected(TOO_MANY, f"{self.max_revocations} revocations are held")
             state.count += 1
         data = dict(item.data)
-        if key[0] == USER:  # a later moment covers more; an earlier one changes nothing
-            held = state.writes.get(key, {}).get("issued_before", state.stored.get(key, 0.0))
-            data["issued_before"] = max(float(data["issued_before"]), held)
+        held = state.writes.get(key) or state.stored.get(key)
+        if key[0] == USER and held is not None and held["issued_before"] > data["issued_before"]:
+            data = dict(held)  # a later moment covers more; an earlier one changes nothing
         state.writes[key] = data
         return data
 
@@ -117,15 +127,12 @@ def _load(conn: Connection, keys: list[tuple[str, str]]) -> _Batch:
     # Lapsed single-token rows go first: the cap counts what is in force.
     conn.execute(delete(TABLE).where(~_live(time.time())))
     count = conn.execute(select(func.count()).select_from(TABLE)).scalar() or 0
-    stored: dict[tuple[str, str], float] = {}
+    stored: dict[tuple[str, str], dict[str, Any]] = {}
     for kind, subject in set(keys):
-        row = conn.execute(
-            select(TABLE.c.issued_before).where(
-                and_(TABLE.c.kind == kind, TABLE.c.subject == subject)
-            )
-        ).first()
+        where = and_(TABLE.c.kind == kind, TABLE.c.subject == subject)
+        row = conn.execute(select(TABLE).where(where)).first()
         if row is not None:
-            stored[(kind, subject)] = float(row.issued_before)
+            stored[(kind, subject)] = _as_data(kind, subject, row.issued_before, row.expires_at)
     return _Batch(int(count), stored)
 
 
