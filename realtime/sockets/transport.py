@@ -309,8 +309,13 @@ class Transport(BufferedSend):
 
     async def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close after what is already queued (or, without ``flush``, at once, dropping it);
-        never waits on the peer past ``send_timeout``."""
+        never waits on the peer past ``send_timeout``. Closed already from a callback
+        (``close_now``, ``close_soon``): wait for that close frame to go, so an endpoint that
+        returns next does not drop its connection without one."""
         if self.closed:
+            closer = self.closer
+            if closer is not None and closer is not asyncio.current_task():
+                await asyncio.wait((closer,))
             return
         self.closed = True
         self.close_code = code
