@@ -23,7 +23,7 @@ from typing import Any
 # One item as the welcome, GET .../checklist and the events describe it.
 ITEM_FIELDS = (
     "id", "title", "description", "pos", "done", "done_by", "done_at",
-    "verified", "verified_by", "verified_at", "verified_title",
+    "verified", "verified_by", "verified_at", "verified_title", "added_by",
 )  # fmt: skip
 MAX_KEY = 32  # "no key is ever longer than 32 characters"
 KEY_DIGITS = frozenset(string.digits + string.ascii_letters)  # base-62
@@ -102,7 +102,7 @@ class EventView:
             raw = frame["item"]
             if raw["id"] in self.items:
                 raise ViewError(f"seq {frame['seq']} adds {raw['id']!r}, already in the list")
-            new = _fresh(raw["id"], raw["title"], raw.get("description", ""))
+            new = _fresh(raw["id"], raw["title"], raw.get("description", ""), author)
             self.items[raw["id"]] = {**new, "pos": raw["pos"]}
             self._rebalance(frame)
             return
@@ -196,10 +196,11 @@ def _bad_place(add: dict[str, Any]) -> bool:
     return name == "after" or isinstance(place, bool) or not isinstance(place, int) or place < 0
 
 
-def _fresh(item_id: str, title: str, description: str) -> Item:
-    """A new item as an add makes it: not done, not verified."""
+def _fresh(item_id: str, title: str, description: str, author: str) -> Item:
+    """A new item as an add makes it: not done, not verified, ``added_by`` its author."""
     item: Item = {f: None for f in ITEM_FIELDS if f != "pos"}
     item.update(id=item_id, title=title, description=description, done=False, verified=False)
+    item["added_by"] = author
     return item
 
 
@@ -241,7 +242,31 @@ class Rules:
         if kind == "add":
             return self._judge_add(op, item_id)
         if item_id not in self.items:
-            return _refuse("not_found")
+            mentee_verify = kind == "verify" and author != self.mentor
+            return _refuse("not_found", *(["forbidden"] if mentee_verify else []))
+        verdict = self._judge_item(op, kind, item_id)
+        if not self._role_allows(op, kind, self.items[item_id], author):
+            # "Roles on the roadmap": ``forbidden``, or any refusal the list gives as well.
+            return _refuse("forbidden", *verdict.refusals)
+        return verdict
+
+    def _role_allows(self, op: dict[str, Any], kind: str, item: Item, author: str) -> bool:
+        """The role table of docs/protocol.md, for the mentor and a mentee (every player
+        who is not the mentor)."""
+        if author == self.mentor:
+            return True
+        if kind == "verify":
+            return False
+        own, verified = item.get("added_by") == author, bool(item["verified"])
+        if kind == "toggle":
+            return op["done"] or not verified  # a mentee may not untick a verified step
+        if kind in ("rename", "remove"):
+            return own and not verified
+        if kind == "move":
+            return own
+        return True
+
+    def _judge_item(self, op: dict[str, Any], kind: str, item_id: str) -> Verdict:
         if kind == "move":
             after = op["after"]
             if after == item_id:  # it cannot follow itself: a field out of bounds
@@ -276,12 +301,12 @@ class Rules:
         ):
             codes.append("invalid")
         if kind == "verify":
-            if author != self.mentor:
-                codes.append("forbidden")
             if "verified" in op and not isinstance(op["verified"], bool):
                 codes.append("invalid")
             if "title" in op and op.get("verified", True) and _bad_text(op["title"], 1, MAX_TITLE):
                 codes.append("invalid")
+            if codes and author != self.mentor:
+                codes.append("forbidden")  # no precedence between the two is documented
         return codes
 
     def _judge_add(self, op: dict[str, Any], item_id: str) -> Verdict:
@@ -306,7 +331,7 @@ class Rules:
         op = self._normalized(op)
         kind, item_id = op["type"].removeprefix("checklist."), op["item_id"]
         if kind == "add":
-            self.items[item_id] = _fresh(item_id, op["title"], op.get("description", ""))
+            self.items[item_id] = _fresh(item_id, op["title"], op.get("description", ""), author)
             self.order.insert(self._index(op), item_id)
             return
         item = self.items[item_id]

@@ -19,11 +19,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from . import logs
+from .access.members import RoomReducer
+from .access.revocations import RevocationReducer
+from .access.service import Access
 from .api import checklist as checklist_api
 from .api import client as client_api
 from .api import feed as feed_api
 from .api import notes as notes_api
 from .api import rooms as rooms_api
+from .api import tokens as tokens_api
 from .api.common import (
     ApiError,
     database_unavailable,
@@ -31,6 +35,7 @@ from .api.common import (
     json_response,
     state_of,
 )
+from .auth import Tokens
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
@@ -45,6 +50,7 @@ from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
+from .persistence.events import Reducer
 from .presence import MemoryPresence, Presence
 from .protocol import SUBPROTOCOL_NOTES
 from .rooms.parts import RoomParts
@@ -104,20 +110,25 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         batch=CORK,
     )
     await hub.start()
-    writer = Writer(
-        db,
-        hub.committed,
-        batch=settings.commit_batch,
-        reducers=[ChecklistReducer(), FeedReducer()],
-        faults=faults,
-    )
+    writer = _writer(settings, db, hub, faults)
     writer.start()
+    access = Access(db, hub, metrics)  # follows revocations from here on
+    await access.start()
+    tokens = Tokens(
+        settings.secret,
+        settings.token_audience,
+        settings.token_issuer,
+        access.revoked,
+        settings.token_max_lifetime,
+    )
     feed = FeedService(db, hub, writer, settings)
     await feed.start()
     presence = create_presence(settings, hub, faults)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
-    state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
+    state = State(
+        settings, db, broker, hub, writer, presence, notes, feed, access, tokens, metrics=metrics
+    )
     notes.metrics = state.metrics
     _gauges(state)
     signals = StopSignals(lambda: _stopping(state))
@@ -136,6 +147,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await writer.close()
         await presence.close()
         await feed.close()
+        await access.close()
         await hub.close()
         await broker.close()
         await db.close()
@@ -152,6 +164,17 @@ async def kept_secret(settings: Settings, db: Database) -> Settings:
     if not (settings.dev_secret and settings.is_sqlite):
         return settings
     return replace(settings, secret=await db.keep(DEV_SECRET_KEY, settings.secret))
+
+
+def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults) -> Writer:
+    """The group-commit writer, with the reducers that keep state beside their events."""
+    reducers: list[Reducer] = [
+        ChecklistReducer(),
+        FeedReducer(),
+        RoomReducer(),  # members, title, archive flag
+        RevocationReducer(settings.max_revocations),
+    ]
+    return Writer(db, hub.committed, batch=settings.commit_batch, reducers=reducers, faults=faults)
 
 
 def _watchdog(state: State, signals: StopSignals) -> Watchdog:
@@ -187,6 +210,8 @@ def _gauges(state: State) -> None:
     gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
     gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
     gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
+    revocations = state.access.revocations
+    gauges["menteo_revocations_held"] = lambda: len(revocations)
 
 
 def _failed(state: State, signals: StopSignals, reason: str) -> None:
@@ -220,8 +245,8 @@ class Endpoints:
     def open(self, state: State) -> None:
         settings, metrics = state.settings, state.metrics
         slots = state.slots = AddressSlots(settings.max_connections_per_ip, metrics)
-        door = Door(settings.secret, settings.allowed_origins, slots, metrics, state.shutdown)
-        membership = Membership(state.db)
+        door = Door(state.tokens, settings.allowed_origins, slots, metrics, state.shutdown)
+        membership = Membership(state.db, state.access.rooms)
         self.rooms.parts = RoomParts(
             door,
             Rules("room", membership),
@@ -231,14 +256,15 @@ class Endpoints:
             state.writer,
             state.presence,
             metrics,
+            state.access,
         )
         notes_rules = Rules(
             "notes", membership, subprotocols=False, own_subprotocol=SUBPROTOCOL_NOTES
         )
         self.notes.parts = NotesParts(
-            door, notes_rules, settings, state.notes, state.writer, metrics
+            door, notes_rules, settings, state.notes, state.writer, metrics, state.access
         )
-        feed = FeedParts(door, settings, metrics, state.feed)
+        feed = FeedParts(door, settings, metrics, state.feed, state.access)
         self.feed.open(feed)
         self.stream.parts = feed
 
@@ -345,6 +371,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         *notes_api.routes,
         *feed_api.routes,
         *client_api.routes,
+        *tokens_api.routes,
         *extra_routes,
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),

@@ -25,6 +25,7 @@ Status = Literal["ok", "warn", "FAIL"]
 # Limits where 0 or less would break serving (the rest allow 0 as "off").
 POSITIVE = (
     "max_connections_per_ip",
+    "max_revocations",
     "max_frame_bytes",
     "max_request_head_bytes",
     "rate_per_second",

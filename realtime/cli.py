@@ -11,7 +11,7 @@ import socket
 import sys
 from collections.abc import Iterator
 
-from .auth import issue_token
+from .auth import Tokens
 from .config import Settings
 from .logs import configure, log_config
 from .watchdog import EXIT_FAILED
@@ -117,7 +117,9 @@ def token(args: argparse.Namespace) -> int:
         print(
             "warning: MENTEO_SECRET is unset; this token only works for no server", file=sys.stderr
         )
-    print(issue_token(settings.secret, args.user_id, args.name, role=args.role, ttl=args.ttl))
+    # ``iat``, a random ``jti`` and, when the server requires them, ``aud`` and ``iss``.
+    tokens = Tokens(settings.secret, settings.token_audience, settings.token_issuer)
+    print(tokens.issue(args.user_id, args.name, role=args.role, ttl=args.ttl))
     return 0
 
 

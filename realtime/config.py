@@ -24,6 +24,14 @@ class Settings:
     secret: str = ""  # empty: a random dev secret, with a loud warning
     allowed_origins: tuple[str, ...] = ()  # empty: same host as the request only; "*" any
     auto_migrate: bool | None = None  # None: on for SQLite, off for PostgreSQL
+    # When set, every token must carry this ``aud`` / ``iss`` (the ``token`` command sets them).
+    token_audience: str = ""
+    token_issuer: str = ""
+    # Revocations held at once (user and single-token ones together, until they lapse).
+    max_revocations: int = 100_000
+    # Seconds a token may live (``exp - iat``; no ``iat``: refused); 0: no cap. With a cap, a
+    # user's revocation lapses once every token it covers has expired.
+    token_max_lifetime: float = 0.0
 
     # Limits, per connection unless named otherwise.
     max_connections_per_ip: int = 500  # open sockets from one address (checked before auth)

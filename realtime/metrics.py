@@ -29,9 +29,12 @@ HELP = {
     "menteo_notes_apply_failures_total": "notes updates that did not apply to a room's document",
     "menteo_notes_quarantined_total": "stored notes updates that do not load, marked quarantined",
     "menteo_notes_awareness_expired_total": "awareness states removed after the notes timeout",
+    "menteo_access_closed_total": "sockets and event streams closed because their access "
+    "ended, by reason (removed from the room, revoked)",
+    "menteo_revocations_held": "token revocations this process holds (users and token ids)",
 }
 # The label of a counter whose label is not a kind, a reason or a limit.
-LABELS = {"menteo_faults_survived_total": "part"}
+LABELS = {"menteo_faults_survived_total": "part", "menteo_access_closed_total": "reason"}
 
 
 class Metrics:

@@ -47,6 +47,7 @@ class ErrorCode:
     UNAVAILABLE = "unavailable"  # the event could not be stored; retry with the same id
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
+    ARCHIVED = "archived"  # the room is archived: chat and checklist are read-only
 
 
 MAX_CLIENT_ID = 64

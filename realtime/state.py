@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .access.service import Access
+from .auth import Tokens
 from .broker import Broker
 from .config import Settings
 from .feed.service import FeedService
@@ -28,6 +30,8 @@ class State:
     presence: Presence
     notes: NotesDocuments
     feed: FeedService
+    access: Access  # live members and archive flags, revocations, the connection registry
+    tokens: Tokens  # how every token is checked (secret, audience, issuer, revocations)
     # Draining (no new sockets), then stopping (drain.py): event streams end then.
     shutdown: Shutdown = field(default_factory=Shutdown)
     # Sockets and event streams open per client address (given to every endpoint's door).

@@ -36,6 +36,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/rooms/{room_id}"): ROOM,
     ("GET", "/api/rooms/{room_id}/messages"): ROOM,
     ("POST", "/api/rooms/{room_id}/messages"): SERVICE,  # a system message
+    # Access that changes: members, the room's title and archive flag, revocations.
+    ("PATCH", "/api/rooms/{room_id}"): SERVICE,
+    ("PUT", "/api/rooms/{room_id}/members/{user_id}"): SERVICE,
+    ("DELETE", "/api/rooms/{room_id}/members/{user_id}"): SERVICE,
+    ("POST", "/api/tokens/revoke"): SERVICE,
     ("POST", "/api/roadmaps"): SERVICE,
     ("GET", "/api/roadmaps"): SIGNED_IN,
     ("POST", "/api/rooms/{room_id}/checklist"): ROOM,

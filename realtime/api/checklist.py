@@ -181,6 +181,8 @@ async def copy_roadmap(request: Request) -> Response:
     member = room.member(principal.user_id)
     if not principal.is_service and (member is None or member.role != "mentor"):
         raise ApiError(403, "forbidden", "only the room's mentor or the backend may do this")
+    if room.archived:
+        raise ApiError(409, "archived", "the room is archived: it is read-only")
     roadmap_id = text(await json_body(request), "roadmap_id", 64)
     state = state_of(request)
     steps = await _numbered_steps(state, roadmap_id)

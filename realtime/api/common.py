@@ -9,9 +9,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..auth import AuthError, Principal, bearer_token, verify_token
+from ..auth import AuthError, Principal, bearer_token
 from ..persistence.database import cannot_serve
-from ..protocol import has_nul
+from ..protocol import has_control, has_nul
 from ..state import State
 
 MAX_BODY_BYTES = 64 * 1024
@@ -61,9 +61,7 @@ def state_of(request: Request) -> State:
 
 def caller(request: Request) -> Principal:
     try:
-        return verify_token(
-            state_of(request).settings.secret, bearer_token(request.headers.get("authorization"))
-        )
+        return state_of(request).tokens.verify(bearer_token(request.headers.get("authorization")))
     except AuthError as exc:
         raise ApiError(401, "unauthorized", f"a valid Bearer token is required: {exc}") from None
 
@@ -103,6 +101,19 @@ def text(data: dict[str, Any], name: str, max_len: int, *, min_len: int = 1) -> 
             400, "invalid", f"'{name}' must be a string of {min_len}..{max_len} characters, no NUL"
         )
     return value.strip()
+
+
+def label(value: object, name: str, max_len: int) -> str:
+    """An id or a name: 1..``max_len`` characters, no control character or lone surrogate
+    (it reaches frames, presence entries and logs as one line)."""
+    if not isinstance(value, str) or not 1 <= len(value) <= max_len or has_control(value):
+        raise ApiError(
+            400,
+            "invalid",
+            f"'{name}' must be a string of 1..{max_len} characters, "
+            "no control character or lone surrogate",
+        )
+    return value
 
 
 def int_param(request: Request, name: str, default: int | None, *, lo: int, hi: int) -> int | None:

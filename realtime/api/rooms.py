@@ -8,10 +8,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ..access.members import ADDED, EXISTS, MISSING, REMOVED, ROOM_UPDATED, UPDATED
 from ..auth import Principal
-from ..persistence.events import SYSTEM_KIND, NewEvent, Rejected
-from ..persistence.rooms import ROLES, MemberRecord, RoomRecord, create_room, get_room, list_rooms
+from ..persistence.events import SYSTEM_KIND, NewEvent, Rejected, StoredEvent
+from ..persistence.rooms import (
+    MAX_MEMBERS,
+    ROLES,
+    MemberRecord,
+    RoomRecord,
+    create_room,
+    get_room,
+    list_rooms,
+)
 from ..protocol import FrameError, chat_body, client_id
+from ..state import State
 from ..streams.history import page_before
 from .common import (
     ApiError,
@@ -19,20 +29,22 @@ from .common import (
     int_param,
     json_body,
     json_response,
+    label,
     require_service,
     state_of,
     text,
 )
 
-MAX_MEMBERS = 50
 CHAT_TYPES = ("chat.message",)
+MAX_TITLE = 200
+PUT_TRIES = 3  # a PUT that races another change of the same member looks again this often
 
 
 async def create(request: Request) -> Response:
     principal = caller(request)
     require_service(principal)
     data = await json_body(request)
-    title = text(data, "title", 200)
+    title = text(data, "title", MAX_TITLE)
     raw_members = data.get("members")
     if not isinstance(raw_members, list) or len(raw_members) > MAX_MEMBERS:
         raise ApiError(400, "invalid", f"'members' must be a list of at most {MAX_MEMBERS}")
@@ -118,10 +130,108 @@ async def post_message(request: Request) -> Response:
     return json_response(event.frame(), 201 if result.created else 200)
 
 
+async def _change(
+    state: State, principal: Principal, room_id: str, kind: str, data: dict[str, Any]
+) -> StoredEvent:
+    """Append a change of the room (a durable event on its stream, checked and applied to
+    the room's rows by ``access.members.RoomReducer`` in the same transaction)."""
+    try:
+        result = await state.writer.append(
+            NewEvent(room_id, kind, principal.user_id, principal.name, None, data)
+        )
+    except Rejected:
+        raise
+    except Exception:
+        raise ApiError(503, "unavailable", "the change was not stored; send it again") from None
+    return result.event
+
+
+async def _room(state: State, room_id: str) -> RoomRecord:
+    async with state.db.read() as db:
+        room = await get_room(db, room_id)
+    if room is None:
+        raise ApiError(404, "not_found", "no such room")
+    return room
+
+
+async def put_member(request: Request) -> Response:
+    """Add a member (201) or change one's name or role (200); ``member.added`` or
+    ``member.updated`` on the room's stream. The same name and role again: 200, no event."""
+    principal = caller(request)
+    require_service(principal)
+    user_id = label(request.path_params["user_id"], "user_id", 128)
+    data = await json_body(request)
+    name = label(data.get("name"), "name", 128).strip()
+    if not name:
+        raise ApiError(400, "invalid", "'name' must not be blank")
+    role = data.get("role")
+    if role not in ROLES:
+        raise ApiError(400, "invalid", f"'role' is one of {', '.join(ROLES)}")
+    member = MemberRecord(user_id, name, role)
+    state = state_of(request)
+    for _ in range(PUT_TRIES):
+        room = await _room(state, request.path_params["room_id"])
+        current = room.member(user_id)
+        if current == member:
+            return json_response({"member": member.as_dict(), "seq": None})
+        kind = ADDED if current is None else UPDATED
+        try:
+            event = await _change(state, principal, room.id, kind, {"member": member.as_dict()})
+        except Rejected as exc:
+            if exc.code in (EXISTS, MISSING):
+                continue  # another change of this member came first: look again
+            raise ApiError(409, exc.code, exc.message) from None  # too_many_members
+        body = {"member": member.as_dict(), "seq": event.seq}
+        return json_response(body, 201 if kind == ADDED else 200)
+    raise ApiError(409, "conflict", "the member kept changing meanwhile: send it again")
+
+
+async def delete_member(request: Request) -> Response:
+    """Remove a member: ``member.removed``; their sockets of the room close 4403."""
+    principal = caller(request)
+    require_service(principal)
+    user_id = label(request.path_params["user_id"], "user_id", 128)
+    state = state_of(request)
+    room_id = request.path_params["room_id"]
+    try:
+        await _change(state, principal, room_id, REMOVED, {"user_id": user_id})
+    except Rejected as exc:
+        raise ApiError(404 if exc.code == MISSING else 409, exc.code, exc.message) from None
+    return Response(status_code=204)
+
+
+async def update_room(request: Request) -> Response:
+    """Change the title or archive the room (``room.updated``); 200 with the room."""
+    principal = caller(request)
+    require_service(principal)
+    data = await json_body(request)
+    patch: dict[str, Any] = {}
+    if "title" in data:
+        patch["title"] = text(data, "title", MAX_TITLE)
+    if "archived" in data:
+        if not isinstance(data["archived"], bool):
+            raise ApiError(400, "invalid", "'archived' must be a boolean")
+        patch["archived"] = data["archived"]
+    if not patch:
+        raise ApiError(400, "invalid", "give 'title', 'archived' or both")
+    state = state_of(request)
+    room = await _room(state, request.path_params["room_id"])
+    if all(getattr(room, key) == value for key, value in patch.items()):
+        return json_response(room.as_dict())  # nothing changes: no event
+    try:
+        event = await _change(state, principal, room.id, ROOM_UPDATED, patch)
+    except Rejected as exc:
+        raise ApiError(404 if exc.code == MISSING else 409, exc.code, exc.message) from None
+    return json_response(event.data["room"])
+
+
 routes = [
     Route("/api/rooms", create, methods=["POST"]),
     Route("/api/rooms", index, methods=["GET"]),
     Route("/api/rooms/{room_id}", show, methods=["GET"]),
+    Route("/api/rooms/{room_id}", update_room, methods=["PATCH"]),
     Route("/api/rooms/{room_id}/messages", messages, methods=["GET"]),
     Route("/api/rooms/{room_id}/messages", post_message, methods=["POST"]),
+    Route("/api/rooms/{room_id}/members/{user_id}", put_member, methods=["PUT"]),
+    Route("/api/rooms/{room_id}/members/{user_id}", delete_member, methods=["DELETE"]),
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from ..access.service import Access
 from ..config import Settings
 from ..metrics import Metrics
 from ..sockets.admission import Door
@@ -17,6 +18,7 @@ class FeedParts:
     settings: Settings
     metrics: Metrics
     feed: FeedService
+    access: Access  # what a revocation closes
 
     @property
     def draining(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..access.registry import Ender
 from ..auth import Principal
 from ..protocol import ErrorCode, FrameError, decode_frame, error_frame, frame_id
 from ..sockets.admission import Admission, Admitted, Refused, Rules, last_token
@@ -76,17 +77,35 @@ async def _serve(
     )
     transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
     conn = FeedConnection(principal, admitted.grant, admitted.codec, transport)
+    live = Ender(lambda: conn.principal, transport.close_now)
+    async with state.access.track(live) as tracked:
+        if tracked.refusal is not None:  # revoked since the handshake
+            await transport.close(tracked.refusal.code, tracked.refusal.reason)
+            return
+        await _follow(state, conn, live, admitted.query, receive)
+
+
+async def _follow(
+    state: FeedParts,
+    conn: FeedConnection,
+    live: Ender,
+    query: dict[str, list[str]],
+    receive: ASGIReceive,
+) -> None:
+    """Welcome, catch up, then live events and the socket's frames until it ends."""
+    transport = conn.transport
+    assert isinstance(transport, Transport)
     clock = TokenClock(
         transport,
-        lambda frame: transport.send(admitted.codec.encode(frame)),
+        lambda frame: transport.send(conn.codec.encode(frame)),
         state.settings.auth_expiring_before,
     )
-    since, epoch = _last(admitted.query, "since"), _last(admitted.query, "epoch")
+    since, epoch = _last(query, "since"), _last(query, "epoch")
     try:
-        clock.deadline(principal.expires_at)  # expiry ends the catch-up too
+        clock.deadline(conn.principal.expires_at)  # expiry ends the catch-up too
         async with state.feed.session(conn, since, epoch):
-            clock.set(principal.expires_at)
-            ending = await _receive_loop(state, conn, clock, receive)
+            clock.set(conn.principal.expires_at)
+            ending = await _receive_loop(state, conn, clock, live, receive)
     finally:
         clock.cancel()
     if not ending.by_peer:
@@ -99,23 +118,25 @@ def _last(query: dict[str, list[str]], name: str) -> str | None:
 
 
 async def _receive_loop(
-    state: FeedParts, conn: FeedConnection, clock: TokenClock, receive: ASGIReceive
+    state: FeedParts, conn: FeedConnection, clock: TokenClock, live: Ender, receive: ASGIReceive
 ) -> Ending:
     """Answer frames until the peer goes or the socket must be closed."""
     settings = state.settings
     bucket = TokenBucket(settings.rate_per_second, settings.rate_burst)
     limits = Limits(settings.max_frame_bytes, settings.rate_strikes)
-    reader = _Reader(state, conn, clock)
+    reader = _Reader(state, conn, clock, live)
     return await receive_loop(receive, reader, limits, bucket, state.metrics)
 
 
 class _Reader:
     """The feed's side of the receive loop: read-only apart from ping and auth.refresh."""
 
-    __slots__ = ("clock", "conn", "state", "transport")
+    __slots__ = ("clock", "conn", "live", "state", "transport")
 
-    def __init__(self, state: FeedParts, conn: FeedConnection, clock: TokenClock) -> None:
-        self.state, self.conn, self.clock = state, conn, clock
+    def __init__(
+        self, state: FeedParts, conn: FeedConnection, clock: TokenClock, live: Ender
+    ) -> None:
+        self.state, self.conn, self.clock, self.live = state, conn, clock, live
         self.transport = conn.transport
 
     def limited(self) -> bool:
@@ -126,19 +147,20 @@ class _Reader:
     def handle(self, data: str | bytes) -> Ending | None:
         conn = self.conn
         try:
-            _handle(self.state, conn, self.clock, decode_frame(conn.codec, data))
+            _handle(self.state, conn, self.clock, self.live, decode_frame(conn.codec, data))
         except FrameError as exc:
             conn.transport.send(conn.encode(error_frame(exc.code, exc.message, exc.frame_id)))
         return None
 
 
 def _handle(
-    state: FeedParts, conn: FeedConnection, clock: TokenClock, frame: dict[str, Any]
+    state: FeedParts, conn: FeedConnection, clock: TokenClock, live: Ender, frame: dict[str, Any]
 ) -> None:
     if frame["type"] == "ping":
         conn.transport.send(conn.encode({"type": "pong", "id": frame_id(frame)}))
     elif frame["type"] == "auth.refresh":  # as on the room socket
-        conn.principal, reply = refresh(state.settings.secret, conn.user_id, frame)
+        conn.principal, reply = refresh(state.door.tokens, conn.user_id, frame)
+        state.access.connections.refreshed(live)
         clock.set(conn.principal.expires_at)
         conn.transport.send(conn.encode(reply))
     else:

@@ -20,7 +20,8 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from ..auth import AuthError, Principal, bearer_token, verify_token
+from ..access.registry import Ender
+from ..auth import AuthError, Principal, bearer_token
 from ..sockets.admission import counted
 from ..sockets.transport import Abort, ASGIReceive, ASGISend, BufferedSend, aborter
 from ..streams.history import parse_resume_id
@@ -144,36 +145,74 @@ class FeedStream:
         if admitted is None:
             return
         principal, filter_ = admitted
-        # EPOCH:SEQ (or a bare SEQ) in Last-Event-ID, which wins, or in since.
-        since, epoch = parse_resume_id(headers.get("last-event-id") or params.get("since"))
-        await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-        transport = _transport(state, scope, send)
-        conn = FeedConnection(principal, filter_, state.feed.sse, transport)
+        # A revocation (access/registry.py) ends the stream with ``event: auth.revoked``.
+        revoked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        live = Ender(lambda: principal, lambda code, reason: _resolve(revoked))
+        async with state.access.track(live) as tracked:
+            if tracked.refusal is not None:  # revoked since the token was checked
+                await _error(send, 401, "unauthorized", "a valid token is required: revoked")
+                return
+            # EPOCH:SEQ (or a bare SEQ) in Last-Event-ID, which wins, or in since.
+            since, epoch = parse_resume_id(headers.get("last-event-id") or params.get("since"))
+            epoch = epoch or params.get("epoch")
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            transport = _transport(state, scope, send)
+            conn = FeedConnection(principal, filter_, state.feed.sse, transport)
+            await self._follow(state, conn, receive, revoked, (since, epoch))
+
+    async def _follow(
+        self,
+        state: FeedParts,
+        conn: FeedConnection,
+        receive: ASGIReceive,
+        revoked: asyncio.Future[None],
+        resume: tuple[str | None, str | None],
+    ) -> None:
+        """Events until the client goes or the stream must end (see ``_serve``)."""
+        principal, transport = conn.principal, conn.transport
+        assert isinstance(transport, StreamTransport)
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         expired = False
         try:
             async with counted(state.metrics, KIND):
                 # Until the client goes, the stream is ended for being slow, the process
-                # is stopping, or the token expires, catch-up included (the client
-                # reconnects with a fresh token and Last-Event-ID).
+                # is stopping, or the token expires or is revoked, catch-up included (the
+                # client reconnects with a fresh token and Last-Event-ID).
                 left = max(0.0, principal.expires_at - time.time())
                 try:
-                    async with (
-                        asyncio.timeout(left) as deadline,
-                        state.feed.session(conn, since, epoch or params.get("epoch")),
-                    ):
-                        await asyncio.wait(
-                            (disconnected, transport.ended, state.stopping),
-                            return_when=asyncio.FIRST_COMPLETED,
-                        )
+                    async with asyncio.timeout(left) as deadline:
+                        inside = [True]
+
+                        def now(_: object) -> None:  # a revocation: the deadline is now
+                            if inside[0]:
+                                deadline.reschedule(asyncio.get_running_loop().time())
+
+                        revoked.add_done_callback(now)
+                        try:
+                            async with state.feed.session(conn, *resume):
+                                await asyncio.wait(
+                                    (disconnected, transport.ended, state.stopping),
+                                    return_when=asyncio.FIRST_COMPLETED,
+                                )
+                        finally:
+                            inside[0] = False
                 except TimeoutError:
                     if not deadline.expired():
                         raise
-                    expired = True
-                    frame = orjson.dumps({"type": "auth.expired"})
-                    transport.send(sse_message("auth.expired", frame, None))
+                    expired = True  # ends at once, what is queued dropped
+                    _last_word(transport, "auth.revoked" if revoked.done() else "auth.expired")
         finally:
             await _close(transport, disconnected, expired=expired)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _last_word(transport: StreamTransport, event: str) -> None:
+    """The stream's last event: ``auth.expired`` or ``auth.revoked`` (then it ends)."""
+    transport.send(sse_message(event, orjson.dumps({"type": event}), None))
 
 
 async def _admit(
@@ -183,7 +222,7 @@ async def _admit(
     metrics = state.metrics
     token = params.get("token") or bearer_token(headers.get("authorization"))
     try:
-        principal = verify_token(state.settings.secret, token)
+        principal = state.door.tokens.verify(token)
         filter_ = await state.feed.resolve_filter(params)
     except AuthError as exc:
         metrics.inc("menteo_sockets_refused_total", "unauthorized")

@@ -16,9 +16,13 @@ from typing import Any
 import orjson
 from pycrdt import create_sync_message, handle_sync_message, read_message, write_var_uint
 
+from ..access.registry import Ender
+from ..access.service import Access
+from ..auth import Principal
 from ..config import Settings
 from ..metrics import Metrics
 from ..persistence.events import NewEvent
+from ..persistence.rooms import RoomRecord
 from ..protocol import Close
 from ..sockets.admission import Admission, Admitted, Door, Rules
 from ..sockets.clock import TokenClock
@@ -38,6 +42,7 @@ SYNC, AWARENESS, QUERY_AWARENESS = 0, 1, 3
 STEP1, STEP2, UPDATE = 0, 1, 2
 INVALID_DATA = 1007  # a malformed Yjs message
 DOC_TOO_LARGE = 4413
+ARCHIVED = 4423  # the room is archived: its notes take no update (HTTP 423 Locked)
 UNAVAILABLE = 1011
 EMPTY_STATE_VECTOR = b"\x00"  # a client that holds nothing: it gets the whole document
 # Sync requests to a document smaller than this are not counted: their reply is cheap.
@@ -54,6 +59,7 @@ class NotesParts:
     notes: NotesDocuments
     writer: Writer
     metrics: Metrics
+    access: Access  # live members and archive flag; what removals and revocations close
 
 
 class NotesSocket:
@@ -77,7 +83,7 @@ async def _serve(
     send: ASGISend,
     direct: DirectWriter | None,
 ) -> None:
-    room, principal = admitted.grant[0], admitted.principal
+    principal = admitted.principal
     transport = Transport(
         send,
         backlog_bytes=state.settings.backlog_bytes,
@@ -85,6 +91,23 @@ async def _serve(
         send_timeout=state.settings.send_timeout,
         metrics=state.metrics,
     )
+    live = Ender(lambda: principal, transport.close_now)
+    async with state.access.track(live, admitted.grant[0].id) as tracked:
+        if tracked.refusal is not None:  # removed or revoked since the handshake
+            await transport.close(tracked.refusal.code, tracked.refusal.reason)
+            return
+        assert tracked.room is not None
+        await _edit(state, tracked.room, principal, transport, receive)
+
+
+async def _edit(
+    state: NotesParts,
+    room: RoomRecord,
+    principal: Principal,
+    transport: Transport,
+    receive: ASGIReceive,
+) -> None:
+    """Sync with the room's document, then serve its messages until the socket ends."""
     client = NotesClient(uuid.uuid4().hex[:16], transport, principal.user_id)
     # The y-websocket protocol has no frame for a refresh: at expiry the socket closes
     # 4401 and the provider reconnects with a fresh token.
@@ -97,7 +120,7 @@ async def _serve(
             known = doc.awareness_message()
             if known is not None:
                 transport.send(known)
-            ending = await _receive_loop(state, doc, client, receive, principal.name)
+            ending = await _receive_loop(state, doc, client, receive, principal.name, room)
             if not ending.by_peer:
                 state.metrics.inc("menteo_limit_hits_total", f"notes_close_{ending.code}")
                 await transport.close(ending.code, ending.reason)
@@ -108,7 +131,12 @@ async def _serve(
 
 
 async def _receive_loop(
-    state: NotesParts, doc: NotesDocument, client: NotesClient, receive: ASGIReceive, name: str
+    state: NotesParts,
+    doc: NotesDocument,
+    client: NotesClient,
+    receive: ASGIReceive,
+    name: str,
+    room: RoomRecord,
 ) -> Ending:
     """Serve messages until the peer goes or the socket must be closed."""
     settings = state.settings
@@ -121,7 +149,7 @@ async def _receive_loop(
         rate_metric=None,
         binary_only=Ending(INVALID_DATA, "the notes socket takes binary Yjs messages"),
     )
-    reader = _Reader(state, doc, client, name)
+    reader = _Reader(state, doc, client, name, room)
     return await receive_loop(receive, reader, limits, bucket, state.metrics)
 
 
@@ -129,10 +157,18 @@ class _Reader:
     """The notes side of the receive loop: a message over the rate is still applied (the
     Yjs provider cannot resend it); past the strikes the socket closes."""
 
-    __slots__ = ("client", "doc", "name", "state", "transport")
+    __slots__ = ("client", "doc", "name", "room", "state", "transport")
 
-    def __init__(self, state: NotesParts, doc: NotesDocument, client: NotesClient, name: str):
+    def __init__(
+        self,
+        state: NotesParts,
+        doc: NotesDocument,
+        client: NotesClient,
+        name: str,
+        room: RoomRecord,
+    ):
         self.state, self.doc, self.client, self.name = state, doc, client, name
+        self.room = room  # the room's watch view: its archive flag is current
         self.transport = client.transport
 
     def limited(self) -> bool:
@@ -141,7 +177,7 @@ class _Reader:
     def handle(self, data: str | bytes) -> Ending | None:
         assert isinstance(data, bytes)
         try:
-            refusal = _handle(self.state, self.doc, self.client, data, self.name)
+            refusal = _handle(self.state, self.doc, self.client, data, self.name, self.room)
         except FATAL:
             raise
         except BaseException as exc:  # undecodable (or a Yrs panic on a state vector):
@@ -152,7 +188,12 @@ class _Reader:
 
 
 def _handle(
-    state: NotesParts, doc: NotesDocument, client: NotesClient, data: bytes, name: str
+    state: NotesParts,
+    doc: NotesDocument,
+    client: NotesClient,
+    data: bytes,
+    name: str,
+    room: RoomRecord,
 ) -> tuple[int, str] | None:
     kind = data[0] if data else -1
     if kind == SYNC and len(data) >= 2:
@@ -161,6 +202,9 @@ def _handle(
             return _sync(state, doc, client, data)
         if step in (STEP2, UPDATE):
             update = read_message(data[2:])
+            if update != EMPTY and room.archived:  # read-only; an empty sync reply goes on
+                state.metrics.inc("menteo_limit_hits_total", "notes_archived")
+                return (ARCHIVED, "the room is archived: the notes are read-only")
             if update != EMPTY and doc.cooling(client.user_id):
                 # Each invalid update costs a rebuild of the document: its sender waits
                 # (an empty one, a fresh socket's sync reply, cannot fail and goes on).

@@ -87,6 +87,9 @@ class Rejected(Exception):
         self.message = message
 
 
+Prefix = str | tuple[str, ...]
+
+
 class Reducer(Protocol):
     """Keeps a materialized state beside a kind of event (e.g. ``checklist.*``).
 
@@ -97,7 +100,10 @@ class Reducer(Protocol):
     transaction.
     """
 
-    prefix: str
+    @property
+    def prefix(self) -> Prefix:
+        """The event types it keeps (``str.startswith``); its state's key in a batch."""
+        ...
 
     async def load(self, conn: AsyncConnection, items: list[NewEvent]) -> Any: ...
 
@@ -134,7 +140,7 @@ def plan_batch(
     existing: dict[tuple[str, str, str], StoredEvent],
     ts: str,
     reducers: Sequence[Reducer] = (),
-    states: dict[str, Any] | None = None,
+    states: dict[Prefix, Any] | None = None,
 ) -> tuple[list[AppendResult | Exception], list[dict[str, Any]]]:
     """Decide each item's fate: a new event with the next seq of its stream, the stored
     original of a repeated client id, or a refusal. ``last`` and ``existing`` are what the

@@ -18,6 +18,7 @@ class Room(SQLModel, table=True):
     id: str = Field(primary_key=True, foreign_key="stream.id", max_length=64)
     title: str = Field(max_length=200)
     created_at: str = Field(max_length=40)
+    archived: bool = False  # readable, no longer written to (``room.updated``)
 
 
 class Member(SQLModel, table=True):
@@ -43,6 +44,21 @@ class Event(SQLModel, table=True):
     client_id: str | None = Field(default=None, max_length=64)
     data: str = Field(sa_column=Column(Text, nullable=False))  # JSON object
     ts: str = Field(max_length=40)
+
+
+class Revocation(SQLModel, table=True):
+    """Tokens refused before their ``exp``: every token of a user issued before ``issued_before``
+    (``kind`` "user", ``subject`` the user id; one row per user), or one token (``kind``
+    "jti", ``subject`` its id). ``expires_at`` is when the row may go: the revoked token's
+    ``exp``; 0 for a user's row, which covers tokens of any lifetime. Written with the
+    ``token.revoked`` event of the ``access`` stream (access/revocations.py)."""
+
+    __table_args__ = (Index("ix_revocation_expires", "expires_at"),)
+
+    kind: str = Field(primary_key=True, max_length=8)
+    subject: str = Field(primary_key=True, max_length=128)
+    issued_before: float = Field(default=0.0, sa_column=Column(Float, nullable=False, default=0.0))
+    expires_at: float = Field(default=0.0, sa_column=Column(Float, nullable=False, default=0.0))
 
 
 class Meta(SQLModel, table=True):

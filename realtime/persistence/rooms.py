@@ -18,6 +18,7 @@ MEMBER = Member.__table__  # type: ignore[attr-defined]
 STREAM = Stream.__table__  # type: ignore[attr-defined]
 
 ROLES = ("mentor", "mentee")
+MAX_MEMBERS = 50  # members of one room, at creation and after
 
 
 def notes_stream(room_id: str) -> str:
@@ -41,6 +42,7 @@ class RoomRecord:
     title: str
     created_at: str
     members: list[MemberRecord] = field(default_factory=list)
+    archived: bool = False
 
     def member(self, user_id: str) -> MemberRecord | None:
         return next((m for m in self.members if m.user_id == user_id), None)
@@ -51,6 +53,7 @@ class RoomRecord:
             "title": self.title,
             "created_at": self.created_at,
             "members": [m.as_dict() for m in self.members],
+            "archived": self.archived,
         }
 
 
@@ -74,7 +77,7 @@ def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:
         select(MEMBER).where(MEMBER.c.room_id == room_id).order_by(MEMBER.c.user_id)
     )
     members = [MemberRecord(r.user_id, r.name, r.role) for r in rows]
-    return RoomRecord(row.id, row.title, row.created_at, members)
+    return RoomRecord(row.id, row.title, row.created_at, members, bool(row.archived))
 
 
 async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:
@@ -101,6 +104,7 @@ async def list_rooms(conn: AsyncConnection, user_id: str | None) -> list[dict[st
             "created_at": r.created_at,
             "last_seq": r.last_seq,
             "members": members[r.id],
+            "archived": bool(r.archived),
         }
         for r in rows
     ]

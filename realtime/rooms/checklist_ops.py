@@ -70,6 +70,7 @@ def _submit(
     key: str | None,
     data: dict[str, Any],
 ) -> None:
+    conn.writable(op_id)
     event_type = "checklist." + op
     # Who may do it is the reducer's to decide, against the members at commit time.
     item = NewEvent(

@@ -9,7 +9,7 @@ from typing import Any
 from ..auth import Principal
 from ..persistence.events import AppendResult, Rejected, StoredEvent
 from ..persistence.rooms import RoomRecord
-from ..protocol import Codec, ErrorCode, error_frame
+from ..protocol import Codec, ErrorCode, FrameError, error_frame
 from ..sockets.clock import WARN_BEFORE, TokenClock
 from ..sockets.transport import Transport
 from ..streams.hub import Frames
@@ -21,6 +21,7 @@ class RoomConnection:
 
     __slots__ = (
         "__weakref__",
+        "access_ended",
         "clock",
         "codec",
         "held",
@@ -50,10 +51,26 @@ class RoomConnection:
         self.last_seq = 0  # the newest seq this socket has been sent
         self.held: list[tuple[int, Frames]] | None = []  # hub frames while catching up
         self.clock = TokenClock(transport, self.send_frame, warn_before)
+        self.access_ended = False  # closed for its access: removed, or its token revoked
 
     @property
     def user_id(self) -> str:
         return self.principal.user_id
+
+    # Access (access/registry.py: ``Live``) -------------------------------------------------
+    def end(self, code: int, reason: str) -> None:
+        """Removed from the room, or the token revoked: closed now, what is queued dropped."""
+        self.access_ended = True
+        self.transport.close_now(code, reason)
+
+    def role_changed(self, role: str) -> None:
+        self.role = role
+
+    def writable(self, frame_id: str | None) -> None:
+        """Refuse a write (chat, checklist) while the room is archived; the socket stays open.
+        ``room`` is the room's watch view, current on every process."""
+        if self.room.archived:
+            raise FrameError(ErrorCode.ARCHIVED, "the room is archived: it is read-only", frame_id)
 
     # Listener ---------------------------------------------------------------------------
     def on_event(self, event: StoredEvent, frames: Frames) -> None:

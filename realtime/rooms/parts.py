@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..access.service import Access
 from ..config import Settings
 from ..metrics import Metrics
 from ..persistence.database import Database
@@ -25,5 +26,6 @@ class RoomParts:
     writer: Writer
     presence: Presence
     metrics: Metrics
+    access: Access  # live members, archive flag; what removals and revocations close
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))

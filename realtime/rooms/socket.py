@@ -43,6 +43,7 @@ Handler = Callable[[RoomParts, RoomConnection, dict[str, Any]], None]
 
 def handle_chat(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     cid = client_id(frame)
+    conn.writable(cid)
     body = chat_body(frame, cid)
     item = NewEvent(
         conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid, {"body": body}
@@ -62,7 +63,8 @@ def handle_ping(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -
 
 def handle_refresh(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     """A new token for the open socket: same user, later expiry."""
-    conn.principal, reply = refresh(state.settings.secret, conn.user_id, frame)
+    conn.principal, reply = refresh(state.door.tokens, conn.user_id, frame)
+    state.access.connections.refreshed(conn)  # a revocation of the new token's id finds it
     conn.clock.set(conn.principal.expires_at)
     conn.send_frame(reply)
 
@@ -111,31 +113,55 @@ async def _serve(
     since: str | None,
     epoch: str | None,
 ) -> None:
+    """Subscribe the room's stream (with its recent history kept: the first subscriber sets
+    that, so before access's watch shares the subscription), register with access, then
+    join (nothing is sent before the welcome: the hub's frames are held until then)."""
+    room_id = conn.room.id
+    recent = (CHAT_TYPES, state.settings.history_limit)  # the welcome's history, kept
+    async with (
+        state.hub.subscribe(room_id, conn, recent=recent),
+        state.access.track(conn, room_id) as tracked,
+    ):
+        if tracked.refusal is not None:  # removed or revoked since the handshake
+            await conn.transport.close(tracked.refusal.code, tracked.refusal.reason)
+            return
+        assert tracked.room is not None
+        conn.room, conn.role = tracked.room, tracked.role  # kept current by access
+        await _join(state, conn, receive, since, epoch)
+
+
+async def _join(
+    state: RoomParts,
+    conn: RoomConnection,
+    receive: ASGIReceive,
+    since: str | None,
+    epoch: str | None,
+) -> None:
+    """Presence, the welcome and the catch-up, then frames until the socket ends."""
     room_id = conn.room.id
     disconnect_code = 1006
-    recent = (CHAT_TYPES, state.settings.history_limit)  # the welcome's history, kept
-    async with state.hub.subscribe(room_id, conn, recent=recent):
-        state.presence.typing.attach(room_id, conn.user_id)
+    state.presence.typing.attach(room_id, conn.user_id)
+    try:
+        await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
+    except Exception as exc:  # presence is best effort; chat must not depend on it
+        # One line, no traceback: a Redis outage fails every join and leave meanwhile.
+        log.warning("presence join failed in %s: %r", room_id, exc)
+    try:
+        conn.clock.deadline(conn.principal.expires_at)  # expiry ends the catch-up too
+        await _welcome(state, conn, since, epoch)
+        conn.go_live()
+        conn.clock.set(conn.principal.expires_at)
+        disconnect_code = await _receive_loop(state, conn, receive)
+    finally:
+        conn.clock.cancel()
+        state.presence.typing.detach(room_id, conn.user_id)
+        # A clean close leaves at once; a drop or a server restart gets the grace period.
+        # So does a socket closed for its access (removed, revoked): it will not be back.
+        clean = disconnect_code in (1000, 1001) or conn.access_ended
         try:
-            await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
-        except Exception as exc:  # presence is best effort; chat must not depend on it
-            # One line, no traceback: a Redis outage fails every join and leave meanwhile.
-            log.warning("presence join failed in %s: %r", room_id, exc)
-        try:
-            conn.clock.deadline(conn.principal.expires_at)  # expiry ends the catch-up too
-            await _welcome(state, conn, since, epoch)
-            conn.go_live()
-            conn.clock.set(conn.principal.expires_at)
-            disconnect_code = await _receive_loop(state, conn, receive)
-        finally:
-            conn.clock.cancel()
-            state.presence.typing.detach(room_id, conn.user_id)
-            # A clean close leaves at once; a drop or a server restart gets the grace period.
-            clean = disconnect_code in (1000, 1001)
-            try:
-                await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
-            except Exception as exc:
-                log.warning("presence leave failed in %s: %r", room_id, exc)
+            await state.presence.leave(room_id, conn.user_id, conn.id, clean=clean)
+        except Exception as exc:
+            log.warning("presence leave failed in %s: %r", room_id, exc)
 
 
 def _welcome_reads(

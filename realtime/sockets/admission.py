@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs
 
-from ..auth import AuthError, Principal, verify_token
+from ..auth import AuthError, Principal, Tokens
 from ..metrics import Metrics
 from ..persistence.database import unavailable
 from ..protocol import JSON, TOKEN_SUBPROTOCOL, Close, Codec, choose_codec
@@ -88,10 +88,11 @@ async def counted(metrics: Metrics, kind: str) -> AsyncIterator[None]:
 
 @dataclass(slots=True)
 class Door:
-    """What admission needs of the process: the secret, the origins, the slots, the
-    metrics, and whether it is draining."""
+    """What admission needs of the process: how tokens are checked (the secret, the
+    audience and issuer, revocations), the origins, the slots, the metrics, and whether it
+    is draining."""
 
-    secret: str
+    tokens: Tokens
     allowed_origins: Sequence[str]
     slots: AddressSlots
     metrics: Metrics
@@ -279,7 +280,7 @@ async def admit(
     accept = {"type": "websocket.accept", "subprotocol": subprotocol}
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     try:
-        principal = verify_token(door.secret, socket_token(rules, query, presented))
+        principal = door.tokens.verify(socket_token(rules, query, presented))
         grant = await rules.authorize(principal, query, scope)
     except AuthError as exc:
         door.metrics.inc("menteo_sockets_refused_total", "unauthorized")

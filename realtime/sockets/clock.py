@@ -9,18 +9,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from ..auth import AuthError, Principal, verify_token
+from ..auth import AuthError, Principal, Tokens
 from ..protocol import Close, ErrorCode, FrameError, frame_id
 from .transport import Transport
 
 WARN_BEFORE = 60.0  # seconds before expiry that ``auth.expiring`` is sent, by default
 
 
-def refresh(secret: str, user_id: str, frame: dict[str, Any]) -> tuple[Principal, dict[str, Any]]:
-    """An ``auth.refresh`` frame: a new token for the open socket, same user, later expiry.
-    The new principal and the ``auth.refreshed`` reply; the caller re-arms its clock."""
+def refresh(
+    tokens: Tokens, user_id: str, frame: dict[str, Any]
+) -> tuple[Principal, dict[str, Any]]:
+    """An ``auth.refresh`` frame: a new token for the open socket, same user, later expiry
+    (a revoked one is refused like a bad one). The new principal and the ``auth.refreshed``
+    reply; the caller re-arms its clock and tells access (``Connections.refreshed``)."""
     try:
-        principal = verify_token(secret, frame.get("token"))
+        principal = tokens.verify(frame.get("token"))
     except AuthError as exc:
         raise FrameError(ErrorCode.INVALID, f"token refused: {exc}", frame_id(frame)) from None
     if principal.user_id != user_id:

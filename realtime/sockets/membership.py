@@ -5,35 +5,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..access.watch import RoomWatches
 from ..auth import Principal
 from ..persistence.database import Database
 from ..persistence.rooms import RoomRecord, get_room_sync
 from ..protocol import Close
 from .admission import Refused
-from .limits import LRU
 
 Grant = tuple[RoomRecord, str]  # the room, and the caller's role: mentor, mentee or service
 
 
 class Membership:
-    """An ``authorize`` hook (sockets/admission.py): the room in the path, and the role."""
+    """An ``authorize`` hook (sockets/admission.py): the room in the path, and the role.
+
+    Members change: a room with sockets in this process is read from its watch (kept current
+    by the room's events), any other from the database. Either way the socket checks again
+    once registered with access (``access.service.Tracked``)."""
 
     __slots__ = ("db", "rooms")
 
-    def __init__(self, db: Database, size: int = 50_000) -> None:
+    def __init__(self, db: Database, rooms: RoomWatches) -> None:
         self.db = db
-        # Rooms by id, as sockets look them up on every connect (a room never changes).
-        self.rooms: LRU[str, RoomRecord] = LRU(size)
+        self.rooms = rooms
 
     async def __call__(
         self, principal: Principal, query: dict[str, list[str]], scope: dict[str, Any]
     ) -> Grant:
         room_id = scope["path_params"]["room_id"]
-        room = self.rooms.get(room_id)
+        room = self.rooms.current(room_id)
         if room is None:
             room = await self.db.run(get_room_sync, room_id)
-            if room is not None:
-                self.rooms[room_id] = room  # rooms and their members never change once created
         if room is None:
             raise Refused(Close.NOT_FOUND, "no such room", "not_found")
         member = room.member(principal.user_id)

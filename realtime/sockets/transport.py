@@ -309,8 +309,13 @@ class Transport(BufferedSend):
 
     async def close(self, code: int, reason: str = "", *, flush: bool = True) -> None:
         """Close after what is already queued (or, without ``flush``, at once, dropping it);
-        never waits on the peer past ``send_timeout``."""
+        never waits on the peer past ``send_timeout``. Closed already from a callback
+        (``close_now``, ``close_soon``): wait for that close frame to go, so an endpoint that
+        returns next does not drop its connection without one."""
         if self.closed:
+            closer = self.closer
+            if closer is not None and closer is not asyncio.current_task():
+                await asyncio.wait((closer,))
             return
         self.closed = True
         self.close_code = code
@@ -341,6 +346,18 @@ class Transport(BufferedSend):
         """``close`` from a callback that cannot await."""
         if not self.closed and self.closer is None:
             self.closer = asyncio.create_task(self.close(code, reason, flush=flush))
+
+    def close_now(self, code: int, reason: str = "") -> None:
+        """Close from a callback, and send nothing more from this moment: what is queued,
+        held in the hub's cork, or delivered later in the same batch is dropped (a removed
+        member's or a revoked token's socket gets no event stored after the change)."""
+        if self.closed or self.closer is not None:
+            return
+        self.closed = True
+        self.close_code = code
+        self._drop()
+        if not self.aborted:
+            self.closer = asyncio.create_task(self._shut(code, reason))
 
     def _overflow(self) -> None:
         self.close_code = Close.TRY_AGAIN

@@ -30,6 +30,7 @@ const CLOSED_TEXT = {
   4403: "Notes disconnected: you are not a member of this room.",
   4404: "Notes disconnected: this room does not exist.",
   4413: "The notes are full: nothing more can be added.",
+  4423: "The room is archived: the notes are read-only.",
 };
 
 /** A stable colour for a user: the same on every screen. */
