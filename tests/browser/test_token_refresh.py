@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +31,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from menteo_testkit.ports import free_port
+from menteo_testkit.waits import wait_until
 from realtime import demo
 from realtime.api import demo as demo_api
 from realtime.api.demo import DemoSite
 from realtime.auth import issue_token
 from tests.backends import make_backend
 from tests.browser.roompage import NewPage, RoomPage
-from tests.browser.sockets import query
+from tests.browser.sockets import OfferedSockets, query
 from tests.client import create_room
 from tests.feed_client import FeedApi
 from tests.servers import Running, make_settings, run_server
@@ -59,12 +60,19 @@ RESTART_TIMEOUT_MS = 30_000  # a page's backoff while the server was down, then 
 
 
 class Sockets:
-    """Every socket a page opens (its URL and JSON frames both ways), and a wait on them."""
+    """Every socket a page opens (its URL and JSON frames both ways, and as ``offered`` the
+    token each offered: it is not in the URL), and a wait on them."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, offered: OfferedSockets) -> None:
         self.opened: list[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]] = []
+        self.offered = offered
         self.changed = asyncio.Event()
         page.on("websocket", self._opened)
+
+    @classmethod
+    async def watch(cls, page: Page) -> Sockets:
+        """Watching ``page`` from its next load on."""
+        return cls(page, await OfferedSockets.record(page))
 
     def _opened(self, ws: WebSocket) -> None:
         sent: list[dict[str, Any]] = []
@@ -97,14 +105,11 @@ class Sockets:
         """True once ``n`` frames of ``kind`` have come on those sockets."""
         return lambda: len(self.frames(path_end, kind)) >= n
 
-    async def until(self, what: str, done: Callable[[], bool], timeout: float) -> None:
-        try:
-            async with asyncio.timeout(timeout):
-                while not done():
-                    self.changed.clear()
-                    await self.changed.wait()
-        except TimeoutError:
-            raise AssertionError(f"waited {timeout} s for {what}") from None
+    async def until(
+        self, what: str, done: Callable[[], bool | Awaitable[bool]], timeout: float
+    ) -> None:
+        """Until ``done()`` holds, looked at again on each new socket or frame."""
+        await wait_until(done, what, timeout, wake=self.changed)
 
 
 def claims(token: str) -> dict[str, Any]:
@@ -133,7 +138,7 @@ async def test_a_room_page_with_token_url_keeps_chatting_across_two_refreshes(
     room_id = site.room_id or ""
     ana = RoomPage(await new_page())
     ana.watch()
-    sockets = Sockets(ana.page)
+    sockets = await Sockets.watch(ana.page)
     # The printed link for Ana sets her cookie (its redirect is not followed here) ...
     link = demo_api.link(server.url, server.settings.secret, "ana", "room")
     assert (await ana.page.request.get(link, max_redirects=0)).status == 303
@@ -141,7 +146,7 @@ async def test_a_room_page_with_token_url_keeps_chatting_across_two_refreshes(
     token_url = "/demo/token?" + urlencode({"as": "ana", "ttl": TTL})
     await ana.page.goto(f"{server.url}/?{urlencode({'room': room_id, 'token_url': token_url})}")
     await ana.wait_state("live")
-    first = query(ana.sockets[0])["token"]
+    first = (await sockets.offered.tokens("/ws"))[0]
     assert claims(first)["sub"] == "ana" and claims(first)["exp"] - claims(first)["iat"] == TTL
 
     # Ben, with a plain token as before: he sees what Ana says, and her notes.
@@ -174,13 +179,16 @@ async def test_a_room_page_with_token_url_keeps_chatting_across_two_refreshes(
     assert not sockets.frames("/ws", "error")
 
     # The notes socket came back with each new token, in order.
+    async def notes_on_a_newest_token() -> bool:
+        notes = await sockets.offered.tokens("/notes")
+        return bool(notes) and notes[-1] in tokens[2:]
+
     await sockets.until(
-        "the notes socket on the newest token",
-        lambda: query(sockets.urls("/notes")[-1])["token"] in tokens[2:],
-        REFRESH_TIMEOUT,
+        "the notes socket on the newest token", notes_on_a_newest_token, REFRESH_TIMEOUT
     )
-    assert len(sockets.urls("/notes")) >= 3
-    assert [query(url)["token"] for url in sockets.urls("/notes")[:3]] == tokens[:3]
+    notes_tokens = await sockets.offered.tokens("/notes")
+    assert len(notes_tokens) >= 3
+    assert notes_tokens[:3] == tokens[:3]
     await expect(ana.notes).to_have_attribute("data-status", "synced")
     await ana.notes_editor.click()
     await ana.page.keyboard.type("Written on a renewed token")
@@ -258,7 +266,7 @@ async def test_a_feed_page_renews_from_an_allowed_origin_and_refuses_others(
         service = FeedApi(server.url, server.token("backend", "Backend", role="service"))
         community = await service.community("Learning in public")
         page = await new_page()
-        sockets = Sockets(page)
+        sockets = await Sockets.watch(page)
         feed_query = {"community": community, "token_url": token_url + "?as=ben"}
         await page.goto(f"{server.url}/feed.html?{urlencode(feed_query)}")
         await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
@@ -308,7 +316,7 @@ async def test_sockets_closed_at_expiry_come_back_on_a_fresh_token_until_refused
         room = await create_room(server.url, server.service(), members)
         ana = RoomPage(await new_page())
         ana.watch()
-        sockets = Sockets(ana.page)
+        sockets = await Sockets.watch(ana.page)
         token_url = served.url + "?" + urlencode({"as": "ana", "ttl": 4})
         await ana.page.goto(
             f"{server.url}/?{urlencode({'room': room['id'], 'token_url': token_url})}"
@@ -317,9 +325,13 @@ async def test_sockets_closed_at_expiry_come_back_on_a_fresh_token_until_refused
         await ana.say("on the first token")
         await expect(ana.message("on the first token")).to_be_visible()
 
-        def reconnected(path_end: str, n: int) -> Callable[[], bool]:
+        def reconnected(path_end: str, n: int) -> Callable[[], Awaitable[bool]]:
             """``n`` sockets there, each on a token of its own (renewed after a 4401)."""
-            return lambda: len({query(u)["token"] for u in sockets.urls(path_end)}) >= n
+
+            async def done() -> bool:
+                return len(set(await sockets.offered.tokens(path_end))) >= n
+
+            return done
 
         # Two expiries, each with a fetch and a reconnect: about 10 s.
         await sockets.until("a third room socket", reconnected("/ws", 3), EXPIRIES_TIMEOUT)
@@ -349,7 +361,7 @@ async def test_a_restarted_make_run_keeps_the_open_pages_live(
     async with run_demo(database, port, **env) as first:
         ana = RoomPage(await new_page())
         ana.watch()
-        sockets = Sockets(ana.page)
+        sockets = await Sockets.watch(ana.page)
         await ana.page.goto(first.links["Ana (mentor), room"])  # sets the cookie, redirects
         await ana.wait_state("live")
         room_id = query(ana.page.url)["room"]
@@ -395,7 +407,7 @@ async def test_a_restarted_make_run_keeps_the_open_pages_live(
         )
         # It came back on the token it had, issued by the first process: not on a new one
         # after a refusal.
-        assert claims(query(ana.sockets[-1])["token"])["iat"] <= stopped_at
+        assert claims((await sockets.offered.tokens("/ws"))[-1])["iat"] <= stopped_at
         assert await ben.connection.get_attribute("data-state") == "live"
         assert not await ana.page.locator("#fatal").is_visible()
         assert not await ben.page.locator("#fatal").is_visible()
