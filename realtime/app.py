@@ -39,7 +39,7 @@ from .feed.reducer import FeedReducer
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
-from .metrics import Metrics
+from .metrics import CONTENT_TYPE, Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
@@ -59,7 +59,7 @@ log = logging.getLogger("menteo")
 WEB = Path(__file__).resolve().parent.parent / "web"
 
 
-def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
+def create_presence(settings: Settings, hub: Hub, faults: Faults, metrics: Metrics) -> Presence:
     if not settings.redis_url:
         return MemoryPresence(hub.signal, grace=settings.presence_grace)
     from .presence.redis import RedisPresence
@@ -73,6 +73,7 @@ def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
         announce_local=hub.signal_local,
     )
     presence.faults = faults
+    presence.metrics = metrics
     hub.on_signal = presence.observe
     hub.on_resync.append(presence.resynced)
     return presence
@@ -87,6 +88,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     faults = Faults(metrics)  # what the writer, hub and broker survived, in /metrics
     broker = create_broker(settings.redis_url)
     broker.faults = faults
+    broker.metrics = metrics
     hub = Hub(
         db,
         broker,
@@ -95,6 +97,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         page=settings.replay_page,
         faults=faults,
         batch=CORK,
+        metrics=metrics,
     )
     await hub.start()
     writer = Writer(
@@ -103,16 +106,16 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         batch=settings.commit_batch,
         reducers=[ChecklistReducer(), FeedReducer()],
         faults=faults,
+        metrics=metrics,
     )
     writer.start()
-    feed = FeedService(db, hub, writer, settings)
+    feed = FeedService(db, hub, writer, settings, metrics)
     await feed.start()
-    presence = create_presence(settings, hub, faults)
+    presence = create_presence(settings, hub, faults, metrics)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
     notes.metrics = state.metrics
-    _gauges(state)
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
     watchdog = _watchdog(state, signals)
@@ -132,6 +135,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await hub.close()
         await broker.close()
         await db.close()
+        metrics.close()  # a worker's open sockets leave the sum of all workers
 
 
 def _watchdog(state: State, signals: StopSignals) -> Watchdog:
@@ -145,28 +149,6 @@ def _watchdog(state: State, signals: StopSignals) -> Watchdog:
     for task in state.feed.tasks:
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     return watchdog
-
-
-def _gauges(state: State) -> None:
-    """What the parts count themselves, read when /metrics is scraped."""
-    writer, hub, feed, broker, presence = (
-        state.writer,
-        state.hub,
-        state.feed,
-        state.broker,
-        state.presence,
-    )
-    gauges = state.metrics.gauges
-    gauges["menteo_events_appended_total"] = lambda: writer.appended
-    gauges["menteo_commits_total"] = lambda: writer.commits
-    gauges["menteo_gap_fills_total"] = lambda: hub.filled
-    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
-    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
-    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
-    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
-    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
-    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
-    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
 
 
 def _failed(state: State, signals: StopSignals, reason: str) -> None:
@@ -243,9 +225,10 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text: counters of every limit hit, sockets, commits, broker health."""
+    """Prometheus text: counters of every limit hit, sockets, commits, broker health,
+    latency histograms and ``process_*``; under ``--workers`` the totals of all workers."""
     state = state_of(request)
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    return Response(state.metrics.render(), headers={"content-type": CONTENT_TYPE})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
