@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install web run test check bench clean
+.PHONY: install lowest web run test check bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,19 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# A second venv with the wire-level dependencies (uvicorn, websockets, uvloop, httptools,
+# prometheus-client) at the lowest versions pyproject.toml allows; .ci/run runs the wire and
+# handshake tests in it as well as in $(VENV), which has the newest allowed.
+LOWEST ?= .venv-lowest
+$(LOWEST)/.installed: pyproject.toml .ci/lowest.py
+	$(PYTHON) -m venv $(LOWEST)
+	$(PYTHON) .ci/lowest.py > $(LOWEST)/constraints.txt
+	$(PYTHON) .ci/lowest.py --tools > $(LOWEST)/tools.txt
+	$(LOWEST)/bin/python -m pip install -q -e . -r $(LOWEST)/tools.txt -c $(LOWEST)/constraints.txt
+	touch $@
+
+lowest: $(LOWEST)/.installed
 
 # The notes editor (Yjs + CodeMirror) is bundled with esbuild; without Node.js the page
 # still runs, showing "notes unavailable".
@@ -40,4 +53,4 @@ bench: install  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-* node_modules web/dist
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-* node_modules web/dist

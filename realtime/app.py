@@ -46,7 +46,7 @@ from .feed.reducer import FeedReducer
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
-from .metrics import Metrics
+from .metrics import CONTENT_TYPE, Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
@@ -71,7 +71,7 @@ _PACKAGED_WEB = Path(__file__).resolve().parent / "web"
 WEB = _PACKAGED_WEB if _PACKAGED_WEB.is_dir() else Path(__file__).resolve().parent.parent / "web"
 
 
-def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
+def create_presence(settings: Settings, hub: Hub, faults: Faults, metrics: Metrics) -> Presence:
     if not settings.redis_url:
         return MemoryPresence(hub.signal, grace=settings.presence_grace)
     from .presence.redis import RedisPresence
@@ -85,6 +85,7 @@ def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
         announce_local=hub.signal_local,
     )
     presence.faults = faults
+    presence.metrics = metrics
     hub.on_signal = presence.observe
     hub.on_resync.append(presence.resynced)
     return presence
@@ -100,6 +101,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     faults = Faults(metrics)  # what the writer, hub and broker survived, in /metrics
     broker = create_broker(settings.redis_url)
     broker.faults = faults
+    broker.metrics = metrics
     hub = Hub(
         db,
         broker,
@@ -108,9 +110,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         page=settings.replay_page,
         faults=faults,
         batch=CORK,
+        metrics=metrics,
     )
     await hub.start()
-    writer = _writer(settings, db, hub, faults)
+    writer = _writer(settings, db, hub, faults, metrics)
     writer.start()
     access = Access(db, hub, metrics)  # follows revocations from here on
     await access.start()
@@ -121,16 +124,17 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         access.revoked,
         settings.token_max_lifetime,
     )
-    feed = FeedService(db, hub, writer, settings)
+    feed = FeedService(db, hub, writer, settings, metrics)
     await feed.start()
-    presence = create_presence(settings, hub, faults)
+    presence = create_presence(settings, hub, faults, metrics)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(
         settings, db, broker, hub, writer, presence, notes, feed, access, tokens, metrics=metrics
     )
     notes.metrics = state.metrics
-    _gauges(state)
+    revocations = access.revocations
+    metrics.gauges["menteo_revocations_held"] = lambda: len(revocations)
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
     watchdog = _watchdog(state, signals)
@@ -151,6 +155,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await hub.close()
         await broker.close()
         await db.close()
+        metrics.close()  # a worker's open sockets leave the sum of all workers
 
 
 DEV_SECRET_KEY = "dev_secret"  # the Meta row that keeps SQLite's generated secret
@@ -166,7 +171,7 @@ async def kept_secret(settings: Settings, db: Database) -> Settings:
     return replace(settings, secret=await db.keep(DEV_SECRET_KEY, settings.secret))
 
 
-def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults) -> Writer:
+def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults, metrics: Metrics) -> Writer:
     """The group-commit writer, with the reducers that keep state beside their events."""
     reducers: list[Reducer] = [
         ChecklistReducer(),
@@ -174,7 +179,14 @@ def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults) -> Write
         RoomReducer(),  # members, title, archive flag
         RevocationReducer(settings.max_revocations),
     ]
-    return Writer(db, hub.committed, batch=settings.commit_batch, reducers=reducers, faults=faults)
+    return Writer(
+        db,
+        hub.committed,
+        batch=settings.commit_batch,
+        reducers=reducers,
+        faults=faults,
+        metrics=metrics,
+    )
 
 
 def _watchdog(state: State, signals: StopSignals) -> Watchdog:
@@ -188,30 +200,6 @@ def _watchdog(state: State, signals: StopSignals) -> Watchdog:
     for task in state.feed.tasks:
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     return watchdog
-
-
-def _gauges(state: State) -> None:
-    """What the parts count themselves, read when /metrics is scraped."""
-    writer, hub, feed, broker, presence = (
-        state.writer,
-        state.hub,
-        state.feed,
-        state.broker,
-        state.presence,
-    )
-    gauges = state.metrics.gauges
-    gauges["menteo_events_appended_total"] = lambda: writer.appended
-    gauges["menteo_commits_total"] = lambda: writer.commits
-    gauges["menteo_gap_fills_total"] = lambda: hub.filled
-    gauges["menteo_feed_events_total"] = lambda: feed.registry.events
-    gauges["menteo_feed_deliveries_total"] = lambda: feed.registry.deliveries
-    gauges["menteo_feed_fanout_seconds_total"] = lambda: feed.registry.fanout_seconds
-    gauges["menteo_feed_reaction_events_total"] = lambda: feed.reactions.appended
-    gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
-    gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
-    gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
-    revocations = state.access.revocations
-    gauges["menteo_revocations_held"] = lambda: len(revocations)
 
 
 def _failed(state: State, signals: StopSignals, reason: str) -> None:
@@ -291,9 +279,10 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus text: counters of every limit hit, sockets, commits, broker health."""
+    """Prometheus text: counters of every limit hit, sockets, commits, broker health,
+    latency histograms and ``process_*``; under ``--workers`` the totals of all workers."""
     state = state_of(request)
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+    return Response(state.metrics.render(), headers={"content-type": CONTENT_TYPE})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:

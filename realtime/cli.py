@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -15,6 +16,9 @@ from .auth import Tokens
 from .config import Settings
 from .logs import configure, log_config
 from .watchdog import EXIT_FAILED
+
+log = logging.getLogger("menteo")
+EXIT_SETTINGS = 2  # the settings are invalid: nothing was started
 
 
 def uvicorn_options(settings: Settings) -> dict[str, object]:
@@ -63,11 +67,24 @@ def exit_like_sigterm() -> Iterator[None]:
 
 
 def serve(args: argparse.Namespace) -> int:
+    from .metrics import shared_values
+
+    workers = 1 if args.demo else args.workers
+    # SIGTERM's status outermost, so the metrics directory is removed before the process
+    # dies; the metrics of every worker are shown in one scrape (metrics.py).
+    sigterm = exit_like_sigterm() if workers > 1 else contextlib.nullcontext()
+    with sigterm, shared_values(workers):
+        return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .app import create_app
 
-    settings = Settings.from_env()
+    settings = valid_settings()
+    if settings is None:
+        return EXIT_SETTINGS
     options = uvicorn_options(settings)
     if args.demo:  # one process that seeds a demo and prints links once it listens
         from .demo import serve_demo
@@ -79,17 +96,16 @@ def serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         if settings.dev_secret or not settings.redis_url:
             print("--workers > 1 needs MENTEO_SECRET and MENTEO_REDIS_URL", file=sys.stderr)
-            return 2
-        with exit_like_sigterm():
-            uvicorn.run(
-                "realtime.app:app_from_env",
-                factory=True,
-                host=args.host,
-                port=args.port,
-                workers=args.workers,
-                log_level=args.log_level,
-                **options,  # type: ignore[arg-type]
-            )
+            return EXIT_SETTINGS
+        uvicorn.run(
+            "realtime.app:app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            **options,  # type: ignore[arg-type]
+        )
         return 0
     app = create_app(settings)
     config = uvicorn.Config(
@@ -109,6 +125,26 @@ def serve(args: argparse.Namespace) -> int:
     if not server.started:
         return 3  # as uvicorn.run: it could not start
     return 0
+
+
+def valid_settings() -> Settings | None:
+    """The settings, checked by ``check``'s rules (parse, secret, limits) without its
+    connection checks: a failure is printed, naming the variable, and nothing starts."""
+    from .check import load_settings, sanity
+
+    settings, results = load_settings(os.environ)
+    if settings is not None:
+        results += sanity(settings)
+    failed = [result for result in results if result.status == "FAIL"]
+    for result in results:
+        if result.status == "warn":
+            log.warning("%s: %s", result.name, result.detail)
+    for result in failed:
+        print(result.line(), file=sys.stderr)
+    if failed:
+        print("not starting: fix the settings above (`menteo-realtime check`)", file=sys.stderr)
+        return None
+    return settings
 
 
 def token(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ log = logging.getLogger("menteo.config")
 PREFIX = "MENTEO_"
 MIN_SECRET_BYTES = 32
 LOG_FORMATS = ("text", "json")
+TRUE = ("1", "true", "yes", "on")
+FALSE = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -153,9 +155,13 @@ class Settings:
 def _parse(name: str, type_name: str, raw: str) -> object:
     try:
         if type_name.startswith("bool"):
-            if raw.strip() == "" and "None" in type_name:
+            word = raw.strip().lower()
+            if word == "" and "None" in type_name:
                 return None
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            if word not in TRUE + FALSE:
+                # A misspelt "true" must not quietly read as false.
+                raise ValueError(f"not a boolean ({'/'.join(TRUE)} or {'/'.join(FALSE)})")
+            return word in TRUE
         if type_name == "int":
             return int(raw)
         if type_name == "float":

@@ -191,3 +191,34 @@ async def test_postgres_and_redis(tmp_path: Path) -> None:
     assert code == 0, lines
     assert "PostgreSQL, Redis" in lines["settings"]
     assert lines["database"].startswith("ok ") and "(latest)" in lines["database"]
+
+
+async def test_serve_refuses_what_check_fails_and_names_the_variable(tmp_path: Path) -> None:
+    """``serve`` applies ``check``'s rules before it starts anything (exit status 2); a
+    misspelt boolean is an error, not a quiet false. Run as ``python -m realtime``."""
+    env = sqlite_env(tmp_path)
+    code, lines = await check(env | {"MENTEO_AUTO_MIGRATE": "ture"}, tmp_path)
+    assert code == 1 and "MENTEO_AUTO_MIGRATE='ture': not a boolean" in lines["settings"]
+    bad = (
+        {"MENTEO_AUTO_MIGRATE": "ture"},
+        {"MENTEO_RATE_PER_SECOND": "0"},
+        {"MENTEO_SECRET": "x" * 40},  # a placeholder
+    )
+    for wrong in bad:
+        code, out = await module("realtime", "serve", "--port", "0", env=env | wrong, cwd=tmp_path)
+        assert code == 2, (wrong, out)
+        assert any(line.startswith("FAIL ") and next(iter(wrong)) in line for line in out), out
+        assert not any("running on" in line for line in out), out
+    assert not (tmp_path / "menteo.db").exists()  # nothing was started
+
+
+async def module(name: str, *args: str, env: dict[str, str], cwd: Path) -> tuple[int, list[str]]:
+    """``python -m NAME ARGS`` with only the given MENTEO_* variables set."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", name, *args, env=clean | env, cwd=cwd,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode().splitlines() + err.decode().splitlines()

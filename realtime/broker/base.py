@@ -25,6 +25,8 @@ class Broker(ABC):
         self.on_resync: ResyncHandler = lambda: None
         # Errors one message caused that the reader survived (the app shares its own).
         self.faults = Faults()
+        # Reconnects and drops are counted here (the app shares its own).
+        self.metrics = self.faults.metrics
 
     async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
         self.on_message = on_message

@@ -18,6 +18,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
+from ..backoff import Backoff
 from ..faults import is_fatal
 from .base import Broker, MessageHandler, ResyncHandler
 
@@ -49,8 +50,6 @@ class RedisBroker(Broker):
         self.idle.set()
         self.tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
-        self.reconnects = 0
-        self.dropped = 0
 
     async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
         await super().start(on_message, on_resync)
@@ -76,7 +75,7 @@ class RedisBroker(Broker):
 
     def publish(self, channel: str, data: bytes) -> None:
         if len(self.outbox) == self.outbox.maxlen:
-            self.dropped += 1
+            self.metrics.inc("menteo_broker_dropped_total")
         self.outbox.append((channel, data))
         self.idle.clear()
         self.wake.set()
@@ -109,7 +108,7 @@ class RedisBroker(Broker):
         await self.client.ping()
 
     async def _read_loop(self) -> None:
-        backoff = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
         first = True
         while True:
             pubsub = self.client.pubsub()
@@ -119,11 +118,11 @@ class RedisBroker(Broker):
                     self.pubsub = pubsub
                 self.connected.set()
                 if not first:
-                    self.reconnects += 1
+                    self.metrics.inc("menteo_broker_reconnects_total")
                     log.warning("redis is back: resubscribed %d channels", len(self.channels))
                     self._guarded(self.on_resync)  # fill from the database what went by
                 first = False
-                backoff = BACKOFF_MIN
+                backoff.reset()
                 while True:
                     message = await pubsub.get_message(timeout=5.0)
                     if message is not None:
@@ -140,9 +139,9 @@ class RedisBroker(Broker):
                 self.pubsub = None
                 with suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
-                log.warning("redis subscriber lost (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
+                wait = backoff.next()
+                log.warning("redis subscriber lost (%s); retrying in %.1fs", exc, wait)
+                await asyncio.sleep(wait)
 
     def _guarded(self, handler: Callable[..., None], *args: object) -> None:
         """Run one message's (or one resync's) handler: whatever it raises costs that one."""
@@ -169,7 +168,7 @@ class RedisBroker(Broker):
                 fut.set_result(None)
 
     async def _publish_loop(self) -> None:
-        backoff = BACKOFF_MIN
+        backoff = Backoff(BACKOFF_MIN, BACKOFF_MAX)
         while True:
             await self.wake.wait()
             self.wake.clear()
@@ -180,19 +179,18 @@ class RedisBroker(Broker):
                     for channel, data in batch:
                         pipe.publish(channel, data)
                     await pipe.execute()
-                    backoff = BACKOFF_MIN
+                    backoff.reset()
                 except BaseException as exc:
                     if is_fatal(exc):
                         raise
                     if not isinstance(exc, (RedisError, OSError)):
                         self.faults.survived("broker", log, exc, "publishing failed")
                     # Dropped: stored already; other processes read it on resync or sweep.
-                    self.dropped += len(batch)
+                    self.metrics.inc("menteo_broker_dropped_total", "", len(batch))
                     log.warning(
                         "publish failed (%s): %d messages left to the database", exc, len(batch)
                     )
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    await asyncio.sleep(backoff.next())
             self.idle.set()
 
     async def _flush(self, timeout: float) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import orjson
 
 from ..auth import Principal
+from ..metrics import NOWHERE, Metrics
 from ..persistence.events import StoredEvent
 from ..protocol import Codec
 from ..streams.history import resume_id
@@ -134,16 +135,18 @@ class FeedConnection:
 class FeedRegistry:
     """Every feed connection of this process; the hub's listener for the ``feed`` stream."""
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics | None = None) -> None:
         self.catching_up: set[FeedConnection] = set()
         self.by_community: dict[str, set[FeedConnection]] = {}
         self.following: set[FeedConnection] = set()
         self.by_user: dict[str, set[FeedConnection]] = {}  # following ones, for follow changes
         self.streams: set[FeedConnection] = set()  # event streams, for heartbeats
-        # For /metrics: events fanned out, deliveries, and the time the fan-out loops took.
-        self.events = 0
-        self.deliveries = 0
-        self.fanout_seconds = 0.0
+        # For /metrics: events fanned out, deliveries, and the time the fan-out loops took
+        # (bound once: an event is counted without a label lookup).
+        count = metrics.counter if metrics else lambda name: NOWHERE
+        self.events = count("menteo_feed_events_total")
+        self.deliveries = count("menteo_feed_deliveries_total")
+        self.fanout_seconds = count("menteo_feed_fanout_seconds_total")
 
     def add(self, conn: FeedConnection) -> None:
         """Start holding live events for ``conn`` (before its catch-up reads the database)."""
@@ -190,9 +193,9 @@ class FeedRegistry:
             if conn.filter.matches(data):
                 conn.send_live(event, frames)
                 sent += 1
-        self.events += 1
-        self.deliveries += sent
-        self.fanout_seconds += time.perf_counter() - started
+        self.events.inc()
+        self.deliveries.inc(sent)
+        self.fanout_seconds.inc(time.perf_counter() - started)
 
     def on_signal(self, frames: Frames, exclude_user: str | None) -> None:
         frame = frames.frame

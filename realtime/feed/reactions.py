@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..metrics import NOWHERE, Metrics
 from ..persistence.events import AppendResult, NewEvent, Rejected
 from .model import FEED_STREAM, REACTION, SYSTEM_ID, SYSTEM_NAME
 
@@ -29,12 +30,14 @@ class _Entry:
 
 
 class ReactionAggregator:
-    def __init__(self, append: Append, window: float) -> None:
+    def __init__(self, append: Append, window: float, metrics: Metrics | None = None) -> None:
         self.append = append
         self.window = window
         self.entries: dict[str, _Entry] = {}
         self.inflight: set[asyncio.Future[AppendResult]] = set()
-        self.appended = 0  # feed.reaction events asked for (for tests and metrics)
+        self.appended = 0  # feed.reaction events asked for (for tests)
+        counted = "menteo_feed_reaction_events_total"
+        self._appended = metrics.counter(counted) if metrics else NOWHERE
 
     def touch(self, post_id: str) -> None:
         """A reaction on ``post_id`` changed: make sure an event with its counts follows."""
@@ -57,6 +60,7 @@ class ReactionAggregator:
         entry.timer = None
         entry.last = asyncio.get_running_loop().time()
         self.appended += 1
+        self._appended.inc()
         fut = self.append(
             NewEvent(FEED_STREAM, REACTION, SYSTEM_ID, SYSTEM_NAME, None, {"post_id": post_id})
         )

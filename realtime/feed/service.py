@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from ..config import Settings
+from ..metrics import Metrics
 from ..persistence.database import Database
 from ..persistence.events import last_seqs
 from ..protocol import Codec
@@ -48,12 +49,20 @@ NOT_FOUND = 4404
 
 
 class FeedService:
-    def __init__(self, db: Database, hub: Hub, writer: Writer, settings: Settings) -> None:
+    def __init__(
+        self,
+        db: Database,
+        hub: Hub,
+        writer: Writer,
+        settings: Settings,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.db = db
         self.hub = hub
         self.settings = settings
-        self.registry = FeedRegistry()
-        self.reactions = ReactionAggregator(writer.append, settings.feed_reaction_window)
+        self.registry = FeedRegistry(metrics)
+        window = settings.feed_reaction_window
+        self.reactions = ReactionAggregator(writer.append, window, metrics)
         self.post_limits = UserLimits(settings.feed_post_rate_per_second, settings.feed_post_burst)
         self.comment_limits = UserLimits(
             settings.feed_comment_rate_per_second, settings.feed_comment_burst

@@ -25,6 +25,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from ..backoff import Backoff
 from ..faults import Faults, is_fatal
 from .base import Announce, Presence
 from .typing import TypingGate
@@ -133,6 +134,7 @@ class RedisPresence(Presence):
         # Typing limited per user across processes: one SET NX PX key per room and user.
         self.typing = TypingGate(announce, self._claim_typing)
         self.faults = Faults()  # the app shares its own
+        self.metrics = self.faults.metrics  # presence.sync snapshots (the app shares its own)
 
     async def start(self) -> None:
         self.task = asyncio.create_task(self._maintain(), name="menteo-presence")
@@ -219,8 +221,10 @@ class RedisPresence(Presence):
         sweep_every = min(1.0, beat_every)
         last_beat = 0.0
         failing = False
+        # Failing (Redis away): retries spread out, so processes do not all come back at once.
+        retry = Backoff(sweep_every, 2 * sweep_every)
         while True:
-            await asyncio.sleep(sweep_every)
+            await asyncio.sleep(retry.next() if failing else sweep_every)
             try:
                 now = time.time()
                 if self.beat_now or now - last_beat >= beat_every:
@@ -230,6 +234,7 @@ class RedisPresence(Presence):
                 await self._sweep(now)
                 if failing:
                     failing = False
+                    retry.reset()
                     log.info("presence upkeep recovered")
                     self._recovering()
             except (RedisError, OSError) as exc:
@@ -274,6 +279,7 @@ class RedisPresence(Presence):
         self.views[room] = dict(users)
         if self.announce_local is not None:
             self.syncs += 1
+            self.metrics.inc("menteo_presence_syncs_total")
             self.announce_local(room, {"type": "presence.sync", "presence": _listing(users)})
 
     def _forget(self, room: str) -> None:

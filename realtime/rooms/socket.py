@@ -7,6 +7,7 @@ validates frames and hands durable ones to the writer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -140,6 +141,7 @@ async def _join(
     """Presence, the welcome and the catch-up, then frames until the socket ends."""
     room_id = conn.room.id
     disconnect_code = 1006
+    accepted = time.perf_counter()  # for menteo_welcome_seconds
     state.presence.typing.attach(room_id, conn.user_id)
     try:
         await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
@@ -148,7 +150,7 @@ async def _join(
         log.warning("presence join failed in %s: %r", room_id, exc)
     try:
         conn.clock.deadline(conn.principal.expires_at)  # expiry ends the catch-up too
-        await _welcome(state, conn, since, epoch)
+        await _welcome(state, conn, since, epoch, accepted)
         conn.go_live()
         conn.clock.set(conn.principal.expires_at)
         disconnect_code = await _receive_loop(state, conn, receive)
@@ -185,7 +187,11 @@ def _welcome_reads(
 
 
 async def _welcome(
-    state: RoomParts, conn: RoomConnection, since: str | None, epoch: str | None
+    state: RoomParts,
+    conn: RoomConnection,
+    since: str | None,
+    epoch: str | None,
+    accepted: float,
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
@@ -214,6 +220,8 @@ async def _welcome(
         "checklist": checklist,
     }
     await conn.transport.send_wait(conn.codec.encode(welcome))
+    welcomed = time.perf_counter() - accepted
+    state.metrics.histogram("menteo_welcome_seconds", "room").observe(welcomed)
     conn.last_seq = resumed.cursor
     if resumed.recovered:
         await _catch_up(state, conn)

@@ -9,9 +9,10 @@ ASGI app that does not look for them:
   unmasked, so the bytes a hub builds once per event are right for every socket. It refuses
   (returns False) whenever Uvicorn's own ``send`` would wait or fail, and the caller then
   takes the ASGI path, which keeps backpressure and close semantics exactly as they are.
-- **Oversized handshakes are answered.** websockets' parser queues a 414 or 431 for a
-  request line or headers over its limits (8 KiB, 128 headers), but Uvicorn never writes
-  it, and the connection would hang; here it is written and the connection closed.
+- **Oversized handshakes are answered** (Uvicorn before 0.55 only). websockets' parser
+  queues a 414 or 431 for a request line or headers over its limits (8 KiB, 128 headers);
+  Uvicorn 0.55 writes it (``handle_handshake_exception``), older ones never did and the
+  connection hung, so for them it is written here and the connection closed.
 - **Closes that do not wait on the peer.** ``close_now`` queues the close frame even when
   the transport is full and aborts the connection if it has not closed ``linger`` seconds
   later; ``abort`` drops it at once. Uvicorn's own closes (a missed pong included) are
@@ -109,6 +110,10 @@ class _Writable(_Waiters):
         return True
 
 
+# Uvicorn 0.55 answers a handshake websockets refused to parse; before it, we do.
+ANSWERS_OVERSIZED = hasattr(WebSocketsSansIOProtocol, "handle_handshake_exception")
+
+
 class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
     """``WebSocketsSansIOProtocol`` with ``write_wire`` and less per-connection state."""
 
@@ -117,14 +122,16 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
 
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        conn = self.conn
-        if conn.handshake_exc is not None and conn.state is State.CONNECTING:
-            for chunk in conn.data_to_send():  # the refusal; b"" means end of stream
-                if chunk:
-                    self.transport.write(chunk)
-            self.transport.close()
+    if not ANSWERS_OVERSIZED:  # Uvicorn 0.52.1 to 0.54
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            conn = self.conn
+            if conn.handshake_exc is not None and conn.state is State.CONNECTING:
+                for chunk in conn.data_to_send():  # the refusal; b"" means end of stream
+                    if chunk:
+                        self.transport.write(chunk)
+                self.transport.close()
 
     def handle_connect(self, event: Request) -> None:
         super().handle_connect(event)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext, suppress
+from datetime import datetime
 from typing import Any, Protocol
 
 import orjson
@@ -20,6 +22,7 @@ from sqlalchemy import Connection
 
 from ..broker import Broker
 from ..faults import Faults, is_fatal
+from ..metrics import NOWHERE, Metrics
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync
 from ..protocol import JSON, Codec
@@ -86,6 +89,7 @@ class Hub:
         page: int = 500,
         faults: Faults | None = None,
         batch: Batch | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         # Around each batch delivered (sockets.wire.CORK in the server): one write per socket.
@@ -104,6 +108,11 @@ class Hub:
         self.streams: dict[str, _Stream] = {}
         self.sweeper: asyncio.Task[None] | None = None
         self.filled = 0  # events that came from the database instead of the broker
+        # Bound once: a batch is timed without a label lookup.
+        self._filled = metrics.counter("menteo_gap_fills_total") if metrics else NOWHERE
+        fanout = metrics.histogram if metrics else lambda name, label: NOWHERE
+        self._fanout_local = fanout("menteo_fanout_seconds", "local")
+        self._fanout_broker = fanout("menteo_fanout_seconds", "broker")
         # Hooks for presence: every signal delivered here, and every broker resync (signals
         # published while the broker was away are lost; presence sends a snapshot instead).
         self.on_signal: Callable[[str, dict[str, Any]], None] | None = None
@@ -144,9 +153,11 @@ class Hub:
 
     def committed(self, events: list[StoredEvent]) -> None:
         """The writer's hook: deliver locally at once, then tell the other processes."""
+        started = time.perf_counter()  # just committed
         with self.batch:
             for event in events:
                 self._arrive(event)
+        self._fanout_local.observe(time.perf_counter() - started)  # written (or queued)
         if self.broker.shared:
             # One broker message per stream per commit, not per event: every process runs
             # the pub/sub machinery and the JSON decode once for all of a stream's events.
@@ -199,15 +210,23 @@ class Hub:
             if "es" in msg:
                 with self.batch:
                     for wire in msg["es"]:
-                        self._arrive(_event_from_wire(stream, wire))
+                        self._arrive(event := _event_from_wire(stream, wire))
+                self._since_commit(event.ts)
             elif "e" in msg:
-                self._arrive(_event_from_wire(stream, msg["e"]))
+                self._arrive(event := _event_from_wire(stream, msg["e"]))
+                self._since_commit(event.ts)
             elif "g" in msg:
                 self._signal_local(stream, Frames(msg["g"]), msg.get("x"))
         except BaseException as exc:
             if is_fatal(exc):
                 raise
             self.faults.survived("hub", log, exc, "bad broker message on %s", channel)
+
+    def _since_commit(self, ts: str) -> None:
+        """Time another process's commit to its frames written here, from the event's
+        timestamp (milliseconds, taken in its transaction; one host's clock, or NTP's)."""
+        written = time.time()
+        self._fanout_broker.observe(max(0.0, written - datetime.fromisoformat(ts).timestamp()))
 
     def _signal_local(self, stream: str, frames: Frames, exclude_user: str | None) -> None:
         state = self.streams.get(stream)
@@ -293,6 +312,7 @@ class Hub:
                         state.pending.pop(event.seq, None)
                         state.next_seq += 1
                         self.filled += 1
+                        self._filled.inc()
                         self._deliver(state, event)
         except BaseException as exc:
             if is_fatal(exc):

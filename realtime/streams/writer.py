@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
 from sqlalchemy import make_url
 
 from ..faults import Faults, is_fatal
+from ..metrics import NOWHERE, Metrics
 from ..persistence.database import Database
 from ..persistence.events import (
     AppendResult,
@@ -71,9 +73,14 @@ class Writer:
         batch: int = 512,
         reducers: list[Reducer] | None = None,
         faults: Faults | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
         self.faults = faults if faults is not None else Faults()
+        # Bound once: a commit counts without a label lookup.
+        self._commits = metrics.counter("menteo_commits_total") if metrics else NOWHERE
+        self._appended = metrics.counter("menteo_events_appended_total") if metrics else NOWHERE
+        self._commit_seconds = metrics.histogram("menteo_commit_seconds") if metrics else NOWHERE
         self.reducers = reducers or []
         self.on_committed = on_committed
         self.batch = batch
@@ -87,8 +94,6 @@ class Writer:
         self.lane_task: asyncio.Task[None] | None = None
         self.in_lane: Counter[str] = Counter()
         self.closed = False
-        self.commits = 0
-        self.appended = 0
         self._batches: SQLiteBatches | None = None
         self._pg: PgBatches | None = None
 
@@ -229,6 +234,7 @@ class Writer:
 
     async def _commit(self, pending: Pending, store: Store) -> None:
         items = [item for item, _ in pending]
+        started = time.perf_counter()
         try:
             results = await store(items)
         except BaseException as exc:
@@ -247,7 +253,8 @@ class Writer:
                     failed = AppendFailed("not stored")
                     failed.__cause__ = one
                     results.append(failed)
-        self.commits += 1
+        self._commit_seconds.observe(time.perf_counter() - started)
+        self._commits.inc()
         created: list[StoredEvent] = []
         for (_, fut), result in zip(pending, results, strict=True):
             if isinstance(result, Exception):
@@ -258,7 +265,7 @@ class Writer:
                 created.append(result.event)
             if not fut.done():  # a cancelled waiter (socket gone) only loses its ack
                 fut.set_result(result)
-        self.appended += len(created)
+        self._appended.inc(len(created))
         if created:
             try:
                 self.on_committed(created)
