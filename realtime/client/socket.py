@@ -53,6 +53,7 @@ class SocketClient(Reconnecting):
         super().__init__(url, **kw)
         self.connect_options: dict[str, Any] = {"compression": None, **(connect_options or {})}
         self._outgoing: asyncio.Queue[Frame] | None = None  # the live socket's, else None
+        self._refreshing: asyncio.Task[None] | None = None  # auth.expiring's new token
 
     def send(self, frame: Frame) -> bool:
         """Send a frame now, in order with the others; False (not sent) when not live.
@@ -83,6 +84,9 @@ class SocketClient(Reconnecting):
             return await self._serve(ws)
         finally:
             self._outgoing = None
+            if self._refreshing is not None:  # the next socket opens with a fresh token
+                self._refreshing.cancel()
+                self._refreshing = None
             self._down()
             await ws.close()
 
@@ -133,9 +137,10 @@ class SocketClient(Reconnecting):
     def _socket_frame(self, frame: Frame) -> None:
         kind = frame["type"]
         if kind == "auth.expiring":
-            if self.tokens.renewable:
+            if self.tokens.renewable and self._refreshing is None:
                 task = asyncio.create_task(self._refresh(), name=f"menteo-{self.name}-refresh")
-                task.add_done_callback(_log_failure)
+                task.add_done_callback(self._refreshed)
+                self._refreshing = task
         elif kind == "error" and str(frame.get("id")).startswith(REFRESH_ID):
             # The old token stays in force; its 4401 at expiry renews once more.
             log.warning("%s: auth.refresh refused: %s", self.name, frame.get("message"))
@@ -146,7 +151,10 @@ class SocketClient(Reconnecting):
         token = await self.tokens.renew()
         self.send({"type": "auth.refresh", "id": f"{REFRESH_ID}{next(_refreshes)}", "token": token})
 
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and (exc := task.exception()) is not None:
-        log.warning("token refresh failed (at expiry the socket renews and reconnects): %r", exc)
+    def _refreshed(self, task: asyncio.Task[None]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.warning(
+                "%s: token refresh failed (at expiry: renewed, reconnected): %r", self.name, exc
+            )

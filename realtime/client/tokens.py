@@ -18,6 +18,7 @@ from .errors import TokenError
 TokenGetter = Callable[[], str | Awaitable[str]]
 
 STALE_BEFORE = 10.0  # seconds: a token with less left is renewed before a socket opens
+GET_TOKEN_TIMEOUT = 30.0  # seconds: a get_token that takes longer failed (tried again later)
 
 
 def token_claims(token: str) -> dict[str, Any]:
@@ -87,8 +88,9 @@ class TokenSource:
     async def _fetch(self) -> str:
         if self.get_token is None:
             raise TokenError("the token cannot be renewed (no get_token)")
-        got = self.get_token()
-        token = await got if inspect.isawaitable(got) else got
+        async with asyncio.timeout(GET_TOKEN_TIMEOUT):
+            got = self.get_token()
+            token = await got if inspect.isawaitable(got) else got
         if not isinstance(token, str) or not token:
             raise TokenError(f"get_token returned {type(token).__name__}, not a token")
         self.token = token
