@@ -1,9 +1,10 @@
 """``menteo-realtime serve --demo``: a server seeded with a small community, and links to it.
 
 Once the server listens, the demo plays the platform's backend and its two members over the
-real REST API and room socket: a community; a mentor (Ana) and a mentee (Ben) in a room with
-a roadmap checklist, a few chat messages, and a first step Ben ticked and Ana verified; Ben's
-growth thread with posts, that step shared as a milestone, a comment and reactions. Then it
+real REST API and room socket (the room's part through ``realtime.client``): a community; a
+mentor (Ana) and a mentee (Ben) in a room with a roadmap checklist, a few chat messages, and
+a first step Ben ticked and Ana verified; Ben's growth thread with posts, that step shared as
+a milestone, a comment and reactions. Then it
 prints a link to each member's room view and to the community feed. Everything is looked up
 before it is made, or sent with a client id or ``Idempotency-Key``, so a second run on the
 same database reuses it.
@@ -28,6 +29,7 @@ from websockets.exceptions import WebSocketException
 
 from .api import demo as demo_api
 from .auth import issue_token
+from .client import FrameRefused, Refused, RoomClient
 from .config import Settings
 from .watchdog import EXIT_FAILED
 
@@ -205,26 +207,25 @@ def _activity(demo: Demo, backend: _Api, ana: _Api, ben: _Api, base_url: str) ->
 
 
 def _in_room(base_url: str, token: str, room_id: str, frames: list[dict[str, Any]]) -> None:
-    """Send frames on the room socket as one member, each after the last one's ack."""
-    from websockets.sync.client import connect
-    from websockets.typing import Subprotocol
+    """Send frames on the room socket as one member, each after the last one's ack, through
+    the Python client (its outbox resends with the same ids across a dropped socket)."""
+    asyncio.run(_send_in_order(base_url, token, room_id, frames))
 
-    query = urlencode({"token": token})
-    url = f"ws{base_url.removeprefix('http')}/rooms/{quote(room_id)}/ws?{query}"
-    with connect(
-        url, subprotocols=[Subprotocol("menteo.v1.json")], open_timeout=10, proxy=None
-    ) as ws:
-        welcome = json.loads(ws.recv(timeout=10))
-        if welcome.get("type") != "welcome":
-            raise DemoError(f"the room socket said {welcome!r}")
-        for frame in frames:
-            ws.send(json.dumps(frame))
-            while True:
-                reply = json.loads(ws.recv(timeout=10))
-                if reply.get("id") == frame["id"] and reply.get("type") in ("ack", "error"):
-                    break
-            if reply["type"] == "error":
-                raise DemoError(f"{frame['type']}: {reply.get('message')}")
+
+async def _send_in_order(
+    base_url: str, token: str, room_id: str, frames: list[dict[str, Any]]
+) -> None:
+    # No proxy from the environment: the server is ours, on this machine.
+    room = RoomClient(base_url, room_id, token=token, connect_options={"proxy": None})
+    try:
+        async with asyncio.timeout(20):  # a TimeoutError is an OSError: seed() reports it
+            await room.start()
+            for frame in frames:
+                await room.submit(frame)
+    except (Refused, FrameRefused) as exc:
+        raise DemoError(f"the room socket: {exc}") from None
+    finally:
+        await room.close()
 
 
 def _write_notes(base_url: str, token: str, room_id: str, text: str) -> None:
