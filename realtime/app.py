@@ -59,6 +59,9 @@ from .watchdog import EXIT_FAILED, Watchdog
 log = logging.getLogger("menteo")
 
 WEB = Path(__file__).resolve().parent.parent / "web"
+# The JavaScript SDK's modules (clients/js/src), served at /sdk/: the pages import it from
+# there, so the one copy of the client code is the SDK's (no build step).
+SDK = Path(__file__).resolve().parent.parent / "clients" / "js" / "src"
 
 
 def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
@@ -345,6 +348,8 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         WebSocketRoute("/feed/ws", endpoints.feed),
         Route("/feed/stream", endpoints.stream, methods=["GET"]),
     ]
+    if SDK.is_dir():
+        routes.append(Mount("/sdk", StaticFiles(directory=SDK), name="sdk"))
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
     # A database that cannot serve a route is 503 ``unavailable`` (the errors that
