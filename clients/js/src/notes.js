@@ -129,6 +129,7 @@ export class NotesConnection extends Emitter {
     for (const undo of this.#cleanup) undo();
     this.#cleanup = [];
     this.provider.destroy();
+    this.provider.awareness.destroy(); // its renewal timer, which the provider leaves running
   }
 
   #wire() {

@@ -409,7 +409,7 @@ export class RoomClient extends Emitter {
   #seen(message) {
     const me = this.you?.user_id;
     if (me !== undefined && message.author?.user_id === me && typeof message.id === "string") {
-      this.#sender.delivered(message.id);
+      this.#sender.delivered(message.id, message.seq);
     }
   }
 

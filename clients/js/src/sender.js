@@ -4,7 +4,7 @@
 //
 // What it tells (through `emit`):
 //   "pending" {id, kind: "chat" | "op", status, message?, seq?}: status is "queued" (not live),
-//             "sending", "sent" (acked: the event follows), "failed" (refused for good:
+//             "sending", "sent" (stored: acked, or seen in the room), "failed" (refused for good:
 //             `message` says why; the entry left the outbox)
 //   "outbox"  {size, durable, external}: the number of chat messages waiting changed
 //             (external: another tab of this user changed it)
@@ -106,12 +106,16 @@ export class OutboxSender {
   }
 
   /**
-   * A message of mine is in the room (seen live or in a history): it leaves the outbox.
+   * A message of mine is stored (its ack, or the message seen in the room, whichever comes
+   * first): it leaves the outbox, and is told "sent" once.
    * @param {string} id
+   * @param {number} [seq]
    */
-  delivered(id) {
+  delivered(id, seq) {
     this.#inFlight.delete(id);
-    if (this.#messages.remove(id)) this.#outboxChanged(false);
+    if (!this.#messages.remove(id)) return;
+    this.#outboxChanged(false);
+    this.#emit("pending", { id, kind: "chat", status: "sent", seq });
   }
 
   /** A new socket is live: everything not acked is sent (again). */
@@ -144,9 +148,7 @@ export class OutboxSender {
       this.flush();
       return;
     }
-    if (!this.#inFlight.has(id) && !this.#messages.has(id)) return;
-    this.delivered(id);
-    this.#emit("pending", { id, kind: "chat", status: "sent", seq });
+    this.delivered(id, seq);
     this.flush();
   }
 

@@ -50,10 +50,12 @@ export class OutboxSender {
      */
     flush(): void;
     /**
-     * A message of mine is in the room (seen live or in a history): it leaves the outbox.
+     * A message of mine is stored (its ack, or the message seen in the room, whichever comes
+     * first): it leaves the outbox, and is told "sent" once.
      * @param {string} id
+     * @param {number} [seq]
      */
-    delivered(id: string): void;
+    delivered(id: string, seq?: number): void;
     /** A new socket is live: everything not acked is sent (again). */
     onWelcome(): void;
     /** @param {string} state the connection's */
