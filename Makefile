@@ -13,9 +13,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# The notes editor (Yjs + CodeMirror) is bundled with esbuild; without Node.js the page
-# still runs, showing "notes unavailable".
-web/dist/notes.bundle.js: package.json package-lock.json $(wildcard web/vendor-src/*.js)
+# The notes editor (Yjs + CodeMirror, and the SDK's notes wiring from clients/js/src) is
+# bundled with esbuild; without Node.js the page still runs, showing "notes unavailable".
+# The rest of the SDK needs no build: the server serves clients/js/src at /sdk/.
+web/dist/notes.bundle.js: package.json package-lock.json $(wildcard web/vendor-src/*.js) $(wildcard clients/js/src/*.js)
 	npm ci --no-audit --no-fund
 	npm run build
 
