@@ -60,8 +60,11 @@ log = logging.getLogger("menteo")
 
 WEB = Path(__file__).resolve().parent.parent / "web"
 # The JavaScript SDK's modules (clients/js/src), served at /sdk/: the pages import it from
-# there, so the one copy of the client code is the SDK's (no build step).
-SDK = Path(__file__).resolve().parent.parent / "clients" / "js" / "src"
+# there, so the one copy of the client code is the SDK's (no build step). A wheel that ships
+# the pages must ship these too, as realtime/sdk/.
+_PACKAGED_SDK = Path(__file__).resolve().parent / "sdk"
+_CHECKOUT_SDK = Path(__file__).resolve().parent.parent / "clients" / "js" / "src"
+SDK = _PACKAGED_SDK if _PACKAGED_SDK.is_dir() else _CHECKOUT_SDK
 
 
 def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:

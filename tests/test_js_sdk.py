@@ -16,12 +16,15 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from menteo_testkit.ports import free_port
 from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import SECRET
+from tests.backends import make_backend
 from tests.ci import skip_or_fail
+from tests.servers import make_settings, run_server
 
 SDK = Path(__file__).resolve().parent.parent / "clients" / "js"
 NODE_TIMEOUT = 300.0  # seconds for the whole node suite
@@ -140,3 +143,24 @@ def test_the_checked_in_type_declarations_are_current(sdk_installed: Path) -> No
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_the_server_serves_the_sdk_modules_the_pages_import(tmp_path: Path) -> None:
+    """/sdk/ is clients/js/src, as JavaScript modules (a page imports them without a build);
+    nothing outside it is reachable through it."""
+    backend = await make_backend("sqlite", tmp_path)
+    async with run_server(make_settings(backend)) as running, httpx.AsyncClient() as http:
+        for name in ("index.js", "room.js", "token.js", "feed.js", "notes.js"):
+            resp = await http.get(f"{running.url}/sdk/{name}")
+            assert resp.status_code == 200, name
+            assert resp.headers["content-type"].startswith("text/javascript"), resp.headers
+            assert resp.text == (SDK / "src" / name).read_text()
+        page = await http.get(f"{running.url}/js/main.js")
+        assert 'from "../sdk/room.js"' in page.text
+        for outside in (
+            "/sdk/../package.json",
+            "/sdk/%2e%2e/package.json",
+            "/sdk/../test/helpers.mjs",
+        ):
+            resp = await http.get(running.url + outside)
+            assert "devDependencies" not in resp.text and "MENTEO_SDK_SECRET" not in resp.text

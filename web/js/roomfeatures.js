@@ -33,7 +33,9 @@ export class RoomFeatures {
       panels: byId("panels"),
       send: (frame) => room.send(frame),
       submit: (frame) => room.submit(frame),
-      pendingOps: () => room.pending().ops.map((entry) => entry.op),
+      // The checklist's (the ops outbox also holds chat.edit and chat.delete, if any).
+      pendingOps: () =>
+        room.pending().ops.map((entry) => entry.op).filter((op) => op.type.startsWith("checklist.")),
       opsDurable: () => room.outboxes.ops.durable,
       live: () => room.live,
     };
