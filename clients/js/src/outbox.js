@@ -54,14 +54,16 @@ export function newClientId() {
 }
 
 /**
- * The storage key of a user's outbox in a room: kind "chat" (messages) or "ops".
+ * The storage key of a user's outbox in a room: kind "chat" (messages) or "ops". The user
+ * is `userId` when given, else the token's `sub`.
  * @param {string} roomId
  * @param {string | null} token
  * @param {"chat" | "ops"} [kind]
+ * @param {string | null} [userId]
  * @returns {string}
  */
-export function outboxKey(roomId, token, kind = "chat") {
-  const sub = tokenClaims(token).sub;
+export function outboxKey(roomId, token, kind = "chat", userId = null) {
+  const sub = userId ?? tokenClaims(token).sub;
   return `${PREFIX[kind]}:${roomId}:${typeof sub === "string" ? sub : "anonymous"}`;
 }
 

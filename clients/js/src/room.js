@@ -91,9 +91,12 @@ export class RoomConnection extends ReconnectingSocket {
  *   storage?: import("./outbox.js").StorageLike | null,
  *   locks?: import("./outbox.js").LockManagerLike | null,
  *   fetch?: typeof fetch,
+ *   userId?: string | null,
  * }} RoomOptions
  * storage: where the outboxes live (default localStorage, else memory); locks: the Web
- * Locks the outboxes take across tabs (default navigator.locks; null: none)
+ * Locks the outboxes take across tabs (default navigator.locks; null: none); userId: whose
+ * outboxes these are (default: the first token's `sub`; give it when there is no token
+ * before getToken() runs, so that two people on one browser never share an outbox)
  */
 
 export class RoomClient extends Emitter {
@@ -121,9 +124,11 @@ export class RoomClient extends Emitter {
     this.#options = options;
     this.#conn = new RoomConnection(options.roomId, options);
     const token = this.#conn.tokens.token;
+    const user = options.userId ?? null;
     const store = { storage: options.storage, locks: options.locks };
-    this.#messages = new Outbox(outboxKey(options.roomId, token), { ...store, kind: "chat" });
-    this.#ops = new Outbox(outboxKey(options.roomId, token, "ops"), { ...store, kind: "ops" });
+    const key = (/** @type {"chat" | "ops"} */ kind) => outboxKey(options.roomId, token, kind, user);
+    this.#messages = new Outbox(key("chat"), { ...store, kind: "chat" });
+    this.#ops = new Outbox(key("ops"), { ...store, kind: "ops" });
     this.#sender = new OutboxSender({
       conn: this.#conn,
       messages: this.#messages,

@@ -5,13 +5,15 @@
  */
 export function newClientId(): string;
 /**
- * The storage key of a user's outbox in a room: kind "chat" (messages) or "ops".
+ * The storage key of a user's outbox in a room: kind "chat" (messages) or "ops". The user
+ * is `userId` when given, else the token's `sub`.
  * @param {string} roomId
  * @param {string | null} token
  * @param {"chat" | "ops"} [kind]
+ * @param {string | null} [userId]
  * @returns {string}
  */
-export function outboxKey(roomId: string, token: string | null, kind?: "chat" | "ops"): string;
+export function outboxKey(roomId: string, token: string | null, kind?: "chat" | "ops", userId?: string | null): string;
 /**
  * A Storage kept in memory (Node, or a browser that refuses localStorage). Two outboxes on
  * the same MemoryStorage see each other's entries, as two tabs do on localStorage.

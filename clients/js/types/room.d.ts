@@ -38,9 +38,12 @@ export class RoomConnection extends ReconnectingSocket {
  *   storage?: import("./outbox.js").StorageLike | null,
  *   locks?: import("./outbox.js").LockManagerLike | null,
  *   fetch?: typeof fetch,
+ *   userId?: string | null,
  * }} RoomOptions
  * storage: where the outboxes live (default localStorage, else memory); locks: the Web
- * Locks the outboxes take across tabs (default navigator.locks; null: none)
+ * Locks the outboxes take across tabs (default navigator.locks; null: none); userId: whose
+ * outboxes these are (default: the first token's `sub`; give it when there is no token
+ * before getToken() runs, so that two people on one browser never share an outbox)
  */
 export class RoomClient extends Emitter {
     /** @param {RoomOptions} options */
@@ -182,13 +185,16 @@ export class RoomClient extends Emitter {
 }
 /**
  * storage: where the outboxes live (default localStorage, else memory); locks: the Web
- * Locks the outboxes take across tabs (default navigator.locks; null: none)
+ * Locks the outboxes take across tabs (default navigator.locks; null: none); userId: whose
+ * outboxes these are (default: the first token's `sub`; give it when there is no token
+ * before getToken() runs, so that two people on one browser never share an outbox)
  */
 export type RoomOptions = import("./reconnecting.js").SocketOptions & {
     roomId: string;
     storage?: import("./outbox.js").StorageLike | null;
     locks?: import("./outbox.js").LockManagerLike | null;
     fetch?: typeof fetch;
+    userId?: string | null;
 };
 import { ReconnectingSocket } from "./reconnecting.js";
 import { Emitter } from "./events.js";
