@@ -2,7 +2,8 @@
 
 web/ lives beside the package in a checkout (the pages, and web/dist once `make web` has
 built the notes editor); a wheel carries it as ``realtime/web``, which the installed server
-serves (realtime/app.py, ``WEB``). Editable installs serve the checkout's web/ instead.
+serves (realtime/app.py, ``WEB``), with the JavaScript SDK's modules as ``realtime/sdk``.
+Editable installs serve the checkout's web/ instead.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class BuildWithWeb(build_py):
                 destination = target / source.relative_to(ROOT / "web")
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, destination)
+        # The SDK's modules, which the pages import from /sdk/ (realtime/app.py, ``SDK``).
+        sdk = Path(self.build_lib) / "realtime" / "sdk"
+        for source in sorted((ROOT / "clients" / "js" / "src").glob("*.js")):
+            sdk.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, sdk / source.name)
 
 
 setup(cmdclass={"build_py": BuildWithWeb})

@@ -66,9 +66,15 @@ from .watchdog import EXIT_FAILED, Watchdog
 log = logging.getLogger("menteo")
 
 # The browser client: inside the package when installed from a wheel (setup.py copies web/
-# there), else the checkout's web/ (a source tree, or an editable install).
+# there, and the SDK's modules as realtime/sdk), else the checkout's web/ (a source tree, or
+# an editable install).
 _PACKAGED_WEB = Path(__file__).resolve().parent / "web"
 WEB = _PACKAGED_WEB if _PACKAGED_WEB.is_dir() else Path(__file__).resolve().parent.parent / "web"
+# The JavaScript SDK's modules (clients/js/src), served at /sdk/: the pages import it from
+# there, so the one copy of the client code is the SDK's (no build step).
+_PACKAGED_SDK = Path(__file__).resolve().parent / "sdk"
+_CHECKOUT_SDK = Path(__file__).resolve().parent.parent / "clients" / "js" / "src"
+SDK = _PACKAGED_SDK if _PACKAGED_SDK.is_dir() else _CHECKOUT_SDK
 
 
 def create_presence(settings: Settings, hub: Hub, faults: Faults, metrics: Metrics) -> Presence:
@@ -367,6 +373,8 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         WebSocketRoute("/feed/ws", endpoints.feed),
         Route("/feed/stream", endpoints.stream, methods=["GET"]),
     ]
+    if SDK.is_dir():
+        routes.append(Mount("/sdk", StaticFiles(directory=SDK), name="sdk"))
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
     # A database that cannot serve a route is 503 ``unavailable`` (the errors that

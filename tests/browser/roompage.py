@@ -44,7 +44,12 @@ def require_browser() -> None:
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTES_BUNDLE = ROOT / "web" / "dist" / "notes.bundle.js"
-NOTES_SOURCES = [ROOT / "package.json", ROOT / "package-lock.json", ROOT / "web" / "vendor-src"]
+NOTES_SOURCES = [
+    ROOT / "package.json",
+    ROOT / "package-lock.json",
+    ROOT / "web" / "vendor-src",
+    ROOT / "clients" / "js" / "src",  # the SDK's notes wiring is bundled too
+]
 
 
 def _skip_or_fail(message: str) -> NoReturn:

@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 if TYPE_CHECKING:
     from playwright.async_api import Page, WebSocketRoute
 
-TOKEN_PROTOCOL = "menteo.token."  # web/js/reconnecting.js tokenProtocol, docs/protocol.md
+TOKEN_PROTOCOL = "menteo.token."  # clients/js/src/transport.js tokenProtocol, docs/protocol.md
 
 # Runs before the page's own scripts (add_init_script), in every document the page loads:
 # each socket the page constructs is kept as [its URL, the subprotocols it offered]. The

@@ -29,7 +29,7 @@ import {
 import { DragReorder } from "./checklistdrag.js";
 import { buildPanel, editTitle, makeRow, updateRow } from "./checklistdom.js";
 import { el } from "./dom.js";
-import { newClientId } from "./outbox.js";
+import { newClientId } from "../sdk/outbox.js";
 
 const ERROR_SHOW_MS = 8000;
 // The role table in a sentence, for the reader's role (docs/protocol.md).

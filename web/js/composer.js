@@ -1,24 +1,18 @@
-// The message box: Enter sends (through the outbox of roomsender.js), and "typing" frames
-// tell the room while I write.
+// The message box: Enter sends (through the RoomClient's durable outbox), and "typing"
+// frames tell the room while I write (the SDK's keystroke(): at once, then every 3 s while
+// typing, and "stopped" after 4 s without a key).
 
 import { byId } from "./dom.js";
 
 const MAX_BODY = 4000; // characters (code points), as the server counts them
-const TYPING_REFRESH_MS = 3000; // "still typing" is repeated this often while typing
-const TYPING_IDLE_MS = 4000; // no keystroke for this long: stopped typing
 
 export class Composer {
-  #conn;
-  #sender;
+  #room;
   #input = byId("composer-input");
   #sendButton = byId("send");
-  #typingActive = false;
-  #typingSentAt = 0;
-  #typingIdle = null;
 
-  constructor(conn, sender) {
-    this.#conn = conn;
-    this.#sender = sender;
+  constructor(room) {
+    this.#room = room;
     this.#input.addEventListener("input", () => this.#onInput());
     this.#input.addEventListener("keydown", (event) => {
       // Enter sends, Shift+Enter is a new line; never while an input method is composing.
@@ -44,7 +38,7 @@ export class Composer {
   disable() {
     this.#input.disabled = true;
     this.#sendButton.disabled = true;
-    this.#stopTyping();
+    this.#room.stopTyping();
   }
 
   focus() {
@@ -53,26 +47,8 @@ export class Composer {
 
   #onInput() {
     this.#setError("");
-    if (this.#input.value.trim() === "") {
-      this.#stopTyping();
-      return;
-    }
-    if (!this.#typingActive || Date.now() - this.#typingSentAt > TYPING_REFRESH_MS) {
-      this.#sendTyping(true);
-    }
-    clearTimeout(this.#typingIdle);
-    this.#typingIdle = setTimeout(() => this.#stopTyping(), TYPING_IDLE_MS);
-  }
-
-  #sendTyping(active) {
-    this.#typingActive = active;
-    this.#typingSentAt = Date.now();
-    this.#conn.send({ type: "typing", active });
-  }
-
-  #stopTyping() {
-    clearTimeout(this.#typingIdle);
-    if (this.#typingActive) this.#sendTyping(false);
+    if (this.#input.value.trim() === "") this.#room.stopTyping();
+    else this.#room.keystroke();
   }
 
   #setError(text) {
@@ -90,10 +66,8 @@ export class Composer {
       this.#setError(`Too long: ${length} characters, at most ${MAX_BODY}.`);
       return;
     }
-    this.#sender.queueMessage(body);
+    this.#room.sendMessage(body); // stored, then sent; typing stops
     input.value = "";
-    this.#stopTyping();
-    this.#sender.flush();
     input.focus();
   }
 }

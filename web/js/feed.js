@@ -8,13 +8,14 @@
 // "N new posts" bar at the top until it is clicked. Older posts load as the end of the
 // list comes into view (or with the "Load older posts" button).
 
+import { ApiError, apiRequest } from "../sdk/api.js";
+import { FeedSocket, feedQuery } from "../sdk/feed.js";
+import { backoffDelay } from "../sdk/reconnecting.js";
+import { tokenClaims } from "../sdk/token.js";
 import { byId as $, el } from "./dom.js";
-import { api, ApiError, feedQuery } from "./feedapi.js";
-import { FeedSocket } from "./feedsocket.js";
 import { PostView } from "./feedview.js";
-import { tokenClaims } from "./outbox.js";
-import { backoffDelay, setIndicator, showConnectionState } from "./reconnecting.js";
-import { TokenError, TokenSource, withToken } from "./token.js";
+import { setIndicator, showConnectionState } from "./indicator.js";
+import { PageTokens, TokenError, withToken } from "./token.js";
 
 const PAGE = 20; // posts per REST page
 const COMMENTS_PAGE = 50;
@@ -33,7 +34,7 @@ async function main() {
   let tokens;
   try {
     setIndicator("connecting", "Loading the feed…");
-    tokens = await TokenSource.fromQuery(params);
+    tokens = await PageTokens.fromQuery(params);
   } catch (err) {
     setIndicator("stopped", "Disconnected"); // a token_url of another site, or one that said no
     $("fatal").textContent = err.message;
@@ -102,7 +103,7 @@ class FeedPage {
   // The socket ---------------------------------------------------------------------------
 
   connect(cursor) {
-    const conn = new FeedSocket(this.tokens, this.feed);
+    const conn = new FeedSocket(this.feed, { tokens: this.tokens });
     this.conn = conn;
     conn.addEventListener("state", ({ detail }) => this.showState(detail));
     conn.addEventListener("welcome", ({ detail: { frame, first } }) => {
@@ -412,7 +413,7 @@ class FeedPage {
 
   /** A REST call with the page's token (renewed and tried again once after a 401). */
   api(method, path, body, headers) {
-    return withToken(this.tokens, (token) => api(token, method, path, body, headers));
+    return withToken(this.tokens, (token) => apiRequest({}, token, method, path, body, headers));
   }
 
   /** Links to the reader's feeds and rooms (the room page takes the same token or URL). */

@@ -5,7 +5,7 @@
 
 import { formatTime } from "./chat.js";
 import { el } from "./dom.js";
-import { newClientId } from "./outbox.js";
+import { newClientId } from "../sdk/outbox.js";
 
 // Words, not emoji: emoji fonts are missing on many systems.
 export const REACTIONS = [

@@ -1,24 +1,24 @@
-// The room page: wires the socket, the outbox, the chat log, presence, the composer and the
-// room features (checklist, notes), each in its own module.
+// The room page: the SDK's RoomClient (clients/js, served at /sdk/: the socket, resume, the
+// durable outboxes, presence) shown by the page's own modules: the chat log, presence, the
+// composer and the room features (checklist, notes).
 //
 // The page takes ?room=ID&token=T from its URL; without them it shows a form to paste them.
 // With &token_url=URL (and with or without a token) it fetches its tokens from URL and renews
 // them before they expire (token.js).
 
+import { RoomClient } from "../sdk/room.js";
+import { tokenClaims } from "../sdk/token.js";
 import { ChatView } from "./chat.js";
 import { checklistFeature } from "./checklistpanel.js";
 import { Composer } from "./composer.js";
-import { RoomConnection } from "./connection.js";
 import { byId as $ } from "./dom.js";
+import { setIndicator } from "./indicator.js";
 import { notesFeature } from "./notes.js";
-import { Outbox, outboxKey, tokenClaims } from "./outbox.js";
 import { PresenceView } from "./presence.js";
-import { setIndicator } from "./reconnecting.js";
 import { ChatPanel } from "./roomchat.js";
 import { RoomFeatures } from "./roomfeatures.js";
-import { RoomSender } from "./roomsender.js";
 import { RoomStatus } from "./roomstatus.js";
-import { TokenSource } from "./token.js";
+import { PageTokens } from "./token.js";
 
 // The panels that plug into the page (roomfeatures.js says what a feature is).
 const FEATURES = [checklistFeature, notesFeature];
@@ -34,7 +34,7 @@ async function main() {
   let tokens;
   try {
     setIndicator("connecting", "Connecting…");
-    tokens = await TokenSource.fromQuery(params);
+    tokens = await PageTokens.fromQuery(params);
   } catch (err) {
     showRefused(err.message); // a token_url of another site, or one that said no
     return;
@@ -71,58 +71,46 @@ function openRoom(roomId, tokens) {
   $("feed-link").href = `feed.html?${new URLSearchParams(tokens.linkParams)}`;
   $("feed-link").hidden = false;
 
-  const conn = new RoomConnection(roomId, tokens);
+  const room = new RoomClient({ roomId, tokens });
   const view = new ChatView({
     list: $("messages"),
     scroller: $("messages-scroll"),
     announcer: $("announcer"),
   });
-  const sender = new RoomSender({
-    conn,
-    outbox: new Outbox(outboxKey(roomId, token)),
-    ops: new Outbox(outboxKey(roomId, token, "ops"), undefined, { kind: "ops" }),
-    chat: view,
-    note: $("outbox-note"),
-  });
-  const presence = new PresenceView({
+  new PresenceView(room.presence, {
     membersList: $("members"),
     hereList: $("presence"),
     typingLine: $("typing"),
   });
   const me = claimedUser(token);
   if (me !== null) view.setMe(me);
-  const features = new RoomFeatures(FEATURES, { roomId, tokens, me, conn, sender });
+  const features = new RoomFeatures(FEATURES, { roomId, tokens, me, room });
   features.run("mount");
-  sender.showQueued();
 
-  const chat = new ChatPanel(view, sender);
-  const composer = new Composer(conn, sender);
-  const status = new RoomStatus(conn, { welcomed: () => chat.welcomed, composer });
-  listen(conn, { chat, presence, sender, composer, status, features });
-  conn.start();
+  const chat = new ChatPanel(view, room, $("outbox-note"));
+  chat.showQueued();
+  const composer = new Composer(room);
+  const status = new RoomStatus(room, { welcomed: () => chat.welcomed, composer });
+  listen(room, { chat, composer, status, features });
+  room.start();
   composer.focus();
 }
 
-/** The room socket's events, to every part of the page in turn. */
-function listen(conn, { chat, presence, sender, composer, status, features }) {
-  conn.addEventListener("state", ({ detail }) => {
+/** The room's events, to every part of the page in turn. */
+function listen(room, { chat, composer, status, features }) {
+  room.on("state", (detail) => {
     status.onState(detail);
-    sender.onState(detail.state);
     features.run("onState", detail.state);
   });
-  conn.addEventListener("welcome", ({ detail: { frame, epochChanged } }) => {
+  room.on("welcome", ({ frame, epochChanged }) => {
     features.ctx.me = frame.you;
     chat.onWelcome(frame, epochChanged);
-    presence.onWelcome(frame);
     chat.showHistory(frame);
     composer.enable();
-    sender.onWelcome();
     features.run("onWelcome", frame);
   });
-  conn.addEventListener("frame", ({ detail: frame }) => {
-    sender.onFrame(frame); // acks and errors
+  room.on("frame", (frame) => {
     chat.onFrame(frame);
-    presence.onFrame(frame);
     features.run("onFrame", frame);
   });
 }

@@ -5,9 +5,10 @@
 // welcome, events already deduplicated by seq (acks and errors included); onState sees every
 // change of the connection's state ("live", "reconnecting", "offline", ...).
 //
-// ctx: {roomId, token, tokens, me, panels, send(frame), submit(frame), pendingOps(),
-// opsDurable(), live()}. `token` is the page's first token; `tokens` the TokenSource
-// (token.js) that holds the current one and renews it when the page has a token URL. `panels` is the container (#panels): a feature appends its section and unhides
+// ctx: {roomId, token, tokens, room, me, panels, send(frame), submit(frame), pendingOps(),
+// opsDurable(), live()}. `token` is the page's first token; `tokens` the TokenSource that
+// holds the current one and renews it when the page has a token URL; `room` the SDK's
+// RoomClient. `panels` is the container (#panels): a feature appends its section and unhides
 // it. `send` is fire and forget (false when not live). `submit` is for durable operations
 // (checklist.*): the frame is kept in a localStorage outbox until acked, sent on the same
 // path as chat messages and resent with the same id after a reconnect or a reload; it
@@ -21,19 +22,22 @@ export class RoomFeatures {
   ctx;
 
   /** `me`: who the token says I am, until a welcome says it for sure (ctx.me = welcome.you). */
-  constructor(features, { roomId, tokens, me, conn, sender }) {
+  constructor(features, { roomId, tokens, me, room }) {
     this.#features = features;
     this.ctx = {
       roomId,
       token: tokens.token,
       tokens,
+      room,
       me,
       panels: byId("panels"),
-      send: (frame) => conn.send(frame),
-      submit: (frame) => sender.submitOp(frame),
-      pendingOps: () => sender.pendingOps(),
-      opsDurable: () => sender.opsDurable,
-      live: () => conn.live,
+      send: (frame) => room.send(frame),
+      submit: (frame) => room.submit(frame),
+      // The checklist's (the ops outbox also holds chat.edit and chat.delete, if any).
+      pendingOps: () =>
+        room.pending().ops.map((entry) => entry.op).filter((op) => op.type.startsWith("checklist.")),
+      opsDurable: () => room.outboxes.ops.durable,
+      live: () => room.live,
     };
   }
 

@@ -1,8 +1,8 @@
-// The room socket's state on the page: the indicator in the top bar (reconnecting.js), the
+// The room socket's state on the page: the indicator in the top bar (indicator.js), the
 // "Retry now" button, and the banner when the room is gone for good.
 
 import { byId } from "./dom.js";
-import { showConnectionState } from "./reconnecting.js";
+import { showConnectionState } from "./indicator.js";
 
 const OFFLINE = "Offline: messages are kept and sent when you are back online.";
 
@@ -10,10 +10,10 @@ export class RoomStatus {
   #welcomed; // () => true once the room has been shown
   #composer;
 
-  constructor(conn, { welcomed, composer }) {
+  constructor(room, { welcomed, composer }) {
     this.#welcomed = welcomed;
     this.#composer = composer;
-    byId("retry").addEventListener("click", () => conn.retryNow());
+    byId("retry").addEventListener("click", () => room.retryNow());
   }
 
   /** The connection's state changed: detail {state, delay, message}. */

@@ -1,10 +1,12 @@
 // The shared notes editor, bundled by `npm run build` into web/dist/notes.bundle.js (built,
 // not committed). web/js/notes.js loads it lazily: the room page works without it.
 //
-// A Yjs document synced with the server's notes socket (/rooms/{id}/notes, the token offered
-// as a subprotocol beside menteo.notes.v1, never in the URL) by the stock y-websocket
-// provider; CodeMirror 6 edits its Y.Text "notes" through y-codemirror.next, which also
-// shows the other people's cursors and names (awareness).
+// The Yjs document and its socket are the SDK's NotesConnection
+// (clients/js/src/notes.js: the stock y-websocket provider, stopped on the server's 44xx
+// refusals, reconnected with each renewed token); CodeMirror 6 edits its Y.Text "notes"
+// through y-codemirror.next, which also shows the other people's cursors and names
+// (awareness). The build aliases yjs and y-websocket to this package's copies, so the SDK's
+// imports and these are one Yjs.
 
 import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { EditorState } from "@codemirror/state";
@@ -16,10 +18,11 @@ import {
   placeholder,
 } from "@codemirror/view";
 import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
-import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 
-export const TEXT_NAME = "notes"; // the Y.Text the server reads (GET /api/rooms/{id}/notes)
+import { NotesConnection } from "../../clients/js/src/notes.js";
+
+export { TEXT_NAME } from "../../clients/js/src/notes.js";
 
 const theme = EditorView.theme({
   "&": { height: "100%", fontSize: "0.95rem" },
@@ -32,30 +35,17 @@ const theme = EditorView.theme({
 
 /**
  * Open the notes of a room in `parent`.
- *   wsBase: "ws(s)://HOST"; user: {name, color, colorLight}
- *   onStatus(status): "connecting" | "connected" | "synced" | "disconnected" |
- *                     {closed: {code, reason}} (the server refused for good: 44xx)
- * Returns {doc, text, provider, view, destroy()}.
+ *   roomId; tokens: the page's TokenSource (the SDK's); user: {name, color, colorLight}
+ * Returns {doc, text, provider, notes, view, destroy()}: `notes` is the NotesConnection,
+ * whose "status" and "refused" events say how the document is (web/js/notes.js shows them).
+ * It is not connected yet: call notes.connect() once its events are listened to.
  */
-export function openNotes({ parent, wsBase, roomId, token, user, label, onStatus = () => {} }) {
+export function openNotes({ parent, roomId, tokens, user, label }) {
   const doc = new Y.Doc();
-  const text = doc.getText(TEXT_NAME);
-  const provider = new WebsocketProvider(
-    `${wsBase}/rooms/${encodeURIComponent(roomId)}`,
-    "notes",
-    doc,
-    // The token as a subprotocol (docs/protocol.md, "Authentication"): out of the URL, and
-    // so out of proxy logs. The server selects menteo.notes.v1.
-    { protocols: ["menteo.notes.v1", `menteo.token.${token}`] },
-  );
+  const notes = new NotesConnection({ roomId, tokens, doc });
+  const { text, provider } = notes;
   provider.awareness.setLocalStateField("user", user);
   const undoManager = new Y.UndoManager(text);
-
-  provider.on("status", ({ status }) => onStatus(status));
-  provider.on("sync", (synced) => {
-    if (synced) onStatus("synced");
-  });
-  provider.on("closed", (event) => onStatus({ closed: event }));
 
   const view = new EditorView({
     parent,
@@ -78,10 +68,11 @@ export function openNotes({ parent, wsBase, roomId, token, user, label, onStatus
     doc,
     text,
     provider,
+    notes,
     view,
     destroy() {
       view.destroy();
-      provider.destroy();
+      notes.destroy();
       doc.destroy();
     },
   };

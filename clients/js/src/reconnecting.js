@@ -1,30 +1,24 @@
-// A socket that stays connected: backoff with jitter, keep-alive pings, the connection's state
-// and the page's indicator of it. The room socket (connection.js) and the feed socket
-// (feedsocket.js) extend ReconnectingSocket with what is their own: the URL (and so what a
+// A socket that stays connected: backoff with jitter, keep-alive pings, and the
+// connection's state. The room socket (room.js) and the feed socket (feed.js) extend
+// ReconnectingSocket with what is their own: the socket's path and query (and so what a
 // resume sends), what a welcome means, and which later frames they pass on.
 //
-// With a renewable TokenSource (token.js) as `options.tokens`, the socket keeps its token
-// fresh: on auth.expiring it has the source renew it and sends it as auth.refresh (so does a
-// renewal made for another reason), it renews a stale token before it reopens, and a 4401
-// close is one more reason to renew and reconnect (a second one in a row is final). Without
-// it, a 4401 is final as it always was.
+// The socket keeps its token fresh through its TokenSource (token.js): on auth.expiring it
+// has the source renew it and sends it as auth.refresh (so does a renewal made for another
+// reason), it renews a stale token before it reopens, and a 4401 close is one more reason to
+// renew and reconnect (a second one in a row is final). A source that cannot renew makes a
+// 4401 final.
 //
-// A ReconnectingSocket is an EventTarget. Events (CustomEvent, payload in `detail`):
-//   "state"   {state, delay?, code?, message?}   state is one of
+// Events (CustomEvent, payload in `detail`; `on(type, fn)` gets the payload):
+//   "state"   {state, delay?, code?, reason?, message?}   state is one of
 //             "connecting" (first attempt), "live", "reconnecting", "offline",
-//             "stopped" (for good: a fatal close code, or stop() was called)
+//             "stopped" (for good: a refusal, or stop() was called)
 //   "welcome" what welcomed() returns: the first frame of every socket
 // and whatever the subclass emits for the later frames.
 
-export const SUBPROTOCOL = "menteo.v1.json";
-
-/**
- * A token as an offered subprotocol (docs/protocol.md, "Authentication"): the server reads
- * it there and never selects it, so the token stays out of the URL and out of proxy logs.
- */
-export function tokenProtocol(token) {
-  return `menteo.token.${token}`;
-}
+import { Emitter } from "./events.js";
+import { socketTarget } from "./transport.js";
+import { TokenSource } from "./token.js";
 
 const RATE_LIMITED = 1008;
 const SERVER_RESTART = 1012;
@@ -34,59 +28,96 @@ const UNAUTHORIZED = 4401;
  * Milliseconds to wait before reconnect attempt number `attempt` (0 first): exponential,
  * capped, with "equal jitter" (between half and all of the step) so that the clients of a
  * restarted server do not all come back at the same instant.
+ * @param {number} attempt
+ * @param {{base?: number, cap?: number, random?: () => number}} [options]
+ * @returns {number}
  */
 export function backoffDelay(attempt, { base = 500, cap = 30000, random = Math.random } = {}) {
   const step = Math.min(cap, base * 2 ** Math.min(Math.max(attempt, 0), 30));
   return Math.round(step / 2 + (random() * step) / 2);
 }
 
-export class ReconnectingSocket extends EventTarget {
+/** Whether a close code is a refusal (44xx): reconnecting cannot help, except a 4401 with a renewable token. */
+export const isRefusal = (/** @type {number} */ code) => code >= 4400 && code < 4500;
+
+/**
+ * @typedef {object} SocketOptions
+ * @property {string | URL} [url] the server's base URL (default: the page's origin)
+ * @property {string | null} [token] an access token
+ * @property {import("./token.js").GetToken | null} [getToken] returns a fresh token
+ * @property {TokenSource | null} [tokens] a TokenSource shared with other clients
+ * @property {any} [WebSocket] the WebSocket class (default: globalThis.WebSocket)
+ * @property {number} [base] first backoff step, ms (500)
+ * @property {number} [cap] longest wait between attempts, ms (30000)
+ * @property {number} [welcomeTimeout] a socket without a welcome by then is given up, ms (15000)
+ * @property {number} [heartbeat] ping period while live, ms; a ping unanswered that long: dead (25000)
+ * @property {boolean} [watchBrowser] follow the browser's online/offline/visibility events (true)
+ */
+
+export class ReconnectingSocket extends Emitter {
   #name;
   #fatalCloses;
   #options;
+  #tokens;
+  /** @type {any} */
   #ws = null;
   #welcomed = false;
   #welcomes = 0;
   #state = "idle";
   #attempt = 0;
+  /** @type {{retry: any, welcome: any, heartbeat: any}} */
   #timers = { retry: null, welcome: null, heartbeat: null };
   #awaitingPong = false;
   #pingSentAt = 0;
   #stopped = false;
+  /** @type {Array<[any, string, any]>} */
   #listeners = [];
   #renewing = false; // waiting for a fresh token before the next socket opens
-  #socketToken = null; // the token the current socket runs on (its URL, or auth.refresh)
+  /** @type {string | null} the token the current socket runs on (its URL, or auth.refresh) */
+  #socketToken = null;
   #refusedOnce = false; // a 4401 and no welcome since: another one is final
   #refreshes = 0;
 
-  /** The newest event seq this page has seen, and the epoch it belongs to (for resume). */
+  /** The newest event seq this client has seen, and the epoch it belongs to (for resume). */
+  /** @type {number | null} */
   lastSeq = null;
+  /** @type {string | null} */
   epoch = null;
 
   /**
    * `name` says which socket in messages ("room socket"); `fatalCloses` maps the close codes
-   * after which reconnecting cannot help to what the page says.
+   * after which reconnecting cannot help to what a person is told.
+   * @param {string} name
+   * @param {Map<number, string>} fatalCloses
+   * @param {SocketOptions} [options]
    */
   constructor(name, fatalCloses, options = {}) {
     super();
     this.#name = name;
     this.#fatalCloses = fatalCloses;
+    this.#tokens = TokenSource.from(options);
     this.#options = {
-      base: 500, // first backoff step, ms
-      cap: 30000, // longest wait between attempts, ms
-      welcomeTimeout: 15000, // a socket without a welcome by then is given up
-      heartbeat: 25000, // ping period while live; a ping unanswered for this long: dead
-      location: globalThis.location,
-      tokens: null, // a TokenSource (token.js): renewed when it can be
+      base: 500,
+      cap: 30000,
+      welcomeTimeout: 15000,
+      heartbeat: 25000,
+      watchBrowser: true,
+      WebSocket: globalThis.WebSocket,
       ...options,
     };
   }
 
-  /** The page's TokenSource, if it was given one. */
+  /** The TokenSource this socket's tokens come from. */
   get tokens() {
-    return this.#options.tokens;
+    return this.#tokens;
   }
 
+  /** The server's base URL as given (undefined: the page's origin). */
+  get baseUrl() {
+    return this.#options.url;
+  }
+
+  /** "idle", "connecting", "live", "reconnecting", "offline" or "stopped". */
   get state() {
     return this.#state;
   }
@@ -96,21 +127,31 @@ export class ReconnectingSocket extends EventTarget {
   }
 
   start() {
-    this.#listen(globalThis, "offline", () => this.#wentOffline());
-    this.#listen(globalThis, "online", () => this.retryNow());
+    if (this.#options.watchBrowser && typeof globalThis.addEventListener === "function") {
+      this.#listen(globalThis, "offline", () => this.#wentOffline());
+      this.#listen(globalThis, "online", () => this.retryNow());
+    }
     // Phones freeze background tabs: when the page is looked at again, do not make the
     // user wait out the backoff.
-    this.#listen(document, "visibilitychange", () => {
-      if (!document.hidden) this.retryNow();
-    });
-    if (this.tokens !== null) this.#listen(this.tokens, "token", () => this.#sendToken());
+    const doc = globalThis.document;
+    if (this.#options.watchBrowser && doc) {
+      this.#listen(doc, "visibilitychange", () => {
+        if (!doc.hidden) this.retryNow();
+      });
+    }
+    this.#listen(this.#tokens, "token", () => this.#sendToken());
     this.#open();
   }
 
-  /** Send a frame now; false when the socket is not live (the caller keeps it). */
+  /**
+   * Send a frame now; false when the socket is not live (the caller keeps it).
+   * @param {object} frame
+   * @returns {boolean}
+   */
   send(frame) {
-    if (!this.live || this.#ws === null || this.#ws.readyState !== WebSocket.OPEN) return false;
-    this.#ws.send(JSON.stringify(frame));
+    const ws = this.#ws;
+    if (!this.live || ws === null || ws.readyState !== 1) return false;
+    ws.send(JSON.stringify(frame));
     return true;
   }
 
@@ -122,6 +163,7 @@ export class ReconnectingSocket extends EventTarget {
     this.#open();
   }
 
+  /** Close for good. */
   stop() {
     this.#stopped = true;
     this.#clearTimers();
@@ -131,40 +173,59 @@ export class ReconnectingSocket extends EventTarget {
     this.#setState("stopped", {});
   }
 
-  // What a subclass defines ----------------------------------------------------------------
-
-  /** The URL of the next socket, resuming after lastSeq/epoch by the server's rules. */
-  url(location) {
-    throw new Error(`${this.#name}: no url(location)`);
+  /**
+   * Close the current socket as if the network dropped it (it reconnects and resumes): for
+   * tests and for a page that knows its connection is gone.
+   */
+  drop() {
+    if (this.#ws === null || this.#stopped) return;
+    this.#lost();
   }
 
-  /** The subprotocols to offer: the codec, and the token (tokenProtocol) where there is one. */
-  protocols() {
-    return [SUBPROTOCOL];
+  // What a subclass defines ----------------------------------------------------------------
+
+  /**
+   * The socket's path from the server's base and its query for the next socket, resuming
+   * after lastSeq/epoch by the server's rules.
+   * @returns {{path: string, query: Record<string, string | number | null | undefined>, kind?: "room" | "feed"}}
+   */
+  where() {
+    throw new Error(`${this.#name}: no where()`);
   }
 
   /**
    * A welcome (the first frame of a socket; `first` for the first socket): take its epoch
    * and where events resume. Returns the "welcome" event's detail.
+   * @param {any} frame
+   * @param {boolean} first
+   * @returns {any}
    */
   welcomed(frame, first) {
     return { frame, first };
   }
 
-  /** A later frame (an object with a string type): pass on what the page wants (emit). */
+  /**
+   * A later frame (an object with a string type): pass on what the client wants (emit).
+   * @param {any} frame
+   */
   received(frame) {}
-
-  emit(type, detail) {
-    this.dispatchEvent(new CustomEvent(type, { detail }));
-  }
 
   // Internals ------------------------------------------------------------------------------
 
+  /**
+   * @param {any} target
+   * @param {string} type
+   * @param {(event: any) => void} fn
+   */
   #listen(target, type, fn) {
     target.addEventListener(type, fn);
     this.#listeners.push([target, type, fn]);
   }
 
+  /**
+   * @param {string} state
+   * @param {object} [detail]
+   */
   #setState(state, detail = {}) {
     this.#state = state;
     this.emit("state", { state, ...detail });
@@ -173,25 +234,29 @@ export class ReconnectingSocket extends EventTarget {
   #open({ renewed = false } = {}) {
     this.#clearTimers();
     this.#drop(1000, "replaced");
-    const tokens = this.tokens;
-    if (tokens?.renewable && tokens.stale && !renewed) {
+    const tokens = this.#tokens;
+    if (tokens.renewable && tokens.stale && !renewed) {
       this.#renewThenOpen(tokens);
       return;
     }
     let ws;
     try {
-      this.#socketToken = tokens?.token ?? null;
-      ws = new WebSocket(this.url(this.#options.location), this.protocols());
+      this.#socketToken = tokens.token;
+      const { path, query, kind = "room" } = this.where();
+      const target = socketTarget(this.#options.url, path, tokens.token ?? "", query, kind);
+      ws = new this.#options.WebSocket(target.url, target.protocols);
     } catch (err) {
-      // A malformed URL; retrying the same one cannot help.
-      this.#setState("stopped", { message: `Cannot open the ${this.#name}: ${err.message}` });
+      // A malformed URL, or no WebSocket here; retrying the same cannot help.
+      const message = `Cannot open the ${this.#name}: ${/** @type {Error} */ (err).message}`;
+      this.#setState("stopped", { message });
       return;
     }
     this.#ws = ws;
     this.#welcomed = false;
     this.#setState(this.#opening(), {});
-    ws.onmessage = (event) => this.#onMessage(ws, event);
-    ws.onclose = (event) => this.#onClose(ws, event.code, event.reason);
+    ws.onmessage = (/** @type {MessageEvent} */ event) => this.#onMessage(ws, event);
+    ws.onclose = (/** @type {CloseEvent} */ event) => this.#onClose(ws, event.code, event.reason);
+    ws.onerror = () => {}; // the close that follows says what happened
     this.#timers.welcome = setTimeout(() => {
       if (ws === this.#ws && !this.#welcomed) this.#lost();
     }, this.#options.welcomeTimeout);
@@ -202,7 +267,10 @@ export class ReconnectingSocket extends EventTarget {
     return this.#welcomes === 0 && this.#attempt === 0 ? "connecting" : "reconnecting";
   }
 
-  /** Fetch a fresh token (token.js), then open; a refusal by the token URL is final. */
+  /**
+   * Get a fresh token, then open; a refusal by the token's issuer is final.
+   * @param {TokenSource} tokens
+   */
   #renewThenOpen(tokens) {
     if (this.#renewing) return;
     this.#renewing = true;
@@ -223,7 +291,7 @@ export class ReconnectingSocket extends EventTarget {
 
   /** A renewed token goes to the live socket as auth.refresh (docs/protocol.md). */
   #sendToken() {
-    const token = this.tokens?.token;
+    const token = this.#tokens.token;
     if (!token || token === this.#socketToken || !this.live) return;
     const id = `auth-refresh-${++this.#refreshes}`;
     if (this.send({ type: "auth.refresh", id, token })) this.#socketToken = token;
@@ -231,12 +299,16 @@ export class ReconnectingSocket extends EventTarget {
 
   /** auth.expiring: a newer token than the socket's goes at once; else one is fetched. */
   #onExpiring() {
-    const tokens = this.tokens;
-    if (!tokens?.renewable) return; // the page has no way to renew: at expiry, 4401
+    const tokens = this.#tokens;
+    if (!tokens.renewable) return; // no way to renew: at expiry, 4401
     if (tokens.token !== this.#socketToken) this.#sendToken();
     else tokens.refresh().catch((err) => console.warn(`${this.#name}: ${err.message}`));
   }
 
+  /**
+   * @param {any} ws
+   * @param {MessageEvent} event
+   */
   #onMessage(ws, event) {
     if (ws !== this.#ws) return;
     this.#awaitingPong = false;
@@ -261,6 +333,7 @@ export class ReconnectingSocket extends EventTarget {
     this.received(frame);
   }
 
+  /** @param {any} frame */
   #onWelcome(frame) {
     this.#welcomed = true;
     this.#refusedOnce = false;
@@ -273,23 +346,29 @@ export class ReconnectingSocket extends EventTarget {
     this.#sendToken(); // renewed while this socket was opening
   }
 
+  /**
+   * @param {any} ws
+   * @param {number} code
+   * @param {string} reason
+   */
   #onClose(ws, code, reason) {
     if (ws !== this.#ws) return; // a socket we already gave up on
     this.#ws = null;
     this.#clearTimers();
     if (this.#stopped) return;
-    if (code === UNAUTHORIZED && this.tokens?.renewable && !this.#refusedOnce) {
+    if (code === UNAUTHORIZED && this.#tokens.renewable && !this.#refusedOnce) {
       // Expired or refused: renew the token and come back (once; a new token refused too is
       // final). The next #open fetches it.
       this.#refusedOnce = true;
-      this.tokens.invalidate(this.#socketToken);
+      this.#tokens.invalidate(this.#socketToken);
       this.#attempt = 0;
       this.#scheduleRetry(code);
       return;
     }
     const fatal = this.#fatalCloses.get(code);
-    if (fatal !== undefined) {
-      this.#setState("stopped", { code, message: fatal, reason });
+    if (fatal !== undefined || isRefusal(code)) {
+      const message = fatal ?? `The ${this.#name} was refused (${code}${reason ? `: ${reason}` : ""}).`;
+      this.#setState("stopped", { code, message, reason });
       return;
     }
     this.#scheduleRetry(code);
@@ -302,8 +381,9 @@ export class ReconnectingSocket extends EventTarget {
     this.#scheduleRetry(1006);
   }
 
+  /** @param {number} code */
   #scheduleRetry(code) {
-    if (navigator.onLine === false) {
+    if (globalThis.navigator?.onLine === false) {
       // Wait for the online event; still probe now and then, in case onLine is wrong.
       this.#setState("offline", { code });
       this.#timers.retry = setTimeout(() => this.#open(), this.#options.cap);
@@ -325,7 +405,11 @@ export class ReconnectingSocket extends EventTarget {
     this.#timers.retry = setTimeout(() => this.#open(), this.#options.cap);
   }
 
-  /** Close the current socket, if any, and stop listening to it. */
+  /**
+   * Close the current socket, if any, and stop listening to it.
+   * @param {number} code
+   * @param {string} reason
+   */
   #drop(code, reason) {
     const ws = this.#ws;
     this.#ws = null;
@@ -344,8 +428,7 @@ export class ReconnectingSocket extends EventTarget {
     this.#awaitingPong = false;
     const period = this.#options.heartbeat;
     this.#timers.heartbeat = setInterval(() => {
-      const ws = this.#ws;
-      if (ws === null) return;
+      if (this.#ws === null) return;
       // Checked against the time of our own ping, not of the last frame: timers of a
       // background tab may run only once a minute, which must not look like a dead socket.
       if (this.#awaitingPong && Date.now() - this.#pingSentAt > period) {
@@ -364,32 +447,5 @@ export class ReconnectingSocket extends EventTarget {
     clearTimeout(this.#timers.welcome);
     clearInterval(this.#timers.heartbeat);
     this.#timers = { retry: null, welcome: null, heartbeat: null };
-  }
-}
-
-// The connection indicator (#connection, #connection-text, #retry) -------------------------
-
-export function setIndicator(state, text, { retry = false } = {}) {
-  document.getElementById("connection").dataset.state = state;
-  document.getElementById("connection-text").textContent = text;
-  document.getElementById("retry").hidden = !retry;
-}
-
-/**
- * The indicator for a socket's "state" event; `offline` is what the page says while the
- * device is offline (what becomes of the reader's work meanwhile).
- */
-export function showConnectionState({ state, delay }, offline) {
-  if (state === "live") {
-    setIndicator("live", "Live");
-  } else if (state === "connecting") {
-    setIndicator("connecting", "Connecting…");
-  } else if (state === "reconnecting") {
-    const wait = delay ? ` Next try in ${Math.max(1, Math.round(delay / 1000))} s.` : "";
-    setIndicator("reconnecting", `Reconnecting…${wait}`, { retry: delay !== undefined });
-  } else if (state === "offline") {
-    setIndicator("offline", offline, { retry: true });
-  } else if (state === "stopped") {
-    setIndicator("stopped", "Disconnected");
   }
 }

@@ -1,0 +1,10 @@
+export { Emitter } from "./events.js";
+export { Presence } from "./presence.js";
+export { OutboxSender } from "./sender.js";
+export { ApiError, apiRequest } from "./api.js";
+export { FEED_FATAL_CLOSES, FeedSocket, FeedStream, feedApi, feedQuery } from "./feed.js";
+export { MemoryStorage, Outbox, newClientId, outboxKey } from "./outbox.js";
+export { ReconnectingSocket, backoffDelay, isRefusal } from "./reconnecting.js";
+export { ROOM_FATAL_CLOSES, RoomClient, RoomConnection } from "./room.js";
+export { TokenError, TokenSource, tokenClaims, withToken } from "./token.js";
+export { NOTES_SUBPROTOCOL, SUBPROTOCOL, httpBase, socketTarget, tokenProtocol } from "./transport.js";
