@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Receive, Scope, Send
 
 from . import logs
+from .api import chat as chat_api
 from .api import checklist as checklist_api
 from .api import feed as feed_api
 from .api import notes as notes_api
@@ -35,6 +36,7 @@ from .feed.sse import FeedStream
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
+from .persistence.chat import ChatReducer
 from .persistence.database import Database
 from .presence import MemoryPresence, Presence
 from .rooms.parts import RoomParts
@@ -96,6 +98,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         batch=settings.commit_batch,
         reducers=[ChecklistReducer(), FeedReducer()],
         faults=faults,
+        chat=ChatReducer(settings.edit_window),
     )
     writer.start()
     feed = FeedService(db, hub, writer, settings)
@@ -309,6 +312,7 @@ def create_app(settings: Settings) -> RealtimeApp:
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *rooms_api.routes,
+        *chat_api.routes,
         *checklist_api.routes,
         *notes_api.routes,
         *feed_api.routes,
