@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -14,6 +14,7 @@ from ..feed.limits import UserLimits, retry_after_header
 from ..persistence.chat import DELETED, AlreadyDeleted
 from ..persistence.events import NewEvent, Rejected
 from ..persistence.models import Member
+from ..persistence.rooms import RoomRecord, get_room_sync
 from ..persistence.search import search
 from ..persistence.search_base import Hit, QueryError, query_words
 from ..protocol import MAX_SEQ
@@ -55,8 +56,8 @@ async def delete_message(request: Request) -> Response:
 async def search_room(request: Request) -> Response:
     """``GET /api/rooms/{id}/search?q=TEXT[&before=SEQ][&limit=N]``."""
     principal = caller(request)
-    room = await visible_room(request, principal)
     state = state_of(request)
+    room = await _room(state, request.path_params["room_id"], principal)
     words, limit = _query(request, state, principal)
     before = int_param(request, "before", None, lo=1, hi=MAX_SEQ)
     hits, has_more = await _search(state, [room.id], words, before, limit, across=False)
@@ -70,13 +71,25 @@ async def search_all(request: Request) -> Response:
         raise ApiError(403, "forbidden", "a service token searches one room at a time")
     state = state_of(request)
     words, limit = _query(request, state, principal)
-    async with state.db.read() as db:
-        mine = select(MEMBER.c.room_id).where(MEMBER.c.user_id == principal.user_id)
-        rows = await db.execute(mine)
-        rooms = sorted(r.room_id for r in rows)
+    rooms = await state.db.run(_rooms_of, principal.user_id)
     hits, has_more = await _search(state, rooms, words, None, limit, across=True)
     results = [_result(h) | {"room_id": h.stream} for h in hits]
     return json_response({"results": results, "has_more": has_more})
+
+
+async def _room(state: State, room_id: str, principal: Principal) -> RoomRecord:
+    """The room, if the caller may search it (404, 403): one read, as searches are many."""
+    room = await state.db.run(get_room_sync, room_id)
+    if room is None:
+        raise ApiError(404, "not_found", "no such room")
+    if not principal.is_service and room.member(principal.user_id) is None:
+        raise ApiError(403, "forbidden", "not a member of this room")
+    return room
+
+
+def _rooms_of(conn: Connection, user_id: str) -> list[str]:
+    rows = conn.execute(select(MEMBER.c.room_id).where(MEMBER.c.user_id == user_id))
+    return sorted(r.room_id for r in rows)
 
 
 def _seq(raw: str) -> int:

@@ -14,7 +14,6 @@ from sqlalchemy import Connection
 from . import search_pg, search_sqlite
 from .database import Database
 from .search_base import Hit, fts5_query, tsquery
-from .search_sqlite import SaSql
 
 
 async def search(
@@ -27,15 +26,10 @@ async def search(
     across: bool,
 ) -> tuple[list[Hit], bool]:
     """A page of ``streams``' messages matching every word (the last as a prefix)."""
-    await catch_up(db, streams)
     if db.is_sqlite:
-        match = fts5_query(words)
-
-        def read(conn: Connection) -> list[Hit]:
-            return search_sqlite.find(SaSql(conn), streams, match, before, limit + 1)
-
-        hits = await db.run(read, snapshot=True)
+        hits = await _find_sqlite(db, streams, fts5_query(words), before, limit + 1)
     else:
+        await catch_up(db, streams)
         async with db.pg_read() as conn:
             hits = await search_pg.find(
                 conn, streams, tsquery(words), before, limit + 1, across=across
@@ -46,18 +40,32 @@ async def search(
     return page, len(hits) > limit
 
 
+async def _find_sqlite(
+    db: Database, streams: Sequence[str], match: str, before: int | None, limit: int
+) -> list[Hit]:
+    """One read when the index is up to date (the usual case); else index, read again."""
+
+    def read(conn: Connection, check: bool) -> tuple[list[str], list[Hit]]:
+        sql = search_sqlite.reader(conn)
+        behind = search_sqlite.behind(sql, streams) if check else []
+        return behind, [] if behind else search_sqlite.find(sql, streams, match, before, limit)
+
+    behind, hits = await db.run(read, True, snapshot=True)
+    if behind:
+        await _catch_up_sqlite(db, behind)
+        behind, hits = await db.run(read, False, snapshot=True)
+    return hits
+
+
 async def catch_up(db: Database, streams: Sequence[str]) -> None:
     """Index what the streams appended since they were last indexed (nothing to write,
     usually: one read)."""
     if db.is_sqlite:
 
         def late(conn: Connection) -> list[str]:
-            return search_sqlite.behind(SaSql(conn), streams)
+            return search_sqlite.behind(search_sqlite.reader(conn), streams)
 
-        behind = await db.run(late)
-        more = bool(behind)
-        while more:
-            more = await db.write_sqlite(search_sqlite.catch_up, behind)
+        await _catch_up_sqlite(db, await db.run(late))
         return
     async with db.pg_read() as conn:
         behind = await search_pg.behind(conn, streams)
@@ -65,3 +73,9 @@ async def catch_up(db: Database, streams: Sequence[str]) -> None:
     while more:
         async with db.pg_write() as conn:
             more = await search_pg.catch_up(conn, behind)
+
+
+async def _catch_up_sqlite(db: Database, behind: list[str]) -> None:
+    more = bool(behind)
+    while more:
+        more = await db.write_sqlite(search_sqlite.catch_up, behind)

@@ -18,6 +18,7 @@ Every function takes a ``Sql``: a ``sqlite3.Connection``, or ``SaSql`` over SQLA
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -47,6 +48,18 @@ class SaSql:
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Any:
         return self.conn.exec_driver_sql(sql, tuple(params) if params else None)
+
+
+def reader(conn: Connection) -> Sql:
+    """The ``sqlite3`` connection under a SQLAlchemy one when there is one (a search runs
+    dozens of small statements: SQLAlchemy's own cost per statement would be most of it),
+    in one read transaction; else ``SaSql``."""
+    raw = conn.connection.driver_connection
+    if isinstance(raw, sqlite3.Connection):
+        if not raw.in_transaction:
+            raw.execute("BEGIN")  # one snapshot; SQLAlchemy rolls it back on release
+        return raw
+    return SaSql(conn)
 
 
 def shard(num: int) -> str:
@@ -109,39 +122,57 @@ def catch_up(sql: Sql, streams: Sequence[str]) -> bool:
 
 
 def find(sql: Sql, streams: Sequence[str], match: str, before: int | None, limit: int) -> list[Hit]:
-    """Each stream's newest ``limit`` messages matching ``match`` (an FTS5 query) with seq
-    below ``before``, as stored now, newest first per stream."""
-    hits: list[Hit] = []
+    """The newest ``limit`` messages of ``streams`` matching ``match`` (an FTS5 query), with
+    seq below ``before``: in one stream by seq, across streams by ``ts``. Each stream's
+    newest matches first (FTS5 walks its rowid range backwards), then the messages, and
+    the snippets last, for the page only."""
+    found: list[tuple[str, int, int, float]] = []  # stream, num, seq, score
     for stream, (num, _) in marks(sql, streams).items():
-        table = shard(num)
-        low = doc_id(num, 0)
+        table, low = shard(num), doc_id(num, 0)
         high = doc_id(num, min(before if before is not None else MAX_SEQ + 1, MAX_SEQ + 1))
-        found = sql.execute(
-            f"SELECT rowid - ?, bm25({table}), "
-            f"snippet({table}, 0, '«', '»', '…', {SNIPPET_TOKENS}) FROM {table} "
-            f"WHERE {table} MATCH ? AND rowid > ? AND rowid < ? ORDER BY rowid DESC LIMIT ?",
+        rows = sql.execute(
+            f"SELECT rowid - ?, bm25({table}) FROM {table} WHERE {table} MATCH ? "
+            "AND rowid > ? AND rowid < ? ORDER BY rowid DESC LIMIT ?",
             (low, match, low, high, limit),
         ).fetchall()
-        hits.extend(_rows(sql, stream, {seq: (-rank, snip) for seq, rank, snip in found}))
+        found.extend((stream, num, seq, -rank) for seq, rank in rows)
+    hits = _messages(sql, found)
+    hits.sort(key=lambda h: (h.ts, h.seq), reverse=True)
+    hits = hits[:limit]
+    nums = {stream: num for stream, num, _, _ in found}
+    for hit in hits:
+        num = nums[hit.stream]
+        table = shard(num)
+        row = sql.execute(
+            f"SELECT snippet({table}, 0, '«', '»', '…', {SNIPPET_TOKENS}) FROM {table} "
+            f"WHERE {table} MATCH ? AND rowid = ?",
+            (match, doc_id(num, hit.seq)),
+        ).fetchone()
+        hit.snippet = row[0] if row is not None else ""
     return hits
 
 
-def _rows(sql: Sql, stream: str, found: dict[int, tuple[float, str]]) -> list[Hit]:
-    if not found:
-        return []
-    seqs = sorted(found, reverse=True)
-    rows = sql.execute(
-        "SELECT seq, client_id, author_id, author_name, data, ts FROM event "
-        f"WHERE stream = ? AND seq IN ({_marks(seqs)}) ORDER BY seq DESC",
-        [stream, *seqs],
-    ).fetchall()
+def _messages(sql: Sql, found: list[tuple[str, int, int, float]]) -> list[Hit]:
+    """The found messages as stored now (a deleted one is never indexed; skipped anyway)."""
+    by_stream: dict[str, dict[int, float]] = {}
+    for stream, _, seq, score in found:
+        by_stream.setdefault(stream, {})[seq] = score
     out = []
-    for seq, client_id, author_id, author_name, data, ts in rows:
-        message = orjson.loads(data)
-        if message.get("deleted"):  # never indexed; kept out whatever the index says
-            continue
-        score, snippet = found[seq]
-        out.append(Hit(stream, seq, client_id, author_id, author_name, message, ts, snippet, score))
+    for stream, scores in by_stream.items():
+        seqs = sorted(scores)
+        rows = sql.execute(
+            "SELECT seq, client_id, author_id, author_name, data, ts FROM event "
+            f"WHERE stream = ? AND seq IN ({_marks(seqs)})",
+            [stream, *seqs],
+        ).fetchall()
+        for seq, client_id, author_id, author_name, data, ts in rows:
+            message = orjson.loads(data)
+            if not message.get("deleted"):
+                out.append(
+                    Hit(
+                        stream, seq, client_id, author_id, author_name, message, ts, "", scores[seq]
+                    )
+                )
     return out
 
 
