@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,16 +12,13 @@ from ..auth import Principal
 from ..feed.limits import UserLimits, retry_after_header
 from ..persistence.chat import DELETED, AlreadyDeleted
 from ..persistence.events import NewEvent, Rejected
-from ..persistence.models import Member
-from ..persistence.rooms import RoomRecord, get_room_sync
-from ..persistence.search import search
+from ..persistence.search import member_rooms, room_access, search
 from ..persistence.search_base import Hit, QueryError, query_words
 from ..protocol import MAX_SEQ
 from ..state import State
 from .common import ApiError, caller, int_param, json_response, require_service, state_of
 from .rooms import visible_room
 
-MEMBER = Member.__table__  # type: ignore[attr-defined]
 SEARCH_DEFAULT = 20
 SEARCH_MAX = 100
 
@@ -57,10 +53,10 @@ async def search_room(request: Request) -> Response:
     """``GET /api/rooms/{id}/search?q=TEXT[&before=SEQ][&limit=N]``."""
     principal = caller(request)
     state = state_of(request)
-    room = await _room(state, request.path_params["room_id"], principal)
+    room_id = await _room(state, request.path_params["room_id"], principal)
     words, limit = _query(request, state, principal)
     before = int_param(request, "before", None, lo=1, hi=MAX_SEQ)
-    hits, has_more = await _search(state, [room.id], words, before, limit, across=False)
+    hits, has_more = await _search(state, [room_id], words, before, limit, across=False)
     return json_response({"results": [_result(h) for h in hits], "has_more": has_more})
 
 
@@ -71,25 +67,22 @@ async def search_all(request: Request) -> Response:
         raise ApiError(403, "forbidden", "a service token searches one room at a time")
     state = state_of(request)
     words, limit = _query(request, state, principal)
-    rooms = await state.db.run(_rooms_of, principal.user_id)
+    rooms = await member_rooms(state.db, principal.user_id)
     hits, has_more = await _search(state, rooms, words, None, limit, across=True)
     results = [_result(h) | {"room_id": h.stream} for h in hits]
     return json_response({"results": results, "has_more": has_more})
 
 
-async def _room(state: State, room_id: str, principal: Principal) -> RoomRecord:
+async def _room(state: State, room_id: str, principal: Principal) -> str:
     """The room, if the caller may search it (404, 403): one read, as searches are many."""
-    room = await state.db.run(get_room_sync, room_id)
-    if room is None:
+    access = await room_access(
+        state.db, room_id, None if principal.is_service else principal.user_id
+    )
+    if access is None:
         raise ApiError(404, "not_found", "no such room")
-    if not principal.is_service and room.member(principal.user_id) is None:
+    if not access:
         raise ApiError(403, "forbidden", "not a member of this room")
-    return room
-
-
-def _rooms_of(conn: Connection, user_id: str) -> list[str]:
-    rows = conn.execute(select(MEMBER.c.room_id).where(MEMBER.c.user_id == user_id))
-    return sorted(r.room_id for r in rows)
+    return room_id
 
 
 def _seq(raw: str) -> int:

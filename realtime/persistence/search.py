@@ -29,11 +29,7 @@ async def search(
     if db.is_sqlite:
         hits = await _find_sqlite(db, streams, fts5_query(words), before, limit + 1)
     else:
-        await catch_up(db, streams)
-        async with db.pg_read() as conn:
-            hits = await search_pg.find(
-                conn, streams, tsquery(words), before, limit + 1, across=across
-            )
+        hits = await _find_pg(db, streams, tsquery(words), before, limit + 1, across)
     hits.sort(key=lambda h: (h.ts, h.seq) if across else (h.seq,), reverse=True)
     page = hits[:limit]
     page.sort(key=lambda h: (h.score, h.ts, h.seq), reverse=True)
@@ -57,6 +53,49 @@ async def _find_sqlite(
     return hits
 
 
+async def _find_pg(
+    db: Database,
+    streams: Sequence[str],
+    query: str,
+    before: int | None,
+    limit: int,
+    across: bool,
+) -> list[Hit]:
+    """One connection when the index is up to date (the usual case); else index first."""
+    async with db.pg_read() as conn:
+        behind = await search_pg.behind(conn, streams)
+        if not behind:
+            return await search_pg.find(conn, streams, query, before, limit, across=across)
+    await _catch_up_pg(db, behind)
+    async with db.pg_read() as conn:
+        return await search_pg.find(conn, streams, query, before, limit, across=across)
+
+
+async def room_access(db: Database, room_id: str, user_id: str | None) -> bool | None:
+    """None: no such room; else whether ``user_id`` is a member (None: a service, always).
+    One read on the driver's own connection: searches are many and small."""
+    if db.is_sqlite:
+
+        def read(conn: Connection) -> bool | None:
+            return search_sqlite.room_access(search_sqlite.reader(conn), room_id, user_id)
+
+        return await db.run(read)
+    async with db.pg_read() as conn:
+        return await search_pg.room_access(conn, room_id, user_id)
+
+
+async def member_rooms(db: Database, user_id: str) -> list[str]:
+    """The rooms ``user_id`` is a member of."""
+    if db.is_sqlite:
+
+        def read(conn: Connection) -> list[str]:
+            return search_sqlite.member_rooms(search_sqlite.reader(conn), user_id)
+
+        return await db.run(read)
+    async with db.pg_read() as conn:
+        return await search_pg.member_rooms(conn, user_id)
+
+
 async def catch_up(db: Database, streams: Sequence[str]) -> None:
     """Index what the streams appended since they were last indexed (nothing to write,
     usually: one read)."""
@@ -69,6 +108,10 @@ async def catch_up(db: Database, streams: Sequence[str]) -> None:
         return
     async with db.pg_read() as conn:
         behind = await search_pg.behind(conn, streams)
+    await _catch_up_pg(db, behind)
+
+
+async def _catch_up_pg(db: Database, behind: list[str]) -> None:
     more = bool(behind)
     while more:
         async with db.pg_write() as conn:

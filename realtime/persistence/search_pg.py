@@ -56,6 +56,24 @@ FIND_ROOM = _FIND.replace("{order}", "e.seq DESC")
 FIND_ACROSS = _FIND.replace("{order}", "e.ts DESC, e.seq DESC")
 
 
+ACCESS = (
+    "SELECT EXISTS (SELECT 1 FROM room WHERE id = $1), "
+    "EXISTS (SELECT 1 FROM member WHERE room_id = $1 AND user_id = $2)"
+)
+MEMBER_ROOMS = "SELECT room_id FROM member WHERE user_id = $1"
+
+
+async def room_access(conn: asyncpg.Connection, room_id: str, user_id: str | None) -> bool | None:
+    exists, member = await conn.fetchrow(ACCESS, room_id, user_id or "")
+    if not exists:
+        return None
+    return True if user_id is None else bool(member)
+
+
+async def member_rooms(conn: asyncpg.Connection, user_id: str) -> list[str]:
+    return sorted(r[0] for r in await conn.fetch(MEMBER_ROOMS, user_id))
+
+
 async def behind(conn: asyncpg.Connection, streams: Sequence[str]) -> list[str]:
     return sorted(r[0] for r in await conn.fetch(BEHIND, list(streams)))
 

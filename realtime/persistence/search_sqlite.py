@@ -93,6 +93,22 @@ def behind(sql: Sql, streams: Sequence[str]) -> list[str]:
     return sorted(r[0] for r in rows.fetchall())
 
 
+def room_access(sql: Sql, room_id: str, user_id: str | None) -> bool | None:
+    if sql.execute("SELECT 1 FROM room WHERE id = ?", (room_id,)).fetchone() is None:
+        return None
+    if user_id is None:
+        return True
+    row = sql.execute(
+        "SELECT 1 FROM member WHERE room_id = ? AND user_id = ?", (room_id, user_id)
+    ).fetchone()
+    return row is not None
+
+
+def member_rooms(sql: Sql, user_id: str) -> list[str]:
+    rows = sql.execute("SELECT room_id FROM member WHERE user_id = ?", (user_id,)).fetchall()
+    return sorted(r[0] for r in rows)
+
+
 def catch_up(sql: Sql, streams: Sequence[str]) -> bool:
     """Index up to ``CHUNK`` seqs of each stream (inside the caller's write transaction);
     True while some stream is still behind."""
