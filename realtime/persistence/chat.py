@@ -63,8 +63,9 @@ def erased(data: dict[str, Any]) -> dict[str, Any]:
 def apply_change(
     message: dict[str, Any], change_type: str, change: dict[str, Any], ts: str
 ) -> dict[str, Any]:
-    """A message's data after a ``chat.edited`` (its data and ts) or ``chat.deleted``."""
-    if change_type == EDITED:
+    """A message's data after a ``chat.edited`` (its data and ts) or ``chat.deleted``. An
+    edit erased since (its message was deleted) erases: there is nothing left to show."""
+    if change_type == EDITED and not change.get("deleted"):
         return edited(message, change["body"], ts)
     return erased(message)
 

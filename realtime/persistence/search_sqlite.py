@@ -153,7 +153,7 @@ def find(sql: Sql, streams: Sequence[str], match: str, before: int | None, limit
         ).fetchall()
         found.extend((stream, num, seq, -rank) for seq, rank in rows)
     hits = _messages(sql, found)
-    hits.sort(key=lambda h: (h.ts, h.seq), reverse=True)
+    hits.sort(key=lambda h: (h.ts, h.seq) if len(streams) > 1 else (h.seq,), reverse=True)
     hits = hits[:limit]
     nums = {stream: num for stream, num, _, _ in found}
     for hit in hits:

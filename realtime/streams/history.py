@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..persistence.chat import changed_frame
+from ..persistence.chat import MESSAGE, changed_frame
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent, page_before_sync, replay, replay_sync
 from ..protocol import JSON
@@ -143,6 +143,8 @@ class Recent:
         database's row was in the event's transaction: a welcome built from what is kept
         never shows a body its room has erased."""
         target = event.data.get("target")
+        if MESSAGE not in self.types:
+            return
         for n, (seq, text) in enumerate(self.items):
             if seq == target:
                 try:

@@ -37,6 +37,7 @@ export class ChatPanel {
 
   onFrame(frame) {
     if (frame.type === "chat.message") this.#accept(frame, true);
+    else if (frame.type === "chat.edited" || frame.type === "chat.deleted") this.#view.change(frame);
   }
 
   /** A chat.message from the room (history or live). */
