@@ -11,7 +11,9 @@ time:
 
 with a mix of queries: a common word, a middling one, a rare one, two words, and a prefix
 (search as you type). It also times the **first search of a room whose 1,000 messages are
-not indexed yet** (the catch-up included), in ``--cold`` rooms left out of the indexing.
+not indexed yet** (the catch-up included), in ``--cold`` rooms left out of the indexing,
+and a **delete of an indexed message** (``chat.delete`` → ``ack`` on a socket: the erasure,
+with the FTS5 shard merge and the WAL truncation on SQLite).
 Message text is drawn from a synthetic vocabulary with a Zipf distribution (a few words
 in many messages, most in few), with English-like endings the stemmers fold.
 
@@ -43,7 +45,8 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
-from chat_load import percentile_ms, start_server, stop_server, wait_ready
+import websockets
+from chat_load import SUBPROTOCOL, percentile_ms, start_server, stop_server, wait_ready
 
 from menteo_testkit.database import plain_dsn, reset_schema
 from menteo_testkit.server import child_env
@@ -230,6 +233,9 @@ async def measure(
             )
             samples.setdefault("first search of an unindexed room", []).append(took)
             found.setdefault("first search of an unindexed room", []).append(hits)
+    deletes = await delete_latency(opts, base, secret, warm[-1], rng)
+    samples["delete of an indexed message (ack)"] = deletes
+    found["delete of an indexed message (ack)"] = [0] * len(deletes)
     return {
         kind: {
             "n": len(values),
@@ -239,6 +245,32 @@ async def measure(
         }
         for kind, values in samples.items()
     }
+
+
+async def delete_latency(
+    opts: argparse.Namespace, base: str, secret: str, room: str, rng: random.Random
+) -> list[float]:
+    """``chat.delete`` → ``ack`` for messages of an indexed room: the erasure's cost (the
+    row, the index, the FTS5 shard merge and the WAL truncation on SQLite)."""
+    n = int(room.removeprefix("r"))
+    token = issue_token(secret, f"m{n}", "Mentor", ttl=86_400)  # the author of odd seqs
+    url = base.replace("http://", "ws://") + f"/rooms/{room}/ws?token={token}"
+    out = []
+    async with websockets.connect(url, subprotocols=[SUBPROTOCOL], compression=None) as ws:
+        await ws.recv()  # the welcome
+        targets = rng.sample(range(1, opts.messages + 1, 2), min(opts.deletes, opts.messages // 2))
+        for i, seq in enumerate(targets):
+            frame = {"type": "chat.delete", "id": f"d{i}", "target": seq}
+            started = time.perf_counter()
+            await ws.send(orjson.dumps(frame).decode())
+            while True:
+                answer = orjson.loads(await asyncio.wait_for(ws.recv(), 60))
+                if answer.get("id") == frame["id"] and answer["type"] in ("ack", "error"):
+                    break
+            if answer["type"] != "ack":
+                raise RuntimeError(f"delete refused: {answer}")
+            out.append(time.perf_counter() - started)
+    return out
 
 
 def run(opts: argparse.Namespace) -> dict[str, Any]:
@@ -302,12 +334,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--cold", type=int, default=20, help="rooms left unindexed for the first-search figure"
     )
+    parser.add_argument("--deletes", type=int, default=20, help="deletes timed (ack latency)")
     parser.add_argument("--server-cpus", default=None, help="taskset CPU list for the server")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
     parser.add_argument("--smoke", action="store_true", help="20 rooms x 100 messages, 50 searches")
     opts = parser.parse_args(argv)
     if opts.smoke:
         opts.rooms, opts.messages, opts.searches, opts.cold, opts.vocabulary = 20, 100, 50, 2, 2000
+        opts.deletes = 5
     opts.cold = min(opts.cold, opts.rooms - SEARCHER_ROOMS)
     started = time.monotonic()
     result = run(opts)
