@@ -22,6 +22,7 @@ from . import logs
 from .access.members import RoomReducer
 from .access.revocations import RevocationReducer
 from .access.service import Access
+from .api import chat as chat_api
 from .api import checklist as checklist_api
 from .api import client as client_api
 from .api import feed as feed_api
@@ -49,6 +50,7 @@ from .feed.sse import FeedStream
 from .metrics import CONTENT_TYPE, Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
+from .persistence.chat import ChatReducer
 from .persistence.database import Database
 from .persistence.events import Reducer
 from .presence import MemoryPresence, Presence
@@ -192,6 +194,7 @@ def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults, metrics:
         reducers=reducers,
         faults=faults,
         metrics=metrics,
+        chat=ChatReducer(settings.edit_window),
     )
 
 
@@ -362,6 +365,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         Route("/readyz", readyz),
         Route("/metrics", metrics),
         *rooms_api.routes,
+        *chat_api.routes,
         *checklist_api.routes,
         *notes_api.routes,
         *feed_api.routes,

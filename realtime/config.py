@@ -51,6 +51,9 @@ class Settings:
     ping_interval: float = 20.0
     ping_timeout: float = 20.0
     history_limit: int = 50  # chat messages in the welcome frame
+    edit_window: float = 86_400.0  # seconds after sending that its author may edit; 0: always
+    search_rate_per_second: float = 2.0  # chat searches per user per process; 0: no limit
+    search_burst: int = 20  # searches in a row (typing a query) before that rate applies
     replay_page: int = 500  # events per database read when resuming
 
     # Group commit: the writer takes up to this many appends per transaction.

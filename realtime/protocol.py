@@ -178,3 +178,16 @@ def bool_field(frame: dict[str, Any], name: str) -> bool:
 
 def error_frame(code: str, message: str, frame_id: str | None = None) -> dict[str, Any]:
     return {"type": "error", "id": frame_id, "code": code, "message": message}
+
+
+MAX_SEQ = 2**62
+
+
+def seq_field(frame: dict[str, Any], name: str) -> int:
+    """A seq the frame names (``target``, ``reply_to``): an integer 1..2**62."""
+    value = frame.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SEQ:
+        raise FrameError(
+            ErrorCode.INVALID, f"'{name}' must be a seq (an integer 1..2**62)", frame_id(frame)
+        )
+    return value

@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from sqlalchemy import text
 
+from realtime.persistence.chat import ChatReducer
 from realtime.persistence.database import Database
 from realtime.persistence.events import AppendResult, NewEvent, append_batch, create_stream
 from tests.backends import PG_ADMIN, Backend
@@ -69,6 +71,79 @@ async def test_fast_path_matches_append_batch(backend: Backend) -> None:
         assert await _seqs(db, "fb") == ([1, 2, 3], 3)
     finally:
         await db.close()
+
+
+def change(stream: str, kind: str, cid: str, target: int, author: str = "ana", **data: Any) -> NewEvent:
+    data = {"target": target, **data}
+    return NewEvent(stream, f"chat.{kind}", author, author.title(), cid, data, moderator=author == "svc")
+
+
+async def test_chat_changes_decide_the_same_on_every_path(backend: Backend) -> None:
+    """Edits, deletes and replies: the fast appender and ``append_batch`` store and refuse
+    alike, in one batch or across batches, and leave the same rows."""
+    rules = ChatReducer(edit_window=0)
+    db = Database(backend.database_url)
+    await db.prepare(auto_migrate=True)
+    assert db.appender is not None
+    try:
+        async with db.write() as conn:
+            for stream in ("fa", "sa"):
+                await create_stream(conn, stream)
+
+        def batches(a: str) -> list[list[NewEvent]]:
+            reply = NewEvent(a, "chat.message", "ben", "Ben", "r1", {"body": "re", "reply_to": 1})
+            return [
+                [chat(a, "c1", "one"), chat(a, "c2", "two"), reply],
+                [
+                    change(a, "edited", "e1", 1, body="one, edited"),
+                    change(a, "edited", "e2", 1, author="ben", body="not hers"),  # forbidden
+                    change(a, "edited", "e3", 3, body="not a message of ana"),  # forbidden
+                    change(a, "deleted", "d1", 2),
+                    change(a, "deleted", "d2", 2),  # already deleted
+                    change(a, "edited", "e4", 4, body="an edit is no message"),  # not_found
+                    chat(a, "c3", "three"),
+                    change(a, "edited", "e5", 6, body="three, edited in its own batch"),
+                    change(a, "deleted", "d3", 3, author="svc"),  # a service deletes any
+                    NewEvent(a, "chat.message", "ana", "Ana", "r2", {"body": "x", "reply_to": 99}),
+                ],
+                [change(a, "edited", "e1", 1, body="resent: the original answers")],
+            ]
+
+        fast = [outcome(await db.appender.append(items, rules)) for items in batches("fa")]
+        slow = []
+        for items in batches("sa"):
+            async with db.write() as conn:
+                results = await append_batch(conn, items, lock_rows=not db.is_sqlite, chat=rules)
+                slow.append(outcome(results))
+        assert fast == slow
+        stored = {stream: await _rows(db, stream) for stream in ("fa", "sa")}
+        assert stored["fa"] == stored["sa"]
+        assert [r[2] for r in stored["fa"]] == [
+            {"body": "one, edited", "edited_at": "*"},
+            {"body": "", "deleted": True},
+            {"body": "", "reply_to": 1, "deleted": True},
+            {"target": 1, "body": "one, edited"},
+            {"target": 2, "by": "ana"},
+            {"body": "three, edited in its own batch", "edited_at": "*"},
+            {"target": 6, "body": "three, edited in its own batch"},
+            {"target": 3, "by": "svc"},
+        ]
+    finally:
+        await db.close()
+
+
+async def _rows(db: Database, stream: str) -> list[tuple[int, str, dict[str, Any]]]:
+    async with db.read() as conn:
+        rows = await conn.execute(
+            text("SELECT seq, type, data FROM event WHERE stream = :s ORDER BY seq"), {"s": stream}
+        )
+        out = []
+        for seq, type_, data in rows:
+            value = orjson.loads(data)
+            if "edited_at" in value:
+                value["edited_at"] = "*"  # commit times differ between the two runs
+            out.append((seq, type_, value))
+        return out
 
 
 async def test_processes_appending_to_one_stream_leave_no_hole(backend: Backend) -> None:

@@ -31,6 +31,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/client-config"): PUBLIC,  # the origins a page's token_url may be on
     ("MOUNT", "/"): PUBLIC,
+    ("MOUNT", "/sdk"): PUBLIC,  # the JavaScript SDK the pages import
     ("POST", "/api/rooms"): SERVICE,
     ("GET", "/api/rooms"): SIGNED_IN,
     ("GET", "/api/rooms/{room_id}"): ROOM,
@@ -41,6 +42,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PUT", "/api/rooms/{room_id}/members/{user_id}"): SERVICE,
     ("DELETE", "/api/rooms/{room_id}/members/{user_id}"): SERVICE,
     ("POST", "/api/tokens/revoke"): SERVICE,
+    ("DELETE", "/api/rooms/{room_id}/messages/{seq}"): SERVICE,
+    ("GET", "/api/rooms/{room_id}/search"): ROOM,
+    ("GET", "/api/search"): SIGNED_IN,
     ("POST", "/api/roadmaps"): SERVICE,
     ("GET", "/api/roadmaps"): SIGNED_IN,
     ("POST", "/api/rooms/{room_id}/checklist"): ROOM,

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from .events import Appender
 from .models import Meta
 from .pg_append import PgAppender, connect_args
+from .search_sqlite import SaSql
 from .sqlite_append import SQLiteAppender
 
 log = logging.getLogger("menteo.db")
@@ -129,6 +131,45 @@ class Database:
         async with self.write_engine.begin() as conn:
             yield conn
 
+    async def write_sqlite(self, fn: Callable[..., T], *args: Any) -> T:
+        """SQLite: ``fn(sql, *args)`` in a write transaction, ``sql`` a ``sqlite3``-like
+        connection (``execute``). On the appender's thread when there is one, so it takes
+        turns with the appends instead of waiting for the lock."""
+        if isinstance(self.appender, SQLiteAppender):
+            return await self.appender.run(fn, *args)
+        async with self.write() as conn:
+            return await conn.run_sync(lambda sync: fn(SaSql(sync), *args))
+
+    @asynccontextmanager
+    async def pg_write(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL: asyncpg's connection of a write-pool connection, in a transaction."""
+        async with self.write() as conn:
+            raw = await conn.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            try:
+                async with driver.transaction():
+                    yield driver
+            except asyncio.CancelledError:
+                await conn.invalidate()  # cancelled mid-statement: not for reuse
+                raise
+
+    @asynccontextmanager
+    async def pg_read(self) -> AsyncIterator[asyncpg.Connection]:
+        """PostgreSQL: asyncpg's connection of a read-pool connection (no transaction)."""
+        async with self.read() as conn:
+            raw = await conn.get_raw_connection()
+            driver: asyncpg.Connection = raw.driver_connection
+            yield driver
+
+    async def erase_wal(self) -> None:
+        """SQLite: checkpoint the WAL into the file and truncate it (it still holds the
+        pages a delete replaced). Logged, not raised, when a reader kept it busy."""
+        if not isinstance(self.appender, SQLiteAppender):
+            return  # PostgreSQL, or a database without a file
+        busy, frames, done = await self.appender.erase_wal()
+        if busy or frames != done:
+            log.warning("the WAL could not be truncated after a delete (a reader held it)")
+
     async def ping(self) -> None:
         async with self.read() as conn:
             await conn.execute(text("SELECT 1"))
@@ -212,6 +253,8 @@ def _sqlite_setup(engine: AsyncEngine | Engine, *, immediate: bool) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")  # an acked event survives power loss too
         cur.execute("PRAGMA foreign_keys=ON")
+        # Freed bytes are zeroed: an erased chat message leaves nothing in the file.
+        cur.execute("PRAGMA secure_delete=ON")
         cur.close()
 
     @event.listens_for(sync, "begin")

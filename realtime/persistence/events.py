@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import Event, Stream
+
+if TYPE_CHECKING:
+    from .chat import ChatReducer, ChatState
 
 EVENT = Event.__table__  # type: ignore[attr-defined]
 STREAM = Stream.__table__  # type: ignore[attr-defined]
@@ -66,6 +69,8 @@ class NewEvent:
     # The author holds a service token (never stored): a reducer's role check, for an
     # author who is not a member of the room.
     service: bool = False
+    # Not stored: the author may act on others' events (a service deleting a chat message).
+    moderator: bool = False
 
 
 @dataclass(slots=True)
@@ -116,7 +121,9 @@ class Appender(Protocol):
     """A fast path for batches no reducer touches: the same transaction as ``append_batch``
     without SQLAlchemy (``sqlite_append``, ``pg_append``)."""
 
-    async def append(self, items: Sequence[NewEvent]) -> list[AppendResult | Exception]: ...
+    async def append(
+        self, items: Sequence[NewEvent], chat: ChatReducer | None = None
+    ) -> list[AppendResult | Exception]: ...
 
     async def close(self) -> None: ...
 
@@ -252,23 +259,43 @@ async def append_batch(
     *,
     lock_rows: bool,
     reducers: Sequence[Reducer] = (),
+    chat: ChatReducer | None = None,
 ) -> list[AppendResult | Exception]:
     """Store ``items`` in one transaction (the caller's), assigning gap-free seqs per stream.
 
     The stream rows are locked first (``FOR UPDATE`` on PostgreSQL; SQLite's write
     transaction already excludes other writers), so appends from several processes to one
     stream serialize and no seq is skipped or reused. A client id already stored, or seen
-    earlier in the same batch, yields the original event with ``created=False``.
+    earlier in the same batch, yields the original event with ``created=False``. ``chat``
+    (``chat.ChatReducer``): the rules of chat edits, deletes and replies, whose writes come
+    after the events (a change may name a message of the same batch).
     """
     last, existing = await conn.run_sync(_lock_and_dedupe_sync, items, lock_rows)
     ts = now_iso()
     used = _reducers_for(reducers, items)
     states = {r.prefix: await r.load(conn, mine) for r, mine in used}
+    changes = await _chat_load(conn, items, chat)
+    if chat is not None and changes is not None:
+        states[chat.prefix] = changes
+        reducers = [*reducers, chat]
     results, rows_out = plan_batch(items, last, existing, ts, reducers, states)
     for reducer, _ in used:
         await reducer.save(conn, states[reducer.prefix])
     await conn.run_sync(_write_events_sync, rows_out, last)
+    if chat is not None and changes is not None:
+        await chat.save(conn, changes)  # after the events: a change may name one of them
     return results
+
+
+async def _chat_load(
+    conn: AsyncConnection, items: Sequence[NewEvent], chat: ChatReducer | None
+) -> ChatState | None:
+    """The chat rules' state for this batch, or None when it holds no change or reply."""
+    from .chat import needs_chat  # it builds on this module
+
+    if chat is None or not needs_chat(items):
+        return None
+    return await chat.load(conn, list(items))
 
 
 def replay_sync(

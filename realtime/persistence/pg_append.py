@@ -20,7 +20,9 @@ import asyncpg
 import orjson
 from sqlalchemy import make_url
 
-from .events import AppendResult, NewEvent, StoredEvent, now_iso, plan_batch
+from . import chat_pg
+from .chat import ChatReducer, ChatState, needs_chat
+from .events import AppendResult, NewEvent, Prefix, Reducer, StoredEvent, now_iso, plan_batch
 
 # ``ORDER BY id FOR UPDATE`` locks in id order, as ``append_batch`` does: no deadlock
 # between processes appending to overlapping sets of streams.
@@ -54,12 +56,14 @@ class PgAppender:
         # caller off a connection in the middle of a transaction.
         self.lock = asyncio.Lock()
 
-    async def append(self, items: Sequence[NewEvent]) -> list[AppendResult | Exception]:
+    async def append(
+        self, items: Sequence[NewEvent], chat: ChatReducer | None = None
+    ) -> list[AppendResult | Exception]:
         async with self.lock:
             conn = await self._connect()
             try:
                 await conn.execute("BEGIN")
-                results = await self._append(conn, items)
+                results = await self._append(conn, items, chat)
                 await conn.execute("COMMIT")
                 return results
             except Exception:
@@ -102,31 +106,63 @@ class PgAppender:
             conn.terminate()
 
     async def _append(
-        self, conn: asyncpg.Connection, items: Sequence[NewEvent]
+        self, conn: asyncpg.Connection, items: Sequence[NewEvent], chat: ChatReducer | None
     ) -> list[AppendResult | Exception]:
-        streams = sorted({item.stream for item in items})
-        last: dict[str, int] = {r[0]: r[1] for r in await conn.fetch(LOCK, streams)}
-        existing: dict[tuple[str, str, str], StoredEvent] = {}
-        keys = sorted(
-            {(i.stream, i.author_id, i.client_id) for i in items if i.client_id is not None}
-        )
-        if keys:
-            found = await conn.fetch(
-                EXISTING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
-            )
-            for r in found:
-                event = StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7])
-                existing[(r[0], r[3], r[5])] = event
-        results, rows_out = plan_batch(items, last, existing, now_iso())
-        if rows_out:
-            touched = sorted({r["stream"] for r in rows_out})
-            await conn.execute(
-                WRITE,
-                *([r[c] for r in rows_out] for c in COLUMNS),
-                touched,
-                [last[s] for s in touched],
-            )
+        last, existing = await lock_and_dedupe(conn, items)
+        results, rows_out, changes = await plan_with_chat(conn, items, last, existing, chat)
+        await write_rows(conn, rows_out, last)
+        if changes is not None:
+            await chat_pg.save(conn, changes)
         return results
+
+
+async def lock_and_dedupe(
+    conn: asyncpg.Connection, items: Sequence[NewEvent]
+) -> tuple[dict[str, int], dict[tuple[str, str, str], StoredEvent]]:
+    """Lock the batch's stream rows (in id order) and read their last seqs, then the events
+    already stored under the batch's client ids."""
+    streams = sorted({item.stream for item in items})
+    last: dict[str, int] = {r[0]: r[1] for r in await conn.fetch(LOCK, streams)}
+    existing: dict[tuple[str, str, str], StoredEvent] = {}
+    keys = sorted({(i.stream, i.author_id, i.client_id) for i in items if i.client_id is not None})
+    if keys:
+        found = await conn.fetch(
+            EXISTING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
+        )
+        for r in found:
+            event = StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7])
+            existing[(r[0], r[3], r[5])] = event
+    return last, existing
+
+
+async def plan_with_chat(
+    conn: asyncpg.Connection,
+    items: Sequence[NewEvent],
+    last: dict[str, int],
+    existing: dict[tuple[str, str, str], StoredEvent],
+    chat: ChatReducer | None,
+    reducers: Sequence[Reducer] = (),
+    states: dict[Prefix, Any] | None = None,
+) -> tuple[list[AppendResult | Exception], list[dict[str, Any]], ChatState | None]:
+    """``plan_batch``, with the chat rules when the batch holds a chat change or a reply."""
+    if chat is None or not needs_chat(items):
+        return (*plan_batch(items, last, existing, now_iso(), reducers, states), None)
+    changes = await chat_pg.load(conn, items)
+    states = {**(states or {}), chat.prefix: changes}
+    return (*plan_batch(items, last, existing, now_iso(), [*reducers, chat], states), changes)
+
+
+async def write_rows(
+    conn: asyncpg.Connection, rows_out: list[dict[str, Any]], last: dict[str, int]
+) -> None:
+    if rows_out:
+        touched = sorted({r["stream"] for r in rows_out})
+        await conn.execute(
+            WRITE,
+            *([r[c] for r in rows_out] for c in COLUMNS),
+            touched,
+            [last[s] for s in touched],
+        )
 
 
 def connect_args(url: str) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from ..protocol import (
     client_id,
     decode_frame,
     frame_id,
+    seq_field,
 )
 from ..sockets.admission import Admission
 from ..sockets.clock import refresh
@@ -32,6 +33,7 @@ from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
 from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
 from ..streams.history import RecentSnapshot, Replay, Resume, newest_json, resume
+from .chat_ops import CHAT_CHANGE_HANDLERS
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .parts import RoomParts
@@ -46,9 +48,10 @@ def handle_chat(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -
     cid = client_id(frame)
     conn.writable(cid)
     body = chat_body(frame, cid)
-    item = NewEvent(
-        conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid, {"body": body}
-    )
+    data: dict[str, Any] = {"body": body}
+    if frame.get("reply_to") is not None:  # the writer checks it names a chat message here
+        data["reply_to"] = seq_field(frame, "reply_to")
+    item = NewEvent(conn.room.id, "chat.message", conn.user_id, conn.principal.name, cid, data)
     conn.ack_when_stored(state.writer.append(item), cid, "chat.message")
 
 
@@ -75,6 +78,7 @@ HANDLERS: dict[str, Handler] = {
     "typing": handle_typing,
     "ping": handle_ping,
     "auth.refresh": handle_refresh,
+    **CHAT_CHANGE_HANDLERS,
     **CHECKLIST_HANDLERS,
 }
 

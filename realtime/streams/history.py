@@ -6,8 +6,8 @@
 - ``Replay``: the events after a seq, a page at a time (a resume's catch-up, the hub's
   gap fill, a notes document's load).
 - ``Recent`` and ``newest_json``: the newest N events of some types, kept by the hub in
-  step with delivery and read from the database only when the hub cannot tell them all
-  (the room welcome's history).
+  step with delivery (chat edits and deletes applied to them) and read from the database
+  only when the hub cannot tell them all (the room welcome's history).
 - ``page_before``: the page of events of some types before a seq (REST history pages).
 
 The database is the truth: every answer here equals what a read of it would give.
@@ -20,9 +20,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..persistence.chat import MESSAGE, changed_frame
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent, page_before_sync, replay, replay_sync
 from ..protocol import JSON
@@ -136,6 +138,25 @@ class Recent:
             self.complete = False
         self.items.append((seq, text))
 
+    def change(self, event: StoredEvent) -> None:
+        """Apply a ``chat.edited`` or ``chat.deleted`` to the kept message it names, as the
+        database's row was in the event's transaction: a welcome built from what is kept
+        never shows a body its room has erased."""
+        target = event.data.get("target")
+        if MESSAGE not in self.types:
+            return
+        for n, (seq, text) in enumerate(self.items):
+            if seq == target:
+                try:
+                    frame = changed_frame(orjson.loads(text), event.type, event.data, event.ts)
+                    self.items[n] = (seq, json_text(frame))
+                except Exception:
+                    # Never keep what may be erased: welcomes read the database instead.
+                    self.items.clear()
+                    self.complete = False
+                    raise
+                return
+
     def snapshot(self, through: int) -> RecentSnapshot:
         """What a reader in another thread may hold: ``through`` is the hub's last seq."""
         return through, tuple(self.items), self.complete
@@ -159,8 +180,9 @@ def seed_recent(conn: Connection, stream: str, spec: RecentSpec, last: int) -> R
 
 def history_from(recent: RecentSnapshot | None, last: int, limit: int) -> list[str] | None:
     """The newest ``limit`` kept frames up to ``last`` from the hub, or None if it cannot
-    tell them all. Committed events never change, so frames up to ``last`` read at any time
-    are the ones the database holds."""
+    tell them all. A kept message is as of the hub's last seq (``through`` >= ``last``): a
+    change after ``last`` is shown already, and its event follows the welcome, which a
+    client applying events in order takes as a no-op."""
     if recent is None:
         return None
     through, items, complete = recent

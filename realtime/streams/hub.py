@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from ..broker import Broker
 from ..faults import Faults, is_fatal
 from ..metrics import NOWHERE, Metrics
+from ..persistence.chat import CHANGE_TYPES
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync
 from ..protocol import JSON, Codec
@@ -284,6 +285,15 @@ class Hub:
                 raise
             self.faults.survived("hub", log, exc, "could not encode %s#%d", event.stream, event.seq)
             return
+        if recent is not None and event.type in CHANGE_TYPES:
+            try:
+                recent.change(event)  # an edit or a delete rewrites the kept message
+            except BaseException as exc:
+                if is_fatal(exc):
+                    raise
+                self.faults.survived(
+                    "hub", log, exc, "could not apply %s#%d", event.stream, event.seq
+                )
         for listener in list(state.listeners):
             try:
                 listener.on_event(event, frames)

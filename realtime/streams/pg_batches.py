@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from typing import Any, Protocol, cast
 
 import asyncpg
-import orjson
 
+from ..persistence import chat_pg
+from ..persistence.chat import ChatReducer
 from ..persistence.database import Database
-from ..persistence.events import AppendResult, NewEvent, Reducer, StoredEvent, now_iso, plan_batch
-from ..persistence.pg_append import COLUMNS, EXISTING, LOCK, WRITE
+from ..persistence.events import AppendResult, NewEvent, Reducer
+from ..persistence.pg_append import lock_and_dedupe, plan_with_chat, write_rows
 
 
 class PgReducer(Reducer, Protocol):
@@ -46,47 +47,39 @@ class PgBatches:
         self.db = db
 
     async def append(
-        self, items: Sequence[NewEvent], reducers: Sequence[PgReducer]
+        self,
+        items: Sequence[NewEvent],
+        reducers: Sequence[PgReducer],
+        chat: ChatReducer | None = None,
     ) -> list[AppendResult | Exception]:
         async with self.db.write() as conn:
             raw = await conn.get_raw_connection()
             driver: asyncpg.Connection = raw.driver_connection
             try:
                 async with driver.transaction():
-                    return await self._append(driver, items, reducers)
+                    return await self._append(driver, items, reducers, chat)
             except asyncio.CancelledError:
                 await conn.invalidate()  # cancelled mid-statement: not for reuse
                 raise
 
     async def _append(
-        self, conn: asyncpg.Connection, items: Sequence[NewEvent], reducers: Sequence[PgReducer]
+        self,
+        conn: asyncpg.Connection,
+        items: Sequence[NewEvent],
+        reducers: Sequence[PgReducer],
+        chat: ChatReducer | None,
     ) -> list[AppendResult | Exception]:
-        streams = sorted({item.stream for item in items})
-        last: dict[str, int] = {r[0]: r[1] for r in await conn.fetch(LOCK, streams)}
-        existing: dict[tuple[str, str, str], StoredEvent] = {}
-        keys = sorted(
-            {(i.stream, i.author_id, i.client_id) for i in items if i.client_id is not None}
-        )
-        if keys:
-            found = await conn.fetch(
-                EXISTING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]
-            )
-            for r in found:
-                event = StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6]), r[7])
-                existing[(r[0], r[3], r[5])] = event
+        last, existing = await lock_and_dedupe(conn, items)
         states = {
             r.prefix: await r.load_pg(conn, [i for i in items if i.type.startswith(r.prefix)])
             for r in reducers
         }
-        results, rows_out = plan_batch(items, last, existing, now_iso(), reducers, states)
+        results, rows_out, changes = await plan_with_chat(
+            conn, items, last, existing, chat, reducers, states
+        )
         for r in reducers:
             await r.save_pg(conn, states[r.prefix])
-        if rows_out:
-            touched = sorted({row["stream"] for row in rows_out})
-            await conn.execute(
-                WRITE,
-                *([row[c] for row in rows_out] for c in COLUMNS),
-                touched,
-                [last[s] for s in touched],
-            )
+        await write_rows(conn, rows_out, last)
+        if changes is not None:
+            await chat_pg.save(conn, changes)
         return results

@@ -4,7 +4,7 @@ Through aiosqlite every statement is a round trip to its thread: a checklist bat
 dedupe, version, item, event, sequencer, commit) cost about ten hops and 4.5 ms, ten times a
 chat batch on the fast appender, and the chat of every other room waited behind it. Here the
 whole transaction runs as one call on a thread of its own, on a ``sqlite3`` connection set up
-like the appender's (WAL, ``synchronous=FULL``, ``BEGIN IMMEDIATE``), for batches whose
+like the appender's (``sqlite_append.connect``, ``BEGIN IMMEDIATE``), for batches whose
 reducers can load and save on one (``RawReducer``: the checklist's).
 """
 
@@ -17,12 +17,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, cast
 
-import orjson
-
-from ..persistence.events import AppendResult, NewEvent, Reducer, StoredEvent, now_iso, plan_batch
-
-COLUMNS = ("stream", "seq", "type", "author_id", "author_name", "client_id", "data", "ts")
-INSERT = f"INSERT INTO event ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+from ..persistence import chat_sqlite
+from ..persistence.chat import ChatReducer
+from ..persistence.events import AppendResult, NewEvent, Reducer
+from ..persistence.sqlite_append import COLUMNS, INSERT, connect, lock_and_dedupe, plan_with_chat
 
 
 class RawReducer(Reducer, Protocol):
@@ -48,34 +46,36 @@ class SQLiteBatches:
         weakref.finalize(self, _release, self.executor, self.held)
 
     async def append(
-        self, items: Sequence[NewEvent], reducers: Sequence[RawReducer]
+        self,
+        items: Sequence[NewEvent],
+        reducers: Sequence[RawReducer],
+        chat: ChatReducer | None = None,
     ) -> list[AppendResult | Exception]:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self._append, items, reducers)
+        return await loop.run_in_executor(self.executor, self._append, items, reducers, chat)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.held:
-            conn = sqlite3.connect(
-                self.path, timeout=30, isolation_level=None, check_same_thread=False
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")  # an acked event survives power loss too
-            conn.execute("PRAGMA foreign_keys=ON")
-            self.held.append(conn)
+            self.held.append(connect(self.path, same_thread=False))
         return self.held[0]
 
     def _append(
-        self, items: Sequence[NewEvent], reducers: Sequence[RawReducer]
+        self,
+        items: Sequence[NewEvent],
+        reducers: Sequence[RawReducer],
+        chat: ChatReducer | None,
     ) -> list[AppendResult | Exception]:
         conn = self._connect()
         conn.execute("BEGIN IMMEDIATE")  # the write lock first: no upgrade deadlock
         try:
-            last, existing = _lock_and_dedupe(conn, items)
+            last, existing = lock_and_dedupe(conn, items)
             states = {
                 r.prefix: r.load_raw(conn, [i for i in items if i.type.startswith(r.prefix)])
                 for r in reducers
             }
-            results, rows_out = plan_batch(items, last, existing, now_iso(), reducers, states)
+            results, rows_out, changes = plan_with_chat(
+                conn, items, last, existing, chat, reducers, states
+            )
             for r in reducers:
                 r.save_raw(conn, states[r.prefix])
             if rows_out:
@@ -84,34 +84,13 @@ class SQLiteBatches:
                 conn.executemany(
                     "UPDATE stream SET last_seq = ? WHERE id = ?", [(last[s], s) for s in touched]
                 )
+            if changes is not None:
+                chat_sqlite.save(conn, changes)
             conn.execute("COMMIT")
             return results
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-
-
-def _lock_and_dedupe(
-    conn: sqlite3.Connection, items: Sequence[NewEvent]
-) -> tuple[dict[str, int], dict[tuple[str, str, str], StoredEvent]]:
-    """The streams' last seqs and the events already stored under the batch's client ids
-    (the write lock is held: BEGIN IMMEDIATE)."""
-    streams = sorted({item.stream for item in items})
-    marks = ",".join("?" * len(streams))
-    last = dict(conn.execute(f"SELECT id, last_seq FROM stream WHERE id IN ({marks})", streams))
-    keys = sorted({(i.stream, i.author_id, i.client_id) for i in items if i.client_id is not None})
-    existing: dict[tuple[str, str, str], StoredEvent] = {}
-    if keys:
-        values = ",".join("(?,?,?)" for _ in keys)
-        rows = conn.execute(
-            f"WITH k(s, a, c) AS (VALUES {values}) "
-            f"SELECT {', '.join('e.' + c for c in COLUMNS)} FROM k JOIN event e "
-            "ON e.stream = k.s AND e.author_id = k.a AND e.client_id = k.c",
-            [part for key in keys for part in key],
-        )
-        for s, seq, type_, a, name, c, data, ts in rows:
-            existing[(s, a, c)] = StoredEvent(s, seq, type_, a, name, c, orjson.loads(data), ts)
-    return last, existing
 
 
 def _release(executor: ThreadPoolExecutor, held: list[sqlite3.Connection]) -> None:

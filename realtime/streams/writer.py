@@ -24,6 +24,7 @@ from sqlalchemy import make_url
 
 from ..faults import Faults, is_fatal
 from ..metrics import NOWHERE, Metrics
+from ..persistence.chat import DELETED, ChatReducer
 from ..persistence.database import Database
 from ..persistence.events import (
     AppendResult,
@@ -74,6 +75,7 @@ class Writer:
         reducers: list[Reducer] | None = None,
         faults: Faults | None = None,
         metrics: Metrics | None = None,
+        chat: ChatReducer | None = None,
     ) -> None:
         self.db = db
         self.faults = faults if faults is not None else Faults()
@@ -82,6 +84,9 @@ class Writer:
         self._appended = metrics.counter("menteo_events_appended_total") if metrics else NOWHERE
         self._commit_seconds = metrics.histogram("menteo_commit_seconds") if metrics else NOWHERE
         self.reducers = reducers or []
+        # Chat edits, deletes and replies: planned by every path inside its transaction
+        # (not a routing reducer: plain chat keeps the fast appender).
+        self.chat = chat if chat is not None else ChatReducer()
         self.on_committed = on_committed
         self.batch = batch
         self.queue: asyncio.Queue[tuple[NewEvent, asyncio.Future[AppendResult]] | None] = (
@@ -253,6 +258,8 @@ class Writer:
                     failed = AppendFailed("not stored")
                     failed.__cause__ = one
                     results.append(failed)
+        if self.db.is_sqlite and _erases(items):
+            await self._erase_wal()  # before the acks: nothing of an erased body stays
         self._commit_seconds.observe(time.perf_counter() - started)
         self._commits.inc()
         created: list[StoredEvent] = []
@@ -275,6 +282,12 @@ class Writer:
                 # Stored and acked; the hub's next event or sweep finds what it missed.
                 self.faults.survived("writer", log, exc, "delivering committed events failed")
 
+    async def _erase_wal(self) -> None:
+        try:
+            await self.db.erase_wal()
+        except Exception as exc:  # committed already: the acks go out regardless
+            self.faults.survived("writer", log, exc, "truncating the WAL after a delete failed")
+
     async def _store(self, items: list[NewEvent]) -> list[AppendResult | Exception]:
         """Store a batch of the main loop. Streams with an event a reducer keeps (checklist,
         feed) take the reducer's transaction; every other stream takes the fast appender
@@ -286,13 +299,13 @@ class Writer:
             return await self._store_reduced(items)
         reduced = {item.stream for item in items if self._reduced(item)}
         if not reduced:
-            return await appender.append(items)
+            return await appender.append(items, self.chat)
         fast = [n for n, item in enumerate(items) if item.stream not in reduced]
         if not fast:
             return await self._store_reduced(items)
         slow = [n for n, item in enumerate(items) if item.stream in reduced]
         # One writer at a time (SQLite): the fast part first.
-        fast_results = await appender.append([items[n] for n in fast])
+        fast_results = await appender.append([items[n] for n in fast], self.chat)
         slow_results = await self._store_after([items[n] for n in slow])
         results: list[AppendResult | Exception | None] = [None] * len(items)
         for n, result in zip(fast, fast_results, strict=True):
@@ -323,14 +336,18 @@ class Writer:
         batches = self._sqlite_batches()
         raw = raw_reducers(self.reducers, items) if batches is not None else None
         if batches is not None and raw is not None:
-            return await batches.append(items, raw)  # one thread hop
+            return await batches.append(items, raw, self.chat)  # one thread hop
         pg = self._pg_batches()
         direct = pg_reducers(self.reducers, items) if pg is not None else None
         if pg is not None and direct is not None:
-            return await pg.append(items, direct)  # asyncpg, no SQLAlchemy per statement
+            return await pg.append(items, direct, self.chat)  # asyncpg, no SQLAlchemy per statement
         async with self.db.write() as conn:
             return await append_batch(
-                conn, items, lock_rows=not self.db.is_sqlite, reducers=self.reducers
+                conn,
+                items,
+                lock_rows=not self.db.is_sqlite,
+                reducers=self.reducers,
+                chat=self.chat,
             )
 
     def _sqlite_batches(self) -> SQLiteBatches | None:
@@ -359,6 +376,10 @@ class Writer:
         except Exception as exc:
             log.exception("append to %s failed", item.stream)
             return exc
+
+
+def _erases(items: list[NewEvent]) -> bool:
+    return any(item.type == DELETED for item in items)
 
 
 def _release_sqlite(batches: SQLiteBatches) -> None:

@@ -280,3 +280,28 @@ async def set_hidden(page: RoomPage, hidden: bool) -> None:
         }""",
         hidden,
     )
+
+
+async def test_edits_deletes_and_replies_show_live_and_after_a_reload(
+    open_room: OpenRoom, web_server: Running, web_room: dict[str, Any]
+) -> None:
+    from tests.client import RoomClient
+    from tests.test_chat_changes import delete, edit
+
+    ben = await open_room("ben")
+    ana = await RoomClient.connect(web_server.ws, web_room["id"], web_server.token("ana", "Ana"))
+    first = await ana.chat("m1", "see you Tursday")
+    gone = await ana.chat("m2", "my password is hunter2")
+    await ana.send({"type": "chat.send", "id": "m3", "body": "which day?", "reply_to": first})
+    await expect(ben.messages).to_have_count(3)
+    assert (await edit(ana, "e1", first, "see you Thursday"))["type"] == "ack"
+    assert (await delete(ana, "d1", gone))["type"] == "ack"
+    for _ in range(2):  # live, then from the welcome's history after a reload
+        await expect(ben.message("see you Thursday").locator(".edited")).to_have_text("(edited)")
+        deleted = ben.messages.nth(1)
+        await expect(deleted).to_have_class(re.compile(r"\bdeleted\b"))
+        await expect(deleted.locator(".body")).to_have_text("Message deleted")
+        await expect(ben.message("which day?").locator(".reply")).to_have_text(f"reply to #{first}")
+        assert "hunter2" not in await ben.page.content()
+        await ben.page.reload()
+        await ben.wait_state("live")

@@ -27,7 +27,7 @@ export function formatTime(ts) {
   return `${date.toLocaleDateString([], { day: "numeric", month: "short" })} ${time}`;
 }
 
-function renderMessage({ author, body, ts }, mine) {
+function renderMessage({ author, body, ts, edited_at, deleted, reply_to }, mine) {
   const item = el("li", mine ? "message mine" : "message");
   const meta = el("div", "meta");
   meta.append(el("span", "author", author.name || author.user_id));
@@ -37,8 +37,20 @@ function renderMessage({ author, body, ts }, mine) {
   const full = new Date(ts);
   if (!Number.isNaN(full.getTime())) time.title = full.toLocaleString();
   meta.append(time);
-  item.append(meta, el("p", "body", body));
+  if (edited_at && !deleted) meta.append(el("span", "edited", "(edited)"));
+  if (typeof reply_to === "number") meta.append(el("span", "reply", `reply to #${reply_to}`));
+  if (deleted) item.classList.add("deleted");
+  item.append(meta, el("p", "body", deleted ? "Message deleted" : body));
   return item;
+}
+
+/** A chat.message frame after a chat.edited or chat.deleted (docs/protocol.md). */
+export function changed(message, change) {
+  if (change.type === "chat.edited" && !change.deleted) {
+    return { ...message, body: change.body, edited_at: change.ts };
+  }
+  const { edited_at: _, ...rest } = message;
+  return { ...rest, body: "", deleted: true };
 }
 
 export class ChatView extends EventTarget {
@@ -47,6 +59,7 @@ export class ChatView extends EventTarget {
   #announcer;
   #me = null;
   #bySeq = new Map(); // seq -> <li>
+  #frames = new Map(); // seq -> its chat.message frame, as changed since
   #pending = new Map(); // client id -> <li>, my messages not yet seen in the room
   #divider = null;
   #hidden = false;
@@ -80,6 +93,7 @@ export class ChatView extends EventTarget {
   reset() {
     for (const item of this.#bySeq.values()) item.remove();
     this.#bySeq.clear();
+    this.#frames.clear();
     this.#divider?.remove();
     this.#divider = null;
   }
@@ -100,11 +114,32 @@ export class ChatView extends EventTarget {
     item.dataset.kind = frame.kind === "system" ? "system" : "user"; // system: the platform's
     this.#insert(item, frame.seq);
     this.#bySeq.set(frame.seq, item);
+    this.#frames.set(frame.seq, frame);
     if (live && !mine) {
       this.#announce(frame);
       if (this.#hidden) this.#markUnread(item);
     }
     if (stick) this.scrollToEnd();
+    return true;
+  }
+
+  /** Apply a chat.edited or chat.deleted to the message it names, if shown. */
+  change(frame) {
+    const item = this.#bySeq.get(frame.target);
+    const message = this.#frames.get(frame.target);
+    if (item === undefined || message === undefined) return false;
+    const next = changed(message, frame);
+    const fresh = renderMessage(next, item.classList.contains("mine"));
+    Object.assign(fresh.dataset, item.dataset);
+    item.replaceWith(fresh);
+    this.#bySeq.set(frame.target, fresh);
+    this.#frames.set(frame.target, next);
+    if (next.deleted) {
+      // A deleted message's text leaves the page: its screen-reader announcement too.
+      for (const said of this.#announcer.querySelectorAll(`[data-seq="${frame.target}"]`)) {
+        said.remove();
+      }
+    }
     return true;
   }
 
@@ -199,7 +234,9 @@ export class ChatView extends EventTarget {
   #announce(frame) {
     const name = frame.author?.name || frame.author?.user_id || "Someone";
     const body = frame.body.length > 300 ? `${frame.body.slice(0, 300)}…` : frame.body;
-    this.#announcer.append(el("p", null, `${name}: ${body}`));
+    const said = el("p", null, `${name}: ${body}`);
+    said.dataset.seq = String(frame.seq);
+    this.#announcer.append(said);
     while (this.#announcer.childElementCount > ANNOUNCE_KEEP) {
       this.#announcer.firstElementChild.remove();
     }

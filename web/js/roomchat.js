@@ -48,7 +48,8 @@ export class ChatPanel {
   }
 
   onFrame(frame) {
-    if (frame.type === "chat.message") this.#view.add(frame, { live: true });
+    if (frame.type === "chat.message") this.#accept(frame, true);
+    else if (frame.type === "chat.edited" || frame.type === "chat.deleted") this.#view.change(frame);
   }
 
   /** One of my messages changed state in the outbox (the SDK's "pending" event). */

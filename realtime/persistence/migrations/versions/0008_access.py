@@ -18,10 +18,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("room") as batch:
-        batch.add_column(
-            sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false())
-        )
+    # A plain ADD COLUMN (SQLite takes one with a constant default): a batch rebuild of
+    # ``room`` would drop the table its members' foreign keys point at, and fail on any
+    # database that has rooms.
+    op.add_column(
+        "room", sa.Column("archived", sa.Boolean, nullable=False, server_default=sa.false())
+    )
     op.create_table(
         "revocation",
         sa.Column("kind", sa.String(8), primary_key=True),
