@@ -32,11 +32,16 @@ from .feed.reducer import FeedReducer
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
+from .inbox.parts import InboxParts
+from .inbox.service import InboxService
+from .inbox.socket import InboxSocket, inbox_rules
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
+from .persistence.events import StoredEvent
 from .presence import MemoryPresence, Presence
+from .reads.markers import MarkerStore
 from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
 from .sockets.admission import AddressSlots, Door, Rules
@@ -90,20 +95,30 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         batch=CORK,
     )
     await hub.start()
+    inbox = InboxService(db, hub, settings, faults)
+    await inbox.start()
+
+    def committed(events: list[StoredEvent]) -> None:
+        hub.committed(events)  # the rooms' sockets first: the inbox is a view of them
+        inbox.committed(events)
+
     writer = Writer(
         db,
-        hub.committed,
+        committed,
         batch=settings.commit_batch,
         reducers=[ChecklistReducer(), FeedReducer()],
         faults=faults,
     )
     writer.start()
+    markers = _markers(settings, db, hub, inbox, faults)
     feed = FeedService(db, hub, writer, settings)
     await feed.start()
     presence = create_presence(settings, hub, faults)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
-    state = State(settings, db, broker, hub, writer, presence, notes, feed, metrics=metrics)
+    state = State(
+        settings, db, broker, hub, writer, presence, notes, feed, markers, inbox, metrics=metrics
+    )
     notes.metrics = state.metrics
     _gauges(state)
     signals = StopSignals(lambda: _stopping(state))
@@ -118,13 +133,30 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         # Sockets are closed by the server (1012) before this runs. Then: commit what is
         # queued (nothing acked is ever lost; this stores the unacked too), stop
         # presence, stop delivery, and close the broker and the database last.
+        await markers.close()  # read markers still pending are stored (and announced)
         await feed.flush()  # pending reaction counts go to the writer before it closes
         await writer.close()
         await presence.close()
+        await inbox.close()
         await feed.close()
         await hub.close()
         await broker.close()
         await db.close()
+
+
+def _markers(
+    settings: Settings, db: Database, hub: Hub, inbox: InboxService, faults: Faults
+) -> MarkerStore:
+    """The read markers' writer: a stored marker goes to every socket of its room on every
+    process (``read.marker``, a hub signal) and to the user's inboxes."""
+
+    def moved(room: str, user: str, seq: int) -> None:
+        hub.signal(room, {"type": "read.marker", "user_id": user, "seq": seq})
+        inbox.marker_moved(room, user, seq)
+
+    markers = MarkerStore(db, interval=settings.read_flush_interval, faults=faults, moved=moved)
+    markers.start()
+    return markers
 
 
 def _watchdog(state: State, signals: StopSignals) -> Watchdog:
@@ -135,6 +167,8 @@ def _watchdog(state: State, signals: StopSignals) -> Watchdog:
     for task in getattr(state.broker, "tasks", ()):
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     watchdog.watch("presence upkeep", getattr(state.presence, "task", None))
+    watchdog.watch("read markers", state.markers.task)
+    watchdog.watch("inbox sweep", state.inbox.sweeper)
     for task in state.feed.tasks:
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     return watchdog
@@ -160,6 +194,10 @@ def _gauges(state: State) -> None:
     gauges["menteo_broker_reconnects_total"] = lambda: getattr(broker, "reconnects", 0)
     gauges["menteo_broker_dropped_total"] = lambda: getattr(broker, "dropped", 0)
     gauges["menteo_presence_syncs_total"] = lambda: getattr(presence, "syncs", 0)
+    markers, inbox = state.markers, state.inbox
+    gauges["menteo_read_marker_writes_total"] = lambda: markers.writes
+    gauges["menteo_read_markers_stored_total"] = lambda: markers.stored
+    gauges["menteo_inbox_updates_total"] = lambda: inbox.updates
 
 
 def _failed(state: State, signals: StopSignals, reason: str) -> None:
@@ -189,6 +227,7 @@ class Endpoints:
         self.notes = NotesSocket()
         self.feed = FeedSocket()
         self.stream = FeedStream()
+        self.inbox = InboxSocket()
 
     def open(self, state: State) -> None:
         settings, metrics = state.settings, state.metrics
@@ -204,11 +243,13 @@ class Endpoints:
             state.writer,
             state.presence,
             metrics,
+            state.markers,
         )
         notes_rules = Rules("notes", membership, subprotocols=False)
         self.notes.parts = NotesParts(
             door, notes_rules, settings, state.notes, state.writer, metrics
         )
+        self.inbox.parts = InboxParts(door, inbox_rules(), settings, state.inbox, metrics)
         feed = FeedParts(door, settings, metrics, state.feed)
         self.feed.open(feed)
         self.stream.parts = feed
@@ -315,6 +356,7 @@ def create_app(settings: Settings) -> RealtimeApp:
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),
         WebSocketRoute("/feed/ws", endpoints.feed),
+        WebSocketRoute("/inbox/ws", endpoints.inbox),
         Route("/feed/stream", endpoints.stream, methods=["GET"]),
     ]
     if WEB.is_dir():

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from .broker import Broker
 from .config import Settings
 from .feed.service import FeedService
+from .inbox.service import InboxService
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .presence import Presence
+from .reads.markers import MarkerStore
 from .sockets.admission import AddressSlots, Shutdown
 from .streams.hub import Hub
 from .streams.writer import Writer
@@ -28,6 +30,8 @@ class State:
     presence: Presence
     notes: NotesDocuments
     feed: FeedService
+    markers: MarkerStore
+    inbox: InboxService
     # Draining (no new sockets), then stopping (drain.py): event streams end then.
     shutdown: Shutdown = field(default_factory=Shutdown)
     # Sockets and event streams open per client address (given to every endpoint's door).

@@ -8,6 +8,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..persistence.database import Database
 from ..presence import Presence
+from ..reads.markers import MarkerStore
 from ..sockets.admission import Door, Rules
 from ..sockets.limits import LRU, TokenBucket
 from ..sockets.membership import Grant
@@ -25,5 +26,6 @@ class RoomParts:
     writer: Writer
     presence: Presence
     metrics: Metrics
+    markers: MarkerStore  # where ``read`` frames go
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))
