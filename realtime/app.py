@@ -244,6 +244,7 @@ class Endpoints:
             state.presence,
             metrics,
             state.markers,
+            state.windows,
         )
         notes_rules = Rules("notes", membership, subprotocols=False)
         self.notes.parts = NotesParts(

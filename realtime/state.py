@@ -14,6 +14,7 @@ from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .presence import Presence
+from .reads.digest import Windows
 from .reads.markers import MarkerStore
 from .sockets.admission import AddressSlots, Shutdown
 from .streams.hub import Hub
@@ -32,6 +33,8 @@ class State:
     feed: FeedService
     markers: MarkerStore
     inbox: InboxService
+    # What rooms' events since a seq say, read once for every reader's digest.
+    windows: Windows = field(default_factory=Windows)
     # Draining (no new sockets), then stopping (drain.py): event streams end then.
     shutdown: Shutdown = field(default_factory=Shutdown)
     # Sockets and event streams open per client address (given to every endpoint's door).

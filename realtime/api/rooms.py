@@ -107,7 +107,7 @@ async def digest(request: Request) -> Response:
         start = since
         if start is None:
             start = 0 if principal.is_service else marker_sync(conn, room.id, user)
-        return digest_sync(conn, room.id, user, start, limit)
+        return digest_sync(conn, room.id, user, start, limit, state.windows)
 
     return json_response(await state.db.run(read, snapshot=True))
 

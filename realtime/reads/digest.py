@@ -5,34 +5,140 @@ after the time of the event at ``since``) and says ``truncated`` when there were
 own actions never count; a later change by anyone undoes an earlier one by others (a step
 someone ticked and you unticked is not "done"; a step added and removed while you were away
 is neither added nor removed).
+
+What a room's events between two seqs say is the same for every reader and never changes
+(stored events are not rewritten), so it is read once into a ``Window`` and kept
+(``Windows``); each reader's digest is assembled from it (their own doings left out), and
+only the notes, which have a stream of their own, are read per digest.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, case, select
+from sqlalchemy import Connection, select
 
-from ..persistence.events import EVENT, last_seqs_sync
-from ..persistence.models import ChecklistItem, NotesAuthor
+from ..persistence.models import ChecklistItem
 from ..persistence.rooms import notes_stream
 from .queries import CHAT
+from .sql import Sql
 
 ITEMS = ChecklistItem.__table__  # type: ignore[attr-defined]
-NOTES_AUTHORS = NotesAuthor.__table__  # type: ignore[attr-defined]
-NOTES_UPDATE = "notes.update"
+WINDOWS_KEPT = 2048  # windows a process keeps (each a few authors and checklist events)
+
+_EVENTS = Sql(
+    "SELECT seq, type, author_id, author_name, "
+    "CASE WHEN type LIKE 'checklist.%' THEN data END FROM event "
+    "WHERE stream = :room AND seq > :since AND seq <= :last ORDER BY seq LIMIT :limit"
+)
+_TS = Sql("SELECT ts FROM event WHERE stream = :room AND seq = :seq")
+_NOTES = Sql(
+    "SELECT author_id, ts FROM event WHERE stream = :stream AND type = 'notes.update' "
+    "ORDER BY seq DESC LIMIT :limit"
+)
+_NOTES_DROPPED = Sql("SELECT user_id FROM notes_author WHERE room_id = :room AND last_ts > :after")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A room's events with ``since < seq <= last``, as any reader's digest needs them."""
+
+    room_id: str
+    since: int
+    last: int
+    since_ts: str  # when the event at ``since`` was stored ("" for 0)
+    authors: dict[str, tuple[str, int, int]]  # chat authors: (name, messages, first seq)
+    checklist: tuple[tuple[str, str, dict[str, Any]], ...]  # (op, author, data), in order
+    titles: dict[str, str]  # stored titles of the steps the events name without one
+    read: int  # events read
+    truncated: bool
+
+    def others(self, me: str) -> list[tuple[str, tuple[str, int, int]]]:
+        return [(user, facts) for user, facts in self.authors.items() if user != me]
+
+    def messages_by_others(self, me: str) -> int:
+        return sum(facts[1] for _, facts in self.others(me))
+
+    def checklist_by_others(self, me: str) -> bool:
+        return any(author != me for _, author, _ in self.checklist)
+
+
+class Windows:
+    """The windows read lately (bounded), shared by the database reader threads."""
+
+    def __init__(self, size: int = WINDOWS_KEPT) -> None:
+        self.size = size
+        self.kept: OrderedDict[tuple[str, int, int, int], Window] = OrderedDict()
+        self.lock = threading.Lock()
+        self.reads = 0  # windows read from the database
+
+    def get(self, conn: Connection, room_id: str, since: int, last: int, limit: int) -> Window:
+        key = (room_id, since, last, limit)
+        with self.lock:
+            window = self.kept.get(key)
+            if window is not None:
+                self.kept.move_to_end(key)
+                return window
+        window = read_window(conn, room_id, since, last, limit)
+        with self.lock:
+            self.reads += 1
+            self.kept[key] = window
+            if len(self.kept) > self.size:
+                self.kept.popitem(last=False)
+        return window
+
+
+def read_window(conn: Connection, room_id: str, since: int, last: int, limit: int) -> Window:
+    rows = _EVENTS.rows(conn, room=room_id, since=since, last=last, limit=limit + 1)
+    authors: dict[str, tuple[str, int, int]] = {}
+    checklist: list[tuple[str, str, dict[str, Any]]] = []
+    for seq, type_, author, name, raw in rows[:limit]:
+        if type_ == CHAT:
+            _, count, first = authors.get(author, ("", 0, seq))
+            authors[author] = (name, count + 1, first)
+        elif raw is not None:
+            checklist.append((type_.removeprefix("checklist."), author, orjson.loads(raw)))
+    since_ts = str(_TS.scalar(conn, room=room_id, seq=since) or "") if since > 0 else ""
+    return Window(
+        room_id,
+        since,
+        last,
+        since_ts,
+        authors,
+        tuple(checklist),
+        _stored_titles(conn, room_id, checklist),
+        min(len(rows), limit),
+        len(rows) > limit,
+    )
+
+
+def _stored_titles(
+    conn: Connection, room_id: str, checklist: list[tuple[str, str, dict[str, Any]]]
+) -> dict[str, str]:
+    """Titles of the steps the events name but do not title (ticked, verified or removed
+    without an add or rename in the window)."""
+    told = {data["item"]["id"] for op, _, data in checklist if op == "add"}
+    told |= {data["item_id"] for op, _, data in checklist if op == "rename" or data.get("title")}
+    untold = sorted({data.get("item_id", "") for op, _, data in checklist if op != "add"} - told)
+    if not untold:
+        return {}
+    rows = conn.execute(
+        select(ITEMS.c.item_id, ITEMS.c.title).where(
+            ITEMS.c.room_id == room_id, ITEMS.c.item_id.in_(untold)
+        )
+    )
+    return {row.item_id: row.title for row in rows if row.title}
 
 
 @dataclass(slots=True)
-class _Seen:
-    """What the events read so far say, for one reader (``me``)."""
+class _Steps:
+    """The checklist part, replayed for one reader (``me``)."""
 
     me: str
-    messages: int = 0
-    first_unread: int | None = None
-    authors: dict[str, list[Any]] = field(default_factory=dict)  # user -> [name, count]
     titles: dict[str, str] = field(default_factory=dict)  # the newest title seen per item
     added: dict[str, None] = field(default_factory=dict)  # by others, in order
     gone: set[str] = field(default_factory=set)  # removed by anyone
@@ -40,19 +146,8 @@ class _Seen:
     done: dict[str, bool] = field(default_factory=dict)  # item -> the last toggle was others'
     verified: dict[str, bool] = field(default_factory=dict)
 
-    def event(self, seq: int, type_: str, author: str, name: str, raw: str | None) -> None:
+    def event(self, op: str, author: str, data: dict[str, Any]) -> None:
         other = author != self.me
-        if type_ == CHAT:
-            if other:
-                self.messages += 1
-                if self.first_unread is None:
-                    self.first_unread = seq
-                entry = self.authors.setdefault(author, [name, 0])
-                entry[0], entry[1] = name, entry[1] + 1
-        elif raw is not None:
-            self.checklist(type_.removeprefix("checklist."), orjson.loads(raw), other)
-
-    def checklist(self, op: str, data: dict[str, Any], other: bool) -> None:
         if op == "add":
             item = data["item"]["id"]
             self.titles[item] = data["item"]["title"]
@@ -80,86 +175,39 @@ class _Seen:
             if other:
                 self.removed[item] = None
 
-    def checklist_lists(self, title: dict[str, str]) -> dict[str, list[str]]:
-        live = [i for i in self.added if i not in self.gone]
+    def lists(self, stored: dict[str, str]) -> dict[str, list[str]]:
+        def title(item: str) -> str:  # a removed step's row keeps none: its id stands in
+            return self.titles.get(item) or stored.get(item) or item
+
+        gone = self.gone
         return {
-            "added": [title[i] for i in live],
-            "done": [title[i] for i, mine in self.done.items() if mine and i not in self.gone],
-            "verified": [
-                title[i] for i, mine in self.verified.items() if mine and i not in self.gone
-            ],
-            "removed": [title[i] for i in self.removed if i not in self.added],
+            "added": [title(i) for i in self.added if i not in gone],
+            "done": [title(i) for i, mine in self.done.items() if mine and i not in gone],
+            "verified": [title(i) for i, mine in self.verified.items() if mine and i not in gone],
+            "removed": [title(i) for i in self.removed if i not in self.added],
         }
 
 
-def digest_sync(
-    conn: Connection,
-    room_id: str,
-    user_id: str,
-    since: int,
-    max_events: int,
-) -> dict[str, Any]:
-    """The digest of ``room_id`` for ``user_id`` from ``since`` (clamped to the room's seqs)
-    to the room's last seq."""
-    last = last_seqs_sync(conn, [room_id]).get(room_id, 0)
-    since = max(0, min(since, last))
-    checklist_data = case((EVENT.c.type.like("checklist.%"), EVENT.c.data), else_=None)
-    rows = list(
-        conn.execute(
-            select(
-                EVENT.c.seq, EVENT.c.type, EVENT.c.author_id, EVENT.c.author_name, checklist_data
-            )
-            .where(EVENT.c.stream == room_id, EVENT.c.seq > since, EVENT.c.seq <= last)
-            .order_by(EVENT.c.seq)
-            .limit(max_events + 1)
-        )
-    )
-    truncated = len(rows) > max_events
-    seen = _Seen(user_id)
-    for seq, type_, author, name, raw in rows[:max_events]:
-        seen.event(seq, type_, author, name, raw)
-    budget = max_events - min(len(rows), max_events)
-    notes_by, notes_truncated = _notes_by(
-        conn, room_id, user_id, _since_ts(conn, room_id, since), budget
-    )
-    by = sorted(seen.authors.items(), key=lambda kv: (-kv[1][1], kv[0]))
+def digest_of(conn: Connection, window: Window, user_id: str, max_events: int) -> dict[str, Any]:
+    """``user_id``'s digest of ``window`` (the notes read now)."""
+    steps = _Steps(user_id)
+    for op, author, data in window.checklist:
+        steps.event(op, author, data)
+    others = window.others(user_id)
+    by = sorted(others, key=lambda kv: (-kv[1][1], kv[0]))
+    budget = max_events - window.read
+    notes_by, notes_truncated = _notes_by(conn, window.room_id, user_id, window.since_ts, budget)
     return {
-        "room_id": room_id,
-        "from_seq": since,
-        "to_seq": last,
-        "messages": seen.messages,
-        "by": [{"user_id": u, "name": n, "messages": c} for u, (n, c) in by],
-        "checklist": seen.checklist_lists(_titles(conn, room_id, seen)),
+        "room_id": window.room_id,
+        "from_seq": window.since,
+        "to_seq": window.last,
+        "messages": sum(facts[1] for _, facts in others),
+        "by": [{"user_id": u, "name": name, "messages": n} for u, (name, n, _) in by],
+        "checklist": steps.lists(window.titles),
         "notes": {"changed": bool(notes_by), "by": notes_by},
-        "first_unread_seq": seen.first_unread,
-        "truncated": truncated or notes_truncated,
+        "first_unread_seq": min((facts[2] for _, facts in others), default=None),
+        "truncated": window.truncated or notes_truncated,
     }
-
-
-def _titles(conn: Connection, room_id: str, seen: _Seen) -> dict[str, str]:
-    """Every listed item's title: the newest the events told, else the stored one (a removed
-    step's row keeps no title: its id stands in when no event told it)."""
-    wanted = {*seen.added, *seen.done, *seen.verified, *seen.removed}
-    missing = sorted(wanted - set(seen.titles))
-    titles = dict(seen.titles)
-    if missing:
-        rows = conn.execute(
-            select(ITEMS.c.item_id, ITEMS.c.title).where(
-                ITEMS.c.room_id == room_id, ITEMS.c.item_id.in_(missing)
-            )
-        )
-        titles.update({row.item_id: row.title for row in rows if row.title})
-    return {item: titles.get(item, item) for item in wanted}
-
-
-def _since_ts(conn: Connection, room_id: str, since: int) -> str:
-    """When the event at ``since`` was stored ("" for 0: the room's beginning)."""
-    if since <= 0:
-        return ""
-    found = conn.execute(
-        select(EVENT.c.ts).where(EVENT.c.stream == room_id, EVENT.c.seq == since)
-    ).scalar()
-    return str(found or "")
 
 
 def _notes_by(
@@ -169,27 +217,37 @@ def _notes_by(
     newest first, read up to ``budget``; and the authors of updates a compaction dropped
     (``notes_author``). True when more updates than the budget were newer."""
     authors: set[str] = set()
-    rows = conn.execute(
-        select(EVENT.c.author_id, EVENT.c.ts)
-        .where(EVENT.c.stream == notes_stream(room_id), EVENT.c.type == NOTES_UPDATE)
-        .order_by(EVENT.c.seq.desc())
-        .limit(budget + 1)
-    )
     truncated = False
+    rows = _NOTES.each(conn, stream=notes_stream(room_id), limit=budget + 1)
     for read, (author, ts) in enumerate(rows):
         if ts <= after:
             break
         if read == budget:  # one more than the budget was newer
             truncated = True
             break
-        if author != user_id:
-            authors.add(author)
-    dropped = conn.execute(
-        select(NOTES_AUTHORS.c.user_id).where(
-            NOTES_AUTHORS.c.room_id == room_id,
-            NOTES_AUTHORS.c.last_ts > after,
-            NOTES_AUTHORS.c.user_id != user_id,
-        )
-    )
-    authors.update(row.user_id for row in dropped)
+        authors.add(author)
+    authors.update(user for (user,) in _NOTES_DROPPED.rows(conn, room=room_id, after=after))
+    authors.discard(user_id)
     return sorted(authors), truncated
+
+
+_LAST = Sql("SELECT last_seq FROM stream WHERE id = :room")
+
+
+def digest_sync(
+    conn: Connection,
+    room_id: str,
+    user_id: str,
+    since: int,
+    max_events: int,
+    windows: Windows | None = None,
+) -> dict[str, Any]:
+    """The digest of ``room_id`` for ``user_id`` from ``since`` (clamped to the room's seqs)
+    to the room's last seq."""
+    last = int(_LAST.scalar(conn, room=room_id) or 0)
+    since = max(0, min(since, last))
+    if windows is None:
+        window = read_window(conn, room_id, since, last, max_events)
+    else:
+        window = windows.get(conn, room_id, since, last, max_events)
+    return digest_of(conn, window, user_id, max_events)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, text, tuple_
 from ..persistence.events import EVENT, last_seqs_sync, row_to_event
 from ..persistence.models import ReadMarker
 from ..persistence.rooms import MEMBER, ROOM, MemberRecord, room_record
+from .sql import Sql
 
 MARKER = ReadMarker.__table__  # type: ignore[attr-defined]
 
@@ -61,23 +62,27 @@ def newest_first(rooms: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rooms, key=lambda r: (r["last_activity"], r["id"]), reverse=True)
 
 
-def markers_sync(conn: Connection, room_id: str) -> dict[str, int]:
-    rows = conn.execute(select(MARKER.c.user_id, MARKER.c.seq).where(MARKER.c.room_id == room_id))
-    return {row.user_id: row.seq for row in rows}
-
-
-def marker_sync(conn: Connection, room_id: str, user_id: str) -> int:
-    found = conn.execute(
-        select(MARKER.c.seq).where(MARKER.c.room_id == room_id, MARKER.c.user_id == user_id)
-    ).scalar()
-    return int(found or 0)
-
-
-_UNREAD = (
+_MARKERS = Sql("SELECT user_id, seq FROM read_marker WHERE room_id = :room")
+_MARKER = Sql("SELECT seq FROM read_marker WHERE room_id = :room AND user_id = :user")
+_UNREAD = Sql(
     "SELECT count(*) FROM (SELECT 1 AS one FROM event WHERE stream = :room "
     "AND type = 'chat.message' AND seq > :after AND seq <= :upto AND author_id <> :user "
     "LIMIT 999) AS counted"
 )
+# The type index leads to checklist events only.
+_CHECKLIST_BY_OTHERS = Sql(
+    "SELECT seq FROM event WHERE stream = :room AND type IN ("
+    + ", ".join(f"'{t}'" for t in CHECKLIST_TYPES)
+    + ") AND seq > :after AND author_id <> :user LIMIT 1"
+)
+
+
+def markers_sync(conn: Connection, room_id: str) -> dict[str, int]:
+    return {user: seq for user, seq in _MARKERS.rows(conn, room=room_id)}
+
+
+def marker_sync(conn: Connection, room_id: str, user_id: str) -> int:
+    return int(_MARKER.scalar(conn, room=room_id, user=user_id) or 0)
 
 
 def unread_sync(
@@ -85,24 +90,13 @@ def unread_sync(
 ) -> int:
     """Chat messages by others with ``after < seq <= upto`` (all after ``after`` when
     ``upto`` is None), counted up to ``UNREAD_CAP``."""
-    params = {"room": room_id, "after": after, "upto": upto if upto is not None else 2**62}
-    return int(conn.execute(text(_UNREAD), params | {"user": user_id}).scalar_one())
+    bound = upto if upto is not None else 2**62
+    return int(_UNREAD.scalar(conn, room=room_id, after=after, upto=bound, user=user_id))
 
 
 def checklist_changed_sync(conn: Connection, room_id: str, user_id: str, after: int) -> bool:
-    """Whether someone else changed the room's checklist after seq ``after`` (the type index
-    leads to checklist events only)."""
-    found = conn.execute(
-        select(EVENT.c.seq)
-        .where(
-            EVENT.c.stream == room_id,
-            EVENT.c.type.in_(CHECKLIST_TYPES),
-            EVENT.c.seq > after,
-            EVENT.c.author_id != user_id,
-        )
-        .limit(1)
-    ).first()
-    return found is not None
+    """Whether someone else changed the room's checklist after seq ``after``."""
+    return bool(_CHECKLIST_BY_OTHERS.rows(conn, room=room_id, after=after, user=user_id))
 
 
 @dataclass(slots=True)

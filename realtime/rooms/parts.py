@@ -8,6 +8,7 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..persistence.database import Database
 from ..presence import Presence
+from ..reads.digest import Windows
 from ..reads.markers import MarkerStore
 from ..sockets.admission import Door, Rules
 from ..sockets.limits import LRU, TokenBucket
@@ -27,5 +28,6 @@ class RoomParts:
     presence: Presence
     metrics: Metrics
     markers: MarkerStore  # where ``read`` frames go
+    windows: Windows  # what a room's events since a marker say (the welcome's digest)
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))

@@ -25,6 +25,7 @@ from ..protocol import (
     decode_frame,
     frame_id,
 )
+from ..reads.digest import Windows
 from ..reads.welcome import welcome_reads_sync
 from ..sockets.admission import Admission
 from ..sockets.clock import refresh
@@ -160,7 +161,7 @@ def _welcome_reads(
     our_epoch: str,
     history_limit: int,
     recent: RecentSnapshot | None,
-    reader: tuple[list[str], str | None, int],
+    reader: tuple[list[str], str | None, int, Windows],
 ) -> tuple[Resume, list[str], dict[str, Any], dict[str, Any]]:
     """One snapshot: the room's seq, where to resume, the checklist exactly as of that seq
     and the read state (``reader``: the members, the reader, the digest's bound); without a
@@ -171,8 +172,10 @@ def _welcome_reads(
     if not resumed.recovered:
         history = newest_json(conn, room_id, CHAT_TYPES, last, history_limit, recent)
     checklist = load_checklists_sync(conn, {room_id})[room_id].snapshot()
-    members, user_id, max_events = reader
-    read, unread, digest = welcome_reads_sync(conn, room_id, members, user_id, last, max_events)
+    members, user_id, max_events, windows = reader
+    read, unread, digest = welcome_reads_sync(
+        conn, room_id, members, user_id, last, max_events, windows
+    )
     reads = {"read": read, "unread": unread, "digest": digest}
     return resumed, history, checklist, reads
 
@@ -183,7 +186,8 @@ async def _welcome(
     settings = state.settings
     room_id = conn.room.id
     members = [m.user_id for m in conn.room.members]
-    reader = (members, None if conn.role == "service" else conn.user_id, settings.digest_max_events)
+    user = None if conn.role == "service" else conn.user_id
+    reader = (members, user, settings.digest_max_events, state.windows)
     resumed, history, checklist, reads = await state.db.run(
         _welcome_reads,
         room_id,
