@@ -43,6 +43,7 @@ SERVER_FRAMES = {
     "checklist.move",
     "checklist.remove",
     "checklist.verify",
+    "read.marker",
 }
 ERROR_CODES = {
     "bad_frame",
@@ -60,6 +61,7 @@ CLIENT_TYPES = [
     "typing",
     "ping",
     "auth.refresh",
+    "read",
     "checklist.add",
     "checklist.toggle",
     "checklist.rename",
@@ -96,6 +98,7 @@ field_names = st.sampled_from(
         "done",
         "verified",
         "description",
+        "seq",
         "type",
     ]
 )
