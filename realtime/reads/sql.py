@@ -12,6 +12,7 @@ a ``text()`` prepared once.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,10 +32,10 @@ class Sql:
 
     def each(self, conn: Connection, **params: Any) -> Iterator[Any]:
         """The rows one by one: on SQLite a caller that stops early reads no further."""
-        if conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if isinstance(raw, sqlite3.Connection):  # the reader thread's (not aiosqlite's)
             if not conn.in_transaction():
                 conn.begin()  # BEGIN (the engine's hook): one read snapshot for the call
-            raw: Any = conn.connection.dbapi_connection
             return iter(raw.execute(self.sql, params))
         return iter(conn.execute(self.text, params))
 
