@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,10 +20,17 @@ from starlette.types import Receive, Scope, Send
 
 from . import logs
 from .api import checklist as checklist_api
+from .api import client as client_api
 from .api import feed as feed_api
 from .api import notes as notes_api
 from .api import rooms as rooms_api
-from .api.common import ApiError, error_response, json_response, state_of
+from .api.common import (
+    ApiError,
+    database_unavailable,
+    error_response,
+    json_response,
+    state_of,
+)
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
@@ -41,6 +50,7 @@ from .notes.socket import NotesParts, NotesSocket
 from .persistence.database import Database
 from .persistence.events import StoredEvent
 from .presence import MemoryPresence, Presence
+from .protocol import SUBPROTOCOL_NOTES
 from .reads.markers import MarkerStore
 from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
@@ -54,7 +64,10 @@ from .watchdog import EXIT_FAILED, Watchdog
 
 log = logging.getLogger("menteo")
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+# The browser client: inside the package when installed from a wheel (setup.py copies web/
+# there), else the checkout's web/ (a source tree, or an editable install).
+_PACKAGED_WEB = Path(__file__).resolve().parent / "web"
+WEB = _PACKAGED_WEB if _PACKAGED_WEB.is_dir() else Path(__file__).resolve().parent.parent / "web"
 
 
 def create_presence(settings: Settings, hub: Hub, faults: Faults) -> Presence:
@@ -81,6 +94,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     """Open database, broker, hub and writer; close them in the reverse order."""
     db = Database(settings.database_url)
     await db.prepare(auto_migrate=settings.migrate_automatically)
+    settings = await kept_secret(settings, db)
     metrics = Metrics()
     faults = Faults(metrics)  # what the writer, hub and broker survived, in /metrics
     broker = create_broker(settings.redis_url)
@@ -157,6 +171,19 @@ def _markers(
     markers = MarkerStore(db, interval=settings.read_flush_interval, faults=faults, moved=moved)
     markers.start()
     return markers
+
+
+DEV_SECRET_KEY = "dev_secret"  # the Meta row that keeps SQLite's generated secret
+
+
+async def kept_secret(settings: Settings, db: Database) -> Settings:
+    """On SQLite without ``MENTEO_SECRET``, the generated dev secret is kept in the database
+    (its Meta table), so a restarted ``make run`` still accepts the tokens of every open page.
+    On PostgreSQL the random secret stays per process, as before: a shared database never
+    holds a signing key, and ``check`` fails such a setup."""
+    if not (settings.dev_secret and settings.is_sqlite):
+        return settings
+    return replace(settings, secret=await db.keep(DEV_SECRET_KEY, settings.secret))
 
 
 def _watchdog(state: State, signals: StopSignals) -> Watchdog:
@@ -246,7 +273,9 @@ class Endpoints:
             state.markers,
             state.windows,
         )
-        notes_rules = Rules("notes", membership, subprotocols=False)
+        notes_rules = Rules(
+            "notes", membership, subprotocols=False, own_subprotocol=SUBPROTOCOL_NOTES
+        )
         self.notes.parts = NotesParts(
             door, notes_rules, settings, state.notes, state.writer, metrics
         )
@@ -336,7 +365,10 @@ class RealtimeApp:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings) -> RealtimeApp:
+def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) -> RealtimeApp:
+    """The application; ``extra_routes`` are served before the web pages (``serve --demo``
+    adds its token endpoint there, api/demo.py)."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_state(settings) as state:
@@ -354,6 +386,8 @@ def create_app(settings: Settings) -> RealtimeApp:
         *checklist_api.routes,
         *notes_api.routes,
         *feed_api.routes,
+        *client_api.routes,
+        *extra_routes,
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),
         WebSocketRoute("/feed/ws", endpoints.feed),
@@ -362,7 +396,14 @@ def create_app(settings: Settings) -> RealtimeApp:
     ]
     if WEB.is_dir():
         routes.append(Mount("/", StaticFiles(directory=WEB, html=True), name="web"))
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={ApiError: api_error})
+    # A database that cannot serve a route is 503 ``unavailable`` (the errors that
+    # ``persistence.database.unavailable`` names), never a 500.
+    handlers = {
+        ApiError: api_error,
+        SQLAlchemyError: database_unavailable,
+        OSError: database_unavailable,
+    }
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     realtime = RealtimeApp(app)
     return realtime
 

@@ -26,6 +26,7 @@ Status = Literal["ok", "warn", "FAIL"]
 POSITIVE = (
     "max_connections_per_ip",
     "max_frame_bytes",
+    "max_request_head_bytes",
     "rate_per_second",
     "rate_burst",
     "rate_strikes",
@@ -115,7 +116,10 @@ def load_settings(env: Mapping[str, str]) -> tuple[Settings | None, list[Result]
             )
             results.append(Result("FAIL", "secret", detail))
         else:
-            detail = f"{PREFIX}SECRET is unset: a random secret per process (fine on a laptop)"
+            detail = (
+                f"{PREFIX}SECRET is unset: a random dev secret, kept in the SQLite database "
+                "(fine on a laptop)"
+            )
             results.append(Result("warn", "secret", detail))
     elif len(set(secret)) < 8:
         detail = f"{PREFIX}SECRET has fewer than 8 distinct characters: a placeholder?"

@@ -6,7 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import os
+import signal
+import socket
 import sys
+from collections.abc import Iterator
 
 from .auth import issue_token
 from .config import Settings
@@ -23,6 +26,8 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         # Uvicorn's HTTP protocol with a way to drop a stalled event stream
         # (realtime/sockets/httpproto.py).
         "http": "realtime.sockets.httpproto:MenteoHTTPProtocol",
+        # The request head cap, which realtime/sockets/httpproto.py enforces (h11 would too).
+        "h11_max_incomplete_event_size": settings.max_request_head_bytes,
         # The largest frame any socket takes; each socket enforces its own limit below it.
         "ws_max_size": max(settings.max_frame_bytes, settings.notes_max_update_bytes),
         "ws_ping_interval": settings.ping_interval,
@@ -32,6 +37,29 @@ def uvicorn_options(settings: Settings) -> dict[str, object]:
         "lifespan": "on",
         "log_config": log_config(settings.log_format),
     }
+
+
+@contextlib.contextmanager
+def exit_like_sigterm() -> Iterator[None]:
+    """Around uvicorn's supervisor (``--workers N``): when SIGTERM stopped it, die of SIGTERM
+    once it is done, as a single process does (uvicorn re-raises the signal there), so the
+    exit status is 143 in a shell. The wakeup fd sees every signal a Python handler caught,
+    whoever installed the handler."""
+    reader, writer = socket.socketpair()
+    reader.setblocking(False)
+    writer.setblocking(False)
+    previous = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    try:
+        yield
+        with contextlib.suppress(BlockingIOError):
+            received = reader.recv(4096)
+            if signal.SIGTERM in received:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.raise_signal(signal.SIGTERM)
+    finally:
+        signal.set_wakeup_fd(previous)
+        reader.close()
+        writer.close()
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -52,15 +80,16 @@ def serve(args: argparse.Namespace) -> int:
         if settings.dev_secret or not settings.redis_url:
             print("--workers > 1 needs MENTEO_SECRET and MENTEO_REDIS_URL", file=sys.stderr)
             return 2
-        uvicorn.run(
-            "realtime.app:app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_level=args.log_level,
-            **options,  # type: ignore[arg-type]
-        )
+        with exit_like_sigterm():
+            uvicorn.run(
+                "realtime.app:app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level=args.log_level,
+                **options,  # type: ignore[arg-type]
+            )
         return 0
     app = create_app(settings)
     config = uvicorn.Config(

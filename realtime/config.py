@@ -28,6 +28,8 @@ class Settings:
     # Limits, per connection unless named otherwise.
     max_connections_per_ip: int = 500  # open sockets from one address (checked before auth)
     max_frame_bytes: int = 64 * 1024
+    # HTTP request line and headers together (REST, event streams, WebSocket handshakes).
+    max_request_head_bytes: int = 32 * 1024
     rate_per_second: float = 20.0
     rate_burst: int = 50
     rate_strikes: int = 20
@@ -92,6 +94,8 @@ class Settings:
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds
+    # ``auth.expiring`` goes this many seconds before a socket's token expires (room, feed).
+    auth_expiring_before: float = 60.0
     shutdown_timeout: float = 5.0
     log_format: str = "text"  # "json": one JSON object per line, for a log pipeline
 
@@ -118,12 +122,23 @@ class Settings:
         values.update(overrides)
         if values.get("log_format", "text") not in LOG_FORMATS:
             raise ValueError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        if float(values.get("auth_expiring_before", 0.0)) < 0:  # type: ignore[arg-type]
+            raise ValueError(f"{PREFIX}AUTH_EXPIRING_BEFORE must be 0 or more seconds")
         if not values.get("secret"):
-            log.warning(
-                "MENTEO_SECRET is not set: using a random secret for this process only. "
-                "Tokens will not survive a restart and processes will not accept each "
-                "other's tokens. Set MENTEO_SECRET in production."
-            )
+            if str(values.get("database_url", cls.database_url)).startswith("sqlite"):
+                # app.kept_secret: the first start stores it, later ones read it back.
+                log.warning(
+                    "MENTEO_SECRET is not set: using a random dev secret kept in the SQLite "
+                    "database, so tokens survive a restart of this server, and anyone who "
+                    "can read the database file can sign tokens. Set MENTEO_SECRET in "
+                    "production."
+                )
+            else:
+                log.warning(
+                    "MENTEO_SECRET is not set: using a random secret for this process only. "
+                    "Tokens will not survive a restart and processes will not accept each "
+                    "other's tokens. Set MENTEO_SECRET in production."
+                )
             values["secret"] = secrets.token_urlsafe(32)
             values["dev_secret"] = True
         elif len(str(values["secret"]).encode()) < MIN_SECRET_BYTES:

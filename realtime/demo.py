@@ -20,19 +20,21 @@ import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 import uvicorn
 from websockets.exceptions import WebSocketException
 
+from .api import demo as demo_api
 from .auth import issue_token
 from .config import Settings
 from .watchdog import EXIT_FAILED
 
-log = logging.getLogger("menteo.demo")
+if TYPE_CHECKING:
+    from .app import RealtimeApp
 
-LINK_TTL = 8 * 3600  # seconds the printed links' tokens stay valid
+log = logging.getLogger("menteo.demo")
 
 COMMUNITY = "Learning in public"
 ROOM_TITLE = "Demo: Ana mentors Ben"
@@ -254,18 +256,17 @@ def _find(items: list[dict[str, Any]], field: str, value: str) -> dict[str, Any]
     return next((item for item in items if item.get(field) == value), None)
 
 
-def links(base_url: str, secret: str, demo: Demo) -> list[tuple[str, str]]:
-    """(label, URL) for each member's room view and the community feed."""
-    result = []
-    for user_id, name, role in (MENTOR, MENTEE):
-        token = issue_token(secret, user_id, name, ttl=LINK_TTL)
-        query = f"room={quote(demo.room_id)}&token={token}"
-        result.append((f"{name} ({role}), room", f"{base_url}/?{query}"))
-    for user_id, name, _ in (MENTEE, MENTOR):
-        token = issue_token(secret, user_id, name, ttl=LINK_TTL)
-        query = f"community={quote(demo.community_id)}&token={token}"
-        result.append((f"{name}, community feed", f"{base_url}/feed.html?{query}"))
-    return result
+def links(base_url: str, secret: str) -> list[tuple[str, str]]:
+    """(label, URL) for each member's room view and the community feed: each opens the page
+    through the demo's token endpoint (api/demo.py), which renews that member's token."""
+    rooms = [(f"{name} ({role}), room", uid, "room") for uid, name, role in (MENTOR, MENTEE)]
+    feeds = [(f"{name}, community feed", uid, "feed") for uid, name, _ in (MENTEE, MENTOR)]
+    return [(label, demo_api.link(base_url, secret, uid, to)) for label, uid, to in rooms + feeds]
+
+
+def site() -> demo_api.DemoSite:
+    """What the demo's token endpoint may sign in: the demo's two members, nobody else."""
+    return demo_api.DemoSite(users={MENTOR[0]: MENTOR[1], MENTEE[0]: MENTEE[1]})
 
 
 def _base_url(address: Any) -> str:
@@ -283,9 +284,10 @@ def _base_url(address: Any) -> str:
 class DemoServer(uvicorn.Server):
     """Uvicorn's server, which seeds the demo and prints its links once it listens."""
 
-    def __init__(self, config: uvicorn.Config, secret: str) -> None:
+    def __init__(self, config: uvicorn.Config, app: RealtimeApp, site: demo_api.DemoSite) -> None:
         super().__init__(config)
-        self.secret = secret
+        self.app = app
+        self.site = site
         self.demo: asyncio.Task[None] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -296,13 +298,22 @@ class DemoServer(uvicorn.Server):
     async def _announce(self) -> None:
         listening = self.servers[0].sockets[0].getsockname()
         base_url = _base_url(listening)
+        # The secret the server runs with: on SQLite without MENTEO_SECRET, the one kept in
+        # the database (app.kept_secret), which the settings read at start do not hold.
+        secret = self.app.state.menteo.settings.secret
         try:
-            demo = await asyncio.to_thread(seed, base_url, self.secret)
+            demo = await asyncio.to_thread(seed, base_url, secret)
         except (DemoError, OSError, WebSocketException) as exc:
             log.error("the demo could not be seeded: %s", exc)
             return
-        lines = [f"\nMenteo demo ready at {base_url}. Open each link in its own window:"]
-        lines += [f"  {label}: {url}" for label, url in links(base_url, self.secret, demo)]
+        self.site.room_id, self.site.community_id = demo.room_id, demo.community_id
+        hours = demo_api.LINK_TTL // 3600
+        lines = [
+            f"\nMenteo demo ready at {base_url}. Open each link in its own window (each "
+            f"signs this browser in as that member for {hours} hours; the page renews its "
+            f"token at {demo_api.PATH}token, which only `serve --demo` serves):"
+        ]
+        lines += [f"  {label}: {url}" for label, url in links(base_url, secret)]
         print("\n".join(lines) + "\n", flush=True)
 
 
@@ -312,9 +323,10 @@ def serve_demo(
     """Run one server process with the demo (``serve --demo``); the exit status."""
     from .app import create_app
 
-    app = create_app(settings)
+    demo_site = site()
+    app = create_app(settings, extra_routes=demo_api.routes(demo_site))
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **options)
-    server = DemoServer(config, settings.secret)
+    server = DemoServer(config, app, demo_site)
     app.stop_server = lambda: setattr(server, "should_exit", True)
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

@@ -15,6 +15,12 @@ import orjson
 
 SUBPROTOCOL_JSON = "menteo.v1.json"
 SUBPROTOCOL_MSGPACK = "menteo.v1.msgpack"
+# The notes socket speaks y-websocket's messages; a client may offer this name (a browser
+# must offer one the server selects when it also offers a token below).
+SUBPROTOCOL_NOTES = "menteo.notes.v1"
+# ``menteo.token.<token>``: a token offered as a subprotocol, never selected. Browsers cannot
+# set headers on a WebSocket; this keeps the token out of the URL, and so out of proxy logs.
+TOKEN_SUBPROTOCOL = "menteo.token."
 
 
 class Close:

@@ -1,7 +1,7 @@
 """The backends the suite runs on: SQLite + in-process broker, PostgreSQL + Redis.
 
-Without PostgreSQL or Redis their tests skip with the reason; on CI (CI=true) a missing
-service fails the run instead.
+Without PostgreSQL or Redis their tests skip with the reason; on CI (any truthy CI)
+a missing service fails the run instead.
 """
 
 from __future__ import annotations

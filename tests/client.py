@@ -12,6 +12,8 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from menteo_testkit.waits import WaitTimeout, describe, within
+
 TIMEOUT = 10.0
 
 
@@ -73,18 +75,37 @@ class RoomClient:
         return frame
 
     async def recv_until(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+        self,
+        pred: Callable[[dict[str, Any]], bool],
+        timeout: float = TIMEOUT,
+        what: str | None = None,
     ) -> dict[str, Any]:
-        """The first frame for which ``pred`` holds; others are kept for later calls."""
+        """The first frame for which ``pred`` holds; others are kept for later calls. A
+        timeout names ``what`` (by default the predicate's source)."""
         for i, frame in enumerate(self.skipped):
             if pred(frame):
                 return self.skipped.pop(i)
-        async with asyncio.timeout(timeout):
+
+        async def first() -> dict[str, Any]:
             while True:
                 frame = await self.recv(timeout)
                 if pred(frame):
                     return frame
                 self.skipped.append(frame)
+
+        return await within(first(), f"a room frame: {what or describe(pred)}", timeout)
+
+    async def no_frame(
+        self, pred: Callable[[dict[str, Any]], bool], seconds: float, what: str
+    ) -> None:
+        """Assert that no frame for which ``pred`` holds arrives for ``seconds``: the rule
+        under test is a silence, so this waits the whole time on purpose. Other frames are
+        kept for later calls; the socket closing fails it too."""
+        try:
+            found = await self.recv_until(pred, timeout=seconds, what=what)
+        except WaitTimeout:
+            return
+        raise AssertionError(f"expected {what}; got {found}")
 
     async def chat(self, cid: str, body: str) -> int:
         """Send a message and return its seq from the ack."""
@@ -98,13 +119,22 @@ class RoomClient:
 
     async def closed_with(self, timeout: float = TIMEOUT) -> int:
         """Read until the server closes; return the close code."""
-        async with asyncio.timeout(timeout):
+        code = await self.ended(timeout)
+        assert code is not None, "closed without a close frame"
+        return code
+
+    async def ended(self, timeout: float = TIMEOUT) -> int | None:
+        """Read until the connection ends; the close code, or None when it ended without a
+        close frame (the server's process died, the network dropped)."""
+
+        async def end() -> int | None:
             try:
                 while True:
                     await self.ws.recv()
             except websockets.ConnectionClosed as exc:
-                assert exc.rcvd is not None, "closed without a close frame"
-                return exc.rcvd.code
+                return exc.rcvd.code if exc.rcvd is not None else None
+
+        return await within(end(), "the room socket to end", timeout)
 
 
 async def create_room(
@@ -124,12 +154,16 @@ async def create_room(
 async def close_code(base_ws: str, path: str, **kw: Any) -> int:
     """Open a socket that the server is expected to close right away; return the code."""
     async with websockets.connect(base_ws + path, open_timeout=TIMEOUT, **kw) as ws:
-        try:
-            while True:
-                await asyncio.wait_for(ws.recv(), TIMEOUT)
-        except websockets.ConnectionClosed as exc:
-            assert exc.rcvd is not None
-            return exc.rcvd.code
+
+        async def closed() -> int:
+            try:
+                while True:
+                    await ws.recv()
+            except websockets.ConnectionClosed as exc:
+                assert exc.rcvd is not None, "closed without a close frame"
+                return exc.rcvd.code
+
+        return await within(closed(), f"the server to close {path.split('?')[0]}", TIMEOUT)
 
 
 async def connect_inbox(base_ws: str, token: str, *, msgpack_codec: bool = False) -> RoomClient:

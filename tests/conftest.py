@@ -1,24 +1,68 @@
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, Phase, settings
 
+from tests import feed_client
 from tests.backends import Backend, make_backend
+from tests.ci import on_ci
 from tests.client import RoomClient, create_room
 from tests.notes_client import NotesClient
 from tests.servers import Running, make_settings, run_server
+
+# Hypothesis profiles (README, "Testing"). The socket-level properties take their number of
+# examples from the profile: "dev" on a developer's machine, "ci" on CI, "long" on demand.
+# "ci" is derandomized (the same examples every run: a failure replays locally with
+# HYPOTHESIS_PROFILE=ci) and reports its first failure without shrinking, so that a failing
+# run stays bounded; "ci-shrink" runs the same examples and shrinks the failure. Every
+# failure prints its @reproduce_failure blob. No deadline: an example is a real server round
+# trip, bounded by each wait's own timeout.
+_COMMON = settings(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+_NO_SHRINK = tuple(p for p in Phase if p not in (Phase.shrink, Phase.explain))
+settings.register_profile("dev", _COMMON, max_examples=10)
+settings.register_profile(
+    "ci", _COMMON, max_examples=50, derandomize=True, database=None, phases=_NO_SHRINK
+)
+settings.register_profile("ci-shrink", settings.get_profile("ci"), phases=tuple(Phase))
+settings.register_profile("long", _COMMON, max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if on_ci() else "dev"))
+SHRINK_SECONDS = 300  # Hypothesis gives up shrinking after five minutes
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give property tests the time their profile needs: the suite's 120 s per 50 examples,
+    and Hypothesis' own bound on shrinking when the profile shrinks (a pytest timeout that
+    fires inside an example would count as one more failure to shrink)."""
+    profile = settings.default
+    seconds = 120 * max(1.0, profile.max_examples / 50)
+    if Phase.shrink in profile.phases:
+        seconds += SHRINK_SECONDS
+    for item in items:
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            item.add_marker(pytest.mark.timeout(seconds))
 
 
 @pytest.fixture(autouse=True)
 async def close_clients() -> AsyncIterator[None]:
     yield
-    while RoomClient.opened:
-        await RoomClient.opened.pop().ws.close()
-    while NotesClient.opened:
-        await NotesClient.opened.pop().close()
+    # Every client is closed even when one fails; the first failure is raised after.
+    failures: list[BaseException] = []
+    closers = [c.ws.close() for c in RoomClient.opened] + [c.close() for c in NotesClient.opened]
+    RoomClient.opened.clear()
+    NotesClient.opened.clear()
+    closers.append(feed_client.close_all())
+    for closer in closers:
+        try:
+            await closer
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
 
 
 @pytest.fixture(params=["sqlite", "postgres+redis"])

@@ -14,6 +14,8 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from menteo_testkit.waits import describe, wait_event, within
+
 TIMEOUT = 10.0
 
 
@@ -105,31 +107,43 @@ class FeedFollower:
         raise NotImplementedError
 
     async def recv_until(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+        self,
+        pred: Callable[[dict[str, Any]], bool],
+        timeout: float = TIMEOUT,
+        what: str | None = None,
     ) -> dict[str, Any]:
         """The first frame for which ``pred`` holds; others are kept for later calls."""
         for i, frame in enumerate(self.skipped):
             if pred(frame):
                 return self.skipped.pop(i)
-        async with asyncio.timeout(timeout):
+
+        async def first() -> dict[str, Any]:
             while True:
                 frame = await self.recv(timeout)
                 if pred(frame):
                     return frame
                 self.skipped.append(frame)
 
+        return await within(first(), f"a feed frame: {what or describe(pred)}", timeout)
+
     async def events_until(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = TIMEOUT
+        self,
+        pred: Callable[[dict[str, Any]], bool],
+        timeout: float = TIMEOUT,
+        what: str | None = None,
     ) -> list[dict[str, Any]]:
         """Every feed event up to and including the first for which ``pred`` holds."""
         got: list[dict[str, Any]] = []
-        async with asyncio.timeout(timeout):
+
+        async def upto() -> list[dict[str, Any]]:
             while True:
                 frame = self.skipped.pop(0) if self.skipped else await self.recv(timeout)
                 if str(frame.get("type", "")).startswith("feed."):
                     got.append(frame)
                     if pred(frame):
                         return got
+
+        return await within(upto(), f"feed events up to: {what or describe(pred)}", timeout)
 
 
 class WSFollower(FeedFollower):
@@ -161,7 +175,7 @@ class WSFollower(FeedFollower):
         await self.ws.send(orjson.dumps(frame).decode())
 
     async def closed_with(self, timeout: float = TIMEOUT) -> int:
-        async with asyncio.timeout(timeout):
+        async def end() -> int:
             try:
                 while True:
                     await self.ws.recv()
@@ -169,8 +183,20 @@ class WSFollower(FeedFollower):
                 assert exc.rcvd is not None, "closed without a close frame"
                 return exc.rcvd.code
 
+        return await within(end(), "the feed socket to close", timeout)
+
     async def close(self) -> None:
         await self.ws.close()
+
+
+class StreamEnded(ConnectionError):
+    """The event stream ended while an event was awaited; ``how`` is ``"clean"`` (the
+    server ended the response) or ``"aborted"`` (the connection broke: ``error``)."""
+
+    def __init__(self, how: str, error: BaseException | None) -> None:
+        super().__init__(f"the event stream ended ({how}{f': {error!r}' if error else ''})")
+        self.how = how
+        self.error = error
 
 
 @dataclass
@@ -198,6 +224,11 @@ class SSEFollower(FeedFollower):
         self.client: httpx.AsyncClient | None = None
         self.stream: contextlib.AbstractAsyncContextManager[httpx.Response] | None = None
         self.reader: asyncio.Task[None] | None = None
+        # How the stream ended: None while open; "clean" (the server ended the response),
+        # "aborted" (the connection broke, end_error holds why), "closed" (by close()).
+        self.ended: str | None = None
+        self.end_error: BaseException | None = None
+        self.finished = asyncio.Event()
 
     @classmethod
     async def connect(
@@ -240,7 +271,7 @@ class SSEFollower(FeedFollower):
                     if data:
                         if event_id is not None:
                             self.last_event_id = event_id
-                        await self.messages.put(SSEMessage(event_id, event, "\n".join(data)))
+                        self.messages.put_nowait(SSEMessage(event_id, event, "\n".join(data)))
                     event_id, event, data = None, "message", []
                 elif line.startswith(":"):
                     self.comments += 1
@@ -254,17 +285,36 @@ class SSEFollower(FeedFollower):
                         event = value
                     elif name == "data":
                         data.append(value)
-        except (httpx.HTTPError, asyncio.CancelledError):
-            pass
+            self.ended = "clean"  # the server ended the response (its last chunk came)
+        except httpx.HTTPError as exc:  # the connection broke mid-response
+            self.ended, self.end_error = "aborted", exc
+        except asyncio.CancelledError:
+            self.ended = "closed"  # by close(), on our side
+            raise
+        except BaseException as exc:  # a bug here: raised again by close() and message()
+            self.ended, self.end_error = "failed", exc
+            raise
         finally:
-            await self.messages.put(None)
+            self.finished.set()
+            self.messages.put_nowait(None)
 
     async def message(self, timeout: float = TIMEOUT) -> SSEMessage:
-        msg = await asyncio.wait_for(self.messages.get(), timeout)
+        msg = await within(self.messages.get(), "an event on the event stream", timeout)
         if msg is None:
             self.messages.put_nowait(None)
-            raise ConnectionError("the event stream ended")
+            raise StreamEnded(self.ended or "?", self.end_error)
         return msg
+
+    async def end(self, timeout: float = TIMEOUT) -> str:
+        """Until the stream has ended; how: ``"clean"`` (the server ended the response) or
+        ``"aborted"`` (the connection broke; ``end_error`` says how). Events still queued
+        stay readable."""
+        await wait_event(self.finished, "the event stream to end", timeout)
+        if self.ended == "failed":
+            assert self.end_error is not None
+            raise self.end_error
+        assert self.ended is not None
+        return self.ended
 
     async def recv(self, timeout: float = TIMEOUT) -> dict[str, Any]:
         msg = await self.message(timeout)
@@ -277,13 +327,15 @@ class SSEFollower(FeedFollower):
         return frame
 
     async def close(self) -> None:
+        """Close from our side; what the reader raised (a bug in it, not the stream's end)
+        is raised here."""
         if self.reader is not None:
             self.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
             self.reader = None
         if self.stream is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(httpx.HTTPError):  # closing a broken stream says so
                 await self.stream.__aexit__(None, None, None)
             self.stream = None
         if self.client is not None:
@@ -301,9 +353,8 @@ def strip(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def close_all() -> None:
+    """Close every follower a test opened (closing raises only what a reader raised)."""
     while WSFollower.opened:
-        with contextlib.suppress(Exception):
-            await WSFollower.opened.pop().close()
+        await WSFollower.opened.pop().close()
     while SSEFollower.opened:
-        with contextlib.suppress(Exception):
-            await SSEFollower.opened.pop().close()
+        await SSEFollower.opened.pop().close()

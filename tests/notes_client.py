@@ -20,6 +20,8 @@ from pycrdt import (
 )
 from websockets.asyncio.client import ClientConnection
 
+from menteo_testkit.waits import TIMEOUT, WaitTimeout, describe, wait_until, within
+
 
 class NotesClient:
     opened: ClassVar[list[NotesClient]] = []
@@ -35,8 +37,12 @@ class NotesClient:
         # Others' cursors as a y-protocols client sees them (no timeout of its own here).
         self.awareness = Awareness(self.doc)
         self.sending: set[asyncio.Future[None]] = set()
+        # What a background task raised (the reader, a send): re-raised at the test, by the
+        # next wait or by close(), never lost with the task.
+        self.errors: list[BaseException] = []
         self.doc.observe(self._local_change)
         self.reader = asyncio.create_task(self._read())
+        self.reader.add_done_callback(self._task_done)
 
     @classmethod
     async def connect(cls, base_ws: str, room_id: str, token: str, **kw: Any) -> NotesClient:
@@ -48,7 +54,8 @@ class NotesClient:
         )
         client = cls(ws)
         cls.opened.append(client)
-        await ws.send(create_sync_message(client.doc))
+        # A refused socket (4403...) may already be closed: the first wait names the code.
+        await client._send(create_sync_message(client.doc))
         return client
 
     def _local_change(self, event: TransactionEvent) -> None:
@@ -56,6 +63,18 @@ class NotesClient:
             task = asyncio.ensure_future(self._send(create_update_message(event.update)))
             self.sending.add(task)
             task.add_done_callback(self.sending.discard)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Future[None]) -> None:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.errors.append(error)
+        self.changed.set()  # a waiter looks again: and learns the reader has ended
+
+    def raise_errors(self) -> None:
+        """Re-raise what a background task of this client raised, at the caller."""
+        if self.errors:
+            raise self.errors[0]
 
     async def _send(self, data: bytes) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
@@ -80,40 +99,82 @@ class NotesClient:
                     self.awareness.apply_awareness_update(read_message(message[1:]), "server")
                 self.changed.set()
         except websockets.ConnectionClosed:
-            pass
+            pass  # the socket's end, not a failure: close_code() tells how it ended
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self.changed.clear()
-                await self.changed.wait()
+    async def wait_for(
+        self, predicate: Callable[[], bool], what: str | None = None, timeout: float = TIMEOUT
+    ) -> None:
+        """Until ``predicate()`` holds, looked at on every message received. Fails at once
+        when the reader has failed or the socket has closed first: nothing more can arrive,
+        so waiting out the timeout would only hide why. A failure names ``what`` (by default
+        the predicate's source) and the text held."""
+        what = what or describe(predicate)
+
+        def holds() -> bool:
+            self.raise_errors()
+            if predicate():
+                return True
+            if self.reader.done():
+                raise WaitTimeout(f"the notes socket closed ({self._ended()}) before: {what}")
+            return False
+
+        await wait_until(holds, what, timeout, wake=self.changed, state=self._state)
+
+    async def wait_synced(self, timeout: float = TIMEOUT) -> None:
+        """Until the server has answered this client's sync step 1 (the document is in)."""
+        await self.wait_for(self.synced.is_set, "the server's sync step 2", timeout)
+
+    def _ended(self) -> str:
+        received = self.ws.protocol.close_rcvd
+        return f"close code {received.code}" if received is not None else "no close frame"
+
+    def _state(self) -> str:
+        text = str(self.text)
+        return text if len(text) <= 120 else f"{text[:60]}...{text[-60:]} ({len(text)} chars)"
 
     def others(self) -> dict[int, dict[str, Any]]:
         """The awareness states received, by Yjs client id (this client's own left out)."""
         return {i: s for i, s in self.awareness.states.items() if i != self.doc.client_id}
 
-    async def close_code(self, timeout: float = 10) -> int | None:
-        async with asyncio.timeout(timeout):
-            await self.ws.wait_closed()
+    async def close_code(self, timeout: float = TIMEOUT) -> int | None:
+        await within(self.ws.wait_closed(), "the server to close the notes socket", timeout)
         received = self.ws.protocol.close_rcvd
         return received.code if received is not None else None
 
     async def close(self) -> None:
+        """Close the socket and end the reader with it; what the reader or a send raised is
+        raised here (conftest closes every client after each test: a failure there is the
+        test's)."""
         await self.ws.close()
-        self.reader.cancel()
-        await asyncio.gather(self.reader, return_exceptions=True)
+        try:
+            await within(asyncio.shield(self.reader), "the notes reader to end after close")
+        except BaseException:
+            self.reader.cancel()
+            raise
+        self.raise_errors()
 
 
 async def converged(clients: list[NotesClient], timeout: float = 15) -> str:
     """Wait until every client holds the same text (waking on any client's change)."""
-    async with asyncio.timeout(timeout):
-        while len({str(c.text) for c in clients}) > 1:
-            for c in clients:
-                c.changed.clear()
-            waits = [asyncio.ensure_future(c.changed.wait()) for c in clients]
-            try:
-                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
+    what = f"{len(clients)} notes clients to hold the same text"
+
+    def texts() -> list[str]:
+        return [c._state() for c in clients]
+
+    async def same() -> bool:
+        for c in clients:
+            c.raise_errors()
+        if len({str(c.text) for c in clients}) == 1:
+            return True
+        for c in clients:
+            c.changed.clear()
+        waits = [asyncio.ensure_future(c.changed.wait()) for c in clients]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return False
+
+    await wait_until(same, what, timeout, state=texts, every=0)
     return str(clients[0].text)

@@ -9,14 +9,16 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import uvicorn
+from starlette.routing import BaseRoute
 
 from menteo_testkit.tokens import SECRET
+from menteo_testkit.waits import wait_event, wait_until
 from realtime.app import create_app
 from realtime.auth import issue_token
 from realtime.cli import uvicorn_options
@@ -34,6 +36,12 @@ class Running:
     settings: Settings
     state: State | None = None
     server: uvicorn.Server | None = None
+
+    def __repr__(self) -> str:  # short: Hypothesis prints it with every failing example
+        return f"Running({self.url!r})"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # Hypothesis' printer
+        printer.text(repr(self))
 
     @property
     def ws(self) -> str:
@@ -59,21 +67,23 @@ def make_settings(backend: Backend, **overrides: Any) -> Settings:
 
 
 @contextlib.asynccontextmanager
-async def run_server(settings: Settings) -> AsyncIterator[Running]:
-    """The app under uvicorn in this event loop, on an ephemeral loopback port."""
-    app = create_app(settings)
+async def run_server(
+    settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()
+) -> AsyncIterator[Running]:
+    """The app under uvicorn in this event loop, on an ephemeral loopback port
+    (``extra_routes``: as ``serve --demo`` adds its own)."""
+    app = create_app(settings, extra_routes=extra_routes)
     options = uvicorn_options(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", **options)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
-        async with asyncio.timeout(15):
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("server exited during startup")
-                await asyncio.sleep(0.01)
+        # uvicorn sets a flag, no event: looked at until it is up or the task has ended.
+        await wait_until(lambda: server.started or task.done(), "uvicorn to start", 15)
+        if task.done():
+            task.result()
+            raise RuntimeError("server exited during startup")
         port = server.servers[0].sockets[0].getsockname()[1]
         yield Running(f"http://127.0.0.1:{port}", settings, app.state.menteo, server)
     finally:
@@ -106,7 +116,8 @@ class ServerProcess:
 
     async def start(self) -> None:
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen(
+        self.proc = await asyncio.to_thread(  # fork and exec off the event loop
+            subprocess.Popen,
             [sys.executable, "-m", self.module, "serve", "--port", str(self.port)],
             env=env,
             stdout=subprocess.PIPE,
@@ -143,7 +154,7 @@ class ServerProcess:
         self.watches[text] = (asyncio.get_running_loop(), found)
         try:
             if not any(text in line for line in self.output):
-                await asyncio.wait_for(found.wait(), timeout)
+                await wait_event(found, f"the server to log {text!r}", timeout)
         finally:
             self.watches.pop(text, None)
 
@@ -180,9 +191,12 @@ def process_env(backend: Backend, **extra: str) -> dict[str, str]:
 
 
 async def wait_ready(url: str, timeout: float = 15) -> None:
-    async with httpx.AsyncClient() as client, asyncio.timeout(timeout):
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if (await client.get(url + "/readyz")).status_code == 200:
-                    return
-            await asyncio.sleep(0.05)
+    async with httpx.AsyncClient() as client:
+
+        async def ready() -> bool:
+            try:
+                return (await client.get(url + "/readyz")).status_code == 200
+            except httpx.HTTPError:  # not listening yet
+                return False
+
+        await wait_until(ready, f"{url}/readyz to answer 200", timeout, every=0.05)

@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from menteo_testkit.waits import wait_until
 from tests.servers import Running
 
 RECEIVE_BUFFER = 4096  # SO_RCVBUF: the kernel keeps a few KiB for us, then the window closes
@@ -101,14 +102,7 @@ def http_request(path: str) -> bytes:
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Wait for a condition on the server's state, or fail. The server's gauges and its
-    connection set have no event to await: they are looked at every 20 ms until the
-    timeout (a look, not a sleep that stands in for the event)."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {timeout} s: {what}") from None
+    """Wait for a condition on the server's state, or fail naming ``what``. The server's
+    gauges and its connection set have no event to await: ``wait_until`` looks at them
+    every 20 ms until the timeout (a look, not a sleep that stands in for the event)."""
+    await wait_until(condition, what, timeout)

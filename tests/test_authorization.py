@@ -6,11 +6,13 @@ The table below must name every route the app has: a new route without an entry 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import httpx
 import jwt
+import orjson
 import pytest
 from starlette.routing import Mount, Route, WebSocketRoute
 
@@ -28,6 +30,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/healthz"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
+    ("GET", "/api/client-config"): PUBLIC,  # the origins a page's token_url may be on
     ("MOUNT", "/"): PUBLIC,
     ("POST", "/api/rooms"): SERVICE,
     ("GET", "/api/rooms"): SIGNED_IN,
@@ -153,11 +156,49 @@ async def test_a_member_of_room_a_gets_nothing_of_room_b(server: Running, room: 
 
 @pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://127.0.0.1.evil.example"])
 async def test_foreign_origins_are_refused_on_every_socket(server: Running, room: dict[str, Any], origin: str) -> None:
+    """HTTP 403 at the handshake on every socket route (counted as a handshake refusal);
+    the same socket without an Origin (not a browser) is admitted."""
     import websockets
 
-    for (method, template), _ in ROUTES.items():
-        if method != "WS":
-            continue
+    sockets = [template for (method, template) in ROUTES if method == "WS"]
+    assert sockets  # the table names the socket routes
+    for template in sockets:
         url = f"{server.ws}{_path(template, room['id'])}?token={server.token('ana')}"
-        with pytest.raises(websockets.InvalidStatus):
+        if template == "/feed/ws":
+            url += "&community=none"  # a query the handshake never reads
+        with pytest.raises(websockets.InvalidStatus) as info:
             await websockets.connect(url, origin=origin)  # type: ignore[arg-type]
+        assert info.value.response.status_code == 403, template
+        async with websockets.connect(url) as ws:  # no Origin: past the handshake
+            assert ws.response is not None and ws.response.status_code == 101
+    assert server.state is not None
+    counters = server.state.metrics.counters
+    assert counters[("menteo_sockets_refused_total", "handshake")] == len(sockets)
+
+
+async def test_a_token_of_4096_bytes_is_read_and_one_more_refused(server: Running, room: dict[str, Any]) -> None:
+    """The token cap (4096 bytes, checked before decoding) on both sides, on a socket and
+    on REST."""
+
+    def token_of(size: int) -> str:
+        claims = {"sub": "ana", "name": "Ana", "exp": time.time() + 60}
+        for pad in range(4000):
+            token = jwt.encode(claims | {"pad": "x" * pad}, server.settings.secret, algorithm="HS256")
+            if len(token) == size:
+                return token
+        raise AssertionError(f"no token of {size} bytes")
+
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for size, status, code in ((4096, 200, None), (4097, 401, 4401)):
+            token = token_of(size)
+            resp = await http.get("/api/rooms", headers={"authorization": f"Bearer {token}"})
+            assert resp.status_code == status, size
+            path = f"/rooms/{room['id']}/ws?token={token}"
+            if code is not None:
+                assert await close_code(server.ws, path) == code
+                continue
+            import websockets
+
+            async with websockets.connect(server.ws + path) as ws:
+                welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 10))
+                assert welcome["type"] == "welcome" and welcome["you"]["user_id"] == "ana"

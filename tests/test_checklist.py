@@ -37,6 +37,13 @@ async def op(client: RoomClient, frame: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+async def acked(client: RoomClient, frame: dict[str, Any]) -> bool:
+    """Send an operation; True once it is acked (an error fails the test, naming it)."""
+    answer = await op(client, frame)
+    assert answer["type"] == "ack", answer
+    return True
+
+
 def bearer(server: Running, user: str) -> dict[str, str]:
     return {"authorization": "Bearer " + server.token(user)}
 
@@ -138,20 +145,53 @@ async def test_live_operations_reach_both_and_match_get(
 
 
 async def test_unticking_clears_verification(server: Running, room: dict[str, Any]) -> None:
+    """A step can be verified only once ticked; the verification holds until the step is
+    unticked, which clears it. Every answer is checked: the final state alone would also
+    hold had the verify failed."""
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
-    await op(ana, {"type": "checklist.add", "id": "x1", "item_id": "s", "title": "Step"})
-    assert (await op(ana, {"type": "checklist.verify", "id": "x2", "item_id": "s"}))[
-        "code"
-    ] == "invalid"
-    await op(ana, {"type": "checklist.toggle", "id": "x3", "item_id": "s", "done": True})
-    await op(ana, {"type": "checklist.verify", "id": "x4", "item_id": "s"})
-    await op(ana, {"type": "checklist.toggle", "id": "x5", "item_id": "s", "done": False})
+    url = f"/api/rooms/{room['id']}/checklist"
+
+    async def step() -> tuple[bool, bool, str | None]:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            item = (await http.get(url, headers=bearer(server, "ana"))).json()["items"][0]
+        return item["done"], item["verified"], item["verified_by"]
+
+    assert await acked(ana, {"type": "checklist.add", "id": "x1", "item_id": "s", "title": "Step"})
+    refused = await op(ana, {"type": "checklist.verify", "id": "x2", "item_id": "s"})
+    assert (refused["type"], refused["code"]) == ("error", "invalid")  # not ticked yet
+    assert await step() == (False, False, None)
+    assert await acked(ana, {"type": "checklist.toggle", "id": "x3", "item_id": "s", "done": True})
+    assert await acked(ana, {"type": "checklist.verify", "id": "x4", "item_id": "s"})
+    assert await step() == (True, True, "ana")
+    assert await acked(ana, {"type": "checklist.toggle", "id": "x5", "item_id": "s", "done": False})
+    assert await step() == (False, False, None)
+    verified = await ana.recv_until(lambda f: f["type"] == "checklist.verify")
+    assert (verified["item_id"], verified["verified"]) == ("s", True)
+    cleared = await ana.recv_until(lambda f: f["type"] == "checklist.toggle" and not f["done"])
+    assert cleared["seq"] > verified["seq"]
+
+
+async def test_titles_and_descriptions_are_bounded_on_both_sides(
+    server: Running, room: dict[str, Any]
+) -> None:
+    """A title of 200 characters and a description of 2000 are taken; one more is refused
+    (add and rename alike)."""
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    add = {"type": "checklist.add", "item_id": "long", "description": "d" * 2000}
+    assert await acked(ana, add | {"id": "t1", "title": "t" * 200})
+    for frame in (
+        add | {"id": "t2", "item_id": "longer", "title": "t" * 201},
+        add | {"id": "t3", "item_id": "longer", "title": "t", "description": "d" * 2001},
+        {"type": "checklist.rename", "id": "t4", "item_id": "long", "title": "r" * 201},
+    ):
+        error = await op(ana, frame)
+        assert (error["type"], error["code"]) == ("error", "invalid"), frame["id"]
+    assert await acked(ana, {"type": "checklist.rename", "id": "t5", "item_id": "long", "title": "r" * 200})
     async with httpx.AsyncClient(base_url=server.url) as http:
-        state = (
-            await http.get(f"/api/rooms/{room['id']}/checklist", headers=bearer(server, "ana"))
-        ).json()
-    item = state["items"][0]
-    assert (item["done"], item["verified"], item["verified_by"]) == (False, False, None)
+        state = (await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())).json()
+    assert [(i["id"], i["title"], i["description"]) for i in state["items"]] == [
+        ("long", "r" * 200, "d" * 2000)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -186,9 +226,9 @@ async def test_invalid_operations_are_refused_and_change_nothing(
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
     ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
     # ben's own step, so that only the frame's fault (not the role table) can refuse it
-    await op(ben, {"type": "checklist.add", "id": "k", "item_id": "keep", "title": "Keep"})
-    await op(ana, {"type": "checklist.add", "id": "g", "item_id": "gone", "title": "Gone"})
-    await op(ana, {"type": "checklist.remove", "id": "r", "item_id": "gone"})
+    assert await acked(ben, {"type": "checklist.add", "id": "k", "item_id": "keep", "title": "Keep"})
+    assert await acked(ana, {"type": "checklist.add", "id": "g", "item_id": "gone", "title": "Gone"})
+    assert await acked(ana, {"type": "checklist.remove", "id": "r", "item_id": "gone"})
     url = f"/api/rooms/{room['id']}/checklist"
     async with httpx.AsyncClient(base_url=server.url) as http:
         before = (await http.get(url, headers=server.service())).json()
@@ -235,10 +275,11 @@ async def test_roadmap_validation(server: Running) -> None:
 
 async def test_add_and_move_accept_the_other_spellings(server: Running, room: dict[str, Any]) -> None:
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
-    await op(ana, {"type": "checklist.add", "id": "s1", "item": {"id": "one", "title": "One"}})
-    await op(ana, {"type": "checklist.add", "id": "s2", "item_id": "two", "title": "Two", "position": None})
-    await op(ana, {"type": "checklist.add", "id": "s3", "item_id": "three", "title": "Three", "position": "two"})
-    await op(ana, {"type": "checklist.move", "id": "s4", "item_id": "one", "after_id": None})
+    assert await acked(ana, {"type": "checklist.add", "id": "s1", "item": {"id": "one", "title": "One"}})
+    # position None: first, as after None; so "two" goes before "one".
+    assert await acked(ana, {"type": "checklist.add", "id": "s2", "item_id": "two", "title": "Two", "position": None})
+    assert await acked(ana, {"type": "checklist.add", "id": "s3", "item_id": "three", "title": "Three", "position": "two"})
+    assert await acked(ana, {"type": "checklist.move", "id": "s4", "item_id": "one", "after_id": None})
     async with httpx.AsyncClient(base_url=server.url) as http:
         state = (await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())).json()
     assert [i["id"] for i in state["items"]] == ["one", "two", "three"]

@@ -1,7 +1,9 @@
 """``menteo-realtime serve --demo`` as a user runs it: a real process on a free port with
-its own SQLite file. The links it prints work: the mentor's room socket opens with its
-token and shows the roadmap checklist, the feed page loads and the feed holds the seeded
-growth thread. A second run on the same file reuses what the first one made.
+its own SQLite file. The links it prints work: each leads to its page with the demo's token
+endpoint as ``token_url``, the mentor's room socket opens with the token it mints and shows
+the roadmap checklist, the feed page loads and the feed holds the seeded growth thread. A
+second run on the same file reuses what the first one made, and, with no MENTEO_SECRET,
+accepts the first run's tokens (the dev secret is kept in the database).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import httpx
 import orjson
 import websockets
 
+from menteo_testkit.waits import within
 from realtime import demo
 from tests.client import RoomClient
 
@@ -38,8 +41,18 @@ class DemoRun:
     links: dict[str, str]
     output: list[str] = field(default_factory=list)
 
-    def query(self, label: str) -> dict[str, str]:
-        return {k: v[0] for k, v in parse_qs(urlsplit(self.links[label]).query).items()}
+    async def query(self, label: str) -> dict[str, str]:
+        """Open the link as a browser does: the query of the page it leads to, and the token
+        that page gets from its ``token_url`` (the demo's token endpoint) with the link's
+        cookie."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as http:
+            opened = await http.get(self.links[label].removeprefix(self.base_url))
+            assert opened.status_code == 303, opened.text
+            page = urlsplit(opened.headers["location"])
+            query = {k: v[0] for k, v in parse_qs(page.query).items()}
+            minted = await http.get(query["token_url"])  # the cookie goes with it
+            assert minted.status_code == 200, minted.text
+        return query | {"path": page.path, "token": minted.json()["token"]}
 
     @property
     def ws(self) -> str:
@@ -47,8 +60,8 @@ class DemoRun:
 
 
 @contextlib.asynccontextmanager
-async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
-    """``serve --demo --port 0`` on ``database`` (more ``MENTEO_*`` variables in
+async def run_demo(database: Path, port: int = 0, **settings: str) -> AsyncIterator[DemoRun]:
+    """``serve --demo --port PORT`` on ``database`` (more ``MENTEO_*`` variables in
     ``settings``); yields once it printed its links."""
     env = {
         **os.environ,
@@ -58,8 +71,9 @@ async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
     for name in ("MENTEO_SECRET", "MENTEO_REDIS_URL"):  # the dev defaults, as on a laptop
         env.pop(name, None)
     env.update(settings)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", "0"],
+    proc = await asyncio.to_thread(  # fork and exec off the event loop
+        subprocess.Popen,
+        [sys.executable, "-m", "realtime.cli", "serve", "--demo", "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -98,9 +112,8 @@ async def run_demo(database: Path, **settings: str) -> AsyncIterator[DemoRun]:
             except TimeoutError:
                 proc.kill()
                 proc.wait()
-        if drain is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(drain, 5)
+        if drain is not None:  # the pipe's end: the process has exited
+            await within(drain, "the demo's output to end", 5)
         proc.stdout.close()
 
 
@@ -117,7 +130,7 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
         assert port != 0
 
         # The mentor's link opens the room socket: the room, both members, the roadmap.
-        ana = first.query("Ana (mentor), room")
+        ana = await first.query("Ana (mentor), room")
         room = await RoomClient.connect(first.ws, ana["room"], ana["token"])
         welcome = room.welcome
         assert welcome["room"]["title"] == demo.ROOM_TITLE
@@ -131,13 +144,13 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
         await room.close()
 
         # The mentee's link is the same room as Ben.
-        ben_room = first.query("Ben (mentee), room")
+        ben_room = await first.query("Ben (mentee), room")
         assert ben_room["room"] == ana["room"]
 
         # The feed link: the page loads, and its feed holds Ben's growth thread.
-        feed = first.query("Ben, community feed")
+        feed = await first.query("Ben, community feed")
         async with httpx.AsyncClient(base_url=first.base_url, timeout=10) as http:
-            page = await http.get(urlsplit(first.links["Ben, community feed"]).path)
+            page = await http.get(feed["path"])
             assert page.status_code == 200
             assert 'src="js/feed.js"' in page.text
             auth = {"authorization": "Bearer " + feed["token"]}
@@ -162,8 +175,8 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
 
     # A second run on the same database: no crash, the same room, no duplicate posts.
     async with run_demo(database) as second:
-        assert second.query("Ana (mentor), room")["room"] == ana["room"]
-        again = second.query("Ben, community feed")
+        assert (await second.query("Ana (mentor), room"))["room"] == ana["room"]
+        again = await second.query("Ben, community feed")
         assert again["community"] == feed["community"]
         async with httpx.AsyncClient(base_url=second.base_url, timeout=10) as http:
             auth = {"authorization": "Bearer " + again["token"]}
@@ -177,7 +190,11 @@ async def test_demo_prints_working_links_once_listening_and_a_rerun_reuses_them(
         assert progress == {"done": 1, "verified": 1, "total": len(demo.ROADMAP_STEPS)}
         # The chat messages were sent once, however often the demo ran.
         ana_room = await RoomClient.connect(
-            second.ws, ana["room"], second.query(LABELS[0])["token"]
+            second.ws, ana["room"], (await second.query(LABELS[0]))["token"]
         )
         assert len(ana_room.welcome["history"]) == len(demo.CHAT)
         await ana_room.close()
+        # A page the first run opened keeps its token: the restarted server takes it.
+        kept = await RoomClient.connect(second.ws, ana["room"], ana["token"])
+        assert kept.welcome["you"]["user_id"] == "ana"
+        await kept.close()

@@ -153,6 +153,8 @@ async def test_a_long_absence_is_truncated_at_the_event_bound(backend: Backend) 
             for bad in ("-1", "x", str(2**63)):
                 resp = await http.get(url + "?since=" + bad, headers=server.service())
                 assert resp.status_code == 400, bad
+            missing = await http.get("/api/rooms/no-such-room/digest", headers=server.service())
+            assert missing.status_code == 404
 
 
 async def test_the_digest_knows_who_edited_the_notes_after_compaction(backend: Backend) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
-from tests.feed_client import FeedApi, SSEFollower, WSFollower, feed_query
+from tests.feed_client import FeedApi, SSEFollower, StreamEnded, WSFollower, feed_query
 from tests.servers import ServerProcess, make_settings, process_env, run_server
 
 # Uvicorn re-raises the signal it handled once shutdown is complete.
@@ -159,8 +159,9 @@ async def test_sigterm_ends_event_streams_at_once(backend: Backend) -> None:
         )
         started = time.monotonic()
         stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=60))
-        with pytest.raises(ConnectionError):  # the response ended: no more events
+        with pytest.raises(StreamEnded) as ended:  # no more events
             await follower.message(timeout=20)
+        assert ended.value.how == "clean", ended.value  # the response ended, not cut off
         assert await stopping in GRACEFUL
         assert time.monotonic() - started < 10  # not the 30 s timeout
         assert not any("Exception in ASGI application" in line for line in server.output)

@@ -19,6 +19,7 @@ import websockets
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from menteo_testkit.waits import wait_until
 from tests.client import RoomClient, create_room
 from tests.servers import Running
 
@@ -114,20 +115,30 @@ frames = st.one_of(
 deep = st.integers(10, 3000).map(lambda n: "[" * n + "]" * n)
 
 
+END = "end-of-batch-7f3c9a"  # the last ping's id: no generated frame carries it
+
+
 async def assert_clean(client: RoomClient) -> int | None:
-    """Read what the server answers until quiet; every frame must be documented."""
+    """End the batch with a ping and read everything the server answers up to its pong
+    (frames are handled in order: the pong comes after every answer to the batch); every
+    frame must be documented. A server that hangs fails here instead of passing on
+    silence. The close code if the server closed the socket instead."""
+
+    def documented(frame: dict[str, Any]) -> bool:
+        assert frame.get("type") in SERVER_FRAMES, frame
+        if frame["type"] == "error":
+            assert frame["code"] in ERROR_CODES, frame
+            assert isinstance(frame["message"], str)
+        # A rate-limited ping is answered too: with its error.
+        return frame.get("id") == END and frame["type"] in ("pong", "error")
+
     try:
-        while True:
-            frame = await client.recv(timeout=0.3)
-            assert frame.get("type") in SERVER_FRAMES, frame
-            if frame["type"] == "error":
-                assert frame["code"] in ERROR_CODES, frame
-                assert isinstance(frame["message"], str)
-    except TimeoutError:
-        return None
+        await client.send({"type": "ping", "id": END})
+        await client.recv_until(documented, what="the pong of the ping that ends the batch")
     except websockets.ConnectionClosed as exc:
         assert exc.rcvd is not None and exc.rcvd.code in CLOSE_CODES, exc
         return exc.rcvd.code
+    return None
 
 
 async def stored_events_are_valid(server: Running, room_id: str) -> None:
@@ -184,6 +195,7 @@ async def test_room_socket_survives_any_frame(
     await ben.chat("after-fuzz", "still fine")
 
 
+STEP1, STEP2 = b"\x00\x00", b"\x00\x01"  # y-protocols sync messages
 notes_messages = st.one_of(
     st.binary(max_size=200),
     st.builds(
@@ -203,23 +215,39 @@ notes_messages = st.one_of(
 async def test_notes_socket_survives_corrupted_yjs_messages(
     server: Running, messages: list[bytes]
 ) -> None:
+    from pycrdt import create_sync_message
+
     from tests.notes_client import NotesClient
 
     room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
     writer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
     try:
-        await writer.synced.wait()
+        await writer.wait_synced()
         writer.text += "intact"
         fuzzer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         await fuzzer.wait_for(lambda: str(fuzzer.text) == "intact")
-        for message in messages:
+        replies = sum(1 for m in fuzzer.received if m[:2] == STEP2)
+        for message in [*messages, create_sync_message(fuzzer.doc)]:
+            if message[:2] == STEP1:  # each one is answered (or the socket closed)
+                replies += 1
             try:
                 await fuzzer.ws.send(message)
             except websockets.ConnectionClosed:
                 break
+        # The batch ends with a sync step 1: messages are handled in order, so once every
+        # step 1 is answered the server has handled the whole batch. A server that hangs
+        # fails here instead of passing on a quiet socket.
+        await wait_until(
+            lambda: sum(1 for m in fuzzer.received if m[:2] == STEP2) >= replies
+            or fuzzer.reader.done(),
+            "the answer to the sync step 1 that ends the batch, or a close",
+            wake=fuzzer.changed,
+        )
+        closed_by_server = fuzzer.reader.done()
         await fuzzer.close()
         code = fuzzer.ws.protocol.close_rcvd
-        assert code is None or code.code in {1000, 1007, 1008, 1009, 4413}, code
+        if closed_by_server:
+            assert code is not None and code.code in {1007, 1008, 1009, 4413}, code
         fresh = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         await fresh.wait_for(lambda: "intact" in str(fresh.text))
         await fresh.close()

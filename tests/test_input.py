@@ -46,6 +46,15 @@ async def test_body_of_exactly_4000_chars_is_accepted(
     await ana.close()
 
 
+async def test_an_id_of_exactly_64_characters_is_accepted(
+    server: Running, room: dict[str, Any]
+) -> None:
+    """The other side of the 65-character id refused above."""
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    assert await ana.chat("i" * 64, "a long id") == 1
+    await ana.close()
+
+
 async def test_resent_id_gets_same_ack_and_no_second_message(
     server: Running, room: dict[str, Any]
 ) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime.checklist.keys import key_between, keys_after
 
 
+# A pure function: more examples than the profile's socket-level count (at least 100).
+@settings(max_examples=max(100, 2 * settings.default.max_examples))
 @given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=1, max_size=300))
 def test_inserting_anywhere_keeps_strict_order(places: list[int]) -> None:
     keys: list[str] = []

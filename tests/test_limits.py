@@ -1,4 +1,7 @@
-"""Oversized, flooding and slow clients are cut off; the rest of the room keeps chatting."""
+"""Oversized, flooding and slow clients are cut off; the rest of the room keeps chatting.
+
+Each limit on both sides: the largest frame, the last token of a bucket and the last strike
+allowed pass; one byte, one frame, one strike more is refused."""
 
 from __future__ import annotations
 
@@ -9,29 +12,62 @@ from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
 
+SLOW = 0.001  # tokens per second: a bucket that does not refill during a test
+
+
+def chat_frame(size: int, char: str = "x") -> str:
+    """A chat.send frame of exactly ``size`` UTF-8 bytes, its body made of ``char``."""
+    empty = '{"type":"chat.send","id":"big","body":""}'
+    width = len(char.encode())
+    fill, rest = divmod(size - len(empty), width)
+    frame = empty[:-2] + char * fill + "y" * rest + '"}'
+    assert len(frame.encode()) == size
+    return frame
+
 
 async def test_oversized_frame_closes_1009(server: Running, room: dict[str, Any]) -> None:
+    """``MENTEO_MAX_FRAME_BYTES`` (64 KiB) counts bytes: a frame of exactly that many is
+    read (and refused as a chat body over 4000 characters), one byte more closes 1009,
+    whether its characters take one byte each or two."""
+    cap = server.settings.max_frame_bytes
+    assert cap == 64 * 1024  # the documented default
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
-    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
-    await ben.ws.send('{"type":"chat.send","id":"big","body":"' + "x" * (64 * 1024) + '"}')
-    assert await ben.closed_with() == 1009
+    for char in ("x", "é"):
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+        await ben.ws.send(chat_frame(cap, char))
+        error = await ben.recv_until(lambda f: f["type"] == "error")
+        assert (error["id"], error["code"]) == ("big", "invalid"), char
+        await ben.ws.send(chat_frame(cap + 1, char))
+        assert await ben.closed_with() == 1009, char
     assert await ana.chat("after", "room still works") == 1
     await ana.close()
 
 
-async def test_flood_gets_rate_limited_then_1008(server: Running, room: dict[str, Any]) -> None:
-    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
-    ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
-    burst = server.settings.rate_burst
-    for i in range(burst + 5):
-        await ben.send({"type": "typing", "active": i % 2 == 0})
-    limited = await ben.recv_until(lambda f: f["type"] == "error")
-    assert limited["code"] == "rate_limited"
-    for i in range(server.settings.rate_strikes + 5):
-        await ben.send({"type": "typing", "active": i % 2 == 0})
-    assert await ben.closed_with() == 1008
-    assert await ana.chat("calm", "I am fine") == 1
-    await ana.close()
+async def test_flood_gets_rate_limited_then_1008(backend: Backend) -> None:
+    """The whole burst is answered and the next frame refused; refusals up to the strikes
+    leave the socket open, the next one closes it 1008. The bucket does not refill here,
+    so the counts do not depend on the machine's speed."""
+    settings = make_settings(backend, rate_per_second=SLOW, rate_burst=50, rate_strikes=20)
+    async with run_server(settings) as server:
+        members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        room = await create_room(server.url, server.service(), members)
+        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+        burst, strikes = settings.rate_burst, settings.rate_strikes
+        for i in range(burst + strikes):
+            await ben.send({"type": "ping", "id": f"p{i}"})
+        answers = [
+            await ben.recv_until(lambda f: f["type"] in ("pong", "error"))
+            for _ in range(burst + strikes)
+        ]
+        assert [a["type"] for a in answers] == ["pong"] * burst + ["error"] * strikes
+        assert {a["code"] for a in answers[burst:]} == {"rate_limited"}
+        assert await ana.chat("open", "ben is still here") == 1  # his socket is open...
+        await ben.recv_until(lambda f: f["type"] == "chat.message" and f["id"] == "open")
+        await ben.send({"type": "ping", "id": "one-more"})  # ...until one strike more
+        assert await ben.closed_with() == 1008
+        assert await ana.chat("calm", "I am fine") == 2
+        await ana.close()
 
 
 async def test_slow_reader_is_closed_1013_and_others_keep_up(backend: Backend) -> None:
@@ -84,7 +120,9 @@ def _closed_slow(server: Running) -> bool:
 
 
 async def test_a_users_sockets_share_one_budget(backend: Backend) -> None:
-    settings = make_settings(backend, user_rate_per_second=1.0, user_rate_burst=10)
+    """Three tabs, each far below its own limit, share the user's burst of 10: the tenth
+    frame passes, the eleventh and twelfth are refused (the bucket does not refill here)."""
+    settings = make_settings(backend, user_rate_per_second=SLOW, user_rate_burst=10)
     async with run_server(settings) as server:
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         tabs = [
@@ -98,3 +136,4 @@ async def test_a_users_sockets_share_one_budget(backend: Backend) -> None:
                 answers.append(await tab.recv_until(lambda f: f["type"] in ("pong", "error")))
         limited = [a for a in answers if a["type"] == "error"]
         assert len(limited) == 2 and all(a["code"] == "rate_limited" for a in limited)
+        assert len([a for a in answers if a["type"] == "pong"]) == 10

@@ -47,7 +47,7 @@ async def exercise(server: ServerProcess) -> dict[str, Any]:
     await ana.close()
 
     notes = await NotesClient.connect(server.ws, room["id"], token("ana"))
-    await notes.synced.wait()
+    await notes.wait_synced()
     notes.text += NOTE
     await notes.ws.send(MALFORMED_NOTES)  # refused with 1007, and logged
     assert await notes.close_code() == 1007

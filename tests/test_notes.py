@@ -14,6 +14,7 @@ import pytest
 import websockets
 from pycrdt import Doc, Text, create_update_message
 
+from menteo_testkit.waits import wait_event, within
 from tests.backends import Backend
 from tests.ci import skip_or_fail
 from tests.client import close_code, create_room
@@ -39,26 +40,27 @@ async def test_concurrent_edits_at_the_same_place_converge_and_survive_restart(
         )
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
-        await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+        await ana.wait_synced()
+        await ben.wait_synced()
         ana.text += "Agenda: "
-        await ben.wait_for(lambda: str(ben.text) == "Agenda: ")
+        await ben.wait_for(lambda: str(ben.text) == "Agenda: ", "Ana's agenda at Ben")
         # Both type at the very same position at once.
         ana.text.insert(8, "SQL")
         ben.text.insert(8, "dbt")
-        await ana.wait_for(lambda: len(str(ana.text)) == 14)
+        await ana.wait_for(lambda: len(str(ana.text)) == 14, "Ben's insert at Ana")
         final = await converged([ana, ben])
         assert sorted([final[8:11], final[11:14]]) == ["SQL", "dbt"]
-        async with asyncio.timeout(10):
-            while await server_text(server, room["id"]) != final:
-                await ana.changed.wait()  # the server stores before relaying: this ends quickly
-                ana.changed.clear()
+        # Each one's insert reached the other, and the server stores before relaying.
+        assert await server_text(server, room["id"]) == final
         await ana.close()
         await ben.close()
     async with run_server(settings) as again:
         assert await server_text(again, room["id"]) == final
         fresh = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
-        await fresh.wait_for(lambda: str(fresh.text) == final)
-        assert fresh.doc.get_update() == fresh.doc.get_update()  # sanity: stable encoding
+        await fresh.wait_for(lambda: str(fresh.text) == final, "the text after a restart")
+        copy: Doc = Doc()  # what the restarted server sent survives its own encoding
+        copy.apply_update(fresh.doc.get_update())
+        assert str(copy.get("notes", type=Text)) == final
         async with httpx.AsyncClient(base_url=again.url) as http:
             resp = await http.get(f"/api/rooms/{room['id']}/notes", headers=again.service())
         md = resp.json()["markdown"]
@@ -79,16 +81,22 @@ async def test_non_member_receives_nothing_of_the_document(
     server: Running, room: dict[str, Any]
 ) -> None:
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-    await ana.synced.wait()
+    ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
+    await ana.wait_synced()
+    await ben.wait_synced()
     ana.text += "private plans"
-    await ana.wait_for(lambda: True)
+    # Relayed, so in the room's document: there is something for Eve not to receive.
+    await ben.wait_for(lambda: str(ben.text) == "private plans", "Ana's text at Ben")
     async with websockets.connect(
         f"{server.ws}/rooms/{room['id']}/notes?token={server.token('eve')}"
     ) as ws:
-        with pytest.raises(websockets.ConnectionClosed) as info:
+
+        async def until_closed() -> None:
             while True:
-                message = await asyncio.wait_for(ws.recv(), 10)
-                assert b"private" not in message
+                assert b"private" not in await ws.recv()
+
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            await within(until_closed(), "Eve's socket to be closed")
         assert info.value.rcvd is not None and info.value.rcvd.code == 4403
 
 
@@ -97,20 +105,17 @@ async def test_malformed_update_closes_only_that_socket(
 ) -> None:
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
     ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
-    await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+    await ana.wait_synced()
+    await ben.wait_synced()
     ana.text += "intact"
-    await ben.wait_for(lambda: str(ben.text) == "intact")
+    await ben.wait_for(lambda: str(ben.text) == "intact", "Ana's text at Ben")
     await ben.ws.send(b"\x00\x02\x05\x01\x02\x03\x04\x05")  # an update that does not decode
     assert await ben.close_code() == 1007
-    await ben.ws.wait_closed()
-    ana.text += " still"
-    assert str(ana.text) == "intact still"
-    async with asyncio.timeout(10):
-        while await server_text(server, room["id"]) != "intact still":
-            await ana.changed.wait()
-            ana.changed.clear()
     cy = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
-    await cy.wait_for(lambda: str(cy.text) == "intact still")
+    await cy.wait_for(lambda: str(cy.text) == "intact", "the text at a new socket of Ben's")
+    ana.text += " still"  # Ana's socket was not closed with Ben's: it still edits
+    await cy.wait_for(lambda: str(cy.text) == "intact still", "Ana's edit after Ben's 1007")
+    assert await server_text(server, room["id"]) == "intact still"  # relayed: stored
     for junk in (b"\x07", b"", b"\x01\xff"):
         bad = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
         await bad.ws.send(junk)
@@ -122,20 +127,23 @@ async def test_oversized_update_and_full_document(backend: Backend) -> None:
     async with run_server(settings) as server:
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await ana.synced.wait()
+        await ana.wait_synced()
         big = Doc()
         big.get("notes", type=Text).insert(0, "x" * 80_000)
         await ana.ws.send(create_update_message(big.get_update()))
         assert await ana.close_code() == 1009
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         observer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await asyncio.gather(ana.synced.wait(), observer.synced.wait())
+        await ana.wait_synced()
+        await observer.wait_synced()
         for _ in range(2):
             chunk = Doc()
             chunk.get("notes", type=Text).insert(0, "y" * 60_000)
             await ana.ws.send(create_update_message(chunk.get_update()))
         assert await ana.close_code() == 4413
-        await observer.wait_for(lambda: len(str(observer.text)) == 60_000)  # relayed: stored
+        await observer.wait_for(
+            lambda: len(str(observer.text)) == 60_000, "the first 60,000 chars relayed"
+        )  # relayed: stored
         assert len(await server_text(server, room["id"])) == 60_000  # the first one only
 
 
@@ -144,15 +152,20 @@ async def test_awareness_is_relayed_and_cleared(server: Running, room: dict[str,
 
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
     ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
-    await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+    await ana.wait_synced()
+    await ben.wait_synced()
     awareness = Awareness(ana.doc)
     awareness.set_local_state({"user": {"name": "Ana", "color": "#f80"}})
     await ana.ws.send(
         create_awareness_message(awareness.encode_awareness_update([ana.doc.client_id]))
     )
-    await ben.wait_for(lambda: any(m[0] == 1 and b"Ana" in m for m in ben.received))
+    await ben.wait_for(
+        lambda: any(m[0] == 1 and b"Ana" in m for m in ben.received), "Ana's cursor at Ben"
+    )
     await ana.close()
-    await ben.wait_for(lambda: any(m[0] == 1 and b"null" in m for m in ben.received))
+    await ben.wait_for(
+        lambda: any(m[0] == 1 and b"null" in m for m in ben.received), "Ana's cursor cleared"
+    )
 
 
 JS = Path(__file__).parent / "js"
@@ -180,7 +193,7 @@ async def test_stock_javascript_y_websocket_client_syncs(
     server: Running, room: dict[str, Any], node_client: Path
 ) -> None:
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-    await ana.synced.wait()
+    await ana.wait_synced()
     ana.text += "from python"
     proc = await asyncio.create_subprocess_exec(
         "node",
@@ -193,10 +206,10 @@ async def test_stock_javascript_y_websocket_client_syncs(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out, err = await within(proc.communicate(), "the JavaScript client to sync and exit", 30)
     assert proc.returncode == 0, err.decode()
     js_text = json.loads(out)["text"]
-    await ana.wait_for(lambda: str(ana.text) == "from js; from python")
+    await ana.wait_for(lambda: str(ana.text) == "from js; from python", "the JS client's edit")
     assert js_text == str(ana.text)
     assert await server_text(server, room["id"]) == "from js; from python"
 
@@ -212,16 +225,17 @@ async def test_compaction_keeps_the_text_and_drops_covered_updates(backend: Back
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         observer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await asyncio.gather(ana.synced.wait(), observer.synced.wait())
+        await ana.wait_synced()
+        await observer.wait_synced()
         for i in range(35):
             ana.text += f"{i},"
         expected = "".join(f"{i}," for i in range(35))
-        await observer.wait_for(lambda: str(observer.text) == expected)  # relayed: stored
+        await observer.wait_for(lambda: str(observer.text) == expected, "35 edits relayed")
         assert server.state is not None
         document = server.state.notes.open[room["id"]].result()
         await ana.close()
         await observer.close()
-        await asyncio.wait_for(document.closed.wait(), 10)  # the last socket's compaction
+        await wait_event(document.closed, "the last socket's compaction")
         async with server.state.db.read() as db:
             left = (
                 await db.execute(
@@ -232,4 +246,4 @@ async def test_compaction_keeps_the_text_and_drops_covered_updates(backend: Back
             ).scalar()
         assert left is not None and left < 10
         again = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await again.wait_for(lambda: str(again.text) == expected)
+        await again.wait_for(lambda: str(again.text) == expected, "the compacted text")

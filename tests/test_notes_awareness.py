@@ -3,7 +3,6 @@ document, and expiry after the timeout, relayed as removal (across processes too
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ def cursor(name: str, pad: int = 0) -> dict[str, Any]:
 
 async def connect(server: Any, room_id: str, user: str) -> NotesClient:
     client = await NotesClient.connect(server.ws, room_id, server.token(user))
-    await client.synced.wait()
+    await client.wait_synced()
     return client
 
 
@@ -41,7 +40,7 @@ async def roundtrip(client: NotesClient) -> None:
     messages are handled in order; a sync step 1 gets a step 2 reply)."""
     client.synced.clear()
     await client.ws.send(create_sync_message(client.doc))
-    await asyncio.wait_for(client.synced.wait(), 10)
+    await client.wait_synced()
 
 
 def limit_hits(server: Any, limit: str) -> int:

@@ -8,6 +8,7 @@ import time
 
 from pycrdt import Doc, create_sync_message, create_update_message
 
+from menteo_testkit.waits import wait_event
 from tests.backends import Backend
 from tests.client import create_room
 from tests.notes_client import NotesClient
@@ -97,7 +98,7 @@ async def test_update_bytes_per_user_are_budgeted(backend: Backend) -> None:
         document = server.state.notes.open[room].result()
         await first.close()
         await watch.close()
-        await asyncio.wait_for(document.closed.wait(), 10)
+        await wait_event(document.closed, "the document to close")
         back = await connect(server, room, "ana")
         back.text += "z" * chunk
         assert await back.close_code() == 1008
@@ -114,7 +115,7 @@ async def test_whole_document_sync_requests_are_budgeted(backend: Backend) -> No
         for _ in range(6):  # six more whole-document requests: still answered
             reader.synced.clear()
             await reader.ws.send(create_sync_message(Doc()))
-            await asyncio.wait_for(reader.synced.wait(), 10)
+            await reader.wait_synced()
         replies = [m for m in reader.received if m[:2] == b"\x00\x01"]
         assert len(replies) == 7 and len(set(replies)) == 1  # the same encoding each time
         # The eighth of the user's requests, on a new socket: a reconnect does not refill.

@@ -23,6 +23,7 @@ import httpx
 import websockets
 from pycrdt import Array, Doc, Map, Text, create_sync_message, create_update_message
 
+from menteo_testkit.waits import wait_event, within
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.notes_client import NotesClient
@@ -128,14 +129,17 @@ class Wire:
 
     async def offer(self, update: bytes, probe: Doc[Any]) -> int | None:
         """None: accepted (the sync step 1 after it was answered); else the close code."""
+        async def answered() -> None:
+            while True:
+                message = await self.ws.recv()
+                if isinstance(message, bytes) and message[:2] == b"\x00\x01":
+                    return
+
         try:
             await self.ws.send(create_update_message(update))
             await self.ws.send(create_sync_message(probe))
-            async with asyncio.timeout(10):
-                while True:
-                    message = await self.ws.recv()
-                    if isinstance(message, bytes) and message[:2] == b"\x00\x01":
-                        return None
+            await within(answered(), "the sync step 2 after an offered update, or a close")
+            return None
         except websockets.ConnectionClosed:
             received = self.ws.protocol.close_rcvd
             assert received is not None, "closed without a close frame"
@@ -215,8 +219,8 @@ async def test_mangled_updates_against_a_live_server(backend: Backend) -> None:
                     assert code == 1007, f"{kind} update closed the socket with {code}"
                     wire = await Wire.open(server, room)
             if i % 25 == 0:  # every other room is still served by the writer
-                assert await asyncio.wait_for(chat.chat(f"c{i}", "alive"), 10) >= 1
-        assert await asyncio.wait_for(chat.chat("last", "alive"), 10) >= 1  # after every append
+                assert await within(chat.chat(f"c{i}", "alive"), "a chat ack beside the fuzz") >= 1
+        assert await within(chat.chat("last", "alive"), "a chat ack after every notes append") >= 1
         expected = str(reference.get("notes", type=Text))
         assert await notes_text(server, room) == expected, outcomes  # the stored updates
         assert server.state is not None
@@ -229,10 +233,10 @@ async def test_mangled_updates_against_a_live_server(backend: Backend) -> None:
         await watcher.wait_for(lambda: str(watcher.text) == encoded)
         await wire.ws.close()
         await anchor.ws.close()
-        await asyncio.wait_for(draining, 10)
+        await within(draining, "the anchor socket to close")
         await watcher.close()
         await chat.close()
-        await asyncio.wait_for(document.closed.wait(), 10)
+        await wait_event(document.closed, "the last socket's compaction")
     async with run_server(settings) as again:
         assert await notes_text(again, room) == encoded  # loads whole after a restart
         fresh = await NotesClient.connect(again.ws, room, again.token("ana"))

@@ -17,6 +17,7 @@ import pytest
 from pycrdt import Doc, Text, create_update_message
 from sqlalchemy import select
 
+from menteo_testkit.waits import wait_event
 from realtime.notes import store
 from realtime.persistence.database import Database
 from realtime.persistence.events import EVENT, AppendResult, NewEvent, append_batch
@@ -72,7 +73,8 @@ async def test_panicking_update_is_refused_and_the_server_stays_writable(
         other = await create_room(server.url, server.service(), members)
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
-        await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+        await ana.wait_synced()
+        await ben.wait_synced()
         await ana.ws.send(create_update_message(client_11_edit("hello")))
         await ben.wait_for(lambda: str(ben.text) == "hello")  # relayed: stored
         await ana.ws.send(create_update_message(PANICS))
@@ -117,7 +119,8 @@ async def test_stored_history_that_does_not_load_is_quarantined(backend: Backend
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         watch = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await asyncio.gather(ana.synced.wait(), watch.synced.wait())
+        await ana.wait_synced()
+        await watch.wait_synced()
         ana.text += "kept"
         await watch.wait_for(lambda: str(watch.text) == "kept")  # relayed: stored
     # As main stored it before this fix: an edit of client 11, then the update that panics,
@@ -185,7 +188,8 @@ async def test_an_update_waiting_for_its_dependency_survives_compaction(backend:
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
         watch = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-        await asyncio.gather(ana.synced.wait(), watch.synced.wait())
+        await ana.wait_synced()
+        await watch.wait_synced()
         await ana.ws.send(create_update_message(second))  # depends on ``first``: pending
         await ana.ws.send(create_update_message(third))  # so does this deletion
         await ana.ws.send(create_update_message(marker.get_update()))
@@ -194,7 +198,7 @@ async def test_an_update_waiting_for_its_dependency_survives_compaction(backend:
         document = server.state.notes.open[room["id"]].result()
         await ana.close()
         await watch.close()
-        await asyncio.wait_for(document.closed.wait(), 10)  # the last socket compacts
+        await wait_event(document.closed, "the last socket's compaction")
     async with run_server(settings) as again:
         ana = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
         watch = await NotesClient.connect(again.ws, room["id"], again.token("ana"))
@@ -218,7 +222,8 @@ async def test_a_stored_update_that_panics_in_the_hub_listener_is_contained(
     room's open document through the hub, after its commit, from inside the writer."""
     ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
     ben = await NotesClient.connect(server.ws, room["id"], server.token("ben"))
-    await asyncio.gather(ana.synced.wait(), ben.synced.wait())
+    await ana.wait_synced()
+    await ben.wait_synced()
     await ana.ws.send(create_update_message(client_11_edit("hello")))
     await ben.wait_for(lambda: str(ben.text) == "hello")
     assert server.state is not None

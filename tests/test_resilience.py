@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from menteo_testkit.waits import wait_event
 from realtime.persistence.events import NewEvent, StoredEvent
 from realtime.streams.hub import Frames
 from realtime.streams.writer import AppendFailed
@@ -217,7 +218,7 @@ async def test_a_dead_writer_makes_the_process_unready(server: Running) -> None:
     writer_task = server.state.writer.task
     assert writer_task is not None
     writer_task.cancel()  # as a bug or a native crash would end it
-    await asyncio.wait_for(stop_asked.wait(), TIMEOUT)
+    await wait_event(stop_asked, "the watchdog to ask the process to stop", TIMEOUT)
     answer = await ready(server.url)
     assert answer.status_code == 503
     assert answer.json()["checks"]["process"] == "error: writer stopped: cancelled"

@@ -284,7 +284,7 @@ async def test_notes_socket_stalled_reader_is_aborted_and_released(backend: Back
             assert ben.status == 101
             await until(lambda: open_sockets(server, "notes") == 1, MARGIN, "socket open")
             ana = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
-            await asyncio.wait_for(ana.synced.wait(), 10)  # edits after the initial sync
+            await ana.wait_synced()  # edits after the initial sync
             chunk = "n" * 200_000
             async with asyncio.timeout(60):
                 for _ in range(BACKLOG_DATA // len(chunk) + 1):

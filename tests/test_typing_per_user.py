@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from menteo_testkit.redis_server import RedisServer
 from realtime.auth import issue_token
 from tests.backends import Backend, make_backend
 from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.servers import SECRET, ServerProcess, make_settings, process_env, run_server
-from tests.test_scale_out import RedisProcess
 
 INTERVAL = 1.0
 FAST = {  # the typists' own frame rates are not what is under test
@@ -155,8 +155,8 @@ async def test_sockets_on_two_processes_share_the_users_limit(tmp_path: Path) ->
 async def test_a_redis_outage_falls_back_to_the_per_process_limit(tmp_path: Path) -> None:
     if shutil.which("redis-server") is None:
         skip_or_fail("redis-server is not on PATH")
-    redis = RedisProcess(tmp_path)
-    redis.start()
+    redis = RedisServer(tmp_path)
+    await redis.start()
     try:
         backend = Backend("sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'm.db'}", redis.url)
         settings = make_settings(backend, typing_interval=INTERVAL, **FAST)

@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
+from menteo_testkit.waits import wait_event, wait_until
 from realtime.checklist.store import ChecklistReducer
 from realtime.persistence.database import Database
 from realtime.persistence.events import NewEvent, StoredEvent
@@ -41,12 +42,11 @@ async def _waiting_for_lock(admin: asyncpg.Connection) -> None:
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE wait_event_type = 'Lock' AND datname = current_database()"
     )
-    async with asyncio.timeout(TIMEOUT):
-        for _ in range(1000):  # the server's own activity view; the timeout bounds it too
-            if await admin.fetchval(query):
-                return
-            await asyncio.sleep(0.02)
-    raise AssertionError("no transaction waited for the held lock")
+
+    async def waiting() -> bool:  # the server's own activity view: no event to await
+        return bool(await admin.fetchval(query))
+
+    await wait_until(waiting, "a transaction to wait for the held row lock", TIMEOUT)
 
 
 @pytest.fixture
@@ -142,7 +142,7 @@ async def test_a_dead_reducer_lane_stops_the_writer_and_the_process_turns_unread
         lane = server.state.writer.lane_task
         assert lane is not None and not lane.done()
         lane.cancel()  # as a bug or a native crash would end it
-        await asyncio.wait_for(stop_asked.wait(), TIMEOUT)
+        await wait_event(stop_asked, "the watchdog to ask the process to stop", TIMEOUT)
         async with httpx.AsyncClient() as http:
             answer = await http.get(server.url + "/readyz")
         assert answer.status_code == 503

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -9,10 +10,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..auth import AuthError, Principal, bearer_token, verify_token
+from ..persistence.database import cannot_serve
 from ..protocol import has_nul
 from ..state import State
 
 MAX_BODY_BYTES = 64 * 1024
+
+log = logging.getLogger("menteo.api")
 
 
 class ApiError(Exception):
@@ -37,6 +41,17 @@ def error_response(
     if headers:
         response.headers.update(headers)
     return response
+
+
+async def database_unavailable(request: Request, exc: Exception) -> Response:
+    """The database could not serve the request (down, or its pool busy past its timeout):
+    503 ``unavailable``, as for a write that could not be stored; the client sends it again.
+    (Without this, such a read before the write was a 500.) Any other database or OS
+    error stays what it was: a 500."""
+    if not cannot_serve(exc):
+        raise exc
+    log.warning("%s %s: the database is unavailable (%r)", request.method, request.url.path, exc)
+    return error_response(503, "unavailable", "the database is unavailable; send it again")
 
 
 def state_of(request: Request) -> State:

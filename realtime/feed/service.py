@@ -137,7 +137,7 @@ class FeedService:
                 400, BAD_REQUEST, "invalid", "give exactly one of 'community=ID' or 'following=1'"
             )
         if following is not None:
-            if following not in ("1", "true"):
+            if following != "1":  # the documented value only (docs/protocol.md: else 4400)
                 raise FilterError(400, BAD_REQUEST, "invalid", "'following' must be 1")
             return FeedFilter(follows=Follows())
         assert community is not None

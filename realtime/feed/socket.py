@@ -76,7 +76,11 @@ async def _serve(
     )
     transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
     conn = FeedConnection(principal, admitted.grant, admitted.codec, transport)
-    clock = TokenClock(transport, lambda frame: transport.send(admitted.codec.encode(frame)))
+    clock = TokenClock(
+        transport,
+        lambda frame: transport.send(admitted.codec.encode(frame)),
+        state.settings.auth_expiring_before,
+    )
     since, epoch = _last(admitted.query, "since"), _last(admitted.query, "epoch")
     try:
         clock.deadline(principal.expires_at)  # expiry ends the catch-up too

@@ -76,6 +76,7 @@ class NotesDocument:
         self.base = b""
         self.log: list[bytes] = []
         self.pending: Counter[bytes] = Counter()  # accepted here, not yet delivered back
+        self.storing: set[asyncio.Future[Any]] = set()  # stores of accepted updates in flight
         self.seq = 0  # every update up to here is in ``doc``
         self.size = 0  # bytes of the encoded document, kept roughly up to date
         self.measured = 0  # ``size`` as last measured: not above the real encoded size

@@ -7,6 +7,7 @@ stock JavaScript ``WebsocketProvider`` and pycrdt speak it unchanged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
@@ -199,12 +200,38 @@ def _sync(
         return (Close.POLICY, "too many sync requests")
     if read_message(data[2:]) == EMPTY_STATE_VECTOR:
         update = doc.full_state()
-        client.transport.send(b"".join((bytes((SYNC, STEP2)), write_var_uint(len(update)), update)))
-        return None
-    reply = handle_sync_message(data[1:], doc.doc)
+        reply: bytes | None = b"".join((bytes((SYNC, STEP2)), write_var_uint(len(update)), update))
+    else:
+        reply = handle_sync_message(data[1:], doc.doc)
     if reply is not None:
-        client.transport.send(reply)
+        _reply_when_stored(doc, client, reply)
     return None
+
+
+def _reply_when_stored(doc: NotesDocument, client: NotesClient, reply: bytes) -> None:
+    """Send a sync reply once every update it may hold is stored: ``doc`` applies an
+    accepted update before its commit, and what a client receives must already be on disk
+    (docs/protocol.md). If one of those stores fails, the client is closed 1011 and syncs
+    again on reconnect, instead of holding text the server may not have."""
+    waiting = [fut for fut in doc.storing if not fut.done()]
+    if not waiting:
+        client.transport.send(reply)
+        return
+    left, failed = len(waiting), False
+
+    def one_done(fut: asyncio.Future[Any]) -> None:
+        nonlocal left, failed
+        left -= 1
+        failed = failed or fut.cancelled() or fut.exception() is not None
+        if left:
+            return
+        if failed:
+            client.transport.close_soon(UNAVAILABLE, "could not store an update: sync again")
+        else:
+            client.transport.send(reply)
+
+    for fut in waiting:
+        fut.add_done_callback(one_done)
 
 
 def _store(
@@ -220,7 +247,10 @@ def _store(
             doc.not_stored(update)
             client.transport.close_soon(UNAVAILABLE, "could not store the update")
 
-    state.writer.append(item).add_done_callback(stored)
+    fut = state.writer.append(item)
+    doc.storing.add(fut)
+    fut.add_done_callback(doc.storing.discard)
+    fut.add_done_callback(stored)
 
 
 def _awareness(

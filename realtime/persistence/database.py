@@ -16,7 +16,14 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from .events import Appender
@@ -162,14 +169,20 @@ class Database:
 
     async def _load_epoch(self) -> str:
         """A random id per database: a client's ``since`` from another database is not resumable."""
+        return await self.keep("epoch", uuid.uuid4().hex[:12])
+
+    async def keep(self, key: str, value: str) -> str:
+        """The value stored under ``key`` in the Meta table; ``value`` is stored first when
+        there is none. In one write transaction, so two processes starting together on one
+        database agree on it."""
         async with self.write() as conn:
             meta = Meta.__table__  # type: ignore[attr-defined]
-            found = await conn.execute(select(meta.c.value).where(meta.c.key == "epoch"))
-            epoch = found.scalar()
-            if epoch is None:
-                epoch = uuid.uuid4().hex[:12]
-                await conn.execute(meta.insert().values(key="epoch", value=epoch))
-        return str(epoch)
+            found = await conn.execute(select(meta.c.value).where(meta.c.key == key))
+            kept = found.scalar()
+            if kept is None:
+                kept = value
+                await conn.execute(meta.insert().values(key=key, value=value))
+        return str(kept)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -210,3 +223,23 @@ def unavailable(exc: BaseException) -> bool:
     """The database could not serve a request (down, or every connection busy past the
     pool's timeout): the caller may try again later; nothing is wrong with the request."""
     return isinstance(exc, (SQLAlchemyError, OSError, TimeoutError))
+
+
+# SQLSTATE classes of a database that cannot serve now: connection exception (08),
+# insufficient resources (53: too many connections), operator intervention (57: shutting
+# down, cannot connect now); and 55000 as PostgreSQL answers a connection to a database
+# that does not accept connections.
+_UNAVAILABLE_STATES = ("08", "53", "57", "55000")
+
+
+def cannot_serve(exc: BaseException) -> bool:
+    """Narrower than ``unavailable``: the database (not the request) is at fault, as a
+    REST answer must tell (503, try again) from a statement it refused (500)."""
+    if isinstance(exc, OSError | PoolTimeout | InterfaceError | OperationalError):
+        return True
+    if isinstance(exc, DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = str(getattr(exc.orig, "sqlstate", "") or "")
+        return exc.connection_invalidated or state.startswith(_UNAVAILABLE_STATES)
+    return False

@@ -10,7 +10,7 @@ from ..auth import Principal
 from ..persistence.events import AppendResult, Rejected, StoredEvent
 from ..persistence.rooms import RoomRecord
 from ..protocol import Codec, ErrorCode, error_frame
-from ..sockets.clock import TokenClock
+from ..sockets.clock import WARN_BEFORE, TokenClock
 from ..sockets.transport import Transport
 from ..streams.hub import Frames
 
@@ -33,7 +33,13 @@ class RoomConnection:
     )
 
     def __init__(
-        self, room: RoomRecord, principal: Principal, role: str, codec: Codec, transport: Transport
+        self,
+        room: RoomRecord,
+        principal: Principal,
+        role: str,
+        codec: Codec,
+        transport: Transport,
+        warn_before: float = WARN_BEFORE,
     ) -> None:
         self.id = uuid.uuid4().hex
         self.room = room
@@ -43,7 +49,7 @@ class RoomConnection:
         self.transport = transport
         self.last_seq = 0  # the newest seq this socket has been sent
         self.held: list[tuple[int, Frames]] | None = []  # hub frames while catching up
-        self.clock = TokenClock(transport, self.send_frame)
+        self.clock = TokenClock(transport, self.send_frame, warn_before)
 
     @property
     def user_id(self) -> str:

@@ -115,7 +115,8 @@ class RoomSocket:
             )
             transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
             room, role = admitted.grant
-            conn = RoomConnection(room, admitted.principal, role, admitted.codec, transport)
+            warn = state.settings.auth_expiring_before
+            conn = RoomConnection(room, admitted.principal, role, admitted.codec, transport, warn)
             await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
 
 

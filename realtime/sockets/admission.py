@@ -15,7 +15,7 @@ from urllib.parse import parse_qs
 from ..auth import AuthError, Principal, verify_token
 from ..metrics import Metrics
 from ..persistence.database import unavailable
-from ..protocol import JSON, Close, Codec, choose_codec
+from ..protocol import JSON, TOKEN_SUBPROTOCOL, Close, Codec, choose_codec
 from .origin import origin_allowed
 from .transport import ASGIReceive, ASGISend
 
@@ -119,6 +119,16 @@ def last_token(query: dict[str, list[str]]) -> str | None:
     """As ``dict(parse_qsl(...))`` reads it: the last ``token`` given."""
     values = query.get("token")
     return values[-1] if values else None
+
+
+def socket_token(rules: Rules[Any], query: dict[str, list[str]], offered: list[str]) -> str | None:
+    """The token a socket presents: one offered as a ``menteo.token.<token>`` subprotocol
+    (how a browser keeps it out of the URL), else the URL's ``?token=`` as the kind reads
+    it. Two tokens offered as subprotocols are refused: which one would be meant?"""
+    carried = [p[len(TOKEN_SUBPROTOCOL) :] for p in offered if p.startswith(TOKEN_SUBPROTOCOL)]
+    if len(carried) > 1:
+        raise AuthError("more than one token subprotocol")
+    return carried[0] if carried else rules.token(query)
 
 
 @dataclass(slots=True)
@@ -234,6 +244,7 @@ class Rules(Generic[G]):
     kind: str
     authorize: Authorize[G]
     subprotocols: bool = True
+    own_subprotocol: str | None = None  # without codecs: selected when offered (notes)
     crowded: str = "too many connections from this address"
     busy: bool = True  # database unavailable: close 1013 (else the error propagates)
     token: Callable[[dict[str, list[str]]], str | None] = first_token
@@ -248,7 +259,9 @@ async def admit(
     if (await receive())["type"] != "websocket.connect":
         return None
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-    offered = list(scope.get("subprotocols") or [])
+    presented = list(scope.get("subprotocols") or [])
+    # A token offered as a subprotocol is neither chosen from nor ever selected (echoed).
+    offered = [p for p in presented if not p.startswith(TOKEN_SUBPROTOCOL)]
     codec = choose_codec(offered) if rules.subprotocols else JSON
     origin = headers.get("origin")
     if (
@@ -259,11 +272,14 @@ async def admit(
         door.metrics.inc("menteo_sockets_refused_total", "handshake")
         await send({"type": "websocket.close", "code": Close.POLICY})  # HTTP 403
         return None
-    subprotocol = codec.name if rules.subprotocols and offered else None
+    if rules.subprotocols:
+        subprotocol = codec.name if offered else None
+    else:
+        subprotocol = rules.own_subprotocol if rules.own_subprotocol in offered else None
     accept = {"type": "websocket.accept", "subprotocol": subprotocol}
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     try:
-        principal = verify_token(door.secret, rules.token(query))
+        principal = verify_token(door.secret, socket_token(rules, query, presented))
         grant = await rules.authorize(principal, query, scope)
     except AuthError as exc:
         door.metrics.inc("menteo_sockets_refused_total", "unauthorized")

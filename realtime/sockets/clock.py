@@ -13,7 +13,7 @@ from ..auth import AuthError, Principal, verify_token
 from ..protocol import Close, ErrorCode, FrameError, frame_id
 from .transport import Transport
 
-WARN_BEFORE = 60.0  # seconds before expiry that ``auth.expiring`` is sent
+WARN_BEFORE = 60.0  # seconds before expiry that ``auth.expiring`` is sent, by default
 
 
 def refresh(secret: str, user_id: str, frame: dict[str, Any]) -> tuple[Principal, dict[str, Any]]:
@@ -37,11 +37,17 @@ def iso(timestamp: float) -> str:
 class TokenClock:
     """One socket's token timers: ``auth.expiring`` ahead of time, then close 4401."""
 
-    __slots__ = ("send_frame", "timers", "transport")
+    __slots__ = ("send_frame", "timers", "transport", "warn_before")
 
-    def __init__(self, transport: Transport, send_frame: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        send_frame: Callable[[dict[str, Any]], None],
+        warn_before: float = WARN_BEFORE,  # MENTEO_AUTH_EXPIRING_BEFORE
+    ) -> None:
         self.transport = transport
         self.send_frame = send_frame
+        self.warn_before = max(0.0, warn_before)  # never past expiry: the warning arms the close
         self.timers: list[asyncio.TimerHandle] = []
 
     def set(self, expires_at: float) -> None:
@@ -51,7 +57,7 @@ class TokenClock:
         left = expires_at - time.time()
         self.timers = [
             asyncio.get_running_loop().call_later(
-                max(0.0, left - WARN_BEFORE), self._warn, expires_at
+                max(0.0, left - self.warn_before), self._warn, expires_at
             )
         ]
 

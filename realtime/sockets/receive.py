@@ -79,7 +79,7 @@ async def receive_loop(
             data = message.get("bytes") or b""
         if transport.closed:
             continue  # closing: whatever still arrives is not acted on
-        if len(data) > limits.max_bytes:
+        if _over(data, limits.max_bytes):
             if limits.too_big_metric is not None:
                 metrics.inc("menteo_limit_hits_total", limits.too_big_metric)
             return Ending(Close.TOO_BIG, limits.too_big_reason)
@@ -93,3 +93,14 @@ async def receive_loop(
         ending = handler.handle(data)
         if ending is not None:
             return ending
+
+
+def _over(data: str | bytes, limit: int) -> bool:
+    """Whether a frame is over ``limit`` bytes. Text is measured as the UTF-8 it came in
+    (up to 4 bytes a character), encoded only when its length in characters cannot tell."""
+    size = len(data)
+    if size > limit:
+        return True
+    if isinstance(data, bytes) or size * 4 <= limit or data.isascii():
+        return False
+    return len(data.encode("utf-8", "surrogatepass")) > limit

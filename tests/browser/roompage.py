@@ -31,7 +31,7 @@ DESKTOP = {"viewport": {"width": 1280, "height": 800}}
 
 
 def require_browser() -> None:
-    """Skip when Chromium or Playwright is missing; on CI (CI=true) fail instead."""
+    """Skip when Chromium or Playwright is missing; on CI (any truthy CI) fail instead."""
     missing = []
     if not Path(CHROMIUM).exists():
         missing.append(f"Chromium at {CHROMIUM} (apt-get install chromium)")
@@ -62,7 +62,7 @@ def _newest_source() -> float:
 def require_notes_bundle() -> None:
     """Build web/dist/notes.bundle.js (``npm ci`` when node_modules is missing or older than
     the lock file, then ``npm run build``) unless it is newer than its sources. Without node
-    and npm: skip, or fail on CI (CI=true)."""
+    and npm: skip, or fail on CI (any truthy CI)."""
     if NOTES_BUNDLE.exists() and NOTES_BUNDLE.stat().st_mtime >= _newest_source():
         return
     npm = shutil.which("npm")

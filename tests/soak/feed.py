@@ -79,7 +79,7 @@ class FeedWriter:
         self.task: asyncio.Task[None] | None = None
 
     async def run(self, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
+        await asyncio.sleep(start_delay)  # writers arrive spread out, as in life
         sim = self.world.sim
         for _ in range(sim.max_edits):  # bounded in count, and in time by the load
             await sim.pause(self.rng.expovariate(1 / self.interval))
@@ -159,9 +159,9 @@ class FeedWriter:
             if resp is not None:
                 self.world.retries[str(resp.status_code)] += 1
                 wait = float(resp.headers.get("retry-after", "0") or 0)
-                await asyncio.sleep(max(wait, backoff(attempt, self.rng)))
+                await asyncio.sleep(max(wait, backoff(attempt, self.rng)))  # Retry-After
             else:
-                await asyncio.sleep(backoff(attempt, self.rng))
+                await asyncio.sleep(backoff(attempt, self.rng))  # a client's retry backoff
             attempt += 1
         sim.stats.violation(f"feed {method} {path}: no answer in 60 s")
         return None
@@ -204,7 +204,7 @@ class FeedFollower:
                     sock.shutdown(socket.SHUT_RDWR)
 
     async def run(self, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
+        await asyncio.sleep(start_delay)  # followers arrive spread out, as in life
         await reconnecting(self.sim, self.rng, self._sse if self.sse else self._ws)
 
     async def _ws(self, server: Server) -> bool:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import asyncpg
 from menteo_testkit.database import recreate_database as reset_database
 from menteo_testkit.ports import free_port
 from menteo_testkit.procstat import CLK_TCK, cpu_ticks, machine_ticks, rss_bytes
+from menteo_testkit.redis_server import RedisServer
 from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import token
 
@@ -27,56 +26,6 @@ __all__ = ["RedisServer", "Sample", "Sampler", "Server", "free_port", "launcher"
 
 
 # Processes ---------------------------------------------------------------------------------
-
-
-class RedisServer:
-    """A private ``redis-server`` on a fixed free port, so it can be killed and restarted
-    without touching the machine's shared Redis."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.cpu_ticks_done = 0  # CPU of earlier incarnations
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
-
-    async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", str(self.dir),
-                "--maxclients", "1000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", self.port), 0.1).close()
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError("redis-server exited at start")
-            await asyncio.sleep(0.02)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.cpu_ticks_done += cpu_ticks(self.proc.pid) or 0
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
 
 
 def launcher(name: str, env: dict[str, str], src: Path, log_path: Path) -> Server:
@@ -192,6 +141,6 @@ class Sampler:
         loop = asyncio.get_running_loop()
         while not stop.is_set():
             before = loop.time()
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # what is measured: how late this sleep wakes
             self.lags.append(loop.time() - before - every)
 

@@ -82,7 +82,7 @@ async def redis_restart_early(server: Server, redis: RedisServer, secret: str) -
     mentor, _ = await connect(server, secret, room, "m0")
     redis.kill()
     await redis.start()
-    await asyncio.sleep(1)
+    await asyncio.sleep(1)  # the scenario: the mentee joins 1 s in, before the next heartbeat
     mentee, seen = await connect(server, secret, room, "e0")
     view = set(seen)
     try:
@@ -110,7 +110,7 @@ async def storm(server: Server, redis: RedisServer, secret: str, count: int = 30
     redis.proc.send_signal(signal.SIGSTOP)
     asyncio.get_running_loop().call_later(1.0, redis.proc.send_signal, signal.SIGCONT)
     first = await asyncio.gather(*(connect(server, secret, r, f"m{i}") for i, r in enumerate(ids)))
-    await asyncio.sleep(3)
+    await asyncio.sleep(3)  # the scenario: past the 1 s stall, the mentees join later
     second = [await connect(server, secret, r, f"e{i}") for i, r in enumerate(ids)]
     missing = sum(1 for i, (_, seen) in enumerate(second) if f"m{i}" not in seen)
     print(f"storm: {count} mentors joined at once; {missing} of their mentees, joining after, "
@@ -124,7 +124,7 @@ async def main(which: list[str]) -> int:
     src = Path(os.environ.get("MENTEO_SRC", REPO))
     tmp = Path(tempfile.mkdtemp(prefix="menteo-repro-"))
     secret = secrets.token_urlsafe(48)
-    redis = RedisServer(tmp)
+    redis = RedisServer(tmp, maxclients=1000)
     await redis.start()
     env = {"MENTEO_SECRET": secret, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db",
            "MENTEO_REDIS_URL": redis.url, "MENTEO_MAX_CONNECTIONS_PER_IP": "5000"}

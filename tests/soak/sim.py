@@ -34,6 +34,8 @@ from pycrdt import (
 from websockets.asyncio.client import ClientConnection
 from websockets.protocol import State
 
+from menteo_testkit.checklist_model import ITEM_FIELDS, EventView, ViewError
+
 ACK_TIMEOUT = 15.0  # an op without an ack this long on an open socket is sent again
 BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
 CONNECT_TIMEOUT = 15.0
@@ -161,56 +163,6 @@ def backoff(attempt: int, rng: random.Random) -> float:
     return base * rng.uniform(0.5, 1.0)  # jitter, so a crowd does not come back at once
 
 
-# The checklist as a client derives it from events ------------------------------------------
-
-
-class ChecklistView:
-    """Applies ``checklist.*`` events in seq order exactly as docs/protocol.md describes,
-    independently of the server's code."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, dict[str, Any]] = {}
-
-    def apply(self, frame: dict[str, Any]) -> None:
-        op = frame["type"].removeprefix("checklist.")
-        author, ts = frame["author"]["user_id"], frame["ts"]
-        if op == "add":
-            raw = frame["item"]
-            self.items[raw["id"]] = {
-                "id": raw["id"],
-                "title": raw["title"],
-                "description": raw.get("description", ""),
-                "pos": raw["pos"],
-                "done": False,
-                "done_by": None,
-                "done_at": None,
-                "verified": False,
-                "verified_by": None,
-                "verified_at": None,
-            }
-            return
-        item = self.items[frame["item_id"]]
-        if op == "toggle":
-            item["done"] = bool(frame["done"])
-            item["done_by"], item["done_at"] = (author, ts) if item["done"] else (None, None)
-            if not item["done"]:
-                item["verified"], item["verified_by"], item["verified_at"] = False, None, None
-        elif op == "rename":
-            item["title"] = frame["title"]
-        elif op == "move":
-            item["pos"] = frame["pos"]
-        elif op == "remove":
-            del self.items[item["id"]]
-        elif op == "verify":
-            item["verified"] = bool(frame["verified"])
-            item["verified_by"], item["verified_at"] = (
-                (author, ts) if item["verified"] else (None, None)
-            )
-
-    def ordered(self) -> list[dict[str, Any]]:
-        return sorted(self.items.values(), key=lambda i: (i["pos"], i["id"]))
-
-
 def canonical(data: dict[str, Any]) -> str:
     """An event's data as sorted JSON. A str: orjson's bytes keep their whole output buffer
     (about 4 KiB each), which over a million kept events is gigabytes."""
@@ -218,9 +170,7 @@ def canonical(data: dict[str, Any]) -> str:
 
 
 def normalize_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    keys = ("id", "title", "description", "pos", "done", "done_by", "done_at",
-            "verified", "verified_by", "verified_at")
-    return [{k: i.get(k) for k in keys} for i in items]
+    return [{k: i.get(k) for k in ITEM_FIELDS} for i in items]
 
 
 # A room member ---------------------------------------------------------------------------
@@ -246,7 +196,7 @@ async def reconnecting(
             sim.release(server)
         attempt = 0 if connected else attempt + 1
         if not sim.closing:
-            await asyncio.sleep(backoff(attempt, rng))
+            await asyncio.sleep(backoff(attempt, rng))  # a client's reconnect backoff
 
 
 class RoomUser:
@@ -276,7 +226,7 @@ class RoomUser:
         self.epoch: str | None = None
         self.last_seq = 0
         self.view: list[tuple[int, str, str | None, str, str, str]] = []
-        self.checklist = ChecklistView()
+        self.checklist = EventView()  # the documented rules (menteo_testkit)
         self.expect_checklist: tuple[int, list[dict[str, Any]]] | None = None
         self.presence: set[str] = set()  # who this client shows as online in the room
         self.outbox: dict[str, Pending] = {}
@@ -297,7 +247,7 @@ class RoomUser:
             self.ws.transport.abort()
 
     async def run(self, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
+        await asyncio.sleep(start_delay)  # clients arrive spread out, as in life
         self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
         await reconnecting(self.sim, self.rng, self._session)
 
@@ -422,8 +372,8 @@ class RoomUser:
         if frame["type"].startswith("checklist."):
             try:
                 self.checklist.apply(frame)
-            except KeyError as exc:
-                self.sim.stats.violation(f"{self.user_id}: seq {seq} names unknown item {exc}")
+            except (ViewError, KeyError) as exc:
+                self.sim.stats.violation(f"{self.user_id}: seq {seq} does not apply: {exc}")
         if author != self.user_id:
             sent = self.sim.first_sent.pop((self.room_id, frame["id"]), None)
             if sent is not None:
@@ -476,7 +426,7 @@ class RoomUser:
             if not self.sim.loading and not self.outbox:
                 return
             wait = min(1.0, max(0.0, due - time.monotonic())) if self.sim.loading else 0.5
-            await asyncio.sleep(wait)
+            await asyncio.sleep(wait)  # the load's pace: the next operation is due then
 
     async def _resend_stale(self) -> None:
         ws, now = self.ws, time.monotonic()
@@ -587,7 +537,7 @@ class NotesUser:
             await ws.send(data)
 
     async def run(self, start_delay: float) -> None:
-        await asyncio.sleep(start_delay)
+        await asyncio.sleep(start_delay)  # clients arrive spread out, as in life
         self.actor_task = self.sim.spawn(self.actor(), f"actor {self.user_id}")
         await reconnecting(self.sim, self.rng, self._session)
 

@@ -71,7 +71,7 @@ async def wait_caught_up(pg: asyncpg.Connection, sim: Sim, timeout: float) -> li
                 f" (socket {'open on ' + u.server.name if u.server else 'closed'})"
                 for u in behind
             ]
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a look at the database until the deadline, not a wait
 
 
 async def wait_presence(sim: Sim, timeout: float) -> list[str]:
@@ -88,7 +88,7 @@ async def wait_presence(sim: Sim, timeout: float) -> list[str]:
         if not wrong or loop.time() > deadline:
             return [f"{u.user_id} shows {sorted(u.presence)} online in {u.room_id}, "
                     f"members {sorted(members[u.room_id])} are connected" for u in wrong]
-        await asyncio.sleep(1)
+        await asyncio.sleep(1)  # a look at the clients' views until the deadline
 
 
 async def wait_notes(sim: Sim, http: httpx.AsyncClient, headers: dict[str, str],
@@ -112,7 +112,7 @@ async def wait_notes(sim: Sim, http: httpx.AsyncClient, headers: dict[str, str],
             resp = await http.get(f"/api/rooms/{room_id}/notes", headers=headers)
             if resp.status_code == 200 and resp.json()["text"] in texts:
                 pending.discard(room_id)
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a look at editors and REST until the deadline
 
 
 async def verify(
@@ -268,7 +268,7 @@ async def wait_feed_caught_up(pg: asyncpg.Connection, world: Any, timeout: float
         if not behind or loop.time() > deadline:
             return [f"feed follower {f.user_id} ({'sse' if f.sse else 'ws'}): applied "
                     f"{f.last_seq}, feed at {last}" for f in behind]
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # a look at the database until the deadline
 
 
 async def verify_feed(pg: asyncpg.Connection, world: Any, v: Verdict) -> FeedVerdict:

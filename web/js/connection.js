@@ -8,7 +8,8 @@
 //
 // The protocol (close codes, resume rules) is the server's: see realtime/rooms/socket.py.
 
-import { ReconnectingSocket } from "./reconnecting.js";
+import { ReconnectingSocket, SUBPROTOCOL, tokenProtocol } from "./reconnecting.js";
+import { TokenSource } from "./token.js";
 
 // Close codes after which reconnecting cannot help: the page says why and stops.
 export const FATAL_CLOSES = new Map([
@@ -17,28 +18,35 @@ export const FATAL_CLOSES = new Map([
   [4404, "This room does not exist."],
 ]);
 
-export function socketUrl(location, roomId, token, since, epoch) {
+// The URL carries no token: protocols() offers it (tokenProtocol).
+export function socketUrl(location, roomId, since, epoch) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ token });
+  const query = new URLSearchParams();
   if (since !== null && epoch !== null) {
     query.set("since", String(since));
     query.set("epoch", epoch);
   }
-  return `${scheme}//${location.host}/rooms/${encodeURIComponent(roomId)}/ws?${query}`;
+  const path = `/rooms/${encodeURIComponent(roomId)}/ws`;
+  const search = query.toString();
+  return `${scheme}//${location.host}${path}${search ? `?${search}` : ""}`;
 }
 
 export class RoomConnection extends ReconnectingSocket {
   #roomId;
-  #token;
 
-  constructor(roomId, token, options = {}) {
-    super("room socket", FATAL_CLOSES, options);
+  /** `tokens`: the page's TokenSource (token.js), or a token that is never renewed. */
+  constructor(roomId, tokens, options = {}) {
+    const source = typeof tokens === "string" ? new TokenSource(tokens) : tokens;
+    super("room socket", FATAL_CLOSES, { ...options, tokens: source });
     this.#roomId = roomId;
-    this.#token = token;
   }
 
   url(location) {
-    return socketUrl(location, this.#roomId, this.#token, this.lastSeq, this.epoch);
+    return socketUrl(location, this.#roomId, this.lastSeq, this.epoch);
+  }
+
+  protocols() {
+    return [SUBPROTOCOL, tokenProtocol(this.tokens.token)];
   }
 
   welcomed(frame) {

@@ -1,6 +1,8 @@
 // The feed page: a community's growth threads (or what the reader follows), live.
 //
-// URL: feed.html?token=T&community=ID (or &following=1). The first page of posts comes from
+// URL: feed.html?token=T&community=ID (or &following=1); with &token_url=URL (with or without
+// a token) the page fetches its tokens from URL and renews them (token.js). The first page of
+// posts comes from
 // REST; the feed socket then resumes after that page's cursor, so nothing between the two
 // is missed. New posts never move what the reader is looking at: they wait under a
 // "N new posts" bar at the top until it is clicked. Older posts load as the end of the
@@ -12,22 +14,33 @@ import { FeedSocket } from "./feedsocket.js";
 import { PostView } from "./feedview.js";
 import { tokenClaims } from "./outbox.js";
 import { backoffDelay, setIndicator, showConnectionState } from "./reconnecting.js";
+import { TokenError, TokenSource, withToken } from "./token.js";
 
 const PAGE = 20; // posts per REST page
 const COMMENTS_PAGE = 50;
 const NEAR_END = "800px 0px"; // start loading older posts this far before the end shows
 
-function main() {
+async function main() {
   const params = new URLSearchParams(location.search);
-  const token = params.get("token")?.trim();
+  const access = params.get("token")?.trim() || params.get("token_url")?.trim();
   const community = params.get("community")?.trim() || null;
   const following = params.get("following") === "1";
-  if (!token) {
+  if (!access) {
     showJoinForm(community);
     return;
   }
   const feed = community ? { community } : following ? { following: true } : null;
-  new FeedPage(token, feed).start();
+  let tokens;
+  try {
+    setIndicator("connecting", "Loading the feed…");
+    tokens = await TokenSource.fromQuery(params);
+  } catch (err) {
+    setIndicator("stopped", "Disconnected"); // a token_url of another site, or one that said no
+    $("fatal").textContent = err.message;
+    $("fatal").hidden = false;
+    return;
+  }
+  new FeedPage(tokens, feed).start();
 }
 
 function showJoinForm(community) {
@@ -37,17 +50,15 @@ function showJoinForm(community) {
   $("join-token").focus();
 }
 
-function feedLink(token, target) {
-  const query = new URLSearchParams(target);
-  query.set("token", token);
-  return `feed.html?${query}`;
+function feedLink(tokens, target) {
+  return `feed.html?${new URLSearchParams({ ...target, ...tokens.linkParams })}`;
 }
 
 class FeedPage {
-  constructor(token, feed) {
-    this.token = token;
+  constructor(tokens, feed) {
+    this.tokens = tokens;
     this.feed = feed;
-    const claims = tokenClaims(token);
+    const claims = tokenClaims(tokens.token);
     this.me = typeof claims.sub === "string" ? { user_id: claims.sub, name: claims.name } : null;
     this.name = feed?.community ? "Community feed" : "Following";
     this.entries = new Map(); // post id -> {post, view, asOf, reactionSeq, counted, ...}
@@ -91,7 +102,7 @@ class FeedPage {
   // The socket ---------------------------------------------------------------------------
 
   connect(cursor) {
-    const conn = new FeedSocket(this.token, this.feed);
+    const conn = new FeedSocket(this.tokens, this.feed);
     this.conn = conn;
     conn.addEventListener("state", ({ detail }) => this.showState(detail));
     conn.addEventListener("welcome", ({ detail: { frame, first } }) => {
@@ -239,7 +250,7 @@ class FeedPage {
 
   async fetchPage(before) {
     const query = feedQuery(this.feed, { limit: PAGE, before });
-    return api(this.token, "GET", `/api/feed?${query}`);
+    return this.api("GET", `/api/feed?${query}`);
   }
 
   /** The newest page, tried again with backoff while the server cannot be reached. */
@@ -249,7 +260,7 @@ class FeedPage {
         setIndicator(attempt === 0 ? "connecting" : "reconnecting", "Loading the feed…");
         return await this.fetchPage(null);
       } catch (err) {
-        if (!(err instanceof ApiError) || !err.transient) {
+        if (!(err instanceof ApiError || err instanceof TokenError) || !err.transient) {
           setIndicator("stopped", "Disconnected");
           this.fatal(err.message);
           return null;
@@ -345,7 +356,7 @@ class FeedPage {
     view.reactionError.textContent = "";
     try {
       const path = `/api/posts/${encodeURIComponent(entry.post.id)}/reactions/${kind}`;
-      await api(this.token, on ? "PUT" : "DELETE", path);
+      await this.api(on ? "PUT" : "DELETE", path);
     } catch (err) {
       view.setMine(kind, !on);
       view.reactionError.textContent = err.message;
@@ -375,7 +386,7 @@ class FeedPage {
     if (entry.commentsAfter !== null) query.set("after", String(entry.commentsAfter));
     try {
       const path = `/api/posts/${encodeURIComponent(entry.post.id)}?${query}`;
-      const data = await api(this.token, "GET", path);
+      const data = await this.api("GET", path);
       for (const comment of data.comments) entry.view.addComment(comment);
       if (data.comments.length > 0) entry.commentsAfter = data.comments.at(-1).cursor;
       entry.commentsLoaded = true;
@@ -392,18 +403,23 @@ class FeedPage {
   /** `key` is the draft's Idempotency-Key: sending the same draft again stores it once. */
   async comment(entry, body, key) {
     const path = `/api/posts/${encodeURIComponent(entry.post.id)}/comments`;
-    const comment = await api(this.token, "POST", path, { body }, { "Idempotency-Key": key });
+    const comment = await this.api("POST", path, { body }, { "Idempotency-Key": key });
     this.acceptComment(entry, comment, comment.cursor);
     if (entry.commentsLoaded && entry.commentsMore) entry.view.addComment(comment);
   }
 
   // Around the feed ----------------------------------------------------------------------
 
-  /** Links to the reader's feeds and rooms (the room page takes the same token). */
+  /** A REST call with the page's token (renewed and tried again once after a 401). */
+  api(method, path, body, headers) {
+    return withToken(this.tokens, (token) => api(token, method, path, body, headers));
+  }
+
+  /** Links to the reader's feeds and rooms (the room page takes the same token or URL). */
   async showNav() {
     const [communities, rooms] = await Promise.allSettled([
-      api(this.token, "GET", "/api/communities"),
-      api(this.token, "GET", "/api/rooms"),
+      this.api("GET", "/api/communities"),
+      this.api("GET", "/api/rooms"),
     ]);
     const feeds = $("feeds");
     const targets = [{ label: "Following", target: { following: "1" }, current: !!this.feed?.following }];
@@ -416,7 +432,7 @@ class FeedPage {
       ...targets.map(({ label, target, current }) => {
         const item = el("li");
         const link = el("a", null, label);
-        link.href = feedLink(this.token, target);
+        link.href = feedLink(this.tokens, target);
         if (current) link.setAttribute("aria-current", "page");
         item.append(link);
         return item;
@@ -427,7 +443,7 @@ class FeedPage {
       ...(rooms.value?.rooms ?? []).map((room) => {
         const item = el("li");
         const link = el("a", null, room.title);
-        link.href = `./?${new URLSearchParams({ room: room.id, token: this.token })}`;
+        link.href = `./?${new URLSearchParams({ room: room.id, ...this.tokens.linkParams })}`;
         item.append(link);
         return item;
       }),

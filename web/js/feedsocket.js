@@ -9,7 +9,8 @@
 //
 // The protocol is docs/protocol.md, "The feed socket".
 
-import { ReconnectingSocket } from "./reconnecting.js";
+import { ReconnectingSocket, SUBPROTOCOL, tokenProtocol } from "./reconnecting.js";
+import { TokenSource } from "./token.js";
 
 export const FEED_FATAL_CLOSES = new Map([
   [4401, "Your access link is invalid or has expired. Ask for a new link."],
@@ -18,9 +19,10 @@ export const FEED_FATAL_CLOSES = new Map([
 ]);
 
 /** The socket URL for a feed ({community} or {following: true}), resuming after `since`. */
-export function feedSocketUrl(location, token, feed, since, epoch) {
+// The URL carries no token: protocols() offers it (tokenProtocol).
+export function feedSocketUrl(location, feed, since, epoch) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  const query = new URLSearchParams({ token });
+  const query = new URLSearchParams();
   if (feed.community) query.set("community", feed.community);
   else query.set("following", "1");
   if (since !== null) query.set("since", String(since));
@@ -29,12 +31,12 @@ export function feedSocketUrl(location, token, feed, since, epoch) {
 }
 
 export class FeedSocket extends ReconnectingSocket {
-  #token;
   #feed;
 
-  constructor(token, feed, options = {}) {
-    super("feed socket", FEED_FATAL_CLOSES, options);
-    this.#token = token;
+  /** `tokens`: the page's TokenSource (token.js), or a token that is never renewed. */
+  constructor(tokens, feed, options = {}) {
+    const source = typeof tokens === "string" ? new TokenSource(tokens) : tokens;
+    super("feed socket", FEED_FATAL_CLOSES, { ...options, tokens: source });
     this.#feed = feed;
   }
 
@@ -45,7 +47,11 @@ export class FeedSocket extends ReconnectingSocket {
   }
 
   url(location) {
-    return feedSocketUrl(location, this.#token, this.#feed, this.lastSeq, this.epoch);
+    return feedSocketUrl(location, this.#feed, this.lastSeq, this.epoch);
+  }
+
+  protocols() {
+    return [SUBPROTOCOL, tokenProtocol(this.tokens.token)];
   }
 
   welcomed(frame, first) {

@@ -2,6 +2,8 @@
 // room features (checklist, notes), each in its own module.
 //
 // The page takes ?room=ID&token=T from its URL; without them it shows a form to paste them.
+// With &token_url=URL (and with or without a token) it fetches its tokens from URL and renews
+// them before they expire (token.js).
 
 import { ChatView } from "./chat.js";
 import { checklistFeature } from "./checklistpanel.js";
@@ -16,19 +18,35 @@ import { ChatPanel } from "./roomchat.js";
 import { RoomFeatures } from "./roomfeatures.js";
 import { RoomSender } from "./roomsender.js";
 import { RoomStatus } from "./roomstatus.js";
+import { TokenSource } from "./token.js";
 
 // The panels that plug into the page (roomfeatures.js says what a feature is).
 const FEATURES = [checklistFeature, notesFeature];
 
-function main() {
+async function main() {
   const params = new URLSearchParams(location.search);
   const roomId = params.get("room")?.trim();
-  const token = params.get("token")?.trim();
-  if (!roomId || !token) {
+  const access = params.get("token")?.trim() || params.get("token_url")?.trim();
+  if (!roomId || !access) {
     showJoinForm(roomId ?? "");
     return;
   }
-  openRoom(roomId, token);
+  let tokens;
+  try {
+    setIndicator("connecting", "Connecting…");
+    tokens = await TokenSource.fromQuery(params);
+  } catch (err) {
+    showRefused(err.message); // a token_url of another site, or one that said no
+    return;
+  }
+  openRoom(roomId, tokens);
+}
+
+function showRefused(message) {
+  $("room").hidden = true;
+  setIndicator("stopped", "Disconnected");
+  $("fatal").textContent = message;
+  $("fatal").hidden = false;
 }
 
 function showJoinForm(roomId) {
@@ -45,14 +63,15 @@ function claimedUser(token) {
   return typeof claims.sub === "string" ? { user_id: claims.sub, name: claims.name || claims.sub } : null;
 }
 
-function openRoom(roomId, token) {
+function openRoom(roomId, tokens) {
+  const token = tokens.token; // who I am: the same person however often it is renewed
   $("join").hidden = true;
   $("room").hidden = false;
-  // The feed page takes the same token (it lists the communities to choose from).
-  $("feed-link").href = `feed.html?${new URLSearchParams({ token })}`;
+  // The feed page takes the same token, or token URL (it lists the communities to choose from).
+  $("feed-link").href = `feed.html?${new URLSearchParams(tokens.linkParams)}`;
   $("feed-link").hidden = false;
 
-  const conn = new RoomConnection(roomId, token);
+  const conn = new RoomConnection(roomId, tokens);
   const view = new ChatView({
     list: $("messages"),
     scroller: $("messages-scroll"),
@@ -72,7 +91,7 @@ function openRoom(roomId, token) {
   });
   const me = claimedUser(token);
   if (me !== null) view.setMe(me);
-  const features = new RoomFeatures(FEATURES, { roomId, token, me, conn, sender });
+  const features = new RoomFeatures(FEATURES, { roomId, tokens, me, conn, sender });
   features.run("mount");
   sender.showQueued();
 

@@ -5,6 +5,9 @@
 // missing or fails to load, the panel says "Notes unavailable" and the rest of the page
 // (chat, checklist) works as before. The notes socket opens after the first welcome of the
 // room socket (the room exists and the token is good); y-websocket reconnects on its own.
+// When the page renews its token (token.js), the notes socket reconnects with the new one at
+// once (y-websocket has no way to hand an open socket a token), and a 4401 close (the token
+// expired) renews the token and reconnects before the panel says anything.
 
 import { el } from "./dom.js";
 
@@ -93,24 +96,53 @@ function open(ctx) {
   if (session !== null || panel.module === null || panel.welcome === null) return;
   const me = panel.welcome.you;
   const color = colorFor(me.user_id);
+  const tokens = ctx.tokens;
   let refused = false;
+  let renewed = false; // a 4401 renewed the token, and no sync since: the next one is final
+  let current = tokens.token; // the token the notes socket offers
   setStatus("connecting");
   session = panel.module.openNotes({
     parent: panel.editor,
     wsBase: wsBase(globalThis.location),
     roomId: ctx.roomId,
-    token: ctx.token,
+    token: tokens.token,
     user: { name: me.name || me.user_id, color, colorLight: `${color}33` },
     label: "Shared notes",
     onStatus: (status) => {
+      if (status === "synced") renewed = false;
+      if (status?.closed?.code === 4401 && tokens.renewable && !renewed) {
+        renewed = true;
+        tokens.invalidate(current);
+        tokens.fresh().then(
+          (token) => reconnect(token),
+          (err) => {
+            refused = true;
+            setStatus(status);
+            console.warn("notes:", err.message);
+          },
+        );
+        return;
+      }
       if (status?.closed) refused = true; // 44xx: the server said no for good
       setStatus(status);
     },
   });
   panel.section.dataset.ready = "true";
+  const { provider } = session;
+  /** Open the notes socket again, on `token` (y-websocket reads `protocols` per socket; the
+   * token travels as a subprotocol, docs/protocol.md "Authentication"). */
+  function reconnect(token) {
+    current = token;
+    provider.protocols = ["menteo.notes.v1", `menteo.token.${token}`];
+    if (refused) return;
+    provider.disconnect();
+    provider.connect();
+  }
+  tokens.addEventListener("token", ({ detail: token }) => {
+    if (token !== current) reconnect(token);
+  });
   // Like the room socket: no waiting on a dead socket when the browser knows it is offline,
   // and no waiting out a backoff when it is back.
-  const { provider } = session;
   globalThis.addEventListener("offline", () => provider.disconnect());
   globalThis.addEventListener("online", () => {
     if (!refused) provider.connect();

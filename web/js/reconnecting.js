@@ -3,6 +3,12 @@
 // (feedsocket.js) extend ReconnectingSocket with what is their own: the URL (and so what a
 // resume sends), what a welcome means, and which later frames they pass on.
 //
+// With a renewable TokenSource (token.js) as `options.tokens`, the socket keeps its token
+// fresh: on auth.expiring it has the source renew it and sends it as auth.refresh (so does a
+// renewal made for another reason), it renews a stale token before it reopens, and a 4401
+// close is one more reason to renew and reconnect (a second one in a row is final). Without
+// it, a 4401 is final as it always was.
+//
 // A ReconnectingSocket is an EventTarget. Events (CustomEvent, payload in `detail`):
 //   "state"   {state, delay?, code?, message?}   state is one of
 //             "connecting" (first attempt), "live", "reconnecting", "offline",
@@ -12,8 +18,17 @@
 
 export const SUBPROTOCOL = "menteo.v1.json";
 
+/**
+ * A token as an offered subprotocol (docs/protocol.md, "Authentication"): the server reads
+ * it there and never selects it, so the token stays out of the URL and out of proxy logs.
+ */
+export function tokenProtocol(token) {
+  return `menteo.token.${token}`;
+}
+
 const RATE_LIMITED = 1008;
 const SERVER_RESTART = 1012;
+const UNAUTHORIZED = 4401;
 
 /**
  * Milliseconds to wait before reconnect attempt number `attempt` (0 first): exponential,
@@ -39,6 +54,10 @@ export class ReconnectingSocket extends EventTarget {
   #pingSentAt = 0;
   #stopped = false;
   #listeners = [];
+  #renewing = false; // waiting for a fresh token before the next socket opens
+  #socketToken = null; // the token the current socket runs on (its URL, or auth.refresh)
+  #refusedOnce = false; // a 4401 and no welcome since: another one is final
+  #refreshes = 0;
 
   /** The newest event seq this page has seen, and the epoch it belongs to (for resume). */
   lastSeq = null;
@@ -58,8 +77,14 @@ export class ReconnectingSocket extends EventTarget {
       welcomeTimeout: 15000, // a socket without a welcome by then is given up
       heartbeat: 25000, // ping period while live; a ping unanswered for this long: dead
       location: globalThis.location,
+      tokens: null, // a TokenSource (token.js): renewed when it can be
       ...options,
     };
+  }
+
+  /** The page's TokenSource, if it was given one. */
+  get tokens() {
+    return this.#options.tokens;
   }
 
   get state() {
@@ -78,6 +103,7 @@ export class ReconnectingSocket extends EventTarget {
     this.#listen(document, "visibilitychange", () => {
       if (!document.hidden) this.retryNow();
     });
+    if (this.tokens !== null) this.#listen(this.tokens, "token", () => this.#sendToken());
     this.#open();
   }
 
@@ -91,7 +117,7 @@ export class ReconnectingSocket extends EventTarget {
   /** Skip the rest of the backoff wait ("Retry now", back online, tab shown again). */
   retryNow() {
     if (this.#stopped || this.#state === "live" || this.#state === "stopped") return;
-    if (this.#ws !== null && !this.#welcomed) return; // an attempt is under way
+    if (this.#renewing || (this.#ws !== null && !this.#welcomed)) return; // under way
     this.#attempt = 0;
     this.#open();
   }
@@ -110,6 +136,11 @@ export class ReconnectingSocket extends EventTarget {
   /** The URL of the next socket, resuming after lastSeq/epoch by the server's rules. */
   url(location) {
     throw new Error(`${this.#name}: no url(location)`);
+  }
+
+  /** The subprotocols to offer: the codec, and the token (tokenProtocol) where there is one. */
+  protocols() {
+    return [SUBPROTOCOL];
   }
 
   /**
@@ -139,12 +170,18 @@ export class ReconnectingSocket extends EventTarget {
     this.emit("state", { state, ...detail });
   }
 
-  #open() {
+  #open({ renewed = false } = {}) {
     this.#clearTimers();
     this.#drop(1000, "replaced");
+    const tokens = this.tokens;
+    if (tokens?.renewable && tokens.stale && !renewed) {
+      this.#renewThenOpen(tokens);
+      return;
+    }
     let ws;
     try {
-      ws = new WebSocket(this.url(this.#options.location), [SUBPROTOCOL]);
+      this.#socketToken = tokens?.token ?? null;
+      ws = new WebSocket(this.url(this.#options.location), this.protocols());
     } catch (err) {
       // A malformed URL; retrying the same one cannot help.
       this.#setState("stopped", { message: `Cannot open the ${this.#name}: ${err.message}` });
@@ -152,13 +189,52 @@ export class ReconnectingSocket extends EventTarget {
     }
     this.#ws = ws;
     this.#welcomed = false;
-    // "connecting" only for the very first try; after any failure it is a reconnect.
-    this.#setState(this.#welcomes === 0 && this.#attempt === 0 ? "connecting" : "reconnecting", {});
+    this.#setState(this.#opening(), {});
     ws.onmessage = (event) => this.#onMessage(ws, event);
     ws.onclose = (event) => this.#onClose(ws, event.code, event.reason);
     this.#timers.welcome = setTimeout(() => {
       if (ws === this.#ws && !this.#welcomed) this.#lost();
     }, this.#options.welcomeTimeout);
+  }
+
+  /** "connecting" only for the very first try; after any failure it is a reconnect. */
+  #opening() {
+    return this.#welcomes === 0 && this.#attempt === 0 ? "connecting" : "reconnecting";
+  }
+
+  /** Fetch a fresh token (token.js), then open; a refusal by the token URL is final. */
+  #renewThenOpen(tokens) {
+    if (this.#renewing) return;
+    this.#renewing = true;
+    this.#setState(this.#opening(), {});
+    tokens.fresh().then(
+      () => {
+        this.#renewing = false;
+        if (!this.#stopped && this.#state !== "stopped") this.#open({ renewed: true });
+      },
+      (err) => {
+        this.#renewing = false;
+        if (this.#stopped || this.#state === "stopped") return;
+        if (err?.transient) this.#scheduleRetry(1006);
+        else this.#setState("stopped", { code: UNAUTHORIZED, message: err.message });
+      },
+    );
+  }
+
+  /** A renewed token goes to the live socket as auth.refresh (docs/protocol.md). */
+  #sendToken() {
+    const token = this.tokens?.token;
+    if (!token || token === this.#socketToken || !this.live) return;
+    const id = `auth-refresh-${++this.#refreshes}`;
+    if (this.send({ type: "auth.refresh", id, token })) this.#socketToken = token;
+  }
+
+  /** auth.expiring: a newer token than the socket's goes at once; else one is fetched. */
+  #onExpiring() {
+    const tokens = this.tokens;
+    if (!tokens?.renewable) return; // the page has no way to renew: at expiry, 4401
+    if (tokens.token !== this.#socketToken) this.#sendToken();
+    else tokens.refresh().catch((err) => console.warn(`${this.#name}: ${err.message}`));
   }
 
   #onMessage(ws, event) {
@@ -175,17 +251,26 @@ export class ReconnectingSocket extends EventTarget {
       if (frame.type === "welcome") this.#onWelcome(frame);
       return;
     }
+    if (frame.type === "auth.expiring") this.#onExpiring();
+    if (frame.type === "error" && String(frame.id).startsWith("auth-refresh-")) {
+      // The renewed token was refused; the socket's token stays in force until its expiry,
+      // whose 4401 close has the token renewed once more.
+      console.warn(`${this.#name}: auth.refresh refused (${frame.code}): ${frame.message}`);
+      return;
+    }
     this.received(frame);
   }
 
   #onWelcome(frame) {
     this.#welcomed = true;
+    this.#refusedOnce = false;
     clearTimeout(this.#timers.welcome);
     this.#attempt = 0;
     const detail = this.welcomed(frame, this.#welcomes++ === 0);
     this.#setState("live", {});
     this.#startHeartbeat();
     this.emit("welcome", detail);
+    this.#sendToken(); // renewed while this socket was opening
   }
 
   #onClose(ws, code, reason) {
@@ -193,6 +278,15 @@ export class ReconnectingSocket extends EventTarget {
     this.#ws = null;
     this.#clearTimers();
     if (this.#stopped) return;
+    if (code === UNAUTHORIZED && this.tokens?.renewable && !this.#refusedOnce) {
+      // Expired or refused: renew the token and come back (once; a new token refused too is
+      // final). The next #open fetches it.
+      this.#refusedOnce = true;
+      this.tokens.invalidate(this.#socketToken);
+      this.#attempt = 0;
+      this.#scheduleRetry(code);
+      return;
+    }
     const fatal = this.#fatalCloses.get(code);
     if (fatal !== undefined) {
       this.#setState("stopped", { code, message: fatal, reason });

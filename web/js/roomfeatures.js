@@ -5,8 +5,9 @@
 // welcome, events already deduplicated by seq (acks and errors included); onState sees every
 // change of the connection's state ("live", "reconnecting", "offline", ...).
 //
-// ctx: {roomId, token, me, panels, send(frame), submit(frame), pendingOps(), opsDurable(),
-// live()}. `panels` is the container (#panels): a feature appends its section and unhides
+// ctx: {roomId, token, tokens, me, panels, send(frame), submit(frame), pendingOps(),
+// opsDurable(), live()}. `token` is the page's first token; `tokens` the TokenSource
+// (token.js) that holds the current one and renews it when the page has a token URL. `panels` is the container (#panels): a feature appends its section and unhides
 // it. `send` is fire and forget (false when not live). `submit` is for durable operations
 // (checklist.*): the frame is kept in a localStorage outbox until acked, sent on the same
 // path as chat messages and resent with the same id after a reconnect or a reload; it
@@ -20,11 +21,12 @@ export class RoomFeatures {
   ctx;
 
   /** `me`: who the token says I am, until a welcome says it for sure (ctx.me = welcome.you). */
-  constructor(features, { roomId, token, me, conn, sender }) {
+  constructor(features, { roomId, tokens, me, conn, sender }) {
     this.#features = features;
     this.ctx = {
       roomId,
-      token,
+      token: tokens.token,
+      tokens,
       me,
       panels: byId("panels"),
       send: (frame) => conn.send(frame),

@@ -1,9 +1,10 @@
 // The shared notes editor, bundled by `npm run build` into web/dist/notes.bundle.js (built,
 // not committed). web/js/notes.js loads it lazily: the room page works without it.
 //
-// A Yjs document synced with the server's notes socket (/rooms/{id}/notes?token=T) by the
-// stock y-websocket provider; CodeMirror 6 edits its Y.Text "notes" through
-// y-codemirror.next, which also shows the other people's cursors and names (awareness).
+// A Yjs document synced with the server's notes socket (/rooms/{id}/notes, the token offered
+// as a subprotocol beside menteo.notes.v1, never in the URL) by the stock y-websocket
+// provider; CodeMirror 6 edits its Y.Text "notes" through y-codemirror.next, which also
+// shows the other people's cursors and names (awareness).
 
 import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { EditorState } from "@codemirror/state";
@@ -43,7 +44,9 @@ export function openNotes({ parent, wsBase, roomId, token, user, label, onStatus
     `${wsBase}/rooms/${encodeURIComponent(roomId)}`,
     "notes",
     doc,
-    { params: { token } },
+    // The token as a subprotocol (docs/protocol.md, "Authentication"): out of the URL, and
+    // so out of proxy logs. The server selects menteo.notes.v1.
+    { protocols: ["menteo.notes.v1", `menteo.token.${token}`] },
   );
   provider.awareness.setLocalStateField("user", user);
   const undoManager = new Y.UndoManager(text);
