@@ -812,17 +812,43 @@ def iso_seconds(ts: str) -> float:
 
 
 class InboxProbe:
-    """What every inbox socket reports: each ``inbox.room`` whose newest message it names,
-    timed from that message's commit time (its ``ts``) and from its send."""
+    """What every inbox socket reports: each ``inbox.room`` whose newest message was sent in
+    the measured interval, timed from that message's ``ts`` (taken as its batch is stored,
+    before the commit's fsync: an upper bound of commit -> inbox) and from its send."""
 
     def __init__(self) -> None:
         self.measuring = False
+        self.start = float("inf")  # messages sent from then on are measured
         self.updates = 0
         self.sent = 0
         self.sent_at: dict[str, float] = {}
         self.commit_lat: list[float] = []
         self.send_lat: list[float] = []
         self.errors = 0
+        # When each message's author saw it come back on its room socket (the hub delivers
+        # it there right after the commit, before the inbox): the earliest moment after the
+        # commit the load generator can observe.
+        self.echo_at: dict[str, float] = {}
+        self.arrivals: list[tuple[str, float]] = []  # (message id, inbox.room received)
+
+    def after_echo(self) -> list[float]:
+        """inbox.room arrival after the message's echo: the inbox's delay after the commit."""
+        return [max(0.0, t - self.echo_at[i]) for i, t in self.arrivals if i in self.echo_at]
+
+
+class InboxSender(Member):
+    """A room socket that sends chat and notes when its own messages come back."""
+
+    __slots__ = ("probe",)
+
+    def __init__(self, probe: InboxProbe, *args: Any) -> None:
+        super().__init__(*args)
+        self.probe = probe
+
+    def on_message(self, client: WSClient, p: bytes) -> None:
+        if p.startswith(Target.MSG) and self.tag in p:
+            self.probe.echo_at[orjson.loads(p)["id"]] = time.perf_counter()
+        super().on_message(client, p)
 
 
 class InboxReader:
@@ -842,11 +868,13 @@ class InboxReader:
                 return
             wall, now = time.time(), time.perf_counter()
             message = orjson.loads(p)["room"]["last_message"]
-            if message is not None:
-                probe.commit_lat.append(wall - iso_seconds(message["ts"]))
-                sent = probe.sent_at.get(message["id"])
-                if sent is not None:
-                    probe.send_lat.append(now - sent)
+            sent = probe.sent_at.get(message["id"]) if message is not None else None
+            if sent is None or sent < probe.start:
+                return  # a message of the warmup, late or not: not what is measured
+            assert message is not None
+            probe.commit_lat.append(wall - iso_seconds(message["ts"]))
+            probe.send_lat.append(now - sent)
+            probe.arrivals.append((message["id"], now))
         elif p.startswith(INBOX_WELCOME):
             if not self.welcomed.done():
                 self.welcomed.set_result(time.perf_counter())
@@ -901,7 +929,9 @@ async def open_inboxes(servers: ServerSet, probe: InboxProbe, users: int) -> lis
 
 async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
     """1,000 inbox sockets, each user in 5 rooms of two; chat at 1,000 messages/s, open loop,
-    from one member of each of 200 rooms: commit -> inbox.room at both members' inboxes."""
+    from one member of each of 200 rooms: commit -> inbox.room at both members' inboxes,
+    measured from the message's ``ts`` (taken before the commit's fsync: an upper bound) and
+    from its echo on its author's room socket (delivered right after the commit)."""
     users, senders, rate = (100, 20, 100.0) if prm.smoke else (1000, 200, 1000.0)
     pairs = inbox_pairs(users)
     room_ids = await make_pair_rooms(servers, pairs)
@@ -912,7 +942,7 @@ async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
     load.sent_at = probe.sent_at
     step = len(pairs) // senders
     chosen = list(range(0, step * senders, step))
-    members = [Member(load, k, room_ids[k], k, f"u{pairs[k][0]}") for k in chosen]
+    members = [InboxSender(probe, load, k, room_ids[k], k, f"u{pairs[k][0]}") for k in chosen]
     for m in members:
         path, sub = load.target.path(m.room_id, m.user, 0)
         m.client = await connect(HOST, servers.procs[0].port, path, m.on_message,
@@ -921,6 +951,7 @@ async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
     log(f"{len(readers)} inbox sockets, {len(pairs)} rooms, {len(members)} senders at {rate:.0f}/s")
     t0 = time.perf_counter() + 0.2
     start, end = t0 + prm.warmup, t0 + prm.warmup + prm.duration
+    probe.start = start
 
     async def ticker() -> None:
         for k in range(int((end - t0) * rate) + 1):
@@ -967,6 +998,8 @@ async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
         "commit_to_inbox_p50_ms": pct(probe.commit_lat, 50), "commit_to_inbox_p99_ms": p99,
         "commit_to_inbox_p999_ms": pct(probe.commit_lat, 99.9),
         "commit_to_inbox_max_ms": pct(probe.commit_lat, 100),
+        "echo_to_inbox_p50_ms": pct(probe.after_echo(), 50),
+        "echo_to_inbox_p99_ms": pct(probe.after_echo(), 99),
         "send_to_inbox_p50_ms": pct(probe.send_lat, 50),
         "send_to_inbox_p99_ms": pct(probe.send_lat, 99),
         "samples": len(probe.commit_lat), "p99_target_ms": INBOX_P99_TARGET_MS,

@@ -242,8 +242,10 @@ class InboxService:
                 rooms_read_sync, user.id, [v.id for v in views], snapshot=True
             )
         except BaseException as exc:
+            # Other sockets waiting for these rooms fail too (not as if they were cancelled).
+            failure = exc if isinstance(exc, Exception) else RuntimeError("the load stopped")
             for view in views:
-                self._drop(view, exc)
+                self._drop(view, failure)
             raise
         found = {read.facts.meta["id"]: read for read in reads}
         for view in views:
@@ -275,9 +277,10 @@ class InboxService:
         try:
             counts = await self.db.run(counts_sync, items, snapshot=True)
         except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError("the count stopped")
             for _, tally, _, _ in jobs:
                 tally.side = None
-                _settle(tally.loaded, exc)
+                _settle(tally.loaded, failure)
             raise
         for (view, tally, gen, _), (read_seq, unread) in zip(jobs, counts, strict=True):
             if tally.counted(gen, read_seq, unread) and tally.read_seq > read_seq:
