@@ -18,6 +18,8 @@ Scenarios (issue 4 §2), each named for what it measures:
   idle      server RSS per idle socket at 1,000 and 10,000 sockets
   durable   100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
   joinstorm 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
+  inbox     1,000 inbox sockets, each user in 5 rooms of two, chat at 1,000 messages/s: commit
+            -> inbox.room p50/p99 at every affected inbox (target p99 <= 20 ms, one process)
   feed      bench/feed_fanout.py when present
 scaleout (bench/run_all.py): fanout and latency with --server ours-redis (2 processes on
 Redis + PostgreSQL).
@@ -795,6 +797,219 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
     }
 
 
+# The inbox: every room of a user on one socket (issue 17) ------------------------------------
+
+INBOX_ROOM = b'{"type":"inbox.room"'
+INBOX_WELCOME = b'{"type":"inbox.welcome"'
+INBOX_P99_TARGET_MS = 20.0
+
+
+def iso_seconds(ts: str) -> float:
+    """A server timestamp (``2026-11-27T09:12:03.512Z``) as Unix seconds."""
+    from datetime import datetime
+
+    return datetime.fromisoformat(ts).timestamp()
+
+
+class InboxProbe:
+    """What every inbox socket reports: each ``inbox.room`` whose newest message was sent in
+    the measured interval, timed from that message's ``ts`` (taken as its batch is stored,
+    before the commit's fsync: an upper bound of commit -> inbox) and from its send."""
+
+    def __init__(self) -> None:
+        self.measuring = False
+        self.start = float("inf")  # messages sent from then on are measured
+        self.updates = 0
+        self.sent = 0
+        self.sent_at: dict[str, float] = {}
+        self.commit_lat: list[float] = []
+        self.send_lat: list[float] = []
+        self.errors = 0
+        # When each message's author saw it come back on its room socket (the hub delivers
+        # it there right after the commit, before the inbox): the earliest moment after the
+        # commit the load generator can observe.
+        self.echo_at: dict[str, float] = {}
+        self.arrivals: list[tuple[str, float]] = []  # (message id, inbox.room received)
+
+    def after_echo(self) -> list[float]:
+        """inbox.room arrival after the message's echo: the inbox's delay after the commit."""
+        return [max(0.0, t - self.echo_at[i]) for i, t in self.arrivals if i in self.echo_at]
+
+
+class InboxSender(Member):
+    """A room socket that sends chat and notes when its own messages come back."""
+
+    __slots__ = ("probe",)
+
+    def __init__(self, probe: InboxProbe, *args: Any) -> None:
+        super().__init__(*args)
+        self.probe = probe
+
+    def on_message(self, client: WSClient, p: bytes) -> None:
+        if p.startswith(Target.MSG) and self.tag in p:
+            self.probe.echo_at[orjson.loads(p)["id"]] = time.perf_counter()
+        super().on_message(client, p)
+
+
+class InboxReader:
+    __slots__ = ("client", "probe", "user", "welcomed")
+
+    def __init__(self, probe: InboxProbe, user: str) -> None:
+        self.probe = probe
+        self.user = user
+        self.client: WSClient | None = None
+        self.welcomed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def on_message(self, client: WSClient, p: bytes) -> None:
+        probe = self.probe
+        if p.startswith(INBOX_ROOM):
+            probe.updates += 1
+            if not probe.measuring:
+                return
+            wall, now = time.time(), time.perf_counter()
+            message = orjson.loads(p)["room"]["last_message"]
+            sent = probe.sent_at.get(message["id"]) if message is not None else None
+            if sent is None or sent < probe.start:
+                return  # a message of the warmup, late or not: not what is measured
+            assert message is not None
+            probe.commit_lat.append(wall - iso_seconds(message["ts"]))
+            probe.send_lat.append(now - sent)
+            probe.arrivals.append((message["id"], now))
+        elif p.startswith(INBOX_WELCOME):
+            if not self.welcomed.done():
+                self.welcomed.set_result(time.perf_counter())
+        elif p.startswith(b'{"type":"error"'):
+            probe.errors += 1
+
+
+def inbox_pairs(users: int) -> list[tuple[int, int]]:
+    """Rooms of two, each user in five: user i with i+1, i+2 (each counted from both ends)
+    and i+users/2."""
+    pairs = [(i, (i + d) % users) for d in (1, 2) for i in range(users)]
+    return pairs + [(i, i + users // 2) for i in range(users // 2)]
+
+
+async def make_pair_rooms(servers: ServerSet, pairs: list[tuple[int, int]]) -> list[str]:
+    base = f"http://{HOST}:{servers.procs[0].port}"
+    service = token(servers.secret, "bench", "Bench", role="service", ttl=7200)
+    headers = {"authorization": "Bearer " + service}
+    gate = asyncio.Semaphore(16)
+
+    async def one(a: int, b: int, http: httpx.AsyncClient) -> str:
+        body = {"title": f"u{a} & u{b}", "members": [
+            {"user_id": f"u{a}", "name": f"u{a}", "role": "mentor"},
+            {"user_id": f"u{b}", "name": f"u{b}", "role": "mentee"}]}
+        async with gate:
+            resp = await http.post(f"{base}/api/rooms", headers=headers, json=body)
+        if resp.status_code != 201:
+            raise RuntimeError(f"POST /api/rooms: {resp.status_code} {resp.text[:200]}")
+        return str(resp.json()["id"])
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        return list(await asyncio.gather(*(one(a, b, http) for a, b in pairs)))
+
+
+async def open_inboxes(servers: ServerSet, probe: InboxProbe, users: int) -> list[InboxReader]:
+    gate = asyncio.Semaphore(64)
+    readers = [InboxReader(probe, f"u{i}") for i in range(users)]
+
+    async def one(r: InboxReader) -> None:
+        path = f"/inbox/ws?token={token(servers.secret, r.user, r.user, ttl=7200)}"
+        async with gate:
+            r.client = await connect(HOST, servers.procs[0].port, path, r.on_message,
+                                     subprotocol="menteo.v1.json", timeout=60, user=r)
+            done, _ = await asyncio.wait((r.welcomed, r.client.closed), timeout=60,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if r.welcomed not in done:
+                raise RuntimeError(f"{r.user}: no inbox.welcome ({r.client.close_code})")
+
+    await asyncio.gather(*(one(r) for r in readers))
+    return readers
+
+
+async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    """1,000 inbox sockets, each user in 5 rooms of two; chat at 1,000 messages/s, open loop,
+    from one member of each of 200 rooms: commit -> inbox.room at both members' inboxes,
+    measured from the message's ``ts`` (taken before the commit's fsync: an upper bound) and
+    from its echo on its author's room socket (delivered right after the commit)."""
+    users, senders, rate = (100, 20, 100.0) if prm.smoke else (1000, 200, 1000.0)
+    pairs = inbox_pairs(users)
+    room_ids = await make_pair_rooms(servers, pairs)
+    probe = InboxProbe()
+    readers = await open_inboxes(servers, probe, users)
+    load = Load(make_target(servers))  # the senders' room sockets: acks and echoes only
+    load.track = True
+    load.sent_at = probe.sent_at
+    step = len(pairs) // senders
+    chosen = list(range(0, step * senders, step))
+    members = [InboxSender(probe, load, k, room_ids[k], k, f"u{pairs[k][0]}") for k in chosen]
+    for m in members:
+        path, sub = load.target.path(m.room_id, m.user, 0)
+        m.client = await connect(HOST, servers.procs[0].port, path, m.on_message,
+                                 subprotocol=sub, timeout=60, user=m)
+        await welcome_of(m, 60)
+    log(f"{len(readers)} inbox sockets, {len(pairs)} rooms, {len(members)} senders at {rate:.0f}/s")
+    t0 = time.perf_counter() + 0.2
+    start, end = t0 + prm.warmup, t0 + prm.warmup + prm.duration
+    probe.start = start
+
+    async def ticker() -> None:
+        for k in range(int((end - t0) * rate) + 1):
+            due = t0 + k / rate
+            if due >= end:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            probe.measuring = start <= due
+            members[k % len(members)].send_chat()
+            probe.sent += start <= due
+
+    loop_lag: list[float] = []
+
+    async def lag_probe() -> None:
+        """How late this event loop wakes up: a stall here (the machine's, or the load
+        generator's) shows in every latency figure of the interval."""
+        for _ in range(int(prm.duration / 0.002) + 1):
+            t = time.perf_counter()
+            if t >= end:
+                return
+            await asyncio.sleep(0.002)
+            loop_lag.append(time.perf_counter() - t - 0.002)
+
+    meter = Meter(servers)
+    await asyncio.sleep(max(0.0, start - time.perf_counter()))
+    u0 = probe.updates
+    meter.start()
+    await asyncio.gather(ticker(), lag_probe())
+    cpu = meter.stop()
+    await until(lambda: not any(m.outstanding for m in members), 15)
+    probe.measuring = False
+    updates = probe.updates - u0
+    await close_members(members)
+    for r in readers:
+        if r.client is not None:
+            r.client.close()
+    p99 = pct(probe.commit_lat, 99)
+    return {
+        "inbox_sockets": len(readers), "rooms": len(pairs), "rooms_per_user": 5,
+        "senders": len(members), "offered_msgs_per_s": rate,
+        "sent_in_window": probe.sent, "inbox_updates_per_s": round(updates / cpu["seconds"], 1),
+        "commit_to_inbox_p50_ms": pct(probe.commit_lat, 50), "commit_to_inbox_p99_ms": p99,
+        "commit_to_inbox_p999_ms": pct(probe.commit_lat, 99.9),
+        "commit_to_inbox_max_ms": pct(probe.commit_lat, 100),
+        "echo_to_inbox_p50_ms": pct(probe.after_echo(), 50),
+        "echo_to_inbox_p99_ms": pct(probe.after_echo(), 99),
+        "send_to_inbox_p50_ms": pct(probe.send_lat, 50),
+        "send_to_inbox_p99_ms": pct(probe.send_lat, 99),
+        "samples": len(probe.commit_lat), "p99_target_ms": INBOX_P99_TARGET_MS,
+        "loop_lag_p99_ms": pct(loop_lag, 99), "loop_lag_max_ms": pct(loop_lag, 100),
+        "p99_met": p99 is not None and p99 <= INBOX_P99_TARGET_MS,
+        "errors": load.errors + probe.errors, **cpu,
+    }
+
+
+
 SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
     "fanout": scenario_fanout,
     "latency": scenario_latency,
@@ -802,6 +1017,7 @@ SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
     "idle": scenario_idle,
     "durable": scenario_durable,
     "joinstorm": scenario_joinstorm,
+    "inbox": scenario_inbox,
 }
 
 
@@ -930,7 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(feed), *small]
         return subprocess.call(cmd, cwd=ROOT)
     duration = a.duration if a.duration is not None else (
-        1.5 if a.smoke else 8.0 if a.scenario == "latency" else 4.0)
+        1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox") else 4.0)
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
     prm = Params(a.smoke, warmup, duration, a.window, a.rate)
     result = run(a.scenario, a.server, prm, server_cpus=a.server_cpus, client_cpu=a.client_cpu,

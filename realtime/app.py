@@ -47,14 +47,18 @@ from .feed.reducer import FeedReducer
 from .feed.service import FeedService
 from .feed.socket import FeedSocket
 from .feed.sse import FeedStream
+from .inbox.parts import InboxParts
+from .inbox.service import InboxService
+from .inbox.socket import InboxSocket, inbox_rules
 from .metrics import CONTENT_TYPE, Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
 from .persistence.chat import ChatReducer
 from .persistence.database import Database
-from .persistence.events import Reducer
+from .persistence.events import Reducer, StoredEvent
 from .presence import MemoryPresence, Presence
 from .protocol import SUBPROTOCOL_NOTES
+from .reads.markers import MarkerStore
 from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
 from .sockets.admission import AddressSlots, Door, Rules
@@ -121,7 +125,14 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         metrics=metrics,
     )
     await hub.start()
-    writer = _writer(settings, db, hub, faults, metrics)
+    inbox = InboxService(db, hub, settings, faults)
+    await inbox.start()
+
+    def committed(events: list[StoredEvent]) -> None:
+        hub.committed(events)  # the rooms' sockets first: the inbox is a view of them
+        inbox.committed(events)
+
+    writer = _writer(settings, db, committed, faults, metrics)
     writer.start()
     access = Access(db, hub, metrics)  # follows revocations from here on
     await access.start()
@@ -132,17 +143,34 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         access.revoked,
         settings.token_max_lifetime,
     )
+    markers = _markers(settings, db, hub, inbox, faults)
     feed = FeedService(db, hub, writer, settings, metrics)
     await feed.start()
     presence = create_presence(settings, hub, faults, metrics)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(
-        settings, db, broker, hub, writer, presence, notes, feed, access, tokens, metrics=metrics
+        settings,
+        db,
+        broker,
+        hub,
+        writer,
+        presence,
+        notes,
+        feed,
+        access,
+        tokens,
+        markers,
+        inbox,
+        metrics=metrics,
     )
     notes.metrics = state.metrics
     revocations = access.revocations
-    metrics.gauges["menteo_revocations_held"] = lambda: len(revocations)
+    gauges = metrics.gauges  # read at scrape time
+    gauges["menteo_revocations_held"] = lambda: len(revocations)
+    gauges["menteo_read_marker_writes_total"] = lambda: markers.writes
+    gauges["menteo_read_markers_stored_total"] = lambda: markers.stored
+    gauges["menteo_inbox_updates_total"] = lambda: inbox.updates
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
     watchdog = _watchdog(state, signals)
@@ -155,15 +183,32 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         # Sockets are closed by the server (1012) before this runs. Then: commit what is
         # queued (nothing acked is ever lost; this stores the unacked too), stop
         # presence, stop delivery, and close the broker and the database last.
+        await markers.close()  # read markers still pending are stored (and announced)
         await feed.flush()  # pending reaction counts go to the writer before it closes
         await writer.close()
         await presence.close()
+        await inbox.close()
         await feed.close()
         await access.close()
         await hub.close()
         await broker.close()
         await db.close()
         metrics.close()  # a worker's open sockets leave the sum of all workers
+
+
+def _markers(
+    settings: Settings, db: Database, hub: Hub, inbox: InboxService, faults: Faults
+) -> MarkerStore:
+    """The read markers' writer: a stored marker goes to every socket of its room on every
+    process (``read.marker``, a hub signal) and to the user's inboxes."""
+
+    def moved(room: str, user: str, seq: int) -> None:
+        hub.signal(room, {"type": "read.marker", "user_id": user, "seq": seq})
+        inbox.marker_moved(room, user, seq)
+
+    markers = MarkerStore(db, interval=settings.read_flush_interval, faults=faults, moved=moved)
+    markers.start()
+    return markers
 
 
 DEV_SECRET_KEY = "dev_secret"  # the Meta row that keeps SQLite's generated secret
@@ -179,7 +224,13 @@ async def kept_secret(settings: Settings, db: Database) -> Settings:
     return replace(settings, secret=await db.keep(DEV_SECRET_KEY, settings.secret))
 
 
-def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults, metrics: Metrics) -> Writer:
+def _writer(
+    settings: Settings,
+    db: Database,
+    committed: Callable[[list[StoredEvent]], None],
+    faults: Faults,
+    metrics: Metrics,
+) -> Writer:
     """The group-commit writer, with the reducers that keep state beside their events."""
     reducers: list[Reducer] = [
         ChecklistReducer(),
@@ -189,7 +240,7 @@ def _writer(settings: Settings, db: Database, hub: Hub, faults: Faults, metrics:
     ]
     return Writer(
         db,
-        hub.committed,
+        committed,
         batch=settings.commit_batch,
         reducers=reducers,
         faults=faults,
@@ -206,6 +257,8 @@ def _watchdog(state: State, signals: StopSignals) -> Watchdog:
     for task in getattr(state.broker, "tasks", ()):
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     watchdog.watch("presence upkeep", getattr(state.presence, "task", None))
+    watchdog.watch("read markers", state.markers.task)
+    watchdog.watch("inbox sweep", state.inbox.sweeper)
     for task in state.feed.tasks:
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     return watchdog
@@ -238,6 +291,7 @@ class Endpoints:
         self.notes = NotesSocket()
         self.feed = FeedSocket()
         self.stream = FeedStream()
+        self.inbox = InboxSocket()
 
     def open(self, state: State) -> None:
         settings, metrics = state.settings, state.metrics
@@ -254,12 +308,17 @@ class Endpoints:
             state.presence,
             metrics,
             state.access,
+            state.markers,
+            state.windows,
         )
         notes_rules = Rules(
             "notes", membership, subprotocols=False, own_subprotocol=SUBPROTOCOL_NOTES
         )
         self.notes.parts = NotesParts(
             door, notes_rules, settings, state.notes, state.writer, metrics, state.access
+        )
+        self.inbox.parts = InboxParts(
+            door, inbox_rules(), settings, state.inbox, metrics, state.access
         )
         feed = FeedParts(door, settings, metrics, state.feed, state.access)
         self.feed.open(feed)
@@ -375,6 +434,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),
         WebSocketRoute("/feed/ws", endpoints.feed),
+        WebSocketRoute("/inbox/ws", endpoints.inbox),
         Route("/feed/stream", endpoints.stream, methods=["GET"]),
     ]
     if SDK.is_dir():

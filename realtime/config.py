@@ -100,6 +100,10 @@ class Settings:
     roadmap_copy_room_rate: float = 5.0  # steps per second copied into one room
     roadmap_copy_room_burst: int = 500  # a whole roadmap at once
 
+    # Read state.
+    read_flush_interval: float = 0.05  # read markers are written at most once per this
+    digest_max_events: int = 10_000  # events one digest reads at most (then "truncated")
+
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds

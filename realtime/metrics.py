@@ -56,13 +56,20 @@ HELP = {
     "menteo_notes_awareness_expired_total": "awareness states removed after the notes timeout",
     "menteo_access_closed_total": "sockets and event streams closed because their access "
     "ended, by reason (removed from the room, revoked)",
-    "menteo_revocations_held": "token revocations this process holds (users and token ids)",
     "menteo_commit_seconds": "one group-commit transaction, from its start to its commit",
     "menteo_fanout_seconds": "from commit to the frames written to every local socket, by "
     "source: local (this process's commit) or broker (another process's, timed from the "
     "event's timestamp)",
     "menteo_welcome_seconds": "from a socket's acceptance to its welcome frame sent, by kind",
     "menteo_build_info": "the running release (value 1), by version",
+}
+# Values a part keeps itself, read from it at scrape time (``Metrics.gauges``): no metric
+# object of their own, so not in HELP (a HELP name is created as a real metric).
+OBSERVED_HELP = {
+    "menteo_revocations_held": "token revocations this process holds (users and token ids)",
+    "menteo_read_marker_writes_total": "transactions that stored read markers (coalesced)",
+    "menteo_read_markers_stored_total": "read markers a write moved forward",
+    "menteo_inbox_updates_total": "inbox.room frames sent to inbox sockets",
 }
 # Each labelled metric's one label. A metric not named here has none: ``inc`` with a label
 # on it is an error, never a guess.
@@ -267,7 +274,8 @@ class _Observed:
     def collect(self) -> Iterator[Metric]:
         for name, read in sorted(self.gauges.items()):
             kind = "counter" if name.endswith("_total") else "gauge"
-            family = Metric(name.removesuffix("_total"), HELP.get(name, name), kind)
+            help_text = OBSERVED_HELP.get(name) or HELP.get(name, name)
+            family = Metric(name.removesuffix("_total"), help_text, kind)
             family.add_sample(name, {}, float(read()))
             yield family
 

@@ -11,10 +11,13 @@ from .auth import Tokens
 from .broker import Broker
 from .config import Settings
 from .feed.service import FeedService
+from .inbox.service import InboxService
 from .metrics import Metrics
 from .notes.document import NotesDocuments
 from .persistence.database import Database
 from .presence import Presence
+from .reads.digest import Windows
+from .reads.markers import MarkerStore
 from .sockets.admission import AddressSlots, Shutdown
 from .streams.hub import Hub
 from .streams.writer import Writer
@@ -32,6 +35,10 @@ class State:
     feed: FeedService
     access: Access  # live members and archive flags, revocations, the connection registry
     tokens: Tokens  # how every token is checked (secret, audience, issuer, revocations)
+    markers: MarkerStore
+    inbox: InboxService
+    # What rooms' events since a seq say, read once for every reader's digest.
+    windows: Windows = field(default_factory=Windows)
     # Draining (no new sockets), then stopping (drain.py): event streams end then.
     shutdown: Shutdown = field(default_factory=Shutdown)
     # Sockets and event streams open per client address (given to every endpoint's door).

@@ -164,3 +164,20 @@ async def close_code(base_ws: str, path: str, **kw: Any) -> int:
                 return exc.rcvd.code
 
         return await within(closed(), f"the server to close {path.split('?')[0]}", TIMEOUT)
+
+
+async def connect_inbox(base_ws: str, token: str, *, msgpack_codec: bool = False) -> RoomClient:
+    """The inbox socket (``/inbox/ws``), read with the room client's frame helpers; its
+    ``welcome`` is the ``inbox.welcome`` frame."""
+    protocol = "menteo.v1.msgpack" if msgpack_codec else "menteo.v1.json"
+    ws = await websockets.connect(
+        f"{base_ws}/inbox/ws?token={token}",
+        subprotocols=[protocol],  # type: ignore[list-item]
+        open_timeout=TIMEOUT,
+        compression=None,
+    )
+    client = RoomClient(ws, binary=msgpack_codec)
+    RoomClient.opened.append(client)
+    client.welcome = await client.recv()
+    assert client.welcome["type"] == "inbox.welcome", client.welcome
+    return client

@@ -23,6 +23,7 @@ PUBLIC = "public"  # no token needed (health, metrics, the web client)
 SIGNED_IN = "signed-in"  # any valid token
 SERVICE = "service"  # a service token only
 ROOM = "room"  # a member of the room in the path (or a service token)
+USER = "user"  # any valid token but a service's (tests/test_inbox.py checks the 4403)
 
 # (method or "WS", path) -> who may use it
 ROUTES: dict[tuple[str, str], str] = {
@@ -45,6 +46,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "/api/rooms/{room_id}/messages/{seq}"): SERVICE,
     ("GET", "/api/rooms/{room_id}/search"): ROOM,
     ("GET", "/api/search"): SIGNED_IN,
+    ("GET", "/api/rooms/{room_id}/digest"): ROOM,  # what the others did since a seq
     ("POST", "/api/roadmaps"): SERVICE,
     ("GET", "/api/roadmaps"): SIGNED_IN,
     ("POST", "/api/rooms/{room_id}/checklist"): ROOM,
@@ -53,6 +55,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/rooms/{room_id}/notes"): ROOM,
     ("WS", "/rooms/{room_id}/ws"): ROOM,
     ("WS", "/rooms/{room_id}/notes"): ROOM,
+    ("WS", "/inbox/ws"): USER,  # every room of the token's user
     # The community feed: any signed-in member reads, comments, reacts and follows; only a
     # thread's owner posts in it or deletes its posts (tests/test_feed.py checks those).
     ("POST", "/api/communities"): SERVICE,

@@ -44,6 +44,7 @@ SERVER_FRAMES = {
     "checklist.move",
     "checklist.remove",
     "checklist.verify",
+    "read.marker",
 }
 ERROR_CODES = {
     "bad_frame",
@@ -61,6 +62,7 @@ CLIENT_TYPES = [
     "typing",
     "ping",
     "auth.refresh",
+    "read",
     "checklist.add",
     "checklist.toggle",
     "checklist.rename",
@@ -97,6 +99,7 @@ field_names = st.sampled_from(
         "done",
         "verified",
         "description",
+        "seq",
         "type",
     ]
 )

@@ -21,6 +21,8 @@ from ..persistence.rooms import (
     list_rooms,
 )
 from ..protocol import FrameError, chat_body, client_id
+from ..reads.digest import digest_sync
+from ..reads.queries import marker_sync, newest_first, rooms_read_sync
 from ..state import State
 from ..streams.history import page_before
 from .common import (
@@ -61,14 +63,20 @@ async def create(request: Request) -> Response:
     state = state_of(request)
     async with state.db.write() as db:
         room = await create_room(db, title, members)
+    state.inbox.room_changed(room.id)  # a room added to each member's inbox
     return json_response(room.as_dict() | {"last_seq": 0}, 201)
 
 
 async def index(request: Request) -> Response:
+    """A member's rooms with what they have read, newest activity first; a service's: every
+    room, as created."""
     principal = caller(request)
-    async with state_of(request).db.read() as db:
-        rooms = await list_rooms(db, None if principal.is_service else principal.user_id)
-    return json_response({"rooms": rooms})
+    state = state_of(request)
+    if principal.is_service:
+        async with state.db.read() as db:
+            return json_response({"rooms": await list_rooms(db, None)})
+    reads = await state.db.run(rooms_read_sync, principal.user_id, snapshot=True)
+    return json_response({"rooms": newest_first([read.summary() for read in reads])})
 
 
 async def visible_room(request: Request, principal: Principal) -> RoomRecord:
@@ -95,6 +103,25 @@ async def messages(request: Request) -> Response:
     events, has_more = await page_before(state_of(request).db, room.id, CHAT_TYPES, before, limit)
     page: dict[str, Any] = {"messages": [e.frame() for e in events], "has_more": has_more}
     return json_response(page)
+
+
+async def digest(request: Request) -> Response:
+    """What the others did in the room after ``since`` (default: the caller's marker; a
+    service, which has none, from the beginning)."""
+    principal = caller(request)
+    room = await visible_room(request, principal)
+    since = int_param(request, "since", None, lo=0, hi=2**62)
+    state = state_of(request)
+    user = principal.user_id
+    limit = state.settings.digest_max_events
+
+    def read(conn: Any) -> dict[str, Any]:
+        start = since
+        if start is None:
+            start = 0 if principal.is_service else marker_sync(conn, room.id, user)
+        return digest_sync(conn, room.id, user, start, limit, state.windows)
+
+    return json_response(await state.db.run(read, snapshot=True))
 
 
 async def post_message(request: Request) -> Response:
@@ -234,4 +261,5 @@ routes = [
     Route("/api/rooms/{room_id}/messages", post_message, methods=["POST"]),
     Route("/api/rooms/{room_id}/members/{user_id}", put_member, methods=["PUT"]),
     Route("/api/rooms/{room_id}/members/{user_id}", delete_member, methods=["DELETE"]),
+    Route("/api/rooms/{room_id}/digest", digest, methods=["GET"]),
 ]

@@ -185,6 +185,8 @@ class Checklist:
             return {**event, "verified_title": item.title}
         if op == "rename" and item.verified and data["title"] != item.verified_title:
             return {**data, "verified": False}  # the mentor did not verify these words
+        if op == "remove":  # its row keeps no title: the event tells what went (digests)
+            return {**data, "title": item.title}
         return dict(data)
 
     def _rebalance(

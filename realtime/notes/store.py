@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pycrdt import Doc, Text
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +33,15 @@ TEXT = "notes"  # the Y.Text editors bind to
 PAGE = 1000
 UPDATE = "notes.update"
 QUARANTINED = "notes.quarantined"  # an update row that does not apply: kept, never applied
+# Who wrote the updates a compaction drops, and when last: a digest still tells who changed
+# the notes after their rows are gone.
+_AUTHORS = text(
+    "INSERT INTO notes_author (room_id, user_id, last_ts) "
+    "SELECT :room, author_id, max(ts) FROM event WHERE stream = :stream AND seq <= :seq "
+    "AND ts < :keep AND type = 'notes.update' GROUP BY author_id "
+    "ON CONFLICT (room_id, user_id) DO UPDATE SET last_ts = excluded.last_ts "
+    "WHERE notes_author.last_ts < excluded.last_ts"
+)
 
 
 def update_of(event: StoredEvent) -> bytes:
@@ -155,6 +164,8 @@ async def compact(db: Database, room_id: str, state: bytes, seq: int, *, keep_af
         await conn.execute(
             delete(SNAPSHOT).where(SNAPSHOT.c.room_id == room_id, SNAPSHOT.c.seq < seq)
         )
+        params = {"room": room_id, "stream": notes_stream(room_id), "seq": seq, "keep": keep_after}
+        await conn.execute(_AUTHORS, params)
         await conn.execute(
             delete(EVENT).where(
                 EVENT.c.stream == notes_stream(room_id),

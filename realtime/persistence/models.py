@@ -120,6 +120,29 @@ class NoteSnapshot(SQLModel, table=True):
     created_at: str = Field(max_length=40)
 
 
+class ReadMarker(SQLModel, table=True):
+    """How far a member has read a room: every event up to ``seq`` (only ever moves forward).
+    A member without a row has read nothing (0)."""
+
+    __tablename__ = "read_marker"
+
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    user_id: str = Field(primary_key=True, max_length=128)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: str = Field(max_length=40)
+
+
+class NotesAuthor(SQLModel, table=True):
+    """Who changed a room's notes, and when last, among the updates a compaction dropped: the
+    digest still tells who edited the notes after their update rows are gone."""
+
+    __tablename__ = "notes_author"
+
+    room_id: str = Field(primary_key=True, foreign_key="room.id", max_length=64)
+    user_id: str = Field(primary_key=True, max_length=128)
+    last_ts: str = Field(max_length=40)
+
+
 # The community feed: growth threads, posts, comments, reactions, follows. Every post,
 # comment, reaction count and deletion is also an event on the one ``feed`` stream; these
 # tables are the materialized state, written in the same transaction as the event.

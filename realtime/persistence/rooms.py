@@ -69,6 +69,11 @@ async def create_room(
     return room
 
 
+def room_record(row: Any, members: list[MemberRecord]) -> RoomRecord:
+    """A ``room`` row and its members as a record (every reader builds it here)."""
+    return RoomRecord(row.id, row.title, row.created_at, members)
+
+
 def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:
     row = conn.execute(select(ROOM).where(ROOM.c.id == room_id)).first()
     if row is None:
@@ -77,7 +82,7 @@ def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:
         select(MEMBER).where(MEMBER.c.room_id == room_id).order_by(MEMBER.c.user_id)
     )
     members = [MemberRecord(r.user_id, r.name, r.role) for r in rows]
-    return RoomRecord(row.id, row.title, row.created_at, members, bool(row.archived))
+    return room_record(row, members)
 
 
 async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:

@@ -9,6 +9,8 @@ from ..config import Settings
 from ..metrics import Metrics
 from ..persistence.database import Database
 from ..presence import Presence
+from ..reads.digest import Windows
+from ..reads.markers import MarkerStore
 from ..sockets.admission import Door, Rules
 from ..sockets.limits import LRU, TokenBucket
 from ..sockets.membership import Grant
@@ -27,5 +29,7 @@ class RoomParts:
     presence: Presence
     metrics: Metrics
     access: Access  # live members, archive flag; what removals and revocations close
+    markers: MarkerStore  # where ``read`` frames go
+    windows: Windows  # what a room's events since a marker say (the welcome's digest)
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))

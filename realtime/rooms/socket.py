@@ -27,6 +27,8 @@ from ..protocol import (
     frame_id,
     seq_field,
 )
+from ..reads.digest import Windows
+from ..reads.welcome import welcome_reads_sync
 from ..sockets.admission import Admission
 from ..sockets.clock import refresh
 from ..sockets.limits import TokenBucket
@@ -41,6 +43,7 @@ from .parts import RoomParts
 log = logging.getLogger("menteo.rooms")
 
 CHAT_TYPES = ("chat.message",)
+MAX_SEQ = 2**53  # the largest integer every JSON client reads exactly
 Handler = Callable[[RoomParts, RoomConnection, dict[str, Any]], None]
 
 
@@ -65,6 +68,18 @@ def handle_ping(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -
     conn.send_frame({"type": "pong", "id": frame_id(frame)})
 
 
+def handle_read(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
+    """Everything up to ``seq`` is read by this user (every tab and device): stored with the
+    next marker write (coalesced), then announced as ``read.marker``; a lower ``seq`` is
+    ignored, a higher one than the room's last seq is clamped to it."""
+    seq = frame.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq <= MAX_SEQ:
+        raise FrameError(ErrorCode.INVALID, "'seq' must be an integer of 0..2^53", frame_id(frame))
+    if conn.role == "service":
+        raise FrameError(ErrorCode.FORBIDDEN, "only a member has a read marker", frame_id(frame))
+    state.markers.mark(conn.room.id, conn.user_id, seq)
+
+
 def handle_refresh(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]) -> None:
     """A new token for the open socket: same user, later expiry."""
     conn.principal, reply = refresh(state.door.tokens, conn.user_id, frame)
@@ -76,6 +91,7 @@ def handle_refresh(state: RoomParts, conn: RoomConnection, frame: dict[str, Any]
 HANDLERS: dict[str, Handler] = {
     "chat.send": handle_chat,
     "typing": handle_typing,
+    "read": handle_read,
     "ping": handle_ping,
     "auth.refresh": handle_refresh,
     **CHAT_CHANGE_HANDLERS,
@@ -178,16 +194,23 @@ def _welcome_reads(
     our_epoch: str,
     history_limit: int,
     recent: RecentSnapshot | None,
-) -> tuple[Resume, list[str], dict[str, Any]]:
-    """One snapshot: the room's seq, where to resume, and the checklist exactly as of that
-    seq; without a resume, the history (JSON-encoded frames) up to that seq."""
+    reader: tuple[list[str], str | None, int, Windows],
+) -> tuple[Resume, list[str], dict[str, Any], dict[str, Any]]:
+    """One snapshot: the room's seq, where to resume, the checklist exactly as of that seq
+    and the read state (``reader``: the members, the reader, the digest's bound); without a
+    resume, the history (JSON-encoded frames) up to that seq."""
     last = last_seqs_sync(conn, [room_id]).get(room_id, 0)
     resumed = resume(since, epoch, our_epoch, last)
     history: list[str] = []
     if not resumed.recovered:
         history = newest_json(conn, room_id, CHAT_TYPES, last, history_limit, recent)
     checklist = load_checklists_sync(conn, {room_id})[room_id].snapshot()
-    return resumed, history, checklist
+    members, user_id, max_events, windows = reader
+    read, unread, digest = welcome_reads_sync(
+        conn, room_id, members, user_id, last, max_events, windows
+    )
+    reads = {"read": read, "unread": unread, "digest": digest}
+    return resumed, history, checklist, reads
 
 
 async def _welcome(
@@ -199,7 +222,10 @@ async def _welcome(
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
-    resumed, history, checklist = await state.db.run(
+    members = [m.user_id for m in conn.room.members]
+    user = None if conn.role == "service" else conn.user_id
+    reader = (members, user, settings.digest_max_events, state.windows)
+    resumed, history, checklist, reads = await state.db.run(
         _welcome_reads,
         room_id,
         since,
@@ -207,6 +233,7 @@ async def _welcome(
         state.db.epoch,
         settings.history_limit,
         state.hub.recent(room_id, CHAT_TYPES),
+        reader,
         snapshot=True,
     )
     welcome = {
@@ -222,6 +249,7 @@ async def _welcome(
         else [orjson.loads(text) for text in history],
         "presence": await _online(state, conn),
         "checklist": checklist,
+        **reads,
     }
     await conn.transport.send_wait(conn.codec.encode(welcome))
     welcomed = time.perf_counter() - accepted

@@ -1,0 +1,1 @@
+"""The inbox socket: every room of a user, summarized, updated live, on sockets/."""

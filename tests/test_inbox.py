@@ -1,0 +1,110 @@
+"""The inbox socket ``/inbox/ws``: a welcome with every room of the user, as ``GET
+/api/rooms`` shows them, then ``inbox.room`` whenever one of them changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.client import RoomClient, close_code, connect_inbox, create_room
+from tests.servers import Running
+from tests.test_reads import rooms_of
+
+
+def about(room_id: str) -> Any:
+    return lambda f: f["type"] == "inbox.room" and f["room"]["id"] == room_id
+
+
+async def listed(server: Running, user: str, room_id: str) -> dict[str, Any]:
+    return next(r for r in await rooms_of(server, user) if r["id"] == room_id)
+
+
+async def test_the_welcome_is_the_room_list_and_every_change_follows(server: Running) -> None:
+    service = server.service()
+    pair = await create_room(server.url, service, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
+    other = await create_room(server.url, service, [("ana", "Ana", "mentor"), ("cy", "Cy", "mentee")])
+    ben = await RoomClient.connect(server.ws, pair["id"], server.token("ben", "Ben"))
+    await ben.chat("b0", "before the inbox opened")
+    inbox = await connect_inbox(server.ws, server.token("ana", "Ana"))
+    binary = await connect_inbox(server.ws, server.token("ana", "Ana"), msgpack_codec=True)
+    assert inbox.welcome == {
+        "type": "inbox.welcome",
+        "you": {"user_id": "ana", "name": "Ana"},
+        "rooms": await rooms_of(server, "ana"),
+    }
+    assert binary.welcome == inbox.welcome
+    assert [r["id"] for r in inbox.welcome["rooms"]] == [pair["id"], other["id"]]
+
+    # A message by someone else: one more unread, the newest message.
+    seq = await ben.chat("b1", "are you there?")
+    for client in (inbox, binary):
+        update = await client.recv_until(about(pair["id"]))
+        assert update["room"] == await listed(server, "ana", pair["id"])
+        assert update["room"]["unread"] == 2 and update["room"]["last_seq"] == seq
+        assert update["room"]["last_message"]["id"] == "b1"
+    # Her own marker, from a room socket.
+    ana = await RoomClient.connect(server.ws, pair["id"], server.token("ana", "Ana"))
+    await ana.send({"type": "read", "seq": seq})
+    read = await inbox.recv_until(about(pair["id"]))
+    assert read["room"]["read_seq"] == seq and read["room"]["unread"] == 0
+    assert read["room"] == await listed(server, "ana", pair["id"])
+    # Her own message changes the newest message, not the count.
+    mine = await ana.chat("a1", "yes!")
+    update = await inbox.recv_until(about(pair["id"]))
+    assert update["room"]["last_message"]["id"] == "a1" and update["room"]["unread"] == 0
+    assert update["room"]["last_seq"] == mine
+    # Any durable event moves last_seq and last_activity.
+    await ben.send({"type": "checklist.add", "id": "k1", "title": "A step"})
+    update = await inbox.recv_until(about(pair["id"]))
+    assert update["room"]["last_seq"] == mine + 1 and update["room"]["last_message"]["id"] == "a1"
+    assert update["room"] == await listed(server, "ana", pair["id"])
+    # A room added to her.
+    third = await create_room(server.url, service, [("dan", "Dan", "mentor"), ("ana", "Ana", "mentee")])
+    added = await inbox.recv_until(about(third["id"]))
+    assert added["room"] == await listed(server, "ana", third["id"])
+    # Rooms of other users are none of hers.
+    await create_room(server.url, service, [("dan", "Dan", "mentor"), ("eve", "Eve", "mentee")])
+    # A reconnect gets a fresh welcome: the inbox is a view, not a log.
+    await inbox.close()
+    fresh = await connect_inbox(server.ws, server.token("ana", "Ana"))
+    assert fresh.welcome["rooms"] == await rooms_of(server, "ana")
+    # A room with no event yet was last active when created.
+    assert [r["id"] for r in fresh.welcome["rooms"]] == [third["id"], pair["id"], other["id"]]
+    await binary.send({"type": "ping", "id": "p"})
+    assert (await binary.recv_until(lambda f: f["type"] == "pong")) == {"type": "pong", "id": "p"}
+    assert not [f for f in binary.skipped if f["type"] == "inbox.room" and f["room"]["members"][0]["user_id"] == "eve"]
+
+
+async def test_every_inbox_of_each_member_hears_of_a_message(server: Running, room: dict[str, Any]) -> None:
+    ana = await connect_inbox(server.ws, server.token("ana", "Ana"))
+    ben = await connect_inbox(server.ws, server.token("ben", "Ben"))
+    writer = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    await writer.chat("a1", "hello")
+    to_ben = await ben.recv_until(about(room["id"]))
+    to_ana = await ana.recv_until(about(room["id"]))
+    assert to_ben["room"]["unread"] == 1 and to_ana["room"]["unread"] == 0
+    assert to_ben["room"]["last_message"] == to_ana["room"]["last_message"]
+    async with httpx.AsyncClient(base_url=server.url) as http:  # a system message counts for both
+        await http.post(
+            f"/api/rooms/{room['id']}/messages", json={"id": "s1", "body": "notice"}, headers=server.service()
+        )
+    assert (await ben.recv_until(about(room["id"])))["room"]["unread"] == 2
+    assert (await ana.recv_until(about(room["id"])))["room"]["unread"] == 1
+
+
+async def test_the_inbox_is_for_users_and_reads_only_ping_and_refresh(
+    server: Running, room: dict[str, Any]
+) -> None:
+    service = server.token("backend", "Backend", role="service")
+    assert await close_code(server.ws, f"/inbox/ws?token={service}") == 4403
+    assert await close_code(server.ws, "/inbox/ws") == 4401
+    inbox = await connect_inbox(server.ws, server.token("cy", "Cy"))  # in no room: none
+    assert inbox.welcome["rooms"] == []
+    await inbox.send({"type": "read", "id": "r", "seq": 1})
+    error = await inbox.recv_until(lambda f: f["type"] == "error")
+    assert error["code"] == "unknown_type" and error["id"] == "r"
+    await inbox.send({"type": "auth.refresh", "id": "t", "token": server.token("cy", "Cy")})
+    assert (await inbox.recv_until(lambda f: f["type"] == "auth.refreshed"))["id"] == "t"
+    await inbox.send({"type": "auth.refresh", "id": "u", "token": server.token("ana", "Ana")})
+    assert (await inbox.recv_until(lambda f: f["type"] == "error"))["code"] == "forbidden"
