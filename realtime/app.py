@@ -26,6 +26,7 @@ from .api import checklist as checklist_api
 from .api import client as client_api
 from .api import feed as feed_api
 from .api import notes as notes_api
+from .api import openapi as openapi_api
 from .api import rooms as rooms_api
 from .api import tokens as tokens_api
 from .api.common import (
@@ -367,6 +368,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         *feed_api.routes,
         *client_api.routes,
         *tokens_api.routes,
+        *openapi_api.routes,
         *extra_routes,
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),

@@ -30,7 +30,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/client-config"): PUBLIC,  # the origins a page's token_url may be on
+    ("GET", "/api/openapi.json"): PUBLIC,  # the REST API's description
     ("MOUNT", "/"): PUBLIC,
+    ("MOUNT", "/sdk"): PUBLIC,  # the JavaScript SDK's modules, which the pages import
     ("POST", "/api/rooms"): SERVICE,
     ("GET", "/api/rooms"): SIGNED_IN,
     ("GET", "/api/rooms/{room_id}"): ROOM,
