@@ -34,6 +34,7 @@ from .api.common import (
     database_unavailable,
     error_response,
     json_response,
+    nul_refusal,
     state_of,
 )
 from .auth import Tokens
@@ -331,6 +332,10 @@ class RealtimeApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("websocket", "http"):
             logs.bind(scope)  # an id on every line logged for this request, once per connection
+            refused = nul_refusal(scope) if scope["type"] == "http" else None
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
             for route in self.sockets if scope["type"] == "websocket" else self.streams:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
