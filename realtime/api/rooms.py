@@ -193,9 +193,9 @@ async def delete_member(request: Request) -> Response:
     require_service(principal)
     user_id = label(request.path_params["user_id"], "user_id", 128)
     state = state_of(request)
-    room_id = request.path_params["room_id"]
+    room = await _room(state, request.path_params["room_id"])  # else the append fails: 503
     try:
-        await _change(state, principal, room_id, REMOVED, {"user_id": user_id})
+        await _change(state, principal, room.id, REMOVED, {"user_id": user_id})
     except Rejected as exc:
         raise ApiError(404 if exc.code == MISSING else 409, exc.code, exc.message) from None
     return Response(status_code=204)
