@@ -27,6 +27,7 @@ from .api import checklist as checklist_api
 from .api import client as client_api
 from .api import feed as feed_api
 from .api import notes as notes_api
+from .api import openapi as openapi_api
 from .api import rooms as rooms_api
 from .api import tokens as tokens_api
 from .api.common import (
@@ -34,6 +35,7 @@ from .api.common import (
     database_unavailable,
     error_response,
     json_response,
+    nul_refusal,
     state_of,
 )
 from .auth import Tokens
@@ -392,6 +394,10 @@ class RealtimeApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("websocket", "http"):
             logs.bind(scope)  # an id on every line logged for this request, once per connection
+            refused = nul_refusal(scope) if scope["type"] == "http" else None
+            if refused is not None:
+                await refused(scope, receive, send)
+                return
             for route in self.sockets if scope["type"] == "websocket" else self.streams:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
@@ -430,6 +436,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         *feed_api.routes,
         *client_api.routes,
         *tokens_api.routes,
+        *openapi_api.routes,
         *extra_routes,
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),
         WebSocketRoute("/rooms/{room_id}/notes", endpoints.notes),

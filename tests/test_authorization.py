@@ -31,6 +31,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): PUBLIC,
     ("GET", "/metrics"): PUBLIC,
     ("GET", "/api/client-config"): PUBLIC,  # the origins a page's token_url may be on
+    ("GET", "/api/openapi.json"): PUBLIC,  # the REST API's description
     ("MOUNT", "/"): PUBLIC,
     ("MOUNT", "/sdk"): PUBLIC,  # the JavaScript SDK the pages import
     ("POST", "/api/rooms"): SERVICE,

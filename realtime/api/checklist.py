@@ -21,6 +21,7 @@ from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs, no
 from ..persistence.models import Roadmap
 from ..state import State
 from ..streams.history import page_before
+from . import schema
 from .common import (
     ApiError,
     caller,
@@ -31,7 +32,7 @@ from .common import (
     state_of,
     text,
 )
-from .rooms import visible_room
+from .rooms import BEFORE, LIMIT, visible_room
 
 ROADMAP = Roadmap.__table__  # type: ignore[attr-defined]
 # Steps queued at once: a transaction holds a few, never a whole roadmap, so the other rooms'
@@ -240,4 +241,106 @@ routes = [
     Route("/api/rooms/{room_id}/checklist", copy_roadmap, methods=["POST"]),
     Route("/api/rooms/{room_id}/checklist", get_checklist, methods=["GET"]),
     Route("/api/rooms/{room_id}/checklist/history", checklist_history, methods=["GET"]),
+]
+
+
+# The OpenAPI description of these routes (api/schema.py) ----------------------------------
+
+NULLABLE_TEXT = schema.nullable(schema.string())
+ITEM = schema.component(
+    "ChecklistItem",
+    schema.obj(
+        {"id": schema.string(), "title": schema.string(), "pos": schema.string()}
+        | {"description": schema.string(), "done": schema.BOOLEAN, "done_by": NULLABLE_TEXT}
+        | {"done_at": NULLABLE_TEXT, "verified": schema.BOOLEAN, "verified_by": NULLABLE_TEXT}
+        | {"verified_at": NULLABLE_TEXT, "verified_title": NULLABLE_TEXT}
+        | {"added_by": NULLABLE_TEXT}
+    ),
+)
+CHECKLIST = {
+    "items": schema.array(ITEM),
+    "progress": schema.obj(
+        {"done": schema.integer(0), "verified": schema.integer(0), "total": schema.integer(0)}
+    ),
+    "seq": schema.SEQ,
+}
+STEP = schema.obj(
+    {"title": schema.string(1, MAX_TITLE)},
+    {"description": schema.nullable(schema.string(0, MAX_DESCRIPTION))},
+)
+ROADMAP_SCHEMA = schema.component(
+    "Roadmap",
+    schema.obj(
+        {
+            "id": schema.string(),
+            "title": schema.string(),
+            "steps": schema.array(STEP),
+            "created_at": schema.string(),
+        }
+    ),
+)
+COPIED = schema.obj(
+    {
+        "room_id": schema.string(),
+        "roadmap_id": schema.string(),
+        "added": schema.integer(0),
+        "refused": schema.array(schema.obj({"code": schema.string(), "message": schema.string()})),
+        "seq": schema.SEQ,
+        "checklist": schema.obj({"items": CHECKLIST["items"], "progress": CHECKLIST["progress"]}),
+    }
+)
+EVENT = schema.component(
+    "RoomEvent",
+    schema.obj(
+        {
+            "type": schema.string(),
+            "seq": schema.integer(1),
+            "id": schema.nullable(schema.string()),
+            "author": schema.AUTHOR,
+            "ts": schema.string(),
+        }
+    ),
+)
+
+operations = [
+    schema.Op(
+        "POST",
+        "/api/roadmaps",
+        "Create a roadmap template",
+        {201: ROADMAP_SCHEMA},
+        auth="service",
+        body=schema.obj(
+            {"title": schema.string(1, MAX_TITLE), "steps": schema.array(STEP, MAX_ITEMS, 1)}
+        ),
+        errors=(429,),
+    ),
+    schema.Op(
+        "GET",
+        "/api/roadmaps",
+        "Every roadmap template",
+        {200: schema.obj({"roadmaps": schema.array(ROADMAP_SCHEMA)})},
+    ),
+    schema.Op(
+        "POST",
+        "/api/rooms/{room_id}/checklist",
+        "Copy a roadmap's steps into the room's checklist (201 when it added some)",
+        {201: COPIED, 200: COPIED},
+        body=schema.obj({"roadmap_id": schema.string(1, 64)}),
+        errors=(403, 404, 409, 429),
+    ),
+    schema.Op(
+        "GET",
+        "/api/rooms/{room_id}/checklist",
+        "The room's checklist and its progress",
+        {200: schema.obj(CHECKLIST)},
+        errors=(403, 404),
+    ),
+    schema.Op(
+        "GET",
+        "/api/rooms/{room_id}/checklist/history",
+        "The checklist's audit trail: its operations, oldest to newest",
+        {200: schema.obj({"events": schema.array(EVENT), "has_more": schema.BOOLEAN})},
+        query=(BEFORE, LIMIT),
+        errors=(403, 404),
+    ),
 ]

@@ -6,6 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import schema
 from .common import json_response, state_of
 
 
@@ -17,3 +18,13 @@ async def client_config(request: Request) -> Response:
 
 
 routes = [Route("/api/client-config", client_config, methods=["GET"])]
+
+operations = [
+    schema.Op(
+        "GET",
+        "/api/client-config",
+        "What a web page asks before it opens (no token needed)",
+        {200: schema.obj({"allowed_origins": schema.array(schema.string())})},
+        auth="none",
+    )
+]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from ..auth import AuthError, Principal, bearer_token
 from ..persistence.database import cannot_serve
@@ -127,3 +129,14 @@ def int_param(request: Request, name: str, default: int | None, *, lo: int, hi: 
     if not lo <= value <= hi:
         raise ApiError(400, "invalid", f"'{name}' must be between {lo} and {hi}")
     return value
+
+
+def nul_refusal(scope: Scope) -> Response | None:
+    """The answer to an HTTP request with a NUL in its path (404: no id has one) or query
+    (400 ``invalid``), before any route reads it: PostgreSQL refuses a NUL in text, so a
+    lookup by such an id was a 500 there (found by tests/test_openapi.py's schemathesis run)."""
+    if "\x00" in scope["path"]:
+        return error_response(404, "not_found", "no such thing: a path has no NUL")
+    if b"\x00" in unquote_to_bytes(scope.get("query_string", b"")):
+        return error_response(400, "invalid", "a query parameter has no NUL")
+    return None

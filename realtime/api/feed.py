@@ -54,6 +54,7 @@ from ..feed.service import FilterError
 from ..persistence.events import AppendResult, NewEvent, Rejected, last_seqs
 from ..protocol import has_control
 from ..state import State
+from . import schema
 from .common import (
     ApiError,
     caller,
@@ -417,4 +418,183 @@ routes = [
     Route("/api/follows/{kind}/{target_id}", follow, methods=["PUT", "DELETE"]),
     Route("/api/feed", feed, methods=["GET"]),
     Route("/api/rooms/{room_id}/checklist/{item_id}/share", share_milestone, methods=["POST"]),
+]
+
+
+# The OpenAPI description of these routes (api/schema.py) ----------------------------------
+
+TEXT = schema.string()
+CURSOR = schema.integer(1)
+COMMUNITY = schema.component(
+    "Community", schema.obj({"id": TEXT, "name": TEXT, "created_at": TEXT})
+)
+THREAD = {
+    "id": TEXT,
+    "community_id": TEXT,
+    "owner": schema.AUTHOR,
+    "title": TEXT,
+    "created_at": TEXT,
+}
+POST_SCHEMA = schema.component(
+    "Post",
+    schema.obj(
+        {"id": TEXT, "cursor": CURSOR, "thread_id": TEXT, "thread_title": TEXT}
+        | {"community_id": TEXT, "author": schema.AUTHOR, "body": TEXT}
+        | {"milestone": schema.nullable(schema.ANY_OBJECT), "created_at": TEXT}
+        | {"reactions": {"type": "object", "additionalProperties": schema.integer(0)}}
+        | {"comments": schema.integer(0)},
+        {"my_reactions": schema.array(schema.enum(*REACTION_KINDS))},
+    ),
+)
+COMMENT_SCHEMA = schema.component(
+    "Comment",
+    schema.obj(
+        {"id": TEXT, "post_id": TEXT, "cursor": CURSOR, "author": schema.AUTHOR}
+        | {"body": TEXT, "created_at": TEXT}
+    ),
+)
+POSTS_PAGE = {
+    "posts": schema.array(POST_SCHEMA),
+    "has_more": schema.BOOLEAN,
+    "next_before": schema.nullable(CURSOR),
+    "cursor": schema.SEQ,
+}
+BEFORE = schema.Param("before", schema.integer(1, 2**62), "posts with a cursor below this")
+LIMIT = schema.Param("limit", schema.integer(1, PAGE_MAX), f"default {PAGE_DEFAULT}")
+FOLLOW_TARGET = {"kind": schema.enum(*FOLLOW_KINDS), "target_id": schema.string(1, MAX_ID)}
+FOLLOW = schema.obj(
+    {"kind": schema.enum(*FOLLOW_KINDS), "target_id": TEXT}
+    | {"following": schema.BOOLEAN, "changed": schema.BOOLEAN}
+)
+REACTION = schema.obj(
+    {"post_id": TEXT, "kind": schema.enum(*REACTION_KINDS)}
+    | {"reacted": schema.BOOLEAN, "changed": schema.BOOLEAN}
+)
+
+
+def _twice(methods: tuple[str, str], path: str, summary: str, **kw: Any) -> list[schema.Op]:
+    return [schema.Op(method, path, f"{summary} ({method})", **kw) for method in methods]
+
+
+operations = [
+    schema.Op(
+        "POST",
+        "/api/communities",
+        "Create a community",
+        {201: COMMUNITY},
+        auth="service",
+        body=schema.obj({"name": schema.string(1, MAX_NAME)}),
+    ),
+    schema.Op(
+        "GET",
+        "/api/communities",
+        "Every community",
+        {200: schema.obj({"communities": schema.array(COMMUNITY)})},
+    ),
+    schema.Op(
+        "POST",
+        "/api/threads",
+        "Start a growth thread (the caller owns it)",
+        {201: schema.obj(THREAD)},
+        body=schema.obj(
+            {"title": schema.string(1, MAX_TITLE), "community_id": schema.string(1, 64)}
+        ),
+        errors=(404, 429),
+    ),
+    schema.Op(
+        "GET",
+        "/api/threads/{thread_id}",
+        "A thread and a page of its posts, newest first",
+        {200: schema.obj(THREAD | POSTS_PAGE)},
+        query=(BEFORE, LIMIT),
+        errors=(404,),
+    ),
+    schema.Op(
+        "POST",
+        "/api/threads/{thread_id}/posts",
+        "Post in one's own thread",
+        {201: POST_SCHEMA, 200: POST_SCHEMA},
+        body=schema.obj({"body": schema.string(1, MAX_POST)}),
+        idempotency_key=True,
+        errors=(403, 404, 409, 429),
+    ),
+    schema.Op(
+        "GET",
+        "/api/posts/{post_id}",
+        "A post and a page of its comments, oldest first",
+        {
+            200: schema.obj(
+                {"post": POST_SCHEMA, "comments": schema.array(COMMENT_SCHEMA)}
+                | {"has_more": schema.BOOLEAN}
+            )
+        },
+        query=(
+            schema.Param("after", schema.integer(0, 2**62), "comments after this cursor"),
+            schema.Param("limit", schema.integer(1, PAGE_MAX), "default 50"),
+        ),
+        errors=(404,),
+    ),
+    schema.Op(
+        "DELETE",
+        "/api/posts/{post_id}",
+        "Delete a post of one's own thread",
+        {200: schema.obj({"id": TEXT, "deleted": {"const": True}, "cursor": CURSOR})},
+        errors=(400, 403, 404, 409),
+    ),
+    schema.Op(
+        "POST",
+        "/api/posts/{post_id}/comments",
+        "Comment on a post",
+        {201: COMMENT_SCHEMA, 200: COMMENT_SCHEMA},
+        body=schema.obj({"body": schema.string(1, MAX_COMMENT)}),
+        idempotency_key=True,
+        errors=(404, 409, 429),
+    ),
+    *_twice(
+        ("PUT", "DELETE"),
+        "/api/posts/{post_id}/reactions/{kind}",
+        "Add or remove the caller's reaction",
+        responses={200: REACTION},
+        errors=(400, 404, 429),
+        path_params={"kind": schema.enum(*REACTION_KINDS)},
+    ),
+    schema.Op(
+        "GET",
+        "/api/follows",
+        "What the caller follows",
+        {200: schema.obj({kind: schema.array(TEXT) for kind in FOLLOW_KINDS})},
+    ),
+    *_twice(
+        ("PUT", "DELETE"),
+        "/api/follows/{kind}/{target_id}",
+        "Follow or unfollow a community, a thread or a user",
+        responses={200: FOLLOW},
+        errors=(400, 404, 409, 429),
+        path_params=FOLLOW_TARGET,
+    ),
+    schema.Op(
+        "GET",
+        "/api/feed",
+        "A page of the feed, newest first: `community=ID` or `following=1`",
+        {200: schema.obj(POSTS_PAGE)},
+        query=(
+            schema.Param("community", schema.string(1), "one community's posts"),
+            schema.Param("following", schema.enum("1"), "what the caller follows"),
+            BEFORE,
+            LIMIT,
+        ),
+        errors=(404,),
+    ),
+    schema.Op(
+        "POST",
+        "/api/rooms/{room_id}/checklist/{item_id}/share",
+        "Share a verified step as a post in one's own thread (the room's mentee)",
+        {201: POST_SCHEMA, 200: POST_SCHEMA},
+        body=schema.obj(
+            {"thread_id": schema.string(1, 64)},
+            {"body": schema.nullable(schema.string(1, MAX_POST))},
+        ),
+        idempotency_key=True,
+        errors=(403, 404, 409, 429),
+    ),
 ]

@@ -7,6 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..notes import store
+from . import schema
 from .common import caller, json_response, state_of
 from .rooms import visible_room
 
@@ -24,3 +25,13 @@ async def get_notes(request: Request) -> Response:
 
 
 routes = [Route("/api/rooms/{room_id}/notes", get_notes, methods=["GET"])]
+
+operations = [
+    schema.Op(
+        "GET",
+        "/api/rooms/{room_id}/notes",
+        "The room's notes as plain text and as Markdown",
+        {200: schema.obj({"text": schema.string(), "markdown": schema.string()})},
+        errors=(403, 404),
+    )
+]

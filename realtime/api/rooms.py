@@ -25,6 +25,7 @@ from ..reads.digest import digest_sync
 from ..reads.queries import marker_sync, newest_first, rooms_read_sync
 from ..state import State
 from ..streams.history import page_before
+from . import schema
 from .common import (
     ApiError,
     caller,
@@ -219,9 +220,9 @@ async def delete_member(request: Request) -> Response:
     require_service(principal)
     user_id = label(request.path_params["user_id"], "user_id", 128)
     state = state_of(request)
-    room_id = request.path_params["room_id"]
+    room = await _room(state, request.path_params["room_id"])  # else the append fails: 503
     try:
-        await _change(state, principal, room_id, REMOVED, {"user_id": user_id})
+        await _change(state, principal, room.id, REMOVED, {"user_id": user_id})
     except Rejected as exc:
         raise ApiError(404 if exc.code == MISSING else 409, exc.code, exc.message) from None
     return Response(status_code=204)
@@ -262,4 +263,138 @@ routes = [
     Route("/api/rooms/{room_id}/members/{user_id}", put_member, methods=["PUT"]),
     Route("/api/rooms/{room_id}/members/{user_id}", delete_member, methods=["DELETE"]),
     Route("/api/rooms/{room_id}/digest", digest, methods=["GET"]),
+]
+
+
+# The OpenAPI description of these routes (api/schema.py) ----------------------------------
+
+MEMBER = schema.component(
+    "Member",
+    schema.obj(
+        {
+            "user_id": schema.string(1, 128),
+            "name": schema.string(1, 128),
+            "role": schema.enum(*ROLES),
+        }
+    ),
+)
+ROOM = schema.component(
+    "Room",
+    schema.obj(
+        {
+            "id": schema.string(),
+            "title": schema.string(),
+            "created_at": schema.string(),
+            "members": schema.array(MEMBER),
+            "archived": schema.BOOLEAN,
+        }
+    ),
+)
+CHAT_MESSAGE = schema.component(
+    "ChatMessage",
+    schema.obj(
+        {
+            "type": schema.enum("chat.message"),
+            "seq": schema.integer(1),
+            "id": schema.string(),
+            "author": schema.AUTHOR,
+            "kind": schema.enum("user", SYSTEM_KIND),
+            "body": schema.string(),
+            "ts": schema.string(),
+        }
+    ),
+)
+ROOM_CREATED = schema.obj(
+    {
+        "id": schema.string(),
+        "title": schema.string(),
+        "created_at": schema.string(),
+        "members": schema.array(MEMBER),
+        "archived": schema.BOOLEAN,
+        "last_seq": schema.SEQ,
+    }
+)
+ROOM_SUMMARY = schema.obj(
+    {
+        "id": schema.string(),
+        "title": schema.string(),
+        "created_at": schema.string(),
+        "members": schema.array(MEMBER),
+        "last_seq": schema.SEQ,
+    },
+    {"archived": schema.BOOLEAN},
+)
+BEFORE = schema.Param("before", schema.integer(1, 2**62), "only what has a seq below this")
+LIMIT = schema.Param("limit", schema.integer(1, 100), "at most this many (default 50)")
+USER_ID = {"user_id": schema.string(1, 128)}
+MEMBER_BODY = schema.obj({"name": schema.string(1, 128), "role": schema.enum(*ROLES)})
+MEMBER_CHANGE = schema.obj({"member": MEMBER, "seq": schema.nullable(schema.integer(1))})
+
+operations = [
+    schema.Op(
+        "POST",
+        "/api/rooms",
+        "Create a room with its members",
+        {201: ROOM_CREATED},
+        auth="service",
+        body=schema.obj(
+            {
+                "title": schema.string(1, MAX_TITLE),
+                "members": schema.array(MEMBER, MAX_MEMBERS),
+            }
+        ),
+    ),
+    schema.Op(
+        "GET",
+        "/api/rooms",
+        "The caller's rooms (every room for a service token)",
+        {200: schema.obj({"rooms": schema.array(ROOM_SUMMARY)})},
+    ),
+    schema.Op("GET", "/api/rooms/{room_id}", "A room", {200: ROOM}, errors=(403, 404)),
+    schema.Op(
+        "PATCH",
+        "/api/rooms/{room_id}",
+        "Change a room's title or archive it (`room.updated`)",
+        {200: ROOM},
+        auth="service",
+        body=schema.obj({}, {"title": schema.string(1, MAX_TITLE), "archived": schema.BOOLEAN})
+        | {"minProperties": 1},
+        errors=(404, 409),
+    ),
+    schema.Op(
+        "GET",
+        "/api/rooms/{room_id}/messages",
+        "A page of chat messages, oldest to newest",
+        {200: schema.obj({"messages": schema.array(CHAT_MESSAGE), "has_more": schema.BOOLEAN})},
+        query=(BEFORE, LIMIT),
+        errors=(403, 404),
+    ),
+    schema.Op(
+        "POST",
+        "/api/rooms/{room_id}/messages",
+        "Post a system message (idempotent by its `id`)",
+        {201: CHAT_MESSAGE, 200: CHAT_MESSAGE},
+        auth="service",
+        body=schema.obj({"id": schema.string(1, 64), "body": schema.string(1, 4000)}),
+        errors=(404, 409),
+    ),
+    schema.Op(
+        "PUT",
+        "/api/rooms/{room_id}/members/{user_id}",
+        "Add a member (201) or change one's name or role (200)",
+        {201: MEMBER_CHANGE, 200: MEMBER_CHANGE},
+        auth="service",
+        body=MEMBER_BODY,
+        errors=(404, 409),
+        path_params=USER_ID,
+    ),
+    schema.Op(
+        "DELETE",
+        "/api/rooms/{room_id}/members/{user_id}",
+        "Remove a member (`member.removed`; their sockets of the room close 4403)",
+        {204: None},
+        auth="service",
+        errors=(400, 404, 409),
+        path_params=USER_ID,
+    ),
 ]

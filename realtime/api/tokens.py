@@ -12,6 +12,7 @@ from starlette.routing import Route
 from ..access.revocations import ACCESS_STREAM, REVOKED, TOO_MANY
 from ..auth import MAX_CLAIM
 from ..persistence.events import NewEvent, Rejected
+from . import schema
 from .common import ApiError, caller, json_body, label, require_service, state_of
 
 
@@ -54,3 +55,25 @@ async def revoke(request: Request) -> Response:
 
 
 routes = [Route("/api/tokens/revoke", revoke, methods=["POST"])]
+
+operations = [
+    schema.Op(
+        "POST",
+        "/api/tokens/revoke",
+        "Refuse every token of a user issued until now, or one token by its `jti`",
+        {204: None},
+        auth="service",
+        body={
+            "anyOf": [
+                schema.obj({"user_id": schema.string(1, MAX_CLAIM)}),
+                schema.obj(
+                    {
+                        "jti": schema.string(1, MAX_CLAIM),
+                        "exp": schema.NUMBER | {"exclusiveMinimum": 0},
+                    }
+                ),
+            ]
+        },
+        errors=(409,),
+    )
+]
