@@ -19,12 +19,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
+from ..broker.slots import cluster_client, is_cluster
 from ..faults import Faults, is_fatal
 from .base import Announce, Presence
 from .typing import TypingGate
@@ -90,6 +92,7 @@ SWEEP = _SWEEP + "return {sweep(KEYS[1], KEYS[2], ARGV[1]), redis.call('HVALS', 
 # Seconds to wait after Redis comes back before the snapshot: every process heartbeats at
 # once on recovery, so by then the users of sockets that stayed open are written back.
 SETTLE = 2.0
+POOL = 50  # connections to Redis (per node on a cluster)
 
 
 def _keys(room: str) -> list[str]:
@@ -111,11 +114,19 @@ class RedisPresence(Presence):
         super().__init__(announce, grace=grace)
         # Snapshots go to this process's sockets only: every process reconciles its own.
         self.announce_local = announce_local
-        # A blocking pool: a join storm waits for a connection instead of failing past 100.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=50, timeout=5, socket_connect_timeout=2, socket_timeout=5
-        )
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.client: aioredis.Redis | RedisCluster
+        # A join storm waits for a connection instead of failing past the pool: a blocking
+        # pool does it on one Redis; redis-py's cluster pools raise instead, so a semaphore
+        # holds the commands in flight to the pool's size.
+        self.gate: AbstractAsyncContextManager[Any] = nullcontext()
+        if is_cluster(url):
+            self.client = cluster_client(url, max_connections=POOL)
+            self.gate = asyncio.Semaphore(POOL)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL, timeout=5, socket_connect_timeout=2, socket_timeout=5
+            )
+            self.client = aioredis.Redis(connection_pool=pool)
         self.rooms = rooms  # the rooms this process serves: the ones it sweeps
         self.ttl = ttl
         self.local: dict[str, dict[str, str]] = {}  # room -> live conn -> "user\nname"
@@ -143,16 +154,20 @@ class RedisPresence(Presence):
             self.task.cancel()
             with suppress(asyncio.CancelledError):
                 await self.task
-        await self.client.aclose(close_connection_pool=True)
+        if isinstance(self.client, RedisCluster):
+            await self.client.aclose()
+        else:
+            await self.client.aclose(close_connection_pool=True)
 
     async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
         self.local.setdefault(room, {})[conn_id] = f"{user_id}\n{name}"
         now = time.time()
         try:
-            result = await self.join_script(
-                keys=_keys(room),
-                args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
-            )
+            async with self.gate:
+                result = await self.join_script(
+                    keys=_keys(room),
+                    args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
+                )
         except Exception:
             self.unsure.add(room)  # the heartbeat writes the socket later; a snapshot follows
             raise
@@ -164,7 +179,8 @@ class RedisPresence(Presence):
     async def _claim_typing(self, room: str, user_id: str, interval: float) -> bool:
         """True if no process sent this user's typing in the room within ``interval``."""
         key = f"menteo:pt:{{{room}}}:{user_id}"
-        return bool(await self.client.set(key, b"1", nx=True, px=max(1, int(interval * 1000))))
+        async with self.gate:
+            return bool(await self.client.set(key, b"1", nx=True, px=max(1, int(interval * 1000))))
 
     async def leave(self, room: str, user_id: str, conn_id: str, *, clean: bool) -> None:
         conns = self.local.get(room, {})
@@ -172,15 +188,17 @@ class RedisPresence(Presence):
         if not conns:
             self.local.pop(room, None)
         now = time.time()
-        gone = await self.leave_script(
-            keys=_keys(room), args=[now, conn_id, "1" if clean else "0", now + self.grace]
-        )
+        async with self.gate:
+            gone = await self.leave_script(
+                keys=_keys(room), args=[now, conn_id, "1" if clean else "0", now + self.grace]
+            )
         self._announce_gone(room, gone)
 
     async def online(self, room: str) -> list[dict[str, str]]:
         """Also what the room's sockets are taken to show from now on: a welcome's list."""
         try:
-            users = _users(await self.client.hvals(_keys(room)[1]))
+            async with self.gate:
+                users = _users(await self.client.hvals(_keys(room)[1]))
         except Exception:
             self.unsure.add(room)  # the welcome shows a guess; a snapshot follows
             raise
@@ -250,7 +268,8 @@ class RedisPresence(Presence):
         settling = self.resync_at is not None and not snapshot_all
         for room in rooms:
             heard = self.heard.get(room, 0)
-            gone, entries = await self.sweep_script(keys=_keys(room), args=[now])
+            async with self.gate:
+                gone, entries = await self.sweep_script(keys=_keys(room), args=[now])
             raced = self.heard.get(room, 0) != heard
             self._announce_gone(room, gone)
             # Only rooms whose sockets were given a view here (a feed stream has none).
@@ -295,7 +314,8 @@ class RedisPresence(Presence):
             pipe.zadd(zset, dict.fromkeys(conns, now + self.ttl))
             pipe.expire(zset, keep)
             pipe.expire(users, keep)
-        await pipe.execute()
+        async with self.gate:
+            await pipe.execute()
 
 
 def _users(entries: list[Any]) -> dict[str, str]:
