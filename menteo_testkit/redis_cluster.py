@@ -10,6 +10,7 @@ docs/deploy.md recommends)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,10 @@ from menteo_testkit.waits import wait_until
 __all__ = ["ClusterNode", "LocalCluster", "key_slot"]
 
 SLOTS = 16384
+
+
+class NodeExited(RuntimeError):
+    """A node's process ended while the cluster was starting."""
 
 
 def _crc16(data: bytes) -> int:
@@ -69,8 +74,18 @@ class LocalCluster:
         self.dir = workdir
         self.node_timeout_ms = node_timeout_ms
         self.masters_wanted = masters
-        self.nodes = [
-            ClusterNode(free_port(), free_port(), workdir / f"node{i}") for i in range(masters * 2)
+        self.nodes = self._pick_nodes()
+
+    def _pick_nodes(self) -> list[ClusterNode]:
+        """Nodes on distinct free ports (each a client port and a cluster bus port)."""
+        ports: list[int] = []
+        while len(ports) < self.masters_wanted * 4:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        return [
+            ClusterNode(ports[2 * i], ports[2 * i + 1], self.dir / f"node{i}")
+            for i in range(self.masters_wanted * 2)
         ]
 
     @property
@@ -81,20 +96,31 @@ class LocalCluster:
     def command(self, node: ClusterNode) -> list[str]:
         # No RDB, no AOF: a killed node is gone for good, its replica takes over.
         return ["redis-server", "--port", str(node.port), "--bind", HOST, "--save", "",
-                "--appendonly", "no", "--dir", str(node.dir), "--cluster-enabled", "yes",
+                "--appendonly", "no", "--dir", str(node.dir), "--logfile", "node.log",
+                "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf", "--cluster-port", str(node.bus_port),
                 "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--cluster-require-full-coverage", "no",
                 "--repl-diskless-sync-delay", "0"]  # fmt: skip
 
-    async def start(self, timeout: float = 30.0) -> None:
-        """Start the nodes, join them as a cluster, and wait until every node says ok (on a
-        failure every node started is killed)."""
-        try:
-            await self._start(timeout)
-        except BaseException:
-            self.stop()
-            raise
+    async def start(self, timeout: float = 30.0, attempts: int = 2) -> None:
+        """Start the nodes, join them as a cluster, and wait until every node says ok. On a
+        failure every node started is killed; a node that could not start (a port taken
+        since it was picked) is tried again once on other ports."""
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start(timeout)
+                return
+            except NodeExited:
+                self.stop()
+                if attempt == attempts:
+                    raise
+                for node in self.nodes:
+                    shutil.rmtree(node.dir, ignore_errors=True)
+                self.nodes = self._pick_nodes()
+            except BaseException:
+                self.stop()
+                raise
 
     async def _start(self, timeout: float) -> None:
         for node in self.nodes:
@@ -134,7 +160,9 @@ class LocalCluster:
     async def _accepting(self, node: ClusterNode) -> bool:
         assert node.proc is not None
         if node.proc.poll() is not None:
-            raise RuntimeError(f"redis-server {node.address} exited at start")
+            log = node.dir / "node.log"
+            tail = log.read_text(errors="replace")[-1000:] if log.exists() else ""
+            raise NodeExited(f"redis-server {node.address} exited at start: {tail}")
         try:
             _, writer = await asyncio.open_connection(HOST, node.port)
         except OSError:  # not listening yet
@@ -188,6 +216,16 @@ class LocalCluster:
             if any(low <= slot <= high for low, high in ranges):
                 return self._by_port(port)
         raise RuntimeError(f"no live master serves slot {slot}")
+
+    async def shard_of(self, master: ClusterNode) -> list[ClusterNode]:
+        """``master`` and its replicas (``CLUSTER NODES`` of a live node)."""
+        master_id = (await self.cli(master, "cluster", "myid")).strip()
+        shard = [master]
+        for line in (await self.cli(self.alive()[0], "cluster", "nodes")).splitlines():
+            fields = line.split()
+            if len(fields) >= 4 and fields[3] == master_id:
+                shard.append(self._by_port(int(fields[1].split("@")[0].rsplit(":", 1)[1])))
+        return shard
 
     async def masters(self) -> list[ClusterNode]:
         return [self._by_port(p) for p in await self._masters_seen_by(self.alive()[0])]

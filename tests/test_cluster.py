@@ -327,3 +327,33 @@ async def test_check_reports_the_cluster_and_a_master_down(
     await cluster.wait_failover(killed)
     code, lines = await check(env, tmp_path)
     assert code == 0, lines
+
+
+async def test_a_shard_lost_for_good_leaves_the_other_shards_serving(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """A master and its replica both die: rooms on the other shards keep their chat live
+    across processes and their presence written and swept, though A serves a room of the
+    lost shard too (subscribed first, so swept first)."""
+    async with servers(cluster, tmp_path) as (a, b):
+        members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        lost = await create_room(a.url, SERVICE, members)
+        lost_home = await cluster.master_of(f"{{{lost['id']}}}")
+        while True:  # a room whose slot another master serves
+            kept = await create_room(a.url, SERVICE, members)
+            if (await cluster.master_of(f"{{{kept['id']}}}")).port != lost_home.port:
+                break
+        await Talker.join(a, lost["id"], "ana")
+        ana = await Talker.join(a, kept["id"], "ana")
+        ben = await Talker.join(b, kept["id"], "ben")
+        await ana.wait(lambda: ana.online == {"ana", "ben"}, "Ben online at Ana")
+
+        for node in await cluster.shard_of(lost_home):
+            cluster.kill(node)
+        acked = await talk([ana, ben], "after", 3)
+        await all_seen([ana, ben], acked)
+        ben.client.ws.transport.abort()  # a drop: only the sweep says Ben left, after grace
+        await ana.wait(lambda: ana.online == {"ana"}, "Ben's leave, swept on A")
+        # The first leave on that master since the kill: its script was new there, and went
+        # to that master alone (not loaded on every master, which fails while one is away).
+        assert not [line for line in b.output if "presence leave failed" in line], b.output
