@@ -22,7 +22,9 @@ Scenarios (issue 4 §2), each named for what it measures:
             -> inbox.room p50/p99 at every affected inbox (target p99 <= 20 ms, one process)
   feed      bench/feed_fanout.py when present
 scaleout (bench/run_all.py): fanout and latency with --server ours-redis (2 processes on
-Redis + PostgreSQL).
+Redis + PostgreSQL); --server ours-cluster is the same on a private Redis Cluster (3 masters,
+3 replicas, menteo_testkit/redis_cluster.py). A comma-separated --server runs each in turn:
+``fanout --server ours-redis,ours-cluster`` puts both figures side by side, same run.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ from wsclient import WSClient, connect
 from menteo_testkit.database import reset_schema
 from menteo_testkit.ports import HOST, free_port
 from menteo_testkit.procstat import group_cpu, machine_cpu
+from menteo_testkit.redis_cluster import LocalCluster
 from menteo_testkit.server import Server, child_env, serve_command
 from menteo_testkit.tokens import token
 
@@ -83,6 +86,7 @@ class ServerSpec:
     database: str | None = None  # "sqlite" | "postgres" (ours)
     redis: bool = False
     launcher: str = "uvicorn"  # ours: "uvicorn" or "granian"
+    cluster: bool = False  # redis: a private Redis Cluster instead of --redis-url
 
 
 SERVERS: dict[str, ServerSpec] = {
@@ -94,6 +98,8 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("ours-pg", "menteo", "ours: 1 process + PostgreSQL", database="postgres"),
         ServerSpec("ours-redis", "menteo", "ours: 2 processes + Redis + PostgreSQL", processes=2,
                    database="postgres", redis=True),
+        ServerSpec("ours-cluster", "menteo", "ours: 2 processes + Redis Cluster + PostgreSQL",
+                   processes=2, database="postgres", redis=True, cluster=True),
         ServerSpec("socketio-redis", "socketio", "python-socketio: 2 processes + Redis",
                    processes=2, redis=True),
         ServerSpec("granian", "menteo", "ours under Granian: 1 process + SQLite",
@@ -133,6 +139,7 @@ class ServerSet:
         self.pg_url = pg_url
         self.redis_url = redis_url
         self.procs: list[Server] = []
+        self.cluster: LocalCluster | None = None
         self.database_url = (pg_url if spec.database == "postgres"
                              else f"sqlite+aiosqlite:///{tmp}/bench.db")
 
@@ -172,6 +179,10 @@ class ServerSet:
     def start(self) -> None:
         if self.spec.database == "postgres":
             asyncio.run(reset_schema(self.pg_url))
+        if self.spec.cluster:
+            self.cluster = LocalCluster(self.tmp / "cluster")
+            asyncio.run(self.cluster.start())
+            self.redis_url = self.cluster.url
         env = self.env()
         probe = "readyz" if self.spec.kind == "menteo" else "tcp"
         for i in range(self.spec.processes):
@@ -185,7 +196,10 @@ class ServerSet:
     def stop(self) -> list[int | None]:
         for proc in self.procs:
             proc.send_stop()
-        return [proc.wait_stopped(15) for proc in self.procs]
+        codes = [proc.wait_stopped(15) for proc in self.procs]
+        if self.cluster is not None:
+            self.cluster.stop()
+        return codes
 
     def cpu(self) -> float:
         return sum(p.tree_cpu_seconds() for p in self.procs)
@@ -1105,7 +1119,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 2)[2])
     p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed"])
-    p.add_argument("--server", default="ours", choices=list(SERVERS))
+    p.add_argument("--server", default="ours", type=server_list,
+                   help=f"one of {', '.join(SERVERS)}, or several, comma-separated, run in turn")
     p.add_argument("--smoke", action="store_true", help="small sizes, short: a smoke test")
     p.add_argument("--warmup", type=float, default=None,
                    help="seconds (default 1.5; smoke 0.5)")
@@ -1129,6 +1144,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+# What a comma-separated --server prints per server at the end.
+SIDE_BY_SIDE = ("delivered_per_s", "cpu_us_per_delivery", "e2e_p50_ms", "e2e_p99_ms",
+                "server_cpu", "backend_cpu", "error")
+
+
+def server_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in SERVERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown server {', '.join(unknown)}")
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.list or not a.scenario:
@@ -1149,15 +1177,22 @@ def main(argv: list[str] | None = None) -> int:
         1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox") else 4.0)
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
     prm = Params(a.smoke, warmup, duration, a.window, a.rate)
-    result = run(a.scenario, a.server, prm, server_cpus=a.server_cpus, client_cpu=a.client_cpu,
-                 no_pin=a.no_pin, pg_url=a.database_url, redis_url=a.redis_url, tmpdir=a.tmpdir,
-                 priority=a.nice)
-    result["machine"] = machine_info()
-    text = json.dumps(result, indent=1)
+    results = []
+    for server in a.server:
+        result = run(a.scenario, server, prm, server_cpus=a.server_cpus,
+                     client_cpu=a.client_cpu, no_pin=a.no_pin, pg_url=a.database_url,
+                     redis_url=a.redis_url, tmpdir=a.tmpdir, priority=a.nice)
+        result["machine"] = machine_info()
+        results.append(result)
+    if len(results) > 1:  # side by side, one line each, after the full results
+        for result in results:
+            shown = (f"{key} {result[key]}" for key in SIDE_BY_SIDE if key in result)
+            log(f"{result['server']:15} " + ", ".join(shown))
+    text = json.dumps(results[0] if len(results) == 1 else results, indent=1)
     print(text)
     if a.json_path:
         Path(a.json_path).write_text(text + "\n")
-    return 0 if result.get("ok") else 1
+    return 0 if all(result.get("ok") for result in results) else 1
 
 
 if __name__ == "__main__":

@@ -15,10 +15,15 @@ import os
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .config import MIN_SECRET_BYTES, PREFIX, Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from .broker.slots import ClusterURL
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -141,6 +146,8 @@ def production_like(settings: Settings) -> bool:
 def describe(settings: Settings) -> str:
     database = "PostgreSQL" if not settings.is_sqlite else "SQLite"
     broker = "Redis" if uses_redis(settings) else "in-process broker"
+    if settings.redis_url.startswith("redis+cluster://"):
+        broker = "Redis Cluster"
     return f"{database}, {broker}, logs as {settings.log_format}"
 
 
@@ -233,6 +240,8 @@ def _revision(conn: object) -> str | None:
 
 
 async def check_redis(url: str, timeout: float) -> Result:
+    if url.startswith("redis+cluster://"):
+        return await check_cluster(url)
     import redis.asyncio as aioredis
 
     shown = _hide_password(url)
@@ -244,6 +253,54 @@ async def check_redis(url: str, timeout: float) -> Result:
         await client.aclose()
     version = info.get("redis_version", "?")
     return Result("ok", "redis", f"{shown} reachable (Redis {version})")
+
+
+async def check_cluster(url: str) -> Result:
+    """A startup node's slot map, every master in it answering ``PING``, and the cluster's
+    own verdict (``cluster_state:ok``); bounded by the caller's timeout."""
+    from .broker.slots import ClusterURL, cluster_state, node_client, read_slot_map
+
+    parsed = ClusterURL.parse(url)
+    shown = _hide_cluster_password(url, parsed)
+    clients: list[aioredis.Redis] = []
+
+    def client(address: tuple[str, int]) -> aioredis.Redis:
+        clients.append(node_client(address, parsed, pool=1))
+        return clients[-1]
+
+    try:
+        failure: Exception = ValueError("no startup node")
+        for address in parsed.nodes:
+            try:
+                first = client(address)
+                slots = await read_slot_map(first, address)
+                break
+            except Exception as exc:
+                failure = exc
+        else:
+            raise failure
+        for master in slots.masters.values():
+            await client(master).ping()
+        state = await cluster_state(first)
+        version = (await first.info("server")).get("redis_version", "?")
+    finally:
+        for each in clients:
+            await each.aclose(close_connection_pool=True)
+    unserved = slots.owner.count(None)
+    if state != "ok" or unserved:
+        detail = f"{shown}: cluster_state {state}, {unserved} slots served by no master"
+        return Result("FAIL", "redis", detail)
+    masters = len(slots.masters)
+    return Result(
+        "ok", "redis", f"{shown} reachable (Redis {version}, cluster of {masters} masters)"
+    )
+
+
+def _hide_cluster_password(url: str, parsed: ClusterURL) -> str:
+    if parsed.password is None:
+        return url
+    nodes = ",".join(f"{host}:{port}" for host, port in parsed.nodes)
+    return f"redis+cluster://{parsed.username or ''}:***@{nodes}"
 
 
 def check_web(web: Path) -> Result:

@@ -143,6 +143,20 @@ async def test_an_unreachable_redis_fails(tmp_path: Path) -> None:
     assert "hunter2" not in "\n".join(lines.values())
 
 
+async def test_a_cluster_url_that_does_not_parse_or_answer_fails(tmp_path: Path) -> None:
+    env = sqlite_env(tmp_path)
+    assert (await cli("migrate", env=env, cwd=tmp_path))[0] == 0
+    env["MENTEO_REDIS_URL"] = "redis+cluster://127.0.0.1"
+    code, lines = await check(env, tmp_path)
+    assert code == 1 and "'127.0.0.1' is not host:port" in lines["redis"], lines
+    with closed_port() as one, closed_port() as two:
+        env["MENTEO_REDIS_URL"] = f"redis+cluster://menteo:hunter2@127.0.0.1:{one},[::1]:{two}"
+        code, lines = await check(env, tmp_path)
+    assert code == 1
+    assert lines["redis"].startswith("FAIL  redis: cannot connect"), lines
+    assert "hunter2" not in "\n".join(lines.values())
+
+
 async def test_an_unreachable_database_fails(tmp_path: Path) -> None:
     with closed_port() as port:
         url = f"postgresql+asyncpg://postgres:hunter2@127.0.0.1:{port}/menteo"

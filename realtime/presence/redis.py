@@ -16,16 +16,20 @@ to every room it serves once Redis is back after an outage).
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError, RedisError
 
 from ..backoff import Backoff
+from ..broker.slots import cluster_client, is_cluster
 from ..faults import Faults, is_fatal
 from .base import Announce, Presence
 from .typing import TypingGate
@@ -91,6 +95,7 @@ SWEEP = _SWEEP + "return {sweep(KEYS[1], KEYS[2], ARGV[1]), redis.call('HVALS', 
 # Seconds to wait after Redis comes back before the snapshot: every process heartbeats at
 # once on recovery, so by then the users of sockets that stayed open are written back.
 SETTLE = 2.0
+POOL = 50  # connections to Redis (per node on a cluster)
 
 
 def _keys(room: str) -> list[str]:
@@ -112,17 +117,31 @@ class RedisPresence(Presence):
         super().__init__(announce, grace=grace)
         # Snapshots go to this process's sockets only: every process reconciles its own.
         self.announce_local = announce_local
-        # A blocking pool: a join storm waits for a connection instead of failing past 100.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=50, timeout=5, socket_connect_timeout=2, socket_timeout=5
-        )
-        self.client = aioredis.Redis(connection_pool=pool)
+        self.client: aioredis.Redis | RedisCluster
+        # A join storm waits for a connection instead of failing past the pool: a blocking
+        # pool does it on one Redis; redis-py's cluster pools raise instead, so a semaphore
+        # holds the commands in flight to the pool's size.
+        self.gate: AbstractAsyncContextManager[Any] = nullcontext()
+        if is_cluster(url):
+            self.client = cluster_client(url, max_connections=POOL)
+            self.gate = asyncio.Semaphore(POOL)
+        else:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL, timeout=5, socket_connect_timeout=2, socket_timeout=5
+            )
+            self.client = aioredis.Redis(connection_pool=pool)
         self.rooms = rooms  # the rooms this process serves: the ones it sweeps
         self.ttl = ttl
         self.local: dict[str, dict[str, str]] = {}  # room -> live conn -> "user\nname"
-        self.join_script = self.client.register_script(JOIN)
-        self.leave_script = self.client.register_script(LEAVE)
-        self.sweep_script = self.client.register_script(SWEEP)
+        scripts: Callable[[str], Any] = self.client.register_script
+        if isinstance(self.client, RedisCluster):
+            scripts = functools.partial(_ClusterScript, self.client)
+        self.join_script = scripts(JOIN)
+        self.leave_script = scripts(LEAVE)
+        self.sweep_script = scripts(SWEEP)
+        # On a cluster, upkeep goes on past a master that is away (``_shard_failed``).
+        self.down: set[str] = set()  # masters that failed this round
+        self.failure: Exception | None = None  # the first of those failures
         self.task: asyncio.Task[None] | None = None
         self.views: dict[str, dict[str, str]] = {}  # room -> user -> name, as last shown
         self.heard: dict[str, int] = {}  # room -> presence signals seen (to detect a race)
@@ -145,16 +164,20 @@ class RedisPresence(Presence):
             self.task.cancel()
             with suppress(asyncio.CancelledError):
                 await self.task
-        await self.client.aclose(close_connection_pool=True)
+        if isinstance(self.client, RedisCluster):
+            await self.client.aclose()
+        else:
+            await self.client.aclose(close_connection_pool=True)
 
     async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
         self.local.setdefault(room, {})[conn_id] = f"{user_id}\n{name}"
         now = time.time()
         try:
-            result = await self.join_script(
-                keys=_keys(room),
-                args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
-            )
+            async with self.gate:
+                result = await self.join_script(
+                    keys=_keys(room),
+                    args=[now, conn_id, user_id, name, now + self.ttl, int(self.ttl * 4) + 60],
+                )
         except Exception:
             self.unsure.add(room)  # the heartbeat writes the socket later; a snapshot follows
             raise
@@ -166,7 +189,8 @@ class RedisPresence(Presence):
     async def _claim_typing(self, room: str, user_id: str, interval: float) -> bool:
         """True if no process sent this user's typing in the room within ``interval``."""
         key = f"menteo:pt:{{{room}}}:{user_id}"
-        return bool(await self.client.set(key, b"1", nx=True, px=max(1, int(interval * 1000))))
+        async with self.gate:
+            return bool(await self.client.set(key, b"1", nx=True, px=max(1, int(interval * 1000))))
 
     async def leave(self, room: str, user_id: str, conn_id: str, *, clean: bool) -> None:
         conns = self.local.get(room, {})
@@ -174,15 +198,17 @@ class RedisPresence(Presence):
         if not conns:
             self.local.pop(room, None)
         now = time.time()
-        gone = await self.leave_script(
-            keys=_keys(room), args=[now, conn_id, "1" if clean else "0", now + self.grace]
-        )
+        async with self.gate:
+            gone = await self.leave_script(
+                keys=_keys(room), args=[now, conn_id, "1" if clean else "0", now + self.grace]
+            )
         self._announce_gone(room, gone)
 
     async def online(self, room: str) -> list[dict[str, str]]:
         """Also what the room's sockets are taken to show from now on: a welcome's list."""
         try:
-            users = _users(await self.client.hvals(_keys(room)[1]))
+            async with self.gate:
+                users = _users(await self.client.hvals(_keys(room)[1]))
         except Exception:
             self.unsure.add(room)  # the welcome shows a guess; a snapshot follows
             raise
@@ -255,7 +281,15 @@ class RedisPresence(Presence):
         settling = self.resync_at is not None and not snapshot_all
         for room in rooms:
             heard = self.heard.get(room, 0)
-            gone, entries = await self.sweep_script(keys=_keys(room), args=[now])
+            node = self._node(room)
+            if node is not None and node in self.down:
+                continue
+            try:
+                async with self.gate:
+                    gone, entries = await self.sweep_script(keys=_keys(room), args=[now])
+            except (RedisError, OSError) as exc:
+                self._shard_failed(node, exc)
+                continue
             raced = self.heard.get(room, 0) != heard
             self._announce_gone(room, gone)
             # Only rooms whose sockets were given a view here (a feed stream has none).
@@ -263,8 +297,30 @@ class RedisPresence(Presence):
                 forced = snapshot_all or room in self.unsure
                 self.unsure.discard(room)
                 self._reconcile(room, _users(entries), force=forced)
+        failure, self.failure = self.failure, None
+        self.down.clear()
+        if failure is not None:
+            raise failure  # upkeep failed this round: recovery snapshots, as for one Redis
         if snapshot_all:
             self.resync_at = None
+
+    def _node(self, room: str) -> str | None:
+        """The cluster master of ``room``'s keys (None on one Redis: all fail together)."""
+        if not isinstance(self.client, RedisCluster):
+            return None
+        try:
+            node = self.client.get_node_from_key(_keys(room)[0])
+        except RedisError:  # the slot map is not read yet
+            return "?"
+        return "?" if node is None else str(node.name)
+
+    def _shard_failed(self, node: str | None, exc: BaseException) -> None:
+        """One Redis away fails the round at once; on a cluster, the rooms on other masters
+        are still swept and heartbeated, and the round fails at its end."""
+        if node is None or not isinstance(exc, (RedisError, OSError)):
+            raise exc
+        self.down.add(node)
+        self.failure = self.failure or exc
 
     def _reconcile(self, room: str, users: dict[str, str], *, force: bool) -> None:
         """Send a snapshot when Redis and what the sockets were told differ twice running
@@ -291,17 +347,44 @@ class RedisPresence(Presence):
     async def _heartbeat(self, now: float) -> None:
         """Push our live sockets' expiry forward, writing their entries again in full: after
         Redis restarts empty, this is what puts the users who stayed connected back."""
-        if not self.local:
-            return
+        groups: dict[str | None, list[str]] = {}  # one pipeline per master on a cluster
+        for room in self.local:
+            groups.setdefault(self._node(room), []).append(room)
+        beats = (self._beat(now, rooms) for rooms in groups.values())
+        outcomes = await asyncio.gather(*beats, return_exceptions=True)
+        for node, outcome in zip(groups, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                self._shard_failed(node, outcome)
+
+    async def _beat(self, now: float, rooms: list[str]) -> None:
         pipe = self.client.pipeline(transaction=False)
         keep = int(self.ttl * 4) + 60
-        for room, conns in self.local.items():
+        for room in rooms:
+            conns = self.local[room]
             zset, users = _keys(room)
             pipe.hset(users, mapping=dict(conns.items()))
             pipe.zadd(zset, dict.fromkeys(conns, now + self.ttl))
             pipe.expire(zset, keep)
             pipe.expire(users, keep)
-        await pipe.execute()
+        async with self.gate:
+            await pipe.execute()
+
+
+class _ClusterScript:
+    """A Lua script on a cluster: ``EVALSHA``, else the whole script (``EVAL``) to the node
+    of its keys. redis-py's own loads a missing script on every master at once, which fails
+    for every room while any one master is away."""
+
+    def __init__(self, client: RedisCluster, script: str) -> None:
+        self.client = client
+        self.script = script
+        self.sha = hashlib.sha1(script.encode()).hexdigest()
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return await self.client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self.client.eval(self.script, len(keys), *keys, *args)
 
 
 def _users(entries: list[Any]) -> dict[str, str]:
