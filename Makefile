@@ -32,7 +32,7 @@ test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not
 
 check: install  ## lint, types and the import layers (contracts in pyproject.toml)
 	$(BIN)/ruff check realtime menteo_testkit tests bench
-	$(BIN)/ruff format --check realtime menteo_testkit
+	$(BIN)/ruff format --check realtime menteo_testkit tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

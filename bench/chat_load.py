@@ -55,10 +55,28 @@ from menteo_testkit.tokens import token
 
 # What this module offered before its shared parts moved to menteo_testkit and its report
 # to chat_report.py: still importable from here.
-__all__ = ["CPU_GROUPS", "TABLE_HEADER", "Result", "Server", "cpu_share", "fmt", "free_port",
-           "group_cpu", "load_label", "machine_cpu", "order_problems", "percentile_ms",
-           "reset_postgres", "server_env", "setup_label", "start_server", "stop_server",
-           "summarise", "table_row", "wait_ready"]
+__all__ = [
+    "CPU_GROUPS",
+    "TABLE_HEADER",
+    "Result",
+    "Server",
+    "cpu_share",
+    "fmt",
+    "free_port",
+    "group_cpu",
+    "load_label",
+    "machine_cpu",
+    "order_problems",
+    "percentile_ms",
+    "reset_postgres",
+    "server_env",
+    "setup_label",
+    "start_server",
+    "stop_server",
+    "summarise",
+    "table_row",
+    "wait_ready",
+]
 
 SUBPROTOCOL = "menteo.v1.json"
 # High enough that the per-connection token bucket never refuses a frame: the limiter is
@@ -104,13 +122,15 @@ def can_pin() -> bool:
 
 
 def server_env(database_url: str, redis_url: str | None, secret: str) -> dict[str, str]:
-    return child_env({
-        "MENTEO_SECRET": secret,
-        "MENTEO_DATABASE_URL": database_url,
-        "MENTEO_REDIS_URL": redis_url or "",
-        "MENTEO_RATE_PER_SECOND": UNLIMITED_RATE,
-        "MENTEO_RATE_BURST": UNLIMITED_RATE,
-    })
+    return child_env(
+        {
+            "MENTEO_SECRET": secret,
+            "MENTEO_DATABASE_URL": database_url,
+            "MENTEO_REDIS_URL": redis_url or "",
+            "MENTEO_RATE_PER_SECOND": UNLIMITED_RATE,
+            "MENTEO_RATE_BURST": UNLIMITED_RATE,
+        }
+    )
 
 
 def start_server(env: dict[str, str], log_path: Path, cpus: str | None) -> Server:
@@ -186,11 +206,20 @@ async def create_rooms(base: str, service_token: str, opts: Options) -> list[str
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def one(i: int, http: httpx.AsyncClient) -> str:
-        members = [{"user_id": f"u{i}-{j}", "name": f"User {i}-{j}",
-                    "role": "mentor" if j == 0 else "mentee"} for j in range(opts.members)]
+        members = [
+            {
+                "user_id": f"u{i}-{j}",
+                "name": f"User {i}-{j}",
+                "role": "mentor" if j == 0 else "mentee",
+            }
+            for j in range(opts.members)
+        ]
         async with gate:
-            resp = await http.post(f"{base}/api/rooms", headers=headers,
-                                   json={"title": f"bench {i}", "members": members})
+            resp = await http.post(
+                f"{base}/api/rooms",
+                headers=headers,
+                json={"title": f"bench {i}", "members": members},
+            )
         if resp.status_code != 201:
             raise RuntimeError(f"POST /api/rooms: {resp.status_code} {resp.text[:200]}")
         room_id: str = resp.json()["id"]
@@ -204,9 +233,12 @@ async def connect_member(
     ws_base: str, room_id: str, room: int, index: int, user_id: str, secret: str, window: int
 ) -> Member:
     bearer = token(secret, user_id, user_id, ttl=3600)
-    ws = await connect(f"{ws_base}/rooms/{room_id}/ws?token={bearer}",
-                       subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                       compression=None, open_timeout=30)
+    ws = await connect(
+        f"{ws_base}/rooms/{room_id}/ws?token={bearer}",
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,
+        open_timeout=30,
+    )
     welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
     if welcome.get("type") != "welcome":
         raise RuntimeError(f"expected welcome, got {welcome}")
@@ -222,8 +254,9 @@ async def connect_all(
         index = room * opts.members + j
         server = servers[index % len(servers)]  # round-robin: a room spans the processes
         async with gate:
-            return await connect_member(server.ws, room_ids[room], room, index,
-                                        f"u{room}-{j}", secret, opts.window)
+            return await connect_member(
+                server.ws, room_ids[room], room, index, f"u{room}-{j}", secret, opts.window
+            )
 
     jobs = [one(room, j) for room in range(len(room_ids)) for j in range(opts.members)]
     return list(await asyncio.gather(*jobs))
@@ -245,8 +278,9 @@ async def sender(member: Member, win: Window, body: str, until: float) -> None:
         member.outstanding[cid] = now
         win.sent_at[(member.room, cid)] = now
         try:
-            await member.ws.send(orjson.dumps({"type": "chat.send", "id": cid, "body": body})
-                                 .decode())
+            await member.ws.send(
+                orjson.dumps({"type": "chat.send", "id": cid, "body": body}).decode()
+            )
         except ConnectionClosed:
             return  # the receiver records why
         member.sent += 1
@@ -275,8 +309,9 @@ async def open_sender(
             win.due += 1
             win.send_lag.append(time.perf_counter() - due)
         try:
-            await member.ws.send(orjson.dumps({"type": "chat.send", "id": cid, "body": body})
-                                 .decode())
+            await member.ws.send(
+                orjson.dumps({"type": "chat.send", "id": cid, "body": body}).decode()
+            )
         except ConnectionClosed:
             return  # the receiver records why
         member.sent += 1
@@ -333,8 +368,9 @@ def settled(members: list[Member]) -> bool:
         if m.outstanding and m.closed is None:
             return False
         newest[m.room] = max([newest.get(m.room, 0), *m.acked])
-    return all(m.closed is not None or (m.seqs[-1] if m.seqs else 0) >= newest[m.room]
-               for m in members)
+    return all(
+        m.closed is not None or (m.seqs[-1] if m.seqs else 0) >= newest[m.room] for m in members
+    )
 
 
 async def drain(members: list[Member], seconds: float) -> bool:
@@ -355,8 +391,9 @@ class CpuSample:
 
 
 def cpu_now(servers: list[Server]) -> CpuSample:
-    return CpuSample(time.process_time(), [s.cpu_seconds() for s in servers],
-                     machine_cpu(), group_cpu())
+    return CpuSample(
+        time.process_time(), [s.cpu_seconds() for s in servers], machine_cpu(), group_cpu()
+    )
 
 
 async def sample_cpu(
@@ -376,8 +413,9 @@ PG_ACTIVITY = """
 SELECT state, wait_event_type, wait_event FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
 """
-PG_COMMITS = ("SELECT xact_commit, xact_rollback FROM pg_stat_database "
-              "WHERE datname = current_database()")
+PG_COMMITS = (
+    "SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+)
 PG_SAMPLE_EVERY = 0.1
 
 
@@ -399,8 +437,11 @@ async def sample_postgres(url: str, win: Window) -> dict[str, Any]:
         samples = 0
         while time.perf_counter() < win.end:
             for row in await conn.fetch(PG_ACTIVITY):
-                wait = (f"{row['wait_event_type']}:{row['wait_event']}"
-                        if row["wait_event_type"] else "cpu/no wait")
+                wait = (
+                    f"{row['wait_event_type']}:{row['wait_event']}"
+                    if row["wait_event_type"]
+                    else "cpu/no wait"
+                )
                 states[f"{row['state']} / {wait}"] += 1
             samples += 1
             await asyncio.sleep(PG_SAMPLE_EVERY)
@@ -415,7 +456,8 @@ async def sample_postgres(url: str, win: Window) -> dict[str, Any]:
         "rollbacks_per_s": round((after["xact_rollback"] - before["xact_rollback"]) / seconds, 1),
         "samples": samples,
         "avg_connections": {k: round(v / samples, 2) for k, v in states.most_common()}
-        if samples else {},
+        if samples
+        else {},
     }
 
 
@@ -444,9 +486,12 @@ async def run_load(
         # Evenly spread: member i sends at t0 + (i + k * N) / rate, so the N members
         # together offer one message every 1 / rate seconds.
         n = len(members)
-        senders = [asyncio.create_task(open_sender(m, win, body, t0 + i / opts.rate,
-                                                   n / opts.rate, win.end))
-                   for i, m in enumerate(members)]
+        senders = [
+            asyncio.create_task(
+                open_sender(m, win, body, t0 + i / opts.rate, n / opts.rate, win.end)
+            )
+            for i, m in enumerate(members)
+        ]
     else:
         senders = [asyncio.create_task(sender(m, win, body, win.end)) for m in members]
     pg_task = None
@@ -464,8 +509,9 @@ async def run_load(
     for task in receivers:
         task.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
-    await asyncio.gather(*(asyncio.wait_for(m.ws.close(), 5) for m in members),
-                         return_exceptions=True)
+    await asyncio.gather(
+        *(asyncio.wait_for(m.ws.close(), 5) for m in members), return_exceptions=True
+    )
     return LoadOutcome(win, members, drained, cpu, postgres)
 
 
@@ -491,11 +537,16 @@ def run(opts: Options) -> Result:
         try:
             # One at a time: the first one creates the schema, the others find it there.
             for i in range(opts.processes):
-                servers.append(start_server(env, Path(tmp, f"server-{i}.log"),
-                                            opts.server_cpus if pinned else None))
+                servers.append(
+                    start_server(
+                        env, Path(tmp, f"server-{i}.log"), opts.server_cpus if pinned else None
+                    )
+                )
                 wait_ready(servers[-1])
-            log(f"{len(servers)} server process(es) ready on ports "
-                f"{', '.join(str(s.port) for s in servers)} (pinned: {pinned})")
+            log(
+                f"{len(servers)} server process(es) ready on ports "
+                f"{', '.join(str(s.port) for s in servers)} (pinned: {pinned})"
+            )
             outcome = asyncio.run(run_load(servers, secret, opts, database_url))
             alive = [s.proc.poll() is None for s in servers]
         finally:
@@ -503,8 +554,11 @@ def run(opts: Options) -> Result:
         problems = server_problems(servers)
         problems += [f"[server {i}] died during the run" for i, ok in enumerate(alive) if not ok]
         # Uvicorn re-raises the SIGTERM it handled, so -15 is a clean stop too.
-        problems += [f"[server {i}] exit code {c}" for i, c in enumerate(codes)
-                     if c not in (0, -signal.SIGTERM)]
+        problems += [
+            f"[server {i}] exit code {c}"
+            for i, c in enumerate(codes)
+            if c not in (0, -signal.SIGTERM)
+        ]
         return summarise(outcome, opts, pinned, codes, problems, server_warnings(servers))
 
 
@@ -512,19 +566,29 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rooms", type=int, default=100)
     p.add_argument("--members", type=int, default=2, help="members per room (>= 2)")
-    p.add_argument("--window", type=int, default=4,
-                   help="closed loop: unacked messages per member")
-    p.add_argument("--rate", type=float, default=None,
-                   help="open loop: total messages/s offered by all members together, "
-                   "evenly spread (default: closed loop)")
+    p.add_argument("--window", type=int, default=4, help="closed loop: unacked messages per member")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open loop: total messages/s offered by all members together, "
+        "evenly spread (default: closed loop)",
+    )
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
-    p.add_argument("--drain-timeout", type=float, default=15.0,
-                   help="seconds to wait for the last acks and deliveries after sending stops")
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=15.0,
+        help="seconds to wait for the last acks and deliveries after sending stops",
+    )
     p.add_argument("--body-size", type=int, default=64, help="characters per message body")
     p.add_argument("--processes", type=int, default=1, help="server processes (needs Redis)")
-    p.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir; "
-                   "a PostgreSQL database given here has its public schema DROPPED first")
+    p.add_argument(
+        "--database-url",
+        help="default: a fresh SQLite file in a temp dir; "
+        "a PostgreSQL database given here has its public schema DROPPED first",
+    )
     p.add_argument("--redis-url", help="broker for --processes > 1 (MENTEO_REDIS_URL)")
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for the servers")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU this load generator uses")
@@ -542,8 +606,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
     if a.rate is not None and a.rate <= 0:
         p.error("--rate must be positive")
     if a.processes > 1 and not a.redis_url:
-        p.error("--processes > 1 needs --redis-url: without a broker members in other "
-                "processes would not see each other's messages")
+        p.error(
+            "--processes > 1 needs --redis-url: without a broker members in other "
+            "processes would not see each other's messages"
+        )
     return Options(**vars(a))
 
 

@@ -119,7 +119,11 @@ def setup_label(opts: Options) -> str:
 
 
 def summarise(
-    out: LoadOutcome, opts: Options, pinned: bool, codes: list[int], problems: list[str],
+    out: LoadOutcome,
+    opts: Options,
+    pinned: bool,
+    codes: list[int],
+    problems: list[str],
     warnings: tuple[int, list[str]] = (0, []),
 ) -> Result:
     win, members = out.win, out.members
@@ -129,45 +133,70 @@ def summarise(
     if not out.drained:
         order.insert(0, "not drained: some acks or deliveries never arrived")
     acked_per_s = round(win.acks / seconds, 1)
-    server_cpu = [cpu_share(a, b, seconds) for a, b in zip(first.servers, last.servers,
-                                                            strict=True)]
+    server_cpu = [
+        cpu_share(a, b, seconds) for a, b in zip(first.servers, last.servers, strict=True)
+    ]
     client_cpu = cpu_share(first.client, last.client, seconds)
     machine = cpu_share(first.machine.get("busy"), last.machine.get("busy"), seconds)
-    cores = [cpu_share(first.machine.get(f"cpu{i}"), last.machine.get(f"cpu{i}"), seconds)
-             for i in range(len([k for k in first.machine if k.startswith("cpu")]))]
-    backend = {g: cpu_share(first.groups.get(g), last.groups.get(g), seconds)
-               for g in CPU_GROUPS}
+    cores = [
+        cpu_share(first.machine.get(f"cpu{i}"), last.machine.get(f"cpu{i}"), seconds)
+        for i in range(len([k for k in first.machine if k.startswith("cpu")]))
+    ]
+    backend = {g: cpu_share(first.groups.get(g), last.groups.get(g), seconds) for g in CPU_GROUPS}
     known = [*server_cpu, client_cpu, *backend.values()]
-    other = (round(machine - sum(known), 3)  # type: ignore[arg-type]
-             if machine is not None and None not in known else None)
+    other = (
+        round(machine - sum(known), 3)  # type: ignore[arg-type]
+        if machine is not None and None not in known
+        else None
+    )
     return Result(
-        setup=setup_label(opts), mode="open" if opts.open_loop else "closed",
-        offered_per_s=opts.rate, rooms=opts.rooms, members=opts.members,
+        setup=setup_label(opts),
+        mode="open" if opts.open_loop else "closed",
+        offered_per_s=opts.rate,
+        rooms=opts.rooms,
+        members=opts.members,
         window=None if opts.open_loop else opts.window,
-        duration_s=opts.duration, warmup_s=opts.warmup,
+        duration_s=opts.duration,
+        warmup_s=opts.warmup,
         acked_per_s=acked_per_s,
         delivered_per_s=round(win.deliveries / seconds, 1),
-        e2e_p50_ms=percentile_ms(win.e2e, 50), e2e_p90_ms=percentile_ms(win.e2e, 90),
-        e2e_p99_ms=percentile_ms(win.e2e, 99), e2e_samples=len(win.e2e),
+        e2e_p50_ms=percentile_ms(win.e2e, 50),
+        e2e_p90_ms=percentile_ms(win.e2e, 90),
+        e2e_p99_ms=percentile_ms(win.e2e, 99),
+        e2e_samples=len(win.e2e),
         ack_p50_ms=percentile_ms(win.ack_latency, 50),
         ack_p99_ms=percentile_ms(win.ack_latency, 99),
         due_per_s=round(win.due / seconds, 1) if opts.open_loop else None,
         send_lag_p50_ms=percentile_ms(win.send_lag, 50) if opts.open_loop else None,
         send_lag_p99_ms=percentile_ms(win.send_lag, 99) if opts.open_loop else None,
-        sustained=(out.drained and win.acks >= 0.97 * win.due
-                   and win.backlog[-1] <= opts.rate / 2) if opts.rate is not None else None,
-        backlog_start=win.backlog[0], backlog_end=win.backlog[-1],
-        sent_total=sum(m.sent for m in members), acked_total=sum(len(m.acked) for m in members),
-        errors=dict(win.errors), disconnects=sum(m.closed is not None for m in members),
-        drained=out.drained, ordered=not order, order_problems=order,
-        server_cpu=server_cpu, client_cpu=client_cpu, machine_cpu=machine, core_cpu=cores,
-        backend_cpu=backend, other_cpu=other,
+        sustained=(out.drained and win.acks >= 0.97 * win.due and win.backlog[-1] <= opts.rate / 2)
+        if opts.rate is not None
+        else None,
+        backlog_start=win.backlog[0],
+        backlog_end=win.backlog[-1],
+        sent_total=sum(m.sent for m in members),
+        acked_total=sum(len(m.acked) for m in members),
+        errors=dict(win.errors),
+        disconnects=sum(m.closed is not None for m in members),
+        drained=out.drained,
+        ordered=not order,
+        order_problems=order,
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
+        machine_cpu=machine,
+        core_cpu=cores,
+        backend_cpu=backend,
+        other_cpu=other,
         steal_cpu=cpu_share(first.machine.get("steal"), last.machine.get("steal"), seconds),
         postgres_activity=out.postgres,
-        server_exit_codes=codes, server_problems=problems, server_warning_count=warnings[0],
-        server_warnings=warnings[1], pinned=pinned,
-        processes=opts.processes, database="postgresql" if (opts.database_url or "")
-        .startswith("postgres") else "sqlite", redis=bool(opts.redis_url),
+        server_exit_codes=codes,
+        server_problems=problems,
+        server_warning_count=warnings[0],
+        server_warnings=warnings[1],
+        pinned=pinned,
+        processes=opts.processes,
+        database="postgresql" if (opts.database_url or "").startswith("postgres") else "sqlite",
+        redis=bool(opts.redis_url),
     )
 
 

@@ -133,10 +133,13 @@ def machine_info(pg_url: str, redis_url: str) -> dict[str, Any]:
         "git_head": command_output(["git", "rev-parse", "--short", "HEAD"]),
         # Others edit the server while benchmarks run: say whether it differed from HEAD.
         "realtime_uncommitted": command_output(
-            ["git", "status", "--porcelain", "--", "realtime"]).splitlines(),
+            ["git", "status", "--porcelain", "--", "realtime"]
+        ).splitlines(),
     }
-    for key, probe, url in (("postgresql", postgres_info, pg_url),
-                            ("redis", redis_info, redis_url)):
+    for key, probe, url in (
+        ("postgresql", postgres_info, pg_url),
+        ("redis", redis_info, redis_url),
+    ):
         try:
             info[key] = asyncio.run(probe(url))
         except Exception as exc:
@@ -148,12 +151,31 @@ def machine_info(pg_url: str, redis_url: str) -> dict[str, Any]:
 
 
 def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    common = ["--rooms", "100", "--members", "2", "--duration", f"{args.duration:g}",
-              "--warmup", f"{args.warmup:g}", "--server-cpus", args.server_cpus,
-              "--client-cpu", str(args.client_cpu)]
+    common = [
+        "--rooms",
+        "100",
+        "--members",
+        "2",
+        "--duration",
+        f"{args.duration:g}",
+        "--warmup",
+        f"{args.warmup:g}",
+        "--server-cpus",
+        args.server_cpus,
+        "--client-cpu",
+        str(args.client_cpu),
+    ]
     sqlite = ["--label", "1 process + SQLite"]
-    scaled = ["--label", "2 processes + Redis + PostgreSQL", "--processes", "2",
-              "--redis-url", args.redis_url, "--database-url", args.database_url]
+    scaled = [
+        "--label",
+        "2 processes + Redis + PostgreSQL",
+        "--processes",
+        "2",
+        "--redis-url",
+        args.redis_url,
+        "--database-url",
+        args.database_url,
+    ]
     rate = ["--rate", f"{args.rate:g}"]
     runs = [
         ("sqlite-closed", [*common, *sqlite]),
@@ -162,8 +184,18 @@ def plan(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("scaled-open", [*common, *scaled, *rate]),
     ]
     if not args.no_reference:
-        runs.append(("pg1-closed", [*common, "--label", "(reference) 1 process + PostgreSQL",
-                                    "--database-url", args.database_url]))
+        runs.append(
+            (
+                "pg1-closed",
+                [
+                    *common,
+                    "--label",
+                    "(reference) 1 process + PostgreSQL",
+                    "--database-url",
+                    args.database_url,
+                ],
+            )
+        )
     return runs
 
 
@@ -178,19 +210,29 @@ def run_row(
     """Run a row; if other work on the machine disturbed it, run it again while time allows
     and keep the least disturbed attempt (the others are listed in ``discarded``)."""
     attempts = [run_one(name, argv, stamp, args.quiet_wait, 1)]
-    while (disturbed(attempts[-1]) and len(attempts) <= args.retries
-           and time.monotonic() + attempts[0]["seconds"] + args.quiet_wait < deadline):
-        log(f"{name}: {attempts[-1]['result']['other_cpu']:g} cores went to other processes: "
-            "running it again")
+    while (
+        disturbed(attempts[-1])
+        and len(attempts) <= args.retries
+        and time.monotonic() + attempts[0]["seconds"] + args.quiet_wait < deadline
+    ):
+        log(
+            f"{name}: {attempts[-1]['result']['other_cpu']:g} cores went to other processes: "
+            "running it again"
+        )
         attempts.append(run_one(name, argv, stamp, args.quiet_wait, len(attempts) + 1))
     ok = [a for a in attempts if a["result"] is not None]
     best = min(ok, key=lambda a: a["result"].get("other_cpu") or 0.0) if ok else attempts[-1]
     best["attempts"] = len(attempts)
     best["discarded"] = [
         {k: a[k] for k in ("attempt", "json", "exit_code") if k in a}
-        | ({"other_cpu": a["result"].get("other_cpu"), "acked_per_s": a["result"]["acked_per_s"]}
-           if a["result"] else {})
-        for a in attempts if a is not best]
+        | (
+            {"other_cpu": a["result"].get("other_cpu"), "acked_per_s": a["result"]["acked_per_s"]}
+            if a["result"]
+            else {}
+        )
+        for a in attempts
+        if a is not best
+    ]
     return best
 
 
@@ -205,8 +247,12 @@ def run_one(
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     entry: dict[str, Any] = {
-        "name": name, "attempt": attempt, "command": shown, "exit_code": proc.returncode,
-        "machine_busy_before": busy_before, "seconds": round(time.monotonic() - started, 1),
+        "name": name,
+        "attempt": attempt,
+        "command": shown,
+        "exit_code": proc.returncode,
+        "machine_busy_before": busy_before,
+        "seconds": round(time.monotonic() - started, 1),
     }
     if json_path.exists() and proc.returncode in (0, 1):
         entry["result"] = json.loads(json_path.read_text())
@@ -225,31 +271,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1000.0, help="open-loop msg/s (default 1000)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per run")
-    p.add_argument("--database-url", default=DEFAULT_PG,
-                   help="PostgreSQL for those rows (its public schema is DROPPED)")
+    p.add_argument(
+        "--database-url",
+        default=DEFAULT_PG,
+        help="PostgreSQL for those rows (its public schema is DROPPED)",
+    )
     p.add_argument("--redis-url", default=DEFAULT_REDIS)
     p.add_argument("--server-cpus", default="0", help="taskset CPU list for every server")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU for the load generator")
-    p.add_argument("--quiet-wait", type=float, default=10.0,
-                   help="seconds to wait, before each run, for other load to go away")
-    p.add_argument("--retries", type=int, default=1,
-                   help="runs again a row that other work on the machine disturbed (other "
-                   f"CPU > {PERTURBED_ABOVE} cores), this many times at most")
-    p.add_argument("--budget", type=float, default=170.0,
-                   help="seconds after which no row is run again")
-    p.add_argument("--no-reference", action="store_true",
-                   help="leave out the 1 process + PostgreSQL reference row")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=10.0,
+        help="seconds to wait, before each run, for other load to go away",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="runs again a row that other work on the machine disturbed (other "
+        f"CPU > {PERTURBED_ABOVE} cores), this many times at most",
+    )
+    p.add_argument(
+        "--budget", type=float, default=170.0, help="seconds after which no row is run again"
+    )
+    p.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="leave out the 1 process + PostgreSQL reference row",
+    )
     p.add_argument("--doc", default=str(DOC), help="Markdown file to write")
-    p.add_argument("--render", metavar="JSON",
-                   help="run nothing: rewrite --doc from an earlier bench/results/compare-*.json "
-                   "(e.g. after editing the analysis block)")
+    p.add_argument(
+        "--render",
+        metavar="JSON",
+        help="run nothing: rewrite --doc from an earlier bench/results/compare-*.json "
+        "(e.g. after editing the analysis block)",
+    )
     return p.parse_args(argv)
 
 
 def render_only(path: Path, doc: Path) -> int:
     report = json.loads(path.read_text())
-    report["rendered_from"] = str(path.resolve().relative_to(ROOT)
-                                  if path.resolve().is_relative_to(ROOT) else path)
+    report["rendered_from"] = str(
+        path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
+    )
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text(render(report, report["command"], doc))
     log(f"wrote {doc} from {path}")
@@ -273,10 +338,17 @@ def main(argv: list[str] | None = None) -> int:
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "seconds": round(time.monotonic() - started, 1),
-        "options": {"rooms": 100, "members": 2, "rate": args.rate, "duration": args.duration,
-                    "warmup": args.warmup, "server_cpus": args.server_cpus,
-                    "client_cpu": args.client_cpu, "quiet_wait": args.quiet_wait,
-                    "retries": args.retries},
+        "options": {
+            "rooms": 100,
+            "members": 2,
+            "rate": args.rate,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "server_cpus": args.server_cpus,
+            "client_cpu": args.client_cpu,
+            "quiet_wait": args.quiet_wait,
+            "retries": args.retries,
+        },
         "machine": machine,
         "runs": entries,
     }

@@ -2,7 +2,6 @@
 what runs, the results table, PostgreSQL activity, anything odd, the kept analysis, the
 commands and the raw JSON)."""
 
-
 from __future__ import annotations
 
 import json
@@ -21,37 +20,50 @@ def fmt(value: Any) -> str:
 def notes_for(entry: dict[str, Any]) -> list[str]:
     """Anything a reader should not miss about one run."""
     r = entry["result"]
-    name = r["setup"] + (f", open loop {r['offered_per_s']:g}/s" if r["mode"] == "open"
-                         else ", closed loop")
+    name = r["setup"] + (
+        f", open loop {r['offered_per_s']:g}/s" if r["mode"] == "open" else ", closed loop"
+    )
     notes = []
     if entry["exit_code"] != 0:
-        notes.append(f"{name}: chat_load exited {entry['exit_code']} (errors, disorder or "
-                     "server log problems; see below)")
+        notes.append(
+            f"{name}: chat_load exited {entry['exit_code']} (errors, disorder or "
+            "server log problems; see below)"
+        )
     if r["errors"] or r["disconnects"]:
-        notes.append(f"{name}: error frames {r['errors']}, sockets closed by the server "
-                     f"{r['disconnects']}")
+        notes.append(
+            f"{name}: error frames {r['errors']}, sockets closed by the server {r['disconnects']}"
+        )
     for problem in r["order_problems"]:
         notes.append(f"{name}: order problem: {problem}")
     for line in r["server_problems"]:
         notes.append(f"{name}: server log: `{line}`")
     if r.get("server_warning_count"):
-        notes.append(f"{name}: {r['server_warning_count']} WARNING line(s) in the server logs, "
-                     "first: " + "; ".join(f"`{w}`" for w in r["server_warnings"][:3]))
+        notes.append(
+            f"{name}: {r['server_warning_count']} WARNING line(s) in the server logs, "
+            "first: " + "; ".join(f"`{w}`" for w in r["server_warnings"][:3])
+        )
     if r["acked_total"] != r["sent_total"]:
         notes.append(f"{name}: sent {r['sent_total']}, acked {r['acked_total']}")
     if r["mode"] == "open" and not r["sustained"]:
-        notes.append(f"{name}: the rate was not sustained (acked {r['acked_per_s']:g}/s of "
-                     f"{r['offered_per_s']:g}/s offered): latency is that of a growing queue")
+        notes.append(
+            f"{name}: the rate was not sustained (acked {r['acked_per_s']:g}/s of "
+            f"{r['offered_per_s']:g}/s offered): latency is that of a growing queue"
+        )
     if r.get("other_cpu") is not None and r["other_cpu"] > PERTURBED_ABOVE:
-        notes.append(f"{name}: {r['other_cpu']:g} cores went to other processes on the "
-                     "machine during the measured interval: the row is disturbed")
+        notes.append(
+            f"{name}: {r['other_cpu']:g} cores went to other processes on the "
+            "machine during the measured interval: the row is disturbed"
+        )
     for a in entry.get("discarded", []):
-        notes.append(f"{name}: attempt {a.get('attempt')} was discarded ({a.get('other_cpu')} "
-                     f"cores went to other processes; it acked {a.get('acked_per_s')} msg/s); "
-                     f"attempt {entry['attempt']} is shown")
+        notes.append(
+            f"{name}: attempt {a.get('attempt')} was discarded ({a.get('other_cpu')} "
+            f"cores went to other processes; it acked {a.get('acked_per_s')} msg/s); "
+            f"attempt {entry['attempt']} is shown"
+        )
     if r.get("client_cpu") is not None and r["client_cpu"] > 0.85:
-        notes.append(f"{name}: the load generator used {r['client_cpu']:g} of its core: "
-                     "it may be the limit")
+        notes.append(
+            f"{name}: the load generator used {r['client_cpu']:g} of its core: it may be the limit"
+        )
     return notes
 
 
@@ -74,8 +86,11 @@ def results_table(entries: list[dict[str, Any]]) -> str:
             load = f"{r['offered_per_s']:g} msg/s offered (open loop)"
             if not r["sustained"]:
                 load += " **not sustained**"
-        backend = (" + ".join(fmt(r["backend_cpu"].get(g)) for g in ("postgres", "redis-server"))
-                   if r["database"] == "postgresql" or r["redis"] else "-")
+        backend = (
+            " + ".join(fmt(r["backend_cpu"].get(g)) for g in ("postgres", "redis-server"))
+            if r["database"] == "postgresql" or r["redis"]
+            else "-"
+        )
         errors = sum(r["errors"].values()) + r["disconnects"]
         rows.append(
             f"| {r['setup']} | {load} | **{r['acked_per_s']:.0f}** | {r['delivered_per_s']:.0f} "
@@ -104,11 +119,14 @@ def postgres_table(entries: list[dict[str, Any]]) -> str:
         states = pg["avg_connections"]
         locks = sum(v for k, v in states.items() if "Lock:" in k)
         idle_tx = sum(v for k, v in states.items() if k.startswith("idle in transaction"))
-        per_commit = (round(r["acked_per_s"] / pg["commits_per_s"], 1)
-                      if pg["commits_per_s"] else None)
+        per_commit = (
+            round(r["acked_per_s"] / pg["commits_per_s"], 1) if pg["commits_per_s"] else None
+        )
         load = "saturation" if r["mode"] == "closed" else f"{r['offered_per_s']:g} msg/s"
-        rows.append(f"| {r['setup']} | {load} | {pg['commits_per_s']:g} | {fmt(per_commit)} "
-                    f"| {pg['rollbacks_per_s']:g} | {locks:.2f} | {idle_tx:.2f} |")
+        rows.append(
+            f"| {r['setup']} | {load} | {pg['commits_per_s']:g} | {fmt(per_commit)} "
+            f"| {pg['rollbacks_per_s']:g} | {locks:.2f} | {idle_tx:.2f} |"
+        )
     return "\n".join(rows) if len(rows) > 2 else ""
 
 
@@ -119,15 +137,22 @@ def old_analysis(doc: Path) -> str | None:
     start, end = text.find(ANALYSIS_BEGIN), text.find(ANALYSIS_END)
     if start < 0 or end < start:
         return None
-    return text[start + len(ANALYSIS_BEGIN):end].strip("\n")
+    return text[start + len(ANALYSIS_BEGIN) : end].strip("\n")
 
 
 def intro(report: dict[str, Any], command: str) -> list[str]:
     """The title, the command and the code it measured."""
     m = report["machine"]
-    rendered = ([f"This page was rendered later from that run's saved results "
-                 f"(`python bench/compare.py --render {report['rendered_from']}`); the "
-                 "figures are that run's.", ""] if report.get("rendered_from") else [])
+    rendered = (
+        [
+            f"This page was rendered later from that run's saved results "
+            f"(`python bench/compare.py --render {report['rendered_from']}`); the "
+            "figures are that run's.",
+            "",
+        ]
+        if report.get("rendered_from")
+        else []
+    )
     return [
         "# Benchmarks",
         "",
@@ -142,8 +167,13 @@ def intro(report: dict[str, Any], command: str) -> list[str]:
         "```",
         "",
         f"(total {report['seconds']:.0f} s; code at `{m['git_head']}`"
-        + (f", with {len(m['realtime_uncommitted'])} uncommitted change(s) under `realtime/` "
-           "at the time, listed in the JSON" if m["realtime_uncommitted"] else "") + ").",
+        + (
+            f", with {len(m['realtime_uncommitted'])} uncommitted change(s) under `realtime/` "
+            "at the time, listed in the JSON"
+            if m["realtime_uncommitted"]
+            else ""
+        )
+        + ").",
         "",
         *rendered,
     ]
@@ -257,8 +287,12 @@ def postgres_section(entries: list[dict[str, Any]]) -> list[str]:
 
 def odd_notes(entries: list[dict[str, Any]]) -> list[str]:
     notes = [n for e in entries if e["result"] is not None for n in notes_for(e)]
-    notes += [f"{e['name']}: no result (exit code {e['exit_code']}):\n\n```\n"
-              f"{e.get('stdout_tail', '')}\n```" for e in entries if e["result"] is None]
+    notes += [
+        f"{e['name']}: no result (exit code {e['exit_code']}):\n\n```\n"
+        f"{e.get('stdout_tail', '')}\n```"
+        for e in entries
+        if e["result"] is None
+    ]
     return notes
 
 
@@ -270,8 +304,13 @@ def closing_sections(report: dict[str, Any], doc: Path) -> list[str]:
     return [
         "### Anything odd (generated)",
         "",
-        *([f"- {n}" for n in notes] or ["- nothing: every run acked everything it sent, "
-                                         "in order, without errors or server log problems."]),
+        *(
+            [f"- {n}" for n in notes]
+            or [
+                "- nothing: every run acked everything it sent, "
+                "in order, without errors or server log problems."
+            ]
+        ),
         "",
         "## Analysis",
         "",
@@ -300,6 +339,14 @@ def closing_sections(report: dict[str, Any], doc: Path) -> list[str]:
 def render(report: dict[str, Any], command: str, doc: Path) -> str:
     """The whole page; ``doc``: the page as it is now (for its analysis block)."""
     m, opts, entries = report["machine"], report["options"], report["runs"]
-    return "\n".join([*intro(report, command), *machine_section(m), *what_runs_section(opts),
-                      *pinning_section(opts, m), *results_section(entries),
-                      *postgres_section(entries), *closing_sections(report, doc)])
+    return "\n".join(
+        [
+            *intro(report, command),
+            *machine_section(m),
+            *what_runs_section(opts),
+            *pinning_section(opts, m),
+            *results_section(entries),
+            *postgres_section(entries),
+            *closing_sections(report, doc),
+        ]
+    )

@@ -239,14 +239,16 @@ async def run(opts: argparse.Namespace) -> dict[str, Any]:
         await reset_schema(database_url)
     if opts.processes > 1 and not opts.redis_url:
         raise SystemExit("--processes > 1 needs --redis-url")
-    env = child_env({
-        "MENTEO_SECRET": secret,
-        "MENTEO_DATABASE_URL": database_url,
-        "MENTEO_REDIS_URL": opts.redis_url or "",
-        "MENTEO_AUTO_MIGRATE": "1",
-        "MENTEO_MAX_CONNECTIONS_PER_IP": "1000000",
-        "MENTEO_FEED_POST_RATE_PER_SECOND": "0",  # the limiter is policy, not what is measured
-    })
+    env = child_env(
+        {
+            "MENTEO_SECRET": secret,
+            "MENTEO_DATABASE_URL": database_url,
+            "MENTEO_REDIS_URL": opts.redis_url or "",
+            "MENTEO_AUTO_MIGRATE": "1",
+            "MENTEO_MAX_CONNECTIONS_PER_IP": "1000000",
+            "MENTEO_FEED_POST_RATE_PER_SECOND": "0",  # the limiter is policy, not what is measured
+        }
+    )
     # A core for the server(s), another for this load generator (as bench/chat_load.py does).
     pin = (
         not opts.no_pin
@@ -271,18 +273,26 @@ async def open_thread(http: httpx.AsyncClient, secret: str) -> tuple[str, str]:
     """A community and a thread in it: (community id, thread id)."""
     service = token(secret, "bench", "Bench", role="service", ttl=3600)
     author = token(secret, "author", "Author", ttl=3600)
-    resp = await http.post("/api/communities", json={"name": "Bench"},
-                           headers={"authorization": f"Bearer {service}"})
+    resp = await http.post(
+        "/api/communities", json={"name": "Bench"}, headers={"authorization": f"Bearer {service}"}
+    )
     resp.raise_for_status()
     community = resp.json()["id"]
-    resp = await http.post("/api/threads", json={"title": "Fan-out", "community_id": community},
-                           headers={"authorization": f"Bearer {author}"})
+    resp = await http.post(
+        "/api/threads",
+        json={"title": "Fan-out", "community_id": community},
+        headers={"authorization": f"Bearer {author}"},
+    )
     resp.raise_for_status()
     return community, resp.json()["id"]
 
 
 async def connect_followers(
-    opts: argparse.Namespace, servers: list[Server], secret: str, community: str, round_: Round,
+    opts: argparse.Namespace,
+    servers: list[Server],
+    secret: str,
+    community: str,
+    round_: Round,
     sse_count: int,
 ) -> list[Follower]:
     loop = asyncio.get_running_loop()
@@ -309,8 +319,13 @@ async def connect_followers(
 
 async def sample_start(http: httpx.AsyncClient, servers: list[Server]) -> Sample:
     counters = await feed_counters(http, servers)
-    return Sample(counters, [s.cpu_seconds() or 0.0 for s in servers], machine_busy_seconds(),
-                  resource.getrusage(resource.RUSAGE_SELF), time.monotonic())
+    return Sample(
+        counters,
+        [s.cpu_seconds() or 0.0 for s in servers],
+        machine_busy_seconds(),
+        resource.getrusage(resource.RUSAGE_SELF),
+        time.monotonic(),
+    )
 
 
 async def sample_end(http: httpx.AsyncClient, servers: list[Server]) -> Sample:
@@ -331,25 +346,28 @@ async def post_rounds(
     for n in range(opts.posts):
         marker = f"bench-{n}-{secrets.token_hex(8)}"
         round_.start(marker.encode())
-        resp = await http.post(f"/api/threads/{thread}/posts", json={"body": marker},
-                               headers=headers)
+        resp = await http.post(
+            f"/api/threads/{thread}/posts", json={"body": marker}, headers=headers
+        )
         acked = time.monotonic() - round_.sent_at
         resp.raise_for_status()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(round_.done.wait(), opts.timeout)
         times = list(round_.times)
-        rounds.append({
-            "ack_ms": ms(acked),
-            "received": len(times),
-            "first_ms": ms(min(times)) if times else None,
-            "p50_ms": ms(pct(times, 0.50)),
-            "p99_ms": ms(pct(times, 0.99)),
-            "last_ms": ms(max(times)) if times else None,
-            # first to last follower: the fan-out alone, without the commit before it
-            "spread_ms": ms(max(times) - min(times)) if times else None,
-            "last_by_kind_ms": {k: ms(max(v)) for k, v in round_.by_kind.items()},
-            "all": times,
-        })
+        rounds.append(
+            {
+                "ack_ms": ms(acked),
+                "received": len(times),
+                "first_ms": ms(min(times)) if times else None,
+                "p50_ms": ms(pct(times, 0.50)),
+                "p99_ms": ms(pct(times, 0.99)),
+                "last_ms": ms(max(times)) if times else None,
+                # first to last follower: the fan-out alone, without the commit before it
+                "spread_ms": ms(max(times) - min(times)) if times else None,
+                "last_by_kind_ms": {k: ms(max(v)) for k, v in round_.by_kind.items()},
+                "all": times,
+            }
+        )
         await asyncio.sleep(opts.pause)  # let the previous post's traffic settle
     return rounds
 

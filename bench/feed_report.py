@@ -58,15 +58,17 @@ def cpu_figures(m: Measured) -> dict[str, Any]:
         # Cores busy with anything but these servers and this client (other people's work on
         # the machine): near 0 for a clean figure.
         "other_cpu_cores": round(
-            ((a.machine_busy - b.machine_busy) - sum(servers) - client) / wall, 2),
+            ((a.machine_busy - b.machine_busy) - sum(servers) - client) / wall, 2
+        ),
     }
 
 
 def fanout_figures(m: Measured) -> dict[str, Any]:
     """Measured inside the server: the fan-out loop alone (hand each follower the
     already-encoded bytes), per event and per delivery."""
-    delta = {k: m.after.counters.get(k, 0.0) - m.before.counters.get(k, 0.0)
-             for k in m.after.counters}
+    delta = {
+        k: m.after.counters.get(k, 0.0) - m.before.counters.get(k, 0.0) for k in m.after.counters
+    }
     fanned = delta.get("menteo_feed_deliveries_total", 0.0)
     loop_seconds = delta.get("menteo_feed_fanout_seconds_total", 0.0)
     events = delta.get("menteo_feed_events_total", 0.0)
@@ -85,7 +87,8 @@ def summarise(opts: argparse.Namespace, pinned: bool, m: Measured) -> dict[str, 
         "followers": opts.followers,
         "kinds": {"sse": m.sse_count, "ws": opts.followers - m.sse_count},
         "processes": opts.processes,
-        "database": "postgresql" if opts.database_url and "postgresql" in opts.database_url
+        "database": "postgresql"
+        if opts.database_url and "postgresql" in opts.database_url
         else "sqlite",
         "redis": bool(opts.redis_url),
         "posts": opts.posts,
@@ -117,9 +120,8 @@ TABLE_HEADER = (
 
 
 def table_row(result: dict[str, Any]) -> str:
-    setup = (
-        f"{result['processes']} process(es) + {result['database']}"
-        + (" + Redis" if result["redis"] else "")
+    setup = f"{result['processes']} process(es) + {result['database']}" + (
+        " + Redis" if result["redis"] else ""
     )
     return (
         f"| {setup} | {result['followers']} ({result['kinds']['sse']} + {result['kinds']['ws']}) "

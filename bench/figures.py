@@ -7,12 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 # Runs saved before the groups had names used letters (bench/last_run.json and earlier).
-LEGACY_KEYS = {"a": "fanout", "b": "latency", "c": "bigroom", "d": "idle", "e": "durable",
-               "f": "joinstorm", "g": "scaleout", "h": "feed"}
+LEGACY_KEYS = {
+    "a": "fanout",
+    "b": "latency",
+    "c": "bigroom",
+    "d": "idle",
+    "e": "durable",
+    "f": "joinstorm",
+    "g": "scaleout",
+    "h": "feed",
+}
 
 SERVER_NAMES = {
-    "raw": "raw `websockets.broadcast`", "socketio": "python-socketio", "ours": "**ours**",
-    "granian": "ours under Granian", "ours-pg": "**ours** (PostgreSQL)",
+    "raw": "raw `websockets.broadcast`",
+    "socketio": "python-socketio",
+    "ours": "**ours**",
+    "granian": "ours under Granian",
+    "ours-pg": "**ours** (PostgreSQL)",
     "ours-redis": "**ours**, 2 processes + Redis + PostgreSQL",
     "socketio-redis": "python-socketio, 2 processes + Redis",
 }

@@ -24,7 +24,8 @@ snapshots: list[tracemalloc.Snapshot] = []
 
 def dump(signum: int, frame: FrameType | None) -> None:
     snap = tracemalloc.take_snapshot().filter_traces(
-        [tracemalloc.Filter(False, tracemalloc.__file__)])
+        [tracemalloc.Filter(False, tracemalloc.__file__)]
+    )
     snapshots.append(snap)
     if len(snapshots) < 2:
         return

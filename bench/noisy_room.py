@@ -73,17 +73,24 @@ class Noise:
 
 def server_env(database_url: str, secret: str) -> dict[str, str]:
     # The defaults are the point: child_env drops every inherited MENTEO_* variable.
-    return child_env({
-        "MENTEO_SECRET": secret,
-        "MENTEO_DATABASE_URL": database_url,
-        "MENTEO_AUTO_MIGRATE": "1",
-    })
+    return child_env(
+        {
+            "MENTEO_SECRET": secret,
+            "MENTEO_DATABASE_URL": database_url,
+            "MENTEO_AUTO_MIGRATE": "1",
+        }
+    )
 
 
 async def open_socket(ws_base: str, room: str, user: str, secret: str) -> ClientConnection:
     token = issue_token(secret, user, user.title(), ttl=3600)
-    ws = await connect(f"{ws_base}/rooms/{room}/ws?token={token}", subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                       compression=None, open_timeout=30, max_size=None)
+    ws = await connect(
+        f"{ws_base}/rooms/{room}/ws?token={token}",
+        subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
+        compression=None,
+        open_timeout=30,
+        max_size=None,
+    )
     welcome = orjson.loads(await asyncio.wait_for(ws.recv(), 30))
     if welcome.get("type") != "welcome":
         raise RuntimeError(f"expected welcome, got {welcome}")
@@ -94,8 +101,10 @@ async def setup(base: str, service: dict[str, str], roadmaps: int) -> tuple[str,
     async with httpx.AsyncClient(base_url=base, headers=service, timeout=30) as http:
         rooms = []
         for title, a, b in (("quiet", "qa", "qb"), ("noisy", "mentor", "mentee")):
-            members = [{"user_id": a, "name": a, "role": "mentor"},
-                       {"user_id": b, "name": b, "role": "mentee"}]
+            members = [
+                {"user_id": a, "name": a, "role": "mentor"},
+                {"user_id": b, "name": b, "role": "mentee"},
+            ]
             resp = await http.post("/api/rooms", json={"title": title, "members": members})
             resp.raise_for_status()
             rooms.append(resp.json()["id"])
@@ -171,8 +180,12 @@ async def churn(
             frame: dict[str, Any] = {"type": "checklist.add", "id": cid, "title": f"item {n}"}
             added.append(cid)
         elif kind in (1, 2) and len(live) >= 3:
-            frame = {"type": "checklist.move", "id": cid, "item_id": live[2],
-                     "after": live[kind - 1]}
+            frame = {
+                "type": "checklist.move",
+                "id": cid,
+                "item_id": live[2],
+                "after": live[kind - 1],
+            }
         elif steps or len(live) > 3:  # room for the adds: the list stays near its cap
             target = steps.pop() if steps else live[-1]
             removed.add(target)
@@ -186,15 +199,17 @@ async def churn(
             return
 
 
-async def copier(base: str, room: str, token: str, roadmaps: list[str], noise: Noise,
-                 until: float) -> None:
+async def copier(
+    base: str, room: str, token: str, roadmaps: list[str], noise: Noise, until: float
+) -> None:
     headers = {"authorization": "Bearer " + token}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
         for n in range(MAX_OPS):
             if time.perf_counter() >= until:
                 return
-            resp = await http.post(f"/api/rooms/{room}/checklist",
-                                   json={"roadmap_id": roadmaps[n % len(roadmaps)]})
+            resp = await http.post(
+                f"/api/rooms/{room}/checklist", json={"roadmap_id": roadmaps[n % len(roadmaps)]}
+            )
             noise.copies[resp.status_code] += 1
             wait = float(resp.headers.get("retry-after", "0")) if resp.status_code == 429 else 0
             await asyncio.sleep(min(wait, max(0.0, until - time.perf_counter())))
@@ -209,21 +224,29 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def summary(name: str, values: list[float], cpu: float, own: float,
-            seconds: float) -> dict[str, Any]:
+def summary(
+    name: str, values: list[float], cpu: float, own: float, seconds: float
+) -> dict[str, Any]:
     """A phase's probe latencies, and the CPU the server and this client used (a busy
     machine, not a busy server, is what a high p99 beside a low CPU share points to)."""
-    return {"phase": name, "acks": len(values), "p50_ms": percentile_ms(values, 50),
-            "p99_ms": percentile_ms(values, 99), "max_ms": percentile_ms(values, 100),
-            "server_cpu_pct": round(100 * cpu / seconds, 1),
-            "client_cpu_pct": round(100 * own / seconds, 1)}
+    return {
+        "phase": name,
+        "acks": len(values),
+        "p50_ms": percentile_ms(values, 50),
+        "p99_ms": percentile_ms(values, 99),
+        "max_ms": percentile_ms(values, 100),
+        "server_cpu_pct": round(100 * cpu / seconds, 1),
+        "client_cpu_pct": round(100 * own / seconds, 1),
+    }
 
 
 async def scenario(
     opts: argparse.Namespace, base: str, ws_base: str, secret: str, pid: int | None = None
 ) -> dict[str, Any]:
-    service = {"authorization": "Bearer " + issue_token(secret, "backend", "Backend",
-                                                        role="service", ttl=3600)}
+    service = {
+        "authorization": "Bearer "
+        + issue_token(secret, "backend", "Backend", role="service", ttl=3600)
+    }
     quiet, noisy, roadmaps = await setup(base, service, opts.roadmaps)
     probe = Probe(await open_socket(ws_base, quiet, "qa", secret))
     reader = asyncio.create_task(probe_reader(probe))
@@ -233,8 +256,10 @@ async def scenario(
     cpu_base, own_base = cpu_seconds(pid) - cpu, cpu_seconds(os.getpid()) - own
 
     noise = Noise()
-    sockets = [await open_socket(ws_base, noisy, user, secret)
-               for user in ("mentor", "mentor", "mentee", "mentee")]
+    sockets = [
+        await open_socket(ws_base, noisy, user, secret)
+        for user in ("mentor", "mentor", "mentee", "mentee")
+    ]
     acked: list[set[str]] = [set() for _ in sockets]
     drains = [asyncio.create_task(drain(ws, noise, acked[i])) for i, ws in enumerate(sockets)]
     until = time.perf_counter() + opts.seconds + 2.0  # noise starts first, ends after the probe
@@ -244,8 +269,18 @@ async def scenario(
         asyncio.create_task(churn(ws, f"s{i}", noise, acked[i], steps[i :: len(sockets)], until))
         for i, ws in enumerate(sockets)
     ]
-    tasks.append(asyncio.create_task(copier(base, noisy, issue_token(
-        secret, "mentor", "Mentor", ttl=3600), roadmaps, noise, until)))
+    tasks.append(
+        asyncio.create_task(
+            copier(
+                base,
+                noisy,
+                issue_token(secret, "mentor", "Mentor", ttl=3600),
+                roadmaps,
+                noise,
+                until,
+            )
+        )
+    )
     await asyncio.sleep(1.0)
     cpu, own = cpu_seconds(pid), cpu_seconds(os.getpid())
     noisy_lat = await probe_phase(probe, "noisy", opts.probe_rate, opts.seconds)
@@ -260,11 +295,17 @@ async def scenario(
     b = summary("baseline", baseline, cpu_base, own_base, opts.seconds)
     q = summary("noisy", noisy_lat, cpu_noisy, own_noisy, opts.seconds)
     ratio = (q["p99_ms"] / b["p99_ms"]) if b["p99_ms"] and q["p99_ms"] else None
-    return {"baseline": b, "noisy": q, "p99_ratio": round(ratio, 2) if ratio else None,
-            "noise_ops": dict(noise.ops), "noise_errors": dict(noise.errors),
-            "copies": {str(k): v for k, v in noise.copies.items()},
-            "probe_errors": dict(probe.errors), "noisy_live_items": len(state["items"]),
-            "longest_key": longest_key}
+    return {
+        "baseline": b,
+        "noisy": q,
+        "p99_ratio": round(ratio, 2) if ratio else None,
+        "noise_ops": dict(noise.ops),
+        "noise_errors": dict(noise.errors),
+        "copies": {str(k): v for k, v in noise.copies.items()},
+        "probe_errors": dict(probe.errors),
+        "noisy_live_items": len(state["items"]),
+        "longest_key": longest_key,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,8 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--roadmaps", type=int, default=2, help="500-step roadmaps to copy")
     parser.add_argument("--database-url", default=None, help="default: a fresh SQLite file")
     parser.add_argument("--cpus", default=None, help="pin the server (taskset -c)")
-    parser.add_argument("--max-ratio", type=float, default=None,
-                        help="exit 1 if noisy p99 > this x baseline p99")
+    parser.add_argument(
+        "--max-ratio", type=float, default=None, help="exit 1 if noisy p99 > this x baseline p99"
+    )
     parser.add_argument("--smoke", action="store_true", help="3 s phases: the code path only")
     opts = parser.parse_args(argv)
     if opts.smoke:
@@ -295,12 +337,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| phase | acks | p50 ms | p99 ms | max ms | server CPU % |")
     print("|---|---|---|---|---|---|")
     for row in (b, q):
-        print(f"| {row['phase']} | {row['acks']} | {row['p50_ms']} | {row['p99_ms']} "
-              f"| {row['max_ms']} | {row['server_cpu_pct']} |")
+        print(
+            f"| {row['phase']} | {row['acks']} | {row['p50_ms']} | {row['p99_ms']} "
+            f"| {row['max_ms']} | {row['server_cpu_pct']} |"
+        )
     print(f"noisy/baseline p99: {result['p99_ratio']}")
     print(json.dumps(result))
-    if opts.max_ratio is not None and (result["p99_ratio"] is None
-                                       or result["p99_ratio"] > opts.max_ratio):
+    if opts.max_ratio is not None and (
+        result["p99_ratio"] is None or result["p99_ratio"] > opts.max_ratio
+    ):
         return 1
     return 0
 

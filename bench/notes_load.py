@@ -49,8 +49,17 @@ async def run(url: str, edits: int) -> dict[str, float]:
         text.insert(len(str(text)) if i % 7 else 0, f"w{i % 10} ")  # typing, some at the top
     history = sum(len(u) for u in updates)
     for start in range(0, len(updates), 500):
-        items = [NewEvent(notes_stream(room.id), "notes.update", "ana", "Ana", None,
-                          store.event_data(u, "bench")) for u in updates[start : start + 500]]
+        items = [
+            NewEvent(
+                notes_stream(room.id),
+                "notes.update",
+                "ana",
+                "Ana",
+                None,
+                store.event_data(u, "bench"),
+            )
+            for u in updates[start : start + 500]
+        ]
         async with db.write() as conn:
             await append_batch(conn, items, lock_rows=not db.is_sqlite)
     before_ms, before_text = await timed_load(db, room.id)
@@ -82,9 +91,11 @@ def main() -> None:
         result = asyncio.run(run(url, args.edits))
     print("| edits | update history | snapshot | load before compaction | load after |")
     print("|---|---|---|---|---|")
-    print(f"| {result['edits']} | {result['update_bytes'] / 1024:.0f} KiB | "
-          f"{result['snapshot_bytes'] / 1024:.0f} KiB | {result['load_ms_before']} ms | "
-          f"{result['load_ms_after']} ms |")
+    print(
+        f"| {result['edits']} | {result['update_bytes'] / 1024:.0f} KiB | "
+        f"{result['snapshot_bytes'] / 1024:.0f} KiB | {result['load_ms_before']} ms | "
+        f"{result['load_ms_after']} ms |"
+    )
 
 
 if __name__ == "__main__":

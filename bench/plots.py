@@ -17,13 +17,14 @@ THROUGHPUT_ROWS = [
     ("bigroom delivered/s", "bigroom", "bigroom", "delivered_per_s", "bigroom"),
     ("durable acked/s", "durable", "durable", "acked_per_s", "durable"),
     ("joinstorm connects/s", "joinstorm", "joinstorm", "connects_per_s", "joinstorm"),
-    ("scaleout (2 procs + Redis) delivered/s", "scaleout", "fanout", "delivered_per_s",
-     "fanout"),
+    ("scaleout (2 procs + Redis) delivered/s", "scaleout", "fanout", "delivered_per_s", "fanout"),
 ]
 # (legend, server, colour, per core): the bars of each row.
-THROUGHPUT_SERIES = [("ours, as measured", "ours", "#1f77b4", False),
-                     ("ours, per core (CPU-normalised)", "ours", "#aec7e8", True),
-                     ("python-socketio, as measured", "socketio", "#ff7f0e", False)]
+THROUGHPUT_SERIES = [
+    ("ours, as measured", "ours", "#1f77b4", False),
+    ("ours, per core (CPU-normalised)", "ours", "#aec7e8", True),
+    ("python-socketio, as measured", "socketio", "#ff7f0e", False),
+]
 
 
 def log(msg: str) -> None:
@@ -55,8 +56,9 @@ def throughput_ratios(runs: Runs, server: str, normalised: bool) -> list[float]:
     """One series of the throughput plot: ours (or python-socketio) ÷ raw, per row."""
     values = []
     for _, key, scenario, field, ref in THROUGHPUT_ROWS:
-        srv = {"scaleout": {"ours": "ours-redis", "socketio": "socketio-redis"}}.get(
-            key, {}).get(server, server)
+        srv = {"scaleout": {"ours": "ours-redis", "socketio": "socketio-redis"}}.get(key, {}).get(
+            server, server
+        )
         mine, raw = find(runs, key, scenario, srv), find(runs, ref, scenario, "raw")
         if not normalised:
             values.append(ratio(mine.get(field), raw.get(field)) or 0)
@@ -73,8 +75,15 @@ def throughput_plot(plt: Any, runs: Runs) -> tuple[Any, str]:
     for i, (name, server, color, normalised) in enumerate(THROUGHPUT_SERIES):
         values = throughput_ratios(runs, server, normalised)
         ys = [y + (i - 1) * width for y in range(len(THROUGHPUT_ROWS))]
-        ax.barh(ys, values, height=width, label=name, color=color,
-                hatch="//" if normalised else None, edgecolor="#1f77b4" if normalised else None)
+        ax.barh(
+            ys,
+            values,
+            height=width,
+            label=name,
+            color=color,
+            hatch="//" if normalised else None,
+            edgecolor="#1f77b4" if normalised else None,
+        )
         for y, v in zip(ys, values, strict=True):
             ax.text(v + 0.01, y, f"{v:.2f}×", va="center", fontsize=8)
     ax.axvline(1.0, color="black", lw=1)
@@ -91,22 +100,30 @@ def throughput_plot(plt: Any, runs: Runs) -> tuple[Any, str]:
 def latency_plot(plt: Any, runs: Runs) -> tuple[Any, str]:
     """Latency at 20k deliveries/s."""
     fig, ax = plt.subplots(figsize=(8, 4))
-    servers = [("raw", "latency"), ("socketio", "latency"), ("ours", "latency"),
-               ("ours-redis", "scaleout"), ("socketio-redis", "scaleout")]
+    servers = [
+        ("raw", "latency"),
+        ("socketio", "latency"),
+        ("ours", "latency"),
+        ("ours-redis", "scaleout"),
+        ("socketio-redis", "scaleout"),
+    ]
     names: list[str] = []
     series: list[list[float]] = [[], [], [], []]
     for server, key in servers:
         r = find(runs, key, "latency", server)
         if not r:
             continue
-        names.append(plain_name(server).replace(" + PostgreSQL", "")
-                     .replace(", 2 processes", "\n2 procs"))
-        for values, field in zip(series, ("e2e_p50_ms", "e2e_p99_ms", "e2e_p999_ms",
-                                          "typing_p99_ms"), strict=True):
+        names.append(
+            plain_name(server).replace(" + PostgreSQL", "").replace(", 2 processes", "\n2 procs")
+        )
+        for values, field in zip(
+            series, ("e2e_p50_ms", "e2e_p99_ms", "e2e_p999_ms", "typing_p99_ms"), strict=True
+        ):
             values.append(r.get(field) or 0)
     xs = range(len(names))
-    for i, (vals, label) in enumerate(zip(series, ("send→recv p50", "p99", "p99.9",
-                                                    "typing p99"), strict=True)):
+    for i, (vals, label) in enumerate(
+        zip(series, ("send→recv p50", "p99", "p99.9", "typing p99"), strict=True)
+    ):
         ax.bar([x + (i - 1.5) * 0.2 for x in xs], vals, width=0.2, label=label)
     ax.axhline(10, color="red", lw=1, ls="--", label="target p99 ≤ 10 ms")
     ax.axhline(2, color="purple", lw=1, ls=":", label="target typing p99 ≤ 2 ms")
@@ -136,4 +153,3 @@ def memory_plot(plt: Any, runs: Runs) -> tuple[Any, str]:
     ax.set_ylabel("server RSS KiB per idle socket")
     ax.legend(fontsize=8)
     return fig, "bench-memory.png"
-

@@ -47,8 +47,11 @@ def main() -> None:
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        frames = [name(f) for f in stack.split(";") if f and not f.startswith("process ")
-                  and not f.startswith("thread ")]
+        frames = [
+            name(f)
+            for f in stack.split(";")
+            if f and not f.startswith("process ") and not f.startswith("thread ")
+        ]
         if not frames:
             continue
         total += n

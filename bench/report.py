@@ -21,32 +21,45 @@ ANALYSIS_END = "<!-- analysis:end -->"
 # ``scaleout``: fanout and latency again on two processes).
 SCENARIO_TITLE = {
     "fanout": "fanout: saturation fan-out, 20 rooms x 10 sockets, 2 senders per room, closed "
-              "loop (window 4)",
+    "loop (window 4)",
     "latency": "latency: fixed rate, 20,000 deliveries/s (2,000 msg/s into 20 rooms of 10), "
-               "open loop",
+    "open loop",
     "bigroom": "bigroom: 5 rooms x 200 sockets, 2 senders per room, closed loop (window 4)",
     "idle": "idle: server RSS per idle socket (rooms of 10)",
-    "durable": "durable: durable append, 100 rooms x 2, every member sends, closed loop "
-               "(window 4)",
+    "durable": "durable: durable append, 100 rooms x 2, every member sends, closed loop (window 4)",
     "joinstorm": "joinstorm: 1,000 clients (100 rooms x 10, 50 messages of history each) "
-                 "connect at once",
+    "connect at once",
     "scaleout": "scaleout: two processes on Redis, fanout and latency again",
     "feed": "feed: 1,000 followers of one community (SSE and WebSocket)",
 }
 
 # Conditions of a run rather than figures of the server: shown without a ratio.
-NO_RATIO = {"server_cpu", "client_cpu", "send_lag_p99_ms", "backend_cpu", "failures",
-            "baseline_rss_kib", "open_seconds_10000"}
+NO_RATIO = {
+    "server_cpu",
+    "client_cpu",
+    "send_lag_p99_ms",
+    "backend_cpu",
+    "failures",
+    "baseline_rss_kib",
+    "open_seconds_10000",
+}
 
 THROUGHPUT: Columns = [
-    ("delivered_per_s", "delivered/s", True), ("acked_per_s", "acked/s", True),
-    ("cpu_us_per_delivery", "CPU µs/delivery", False), ("server_cpu", "server CPU", False),
-    ("client_cpu", "client CPU", False)]
+    ("delivered_per_s", "delivered/s", True),
+    ("acked_per_s", "acked/s", True),
+    ("cpu_us_per_delivery", "CPU µs/delivery", False),
+    ("server_cpu", "server CPU", False),
+    ("client_cpu", "client CPU", False),
+]
 LATENCY: Columns = [
-    ("e2e_p50_ms", "send→recv p50 ms", False), ("e2e_p99_ms", "p99 ms", False),
-    ("e2e_p999_ms", "p99.9 ms", False), ("typing_p99_ms", "typing p99 ms", False),
-    ("delivered_per_s", "delivered/s", True), ("server_cpu", "server CPU", False),
-    ("send_lag_p99_ms", "send lag p99 ms", False)]
+    ("e2e_p50_ms", "send→recv p50 ms", False),
+    ("e2e_p99_ms", "p99 ms", False),
+    ("e2e_p999_ms", "p99.9 ms", False),
+    ("typing_p99_ms", "typing p99 ms", False),
+    ("delivered_per_s", "delivered/s", True),
+    ("server_cpu", "server CPU", False),
+    ("send_lag_p99_ms", "send lag p99 ms", False),
+]
 
 
 def table_row(r: dict[str, Any], raw: dict[str, Any], columns: Columns) -> str:
@@ -56,14 +69,18 @@ def table_row(r: dict[str, Any], raw: dict[str, Any], columns: Columns) -> str:
     cells = []
     for field, _, _ in columns:
         value = r.get(field)
-        rv = (ratio(value, raw.get(field))
-              if raw and r["server"] != "raw" and field not in NO_RATIO else None)
+        rv = (
+            ratio(value, raw.get(field))
+            if raw and r["server"] != "raw" and field not in NO_RATIO
+            else None
+        )
         cells.append(f(value) + (f" ({fr(rv)})" if rv is not None else ""))
     return f"| {name} | " + " | ".join(cells) + f" | {f(r.get('other_cpu'), 2)} |"
 
 
-def scenario_table(runs: Runs, key: str, scenario: str, columns: Columns,
-                   ref_key: str | None = None) -> str:
+def scenario_table(
+    runs: Runs, key: str, scenario: str, columns: Columns, ref_key: str | None = None
+) -> str:
     """One table: a row per server, each figure with its ratio to raw's; ``ref_key``: the
     group of the raw row (default the same)."""
     raw = find(runs, ref_key or key, scenario, "raw")
@@ -77,7 +94,7 @@ def scenario_table(runs: Runs, key: str, scenario: str, columns: Columns,
 
 
 def keep_analysis(doc: Path) -> str:
-    default = (f"{ANALYSIS_BEGIN}\n_No analysis written yet for this run._\n{ANALYSIS_END}")
+    default = f"{ANALYSIS_BEGIN}\n_No analysis written yet for this run._\n{ANALYSIS_END}"
     try:
         text = doc.read_text()
     except OSError:
@@ -85,7 +102,7 @@ def keep_analysis(doc: Path) -> str:
     a, b = text.find(ANALYSIS_BEGIN), text.find(ANALYSIS_END)
     if a < 0 or b < a:
         return default
-    return text[a:b + len(ANALYSIS_END)]
+    return text[a : b + len(ANALYSIS_END)]
 
 
 def intro(report: dict[str, Any]) -> list[str]:
@@ -98,8 +115,12 @@ def intro(report: dict[str, Any]) -> list[str]:
         "",
         f"Measured on {report['date']} with `{report['command']}` (total "
         f"{report['seconds']:.0f} s; code at `{report['git_head']}`"
-        + (f", with uncommitted changes in {len(report['dirty'])} server file(s)"
-           if report["dirty"] else "") + ").",
+        + (
+            f", with uncommitted changes in {len(report['dirty'])} server file(s)"
+            if report["dirty"]
+            else ""
+        )
+        + ").",
         "",
         "Every figure of ours is shown with its ratio to the **raw reference of the same run**: "
         "a bare `websockets` server using `websockets.broadcast` (`bench/reference/"
@@ -152,68 +173,113 @@ def targets_section(report: dict[str, Any], doc: Path) -> list[str]:
 def fanout_sections(runs: Runs) -> list[str]:
     """fanout and latency."""
     return [
-        f"### {SCENARIO_TITLE['fanout']}", "", scenario_table(runs, "fanout", "fanout",
-                                                              THROUGHPUT), "",
+        f"### {SCENARIO_TITLE['fanout']}",
+        "",
+        scenario_table(runs, "fanout", "fanout", THROUGHPUT),
+        "",
         "Granian: ours served by `granian --interface asgi --factory "
-        "realtime.app:app_from_env` (one worker, uvloop), same scenario.", "",
-        f"### {SCENARIO_TITLE['latency']}", "",
+        "realtime.app:app_from_env` (one worker, uvloop), same scenario.",
+        "",
+        f"### {SCENARIO_TITLE['latency']}",
+        "",
         "Each message is due on a fixed timetable whatever the answers (open loop); "
         "latency runs from writing `chat.send` to another member receiving "
         "`chat.message` (one clock: all sockets are in the load generator). Five "
         "members per room toggle `typing` every 1.1 s (ours throttles typing to one "
         "frame per second per user, so none is held back); *typing p99* is from writing "
         "`typing` to the other members receiving `presence.typing`. *send lag*: how late "
-        "sends left against the timetable (the load generator's own delay).", "",
+        "sends left against the timetable (the load generator's own delay).",
+        "",
         "![latency](img/bench-latency.png)",
-        "", scenario_table(runs, "latency", "latency", LATENCY), "",
-        f"### {SCENARIO_TITLE['bigroom']}", "",
-        scenario_table(runs, "bigroom", "bigroom", THROUGHPUT), "",
+        "",
+        scenario_table(runs, "latency", "latency", LATENCY),
+        "",
+        f"### {SCENARIO_TITLE['bigroom']}",
+        "",
+        scenario_table(runs, "bigroom", "bigroom", THROUGHPUT),
+        "",
     ]
 
 
 def capacity_sections(runs: Runs) -> list[str]:
     """idle, durable and joinstorm."""
     return [
-        f"### {SCENARIO_TITLE['idle']}", "",
+        f"### {SCENARIO_TITLE['idle']}",
+        "",
         "RSS of the server process(es) after a warm-up of 20 sockets (opened and "
         "closed), then with 1,000 and 10,000 sockets open, each having received its "
-        "welcome, 2 s after the last one opened: (RSS − baseline) ÷ sockets.", "",
-        "![memory](img/bench-memory.png)", "",
-        scenario_table(runs, "idle", "idle", [
-            ("kib_per_socket_1000", "KiB/socket at 1,000", False),
-            ("kib_per_socket_10000", "KiB/socket at 10,000", False),
-            ("baseline_rss_kib", "baseline RSS KiB", False),
-            ("open_seconds_10000", "seconds to open 10,000", False)]), "",
-        f"### {SCENARIO_TITLE['durable']}", "",
+        "welcome, 2 s after the last one opened: (RSS − baseline) ÷ sockets.",
+        "",
+        "![memory](img/bench-memory.png)",
+        "",
+        scenario_table(
+            runs,
+            "idle",
+            "idle",
+            [
+                ("kib_per_socket_1000", "KiB/socket at 1,000", False),
+                ("kib_per_socket_10000", "KiB/socket at 10,000", False),
+                ("baseline_rss_kib", "baseline RSS KiB", False),
+                ("open_seconds_10000", "seconds to open 10,000", False),
+            ],
+        ),
+        "",
+        f"### {SCENARIO_TITLE['durable']}",
+        "",
         "Our figures are durable (acked after commit); the references keep nothing. "
         "*ack p50/p99*: from writing `chat.send` to its `ack`; with 800 messages in "
-        "flight that is mostly queueing (Little's law).", "",
-        scenario_table(runs, "durable", "durable", [
-            ("acked_per_s", "acked/s", True), ("ack_p50_ms", "ack p50 ms", False),
-            ("ack_p99_ms", "ack p99 ms", False),
-            ("cpu_us_per_delivery", "CPU µs/delivery", False),
-            ("server_cpu", "server CPU", False), ("backend_cpu", "PG + Redis CPU", False)]),
-        "", f"### {SCENARIO_TITLE['joinstorm']}", "",
+        "flight that is mostly queueing (Little's law).",
+        "",
+        scenario_table(
+            runs,
+            "durable",
+            "durable",
+            [
+                ("acked_per_s", "acked/s", True),
+                ("ack_p50_ms", "ack p50 ms", False),
+                ("ack_p99_ms", "ack p99 ms", False),
+                ("cpu_us_per_delivery", "CPU µs/delivery", False),
+                ("server_cpu", "server CPU", False),
+                ("backend_cpu", "PG + Redis CPU", False),
+            ],
+        ),
+        "",
+        f"### {SCENARIO_TITLE['joinstorm']}",
+        "",
         "All 1,000 connections are started at once; a client counts when its welcome "
         "(with 50 messages of history) has arrived. *last welcome* is the storm's "
-        "length; p50/p99 are of the clients' times to welcome from the start.", "",
-        scenario_table(runs, "joinstorm", "joinstorm", [
-            ("total_s", "last welcome s", False), ("connects_per_s", "connects/s", True),
-            ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
-            ("server_cpu_s", "server CPU s", False), ("failures", "failures", False)]),
+        "length; p50/p99 are of the clients' times to welcome from the start.",
+        "",
+        scenario_table(
+            runs,
+            "joinstorm",
+            "joinstorm",
+            [
+                ("total_s", "last welcome s", False),
+                ("connects_per_s", "connects/s", True),
+                ("p50_ms", "p50 ms", False),
+                ("p99_ms", "p99 ms", False),
+                ("server_cpu_s", "server CPU s", False),
+                ("failures", "failures", False),
+            ],
+        ),
         "",
     ]
 
 
 def scaleout_section(runs: Runs) -> list[str]:
     return [
-        f"### {SCENARIO_TITLE['scaleout']}", "",
+        f"### {SCENARIO_TITLE['scaleout']}",
+        "",
         "Both processes pinned to core 0 (the same CPU budget as one process, split "
         "two ways); members spread round-robin so every room spans both and every "
         "delivery crosses Redis. Ours on PostgreSQL (the multi-process setup); ratios "
-        "to raw's single-process fanout and latency.", "",
-        scenario_table(runs, "scaleout", "fanout", THROUGHPUT, ref_key="fanout"), "",
-        scenario_table(runs, "scaleout", "latency", LATENCY, ref_key="latency"), "",
+        "to raw's single-process fanout and latency.",
+        "",
+        scenario_table(runs, "scaleout", "fanout", THROUGHPUT, ref_key="fanout"),
+        "",
+        scenario_table(runs, "scaleout", "latency", LATENCY, ref_key="latency"),
+        "",
     ]
 
 
@@ -221,7 +287,8 @@ def feed_table(res: dict[str, Any]) -> list[str]:
     return [
         "By `bench/feed_fanout.py` (its own load generator; no reference server speaks the "
         "feed, so no ratio): one post at a time, timed from just before its `POST` to each "
-        "follower's socket delivering it.", "",
+        "follower's socket delivering it.",
+        "",
         "| followers (SSE + WS) | posts | complete | time to last follower p50 / p99 / max "
         "ms | per-delivery p50 / p99 ms | POST→201 p50 ms | server CPU s |",
         "|---|---|---|---|---|---|---|",
@@ -231,15 +298,20 @@ def feed_table(res: dict[str, Any]) -> list[str]:
         f"{res.get('time_to_last_p99_ms')} / {res.get('time_to_last_max_ms')} | "
         f"{res.get('delivery_p50_ms')} / {res.get('delivery_p99_ms')} | "
         f"{res.get('ack_p50_ms')} | "
-        f"{' + '.join(str(c) for c in res.get('server_cpu_seconds') or [])} |", ""]
+        f"{' + '.join(str(c) for c in res.get('server_cpu_seconds') or [])} |",
+        "",
+    ]
 
 
 def feed_section(runs: Runs) -> list[str]:
     head = [f"### {SCENARIO_TITLE['feed']}", ""]
     feed = [r for r in runs if r.get("key") == "feed"]
     if not feed:
-        body = ["**Pending**: the feed is being built; `bench/feed_fanout.py` was not there "
-                "when this ran. `bench/run_all.py` runs it as feed once it exists.", ""]
+        body = [
+            "**Pending**: the feed is being built; `bench/feed_fanout.py` was not there "
+            "when this ran. `bench/run_all.py` runs it as feed once it exists.",
+            "",
+        ]
     elif not feed[0].get("ok"):
         body = [f"Failed: `{str(feed[0].get('error'))[:300]}`", ""]
     else:
@@ -278,6 +350,14 @@ def reproduce_section(runs: Runs) -> list[str]:
 def render(report: dict[str, Any], doc: Path) -> str:
     """The whole page; ``doc``: the page as it is now (for its analysis block)."""
     runs = report["runs"]
-    return "\n".join([*intro(report), *targets_section(report, doc), *fanout_sections(runs),
-                      *capacity_sections(runs), *scaleout_section(runs), *feed_section(runs),
-                      *reproduce_section(runs)])
+    return "\n".join(
+        [
+            *intro(report),
+            *targets_section(report, doc),
+            *fanout_sections(runs),
+            *capacity_sections(runs),
+            *scaleout_section(runs),
+            *feed_section(runs),
+            *reproduce_section(runs),
+        ]
+    )

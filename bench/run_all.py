@@ -17,7 +17,6 @@ servers, load generator, PostgreSQL and Redis) is run again once when the time b
 allows, and the less disturbed attempt is kept.
 """
 
-
 from __future__ import annotations
 
 import argparse
@@ -49,23 +48,35 @@ LAST = BENCH / "last_run.json"
 # (group, scenario, server): the matrix, in the order it runs. A group is named for what it
 # measures: a bench/suite.py scenario, or scaleout (fanout and latency on two processes).
 PLAN: list[tuple[str, str, str]] = [
-    ("fanout", "fanout", "raw"), ("fanout", "fanout", "socketio"), ("fanout", "fanout", "ours"),
+    ("fanout", "fanout", "raw"),
+    ("fanout", "fanout", "socketio"),
+    ("fanout", "fanout", "ours"),
     ("fanout", "fanout", "granian"),
-    ("latency", "latency", "raw"), ("latency", "latency", "socketio"),
+    ("latency", "latency", "raw"),
+    ("latency", "latency", "socketio"),
     ("latency", "latency", "ours"),
-    ("bigroom", "bigroom", "raw"), ("bigroom", "bigroom", "socketio"),
+    ("bigroom", "bigroom", "raw"),
+    ("bigroom", "bigroom", "socketio"),
     ("bigroom", "bigroom", "ours"),
-    ("idle", "idle", "raw"), ("idle", "idle", "socketio"), ("idle", "idle", "ours"),
+    ("idle", "idle", "raw"),
+    ("idle", "idle", "socketio"),
+    ("idle", "idle", "ours"),
     ("idle", "idle", "granian"),
-    ("durable", "durable", "raw"), ("durable", "durable", "socketio"),
-    ("durable", "durable", "ours"), ("durable", "durable", "ours-pg"),
-    ("joinstorm", "joinstorm", "raw"), ("joinstorm", "joinstorm", "socketio"),
+    ("durable", "durable", "raw"),
+    ("durable", "durable", "socketio"),
+    ("durable", "durable", "ours"),
+    ("durable", "durable", "ours-pg"),
+    ("joinstorm", "joinstorm", "raw"),
+    ("joinstorm", "joinstorm", "socketio"),
     ("joinstorm", "joinstorm", "ours"),
-    ("scaleout", "fanout", "ours-redis"), ("scaleout", "fanout", "socketio-redis"),
-    ("scaleout", "latency", "ours-redis"), ("scaleout", "latency", "socketio-redis"),
+    ("scaleout", "fanout", "ours-redis"),
+    ("scaleout", "fanout", "socketio-redis"),
+    ("scaleout", "latency", "ours-redis"),
+    ("scaleout", "latency", "socketio-redis"),
 ]
 RETRY_SCENARIOS = {"fanout", "latency", "bigroom", "durable"}
 TIMEOUT = {"idle": 420, "joinstorm": 180}
+
 
 def log(msg: str) -> None:
     print(f"[run_all] {msg}", file=sys.stderr, flush=True)
@@ -82,11 +93,19 @@ def run_one(scenario: str, server: str, smoke: bool, extra: list[str]) -> dict[s
         cmd.append("--smoke")
     started = time.monotonic()
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=TIMEOUT.get(scenario, 150) * (0.5 if smoke else 1),
-                              text=True)
-        result: dict[str, Any] = json.loads(out.read_text()) if out.stat().st_size else {
-            "ok": False, "error": proc.stderr[-2000:]}
+        proc = subprocess.run(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=TIMEOUT.get(scenario, 150) * (0.5 if smoke else 1),
+            text=True,
+        )
+        result: dict[str, Any] = (
+            json.loads(out.read_text())
+            if out.stat().st_size
+            else {"ok": False, "error": proc.stderr[-2000:]}
+        )
     except subprocess.TimeoutExpired:
         result = {"ok": False, "error": "timed out"}
     except (OSError, json.JSONDecodeError) as exc:
@@ -95,9 +114,16 @@ def run_one(scenario: str, server: str, smoke: bool, extra: list[str]) -> dict[s
         out.unlink(missing_ok=True)
     result.setdefault("scenario", scenario)
     result.setdefault("server", server)
-    result["command"] = shlex.join(["python", *[str(Path(c).relative_to(ROOT))
-                                                if c == str(SUITE) else c for c in cmd[1:]
-                                                if not c.endswith(".json") and c != "--json"]])
+    result["command"] = shlex.join(
+        [
+            "python",
+            *[
+                str(Path(c).relative_to(ROOT)) if c == str(SUITE) else c
+                for c in cmd[1:]
+                if not c.endswith(".json") and c != "--json"
+            ],
+        ]
+    )
     result["seconds_total"] = round(time.monotonic() - started, 1)
     return result
 
@@ -108,8 +134,12 @@ def disturbance(r: dict[str, Any]) -> float:
 
 def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     wanted = {LEGACY_KEYS.get(s, s) for s in args.scenarios or ()}
-    plan = [p for p in PLAN if (not wanted or p[1] in wanted or p[0] in wanted)
-            and (not args.servers or p[2] in args.servers)]
+    plan = [
+        p
+        for p in PLAN
+        if (not wanted or p[1] in wanted or p[0] in wanted)
+        and (not args.servers or p[2] in args.servers)
+    ]
     started = time.monotonic()
     runs: list[dict[str, Any]] = []
     for i, (key, scenario, server) in enumerate(plan):
@@ -118,8 +148,13 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         r["key"] = key
         attempts = [r]
         elapsed = time.monotonic() - started
-        if (not args.smoke and r.get("ok") and scenario in RETRY_SCENARIOS
-                and disturbance(r) > args.disturbed and elapsed < args.budget * 0.8):
+        if (
+            not args.smoke
+            and r.get("ok")
+            and scenario in RETRY_SCENARIOS
+            and disturbance(r) > args.disturbed
+            and elapsed < args.budget * 0.8
+        ):
             log(f"  disturbed ({disturbance(r):.2f} cores elsewhere): once more")
             again = run_one(scenario, server, args.smoke, args.extra)
             again["key"] = key
@@ -141,8 +176,12 @@ def run_feed(smoke: bool) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         out = Path(tmp.name)
     cmd = [sys.executable, str(BENCH / "feed_fanout.py"), *args, "--json", str(out)]
-    r: dict[str, Any] = {"key": "feed", "scenario": "feed", "server": "ours",
-                         "command": shlex.join(["python", "bench/feed_fanout.py", *args])}
+    r: dict[str, Any] = {
+        "key": "feed",
+        "scenario": "feed",
+        "server": "ours",
+        "command": shlex.join(["python", "bench/feed_fanout.py", *args]),
+    }
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
         r["result"] = json.loads(out.read_text()) if out.stat().st_size else None
@@ -161,9 +200,19 @@ def run_feed(smoke: bool) -> dict[str, Any]:
 def summary_line(r: dict[str, Any]) -> str:
     if not r.get("ok"):
         return f"FAILED: {str(r.get('error'))[:300]}"
-    keys = ("delivered_per_s", "acked_per_s", "cpu_us_per_delivery", "e2e_p99_ms",
-            "typing_p99_ms", "kib_per_socket_1000", "kib_per_socket_10000", "total_s",
-            "connects_per_s", "p99_ms", "other_cpu")
+    keys = (
+        "delivered_per_s",
+        "acked_per_s",
+        "cpu_us_per_delivery",
+        "e2e_p99_ms",
+        "typing_p99_ms",
+        "kib_per_socket_1000",
+        "kib_per_socket_10000",
+        "total_s",
+        "connects_per_s",
+        "p99_ms",
+        "other_cpu",
+    )
     return ", ".join(f"{k}={r[k]}" for k in keys if r.get(k) is not None)
 
 
@@ -172,16 +221,21 @@ def summary_line(r: dict[str, Any]) -> str:
 
 def git_head() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                              capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         return "?"
 
 
 def dirty_server_code() -> list[str]:
     try:
-        out = subprocess.run(["git", "status", "--porcelain", "--", "realtime"], cwd=ROOT,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--", "realtime"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout
     except OSError:
         return []
     return [line[3:] for line in out.splitlines()]
@@ -189,14 +243,25 @@ def dirty_server_code() -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--smoke", action="store_true",
-                   help="every scenario small and short; writes nothing unless --write")
-    p.add_argument("--scenarios", type=lambda s: s.split(","), default=None,
-                   help="comma-separated scenario names (fanout, latency, bigroom, idle, "
-                   "durable, joinstorm, scaleout, feed)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every scenario small and short; writes nothing unless --write",
+    )
+    p.add_argument(
+        "--scenarios",
+        type=lambda s: s.split(","),
+        default=None,
+        help="comma-separated scenario names (fanout, latency, bigroom, idle, "
+        "durable, joinstorm, scaleout, feed)",
+    )
     p.add_argument("--servers", type=lambda s: s.split(","), default=None)
-    p.add_argument("--disturbed", type=float, default=0.25,
-                   help="other CPU (cores) above which a run is repeated once")
+    p.add_argument(
+        "--disturbed",
+        type=float,
+        default=0.25,
+        help="other CPU (cores) above which a run is repeated once",
+    )
     p.add_argument("--budget", type=float, default=840.0, help="seconds; no retries past 80 %%")
     p.add_argument("--doc", default=str(DOC))
     p.add_argument("--write", action="store_true", help="with --smoke: write the page anyway")
@@ -215,9 +280,12 @@ def measure(args: argparse.Namespace, argv: list[str] | None) -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/run_all.py" + (" " + " ".join(given) if given else ""),
         "seconds": round(time.monotonic() - started, 1),
-        "git_head": git_head(), "dirty": dirty_server_code(),
-        "machine": next((r["machine"] for r in runs if r.get("machine")),
-                        {"nproc": os.cpu_count(), "python": platform.python_version()}),
+        "git_head": git_head(),
+        "dirty": dirty_server_code(),
+        "machine": next(
+            (r["machine"] for r in runs if r.get("machine")),
+            {"nproc": os.cpu_count(), "python": platform.python_version()},
+        ),
         "runs": runs,
         "targets": targets(runs),
     }

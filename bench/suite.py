@@ -96,16 +96,44 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec("socketio", "socketio", "python-socketio (reference)"),
         ServerSpec("ours", "menteo", "ours: 1 process + SQLite", database="sqlite"),
         ServerSpec("ours-pg", "menteo", "ours: 1 process + PostgreSQL", database="postgres"),
-        ServerSpec("ours-redis", "menteo", "ours: 2 processes + Redis + PostgreSQL", processes=2,
-                   database="postgres", redis=True),
-        ServerSpec("ours-cluster", "menteo", "ours: 2 processes + Redis Cluster + PostgreSQL",
-                   processes=2, database="postgres", redis=True, cluster=True),
-        ServerSpec("socketio-redis", "socketio", "python-socketio: 2 processes + Redis",
-                   processes=2, redis=True),
-        ServerSpec("granian", "menteo", "ours under Granian: 1 process + SQLite",
-                   database="sqlite", launcher="granian"),
-        ServerSpec("ours-tracemalloc", "menteo", "ours under tracemalloc (diagnosis only)",
-                   database="sqlite", launcher="tracemalloc"),
+        ServerSpec(
+            "ours-redis",
+            "menteo",
+            "ours: 2 processes + Redis + PostgreSQL",
+            processes=2,
+            database="postgres",
+            redis=True,
+        ),
+        ServerSpec(
+            "ours-cluster",
+            "menteo",
+            "ours: 2 processes + Redis Cluster + PostgreSQL",
+            processes=2,
+            database="postgres",
+            redis=True,
+            cluster=True,
+        ),
+        ServerSpec(
+            "socketio-redis",
+            "socketio",
+            "python-socketio: 2 processes + Redis",
+            processes=2,
+            redis=True,
+        ),
+        ServerSpec(
+            "granian",
+            "menteo",
+            "ours under Granian: 1 process + SQLite",
+            database="sqlite",
+            launcher="granian",
+        ),
+        ServerSpec(
+            "ours-tracemalloc",
+            "menteo",
+            "ours under tracemalloc (diagnosis only)",
+            database="sqlite",
+            launcher="tracemalloc",
+        ),
     )
 }
 
@@ -121,8 +149,12 @@ def unlimited_env() -> dict[str, str]:
     out = {}
     for f in fields(Settings):
         name = f.name
-        if ("rate_per_second" in name or name.endswith("_burst") or name.startswith("max_conn")
-                or name.endswith("_per_ip")):
+        if (
+            "rate_per_second" in name
+            or name.endswith("_burst")
+            or name.startswith("max_conn")
+            or name.endswith("_per_ip")
+        ):
             out[PREFIX + name.upper()] = UNLIMITED
     return out
 
@@ -130,8 +162,9 @@ def unlimited_env() -> dict[str, str]:
 class ServerSet:
     """The processes of one configuration, started in order, stopped with SIGTERM."""
 
-    def __init__(self, spec: ServerSpec, tmp: Path, cpus: str | None, pg_url: str,
-                 redis_url: str) -> None:
+    def __init__(
+        self, spec: ServerSpec, tmp: Path, cpus: str | None, pg_url: str, redis_url: str
+    ) -> None:
         self.spec = spec
         self.tmp = tmp
         self.cpus = cpus
@@ -140,22 +173,26 @@ class ServerSet:
         self.redis_url = redis_url
         self.procs: list[Server] = []
         self.cluster: LocalCluster | None = None
-        self.database_url = (pg_url if spec.database == "postgres"
-                             else f"sqlite+aiosqlite:///{tmp}/bench.db")
+        self.database_url = (
+            pg_url if spec.database == "postgres" else f"sqlite+aiosqlite:///{tmp}/bench.db"
+        )
 
     def env(self) -> dict[str, str]:
         settings: dict[str, str] = {}
         if self.spec.kind == "menteo":
-            settings.update({
-                "MENTEO_SECRET": self.secret,
-                "MENTEO_DATABASE_URL": self.database_url,
-                "MENTEO_REDIS_URL": self.redis_url if self.spec.redis else "",
-                "MENTEO_AUTO_MIGRATE": "1",
-            })
+            settings.update(
+                {
+                    "MENTEO_SECRET": self.secret,
+                    "MENTEO_DATABASE_URL": self.database_url,
+                    "MENTEO_REDIS_URL": self.redis_url if self.spec.redis else "",
+                    "MENTEO_AUTO_MIGRATE": "1",
+                }
+            )
             settings.update(unlimited_env())
             if self.spec.launcher == "tracemalloc":
                 settings["MENTEO_BENCH_TRACEMALLOC_OUT"] = os.environ.get(
-                    "MENTEO_BENCH_TRACEMALLOC_OUT", str(BENCH / "results" / "tracemalloc.txt"))
+                    "MENTEO_BENCH_TRACEMALLOC_OUT", str(BENCH / "results" / "tracemalloc.txt")
+                )
         return child_env(settings)
 
     def command(self, port: int) -> list[str]:
@@ -168,12 +205,36 @@ class ServerSet:
             return [*cmd, "--redis-url", self.redis_url] if spec.redis else cmd
         if spec.launcher == "granian":
             granian = shutil.which("granian", path=str(Path(py).parent)) or "granian"
-            return [granian, "--interface", "asgi", "--factory", "--host", HOST, "--port",
-                    str(port), "--loop", "uvloop", "--backlog", "2048", "--log-level", "warning",
-                    "--no-access-log", "realtime.app:app_from_env"]
+            return [
+                granian,
+                "--interface",
+                "asgi",
+                "--factory",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--backlog",
+                "2048",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+                "realtime.app:app_from_env",
+            ]
         if spec.launcher == "tracemalloc":
-            return [py, str(BENCH / "memprofile_server.py"), "serve", "--host", HOST, "--port",
-                    str(port), "--log-level", "warning"]
+            return [
+                py,
+                str(BENCH / "memprofile_server.py"),
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ]
         return serve_command(port)
 
     def start(self) -> None:
@@ -187,8 +248,16 @@ class ServerSet:
         probe = "readyz" if self.spec.kind == "menteo" else "tcp"
         for i in range(self.spec.processes):
             port = free_port()
-            proc = Server(port, None, self.tmp / f"server-{i}.log", name=self.spec.name, env=env,
-                          command=self.command(port), cpus=self.cpus, probe=probe)
+            proc = Server(
+                port,
+                None,
+                self.tmp / f"server-{i}.log",
+                name=self.spec.name,
+                env=env,
+                command=self.command(port),
+                cpus=self.cpus,
+                probe=probe,
+            )
             proc.spawn()
             self.procs.append(proc)
             proc.wait_ready(40.0, every=0.1)
@@ -255,10 +324,17 @@ class MenteoTarget(Target):
         gate = asyncio.Semaphore(16)
 
         async def one(i: int, http: httpx.AsyncClient) -> str:
-            body = {"title": f"bench {i}", "members": [
-                {"user_id": f"u{i}-{j}", "name": f"u{i}-{j}",
-                 "role": "mentor" if j == 0 else "mentee"}
-                for j in range(min(members, ROOM_REST_LIMIT))]}
+            body = {
+                "title": f"bench {i}",
+                "members": [
+                    {
+                        "user_id": f"u{i}-{j}",
+                        "name": f"u{i}-{j}",
+                        "role": "mentor" if j == 0 else "mentee",
+                    }
+                    for j in range(min(members, ROOM_REST_LIMIT))
+                ],
+            }
             async with gate:
                 for attempt in range(5):
                     resp = await http.post(f"{base}/api/rooms", headers=headers, json=body)
@@ -281,7 +357,7 @@ class SocketIOTarget(Target):
     ACK = b'42["ack"'
     WELCOME = b'42["welcome"'
     TYPING = b'42["presence.typing"'
-    ERROR = b'44'
+    ERROR = b"44"
 
     def path(self, room_id: str, user: str, member_index: int) -> tuple[str, str | None]:
         return "/socket.io/?EIO=4&transport=websocket", None
@@ -347,8 +423,19 @@ class Load:
 
 
 class Member:
-    __slots__ = ("client", "index", "load", "outstanding", "room", "room_id", "sender", "sent",
-                 "tag", "user", "welcomed")
+    __slots__ = (
+        "client",
+        "index",
+        "load",
+        "outstanding",
+        "room",
+        "room_id",
+        "sender",
+        "sent",
+        "tag",
+        "user",
+        "welcomed",
+    )
 
     def __init__(self, load: Load, room: int, room_id: str, index: int, user: str) -> None:
         self.load = load
@@ -422,17 +509,32 @@ class Member:
 
 
 async def open_members(
-    load: Load, servers: ServerSet, room_ids: list[str], per_room: int, *,
-    concurrency: int = 64, start_index: int = 0, room_offset: int = 0, timeout: float = 120.0,
+    load: Load,
+    servers: ServerSet,
+    room_ids: list[str],
+    per_room: int,
+    *,
+    concurrency: int = 64,
+    start_index: int = 0,
+    room_offset: int = 0,
+    timeout: float = 120.0,
 ) -> list[Member]:
     """Connect ``per_room`` members to every room (spread over the processes) and wait for
     each welcome. ``room_offset``: the index of ``room_ids[0]`` among the rooms made (user
     ids are ``u<room>-<j>``, as the rooms were created with)."""
     target = load.target
     gate = asyncio.Semaphore(concurrency)
-    members = [Member(load, room_offset + r, rid, start_index + (room_offset + r) * per_room + j,
-                      f"u{room_offset + r}-{j}")
-               for r, rid in enumerate(room_ids) for j in range(per_room)]
+    members = [
+        Member(
+            load,
+            room_offset + r,
+            rid,
+            start_index + (room_offset + r) * per_room + j,
+            f"u{room_offset + r}-{j}",
+        )
+        for r, rid in enumerate(room_ids)
+        for j in range(per_room)
+    ]
     deadline = time.perf_counter() + timeout
 
     async def one(m: Member) -> None:
@@ -442,9 +544,15 @@ async def open_members(
         async with gate:
             for attempt in range(3):
                 try:
-                    client = await connect(HOST, proc.port, path, m.on_message, subprotocol=sub,
-                                           timeout=max(1.0, deadline - time.perf_counter()),
-                                           user=m)
+                    client = await connect(
+                        HOST,
+                        proc.port,
+                        path,
+                        m.on_message,
+                        subprotocol=sub,
+                        timeout=max(1.0, deadline - time.perf_counter()),
+                        user=m,
+                    )
                     break
                 except (OSError, RuntimeError) as exc:
                     if attempt == 2:
@@ -469,8 +577,9 @@ async def until(condition: Callable[[], bool], seconds: float, step: float = 0.0
 async def welcome_of(m: Member, timeout: float) -> float:
     """When ``m`` got its welcome; fails if the server closed the socket first."""
     assert m.client is not None
-    done, _ = await asyncio.wait((m.welcomed, m.client.closed), timeout=timeout,
-                                 return_when=asyncio.FIRST_COMPLETED)
+    done, _ = await asyncio.wait(
+        (m.welcomed, m.client.closed), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+    )
     if m.welcomed in done:
         return m.welcomed.result()
     if m.client.closed in done:
@@ -506,8 +615,11 @@ class Meter:
         self.server = self.servers.cpu()
         self.client = time.process_time()
         self.machine = machine_cpu()
-        self.groups = group_cpu() if self.servers.spec.database == "postgres" or \
-            self.servers.spec.redis else {}
+        self.groups = (
+            group_cpu()
+            if self.servers.spec.database == "postgres" or self.servers.spec.redis
+            else {}
+        )
 
     def stop(self) -> dict[str, Any]:
         seconds = time.perf_counter() - self.t
@@ -519,11 +631,18 @@ class Meter:
         if self.groups:
             groups = group_cpu()
             backend = sum(groups[k] - self.groups.get(k, 0) for k in groups) / seconds
-        cores = [round((machine.get(f"cpu{i}", 0) - self.machine.get(f"cpu{i}", 0)) / seconds, 3)
-                 for i in range(os.cpu_count() or 1)]
-        return {"seconds": round(seconds, 3), "server_cpu": round(server, 3),
-                "client_cpu": round(client, 3), "backend_cpu": round(backend, 3),
-                "other_cpu": round(busy - server - client - backend, 3), "core_cpu": cores}
+        cores = [
+            round((machine.get(f"cpu{i}", 0) - self.machine.get(f"cpu{i}", 0)) / seconds, 3)
+            for i in range(os.cpu_count() or 1)
+        ]
+        return {
+            "seconds": round(seconds, 3),
+            "server_cpu": round(server, 3),
+            "client_cpu": round(client, 3),
+            "backend_cpu": round(backend, 3),
+            "other_cpu": round(busy - server - client - backend, 3),
+            "core_cpu": cores,
+        }
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -558,8 +677,14 @@ class Params:
     rate: float = 20_000.0  # deliveries/s for the latency scenario
 
 
-async def closed_loop(servers: ServerSet, prm: Params, rooms: int, per_room: int,
-                      senders: int | None, track_acks: bool = False) -> dict[str, Any]:
+async def closed_loop(
+    servers: ServerSet,
+    prm: Params,
+    rooms: int,
+    per_room: int,
+    senders: int | None,
+    track_acks: bool = False,
+) -> dict[str, Any]:
     """Senders keep ``window`` messages in flight; delivered/s over the measured interval.
 
     Fan-out (``track_acks`` false): a slot frees when the sender's own copy of its message
@@ -594,17 +719,25 @@ async def closed_loop(servers: ServerSet, prm: Params, rooms: int, per_room: int
     await close_members(members)
     seconds = cpu["seconds"]
     if not deliveries:
-        raise RuntimeError(f"no chat.message arrived in the measured interval ({acks} acks, "
-                           f"{load.errors} errors, {unacked} messages never acked)")
+        raise RuntimeError(
+            f"no chat.message arrived in the measured interval ({acks} acks, "
+            f"{load.errors} errors, {unacked} messages never acked)"
+        )
     out = {
-        "sockets": len(members), "rooms": rooms, "per_room": per_room,
-        "senders": sum(m.sender for m in members), "window": prm.window,
+        "sockets": len(members),
+        "rooms": rooms,
+        "per_room": per_room,
+        "senders": sum(m.sender for m in members),
+        "window": prm.window,
         "delivered_per_s": round(deliveries / seconds, 1),
         "acked_per_s": round(acks / seconds, 1),
         "cpu_us_per_delivery": round(cpu["server_cpu"] * seconds / deliveries * 1e6, 2)
-        if deliveries else None,
-        "errors": load.errors, "error_samples": load.error_samples,
-        "unacked_after_drain": unacked, **cpu,
+        if deliveries
+        else None,
+        "errors": load.errors,
+        "error_samples": load.error_samples,
+        "unacked_after_drain": unacked,
+        **cpu,
     }
     if track_acks:
         out.update(ack_p50_ms=pct(load.ack_lat, 50), ack_p99_ms=pct(load.ack_lat, 99))
@@ -641,8 +774,9 @@ async def scenario_latency(servers: ServerSet, prm: Params) -> dict[str, Any]:
     members = await open_members(load, servers, room_ids, per_room)
     log(f"{len(members)} sockets open; {msg_rate:.0f} msg/s = {deliveries_per_s:.0f} deliveries/s")
     send_from = [m for m in members if int(m.user.rsplit("-", 1)[1]) < senders]
-    typing_from = [m for m in members if senders <= int(m.user.rsplit("-", 1)[1])
-                   < senders + typers]
+    typing_from = [
+        m for m in members if senders <= int(m.user.rsplit("-", 1)[1]) < senders + typers
+    ]
     t0 = time.perf_counter() + 0.2
     start, end = t0 + prm.warmup, t0 + prm.warmup + prm.duration
     lag: list[float] = []
@@ -708,16 +842,24 @@ async def scenario_latency(servers: ServerSet, prm: Params) -> dict[str, Any]:
     unacked = sum(len(m.outstanding) for m in members)
     await close_members(members)
     return {
-        "sockets": len(members), "rooms": rooms, "per_room": per_room,
-        "offered_deliveries_per_s": deliveries_per_s, "offered_msgs_per_s": msg_rate,
-        "e2e_p50_ms": pct(load.e2e, 50), "e2e_p99_ms": pct(load.e2e, 99),
-        "e2e_p999_ms": pct(load.e2e, 99.9), "e2e_max_ms": pct(load.e2e, 100),
+        "sockets": len(members),
+        "rooms": rooms,
+        "per_room": per_room,
+        "offered_deliveries_per_s": deliveries_per_s,
+        "offered_msgs_per_s": msg_rate,
+        "e2e_p50_ms": pct(load.e2e, 50),
+        "e2e_p99_ms": pct(load.e2e, 99),
+        "e2e_p999_ms": pct(load.e2e, 99.9),
+        "e2e_max_ms": pct(load.e2e, 100),
         "e2e_samples": len(load.e2e),
-        "typing_p50_ms": pct(load.typing_lat, 50), "typing_p99_ms": pct(load.typing_lat, 99),
+        "typing_p50_ms": pct(load.typing_lat, 50),
+        "typing_p99_ms": pct(load.typing_lat, 99),
         "typing_samples": len(load.typing_lat),
-        "send_lag_p99_ms": pct(lag, 99), "loop_lag_p99_ms": pct(loop_lag, 99),
+        "send_lag_p99_ms": pct(lag, 99),
+        "loop_lag_p99_ms": pct(loop_lag, 99),
         "loop_lag_max_ms": pct(loop_lag, 100),
-        "errors": load.errors, "unacked_after_drain": unacked,
+        "errors": load.errors,
+        "unacked_after_drain": unacked,
         **measured,
     }
 
@@ -728,8 +870,9 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
     per_room = 10
     load = Load(make_target(servers))
     room_ids = await load.target.make_rooms(steps[-1] // per_room + 2, per_room)
-    warm = await open_members(load, servers, room_ids[-2:], per_room, start_index=10**6,
-                              room_offset=len(room_ids) - 2)
+    warm = await open_members(
+        load, servers, room_ids[-2:], per_room, start_index=10**6, room_offset=len(room_ids) - 2
+    )
     await close_members(warm)
     await asyncio.sleep(1.0)
     base = servers.rss_kib()
@@ -742,16 +885,24 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
     t = time.perf_counter()
     for n in steps:
         have = len(members) // per_room
-        members += await open_members(load, servers, room_ids[have:n // per_room], per_room,
-                                      concurrency=100, room_offset=have, timeout=300)
+        members += await open_members(
+            load,
+            servers,
+            room_ids[have : n // per_room],
+            per_room,
+            concurrency=100,
+            room_offset=have,
+            timeout=300,
+        )
         await asyncio.sleep(2.0)
         rss = servers.rss_kib()
         out[f"rss_kib_{n}"] = rss
         out[f"kib_per_socket_{n}"] = round((rss - base) / n, 2)
         out[f"open_seconds_{n}"] = round(time.perf_counter() - t, 2)
         log(f"{n} idle sockets: {(rss - base) / n:.1f} KiB each")
-    out["closed_early"] = sum(m.client is not None and m.client.close_code is not None
-                              for m in members)
+    out["closed_early"] = sum(
+        m.client is not None and m.client.close_code is not None for m in members
+    )
     if traced:  # the allocations of every open socket, by line: see memprofile_server.py
         servers.procs[0].proc.send_signal(signal.SIGUSR1)
         await asyncio.sleep(40.0)
@@ -776,8 +927,11 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
     await asyncio.sleep(1.0)
     load.welcome_history.clear()
     target = load.target
-    storm = [Member(load, r, rid, r * per_room + j, f"u{r}-{j}")
-             for r, rid in enumerate(room_ids) for j in range(per_room)]
+    storm = [
+        Member(load, r, rid, r * per_room + j, f"u{r}-{j}")
+        for r, rid in enumerate(room_ids)
+        for j in range(per_room)
+    ]
     paths = [target.path(m.room_id, m.user, int(m.user.rsplit("-", 1)[1])) for m in storm]
     meter = Meter(servers)
     meter.start()
@@ -788,8 +942,9 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
         nonlocal failures
         try:
             proc = servers.procs[m.index % len(servers.procs)]
-            m.client = await connect(HOST, proc.port, path, m.on_message, subprotocol=sub,
-                                     timeout=30, user=m)
+            m.client = await connect(
+                HOST, proc.port, path, m.on_message, subprotocol=sub, timeout=30, user=m
+            )
             return await welcome_of(m, 30) - t0
         except (OSError, RuntimeError, TimeoutError):
             failures += 1
@@ -801,13 +956,17 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
     total = max(ok) if ok else None
     await close_members(storm)
     return {
-        "clients": len(storm), "history": history, "failures": failures,
+        "clients": len(storm),
+        "history": history,
+        "failures": failures,
         "welcome_history_seen": load.welcome_history,
         "total_s": round(total, 3) if total else None,
         "connects_per_s": round(len(ok) / total, 1) if total else None,
-        "p50_ms": pct(ok, 50), "p99_ms": pct(ok, 99),
+        "p50_ms": pct(ok, 50),
+        "p99_ms": pct(ok, 99),
         "server_cpu_s": round(cpu["server_cpu"] * cpu["seconds"], 3),
-        "other_cpu": cpu["other_cpu"], "client_cpu": cpu["client_cpu"],
+        "other_cpu": cpu["other_cpu"],
+        "client_cpu": cpu["client_cpu"],
     }
 
 
@@ -910,9 +1069,13 @@ async def make_pair_rooms(servers: ServerSet, pairs: list[tuple[int, int]]) -> l
     gate = asyncio.Semaphore(16)
 
     async def one(a: int, b: int, http: httpx.AsyncClient) -> str:
-        body = {"title": f"u{a} & u{b}", "members": [
-            {"user_id": f"u{a}", "name": f"u{a}", "role": "mentor"},
-            {"user_id": f"u{b}", "name": f"u{b}", "role": "mentee"}]}
+        body = {
+            "title": f"u{a} & u{b}",
+            "members": [
+                {"user_id": f"u{a}", "name": f"u{a}", "role": "mentor"},
+                {"user_id": f"u{b}", "name": f"u{b}", "role": "mentee"},
+            ],
+        }
         async with gate:
             resp = await http.post(f"{base}/api/rooms", headers=headers, json=body)
         if resp.status_code != 201:
@@ -930,10 +1093,18 @@ async def open_inboxes(servers: ServerSet, probe: InboxProbe, users: int) -> lis
     async def one(r: InboxReader) -> None:
         path = f"/inbox/ws?token={token(servers.secret, r.user, r.user, ttl=7200)}"
         async with gate:
-            r.client = await connect(HOST, servers.procs[0].port, path, r.on_message,
-                                     subprotocol="menteo.v1.json", timeout=60, user=r)
-            done, _ = await asyncio.wait((r.welcomed, r.client.closed), timeout=60,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            r.client = await connect(
+                HOST,
+                servers.procs[0].port,
+                path,
+                r.on_message,
+                subprotocol="menteo.v1.json",
+                timeout=60,
+                user=r,
+            )
+            done, _ = await asyncio.wait(
+                (r.welcomed, r.client.closed), timeout=60, return_when=asyncio.FIRST_COMPLETED
+            )
             if r.welcomed not in done:
                 raise RuntimeError(f"{r.user}: no inbox.welcome ({r.client.close_code})")
 
@@ -959,8 +1130,9 @@ async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
     members = [InboxSender(probe, load, k, room_ids[k], k, f"u{pairs[k][0]}") for k in chosen]
     for m in members:
         path, sub = load.target.path(m.room_id, m.user, 0)
-        m.client = await connect(HOST, servers.procs[0].port, path, m.on_message,
-                                 subprotocol=sub, timeout=60, user=m)
+        m.client = await connect(
+            HOST, servers.procs[0].port, path, m.on_message, subprotocol=sub, timeout=60, user=m
+        )
         await welcome_of(m, 60)
     log(f"{len(readers)} inbox sockets, {len(pairs)} rooms, {len(members)} senders at {rate:.0f}/s")
     t0 = time.perf_counter() + 0.2
@@ -1006,22 +1178,29 @@ async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
             r.client.close()
     p99 = pct(probe.commit_lat, 99)
     return {
-        "inbox_sockets": len(readers), "rooms": len(pairs), "rooms_per_user": 5,
-        "senders": len(members), "offered_msgs_per_s": rate,
-        "sent_in_window": probe.sent, "inbox_updates_per_s": round(updates / cpu["seconds"], 1),
-        "commit_to_inbox_p50_ms": pct(probe.commit_lat, 50), "commit_to_inbox_p99_ms": p99,
+        "inbox_sockets": len(readers),
+        "rooms": len(pairs),
+        "rooms_per_user": 5,
+        "senders": len(members),
+        "offered_msgs_per_s": rate,
+        "sent_in_window": probe.sent,
+        "inbox_updates_per_s": round(updates / cpu["seconds"], 1),
+        "commit_to_inbox_p50_ms": pct(probe.commit_lat, 50),
+        "commit_to_inbox_p99_ms": p99,
         "commit_to_inbox_p999_ms": pct(probe.commit_lat, 99.9),
         "commit_to_inbox_max_ms": pct(probe.commit_lat, 100),
         "echo_to_inbox_p50_ms": pct(probe.after_echo(), 50),
         "echo_to_inbox_p99_ms": pct(probe.after_echo(), 99),
         "send_to_inbox_p50_ms": pct(probe.send_lat, 50),
         "send_to_inbox_p99_ms": pct(probe.send_lat, 99),
-        "samples": len(probe.commit_lat), "p99_target_ms": INBOX_P99_TARGET_MS,
-        "loop_lag_p99_ms": pct(loop_lag, 99), "loop_lag_max_ms": pct(loop_lag, 100),
+        "samples": len(probe.commit_lat),
+        "p99_target_ms": INBOX_P99_TARGET_MS,
+        "loop_lag_p99_ms": pct(loop_lag, 99),
+        "loop_lag_max_ms": pct(loop_lag, 100),
         "p99_met": p99 is not None and p99 <= INBOX_P99_TARGET_MS,
-        "errors": load.errors + probe.errors, **cpu,
+        "errors": load.errors + probe.errors,
+        **cpu,
     }
-
 
 
 SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
@@ -1046,9 +1225,19 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def run(scenario: str, server: str, prm: Params, *, server_cpus: str, client_cpu: int,
-        no_pin: bool, pg_url: str, redis_url: str, tmpdir: str | None,
-        priority: int = 0) -> dict[str, Any]:
+def run(
+    scenario: str,
+    server: str,
+    prm: Params,
+    *,
+    server_cpus: str,
+    client_cpu: int,
+    no_pin: bool,
+    pg_url: str,
+    redis_url: str,
+    tmpdir: str | None,
+    priority: int = 0,
+) -> dict[str, Any]:
     spec = SERVERS[server]
     fds = raise_fd_limit()  # the servers inherit it
     pinned = not no_pin and shutil.which("taskset") is not None and len(os.sched_getaffinity(0)) > 1
@@ -1064,13 +1253,21 @@ def run(scenario: str, server: str, prm: Params, *, server_cpus: str, client_cpu
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="menteo-suite-", dir=tmpdir) as tmp:
         servers = ServerSet(spec, Path(tmp), server_cpus if pinned else None, pg_url, redis_url)
-        result: dict[str, Any] = {"scenario": scenario, "server": server, "label": spec.label,
-                                  "smoke": prm.smoke, "pinned": pinned, "fd_limit": fds,
-                                  "nice": niced}
+        result: dict[str, Any] = {
+            "scenario": scenario,
+            "server": server,
+            "label": spec.label,
+            "smoke": prm.smoke,
+            "pinned": pinned,
+            "fd_limit": fds,
+            "nice": niced,
+        }
         try:
             servers.start()
-            log(f"{spec.label}: {len(servers.procs)} process(es) on port(s) "
-                f"{', '.join(str(p.port) for p in servers.procs)}")
+            log(
+                f"{spec.label}: {len(servers.procs)} process(es) on port(s) "
+                f"{', '.join(str(p.port) for p in servers.procs)}"
+            )
 
             async def main() -> dict[str, Any]:
                 quiet = await wait_quiet(0 if prm.smoke else 5)
@@ -1110,33 +1307,54 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"nproc": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
-            "kernel": platform.release()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__.split("\n\n", 2)[2])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
     p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed"])
-    p.add_argument("--server", default="ours", type=server_list,
-                   help=f"one of {', '.join(SERVERS)}, or several, comma-separated, run in turn")
+    p.add_argument(
+        "--server",
+        default="ours",
+        type=server_list,
+        help=f"one of {', '.join(SERVERS)}, or several, comma-separated, run in turn",
+    )
     p.add_argument("--smoke", action="store_true", help="small sizes, short: a smoke test")
-    p.add_argument("--warmup", type=float, default=None,
-                   help="seconds (default 1.5; smoke 0.5)")
-    p.add_argument("--duration", type=float, default=None,
-                   help="measured seconds (default 4, latency 8; smoke 1.5)")
+    p.add_argument("--warmup", type=float, default=None, help="seconds (default 1.5; smoke 0.5)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="measured seconds (default 4, latency 8; smoke 1.5)",
+    )
     p.add_argument("--window", type=int, default=4, help="closed loop: unacked per sender")
-    p.add_argument("--rate", type=float, default=20_000.0,
-                   help="latency: deliveries/s offered (default 20000)")
+    p.add_argument(
+        "--rate", type=float, default=20_000.0, help="latency: deliveries/s offered (default 20000)"
+    )
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-pin", action="store_true")
-    p.add_argument("--nice", type=int, default=-5 if os.geteuid() == 0 else 0,
-                   help="scheduling priority of load generator and servers (default -5 as "
-                   "root, so that other work on a shared machine disturbs less; 0: none)")
-    p.add_argument("--database-url", default=DEFAULT_PG,
-                   help="PostgreSQL for ours-pg / ours-redis: its public schema is DROPPED")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=-5 if os.geteuid() == 0 else 0,
+        help="scheduling priority of load generator and servers (default -5 as "
+        "root, so that other work on a shared machine disturbs less; 0: none)",
+    )
+    p.add_argument(
+        "--database-url",
+        default=DEFAULT_PG,
+        help="PostgreSQL for ours-pg / ours-redis: its public schema is DROPPED",
+    )
     p.add_argument("--redis-url", default=DEFAULT_REDIS)
     p.add_argument("--tmpdir", default=None)
     p.add_argument("--json", dest="json_path")
@@ -1145,8 +1363,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 # What a comma-separated --server prints per server at the end.
-SIDE_BY_SIDE = ("delivered_per_s", "cpu_us_per_delivery", "e2e_p50_ms", "e2e_p99_ms",
-                "server_cpu", "backend_cpu", "error")
+SIDE_BY_SIDE = (
+    "delivered_per_s",
+    "cpu_us_per_delivery",
+    "e2e_p50_ms",
+    "e2e_p99_ms",
+    "server_cpu",
+    "backend_cpu",
+    "error",
+)
 
 
 def server_list(text: str) -> list[str]:
@@ -1167,21 +1392,41 @@ def main(argv: list[str] | None = None) -> int:
     if a.scenario == "feed":
         feed = BENCH / "feed_fanout.py"
         if not feed.exists():
-            print(json.dumps({"scenario": "feed", "ok": False, "pending": True,
-                              "error": "bench/feed_fanout.py is not there yet"}))
+            print(
+                json.dumps(
+                    {
+                        "scenario": "feed",
+                        "ok": False,
+                        "pending": True,
+                        "error": "bench/feed_fanout.py is not there yet",
+                    }
+                )
+            )
             return 0
         small = ["--followers", "40", "--posts", "3", "--pause", "0.05"] if a.smoke else []
         cmd = [sys.executable, str(feed), *small]
         return subprocess.call(cmd, cwd=ROOT)
-    duration = a.duration if a.duration is not None else (
-        1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox") else 4.0)
+    duration = (
+        a.duration
+        if a.duration is not None
+        else (1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox") else 4.0)
+    )
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
     prm = Params(a.smoke, warmup, duration, a.window, a.rate)
     results = []
     for server in a.server:
-        result = run(a.scenario, server, prm, server_cpus=a.server_cpus,
-                     client_cpu=a.client_cpu, no_pin=a.no_pin, pg_url=a.database_url,
-                     redis_url=a.redis_url, tmpdir=a.tmpdir, priority=a.nice)
+        result = run(
+            a.scenario,
+            server,
+            prm,
+            server_cpus=a.server_cpus,
+            client_cpu=a.client_cpu,
+            no_pin=a.no_pin,
+            pg_url=a.database_url,
+            redis_url=a.redis_url,
+            tmpdir=a.tmpdir,
+            priority=a.nice,
+        )
         result["machine"] = machine_info()
         results.append(result)
     if len(results) > 1:  # side by side, one line each, after the full results

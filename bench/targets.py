@@ -19,17 +19,34 @@ def at_most(value: Any, ceiling: float) -> bool | None:
     return None if value is None else float(value) <= ceiling
 
 
-def row(name: str, goal: str, unit: str, ours: Any, raw: Any, sio: Any, met: bool | None, *,
-        core: tuple[Any, Any, Any] | None = None, core_met: bool | None = None,
-        note: str = "") -> dict[str, Any]:
+def row(
+    name: str,
+    goal: str,
+    unit: str,
+    ours: Any,
+    raw: Any,
+    sio: Any,
+    met: bool | None,
+    *,
+    core: tuple[Any, Any, Any] | None = None,
+    core_met: bool | None = None,
+    note: str = "",
+) -> dict[str, Any]:
     """One target; ``core``: (ours, raw, python-socketio) at one full core."""
     return {
-        "target": name, "goal": goal, "unit": unit, "measured": ours,
-        "raw": raw, "ratio": ratio(ours, raw), "socketio_ratio": ratio(sio, raw),
+        "target": name,
+        "goal": goal,
+        "unit": unit,
+        "measured": ours,
+        "raw": raw,
+        "ratio": ratio(ours, raw),
+        "socketio_ratio": ratio(sio, raw),
         "per_core": core[0] if core else None,
         "per_core_ratio": ratio(core[0], core[1]) if core else None,
         "socketio_per_core_ratio": ratio(core[2], core[1]) if core else None,
-        "met": met, "per_core_met": core_met, "note": note,
+        "met": met,
+        "per_core_met": core_met,
+        "note": note,
     }
 
 
@@ -42,29 +59,40 @@ def fanout_target(runs: Runs) -> dict[str, Any]:
     ours, raw, sio = three(runs, "fanout", "fanout")
     field = "delivered_per_s"
     core = (per_core(ours, field), per_core(raw, field), per_core(sio, field))
-    return row("saturation fan-out, 1 process + SQLite (delivered/s)", "≥ 0.70× raw (aim ≥ 1.0×)",
-               "msg/s", ours.get(field), raw.get(field), sio.get(field),
-               at_least(ratio(ours.get(field), raw.get(field)), 0.70),
-               core=core, core_met=at_least(ratio(core[0], core[1]), 0.70))
+    return row(
+        "saturation fan-out, 1 process + SQLite (delivered/s)",
+        "≥ 0.70× raw (aim ≥ 1.0×)",
+        "msg/s",
+        ours.get(field),
+        raw.get(field),
+        sio.get(field),
+        at_least(ratio(ours.get(field), raw.get(field)), 0.70),
+        core=core,
+        core_met=at_least(ratio(core[0], core[1]), 0.70),
+    )
 
 
 def latency_targets(runs: Runs) -> list[dict[str, Any]]:
     """An absolute target; when raw itself misses it, the machine was the limit."""
     ours, raw, sio = three(runs, "latency", "latency")
     sustained = (ours.get("delivered_per_s") or 0) >= 0.97 * (
-        ours.get("offered_deliveries_per_s") or 1)
+        ours.get("offered_deliveries_per_s") or 1
+    )
     rows = []
     for field, goal, ceiling, name in (
-            ("e2e_p99_ms", "≤ 10 ms", 10.0, "send→receive p99 at 20k deliveries/s, durable"),
-            ("typing_p99_ms", "≤ 2 ms", 2.0, "typing → presence.typing p99 (same load)")):
+        ("e2e_p99_ms", "≤ 10 ms", 10.0, "send→receive p99 at 20k deliveries/s, durable"),
+        ("typing_p99_ms", "≤ 2 ms", 2.0, "typing → presence.typing p99 (same load)"),
+    ):
         mine, ref = ours.get(field), raw.get(field)
         met = at_most(mine, ceiling)
         if met is not None and field == "e2e_p99_ms":
             met = met and sustained
         note = ""
         if met is False and ref is not None and ref > ceiling:
-            note = (f"the raw reference itself had {ref:.0f} ms in this run: the machine, not "
-                    "only the server, set this figure")
+            note = (
+                f"the raw reference itself had {ref:.0f} ms in this run: the machine, not "
+                "only the server, set this figure"
+            )
         rows.append(row(name, goal, "ms", mine, ref, sio.get(field), met, note=note))
     return rows
 
@@ -75,8 +103,15 @@ def idle_kib(r: dict[str, Any]) -> Any:
 
 def idle_target(runs: Runs) -> dict[str, Any]:
     ours, raw, sio = three(runs, "idle", "idle")
-    return row("idle RSS per socket (10,000 sockets)", "≤ 24 KiB", "KiB", idle_kib(ours),
-               idle_kib(raw), idle_kib(sio), at_most(idle_kib(ours), 24))
+    return row(
+        "idle RSS per socket (10,000 sockets)",
+        "≤ 24 KiB",
+        "KiB",
+        idle_kib(ours),
+        idle_kib(raw),
+        idle_kib(sio),
+        at_most(idle_kib(ours), 24),
+    )
 
 
 def scaleout_target(runs: Runs) -> dict[str, Any]:
@@ -86,11 +121,18 @@ def scaleout_target(runs: Runs) -> dict[str, Any]:
     raw = find(runs, "fanout", "fanout", "raw")
     field = "delivered_per_s"
     core = (per_core(ours, field), per_core(raw, field), per_core(sio, field))
-    return row("2 processes on Redis, saturation fan-out (delivered/s)", "≥ 0.45× raw (1 process)",
-               "msg/s", ours.get(field), raw.get(field), sio.get(field),
-               at_least(ratio(ours.get(field), raw.get(field)), 0.45),
-               core=core, core_met=at_least(ratio(core[0], core[1]), 0.45),
-               note="per core: both processes' CPU counted, PostgreSQL's and Redis's not")
+    return row(
+        "2 processes on Redis, saturation fan-out (delivered/s)",
+        "≥ 0.45× raw (1 process)",
+        "msg/s",
+        ours.get(field),
+        raw.get(field),
+        sio.get(field),
+        at_least(ratio(ours.get(field), raw.get(field)), 0.45),
+        core=core,
+        core_met=at_least(ratio(core[0], core[1]), 0.45),
+        note="per core: both processes' CPU counted, PostgreSQL's and Redis's not",
+    )
 
 
 def durable_target(runs: Runs) -> dict[str, Any]:
@@ -98,32 +140,58 @@ def durable_target(runs: Runs) -> dict[str, Any]:
     ours, raw, sio = three(runs, "durable", "durable")
     field = "acked_per_s"
     core = (per_core(ours, field), per_core(raw, field), per_core(sio, field))
-    return row("durable append, SQLite (acked/s)", "≥ 10,000/s", "msg/s", ours.get(field),
-               raw.get(field), sio.get(field), at_least(ours.get(field), 10000), core=core,
-               core_met=at_least(core[0], 10000))
+    return row(
+        "durable append, SQLite (acked/s)",
+        "≥ 10,000/s",
+        "msg/s",
+        ours.get(field),
+        raw.get(field),
+        sio.get(field),
+        at_least(ours.get(field), 10000),
+        core=core,
+        core_met=at_least(core[0], 10000),
+    )
 
 
 def sockets_target(runs: Runs) -> dict[str, Any]:
     ours, raw, sio = three(runs, "idle", "idle")
     ten_k = ours.get("rss_kib_10000") is not None and not ours.get("closed_early")
-    return row("10,000 idle sockets on one process", "all open", "sockets",
-               10000 if ten_k else None, 10000 if raw.get("rss_kib_10000") else None,
-               10000 if sio.get("rss_kib_10000") else None, ten_k if ours else None)
+    return row(
+        "10,000 idle sockets on one process",
+        "all open",
+        "sockets",
+        10000 if ten_k else None,
+        10000 if raw.get("rss_kib_10000") else None,
+        10000 if sio.get("rss_kib_10000") else None,
+        ten_k if ours else None,
+    )
 
 
 def joinstorm_target(runs: Runs) -> dict[str, Any]:
     ours, raw, sio = three(runs, "joinstorm", "joinstorm")
-    return row("join storm: 1,000 clients with history (last welcome)", "≤ 2 s", "s",
-               ours.get("total_s"), raw.get("total_s"), sio.get("total_s"),
-               at_most(ours.get("total_s"), 2.0),
-               note=f"server CPU per join: ours {storm_cpu_ms(ours)} ms, raw "
-                    f"{storm_cpu_ms(raw)} ms, python-socketio {storm_cpu_ms(sio)} ms")
+    return row(
+        "join storm: 1,000 clients with history (last welcome)",
+        "≤ 2 s",
+        "s",
+        ours.get("total_s"),
+        raw.get("total_s"),
+        sio.get("total_s"),
+        at_most(ours.get("total_s"), 2.0),
+        note=f"server CPU per join: ours {storm_cpu_ms(ours)} ms, raw "
+        f"{storm_cpu_ms(raw)} ms, python-socketio {storm_cpu_ms(sio)} ms",
+    )
 
 
 def targets(runs: Runs) -> list[dict[str, Any]]:
-    return [fanout_target(runs), *latency_targets(runs), idle_target(runs),
-            scaleout_target(runs), durable_target(runs), sockets_target(runs),
-            joinstorm_target(runs)]
+    return [
+        fanout_target(runs),
+        *latency_targets(runs),
+        idle_target(runs),
+        scaleout_target(runs),
+        durable_target(runs),
+        sockets_target(runs),
+        joinstorm_target(runs),
+    ]
 
 
 def verdict(t: dict[str, Any]) -> str:
@@ -140,13 +208,16 @@ def verdict(t: dict[str, Any]) -> str:
 
 
 def targets_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| target | goal | ours (as measured) | ours ÷ raw | python-socketio ÷ raw "
-             "| ours at one full core | ÷ raw (per core) | python-socketio ÷ raw (per core) "
-             "| verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| target | goal | ours (as measured) | ours ÷ raw | python-socketio ÷ raw "
+        "| ours at one full core | ÷ raw (per core) | python-socketio ÷ raw (per core) "
+        "| verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for t in rows:
         lines.append(
             f"| {t['target']} | {t['goal']} | {f(t['measured'])} {t['unit']} | {fr(t['ratio'])} "
             f"| {fr(t['socketio_ratio'])} | {f(t.get('per_core'))} | {fr(t.get('per_core_ratio'))} "
-            f"| {fr(t.get('socketio_per_core_ratio'))} | {verdict(t)} |")
+            f"| {fr(t.get('socketio_per_core_ratio'))} | {verdict(t)} |"
+        )
     return "\n".join(lines)

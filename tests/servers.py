@@ -26,8 +26,15 @@ from realtime.config import Settings
 from realtime.state import State
 from tests.backends import Backend
 
-__all__ = ["SECRET", "Running", "ServerProcess", "make_settings", "process_env", "run_server",
-           "wait_ready"]
+__all__ = [
+    "SECRET",
+    "Running",
+    "ServerProcess",
+    "make_settings",
+    "process_env",
+    "run_server",
+    "wait_ready",
+]
 
 
 @dataclass

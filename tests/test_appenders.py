@@ -73,9 +73,13 @@ async def test_fast_path_matches_append_batch(backend: Backend) -> None:
         await db.close()
 
 
-def change(stream: str, kind: str, cid: str, target: int, author: str = "ana", **data: Any) -> NewEvent:
+def change(
+    stream: str, kind: str, cid: str, target: int, author: str = "ana", **data: Any
+) -> NewEvent:
     data = {"target": target, **data}
-    return NewEvent(stream, f"chat.{kind}", author, author.title(), cid, data, moderator=author == "svc")
+    return NewEvent(
+        stream, f"chat.{kind}", author, author.title(), cid, data, moderator=author == "svc"
+    )
 
 
 async def test_chat_changes_decide_the_same_on_every_path(backend: Backend) -> None:

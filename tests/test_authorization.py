@@ -140,11 +140,15 @@ async def test_bad_tokens_are_refused_everywhere(server: Running, room: dict[str
                     code = await close_code(server.ws, f"{path}?token={token}")
                     assert code == 4401, (path, name, code)
                 else:
-                    resp = await http.request(method, path, headers={"authorization": f"Bearer {token}"}, json={})
+                    resp = await http.request(
+                        method, path, headers={"authorization": f"Bearer {token}"}, json={}
+                    )
                     assert resp.status_code == 401, (method, path, name, resp.status_code)
 
 
-async def test_a_member_of_room_a_gets_nothing_of_room_b(server: Running, room: dict[str, Any]) -> None:
+async def test_a_member_of_room_a_gets_nothing_of_room_b(
+    server: Running, room: dict[str, Any]
+) -> None:
     from tests.client import create_room
 
     other = await create_room(server.url, server.service(), [("cy", "Cy", "mentor")])
@@ -154,9 +158,13 @@ async def test_a_member_of_room_a_gets_nothing_of_room_b(server: Running, room: 
             path = _path(template, other["id"])
             if rule == ROOM:
                 if method == "WS":
-                    assert await close_code(server.ws, f"{path}?token={server.token('ana')}") == 4403
+                    assert (
+                        await close_code(server.ws, f"{path}?token={server.token('ana')}") == 4403
+                    )
                 else:
-                    resp = await http.request(method, path, headers={"authorization": ana}, json={"roadmap_id": "x"})
+                    resp = await http.request(
+                        method, path, headers={"authorization": ana}, json={"roadmap_id": "x"}
+                    )
                     assert resp.status_code == 403, (method, path, resp.status_code)
                     assert "Cy" not in resp.text
             elif rule == SERVICE:
@@ -164,8 +172,12 @@ async def test_a_member_of_room_a_gets_nothing_of_room_b(server: Running, room: 
                 assert resp.status_code == 403, (method, path)
 
 
-@pytest.mark.parametrize("origin", ["https://evil.example", "null", "http://127.0.0.1.evil.example"])
-async def test_foreign_origins_are_refused_on_every_socket(server: Running, room: dict[str, Any], origin: str) -> None:
+@pytest.mark.parametrize(
+    "origin", ["https://evil.example", "null", "http://127.0.0.1.evil.example"]
+)
+async def test_foreign_origins_are_refused_on_every_socket(
+    server: Running, room: dict[str, Any], origin: str
+) -> None:
     """HTTP 403 at the handshake on every socket route (counted as a handshake refusal);
     the same socket without an Origin (not a browser) is admitted."""
     import websockets
@@ -186,14 +198,18 @@ async def test_foreign_origins_are_refused_on_every_socket(server: Running, room
     assert counters[("menteo_sockets_refused_total", "handshake")] == len(sockets)
 
 
-async def test_a_token_of_4096_bytes_is_read_and_one_more_refused(server: Running, room: dict[str, Any]) -> None:
+async def test_a_token_of_4096_bytes_is_read_and_one_more_refused(
+    server: Running, room: dict[str, Any]
+) -> None:
     """The token cap (4096 bytes, checked before decoding) on both sides, on a socket and
     on REST."""
 
     def token_of(size: int) -> str:
         claims = {"sub": "ana", "name": "Ana", "exp": time.time() + 60}
         for pad in range(4000):
-            token = jwt.encode(claims | {"pad": "x" * pad}, server.settings.secret, algorithm="HS256")
+            token = jwt.encode(
+                claims | {"pad": "x" * pad}, server.settings.secret, algorithm="HS256"
+            )
             if len(token) == size:
                 return token
         raise AssertionError(f"no token of {size} bytes")

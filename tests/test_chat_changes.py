@@ -37,7 +37,9 @@ def of_type(kind: str, **match: Any) -> Any:
 
 async def messages(server: Running, room_id: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient() as http:
-        resp = await http.get(f"{server.url}/api/rooms/{room_id}/messages", headers=server.service())
+        resp = await http.get(
+            f"{server.url}/api/rooms/{room_id}/messages", headers=server.service()
+        )
     assert resp.status_code == 200, resp.text
     page: list[dict[str, Any]] = resp.json()["messages"]
     return page

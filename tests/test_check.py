@@ -230,8 +230,14 @@ async def module(name: str, *args: str, env: dict[str, str], cwd: Path) -> tuple
     """``python -m NAME ARGS`` with only the given MENTEO_* variables set."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("MENTEO_")}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", name, *args, env=clean | env, cwd=cwd,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        name,
+        *args,
+        env=clean | env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None

@@ -186,9 +186,13 @@ async def test_titles_and_descriptions_are_bounded_on_both_sides(
     ):
         error = await op(ana, frame)
         assert (error["type"], error["code"]) == ("error", "invalid"), frame["id"]
-    assert await acked(ana, {"type": "checklist.rename", "id": "t5", "item_id": "long", "title": "r" * 200})
+    assert await acked(
+        ana, {"type": "checklist.rename", "id": "t5", "item_id": "long", "title": "r" * 200}
+    )
     async with httpx.AsyncClient(base_url=server.url) as http:
-        state = (await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())).json()
+        state = (
+            await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())
+        ).json()
     assert [(i["id"], i["title"], i["description"]) for i in state["items"]] == [
         ("long", "r" * 200, "d" * 2000)
     ]
@@ -226,8 +230,12 @@ async def test_invalid_operations_are_refused_and_change_nothing(
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
     ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
     # ben's own step, so that only the frame's fault (not the role table) can refuse it
-    assert await acked(ben, {"type": "checklist.add", "id": "k", "item_id": "keep", "title": "Keep"})
-    assert await acked(ana, {"type": "checklist.add", "id": "g", "item_id": "gone", "title": "Gone"})
+    assert await acked(
+        ben, {"type": "checklist.add", "id": "k", "item_id": "keep", "title": "Keep"}
+    )
+    assert await acked(
+        ana, {"type": "checklist.add", "id": "g", "item_id": "gone", "title": "Gone"}
+    )
     assert await acked(ana, {"type": "checklist.remove", "id": "r", "item_id": "gone"})
     url = f"/api/rooms/{room['id']}/checklist"
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -273,14 +281,34 @@ async def test_roadmap_validation(server: Running) -> None:
             ).status_code == 400
 
 
-async def test_add_and_move_accept_the_other_spellings(server: Running, room: dict[str, Any]) -> None:
+async def test_add_and_move_accept_the_other_spellings(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
-    assert await acked(ana, {"type": "checklist.add", "id": "s1", "item": {"id": "one", "title": "One"}})
+    assert await acked(
+        ana, {"type": "checklist.add", "id": "s1", "item": {"id": "one", "title": "One"}}
+    )
     # position None: first, as after None; so "two" goes before "one".
-    assert await acked(ana, {"type": "checklist.add", "id": "s2", "item_id": "two", "title": "Two", "position": None})
-    assert await acked(ana, {"type": "checklist.add", "id": "s3", "item_id": "three", "title": "Three", "position": "two"})
-    assert await acked(ana, {"type": "checklist.move", "id": "s4", "item_id": "one", "after_id": None})
+    assert await acked(
+        ana,
+        {"type": "checklist.add", "id": "s2", "item_id": "two", "title": "Two", "position": None},
+    )
+    assert await acked(
+        ana,
+        {
+            "type": "checklist.add",
+            "id": "s3",
+            "item_id": "three",
+            "title": "Three",
+            "position": "two",
+        },
+    )
+    assert await acked(
+        ana, {"type": "checklist.move", "id": "s4", "item_id": "one", "after_id": None}
+    )
     async with httpx.AsyncClient(base_url=server.url) as http:
-        state = (await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())).json()
+        state = (
+            await http.get(f"/api/rooms/{room['id']}/checklist", headers=server.service())
+        ).json()
     assert [i["id"] for i in state["items"]] == ["one", "two", "three"]
     assert state["items"][0]["title"] == "One"

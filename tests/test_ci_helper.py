@@ -9,12 +9,18 @@ from tests.ci import on_ci, skip_or_fail
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("true", True), ("1", True), ("yes", True), ("TRUE", True), ("", False), ("0", False),
-     ("false", False), ("no", False)],
+    [
+        ("true", True),
+        ("1", True),
+        ("yes", True),
+        ("TRUE", True),
+        ("", False),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+    ],
 )
-def test_any_truthy_ci_counts(
-    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
-) -> None:
+def test_any_truthy_ci_counts(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
     monkeypatch.setenv("CI", value)
     assert on_ci() is expected
 

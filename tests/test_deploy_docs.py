@@ -79,8 +79,17 @@ async def test_the_check_sample_is_what_check_prints(
 def _copy_source(target: Path) -> Path:
     """The checkout as ``pip install .`` sees it, without what a build must not read."""
     skip = shutil.ignore_patterns(
-        ".git", ".venv", "node_modules", "build", "*.egg-info", "__pycache__", ".*_cache",
-        ".hypothesis", "*.db*", "bench", "tests",
+        ".git",
+        ".venv",
+        "node_modules",
+        "build",
+        "*.egg-info",
+        "__pycache__",
+        ".*_cache",
+        ".hypothesis",
+        "*.db*",
+        "bench",
+        "tests",
     )
     return Path(shutil.copytree(ROOT, target, ignore=skip))
 
@@ -122,7 +131,9 @@ async def test_a_wheel_serves_the_web_client_and_the_notes_editor(tmp_path: Path
         subprocess.Popen,
         command,
         env=env,
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         base = f"http://127.0.0.1:{port}"

@@ -27,7 +27,9 @@ async def digest(server: Running, room_id: str, user: str, since: int | None = N
 async def op(client: RoomClient, frame: dict[str, Any]) -> int:
     """A checklist operation, acked."""
     await client.send(frame)
-    ack = await client.recv_until(lambda f: f.get("id") == frame["id"] and f["type"] in ("ack", "error"))
+    ack = await client.recv_until(
+        lambda f: f.get("id") == frame["id"] and f["type"] in ("ack", "error")
+    )
     assert ack["type"] == "ack", ack
     return int(ack["seq"])
 
@@ -76,7 +78,9 @@ async def test_the_digest_lists_what_the_others_did_and_nothing_of_yours(server:
     await op(ben, {"type": "checklist.remove", "id": "r1", "item_id": "z"})
     await op(ben, {"type": "checklist.add", "id": "tmp", "title": "Temporary"})
     await op(ben, {"type": "checklist.remove", "id": "r2", "item_id": "tmp"})  # came and went
-    await op(ben, {"type": "checklist.rename", "id": "n1", "item_id": "k", "title": "Kept, renamed"})
+    await op(
+        ben, {"type": "checklist.rename", "id": "n1", "item_id": "k", "title": "Kept, renamed"}
+    )
     await ben.chat("b2", "ping me")
     await edit_notes(server, room["id"], "ben", "Ben's notes. ")
     other = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
@@ -113,7 +117,12 @@ async def test_the_digest_lists_what_the_others_did_and_nothing_of_yours(server:
     assert empty["notes"] == {"changed": False, "by": []} and empty["from_seq"] == last
     his = await digest(server, room["id"], "ben", since=marker)
     assert his["by"] == [{"user_id": "ana", "name": "Ana", "messages": 1}]
-    assert his["checklist"] == {"added": ["My own step"], "done": ["Write tests"], "verified": [], "removed": []}
+    assert his["checklist"] == {
+        "added": ["My own step"],
+        "done": ["Write tests"],
+        "verified": [],
+        "removed": [],
+    }
     assert his["notes"] == {"changed": True, "by": ["ana"]}
 
 

@@ -19,7 +19,9 @@ from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
 
 
-async def test_unrefreshed_socket_is_warned_then_closed_4401(server: Running, room: dict[str, Any]) -> None:
+async def test_unrefreshed_socket_is_warned_then_closed_4401(
+    server: Running, room: dict[str, Any]
+) -> None:
     short = issue_token(server.settings.secret, "ana", "Ana", ttl=2)
     ana = await RoomClient.connect(server.ws, room["id"], short)
     warning = await ana.recv_until(lambda f: f["type"] == "auth.expiring")
@@ -57,7 +59,9 @@ async def test_the_warning_comes_as_early_as_auth_expiring_before_says(backend: 
     async with run_server(make_settings(backend, auth_expiring_before=119)) as server:
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         token = issue_token(server.settings.secret, "ana", "Ana", ttl=120)
-        expires_at = datetime.fromtimestamp(verify_token(server.settings.secret, token).expires_at, UTC)
+        expires_at = datetime.fromtimestamp(
+            verify_token(server.settings.secret, token).expires_at, UTC
+        )
         ana = await RoomClient.connect(server.ws, room["id"], token)
         warning = await ana.recv_until(lambda f: f["type"] == "auth.expiring", timeout=5)
         assert warning["expires_at"] == expires_at.isoformat().replace("+00:00", "Z")

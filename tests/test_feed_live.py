@@ -128,11 +128,27 @@ async def test_a_post_and_a_comment_read_the_same_live_acked_and_paged(
     assert paged.pop("my_reactions") == []
     # As protocol.md lists it, field for field, with what was written.
     assert list(acked) == [
-        "id", "cursor", "thread_id", "thread_title", "community_id", "author", "body",
-        "milestone", "created_at", "reactions", "comments",
+        "id",
+        "cursor",
+        "thread_id",
+        "thread_title",
+        "community_id",
+        "author",
+        "body",
+        "milestone",
+        "created_at",
+        "reactions",
+        "comments",
     ]
-    assert acked["body"] == "Week 1: hello world" and acked["author"] == {"user_id": "ana", "name": "Ana"}
-    assert (acked["thread_id"], acked["community_id"], acked["milestone"]) == (thread, community, None)
+    assert acked["body"] == "Week 1: hello world" and acked["author"] == {
+        "user_id": "ana",
+        "name": "Ana",
+    }
+    assert (acked["thread_id"], acked["community_id"], acked["milestone"]) == (
+        thread,
+        community,
+        None,
+    )
     assert acked["reactions"] == {"like": 0, "celebrate": 0, "insightful": 0, "support": 0}
     assert acked["comments"] == 0 and acked["thread_title"] == "Learning Rust"
     assert list(live.items()) == list(acked.items()) == list(paged.items())

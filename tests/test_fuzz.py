@@ -238,8 +238,9 @@ async def test_notes_socket_survives_corrupted_yjs_messages(
         # step 1 is answered the server has handled the whole batch. A server that hangs
         # fails here instead of passing on a quiet socket.
         await wait_until(
-            lambda: sum(1 for m in fuzzer.received if m[:2] == STEP2) >= replies
-            or fuzzer.reader.done(),
+            lambda: (
+                sum(1 for m in fuzzer.received if m[:2] == STEP2) >= replies or fuzzer.reader.done()
+            ),
             "the answer to the sync step 1 that ends the batch, or a close",
             wake=fuzzer.changed,
         )

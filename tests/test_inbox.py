@@ -22,8 +22,12 @@ async def listed(server: Running, user: str, room_id: str) -> dict[str, Any]:
 
 async def test_the_welcome_is_the_room_list_and_every_change_follows(server: Running) -> None:
     service = server.service()
-    pair = await create_room(server.url, service, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
-    other = await create_room(server.url, service, [("ana", "Ana", "mentor"), ("cy", "Cy", "mentee")])
+    pair = await create_room(
+        server.url, service, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+    )
+    other = await create_room(
+        server.url, service, [("ana", "Ana", "mentor"), ("cy", "Cy", "mentee")]
+    )
     ben = await RoomClient.connect(server.ws, pair["id"], server.token("ben", "Ben"))
     await ben.chat("b0", "before the inbox opened")
     inbox = await connect_inbox(server.ws, server.token("ana", "Ana"))
@@ -60,7 +64,9 @@ async def test_the_welcome_is_the_room_list_and_every_change_follows(server: Run
     assert update["room"]["last_seq"] == mine + 1 and update["room"]["last_message"]["id"] == "a1"
     assert update["room"] == await listed(server, "ana", pair["id"])
     # A room added to her.
-    third = await create_room(server.url, service, [("dan", "Dan", "mentor"), ("ana", "Ana", "mentee")])
+    third = await create_room(
+        server.url, service, [("dan", "Dan", "mentor"), ("ana", "Ana", "mentee")]
+    )
     added = await inbox.recv_until(about(third["id"]))
     assert added["room"] == await listed(server, "ana", third["id"])
     # Rooms of other users are none of hers.
@@ -73,10 +79,16 @@ async def test_the_welcome_is_the_room_list_and_every_change_follows(server: Run
     assert [r["id"] for r in fresh.welcome["rooms"]] == [third["id"], pair["id"], other["id"]]
     await binary.send({"type": "ping", "id": "p"})
     assert (await binary.recv_until(lambda f: f["type"] == "pong")) == {"type": "pong", "id": "p"}
-    assert not [f for f in binary.skipped if f["type"] == "inbox.room" and f["room"]["members"][0]["user_id"] == "eve"]
+    assert not [
+        f
+        for f in binary.skipped
+        if f["type"] == "inbox.room" and f["room"]["members"][0]["user_id"] == "eve"
+    ]
 
 
-async def test_every_inbox_of_each_member_hears_of_a_message(server: Running, room: dict[str, Any]) -> None:
+async def test_every_inbox_of_each_member_hears_of_a_message(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await connect_inbox(server.ws, server.token("ana", "Ana"))
     ben = await connect_inbox(server.ws, server.token("ben", "Ben"))
     writer = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
@@ -87,7 +99,9 @@ async def test_every_inbox_of_each_member_hears_of_a_message(server: Running, ro
     assert to_ben["room"]["last_message"] == to_ana["room"]["last_message"]
     async with httpx.AsyncClient(base_url=server.url) as http:  # a system message counts for both
         await http.post(
-            f"/api/rooms/{room['id']}/messages", json={"id": "s1", "body": "notice"}, headers=server.service()
+            f"/api/rooms/{room['id']}/messages",
+            json={"id": "s1", "body": "notice"},
+            headers=server.service(),
         )
     assert (await ben.recv_until(about(room["id"])))["room"]["unread"] == 2
     assert (await ana.recv_until(about(room["id"])))["room"]["unread"] == 1

@@ -129,6 +129,7 @@ class Wire:
 
     async def offer(self, update: bytes, probe: Doc[Any]) -> int | None:
         """None: accepted (the sync step 1 after it was answered); else the close code."""
+
         async def answered() -> None:
             while True:
                 message = await self.ws.recv()

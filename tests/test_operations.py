@@ -20,7 +20,9 @@ async def metric(server: Running, line_start: str) -> float:
     return 0.0
 
 
-async def test_metrics_count_sockets_refusals_and_limit_hits(server: Running, room: dict[str, Any]) -> None:
+async def test_metrics_count_sockets_refusals_and_limit_hits(
+    server: Running, room: dict[str, Any]
+) -> None:
     ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
     assert await metric(server, 'menteo_sockets_open{kind="room"}') == 1
     assert await close_code(server.ws, f"/rooms/{room['id']}/ws?token=bad") == 4401

@@ -64,7 +64,11 @@ async def test_a_read_reaches_every_tab_and_the_marker_survives_a_restart(
         for client in (tab1, tab2, ben):
             assert (await client.recv_until(is_marker))["seq"] == 3
         await ben.send({"type": "read", "seq": 3})
-        assert await tab1.recv_until(is_marker) == {"type": "read.marker", "user_id": "ben", "seq": 3}
+        assert await tab1.recv_until(is_marker) == {
+            "type": "read.marker",
+            "user_id": "ben",
+            "seq": 3,
+        }
         await tab1.send({"type": "ping", "id": "after"})
         await tab1.recv_until(lambda f: f["type"] == "pong")
         assert not [f for f in tab1.skipped if is_marker(f)]  # nothing for the ignored read
@@ -78,8 +82,12 @@ async def test_a_read_reaches_every_tab_and_the_marker_survives_a_restart(
 
 async def test_unread_counts_in_the_welcome_and_the_room_list(server: Running) -> None:
     service = server.service()
-    first = await create_room(server.url, service, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")])
-    second = await create_room(server.url, service, [("ana", "Ana", "mentor"), ("cy", "Cy", "mentee")])
+    first = await create_room(
+        server.url, service, [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+    )
+    second = await create_room(
+        server.url, service, [("ana", "Ana", "mentor"), ("cy", "Cy", "mentee")]
+    )
     ana = await RoomClient.connect(server.ws, first["id"], server.token("ana", "Ana"))
     ben = await RoomClient.connect(server.ws, first["id"], server.token("ben", "Ben"))
     cy = await RoomClient.connect(server.ws, second["id"], server.token("cy", "Cy"))
@@ -89,7 +97,9 @@ async def test_unread_counts_in_the_welcome_and_the_room_list(server: Running) -
         seqs[cid] = await who.chat(cid, f"text of {cid}")
     async with httpx.AsyncClient(base_url=server.url) as http:  # a system message counts
         resp = await http.post(
-            f"/api/rooms/{first['id']}/messages", json={"id": "s1", "body": "notice"}, headers=service
+            f"/api/rooms/{first['id']}/messages",
+            json={"id": "s1", "body": "notice"},
+            headers=service,
         )
         assert resp.status_code == 201
     await ben.send({"type": "checklist.add", "id": "k1", "title": "A step"})  # not a message
@@ -107,7 +117,9 @@ async def test_unread_counts_in_the_welcome_and_the_room_list(server: Running) -
 
     async with httpx.AsyncClient(base_url=server.url) as http:
         history = (await http.get(f"/api/rooms/{first['id']}/messages", headers=service)).json()
-        checklist = (await http.get(f"/api/rooms/{first['id']}/checklist/history", headers=service)).json()
+        checklist = (
+            await http.get(f"/api/rooms/{first['id']}/checklist/history", headers=service)
+        ).json()
     rooms = await rooms_of(server, "ana")
     assert [r["id"] for r in rooms] == [first["id"], second["id"]]  # newest activity first
     mine = rooms[0]
@@ -127,8 +139,12 @@ async def test_unread_counts_in_the_welcome_and_the_room_list(server: Running) -
 
 
 async def test_unread_stops_at_999(backend: Backend) -> None:
-    fast = {"rate_per_second": 10_000.0, "rate_burst": 10_000, "user_rate_per_second": 10_000.0,
-            "user_rate_burst": 10_000}
+    fast = {
+        "rate_per_second": 10_000.0,
+        "rate_burst": 10_000,
+        "user_rate_per_second": 10_000.0,
+        "user_rate_burst": 10_000,
+    }
     async with run_server(make_settings(backend, **fast)) as server:
         room = await create_room(
             server.url, server.service(), [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]

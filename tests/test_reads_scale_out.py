@@ -44,14 +44,18 @@ async def test_an_inbox_on_a_hears_of_messages_and_reads_on_b(shared: Backend) -
 
         first = await ben.chat("b1", "sent on B")
         second = await ben.chat("b2", "sent on B again")
-        update = await inbox.recv_until(lambda f: about(room["id"])(f) and f["room"]["last_seq"] == second)
+        update = await inbox.recv_until(
+            lambda f: about(room["id"])(f) and f["room"]["last_seq"] == second
+        )
         assert update["room"]["unread"] == 2 and update["room"]["last_message"]["id"] == "b2"
 
         await tab_b.send({"type": "read", "seq": first})  # stored by B
         marker = {"type": "read.marker", "user_id": "ana", "seq": first}
         for client in (tab_a, tab_b, ben):  # every socket of the room, on every process
             assert await client.recv_until(lambda f: f["type"] == "read.marker") == marker
-        read = await inbox.recv_until(lambda f: about(room["id"])(f) and f["room"]["read_seq"] == first)
+        read = await inbox.recv_until(
+            lambda f: about(room["id"])(f) and f["room"]["read_seq"] == first
+        )
         assert read["room"]["unread"] == 1
 
         # A room created through B is added to the inbox on A.
@@ -59,7 +63,10 @@ async def test_an_inbox_on_a_hears_of_messages_and_reads_on_b(shared: Backend) -
             resp = await http.post(
                 b.url + "/api/rooms",
                 headers=SERVICE,
-                json={"title": "New", "members": [{"user_id": "ana", "name": "Ana", "role": "mentee"}]},
+                json={
+                    "title": "New",
+                    "members": [{"user_id": "ana", "name": "Ana", "role": "mentee"}],
+                },
             )
         assert resp.status_code == 201
         added = await inbox.recv_until(about(resp.json()["id"]))
@@ -69,7 +76,9 @@ async def test_an_inbox_on_a_hears_of_messages_and_reads_on_b(shared: Backend) -
         again = await connect_inbox(a.ws, token("ana"))
         async with httpx.AsyncClient() as http:
             listed = (
-                await http.get(b.url + "/api/rooms", headers={"authorization": "Bearer " + token("ana")})
+                await http.get(
+                    b.url + "/api/rooms", headers={"authorization": "Bearer " + token("ana")}
+                )
             ).json()["rooms"]
         assert again.welcome["rooms"] == listed
         back = await RoomClient.connect(a.ws, room["id"], token("ana"))

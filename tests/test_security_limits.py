@@ -111,14 +111,20 @@ async def test_address_cap_covers_every_kind_of_connection(backend: Backend) -> 
 
         async def room_socket(address: str, admit: bool) -> None:
             client = await RoomClient.connect(
-                server.ws, room["id"], token, expect_welcome=admit, additional_headers=proxied(address)
+                server.ws,
+                room["id"],
+                token,
+                expect_welcome=admit,
+                additional_headers=proxied(address),
             )
             if not admit:
                 assert await client.closed_with() == 1013, address
 
         async def feed_socket(address: str, admit: bool) -> None:
             if not admit:
-                assert await close_code(server.ws, feed, additional_headers=proxied(address)) == 1013
+                assert (
+                    await close_code(server.ws, feed, additional_headers=proxied(address)) == 1013
+                )
                 return
             ws = await websockets.connect(server.ws + feed, additional_headers=proxied(address))
             admitted.append(ws)
@@ -126,7 +132,9 @@ async def test_address_cap_covers_every_kind_of_connection(backend: Backend) -> 
 
         async def notes_socket(address: str, admit: bool) -> None:
             if not admit:
-                assert await close_code(server.ws, notes, additional_headers=proxied(address)) == 1013
+                assert (
+                    await close_code(server.ws, notes, additional_headers=proxied(address)) == 1013
+                )
                 return
             client = await NotesClient.connect(
                 server.ws, room["id"], token, additional_headers=proxied(address)

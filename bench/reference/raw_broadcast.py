@@ -67,11 +67,15 @@ async def handler(ws: ServerConnection) -> None:
     room.members[ws] = user
     online = sorted(set(room.members.values()))
     welcome = (
-        '{"type":"welcome","room":' + dumps({"id": room.id, "title": room.id})
-        + ',"you":' + dumps({"user_id": user, "name": user, "role": "mentee"})
+        '{"type":"welcome","room":'
+        + dumps({"id": room.id, "title": room.id})
+        + ',"you":'
+        + dumps({"user_id": user, "name": user, "role": "mentee"})
         + f',"seq":{room.seq},"epoch":"raw","recovered":false,"history":['
-        + ",".join(room.history) + '],"presence":'
-        + dumps([{"user_id": u, "name": u} for u in online]) + "}"
+        + ",".join(room.history)
+        + '],"presence":'
+        + dumps([{"user_id": u, "name": u} for u in online])
+        + "}"
     )
     try:
         await ws.send(welcome)
@@ -81,27 +85,57 @@ async def handler(ws: ServerConnection) -> None:
                 frame = orjson.loads(message)
                 kind = frame["type"]
             except Exception:
-                await ws.send(dumps({"type": "error", "id": None, "code": "bad_frame",
-                                     "message": "cannot decode frame"}))
+                await ws.send(
+                    dumps(
+                        {
+                            "type": "error",
+                            "id": None,
+                            "code": "bad_frame",
+                            "message": "cannot decode frame",
+                        }
+                    )
+                )
                 continue
             if kind == "chat.send":
                 room.seq += 1
                 cid = frame.get("id")
-                out = dumps({"type": "chat.message", "seq": room.seq, "id": cid,
-                             "author": {"user_id": user, "name": user},
-                             "body": frame.get("body"), "ts": now_iso()})
+                out = dumps(
+                    {
+                        "type": "chat.message",
+                        "seq": room.seq,
+                        "id": cid,
+                        "author": {"user_id": user, "name": user},
+                        "body": frame.get("body"),
+                        "ts": now_iso(),
+                    }
+                )
                 room.history.append(out)
                 broadcast(room.members, out)
                 await ws.send(dumps({"type": "ack", "id": cid, "seq": room.seq}))
             elif kind == "typing":
-                broadcast([m for m in room.members if m is not ws],
-                          dumps({"type": "presence.typing", "user_id": user,
-                                 "active": bool(frame.get("active"))}))
+                broadcast(
+                    [m for m in room.members if m is not ws],
+                    dumps(
+                        {
+                            "type": "presence.typing",
+                            "user_id": user,
+                            "active": bool(frame.get("active")),
+                        }
+                    ),
+                )
             elif kind == "ping":
                 await ws.send(dumps({"type": "pong", "id": frame.get("id")}))
             else:
-                await ws.send(dumps({"type": "error", "id": frame.get("id"),
-                                     "code": "unknown_type", "message": "unknown type"}))
+                await ws.send(
+                    dumps(
+                        {
+                            "type": "error",
+                            "id": frame.get("id"),
+                            "code": "unknown_type",
+                            "message": "unknown type",
+                        }
+                    )
+                )
     except ConnectionClosed:
         pass
     finally:

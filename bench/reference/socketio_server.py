@@ -33,8 +33,13 @@ def now_iso() -> str:
 
 def build(redis_url: str | None) -> Any:
     manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
-    sio = socketio.AsyncServer(async_mode="asgi", cors_allowed_origins="*", client_manager=manager,
-                               logger=False, engineio_logger=False)
+    sio = socketio.AsyncServer(
+        async_mode="asgi",
+        cors_allowed_origins="*",
+        client_manager=manager,
+        logger=False,
+        engineio_logger=False,
+    )
     seqs: dict[str, int] = {}
     history: dict[str, deque[dict[str, Any]]] = {}
     members: dict[str, tuple[str, str]] = {}  # sid -> (room, user)
@@ -48,13 +53,19 @@ def build(redis_url: str | None) -> Any:
         here = online.setdefault(room, {})
         here[user] = here.get(user, 0) + 1
         await sio.enter_room(sid, room)
-        await sio.emit("welcome", {
-            "room": {"id": room, "title": room},
-            "you": {"user_id": user, "name": user, "role": "mentee"},
-            "seq": seqs.get(room, 0), "epoch": "socketio", "recovered": False,
-            "history": list(history.get(room, ())),
-            "presence": [{"user_id": u, "name": u} for u in sorted(here)],
-        }, to=sid)
+        await sio.emit(
+            "welcome",
+            {
+                "room": {"id": room, "title": room},
+                "you": {"user_id": user, "name": user, "role": "mentee"},
+                "seq": seqs.get(room, 0),
+                "epoch": "socketio",
+                "recovered": False,
+                "history": list(history.get(room, ())),
+                "presence": [{"user_id": u, "name": u} for u in sorted(here)],
+            },
+            to=sid,
+        )
         await sio.emit("presence.join", {"user_id": user, "name": user}, room=room, skip_sid=sid)
 
     @sio.event
@@ -71,8 +82,13 @@ def build(redis_url: str | None) -> Any:
     async def chat_send(sid: str, data: dict[str, Any]) -> None:
         room, user = members[sid]
         seq = seqs[room] = seqs.get(room, 0) + 1
-        msg = {"seq": seq, "id": data.get("id"), "author": {"user_id": user, "name": user},
-               "body": data.get("body"), "ts": now_iso()}
+        msg = {
+            "seq": seq,
+            "id": data.get("id"),
+            "author": {"user_id": user, "name": user},
+            "body": data.get("body"),
+            "ts": now_iso(),
+        }
         history.setdefault(room, deque(maxlen=HISTORY)).append(msg)
         await sio.emit("chat.message", msg, room=room)
         await sio.emit("ack", {"id": data.get("id"), "seq": seq}, to=sid)
@@ -80,8 +96,12 @@ def build(redis_url: str | None) -> Any:
     @sio.on("typing")
     async def typing(sid: str, data: dict[str, Any]) -> None:
         room, user = members[sid]
-        await sio.emit("presence.typing", {"user_id": user, "active": bool(data.get("active"))},
-                       room=room, skip_sid=sid)
+        await sio.emit(
+            "presence.typing",
+            {"user_id": user, "active": bool(data.get("active"))},
+            room=room,
+            skip_sid=sid,
+        )
 
     return socketio.ASGIApp(sio)
 
@@ -92,5 +112,13 @@ if __name__ == "__main__":
     p.add_argument("--port", type=int, default=8766)
     p.add_argument("--redis-url", default=None)
     args = p.parse_args()
-    uvicorn.run(build(args.redis_url), host=args.host, port=args.port, ws="websockets-sansio",
-                ws_per_message_deflate=False, log_level="warning", lifespan="off", backlog=2048)
+    uvicorn.run(
+        build(args.redis_url),
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        log_level="warning",
+        lifespan="off",
+        backlog=2048,
+    )

@@ -325,7 +325,10 @@ async def through(
         await ben.chat("b-2", "still here")
         await expect(page.message("still here")).to_be_visible()
         assert await page.bodies() == [
-            "hello through nginx", "hello back", "after the restart", "still here"
+            "hello through nginx",
+            "hello back",
+            "after the restart",
+            "still here",
         ]
     finally:
         await context.close()

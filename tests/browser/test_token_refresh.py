@@ -147,7 +147,9 @@ async def test_a_room_page_with_token_url_keeps_chatting_across_two_refreshes(
     await ana.page.goto(f"{server.url}/?{urlencode({'room': room_id, 'token_url': token_url})}")
     await ana.wait_state("live")
     first = (await sockets.offered.tokens("/ws"))[0]
-    assert claims(first)["sub"] == "ana" and abs(claims(first)["exp"] - claims(first)["iat"] - TTL) < 1  # iat in ms
+    assert (
+        claims(first)["sub"] == "ana" and abs(claims(first)["exp"] - claims(first)["iat"] - TTL) < 1
+    )  # iat in ms
 
     # Ben, with a plain token as before: he sees what Ana says, and her notes.
     ben = RoomPage(await new_page())

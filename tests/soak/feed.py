@@ -67,8 +67,9 @@ class FeedWorld:
 class FeedWriter:
     """A user who posts in their own thread (if they have one), comments and reacts."""
 
-    def __init__(self, world: FeedWorld, user_id: str, token: str, thread: str | None,
-                 interval: float) -> None:
+    def __init__(
+        self, world: FeedWorld, user_id: str, token: str, thread: str | None, interval: float
+    ) -> None:
         self.world = world
         self.user_id = user_id
         self.headers = {"authorization": "Bearer " + token}
@@ -116,8 +117,9 @@ class FeedWriter:
         post_id = self.rng.choice(self.world.posts[-50:])
         kind = self.rng.choice(KINDS)
         on = not self.world.reactions.get((post_id, self.user_id, kind), False)
-        resp = await self._request("PUT" if on else "DELETE",
-                                   f"/api/posts/{post_id}/reactions/{kind}", None, None)
+        resp = await self._request(
+            "PUT" if on else "DELETE", f"/api/posts/{post_id}/reactions/{kind}", None, None
+        )
         if resp is not None and resp.status_code == 200:
             self.world.reactions[(post_id, self.user_id, kind)] = on
             self.world.writes["reaction"] += 1
@@ -131,8 +133,9 @@ class FeedWriter:
         self.world.acked[(self.user_id, key)] = (kind, obj_id, cursor)
         self.world.writes[kind] += 1
 
-    async def _request(self, method: str, path: str, body: Any,
-                       key: str | None) -> httpx.Response | None:
+    async def _request(
+        self, method: str, path: str, body: Any, key: str | None
+    ) -> httpx.Response | None:
         """Until an answer that is not a transient failure (or 60 s): a lost connection,
         5xx and 429 are retried, on whichever server the balancer picks."""
         headers = dict(self.headers)
@@ -144,8 +147,9 @@ class FeedWriter:
         while time.monotonic() < deadline:
             server = sim.pick_server()
             try:
-                resp = await self.world.client(server).request(method, path, json=body,
-                                                               headers=headers)
+                resp = await self.world.client(server).request(
+                    method, path, json=body, headers=headers
+                )
             except httpx.HTTPError as exc:
                 self.world.retries[type(exc).__name__] += 1
                 resp = None
@@ -208,11 +212,14 @@ class FeedFollower:
         await reconnecting(self.sim, self.rng, self._sse if self.sse else self._ws)
 
     async def _ws(self, server: Server) -> bool:
-        url = (f"{server.ws}/feed/ws?token={self.token}&community={self.world.community}"
-               f"&since={self.last_seq}" + (f"&epoch={self.epoch}" if self.epoch else ""))
+        url = (
+            f"{server.ws}/feed/ws?token={self.token}&community={self.world.community}"
+            f"&since={self.last_seq}" + (f"&epoch={self.epoch}" if self.epoch else "")
+        )
         try:
-            ws = await websockets.connect(url, compression=None, open_timeout=CONNECT_TIMEOUT,
-                                          max_queue=None)
+            ws = await websockets.connect(
+                url, compression=None, open_timeout=CONNECT_TIMEOUT, max_queue=None
+            )
             welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
         except Exception as exc:
             self.sim.stats.connect_failures[f"feed ws: {type(exc).__name__}"] += 1
@@ -245,8 +252,12 @@ class FeedFollower:
             query += "&since=0"
         opened = False
         try:
-            async with http.stream("GET", f"/feed/stream?{query}", headers=headers,
-                                   timeout=httpx.Timeout(CONNECT_TIMEOUT, read=60)) as resp:
+            async with http.stream(
+                "GET",
+                f"/feed/stream?{query}",
+                headers=headers,
+                timeout=httpx.Timeout(CONNECT_TIMEOUT, read=60),
+            ) as resp:
                 if resp.status_code != 200:
                     await resp.aread()
                     self.sim.stats.connect_failures[f"feed sse: HTTP {resp.status_code}"] += 1
@@ -279,7 +290,10 @@ class FeedFollower:
                     frame = orjson.loads("\n".join(data))
                     if event != frame.get("type"):
                         self.sim.stats.violation(f"{self.user_id} sse: event {event} != {frame}")
-                    if "seq" in frame and event_id != f"{self.epoch or frame.get('epoch')}:{frame['seq']}":
+                    if (
+                        "seq" in frame
+                        and event_id != f"{self.epoch or frame.get('epoch')}:{frame['seq']}"
+                    ):
                         self.sim.stats.violation(f"{self.user_id} sse: id {event_id} != seq")
                     if frame.get("type") == "welcome":
                         self._welcome(frame)
@@ -307,8 +321,10 @@ class FeedFollower:
             stats.violation(f"{self.user_id} feed: epoch changed")
         self.epoch = welcome["epoch"]
         if not welcome["recovered"]:
-            stats.violation(f"{self.user_id} feed: since={self.last_seq} not recovered "
-                            f"(cursor {welcome.get('cursor')})")
+            stats.violation(
+                f"{self.user_id} feed: since={self.last_seq} not recovered "
+                f"(cursor {welcome.get('cursor')})"
+            )
 
     def _frame(self, frame: dict[str, Any]) -> None:
         kind = str(frame.get("type", ""))
@@ -322,8 +338,9 @@ class FeedFollower:
             self.sim.stats.violation(f"{self.user_id} feed: gap {self.last_seq} -> {seq}")
         self.last_seq = seq
         data = {k: v for k, v in frame.items() if k not in ("type", "seq", "id", "author", "ts")}
-        self.view.append((seq, kind, frame.get("id"), frame["author"]["user_id"],
-                          canonical(data), frame["ts"]))
+        self.view.append(
+            (seq, kind, frame.get("id"), frame["author"]["user_id"], canonical(data), frame["ts"])
+        )
         if kind == "feed.post":
             self.counts[frame["post_id"]] = dict(frame["post"]["reactions"])
         elif kind == "feed.reaction":
@@ -331,13 +348,18 @@ class FeedFollower:
 
 
 async def setup_feed(
-    sim: Sim, server: Server, service: dict[str, str], tokens: dict[str, str],
-    posters: list[str], writers: list[str], followers: list[str], interval: float,
+    sim: Sim,
+    server: Server,
+    service: dict[str, str],
+    tokens: dict[str, str],
+    posters: list[str],
+    writers: list[str],
+    followers: list[str],
+    interval: float,
 ) -> FeedWorld | None:
     """Create the community and the posters' threads; None if this server has no feed."""
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
-        resp = await http.post("/api/communities", json={"name": "Soak community"},
-                               headers=service)
+        resp = await http.post("/api/communities", json={"name": "Soak community"}, headers=service)
         if resp.status_code == 404:
             return None
         resp.raise_for_status()
@@ -345,7 +367,8 @@ async def setup_feed(
         threads: dict[str, str] = {}
         for user in posters:
             r = await http.post(
-                "/api/threads", json={"title": f"{user}'s journey", "community_id": world.community},
+                "/api/threads",
+                json={"title": f"{user}'s journey", "community_id": world.community},
                 headers={"authorization": "Bearer " + tokens[user]},
             )
             r.raise_for_status()

@@ -21,8 +21,16 @@ from menteo_testkit.redis_server import RedisServer
 from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import token
 
-__all__ = ["RedisServer", "Sample", "Sampler", "Server", "free_port", "launcher",
-           "reset_database", "token"]
+__all__ = [
+    "RedisServer",
+    "Sample",
+    "Sampler",
+    "Server",
+    "free_port",
+    "launcher",
+    "reset_database",
+    "token",
+]
 
 
 # Processes ---------------------------------------------------------------------------------
@@ -31,8 +39,14 @@ __all__ = ["RedisServer", "Sample", "Sampler", "Server", "free_port", "launcher"
 def launcher(name: str, env: dict[str, str], src: Path, log_path: Path) -> Server:
     """``python -m realtime.cli serve`` of the checkout ``src`` on a fixed free port (restarts
     reuse it), with ``env`` and none of our own ``MENTEO_*``, output to ``log_path``."""
-    return Server(free_port(), None, log_path, name=name,
-                  env=child_env(env, src, inherit_pythonpath=False), cwd=src)
+    return Server(
+        free_port(),
+        None,
+        log_path,
+        name=name,
+        env=child_env(env, src, inherit_pythonpath=False),
+        cwd=src,
+    )
 
 
 # /proc sampling ----------------------------------------------------------------------------
@@ -76,8 +90,7 @@ class Sampler:
             "generator": t.user + t.system,
             "machine_busy": busy / CLK_TCK,
             "machine_total": total / CLK_TCK,
-            "redis": (self.redis.cpu_ticks_done + (cpu_ticks(self.redis.pid or -1) or 0))
-            / CLK_TCK,
+            "redis": (self.redis.cpu_ticks_done + (cpu_ticks(self.redis.pid or -1) or 0)) / CLK_TCK,
             "postgres": sum(self.pg_ticks.values()) / CLK_TCK,
         }
         for s in self.servers:
@@ -143,4 +156,3 @@ class Sampler:
             before = loop.time()
             await asyncio.sleep(every)  # what is measured: how late this sleep wakes
             self.lags.append(loop.time() - before - every)
-

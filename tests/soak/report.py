@@ -68,9 +68,7 @@ def lifetimes(samples: list[Sample], server: str) -> list[Lifetime]:
     return out
 
 
-def flatness(
-    life: Lifetime, warmup: float, until: float, min_span: float = 60
-) -> Flatness | None:
+def flatness(life: Lifetime, warmup: float, until: float, min_span: float = 60) -> Flatness | None:
     """Compare the last third of a lifetime with its first third, from ``warmup`` s after
     its start to ``until`` (the end of the load)."""
     points = [p for p in life.points if life.start + warmup <= p[0] <= until]
@@ -102,47 +100,76 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {name: c for name, c in zip(servers, ("tab:blue", "tab:orange", "tab:green"),
-                                         strict=False)}
+    colors = {
+        name: c for name, c in zip(servers, ("tab:blue", "tab:orange", "tab:green"), strict=False)
+    }
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(11, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1.4]}
     )
     for name in servers:
         for i, life in enumerate(lifetimes(samples, name)):
             t = [p[0] for p in life.points]
-            top.plot(t, [p[1] for p in life.points], color=colors[name], lw=1.4,
-                     label=f"server {name} RSS" if i == 0 else None)
+            top.plot(
+                t,
+                [p[1] for p in life.points],
+                color=colors[name],
+                lw=1.4,
+                label=f"server {name} RSS" if i == 0 else None,
+            )
     gen = top.twinx()  # the load generator keeps every client's view: it grows, on its own axis
-    gen.plot([s.t for s in samples], [s.generator_rss / MIB for s in samples], color="grey",
-             lw=1, ls="--", label="load generator RSS (right axis)")
+    gen.plot(
+        [s.t for s in samples],
+        [s.generator_rss / MIB for s in samples],
+        color="grey",
+        lw=1,
+        ls="--",
+        label="load generator RSS (right axis)",
+    )
     gen.set_ylabel("load generator RSS (MiB)", color="grey")
     gen.tick_params(axis="y", colors="grey")
     gen.set_ylim(bottom=0)
     for name in servers:
-        bottom.plot([s.t for s in samples], [s.conns.get(name, 0) for s in samples],
-                    color=colors[name], lw=1.2, label=f"sockets on {name}")
-    marks = {"kill": ("red", "kill -9"), "redis": ("purple", "Redis restart"),
-             "drop": ("green", "drop 10 %")}
+        bottom.plot(
+            [s.t for s in samples],
+            [s.conns.get(name, 0) for s in samples],
+            color=colors[name],
+            lw=1.2,
+            label=f"sockets on {name}",
+        )
+    marks = {
+        "kill": ("red", "kill -9"),
+        "redis": ("purple", "Redis restart"),
+        "drop": ("green", "drop 10 %"),
+    }
     seen: set[str] = set()
     for event in chaos:
         t, kind = event["t"], event["kind"]
         color, label = marks[kind]
         for ax in (top, bottom):
-            ax.axvline(t, color=color, lw=0.9, alpha=0.6,
-                       label=label if ax is top and kind not in seen else None)
+            ax.axvline(
+                t,
+                color=color,
+                lw=0.9,
+                alpha=0.6,
+                label=label if ax is top and kind not in seen else None,
+            )
         seen.add(kind)
     if "load_end" in phases:
         for ax in (top, bottom):
             ax.axvspan(phases["load_end"], max(s.t for s in samples), color="grey", alpha=0.12)
-        top.text(phases["load_end"], top.get_ylim()[1] * 0.98, " drain + verify", va="top",
-                 fontsize=8, color="dimgrey")
+        top.text(
+            phases["load_end"],
+            top.get_ylim()[1] * 0.98,
+            " drain + verify",
+            va="top",
+            fontsize=8,
+            color="dimgrey",
+        )
     top.set_ylabel("server RSS (MiB)")
-    top.set_ylim(bottom=0, top=max(
-        (s.rss[n] or 0) / MIB for s in samples for n in servers) * 1.25)
+    top.set_ylim(bottom=0, top=max((s.rss[n] or 0) / MIB for s in samples for n in servers) * 1.25)
     handles, labels = top.get_legend_handles_labels()
     more_handles, more_labels = gen.get_legend_handles_labels()
-    top.legend(handles + more_handles, labels + more_labels, loc="lower right", fontsize=8,
-               ncol=2)
+    top.legend(handles + more_handles, labels + more_labels, loc="lower right", fontsize=8, ncol=2)
     top.set_title(title, fontsize=10)
     top.grid(alpha=0.3)
     bottom.set_ylabel("open sockets")

@@ -48,16 +48,21 @@ async def rooms(server: Server, secret: str, count: int) -> list[str]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         out = []
         for i in range(count):
-            body = {"title": f"R{i}", "members": [
-                {"user_id": f"m{i}", "name": "M", "role": "mentor"},
-                {"user_id": f"e{i}", "name": "E", "role": "mentee"}]}
+            body = {
+                "title": f"R{i}",
+                "members": [
+                    {"user_id": f"m{i}", "name": "M", "role": "mentor"},
+                    {"user_id": f"e{i}", "name": "E", "role": "mentee"},
+                ],
+            }
             out.append((await http.post("/api/rooms", json=body, headers=service)).json()["id"])
         return out
 
 
 async def connect(server: Server, secret: str, room: str, user: str) -> tuple[object, set[str]]:
-    ws = await websockets.connect(f"{server.ws}/rooms/{room}/ws?token={token(secret, user)}",
-                                  open_timeout=60)
+    ws = await websockets.connect(
+        f"{server.ws}/rooms/{room}/ws?token={token(secret, user)}", open_timeout=60
+    )
     welcome = orjson.loads(await ws.recv())
     return ws, {p["user_id"] for p in welcome["presence"]}
 
@@ -95,8 +100,10 @@ async def redis_restart_early(server: Server, redis: RedisServer, secret: str) -
                     view = {p["user_id"] for p in frame["presence"]}
     except TimeoutError:
         pass
-    print(f"redis-restart-early: e0 joined 1 s after the restart and saw {sorted(seen)}; "
-          f"20 s later it shows {sorted(view)}")
+    print(
+        f"redis-restart-early: e0 joined 1 s after the restart and saw {sorted(seen)}; "
+        f"20 s later it shows {sorted(view)}"
+    )
     for ws in (mentor, mentee):
         await ws.close()  # type: ignore[attr-defined]
     return view == {"m0", "e0"}
@@ -113,8 +120,10 @@ async def storm(server: Server, redis: RedisServer, secret: str, count: int = 30
     await asyncio.sleep(3)  # the scenario: past the 1 s stall, the mentees join later
     second = [await connect(server, secret, r, f"e{i}") for i, r in enumerate(ids)]
     missing = sum(1 for i, (_, seen) in enumerate(second) if f"m{i}" not in seen)
-    print(f"storm: {count} mentors joined at once; {missing} of their mentees, joining after, "
-          f"see the (connected) mentor offline")
+    print(
+        f"storm: {count} mentors joined at once; {missing} of their mentees, joining after, "
+        f"see the (connected) mentor offline"
+    )
     for ws, _ in [*first, *second]:
         await ws.close()  # type: ignore[attr-defined]
     return missing == 0
@@ -126,8 +135,12 @@ async def main(which: list[str]) -> int:
     secret = secrets.token_urlsafe(48)
     redis = RedisServer(tmp, maxclients=1000)
     await redis.start()
-    env = {"MENTEO_SECRET": secret, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db",
-           "MENTEO_REDIS_URL": redis.url, "MENTEO_MAX_CONNECTIONS_PER_IP": "5000"}
+    env = {
+        "MENTEO_SECRET": secret,
+        "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/r.db",
+        "MENTEO_REDIS_URL": redis.url,
+        "MENTEO_MAX_CONNECTIONS_PER_IP": "5000",
+    }
     server = launcher("A", env, src, tmp / "server.log")
     await server.start()
     ok = True
@@ -142,8 +155,10 @@ async def main(which: list[str]) -> int:
         server.kill()
         redis.kill()
     log = (tmp / "server.log").read_text()
-    print(f"server log: {log.count('presence join failed')} 'presence join failed', "
-          f"{log.count('MaxConnectionsError')} MaxConnectionsError ({tmp / 'server.log'})")
+    print(
+        f"server log: {log.count('presence join failed')} 'presence join failed', "
+        f"{log.count('MaxConnectionsError')} MaxConnectionsError ({tmp / 'server.log'})"
+    )
     print("ok" if ok else "BUG: connected users shown offline")
     return 0 if ok else 1
 

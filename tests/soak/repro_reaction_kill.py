@@ -49,13 +49,17 @@ async def main() -> int:
     ben = {"authorization": "Bearer " + token(secret, "ben")}
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as http:
-            community = (await http.post("/api/communities", json={"name": "C"},
-                                         headers=service)).json()["id"]
-            thread = (await http.post("/api/threads", json={"title": "T",
-                                                            "community_id": community},
-                                      headers=ana)).json()["id"]
-            post = (await http.post(f"/api/threads/{thread}/posts", json={"body": "hello"},
-                                    headers=ana)).json()["id"]
+            community = (
+                await http.post("/api/communities", json={"name": "C"}, headers=service)
+            ).json()["id"]
+            thread = (
+                await http.post(
+                    "/api/threads", json={"title": "T", "community_id": community}, headers=ana
+                )
+            ).json()["id"]
+            post = (
+                await http.post(f"/api/threads/{thread}/posts", json={"body": "hello"}, headers=ana)
+            ).json()["id"]
             # The first reaction's event goes out at once; the second falls in the window.
             for kind in ("like", "celebrate"):
                 resp = await http.put(f"/api/posts/{post}/reactions/{kind}", headers=ben)
@@ -80,8 +84,10 @@ async def main() -> int:
         print(f"GET /api/feed counts:              {stored}")
         print(f"last feed.reaction event's counts: {followed}  ({len(reactions)} events)")
         if followed != stored:
-            print("BUG: a follower never learns the final counts (the event died with the "
-                  "process that was to append it)")
+            print(
+                "BUG: a follower never learns the final counts (the event died with the "
+                "process that was to append it)"
+            )
             return 1
         print("ok: the feed carries the final counts")
         return 0

@@ -364,10 +364,7 @@ class RoomUser:
             self.sim.stats.violation(f"{self.user_id}: gap {self.last_seq} -> {seq}")
         author = frame["author"]["user_id"]
         data = {k: v for k, v in frame.items() if k not in ("type", "seq", "id", "author", "ts")}
-        self.view.append(
-            (seq, frame["type"], frame["id"], author,
-             canonical(data), frame["ts"])
-        )
+        self.view.append((seq, frame["type"], frame["id"], author, canonical(data), frame["ts"]))
         self.last_seq = seq
         if frame["type"].startswith("checklist."):
             try:
@@ -445,7 +442,9 @@ class RoomUser:
         op_id = f"{self.user_id}.{n}"
         if self.rng.random() >= self.checklist_share:
             frame: dict[str, Any] = {
-                "type": "chat.send", "id": op_id, "body": f"message {n} from {self.user_id}"
+                "type": "chat.send",
+                "id": op_id,
+                "body": f"message {n} from {self.user_id}",
             }
             kind = "chat.message"
         else:
@@ -470,7 +469,9 @@ class RoomUser:
         rng = self.rng
         if len(items) < 3 or (len(items) < 25 and rng.random() < 0.15):
             frame: dict[str, Any] = {
-                "type": "checklist.add", "id": op_id, "item_id": f"{self.user_id}.i{n}",
+                "type": "checklist.add",
+                "id": op_id,
+                "item_id": f"{self.user_id}.i{n}",
                 "title": f"step {n} by {self.user_id}",
             }
             if items and rng.random() < 0.5:
@@ -482,14 +483,26 @@ class RoomUser:
         if self.role == "mentor" and done and r < 0.2:
             return {"type": "checklist.verify", "id": op_id, "item_id": rng.choice(done)["id"]}
         if r < 0.3:
-            return {"type": "checklist.rename", "id": op_id, "item_id": item["id"],
-                    "title": f"step renamed by {self.user_id} ({n})"}
+            return {
+                "type": "checklist.rename",
+                "id": op_id,
+                "item_id": item["id"],
+                "title": f"step renamed by {self.user_id} ({n})",
+            }
         if r < 0.4:
             others = [i["id"] for i in items if i["id"] != item["id"]]
-            return {"type": "checklist.move", "id": op_id, "item_id": item["id"],
-                    "after": rng.choice([None, *others])}
-        return {"type": "checklist.toggle", "id": op_id, "item_id": item["id"],
-                "done": not item["done"]}
+            return {
+                "type": "checklist.move",
+                "id": op_id,
+                "item_id": item["id"],
+                "after": rng.choice([None, *others]),
+            }
+        return {
+            "type": "checklist.toggle",
+            "id": op_id,
+            "item_id": item["id"],
+            "done": not item["done"],
+        }
 
 
 # A notes editor ----------------------------------------------------------------------------

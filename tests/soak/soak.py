@@ -79,52 +79,111 @@ REPO = Path(__file__).resolve().parents[2]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clients", type=int, default=2000, help="simulated users (default 2000)")
-    p.add_argument("--rooms", type=int, default=None,
-                   help="rooms of a mentor and a mentee (default clients / 2; sets --clients)")
+    p.add_argument(
+        "--rooms",
+        type=int,
+        default=None,
+        help="rooms of a mentor and a mentee (default clients / 2; sets --clients)",
+    )
     p.add_argument("--duration", type=float, default=600, help="seconds of load (default 600)")
-    p.add_argument("--interval", type=float, default=10,
-                   help="mean seconds between one user's operations (default 10)")
-    p.add_argument("--checklist-share", type=float, default=0.3,
-                   help="share of operations that are checklist operations (default 0.3)")
-    p.add_argument("--notes-rooms", type=float, default=0.1,
-                   help="share of rooms whose members also edit the notes (default 0.1)")
-    p.add_argument("--notes-interval", type=float, default=5,
-                   help="mean seconds between one editor's notes edits (default 5)")
-    p.add_argument("--feed-posters", type=float, default=0.05,
-                   help="share of rooms whose mentee posts in a growth thread (default 0.05)")
-    p.add_argument("--feed-writers", type=float, default=0.1,
-                   help="share of users who comment and react (default 0.1)")
-    p.add_argument("--feed-followers", type=float, default=0.1,
-                   help="share of users following the community feed, half over WebSocket, "
-                        "half over SSE (default 0.1)")
-    p.add_argument("--feed-interval", type=float, default=30,
-                   help="mean seconds between one feed writer's writes (default 30)")
-    p.add_argument("--ramp", type=float, default=None,
-                   help="seconds over which clients first connect (default min(30, duration/6))")
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=10,
+        help="mean seconds between one user's operations (default 10)",
+    )
+    p.add_argument(
+        "--checklist-share",
+        type=float,
+        default=0.3,
+        help="share of operations that are checklist operations (default 0.3)",
+    )
+    p.add_argument(
+        "--notes-rooms",
+        type=float,
+        default=0.1,
+        help="share of rooms whose members also edit the notes (default 0.1)",
+    )
+    p.add_argument(
+        "--notes-interval",
+        type=float,
+        default=5,
+        help="mean seconds between one editor's notes edits (default 5)",
+    )
+    p.add_argument(
+        "--feed-posters",
+        type=float,
+        default=0.05,
+        help="share of rooms whose mentee posts in a growth thread (default 0.05)",
+    )
+    p.add_argument(
+        "--feed-writers",
+        type=float,
+        default=0.1,
+        help="share of users who comment and react (default 0.1)",
+    )
+    p.add_argument(
+        "--feed-followers",
+        type=float,
+        default=0.1,
+        help="share of users following the community feed, half over WebSocket, "
+        "half over SSE (default 0.1)",
+    )
+    p.add_argument(
+        "--feed-interval",
+        type=float,
+        default=30,
+        help="mean seconds between one feed writer's writes (default 30)",
+    )
+    p.add_argument(
+        "--ramp",
+        type=float,
+        default=None,
+        help="seconds over which clients first connect (default min(30, duration/6))",
+    )
     p.add_argument("--chaos-min", type=float, default=30)
     p.add_argument("--chaos-max", type=float, default=60)
-    p.add_argument("--kill", choices=["b", "any"], default="b",
-                   help="which server kill -9 hits: always B (A lives the whole run, so its "
-                        "RSS curve is one unbroken lifetime), or either (default b)")
+    p.add_argument(
+        "--kill",
+        choices=["b", "any"],
+        default="b",
+        help="which server kill -9 hits: always B (A lives the whole run, so its "
+        "RSS curve is one unbroken lifetime), or either (default b)",
+    )
     p.add_argument("--drop", type=float, default=0.1, help="share of sockets a drop aborts")
     p.add_argument("--redis-down", type=float, default=3, help="seconds Redis stays down")
     p.add_argument("--no-chaos", action="store_true", help="load only (a baseline)")
-    p.add_argument("--churn", type=float, default=120,
-                   help="mean seconds between a client's clean reconnects (0: never; "
-                        "default 120)")
+    p.add_argument(
+        "--churn",
+        type=float,
+        default=120,
+        help="mean seconds between a client's clean reconnects (0: never; default 120)",
+    )
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--sample", type=float, default=2, help="seconds between RSS samples")
-    p.add_argument("--src", type=Path, default=REPO,
-                   help="the tree whose realtime/ the servers run (default: this repository)")
+    p.add_argument(
+        "--src",
+        type=Path,
+        default=REPO,
+        help="the tree whose realtime/ the servers run (default: this repository)",
+    )
     p.add_argument("--admin-dsn", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--db", default="menteo_soak", help="database to drop and create")
     p.add_argument("--out", type=Path, default=None, help="logs and results (default: a temp dir)")
-    p.add_argument("--plot", type=Path, default=None,
-                   help="where to write the RSS plot (default OUT/soak-rss.png)")
+    p.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="where to write the RSS plot (default OUT/soak-rss.png)",
+    )
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--rescore", type=Path, default=None, metavar="OUT",
-                   help="only score the memory of the finished run in OUT again, and rewrite "
-                        "its summary.md")
+    p.add_argument(
+        "--rescore",
+        type=Path,
+        default=None,
+        metavar="OUT",
+        help="only score the memory of the finished run in OUT again, and rewrite its summary.md",
+    )
     args = p.parse_args(argv)
     if args.rooms is not None:
         args.clients = 2 * args.rooms
@@ -156,8 +215,9 @@ async def create_rooms(servers: list[Server], headers: dict[str, str], count: in
                 ],
             }
             async with sem:
-                resp = await http.post(servers[i % 2].url + "/api/rooms", json=body,
-                                       headers=headers)
+                resp = await http.post(
+                    servers[i % 2].url + "/api/rooms", json=body, headers=headers
+                )
             resp.raise_for_status()
             return str(resp.json()["id"])
 
@@ -275,8 +335,11 @@ async def run(args: argparse.Namespace) -> int:
     plot_path = args.plot or out / "soak-rss.png"
     secret = secrets.token_urlsafe(48)
     ttl = args.duration + 7200
-    print(f"soak: {args.clients} clients in {args.rooms} rooms, {args.duration:.0f} s, "
-          f"seed {args.seed}, servers from {args.src}, output in {out}", flush=True)
+    print(
+        f"soak: {args.clients} clients in {args.rooms} rooms, {args.duration:.0f} s, "
+        f"seed {args.seed}, servers from {args.src}, output in {out}",
+        flush=True,
+    )
 
     # SIGTERM or Ctrl-C: cancel the run, so that the finally below kills what it started.
     main_task = asyncio.current_task()
@@ -298,8 +361,7 @@ async def run(args: argparse.Namespace) -> int:
         "MENTEO_MAX_CONNECTIONS_PER_IP": str(2 * args.clients + 1000),
     }
     servers = [
-        launcher(name, env, args.src.resolve(), out / f"server-{name}.log")
-        for name in ("A", "B")
+        launcher(name, env, args.src.resolve(), out / f"server-{name}.log") for name in ("A", "B")
     ]
     sim = Sim(servers, args.seed)
     sim.churn = args.churn
@@ -317,17 +379,28 @@ async def run(args: argparse.Namespace) -> int:
         await servers[0].start()  # creates the schema before B starts
         await servers[1].start()
         room_ids = await create_rooms(servers, service, args.rooms)
-        tokens = {f"{p}{i}": token(secret, f"{p}{i}", f"{name} {i}", ttl)
-                  for i in range(args.rooms) for p, name in (("m", "Mentor"), ("e", "Mentee"))}
+        tokens = {
+            f"{p}{i}": token(secret, f"{p}{i}", f"{name} {i}", ttl)
+            for i in range(args.rooms)
+            for p, name in (("m", "Mentor"), ("e", "Mentee"))
+        }
         max_ops = int(args.duration / args.interval * 3) + 10
         notes_rooms = set(range(round(args.rooms * args.notes_rooms)))
         for i, room_id in enumerate(room_ids):
             for user_id, role in ((f"m{i}", "mentor"), (f"e{i}", "mentee")):
                 tok = tokens[user_id]
-                sim.users.append(RoomUser(
-                    sim, room_id, user_id, role, tok, interval=args.interval,
-                    checklist_share=args.checklist_share, max_ops=max_ops,
-                ))
+                sim.users.append(
+                    RoomUser(
+                        sim,
+                        room_id,
+                        user_id,
+                        role,
+                        tok,
+                        interval=args.interval,
+                        checklist_share=args.checklist_share,
+                        max_ops=max_ops,
+                    )
+                )
                 if i in notes_rooms:
                     sim.notes.append(NotesUser(sim, room_id, user_id, tok, args.notes_interval))
 
@@ -336,11 +409,14 @@ async def run(args: argparse.Namespace) -> int:
         rng = random.Random(args.seed + 2)
         users = sorted(tokens)
         posters = [f"e{i}" for i in range(round(args.rooms * args.feed_posters))]
-        writers = posters + rng.sample([u for u in users if u not in posters],
-                                       max(0, round(len(users) * args.feed_writers) - len(posters)))
+        writers = posters + rng.sample(
+            [u for u in users if u not in posters],
+            max(0, round(len(users) * args.feed_writers) - len(posters)),
+        )
         followers = rng.sample(users, round(len(users) * args.feed_followers))
-        world = await setup_feed(sim, servers[0], service, tokens, posters, writers, followers,
-                                 args.feed_interval)
+        world = await setup_feed(
+            sim, servers[0], service, tokens, posters, writers, followers, args.feed_interval
+        )
         if world is not None:
             sim.followers.extend(world.followers)
 
@@ -363,7 +439,8 @@ async def run(args: argparse.Namespace) -> int:
         ]
         stop_chaos = asyncio.Event()
         chaos = asyncio.create_task(
-            asyncio.sleep(0) if args.no_chaos
+            asyncio.sleep(0)
+            if args.no_chaos
             else chaos_loop(args, sim, servers, redis, stop_chaos, t0, chaos_events, recoveries)
         )
 
@@ -371,8 +448,9 @@ async def run(args: argparse.Namespace) -> int:
         sim.stop_load()
         cpu = sampler.cpu_report()  # over the load, chaos included
         phases["load_end"] = time.monotonic() - t0
-        print(f"[{phases['load_end']:6.1f}s] load stopped; finishing chaos and draining",
-              flush=True)
+        print(
+            f"[{phases['load_end']:6.1f}s] load stopped; finishing chaos and draining", flush=True
+        )
         stop_chaos.set()
         await chaos
         if recoveries:
@@ -443,10 +521,13 @@ async def run(args: argparse.Namespace) -> int:
     for v in sim.stats.violations:
         verdict.fail("live: " + v)
 
-    memory = score_memory(sampler.samples, [s.name for s in servers], chaos_events, phases,
-                          args.ramp)
-    title = (f"menteo-realtime soak: {args.clients} clients, {args.duration:.0f} s, "
-             f"{len(chaos_events)} chaos events (kill -9 B, Redis restart, drop 10 %)")
+    memory = score_memory(
+        sampler.samples, [s.name for s in servers], chaos_events, phases, args.ramp
+    )
+    title = (
+        f"menteo-realtime soak: {args.clients} clients, {args.duration:.0f} s, "
+        f"{len(chaos_events)} chaos events (kill -9 B, Redis restart, drop 10 %)"
+    )
     plot(sampler.samples, [s.name for s in servers], chaos_events, phases, plot_path, title)
 
     s = sim.stats
@@ -455,10 +536,15 @@ async def run(args: argparse.Namespace) -> int:
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "ok": verdict.ok,
         "verdict": {**asdict(verdict), "stored_by_type": dict(verdict.stored_by_type)},
-        "feed": None if feed_verdict is None else {
-            **asdict(feed_verdict), "by_type": dict(feed_verdict.by_type),
-            "writes": dict(world.writes), "retries": dict(world.retries),
-            "refused": dict(world.refused), "posters": len(posters),
+        "feed": None
+        if feed_verdict is None
+        else {
+            **asdict(feed_verdict),
+            "by_type": dict(feed_verdict.by_type),
+            "writes": dict(world.writes),
+            "retries": dict(world.retries),
+            "refused": dict(world.refused),
+            "posters": len(posters),
             "writers": len(writers),
             "followers_ws": sum(1 for f in world.followers if not f.sse),
             "followers_sse": sum(1 for f in world.followers if f.sse),
@@ -466,14 +552,21 @@ async def run(args: argparse.Namespace) -> int:
         "chaos": chaos_events,
         "phases": phases,
         "stats": {
-            "sent": dict(s.sent), "connects": dict(s.connects),
-            "connect_failures": dict(s.connect_failures), "closes": dict(s.closes),
-            "errors": dict(s.errors), "resent_reconnect": s.resent_reconnect,
-            "resent_timeout": s.resent_timeout, "resent_unavailable": s.resent_unavailable,
-            "dropped": s.dropped, "churned": s.churned, "violations": len(s.violations),
+            "sent": dict(s.sent),
+            "connects": dict(s.connects),
+            "connect_failures": dict(s.connect_failures),
+            "closes": dict(s.closes),
+            "errors": dict(s.errors),
+            "resent_reconnect": s.resent_reconnect,
+            "resent_timeout": s.resent_timeout,
+            "resent_unavailable": s.resent_unavailable,
+            "dropped": s.dropped,
+            "churned": s.churned,
+            "violations": len(s.violations),
         },
         "latency_ms": {
-            "ack_p50": pct(s.ack_latency, 0.5) * 1000, "ack_p99": pct(s.ack_latency, 0.99) * 1000,
+            "ack_p50": pct(s.ack_latency, 0.5) * 1000,
+            "ack_p99": pct(s.ack_latency, 0.99) * 1000,
             "ack_max": max(s.ack_latency, default=0) * 1000,
             "delivery_p50": pct(s.delivery_latency, 0.5) * 1000,
             "delivery_p99": pct(s.delivery_latency, 0.99) * 1000,
@@ -484,11 +577,21 @@ async def run(args: argparse.Namespace) -> int:
             ],
         },
         "cpu_cores": cpu,
-        "loop_lag_ms": {"p50": pct(lags, 0.5) * 1000, "p99": pct(lags, 0.99) * 1000,
-                        "max": max(lags, default=0) * 1000},
-        "servers": {sv.name: {"starts": sv.starts, "kills": sv.kills, "log": logs[sv.name],
-                              "log_path": str(sv.log_path),
-                              "sigterm": exit_codes.get(sv.name)} for sv in servers},
+        "loop_lag_ms": {
+            "p50": pct(lags, 0.5) * 1000,
+            "p99": pct(lags, 0.99) * 1000,
+            "max": max(lags, default=0) * 1000,
+        },
+        "servers": {
+            sv.name: {
+                "starts": sv.starts,
+                "kills": sv.kills,
+                "log": logs[sv.name],
+                "log_path": str(sv.log_path),
+                "sigterm": exit_codes.get(sv.name),
+            }
+            for sv in servers
+        },
         "memory": memory,
         "generator_rss_mib": [round(x.generator_rss / 2**20, 1) for x in sampler.samples[::15]],
         "plot": str(plot_path),
@@ -502,8 +605,11 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def score_memory(
-    samples: list[Sample], servers: list[str], chaos: list[dict[str, Any]],
-    phases: dict[str, float], ramp: float,
+    samples: list[Sample],
+    servers: list[str],
+    chaos: list[dict[str, Any]],
+    phases: dict[str, float],
+    ramp: float,
 ) -> list[dict[str, Any]]:
     """Each process lifetime's RSS, last third of the load against the first third, after a
     warm-up that includes the first kill: by then the survivor has held every socket once,
@@ -516,13 +622,21 @@ def score_memory(
             f = flatness(life, warmup - life.start if life.start < 1 else 30, phases["load_end"])
             if f is None:
                 continue
-            out.append({
-                "server": name, "pid": life.pid, "from_s": round(life.start),
-                "to_s": round(life.end), "first_third_mib": round(f.first_rss, 1),
-                "last_third_mib": round(f.last_rss, 1), "first_third_sockets": f.first_conns,
-                "last_third_sockets": f.last_conns, "peak_mib": round(f.peak_rss, 1),
-                "growth_pct": round(f.growth * 100, 1), "flat": f.flat,
-            })
+            out.append(
+                {
+                    "server": name,
+                    "pid": life.pid,
+                    "from_s": round(life.start),
+                    "to_s": round(life.end),
+                    "first_third_mib": round(f.first_rss, 1),
+                    "last_third_mib": round(f.last_rss, 1),
+                    "first_third_sockets": f.first_conns,
+                    "last_third_sockets": f.last_conns,
+                    "peak_mib": round(f.peak_rss, 1),
+                    "growth_pct": round(f.growth * 100, 1),
+                    "flat": f.flat,
+                }
+            )
     return out
 
 
@@ -531,8 +645,9 @@ def rescore(out: Path) -> int:
     results = json.loads((out / "results.json").read_text())
     samples = [Sample(**x) for x in json.loads((out / "samples.json").read_text())]
     servers = sorted(results["servers"])
-    results["memory"] = score_memory(samples, servers, results["chaos"], results["phases"],
-                                     float(results["args"]["ramp"]))
+    results["memory"] = score_memory(
+        samples, servers, results["chaos"], results["phases"], float(results["args"]["ramp"])
+    )
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     summary = render_summary(results)
     (out / "summary.md").write_text(summary)
@@ -578,18 +693,23 @@ def render_summary(r: dict[str, Any]) -> str:
         f"- chaos: {len(r['chaos'])} events — {kinds['kill']} x kill -9 + restart, "
         f"{kinds['redis']} x Redis restart, {kinds['drop']} x drop "
         f"({s['dropped']} sockets aborted)",
-        *(f"  - at {e['t']:.0f} s: {e['what']}"
-          + ("" if e["kind"] == "redis" else
-             f"; 99 % of the connections open again after {e.get('reconnected_s')} s")
-          for e in r["chaos"]),
+        *(
+            f"  - at {e['t']:.0f} s: {e['what']}"
+            + (
+                ""
+                if e["kind"] == "redis"
+                else f"; 99 % of the connections open again after {e.get('reconnected_s')} s"
+            )
+            for e in r["chaos"]
+        ),
         f"- operations sent: {sum(s['sent'].values())} "
         f"({', '.join(f'{k} {n}' for k, n in sorted(s['sent'].items()))})",
         f"- **events acked {v['acked']}, stored {v['stored']}, delivered "
         f"{v['delivered']} of {v['expected_deliveries']} expected** (every stored event to both "
         f"members); refused by the checklist rules {v['refused']} "
         f"(none stored); rooms with seqs 1..last, no gap, no duplicate: all {v['rooms']}"
-        if not v["failures"] else
-        f"- events acked {v['acked']}, stored {v['stored']}, delivered {v['delivered']} of "
+        if not v["failures"]
+        else f"- events acked {v['acked']}, stored {v['stored']}, delivered {v['delivered']} of "
         f"{v['expected_deliveries']} expected; refused {v['refused']}",
         f"- presence at the end (every client shows both members online): "
         f"{2 * v['rooms'] - v['presence_wrong']} of {2 * v['rooms']} right",
@@ -606,27 +726,37 @@ def render_summary(r: dict[str, Any]) -> str:
         f"`unavailable` {s['resent_unavailable']}",
         "- close codes seen by clients: "
         + ", ".join(f"{k}: {n}" for k, n in sorted(s["closes"].items())),
-        "- error frames: " + (", ".join(f"{k}: {n}" for k, n in sorted(s["errors"].items()))
-                               or "none"),
+        "- error frames: "
+        + (", ".join(f"{k}: {n}" for k, n in sorted(s["errors"].items())) or "none"),
         f"- latency (ms, including chaos): ack p50 {lat['ack_p50']:.0f}, p99 "
         f"{lat['ack_p99']:.0f}, max {lat['ack_max']:.0f}; send→peer p50 "
         f"{lat['delivery_p50']:.0f}, p99 {lat['delivery_p99']:.0f}, max {lat['delivery_max']:.0f}",
-        "  - slowest send→peer: " + ("; ".join(
-            f"{x['seconds']} s ({x['what']}, sent at {x['sent_at_s']} s)"
-            for x in lat.get("slowest_deliveries", [])[:3]) or "-"),
+        "  - slowest send→peer: "
+        + (
+            "; ".join(
+                f"{x['seconds']} s ({x['what']}, sent at {x['sent_at_s']} s)"
+                for x in lat.get("slowest_deliveries", [])[:3]
+            )
+            or "-"
+        ),
         f"- CPU (cores, mean over the run): server A {cpu.get('A', 0):.2f}, B "
         f"{cpu.get('B', 0):.2f}, load generator {cpu['generator']:.2f}, PostgreSQL "
         f"(our backends) {cpu['postgres']:.2f}, Redis {cpu['redis']:.2f}; whole machine "
         f"{cpu['machine_busy']:.2f} of 2 (others' runs included); generator loop lag p99 "
         f"{r['loop_lag_ms']['p99']:.0f} ms, max {r['loop_lag_ms']['max']:.0f} ms",
-        "- server logs: " + "; ".join(
+        "- server logs: "
+        + "; ".join(
             f"{n}: {x['log']['tracebacks']} tracebacks, {x['log']['errors']} ERROR lines, "
-            f"{x['log']['warnings']} WARNING lines" for n, x in r["servers"].items()),
+            f"{x['log']['warnings']} WARNING lines"
+            for n, x in r["servers"].items()
+        ),
     ]
     for name, x in r["servers"].items():
         code, took = x["sigterm"] or (None, 0)
-        lines.append(f"  - {name}: started {x['starts']} times, killed {x['kills']}; SIGTERM at the "
-                     f"end: exit status {code} after {took:.1f} s; log messages:")
+        lines.append(
+            f"  - {name}: started {x['starts']} times, killed {x['kills']}; SIGTERM at the "
+            f"end: exit status {code} after {took:.1f} s; log messages:"
+        )
         lines += [f"    - {n} x `{m}`" for m, n in list(x["log"]["messages"].items())[:12]]
     lines += [
         "",
@@ -639,15 +769,18 @@ def render_summary(r: dict[str, Any]) -> str:
             f"| {m['server']} | {m['pid']} | {m['from_s']}-{m['to_s']} | "
             f"{m['first_third_mib']} | {m['last_third_mib']} | {m['growth_pct']:+.1f} % | "
             f"{m['first_third_sockets']:.0f} → {m['last_third_sockets']:.0f} | {m['peak_mib']} | "
-            f"{ {True: 'yes', False: 'NO', None: 'n/a (load changed)'}[m['flat']]} |"
+            f"{ {True: 'yes', False: 'NO', None: 'n/a (load changed)'}[m['flat']] } |"
         )
     if not r["memory"]:
         lines.append("| (no lifetime long enough after warm-up) | | | | | | | | |")
     if v["failures"]:
         lines += ["", "Failures:", *(f"- {x}" for x in v["failures"][:50])]
     if v["presence_failures"]:
-        lines += ["", f"Presence wrong at the end ({v['presence_wrong']} clients; first 10):",
-                  *(f"- {x}" for x in v["presence_failures"])]
+        lines += [
+            "",
+            f"Presence wrong at the end ({v['presence_wrong']} clients; first 10):",
+            *(f"- {x}" for x in v["presence_failures"]),
+        ]
     lines.append("")
     return "\n".join(lines)
 

@@ -86,13 +86,17 @@ async def wait_presence(sim: Sim, timeout: float) -> list[str]:
     while True:
         wrong = [u for u in sim.users if u.presence != members[u.room_id]]
         if not wrong or loop.time() > deadline:
-            return [f"{u.user_id} shows {sorted(u.presence)} online in {u.room_id}, "
-                    f"members {sorted(members[u.room_id])} are connected" for u in wrong]
+            return [
+                f"{u.user_id} shows {sorted(u.presence)} online in {u.room_id}, "
+                f"members {sorted(members[u.room_id])} are connected"
+                for u in wrong
+            ]
         await asyncio.sleep(1)  # a look at the clients' views until the deadline
 
 
-async def wait_notes(sim: Sim, http: httpx.AsyncClient, headers: dict[str, str],
-                     timeout: float) -> None:
+async def wait_notes(
+    sim: Sim, http: httpx.AsyncClient, headers: dict[str, str], timeout: float
+) -> None:
     """Wait until both editors of each notes room are synced and hold the same text as the
     server's REST export (what is stored)."""
     rooms: dict[str, list[NotesUser]] = {}
@@ -163,8 +167,10 @@ async def verify(
                 if event is None:
                     v.fail(f"room {room_id}: acked {user.user_id}/{op_id} (seq {seq}) not stored")
                 elif event[0] != seq or event[1] != user.kinds.get(op_id):
-                    v.fail(f"room {room_id}: {user.user_id}/{op_id} acked as seq {seq}, "
-                           f"stored as {event[0]} {event[1]}")
+                    v.fail(
+                        f"room {room_id}: {user.user_id}/{op_id} acked as seq {seq}, "
+                        f"stored as {event[0]} {event[1]}"
+                    )
             for op_id, code in user.refused.items():
                 if (user.user_id, op_id) in by_key:
                     v.fail(f"room {room_id}: {user.user_id}/{op_id} refused ({code}) but stored")
@@ -181,8 +187,10 @@ async def verify(
             if user.view == events:
                 v.views_equal += 1
             else:
-                v.fail(f"{user.user_id} in {room_id}: view differs from the database "
-                       f"({_first_difference(user.view, events)})")
+                v.fail(
+                    f"{user.user_id} in {room_id}: view differs from the database "
+                    f"({_first_difference(user.view, events)})"
+                )
 
     # Each client's checklist (derived from the events it received) against the server's.
     sem = asyncio.Semaphore(16)
@@ -228,8 +236,10 @@ async def check_notes(
         if got != want:
             missing = sorted(set(want) - set(got))[:5]
             extra = sorted(set(got) - set(want))[:5]
-            v.fail(f"notes {room_id}{label}: stored words differ: missing {missing}, "
-                   f"unexpected {extra}, {len(got)} vs {len(want)} words")
+            v.fail(
+                f"notes {room_id}{label}: stored words differ: missing {missing}, "
+                f"unexpected {extra}, {len(got)} vs {len(want)} words"
+            )
         if not live:
             continue
         v.notes_words += len(want)
@@ -266,8 +276,11 @@ async def wait_feed_caught_up(pg: asyncpg.Connection, world: Any, timeout: float
         last = await pg.fetchval("SELECT last_seq FROM stream WHERE id = 'feed'")
         behind = [f for f in world.followers if f.last_seq != last]
         if not behind or loop.time() > deadline:
-            return [f"feed follower {f.user_id} ({'sse' if f.sse else 'ws'}): applied "
-                    f"{f.last_seq}, feed at {last}" for f in behind]
+            return [
+                f"feed follower {f.user_id} ({'sse' if f.sse else 'ws'}): applied "
+                f"{f.last_seq}, feed at {last}"
+                for f in behind
+            ]
         await asyncio.sleep(0.5)  # a look at the database until the deadline
 
 
@@ -306,20 +319,25 @@ async def verify_feed(pg: asyncpg.Connection, world: Any, v: Verdict) -> FeedVer
     table_posts = await pg.fetchval("SELECT count(*) FROM post")
     table_comments = await pg.fetchval("SELECT count(*) FROM comment")
     if (table_posts, table_comments) != (fv.acked_posts, fv.acked_comments):
-        v.fail(f"feed: {table_posts} posts and {table_comments} comments in their tables, "
-               f"{fv.acked_posts} and {fv.acked_comments} acked")
+        v.fail(
+            f"feed: {table_posts} posts and {table_comments} comments in their tables, "
+            f"{fv.acked_posts} and {fv.acked_comments} acked"
+        )
 
     rows = await pg.fetch("SELECT post_id, user_id, kind FROM reaction")
     in_db = {(r["post_id"], r["user_id"], r["kind"]) for r in rows}
     wanted = {k for k, on in world.reactions.items() if on}
     fv.reactions_on = len(wanted)
     if in_db != wanted:
-        v.fail(f"feed: reaction rows differ from the answers: {len(in_db - wanted)} extra, "
-               f"{len(wanted - in_db)} missing")
+        v.fail(
+            f"feed: reaction rows differ from the answers: {len(in_db - wanted)} extra, "
+            f"{len(wanted - in_db)} missing"
+        )
     counts: dict[str, dict[str, int]] = {}
     for post_id, _, kind in in_db:
-        counts.setdefault(post_id, dict.fromkeys(("like", "celebrate", "insightful", "support"),
-                                                 0))[kind] += 1
+        counts.setdefault(
+            post_id, dict.fromkeys(("like", "celebrate", "insightful", "support"), 0)
+        )[kind] += 1
 
     stale: dict[str, tuple[dict[str, int], dict[str, int], int]] = {}
     for f in world.followers:
@@ -327,8 +345,7 @@ async def verify_feed(pg: asyncpg.Connection, world: Any, v: Verdict) -> FeedVer
         if f.view == events:
             fv.views_equal += 1
         else:
-            v.fail(f"{label}: view differs from the database "
-                   f"({_first_difference(f.view, events)})")
+            v.fail(f"{label}: view differs from the database ({_first_difference(f.view, events)})")
         ok = True
         for post_id, seen in f.counts.items():
             want = counts.get(post_id, dict.fromkeys(seen, 0))
@@ -339,8 +356,16 @@ async def verify_feed(pg: asyncpg.Connection, world: Any, v: Verdict) -> FeedVer
         fv.counts_equal += ok
     fv.posts_with_stale_counts = len(stale)
     for post_id, (seen, want, n) in list(stale.items())[:10]:
-        last_reaction = max((e[0] for e in events if e[1] == "feed.reaction"
-                             and orjson.loads(e[4]).get("post_id") == post_id), default=None)
-        v.fail(f"feed: post {post_id}: {n} followers end with counts {seen}, the database has "
-               f"{want} (last feed.reaction event of the post: seq {last_reaction})")
+        last_reaction = max(
+            (
+                e[0]
+                for e in events
+                if e[1] == "feed.reaction" and orjson.loads(e[4]).get("post_id") == post_id
+            ),
+            default=None,
+        )
+        v.fail(
+            f"feed: post {post_id}: {n} followers end with counts {seen}, the database has "
+            f"{want} (last feed.reaction event of the post: seq {last_reaction})"
+        )
     return fv
