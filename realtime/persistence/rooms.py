@@ -71,7 +71,7 @@ async def create_room(
 
 def room_record(row: Any, members: list[MemberRecord]) -> RoomRecord:
     """A ``room`` row and its members as a record (every reader builds it here)."""
-    return RoomRecord(row.id, row.title, row.created_at, members)
+    return RoomRecord(row.id, row.title, row.created_at, members, bool(row.archived))
 
 
 def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:

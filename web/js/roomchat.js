@@ -48,7 +48,7 @@ export class ChatPanel {
   }
 
   onFrame(frame) {
-    if (frame.type === "chat.message") this.#accept(frame, true);
+    if (frame.type === "chat.message") this.#view.add(frame, { live: true });
     else if (frame.type === "chat.edited" || frame.type === "chat.deleted") this.#view.change(frame);
   }
 
