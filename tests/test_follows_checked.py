@@ -27,12 +27,17 @@ async def _setup(server: Running) -> dict[str, Any]:
 
 
 async def test_follow_ids_with_nul_or_control_characters_are_refused(server: Running) -> None:
-    """400 on every backend (SQLite stored ``a\\x00b``; PostgreSQL answered 500)."""
+    """400 on every backend (SQLite stored ``a\\x00b``; PostgreSQL answered 500); a NUL is
+    refused before any route, as in every path (404)."""
     dee = FeedApi(server.url, server.token("dee"))
     for kind in ("users", "threads", "communities"):
         for bad in BAD_IDS:
             for method in ("PUT", "DELETE"):
                 resp = await dee.call(method, f"/api/follows/{kind}/{bad}")
+                if "%00" in bad:  # a NUL in any path: 404 before the route (protocol.md)
+                    assert resp.status_code == 404, (kind, bad, method, resp.text)
+                    assert resp.json()["error"]["code"] == "not_found"
+                    continue
                 assert resp.status_code == 400, (kind, bad, method, resp.text)
                 error = resp.json()["error"]
                 assert error["code"] == "invalid" and "control character" in error["message"]
