@@ -13,6 +13,19 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# A second venv with the wire-level dependencies (uvicorn, websockets, uvloop, httptools,
+# prometheus-client) at the lowest versions pyproject.toml allows; .ci/run runs the wire and
+# handshake tests in it as well as in $(VENV), which has the newest allowed.
+LOWEST ?= .venv-lowest
+$(LOWEST)/.installed: pyproject.toml .ci/lowest.py
+	$(PYTHON) -m venv $(LOWEST)
+	$(PYTHON) .ci/lowest.py > $(LOWEST)/constraints.txt
+	$(PYTHON) .ci/lowest.py --tools > $(LOWEST)/tools.txt
+	$(LOWEST)/bin/python -m pip install -q -e . -r $(LOWEST)/tools.txt -c $(LOWEST)/constraints.txt
+	touch $@
+
+lowest: $(LOWEST)/.installed
+
 # The notes editor (Yjs + CodeMirror, and the SDK's notes wiring from clients/js/src) is
 # bundled with esbuild; without Node.js the page still runs, showing "notes unavailable".
 # The rest of the SDK needs no build: the server serves clients/js/src at /sdk/.
