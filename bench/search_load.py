@@ -125,7 +125,9 @@ def load_sqlite(path: str, rooms: int, count: int, corpus: Corpus) -> None:
     for n, room in enumerate(room_ids(rooms)):
         conn.execute("BEGIN")
         conn.execute("INSERT INTO stream VALUES (?, ?, 'now')", (room, count))
-        conn.execute("INSERT INTO room VALUES (?, ?, 'now')", (room, f"Room {n}"))
+        conn.execute(
+            "INSERT INTO room (id, title, created_at) VALUES (?, ?, 'now')", (room, f"Room {n}")
+        )
         conn.executemany("INSERT INTO member VALUES (?, ?, ?, ?)", members(room, n))
         conn.executemany(
             "INSERT INTO event (stream, seq, type, author_id, author_name, client_id, data, ts) "
@@ -144,7 +146,8 @@ async def load_postgres(url: str, rooms: int, count: int, corpus: Corpus) -> Non
             "INSERT INTO stream VALUES ($1, $2, 'now')", [(r, count) for r in ids]
         )
         await conn.executemany(
-            "INSERT INTO room VALUES ($1, $2, 'now')", [(r, f"Room {n}") for n, r in enumerate(ids)]
+            "INSERT INTO room (id, title, created_at) VALUES ($1, $2, 'now')",
+            [(r, f"Room {n}") for n, r in enumerate(ids)],
         )
         await conn.executemany(
             "INSERT INTO member VALUES ($1, $2, $3, $4)",
