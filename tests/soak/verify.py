@@ -45,7 +45,10 @@ class Verdict:
 def room_events(rows: list[asyncpg.Record]) -> dict[str, list[tuple[Any, ...]]]:
     rooms: dict[str, list[tuple[Any, ...]]] = {}
     for r in rows:
-        data = canonical(orjson.loads(r["data"]))
+        raw = orjson.loads(r["data"])
+        if r["type"] == "chat.message":  # stored without it; the wire says "user" (protocol.md)
+            raw.setdefault("kind", "user")
+        data = canonical(raw)
         rooms.setdefault(r["stream"], []).append(
             (r["seq"], r["type"], r["client_id"], r["author_id"], data, r["ts"])
         )
@@ -252,7 +255,12 @@ async def check_notes(
 def _first_difference(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> str:
     for i, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
-            return f"at index {i}: client {x[:4]} vs database {y[:4]}"
+            fields = ", ".join(
+                f"[{k}] {xv!r} vs {yv!r}"
+                for k, (xv, yv) in enumerate(zip(x, y, strict=True))
+                if xv != yv
+            )
+            return f"at index {i} ({x[:4]}): client vs database differ in {fields}"
     return f"client has {len(a)} events, database {len(b)}"
 
 
