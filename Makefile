@@ -40,8 +40,10 @@ web:
 run: install web  ## the server on the embedded defaults (SQLite file, in-process broker)
 	$(BIN)/menteo-realtime serve --demo
 
+# One test worker per core (pytest-xdist); each has its own Redis and PostgreSQL database.
+TEST_JOBS ?= auto
 test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not on CI)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal
 
 check: install  ## lint, types and the import layers (contracts in pyproject.toml)
 	$(BIN)/ruff check realtime menteo_testkit tests bench

@@ -17,7 +17,11 @@ from menteo_testkit.database import reset_schema
 from tests.ci import skip_or_fail
 
 PG_ADMIN = os.environ.get("MENTEO_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-PG_DB = os.environ.get("MENTEO_TEST_PG_DB", "menteo_test")
+# Under pytest-xdist ("gw0", "gw1"...) each worker has its own database, and its own Redis
+# (conftest.py's worker_redis): pub/sub channels are global to a Redis server, so two workers'
+# servers would otherwise hear each other's revocations and inbox events.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+PG_DB = os.environ.get("MENTEO_TEST_PG_DB", "menteo_test") + (f"_{WORKER}" if WORKER else "")
 REDIS_URL = os.environ.get("MENTEO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 

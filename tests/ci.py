@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
@@ -20,3 +24,15 @@ def skip_or_fail(message: str) -> NoReturn:
     if on_ci():
         pytest.fail(message + "; on CI it must run")
     pytest.skip(message)
+
+
+@contextmanager
+def one_worker_at_a_time(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s install lock: under pytest-xdist two workers would otherwise run
+    ``npm ci`` into the same node_modules at once. Check what is installed inside it."""
+    with open(folder / ".install.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

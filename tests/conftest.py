@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from tests import feed_client
+from menteo_testkit.redis_server import RedisServer
+from tests import backends, feed_client
 from tests.backends import Backend, make_backend
 from tests.ci import on_ci
 from tests.client import RoomClient, create_room
@@ -45,6 +48,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
             item.add_marker(pytest.mark.timeout(seconds))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def worker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under pytest-xdist (``make test``) each worker runs its own ``redis-server`` on a free
+    port (see tests/backends.py); a single process, or a URL given in
+    ``MENTEO_TEST_REDIS_URL``, uses the shared one."""
+    if (
+        not backends.WORKER
+        or "MENTEO_TEST_REDIS_URL" in os.environ
+        or not shutil.which("redis-server")
+    ):  # without the binary, the shared URL: its tests skip (fail on CI) if it is not up
+        yield
+        return
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    asyncio.run(server.start())
+    backends.REDIS_URL = server.url
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 @pytest.fixture(autouse=True)

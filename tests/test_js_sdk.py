@@ -23,7 +23,7 @@ from menteo_testkit.ports import free_port
 from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import SECRET
 from tests.backends import make_backend
-from tests.ci import skip_or_fail
+from tests.ci import one_worker_at_a_time, skip_or_fail
 from tests.servers import make_settings, run_server
 
 SDK = Path(__file__).resolve().parent.parent / "clients" / "js"
@@ -38,7 +38,9 @@ def sdk_installed() -> Path:
         skip_or_fail("node/npm not found: the JavaScript SDK's tests cannot run")
     marker = SDK / "node_modules" / ".package-lock.json"
     lock = SDK / "package-lock.json"
-    if not marker.exists() or marker.stat().st_mtime < lock.stat().st_mtime:
+    with one_worker_at_a_time(SDK):
+        if marker.exists() and marker.stat().st_mtime >= lock.stat().st_mtime:
+            return SDK
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"],
             cwd=SDK,

@@ -16,7 +16,7 @@ from pycrdt import Doc, Text, create_update_message
 
 from menteo_testkit.waits import wait_event, within
 from tests.backends import Backend
-from tests.ci import skip_or_fail
+from tests.ci import one_worker_at_a_time, skip_or_fail
 from tests.client import close_code, create_room
 from tests.notes_client import NotesClient, converged
 from tests.servers import Running, make_settings, run_server
@@ -177,7 +177,9 @@ def node_client() -> Path:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         skip_or_fail("node/npm not found: the JavaScript Yjs client cannot run")
-    if not (JS / "node_modules" / "y-websocket").is_dir():
+    with one_worker_at_a_time(JS):
+        if (JS / "node_modules" / "y-websocket").is_dir():
+            return JS / "sync.mjs"
         command = "ci" if (JS / "package-lock.json").exists() else "install"
         subprocess.run(
             [npm, command, "--no-audit", "--no-fund"],

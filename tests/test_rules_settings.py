@@ -23,7 +23,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from realtime.config import Settings
-from tests.backends import REDIS_URL, Backend, make_backend
+from tests import backends
+from tests.backends import Backend, make_backend
 from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.servers import SECRET, Running, run_server
@@ -115,14 +116,16 @@ async def with_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     where the broker is shared (Redis deployments)."""
     if request.param == "postgres":
         return await make_backend("postgres+redis", tmp_path)
-    client = aioredis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    client = aioredis.Redis.from_url(backends.REDIS_URL, socket_connect_timeout=2)
     try:
         await client.ping()
     except Exception as exc:
         skip_or_fail(f"Redis is not reachable ({type(exc).__name__}: {exc})")
     finally:
         await client.aclose()
-    return Backend("sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'menteo.db'}", REDIS_URL)
+    return Backend(
+        "sqlite+redis", f"sqlite+aiosqlite:///{tmp_path / 'menteo.db'}", backends.REDIS_URL
+    )
 
 
 async def test_the_sweep_finds_a_lost_last_message_every_sweep_interval(

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
-from tests.ci import skip_or_fail
+from tests.ci import one_worker_at_a_time, skip_or_fail
 
 if TYPE_CHECKING:
     from playwright.async_api import Locator, Page
@@ -68,6 +68,11 @@ def require_notes_bundle() -> None:
     """Build web/dist/notes.bundle.js (``npm ci`` when node_modules is missing or older than
     the lock file, then ``npm run build``) unless it is newer than its sources. Without node
     and npm: skip, or fail on CI (any truthy CI)."""
+    with one_worker_at_a_time(ROOT):
+        _build_notes_bundle()
+
+
+def _build_notes_bundle() -> None:
     if NOTES_BUNDLE.exists() and NOTES_BUNDLE.stat().st_mtime >= _newest_source():
         return
     npm = shutil.which("npm")
