@@ -15,7 +15,7 @@ from ..sockets.admission import Admission, Admitted, Refused, Rules, last_token
 from ..sockets.clock import TokenClock, refresh
 from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
-from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
+from ..sockets.transport import ASGIReceive, ASGISend, Transport, socket_transport
 from .live import FeedConnection
 from .model import FeedFilter
 from .parts import FeedParts
@@ -68,14 +68,7 @@ async def _serve(
 ) -> None:
     metrics = state.metrics
     principal = admitted.principal
-    transport = Transport(
-        send,
-        backlog_bytes=state.settings.backlog_bytes,
-        direct=direct_writer(scope),
-        send_timeout=state.settings.send_timeout,
-        metrics=metrics,
-    )
-    transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
+    transport = socket_transport(send, scope, state.settings, metrics)
     conn = FeedConnection(principal, admitted.grant, admitted.codec, transport)
     live = Ender(lambda: conn.principal, transport.close_now)
     async with state.access.track(live) as tracked:

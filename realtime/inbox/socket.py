@@ -18,7 +18,7 @@ from ..sockets.admission import Admission, Refused, Rules
 from ..sockets.clock import refresh
 from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
-from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
+from ..sockets.transport import ASGIReceive, ASGISend, socket_transport
 from .connection import InboxConnection
 from .parts import InboxParts
 
@@ -52,14 +52,7 @@ class InboxSocket:
         async with Admission(parts.door, parts.rules, scope, receive, send) as admitted:
             if admitted is None:
                 return
-            transport = Transport(
-                send,
-                backlog_bytes=parts.settings.backlog_bytes,
-                direct=direct_writer(scope),
-                send_timeout=parts.settings.send_timeout,
-                metrics=parts.metrics,
-            )
-            transport.on_slow = lambda: parts.metrics.inc("menteo_limit_hits_total", "slow_1013")
+            transport = socket_transport(send, scope, parts.settings, parts.metrics)
             conn = InboxConnection(admitted.principal, admitted.codec, transport)
             live = Ender(lambda: conn.principal, transport.close_now)
             # Registered for its token's life: a revocation closes it 4401 on every process.

@@ -29,7 +29,7 @@ from ..sockets.clock import TokenClock
 from ..sockets.limits import TokenBucket
 from ..sockets.membership import Grant
 from ..sockets.receive import Ending, Limits, receive_loop
-from ..sockets.transport import ASGIReceive, ASGISend, DirectWriter, Transport, direct_writer
+from ..sockets.transport import ASGIReceive, ASGISend, Transport, socket_transport
 from ..streams.writer import Writer
 from . import awareness, store
 from .budget import Budget
@@ -73,24 +73,17 @@ class NotesSocket:
         assert state is not None, "the lifespan has not started"
         async with Admission(state.door, state.rules, scope, receive, send) as admitted:
             if admitted is not None:
-                await _serve(state, admitted, receive, send, direct_writer(scope))
+                transport = socket_transport(send, scope, state.settings, state.metrics)
+                await _serve(state, admitted, receive, transport)
 
 
 async def _serve(
     state: NotesParts,
     admitted: Admitted[Grant],
     receive: ASGIReceive,
-    send: ASGISend,
-    direct: DirectWriter | None,
+    transport: Transport,
 ) -> None:
     principal = admitted.principal
-    transport = Transport(
-        send,
-        backlog_bytes=state.settings.backlog_bytes,
-        direct=direct,
-        send_timeout=state.settings.send_timeout,
-        metrics=state.metrics,
-    )
     live = Ender(lambda: principal, transport.close_now)
     async with state.access.track(live, admitted.grant[0].id) as tracked:
         if tracked.refusal is not None:  # removed or revoked since the handshake

@@ -33,7 +33,7 @@ from ..sockets.admission import Admission
 from ..sockets.clock import refresh
 from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
-from ..sockets.transport import ASGIReceive, ASGISend, Transport, direct_writer
+from ..sockets.transport import ASGIReceive, ASGISend, socket_transport
 from ..streams.history import RecentSnapshot, Replay, Resume, newest_json, resume
 from .chat_ops import CHAT_CHANGE_HANDLERS
 from .checklist_ops import CHECKLIST_HANDLERS
@@ -113,14 +113,7 @@ class RoomSocket:
         async with Admission(state.door, state.rules, scope, receive, send) as admitted:
             if admitted is None:
                 return
-            transport = Transport(
-                send,
-                backlog_bytes=state.settings.backlog_bytes,
-                direct=direct_writer(scope),
-                send_timeout=state.settings.send_timeout,
-                metrics=state.metrics,
-            )
-            transport.on_slow = lambda: state.metrics.inc("menteo_limit_hits_total", "slow_1013")
+            transport = socket_transport(send, scope, state.settings, state.metrics)
             room, role = admitted.grant
             warn = state.settings.auth_expiring_before
             conn = RoomConnection(room, admitted.principal, role, admitted.codec, transport, warn)

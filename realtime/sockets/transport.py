@@ -27,6 +27,7 @@ from ..streams.hub import Frames
 from .wire import CORK, frame_bytes, ws_frame
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..metrics import Metrics
 
 log = logging.getLogger("menteo.socket")
@@ -396,3 +397,20 @@ async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
         pass
     finally:
         coro.close()
+
+
+def socket_transport(
+    send: ASGISend, scope: dict[str, Any], settings: Settings, metrics: Metrics
+) -> Transport:
+    """A socket's outbound side with the server's limits, as every socket kind opens it:
+    the direct write path when the server offers one, and a reader closed 1013 for being
+    slow counted as ``slow_1013``."""
+    transport = Transport(
+        send,
+        backlog_bytes=settings.backlog_bytes,
+        direct=direct_writer(scope),
+        send_timeout=settings.send_timeout,
+        metrics=metrics,
+    )
+    transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
+    return transport
