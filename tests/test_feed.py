@@ -147,6 +147,38 @@ async def test_only_the_owner_deletes_a_post(feed_server: Running) -> None:
     assert (await ben.call("PUT", f"/api/posts/{post['id']}/reactions/like")).status_code == 404
 
 
+async def test_only_the_author_deletes_a_comment(feed_server: Running) -> None:
+    community = await service(feed_server).community()
+    ana, ben = api(feed_server, "ana"), api(feed_server, "ben")
+    thread = await ana.thread(community)
+    post = await ana.post(thread, "comments come and go")
+    mine = await ben.comment(post["id"], "oops, wrong post")
+    kept = await ben.comment(post["id"], "this one stays")
+    path = f"/api/posts/{post['id']}/comments/{mine['id']}"
+    # Not even the thread's owner or the service deletes someone else's comment.
+    assert (await ana.call("DELETE", path)).status_code == 403
+    assert (await service(feed_server).call("DELETE", path)).status_code == 403
+    for odd in ("x" * 129, "%01", "%00", "%ED%A0%80", mine["id"] + "%0A"):
+        other = f"/api/posts/{post['id']}/comments/{odd}"
+        assert (await ben.call("DELETE", other)).status_code == 404, odd
+    # A comment id under another post is no comment of that post.
+    second = await ana.post(thread, "another post")
+    wrong = f"/api/posts/{second['id']}/comments/{mine['id']}"
+    assert (await ben.call("DELETE", wrong)).status_code == 404
+    deleted = await ben.ok("DELETE", path)
+    assert deleted == {
+        "id": mine["id"],
+        "post_id": post["id"],
+        "deleted": True,
+        "cursor": deleted["cursor"],
+    }
+    assert deleted["cursor"] > kept["cursor"]
+    assert (await ben.call("DELETE", path)).status_code == 404  # once
+    shown = await ben.ok("GET", f"/api/posts/{post['id']}")
+    assert [c["id"] for c in shown["comments"]] == [kept["id"]]
+    assert shown["post"]["comments"] == 1
+
+
 async def test_anyone_signed_in_reads_comments_reacts_and_follows(feed_server: Running) -> None:
     community = await service(feed_server).community()
     ana = api(feed_server, "ana")

@@ -20,6 +20,7 @@ from ..checklist.store import load_checklist
 from ..feed.limits import UserLimits, retry_after_header
 from ..feed.model import (
     COMMENT,
+    COMMENT_DELETE,
     DELETE,
     FEED_STREAM,
     FOLLOW_KINDS,
@@ -37,6 +38,7 @@ from ..feed.queries import (
     follow_count,
     follow_target_exists,
     followed_by,
+    get_comment_author,
     get_community,
     get_post_ref,
     get_thread,
@@ -270,6 +272,28 @@ async def new_comment(request: Request) -> Response:
     return json_response(result.event.data["comment"], 201 if result.created else 200)
 
 
+async def delete_comment(request: Request) -> Response:
+    """The comment's author deletes it; the feed hears ``feed.comment.delete``."""
+    principal = caller(request)
+    state = state_of(request)
+    post_id, comment_id = request.path_params["post_id"], request.path_params["comment_id"]
+    for part in (post_id, comment_id):
+        if len(part) > MAX_ID or has_control(part):  # no such id is ever made (uuid hex)
+            raise ApiError(404, "not_found", "no such comment")
+    async with state.db.read() as db:
+        author = await get_comment_author(db, post_id, comment_id)
+    if author is None:
+        raise ApiError(404, "not_found", "no such comment")
+    if author != principal.user_id:
+        raise ApiError(403, "forbidden", "only a comment's author deletes it")
+    data = {"post_id": post_id, "comment_id": comment_id}
+    item = NewEvent(FEED_STREAM, COMMENT_DELETE, principal.user_id, principal.name, None, data)
+    result = await _append(state, item)
+    return json_response(
+        {"id": comment_id, "post_id": post_id, "deleted": True, "cursor": result.event.seq}
+    )
+
+
 # Reactions and follows --------------------------------------------------------------------
 
 
@@ -413,6 +437,7 @@ routes = [
     Route("/api/posts/{post_id}", show_post, methods=["GET"]),
     Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
     Route("/api/posts/{post_id}/comments", new_comment, methods=["POST"]),
+    Route("/api/posts/{post_id}/comments/{comment_id}", delete_comment, methods=["DELETE"]),
     Route("/api/posts/{post_id}/reactions/{kind}", react, methods=["PUT", "DELETE"]),
     Route("/api/follows", follows, methods=["GET"]),
     Route("/api/follows/{kind}/{target_id}", follow, methods=["PUT", "DELETE"]),
@@ -549,6 +574,17 @@ operations = [
         body=schema.obj({"body": schema.string(1, MAX_COMMENT)}),
         idempotency_key=True,
         errors=(404, 409, 429),
+    ),
+    schema.Op(
+        "DELETE",
+        "/api/posts/{post_id}/comments/{comment_id}",
+        "Delete one's own comment",
+        {
+            200: schema.obj(
+                {"id": TEXT, "post_id": TEXT, "deleted": {"const": True}, "cursor": CURSOR}
+            )
+        },
+        errors=(403, 404),
     ),
     *_twice(
         ("PUT", "DELETE"),

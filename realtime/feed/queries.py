@@ -62,6 +62,15 @@ async def get_post_ref(conn: AsyncConnection, post_id: str) -> PostRef | None:
     return PostRef(row.id, row.thread_id, row.community_id, row.author_id, row.feed_seq)
 
 
+async def get_comment_author(conn: AsyncConnection, post_id: str, comment_id: str) -> str | None:
+    """The author of a stored comment of this post (None: no such comment)."""
+    return await conn.scalar(
+        select(COMMENT_T.c.author_id).where(
+            COMMENT_T.c.id == comment_id, COMMENT_T.c.post_id == post_id
+        )
+    )
+
+
 def in_community(community_id: str) -> ColumnElement[bool]:
     return POST_T.c.community_id == community_id  # type: ignore[no-any-return]
 
