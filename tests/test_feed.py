@@ -179,6 +179,27 @@ async def test_only_the_author_deletes_a_comment(feed_server: Running) -> None:
     assert shown["post"]["comments"] == 1
 
 
+async def test_a_users_threads_are_listed_newest_first(feed_server: Running) -> None:
+    svc = service(feed_server)
+    first, second = await svc.community("One"), await svc.community("Two")
+    ana, ben = api(feed_server, "ana"), api(feed_server, "ben")
+    older = await ana.thread(first, "Rust")
+    newer = await ana.thread(first, "SQL")
+    elsewhere = await ana.thread(second, "Go")
+    await ben.thread(first, "Ben's own")
+    mine = await ana.ok("GET", f"/api/threads?owner=me&community={first}")
+    assert [t["id"] for t in mine["threads"]] == [newer, older] and mine["has_more"] is False
+    assert mine["threads"][0]["owner"] == {"user_id": "ana", "name": "Ana"}
+    everywhere = await ben.ok("GET", "/api/threads?owner=ana")  # anyone reads them
+    assert {t["id"] for t in everywhere["threads"]} == {older, newer, elsewhere}
+    paged = await ben.ok("GET", "/api/threads?owner=ana&limit=1")
+    assert len(paged["threads"]) == 1 and paged["has_more"] is True
+    assert (await ben.ok("GET", "/api/threads?owner=nobody"))["threads"] == []
+    for bad in ("", "owner=", "owner=%01", "owner=" + "x" * 129, "owner=me&limit=0"):
+        assert (await ana.call("GET", f"/api/threads?{bad}")).status_code == 400, bad
+    assert (await ana.call("GET", "/api/threads?owner=me&community=%0A")).status_code == 400
+
+
 async def test_anyone_signed_in_reads_comments_reacts_and_follows(feed_server: Running) -> None:
     community = await service(feed_server).community()
     ana = api(feed_server, "ana")

@@ -46,6 +46,7 @@ from ..feed.queries import (
     in_thread,
     is_following,
     list_communities,
+    list_threads,
     load_follows,
     page_comments,
     page_posts,
@@ -193,6 +194,26 @@ async def new_thread(request: Request) -> Response:
     async with state.db.write() as db:
         thread = await create_thread(db, community_id, principal.user_id, principal.name, title)
     return json_response(thread.as_dict(), 201)
+
+
+async def threads(request: Request) -> Response:
+    """``owner=USER`` (``me``: the caller) and optionally ``community=ID``: that user's
+    threads, newest first (a page may offer them as the places its reader posts in)."""
+    principal = caller(request)
+    owner = request.query_params.get("owner", "")
+    if owner == "me":
+        owner = principal.user_id
+    community = request.query_params.get("community")
+    for name, value in (("owner", owner), ("community", community)):
+        if value is not None and (not 1 <= len(value) <= MAX_ID or has_control(value)):
+            raise ApiError(
+                400, "invalid", f"'{name}' must be 1..{MAX_ID} characters, no control character"
+            )
+    limit = int_param(request, "limit", PAGE_MAX, lo=1, hi=PAGE_MAX)
+    assert limit is not None
+    async with state_of(request).db.read() as db:
+        found, has_more = await list_threads(db, owner, community, limit)
+    return json_response({"threads": found, "has_more": has_more})
 
 
 async def show_thread(request: Request) -> Response:
@@ -432,6 +453,7 @@ routes = [
     Route("/api/communities", new_community, methods=["POST"]),
     Route("/api/communities", communities, methods=["GET"]),
     Route("/api/threads", new_thread, methods=["POST"]),
+    Route("/api/threads", threads, methods=["GET"]),
     Route("/api/threads/{thread_id}", show_thread, methods=["GET"]),
     Route("/api/threads/{thread_id}/posts", new_post, methods=["POST"]),
     Route("/api/posts/{post_id}", show_post, methods=["GET"]),
@@ -525,6 +547,22 @@ operations = [
             {"title": schema.string(1, MAX_TITLE), "community_id": schema.string(1, 64)}
         ),
         errors=(404, 429),
+    ),
+    schema.Op(
+        "GET",
+        "/api/threads",
+        "A user's growth threads, newest first",
+        {
+            200: schema.obj(
+                {"threads": schema.array(schema.obj(THREAD)), "has_more": schema.BOOLEAN}
+            )
+        },
+        query=(
+            schema.Param("owner", schema.string(1, MAX_ID), "a user id, or `me`", required=True),
+            schema.Param("community", schema.string(1, MAX_ID), "only this community's"),
+            schema.Param("limit", schema.integer(1, PAGE_MAX), f"default {PAGE_MAX}"),
+        ),
+        errors=(400,),
     ),
     schema.Op(
         "GET",

@@ -44,6 +44,24 @@ async def get_thread(conn: AsyncConnection, thread_id: str) -> ThreadRecord | No
     )
 
 
+async def list_threads(
+    conn: AsyncConnection, owner_id: str, community_id: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """A user's threads (in one community, or in all), newest first; has_more."""
+    query = select(THREAD_T).where(THREAD_T.c.owner_id == owner_id)
+    if community_id is not None:
+        query = query.where(THREAD_T.c.community_id == community_id)
+    order = (THREAD_T.c.created_at.desc(), THREAD_T.c.id.desc())
+    rows = list(await conn.execute(query.order_by(*order).limit(limit + 1)))
+    threads = [
+        ThreadRecord(
+            r.id, r.community_id, r.owner_id, r.owner_name, r.title, r.created_at
+        ).as_dict()
+        for r in rows[:limit]
+    ]
+    return threads, len(rows) > limit
+
+
 async def get_post_ref(conn: AsyncConnection, post_id: str) -> PostRef | None:
     """A post that exists and is not deleted."""
     row = (
