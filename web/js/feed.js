@@ -86,6 +86,12 @@ function showJoinForm(community) {
   $("join-token").focus();
 }
 
+/** A deletion answered 404 found it gone already (deleted in another tab): done, not an error. */
+function gone(err) {
+  if (err.status === 404) return null;
+  throw err;
+}
+
 function feedLink(tokens, target) {
   return `feed.html?${new URLSearchParams({ ...target, ...tokens.linkParams })}`;
 }
@@ -156,7 +162,7 @@ class FeedPage {
       const name = this.names.get(community) ?? "this community";
       const actions = $("feed-actions");
       actions.replaceChildren(
-        this.follows.button("communities", community, `the community ${name}`, "follow follow-community"),
+        this.follows.button("communities", community, "", "follow follow-community", `the community ${name}`),
       );
       actions.hidden = false;
     }
@@ -188,15 +194,15 @@ class FeedPage {
   }
 
   async deletePost(entry) {
-    await this.api("DELETE", `/api/posts/${encodeURIComponent(entry.post.id)}`);
+    await this.api("DELETE", `/api/posts/${encodeURIComponent(entry.post.id)}`).catch(gone);
     this.remove(entry.post.id);
     $("announcer").textContent = "Post deleted.";
   }
 
   async deleteComment(entry, commentId) {
     const path = `/api/posts/${encodeURIComponent(entry.post.id)}/comments/${encodeURIComponent(commentId)}`;
-    const done = await this.api("DELETE", path);
-    this.acceptCommentDelete(entry, commentId, done.cursor);
+    const done = await this.api("DELETE", path).catch(gone);
+    this.acceptCommentDelete(entry, commentId, done?.cursor ?? 0);
     $("announcer").textContent = "Comment deleted.";
   }
 

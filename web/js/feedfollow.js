@@ -45,13 +45,16 @@ export class Follows {
 
   /**
    * A toggle button for one target. `label` names it for a screen reader ("Ben", "the thread
-   * Learning Rust"); the visible text is "Follow" or "Following".
+   * Learning Rust"); the visible text is "Follow" or "Following", then `shown` if given
+   * (and the label only for a screen reader otherwise).
    */
-  button(kind, id, label, className = "follow") {
+  button(kind, id, label, className = "follow", shown = null) {
     const button = el("button", className);
     button.type = "button";
     button.dataset.follow = keyOf(kind, id);
-    button.append(el("span", "follow-state"), el("span", "visually-hidden", ` ${label}`));
+    button.append(el("span", "follow-state"));
+    if (shown) button.append(` ${shown}`);
+    else button.append(el("span", "visually-hidden", ` ${label}`));
     button.addEventListener("click", () => this.set(kind, id, !this.has(kind, id)));
     this.#show(button, this.has(kind, id));
     return button;
