@@ -17,7 +17,7 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 # What the browser loads: the pages, styles, modules and the built notes editor. Not the
 # editor's sources (web/vendor-src), which only the bundler reads.
-SHIPPED = ("*.html", "css/*.css", "js/*.js", "dist/*.js", "dist/*.js.map")
+SHIPPED = ("*.html", "*.svg", "css/*.css", "js/*.js", "dist/*.js", "dist/*.js.map")
 
 
 class BuildWithWeb(build_py):

@@ -147,6 +147,59 @@ async def test_only_the_owner_deletes_a_post(feed_server: Running) -> None:
     assert (await ben.call("PUT", f"/api/posts/{post['id']}/reactions/like")).status_code == 404
 
 
+async def test_only_the_author_deletes_a_comment(feed_server: Running) -> None:
+    community = await service(feed_server).community()
+    ana, ben = api(feed_server, "ana"), api(feed_server, "ben")
+    thread = await ana.thread(community)
+    post = await ana.post(thread, "comments come and go")
+    mine = await ben.comment(post["id"], "oops, wrong post")
+    kept = await ben.comment(post["id"], "this one stays")
+    path = f"/api/posts/{post['id']}/comments/{mine['id']}"
+    # Not even the thread's owner or the service deletes someone else's comment.
+    assert (await ana.call("DELETE", path)).status_code == 403
+    assert (await service(feed_server).call("DELETE", path)).status_code == 403
+    for odd in ("x" * 129, "%01", "%00", "%ED%A0%80", mine["id"] + "%0A"):
+        other = f"/api/posts/{post['id']}/comments/{odd}"
+        assert (await ben.call("DELETE", other)).status_code == 404, odd
+    # A comment id under another post is no comment of that post.
+    second = await ana.post(thread, "another post")
+    wrong = f"/api/posts/{second['id']}/comments/{mine['id']}"
+    assert (await ben.call("DELETE", wrong)).status_code == 404
+    deleted = await ben.ok("DELETE", path)
+    assert deleted == {
+        "id": mine["id"],
+        "post_id": post["id"],
+        "deleted": True,
+        "cursor": deleted["cursor"],
+    }
+    assert deleted["cursor"] > kept["cursor"]
+    assert (await ben.call("DELETE", path)).status_code == 404  # once
+    shown = await ben.ok("GET", f"/api/posts/{post['id']}")
+    assert [c["id"] for c in shown["comments"]] == [kept["id"]]
+    assert shown["post"]["comments"] == 1
+
+
+async def test_a_users_threads_are_listed_newest_first(feed_server: Running) -> None:
+    svc = service(feed_server)
+    first, second = await svc.community("One"), await svc.community("Two")
+    ana, ben = api(feed_server, "ana"), api(feed_server, "ben")
+    older = await ana.thread(first, "Rust")
+    newer = await ana.thread(first, "SQL")
+    elsewhere = await ana.thread(second, "Go")
+    await ben.thread(first, "Ben's own")
+    mine = await ana.ok("GET", f"/api/threads?owner=me&community={first}")
+    assert [t["id"] for t in mine["threads"]] == [newer, older] and mine["has_more"] is False
+    assert mine["threads"][0]["owner"] == {"user_id": "ana", "name": "Ana"}
+    everywhere = await ben.ok("GET", "/api/threads?owner=ana")  # anyone reads them
+    assert {t["id"] for t in everywhere["threads"]} == {older, newer, elsewhere}
+    paged = await ben.ok("GET", "/api/threads?owner=ana&limit=1")
+    assert len(paged["threads"]) == 1 and paged["has_more"] is True
+    assert (await ben.ok("GET", "/api/threads?owner=nobody"))["threads"] == []
+    for bad in ("", "owner=", "owner=%01", "owner=" + "x" * 129, "owner=me&limit=0"):
+        assert (await ana.call("GET", f"/api/threads?{bad}")).status_code == 400, bad
+    assert (await ana.call("GET", "/api/threads?owner=me&community=%0A")).status_code == 400
+
+
 async def test_anyone_signed_in_reads_comments_reacts_and_follows(feed_server: Running) -> None:
     community = await service(feed_server).community()
     ana = api(feed_server, "ana")

@@ -340,6 +340,33 @@ async def test_a_deleted_post_leaves_live_streams_and_replays(feed_server: Runni
     ]
 
 
+async def test_a_deleted_comment_leaves_live_streams_and_replays(feed_server: Running) -> None:
+    community, thread, ana, ben = await setup(feed_server)
+    query = feed_query(feed_server.token("cy"), community)
+    ws = await WSFollower.connect(feed_server.ws, query)
+    sse = await SSEFollower.connect(feed_server.url, query)
+    post = await ana.post(thread, "a post with comments")
+    doomed = await ben.comment(post["id"], "a comment I regret")
+    kept = await ben.comment(post["id"], "a comment I keep")
+    deleted = await ben.ok("DELETE", f"/api/posts/{post['id']}/comments/{doomed['id']}")
+    for follower in (ws, sse):
+        events = await follower.events_until(lambda f: f["type"] == "feed.comment.delete")
+        gone = events[-1]
+        assert gone["seq"] == deleted["cursor"] and gone["comment_id"] == doomed["id"]
+        assert gone["post_id"] == post["id"] and gone["community_id"] == community
+    replay = await WSFollower.connect(
+        feed_server.ws, feed_query(feed_server.token("cy"), community, since=0)
+    )
+    events = await replay.events_until(lambda f: f["type"] == "feed.comment.delete")
+    # The deleted comment's words are gone from the replay; its deletion is kept.
+    assert [(e["type"], e.get("comment", {}).get("id")) for e in events] == [
+        ("feed.post", None),
+        ("feed.comment", kept["id"]),
+        ("feed.comment.delete", None),
+    ]
+    assert "regret" not in str(events)
+
+
 async def test_sse_heartbeats_keep_an_idle_stream_open(backend: Backend) -> None:
     async with run_server(make_settings(backend, feed_heartbeat=0.1)) as server:
         community, _, _, _ = await setup(server)

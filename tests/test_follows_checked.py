@@ -115,3 +115,20 @@ async def test_deleting_a_post_erases_its_comments_rows_and_events(server: Runni
     assert (await dee.call("GET", f"/api/posts/{post['id']}")).status_code == 404
     shown = await dee.ok("GET", f"/api/posts/{keep['id']}")
     assert [c["body"] for c in shown["comments"]] == ["a comment that stays"]
+
+
+async def test_deleting_a_comment_erases_its_row_and_event(server: Running) -> None:
+    known = await _setup(server)
+    cy: FeedApi = known["cy"]
+    post = await cy.post(known["thread"], "a post that stays")
+    dee = FeedApi(server.url, server.token("dee"))
+    doomed = await dee.comment(post["id"], "comment CANARY-COMMENT-3")
+    await dee.comment(post["id"], "a comment that stays")
+    await dee.ok("DELETE", f"/api/posts/{post['id']}/comments/{doomed['id']}")
+    assert server.state is not None
+    async with server.state.db.read() as db:
+        comments = list(await db.execute(select(COMMENT_T.c.body)))
+        events = [r.data for r in await db.execute(select(EVENT_T.c.data))]
+    assert [c.body for c in comments] == ["a comment that stays"]
+    assert not [data for data in events if "CANARY" in data], events
+    assert any(doomed["id"] in data and '"deleted":true' in data for data in events)

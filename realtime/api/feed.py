@@ -20,6 +20,7 @@ from ..checklist.store import load_checklist
 from ..feed.limits import UserLimits, retry_after_header
 from ..feed.model import (
     COMMENT,
+    COMMENT_DELETE,
     DELETE,
     FEED_STREAM,
     FOLLOW_KINDS,
@@ -37,6 +38,7 @@ from ..feed.queries import (
     follow_count,
     follow_target_exists,
     followed_by,
+    get_comment_author,
     get_community,
     get_post_ref,
     get_thread,
@@ -44,6 +46,7 @@ from ..feed.queries import (
     in_thread,
     is_following,
     list_communities,
+    list_threads,
     load_follows,
     page_comments,
     page_posts,
@@ -193,6 +196,26 @@ async def new_thread(request: Request) -> Response:
     return json_response(thread.as_dict(), 201)
 
 
+async def threads(request: Request) -> Response:
+    """``owner=USER`` (``me``: the caller) and optionally ``community=ID``: that user's
+    threads, newest first (a page may offer them as the places its reader posts in)."""
+    principal = caller(request)
+    owner = request.query_params.get("owner", "")
+    if owner == "me":
+        owner = principal.user_id
+    community = request.query_params.get("community")
+    for name, value in (("owner", owner), ("community", community)):
+        if value is not None and (not 1 <= len(value) <= MAX_ID or has_control(value)):
+            raise ApiError(
+                400, "invalid", f"'{name}' must be 1..{MAX_ID} characters, no control character"
+            )
+    limit = int_param(request, "limit", PAGE_MAX, lo=1, hi=PAGE_MAX)
+    assert limit is not None
+    async with state_of(request).db.read() as db:
+        found, has_more = await list_threads(db, owner, community, limit)
+    return json_response({"threads": found, "has_more": has_more})
+
+
 async def show_thread(request: Request) -> Response:
     principal = caller(request)
     state = state_of(request)
@@ -268,6 +291,28 @@ async def new_comment(request: Request) -> Response:
     item = NewEvent(FEED_STREAM, COMMENT, principal.user_id, principal.name, key, data)
     result = await _append(state, item)
     return json_response(result.event.data["comment"], 201 if result.created else 200)
+
+
+async def delete_comment(request: Request) -> Response:
+    """The comment's author deletes it; the feed hears ``feed.comment.delete``."""
+    principal = caller(request)
+    state = state_of(request)
+    post_id, comment_id = request.path_params["post_id"], request.path_params["comment_id"]
+    for part in (post_id, comment_id):
+        if len(part) > MAX_ID or has_control(part):  # no such id is ever made (uuid hex)
+            raise ApiError(404, "not_found", "no such comment")
+    async with state.db.read() as db:
+        author = await get_comment_author(db, post_id, comment_id)
+    if author is None:
+        raise ApiError(404, "not_found", "no such comment")
+    if author != principal.user_id:
+        raise ApiError(403, "forbidden", "only a comment's author deletes it")
+    data = {"post_id": post_id, "comment_id": comment_id}
+    item = NewEvent(FEED_STREAM, COMMENT_DELETE, principal.user_id, principal.name, None, data)
+    result = await _append(state, item)
+    return json_response(
+        {"id": comment_id, "post_id": post_id, "deleted": True, "cursor": result.event.seq}
+    )
 
 
 # Reactions and follows --------------------------------------------------------------------
@@ -408,11 +453,13 @@ routes = [
     Route("/api/communities", new_community, methods=["POST"]),
     Route("/api/communities", communities, methods=["GET"]),
     Route("/api/threads", new_thread, methods=["POST"]),
+    Route("/api/threads", threads, methods=["GET"]),
     Route("/api/threads/{thread_id}", show_thread, methods=["GET"]),
     Route("/api/threads/{thread_id}/posts", new_post, methods=["POST"]),
     Route("/api/posts/{post_id}", show_post, methods=["GET"]),
     Route("/api/posts/{post_id}", delete_post, methods=["DELETE"]),
     Route("/api/posts/{post_id}/comments", new_comment, methods=["POST"]),
+    Route("/api/posts/{post_id}/comments/{comment_id}", delete_comment, methods=["DELETE"]),
     Route("/api/posts/{post_id}/reactions/{kind}", react, methods=["PUT", "DELETE"]),
     Route("/api/follows", follows, methods=["GET"]),
     Route("/api/follows/{kind}/{target_id}", follow, methods=["PUT", "DELETE"]),
@@ -503,6 +550,22 @@ operations = [
     ),
     schema.Op(
         "GET",
+        "/api/threads",
+        "A user's growth threads, newest first",
+        {
+            200: schema.obj(
+                {"threads": schema.array(schema.obj(THREAD)), "has_more": schema.BOOLEAN}
+            )
+        },
+        query=(
+            schema.Param("owner", schema.string(1, MAX_ID), "a user id, or `me`", required=True),
+            schema.Param("community", schema.string(1, MAX_ID), "only this community's"),
+            schema.Param("limit", schema.integer(1, PAGE_MAX), f"default {PAGE_MAX}"),
+        ),
+        errors=(400,),
+    ),
+    schema.Op(
+        "GET",
         "/api/threads/{thread_id}",
         "A thread and a page of its posts, newest first",
         {200: schema.obj(THREAD | POSTS_PAGE)},
@@ -549,6 +612,17 @@ operations = [
         body=schema.obj({"body": schema.string(1, MAX_COMMENT)}),
         idempotency_key=True,
         errors=(404, 409, 429),
+    ),
+    schema.Op(
+        "DELETE",
+        "/api/posts/{post_id}/comments/{comment_id}",
+        "Delete one's own comment",
+        {
+            200: schema.obj(
+                {"id": TEXT, "post_id": TEXT, "deleted": {"const": True}, "cursor": CURSOR}
+            )
+        },
+        errors=(403, 404),
     ),
     *_twice(
         ("PUT", "DELETE"),

@@ -19,7 +19,8 @@ POST = "feed.post"
 COMMENT = "feed.comment"
 REACTION = "feed.reaction"
 DELETE = "feed.delete"
-EVENT_TYPES = (POST, COMMENT, REACTION, DELETE)
+COMMENT_DELETE = "feed.comment.delete"
+EVENT_TYPES = (POST, COMMENT, REACTION, DELETE, COMMENT_DELETE)
 
 REACTION_KINDS = ("like", "celebrate", "insightful", "support")
 FOLLOW_KINDS = ("communities", "threads", "users")

@@ -44,6 +44,24 @@ async def get_thread(conn: AsyncConnection, thread_id: str) -> ThreadRecord | No
     )
 
 
+async def list_threads(
+    conn: AsyncConnection, owner_id: str, community_id: str | None, limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """A user's threads (in one community, or in all), newest first; has_more."""
+    query = select(THREAD_T).where(THREAD_T.c.owner_id == owner_id)
+    if community_id is not None:
+        query = query.where(THREAD_T.c.community_id == community_id)
+    order = (THREAD_T.c.created_at.desc(), THREAD_T.c.id.desc())
+    rows = list(await conn.execute(query.order_by(*order).limit(limit + 1)))
+    threads = [
+        ThreadRecord(
+            r.id, r.community_id, r.owner_id, r.owner_name, r.title, r.created_at
+        ).as_dict()
+        for r in rows[:limit]
+    ]
+    return threads, len(rows) > limit
+
+
 async def get_post_ref(conn: AsyncConnection, post_id: str) -> PostRef | None:
     """A post that exists and is not deleted."""
     row = (
@@ -60,6 +78,15 @@ async def get_post_ref(conn: AsyncConnection, post_id: str) -> PostRef | None:
     if row is None:
         return None
     return PostRef(row.id, row.thread_id, row.community_id, row.author_id, row.feed_seq)
+
+
+async def get_comment_author(conn: AsyncConnection, post_id: str, comment_id: str) -> str | None:
+    """The author of a stored comment of this post (None: no such comment)."""
+    return await conn.scalar(
+        select(COMMENT_T.c.author_id).where(
+            COMMENT_T.c.id == comment_id, COMMENT_T.c.post_id == post_id
+        )
+    )
 
 
 def in_community(community_id: str) -> ColumnElement[bool]:

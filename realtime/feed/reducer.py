@@ -20,7 +20,16 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent, Rejected
-from .model import COMMENT, DELETE, FEED_STREAM, POST, REACTION, PostRef, zero_counts
+from .model import (
+    COMMENT,
+    COMMENT_DELETE,
+    DELETE,
+    FEED_STREAM,
+    POST,
+    REACTION,
+    PostRef,
+    zero_counts,
+)
 from .queries import reaction_counts
 from .serialize import comment_json, encode_milestone, post_json
 from .tables import COMMENT_T, EVENT_T, PENDING_T, POST_T
@@ -37,6 +46,9 @@ class FeedBatch:
     deleted: list[PostRef] = field(default_factory=list)
     deleting: set[str] = field(default_factory=set)  # posts a feed.delete of this batch names
     marks: dict[str, str] = field(default_factory=dict)  # reaction marks these events clear
+    # comment id -> (post id, feed_seq): stored comments a feed.comment.delete of this batch names
+    comments: dict[str, tuple[str, int]] = field(default_factory=dict)
+    erased: list[tuple[str, PostRef, int]] = field(default_factory=list)  # (comment, post, seq)
 
 
 class FeedReducer:
@@ -46,7 +58,9 @@ class FeedReducer:
       milestone}}`` (checked by the caller: the thread exists and is the author's);
     - ``feed.comment``: ``{"post_id", "comment_id", "body"}``;
     - ``feed.reaction``: ``{"post_id"}``; the counts are read here, under the lock;
-    - ``feed.delete``: ``{"post_id"}``.
+    - ``feed.delete``: ``{"post_id"}``;
+    - ``feed.comment.delete``: ``{"post_id", "comment_id"}`` (checked by the caller: the
+      comment is the author's).
     An event about a post that does not exist or was deleted is refused (``not_found``).
     """
 
@@ -56,8 +70,11 @@ class FeedReducer:
         posts = await _post_refs(conn, {str(i.data["post_id"]) for i in items if i.type != POST})
         deleting = {str(i.data["post_id"]) for i in items if i.type == DELETE}
         reacted = {str(i.data["post_id"]) for i in items if i.type == REACTION}
+        comments = await _comment_refs(
+            conn, {str(i.data["comment_id"]) for i in items if i.type == COMMENT_DELETE}
+        )
         if not reacted:
-            return FeedBatch(posts, {}, deleting=deleting)
+            return FeedBatch(posts, {}, deleting=deleting, comments=comments)
         # The marks first: a reaction committed after this read keeps its mark (and its own
         # event follows), even if the counts below already include it.
         marks = await conn.execute(
@@ -65,7 +82,7 @@ class FeedReducer:
         )
         seen = {r.post_id: r.mark for r in marks}
         counts = await reaction_counts(conn, reacted)
-        return FeedBatch(posts, counts, marks=seen, deleting=deleting)
+        return FeedBatch(posts, counts, marks=seen, deleting=deleting, comments=comments)
 
     def reduce(self, state: FeedBatch, item: NewEvent, seq: int, ts: str) -> dict[str, Any]:
         if item.type == POST:
@@ -81,6 +98,8 @@ class FeedReducer:
             found.deleted = True
             state.deleted.append(found)
             return found.routing()
+        if item.type == COMMENT_DELETE:
+            return _comment_delete(state, found, item)
         raise Rejected("invalid", f"unknown feed event {item.type!r}")
 
     async def save(self, conn: AsyncConnection, state: FeedBatch) -> None:
@@ -98,6 +117,29 @@ class FeedReducer:
         if state.deleted:
             await _erase_posts(conn, state.deleted)
             await _erase_comments(conn, state.deleted)
+        if state.erased:
+            await _erase_comment_events(conn, state.erased)
+
+
+async def _comment_refs(conn: AsyncConnection, ids: set[str]) -> dict[str, tuple[str, int]]:
+    if not ids:
+        return {}
+    rows = await conn.execute(
+        select(COMMENT_T.c.id, COMMENT_T.c.post_id, COMMENT_T.c.feed_seq).where(
+            COMMENT_T.c.id.in_(ids)
+        )
+    )
+    return {r.id: (r.post_id, r.feed_seq) for r in rows}
+
+
+def _comment_delete(state: FeedBatch, found: PostRef, item: NewEvent) -> dict[str, Any]:
+    comment_id = str(item.data["comment_id"])
+    # pop: a second deletion of the same comment in this batch finds nothing, like a later one.
+    stored = state.comments.pop(comment_id, None)
+    if stored is None or stored[0] != found.id or found.id in state.deleting:
+        raise Rejected("not_found", "no such comment (or it was deleted)")
+    state.erased.append((comment_id, found, stored[1]))
+    return {**found.routing(), "comment_id": comment_id}
 
 
 async def _post_refs(conn: AsyncConnection, ids: set[str]) -> dict[str, PostRef]:
@@ -223,5 +265,30 @@ async def _erase_comments(conn: AsyncConnection, posts: list[PostRef]) -> None:
                 ).decode(),
             }
             for r in rows
+        ],
+    )
+
+
+async def _erase_comment_events(
+    conn: AsyncConnection, erased: list[tuple[str, PostRef, int]]
+) -> None:
+    """A deleted comment's row goes, and its feed.comment event keeps only what routes it
+    (as when its post is deleted): its words leave the database."""
+    await conn.execute(delete(COMMENT_T).where(COMMENT_T.c.id.in_([c for c, _, _ in erased])))
+    await conn.execute(
+        update(EVENT_T)
+        .where(EVENT_T.c.stream == FEED_STREAM, EVENT_T.c.seq == bindparam("s"))
+        .values(data=bindparam("d")),
+        [
+            {
+                "s": seq,
+                "d": orjson.dumps(
+                    {
+                        **ref.routing(),
+                        "comment": {"id": comment, "post_id": ref.id, "deleted": True},
+                    }
+                ).decode(),
+            }
+            for comment, ref, seq in erased
         ],
     )

@@ -215,6 +215,8 @@ class FeedService:
                     continue
                 if event.type != DELETE and event.data.get("post_id") in gone:
                     continue
+                if _erased_comment(event.data):
+                    continue  # deleted since (its feed.comment.delete follows)
                 await conn.transport.send_wait(conn.encode(event.frame()))
 
     async def _beat(self) -> None:
@@ -223,3 +225,8 @@ class FeedService:
             await asyncio.sleep(self.settings.feed_heartbeat)
             for conn in tuple(self.registry.streams):
                 conn.transport.send(HEARTBEAT)
+
+
+def _erased_comment(data: Mapping[str, Any]) -> bool:
+    comment = data.get("comment")
+    return isinstance(comment, dict) and comment.get("deleted") is True

@@ -449,7 +449,7 @@ async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_p
             thread = (await api.feed(f"community={query(page.url)['community']}"))["posts"][0]
             await api.post(thread["thread_id"], "Week 4: the pipeline is idempotent now.")
             await expect(page.locator("#new-posts-text")).to_have_text("1 new post")
-            await screenshot(page, "feed.png")
+            await screenshot(page)
             await feed.bar.click()
             await expect(feed.posts.first.locator(".post-body")).to_have_text(
                 "Week 4: the pipeline is idempotent now."
@@ -466,11 +466,22 @@ async def test_the_demo_links_open_the_feed_and_the_room(browser: Browser, tmp_p
             )
             await screenshot(page, "room.png")
 
-            # And back: the room page links to the feeds, which list the community.
+            # And back: the room page's feed link opens the room's community.
             await page.get_by_role("link", name="Community feed").click()
-            await expect(page.locator("#choose")).to_be_visible()
-            await page.locator("#choose").get_by_role("link", name=demo.COMMUNITY).click()
             await feed.wait_state("live")
+            await expect(page.locator("#feed-title")).to_have_text(demo.COMMUNITY)
             await expect(feed.posts).to_have_count(len(FEED_BODIES) + 1)
+
+            # The README's picture of the feed: Ben writing in his own thread.
+            writer = FeedPage(await context.new_page())
+            await writer.page.goto(run.links["Ben, community feed"])
+            await writer.wait_state("live")
+            await writer.page.get_by_label("Your post").fill(
+                "Week 5: backfilled a year of orders in 4 minutes."
+            )
+            await expect(writer.page.locator("#post-thread option:checked")).to_have_text(
+                thread["thread_title"]
+            )
+            await screenshot(writer.page, "feed.png")
         finally:
             await context.close()

@@ -1,9 +1,11 @@
 // The feed page: a community's growth threads (or what the reader follows), live.
 //
-// URL: feed.html?token=T&community=ID (or &following=1); with &token_url=URL (with or without
-// a token) the page fetches its tokens from URL and renews them (token.js). The first page of
-// posts comes from
-// REST; the feed socket then resumes after that page's cursor, so nothing between the two
+// URL: feed.html?token=T&community=ID (or &following=1, or &room=ID: the community where
+// that room's members keep their growth threads); with &token_url=URL (with or without a
+// token) the page fetches its tokens from URL and renews them (token.js). The reader writes
+// posts in their own threads, starts threads, follows communities, threads and people, and
+// deletes their own posts and comments (feedcompose.js, feedfollow.js, feedview.js). The first
+// page of posts comes from REST; the feed socket then resumes after that page's cursor, so nothing between the two
 // is missed. New posts never move what the reader is looking at: they wait under a
 // "N new posts" bar at the top until it is clicked. Older posts load as the end of the
 // list comes into view (or with the "Load older posts" button).
@@ -13,6 +15,8 @@ import { FeedSocket, feedQuery } from "../sdk/feed.js";
 import { backoffDelay } from "../sdk/reconnecting.js";
 import { tokenClaims } from "../sdk/token.js";
 import { byId as $, el } from "./dom.js";
+import { Composer } from "./feedcompose.js";
+import { Follows } from "./feedfollow.js";
 import { PostView } from "./feedview.js";
 import { setIndicator, showConnectionState } from "./indicator.js";
 import { PageTokens, TokenError, withToken } from "./token.js";
@@ -24,24 +28,55 @@ const NEAR_END = "800px 0px"; // start loading older posts this far before the e
 async function main() {
   const params = new URLSearchParams(location.search);
   const access = params.get("token")?.trim() || params.get("token_url")?.trim();
-  const community = params.get("community")?.trim() || null;
+  let community = params.get("community")?.trim() || null;
   const following = params.get("following") === "1";
+  const room = params.get("room")?.trim() || null;
   if (!access) {
     showJoinForm(community);
     return;
   }
-  const feed = community ? { community } : following ? { following: true } : null;
   let tokens;
   try {
     setIndicator("connecting", "Loading the feed…");
     tokens = await PageTokens.fromQuery(params);
+    if (!community && !following && room) {
+      community = await communityOfRoom(tokens, room);
+      if (community) {
+        // A reload (or a shared link) opens the same community without asking again.
+        params.delete("room");
+        params.set("community", community);
+        history.replaceState(null, "", `?${params}`);
+      }
+    }
   } catch (err) {
     setIndicator("stopped", "Disconnected"); // a token_url of another site, or one that said no
     $("fatal").textContent = err.message;
     $("fatal").hidden = false;
     return;
   }
+  const feed = community ? { community } : following ? { following: true } : null;
   new FeedPage(tokens, feed).start();
+}
+
+/**
+ * The community a room's "Community feed" link means: the only one there is, else the one
+ * where the room's members keep their growth threads (the newest thread wins); null if none.
+ */
+async function communityOfRoom(tokens, roomId) {
+  const call = (path) => withToken(tokens, (token) => apiRequest({}, token, "GET", path));
+  const [{ communities }, room] = await Promise.all([
+    call("/api/communities"),
+    call(`/api/rooms/${encodeURIComponent(roomId)}`).catch(() => ({ members: [] })),
+  ]);
+  if (communities.length === 1) return communities[0].id;
+  const newest = await Promise.all(
+    (room.members ?? []).slice(0, 10).map(async (member) => {
+      const query = new URLSearchParams({ owner: member.user_id, limit: "1" });
+      return (await call(`/api/threads?${query}`).catch(() => ({ threads: [] }))).threads[0];
+    }),
+  );
+  const found = newest.filter(Boolean).sort((a, b) => (a.created_at < b.created_at ? 1 : -1));
+  return found[0]?.community_id ?? null;
 }
 
 function showJoinForm(community) {
@@ -49,6 +84,12 @@ function showJoinForm(community) {
   setIndicator("idle", "Not connected");
   if (community) $("join-community").value = community;
   $("join-token").focus();
+}
+
+/** A deletion answered 404 found it gone already (deleted in another tab): done, not an error. */
+function gone(err) {
+  if (err.status === 404) return null;
+  throw err;
 }
 
 function feedLink(tokens, target) {
@@ -71,16 +112,28 @@ class FeedPage {
     this.buffer = null; // events held while the first page reloads
     this.wake = null; // ends the wait before the next attempt to load the first page
     this.list = $("feed-list");
+    this.follows = new Follows(
+      (method, path) => this.api(method, path),
+      (message) => {
+        $("follow-error").textContent = message;
+      },
+    );
+    this.follows.changed.addEventListener("change", () => this.updateEnd());
+    this.names = new Map(); // community id -> name
   }
 
   async start() {
-    this.showNav();
+    this.nav = this.showNav();
     if (this.feed === null) {
       $("choose").hidden = false;
       setIndicator("idle", "Choose a feed");
       return;
     }
     $("feed").hidden = false;
+    this.follows.load().catch((err) => {
+      $("follow-error").textContent = `What you follow could not be loaded: ${err.message}`;
+    });
+    this.nav.then(() => this.startAuthoring());
     $("new-posts").addEventListener("click", () => this.reveal());
     $("load-older").addEventListener("click", () => this.loadOlder());
     $("retry").addEventListener("click", () => {
@@ -98,6 +151,59 @@ class FeedPage {
     if (page === null) return;
     this.render(page);
     this.connect(page.cursor);
+  }
+
+  // Writing and following ------------------------------------------------------------------
+
+  /** The community's Follow button, and the composer (posts, and threads on a community). */
+  startAuthoring() {
+    const community = this.feed.community ?? null;
+    if (community) {
+      const name = this.names.get(community) ?? "this community";
+      const actions = $("feed-actions");
+      actions.replaceChildren(
+        this.follows.button("communities", community, "", "follow follow-community", `the community ${name}`),
+      );
+      actions.hidden = false;
+    }
+    if (this.me === null) return; // a token without a user (a service's) writes nothing here
+    this.composer = new Composer({
+      api: (...args) => this.api(...args),
+      community,
+      names: this.names,
+      onPosted: (post) => this.showOwnPost(post),
+      announce: (text) => {
+        $("announcer").textContent = text;
+      },
+    });
+    this.composer.start();
+  }
+
+  /** My new post shows at once, above anything waiting, when this feed lists it. */
+  showOwnPost(post) {
+    const here = this.feed.community
+      ? post.community_id === this.feed.community
+      : this.follows.matches(post);
+    if (!here) {
+      $("announcer").textContent = "Posted. It shows in its community's feed.";
+      return;
+    }
+    if (!this.entries.has(post.id)) this.pending.push(this.entry(post, post.cursor));
+    this.reveal({ quiet: true });
+    $("announcer").textContent = "Your post is published.";
+  }
+
+  async deletePost(entry) {
+    await this.api("DELETE", `/api/posts/${encodeURIComponent(entry.post.id)}`).catch(gone);
+    this.remove(entry.post.id);
+    $("announcer").textContent = "Post deleted.";
+  }
+
+  async deleteComment(entry, commentId) {
+    const path = `/api/posts/${encodeURIComponent(entry.post.id)}/comments/${encodeURIComponent(commentId)}`;
+    const done = await this.api("DELETE", path).catch(gone);
+    this.acceptCommentDelete(entry, commentId, done?.cursor ?? 0);
+    $("announcer").textContent = "Comment deleted.";
   }
 
   // The socket ---------------------------------------------------------------------------
@@ -143,7 +249,15 @@ class FeedPage {
         break;
       case "feed.comment": {
         const entry = this.entries.get(frame.post_id);
-        if (entry && frame.comment) this.acceptComment(entry, frame.comment, frame.seq);
+        // A comment deleted since keeps only its id: nothing to show.
+        if (entry && frame.comment && !frame.comment.deleted) {
+          this.acceptComment(entry, frame.comment, frame.seq);
+        }
+        break;
+      }
+      case "feed.comment.delete": {
+        const entry = this.entries.get(frame.post_id);
+        if (entry) this.acceptCommentDelete(entry, frame.comment_id, frame.seq);
         break;
       }
       case "feed.reaction": {
@@ -173,6 +287,7 @@ class FeedPage {
       asOf,
       reactionSeq: asOf,
       counted: new Set(), // comments counted after asOf (a live event and our own answer)
+      uncounted: new Set(), // comments deleted after asOf, taken off the count once
       commentsLoaded: false,
       commentsAfter: null,
       commentsMore: false,
@@ -183,7 +298,9 @@ class FeedPage {
       toggleComments: () => this.toggleComments(entry),
       moreComments: () => this.loadComments(entry),
       comment: (body, key) => this.comment(entry, body, key),
-    });
+      deletePost: () => this.deletePost(entry),
+      deleteComment: (id) => this.deleteComment(entry, id),
+    }, this.follows);
     this.entries.set(post.id, entry);
     return entry;
   }
@@ -242,7 +359,14 @@ class FeedPage {
 
   updateEnd() {
     const empty = this.list.childElementCount === 0;
-    $("feed-empty").hidden = !(empty && !this.hasMore && this.pending.length === 0);
+    const none = empty && !this.hasMore && this.pending.length === 0;
+    // The Following tab, empty because nothing is followed, says what to follow and where.
+    const nothingFollowed = !!this.feed?.following && this.follows.loaded && !this.follows.any;
+    $("following-empty").hidden = !(none && nothingFollowed);
+    $("feed-empty").hidden = !(none && !nothingFollowed);
+    $("feed-empty").textContent = this.feed?.following
+      ? "No posts yet from what you follow."
+      : "No posts in this feed yet.";
     $("load-older").hidden = !this.hasMore;
     $("feed-end").hidden = this.hasMore || empty;
   }
@@ -373,6 +497,15 @@ class FeedPage {
     if (entry.commentsLoaded && !entry.commentsMore) entry.view.addComment(comment);
   }
 
+  acceptCommentDelete(entry, commentId, seq) {
+    entry.view.removeComment(commentId);
+    // Counted in the page already (seq <= asOf), or taken off once before.
+    if (seq <= entry.asOf || entry.uncounted.has(commentId)) return;
+    entry.uncounted.add(commentId);
+    entry.post.comments = Math.max(0, (entry.post.comments ?? 0) - 1);
+    entry.view.setCommentCount(entry.post.comments);
+  }
+
   toggleComments(entry) {
     const open = !entry.view.expanded;
     entry.view.setExpanded(open);
@@ -425,6 +558,7 @@ class FeedPage {
     const feeds = $("feeds");
     const targets = [{ label: "Following", target: { following: "1" }, current: !!this.feed?.following }];
     for (const c of communities.value?.communities ?? []) {
+      this.names.set(c.id, c.name);
       const current = this.feed?.community === c.id;
       if (current) this.name = c.name;
       targets.push({ label: c.name, target: { community: c.id }, current });
@@ -451,6 +585,9 @@ class FeedPage {
     );
     $("rooms-nav").hidden = roomList.childElementCount === 0;
     $("choose-list").replaceChildren(...[...feeds.children].map((li) => li.cloneNode(true)));
+    $("following-communities").replaceChildren(
+      ...[...feeds.children].slice(1).map((li) => li.cloneNode(true)),
+    );
     $("feed-title").textContent = this.feed === null ? "Menteo feeds" : this.name;
     this.updateTitle();
   }

@@ -5,6 +5,7 @@
 
 import { formatTime } from "./chat.js";
 import { el } from "./dom.js";
+import { LIMITS, limitCounter } from "./feedlimits.js";
 import { newClientId } from "../sdk/outbox.js";
 
 // Words, not emoji: emoji fonts are missing on many systems.
@@ -15,7 +16,6 @@ export const REACTIONS = [
   ["support", "Support"],
 ];
 
-export const MAX_COMMENT = 2000; // characters, as the server counts them
 
 function timeElement(ts) {
   const time = el("time", "time", formatTime(ts));
@@ -29,15 +29,79 @@ function nameOf(author) {
   return author?.name || author?.user_id || "someone";
 }
 
-/** A post's header: author ("(you)" when it is me), thread and time. */
-function postHeader(post, me) {
+/**
+ * A post's header: author ("(you)" when it is me), thread and time, with Follow buttons for
+ * the author and the thread where they are someone else's.
+ */
+function postHeader(post, me, follows) {
   const meta = el("header", "post-meta");
   const by = el("span", "author", nameOf(post.author));
   by.id = `post-${post.id}-by`;
   meta.append(by);
-  if (me && post.author?.user_id === me.user_id) meta.append(el("span", "you", "(you)"));
-  meta.append(el("span", "thread", post.thread_title ?? ""), timeElement(post.created_at));
+  const mine = me && post.author?.user_id === me.user_id;
+  if (mine) meta.append(el("span", "you", "(you)"));
+  else if (follows && post.author?.user_id) {
+    meta.append(follows.button("users", post.author.user_id, nameOf(post.author)));
+  }
+  meta.append(el("span", "thread", post.thread_title ?? ""));
+  if (!mine && follows && post.thread_id) {
+    meta.append(follows.button("threads", post.thread_id, `the thread ${post.thread_title ?? ""}`));
+  }
+  meta.append(timeElement(post.created_at));
   return meta;
+}
+
+/**
+ * A "Delete" button that asks first: it turns into a question with "Delete" and "Keep"
+ * (focus on Keep, so a stray Enter deletes nothing); `remove()` -> Promise does the deleting.
+ */
+export function deleteControl(question, what, remove) {
+  const box = el("div", "delete-control");
+  const start = el("button", "link-button delete", "Delete");
+  start.type = "button";
+  start.append(el("span", "visually-hidden", ` ${what}`));
+  const ask = el("div", "confirm");
+  ask.setAttribute("role", "group");
+  ask.setAttribute("aria-label", question);
+  ask.hidden = true;
+  const yes = el("button", "danger", `Delete ${what}`);
+  yes.type = "button";
+  const no = el("button", "link-button", "Keep it");
+  no.type = "button";
+  const error = el("p", "error");
+  error.setAttribute("aria-live", "assertive");
+  ask.append(el("span", "confirm-question", question), yes, no);
+  box.append(start, ask, error);
+  start.addEventListener("click", () => {
+    start.hidden = true;
+    ask.hidden = false;
+    error.textContent = "";
+    no.focus();
+  });
+  no.addEventListener("click", () => {
+    ask.hidden = true;
+    start.hidden = false;
+    start.focus();
+  });
+  let busy = false;
+  yes.addEventListener("click", async () => {
+    // Not `disabled`: that would drop the focus to the page before the list can move it on.
+    if (busy) return;
+    busy = true;
+    yes.setAttribute("aria-disabled", "true");
+    try {
+      await remove();
+    } catch (err) {
+      error.textContent = err.message;
+      ask.hidden = true;
+      start.hidden = false;
+      start.focus();
+    } finally {
+      busy = false;
+      yes.removeAttribute("aria-disabled");
+    }
+  });
+  return box;
 }
 
 function milestoneBadge(m) {
@@ -49,10 +113,12 @@ function milestoneBadge(m) {
 
 /**
  * One post's element and its parts. `actions`: {react(kind, on), toggleComments(),
- * moreComments(), comment(body, idempotencyKey) -> Promise}, called from the post's controls.
+ * moreComments(), comment(body, idempotencyKey) -> Promise, deletePost() -> Promise,
+ * deleteComment(id) -> Promise}, called from the post's controls; `follows` (feedfollow.js)
+ * makes the Follow buttons.
  */
 export class PostView {
-  constructor(post, me, actions) {
+  constructor(post, me, actions, follows = null) {
     const id = post.id;
     this.item = el("li", "post");
     this.item.dataset.postId = id;
@@ -60,13 +126,19 @@ export class PostView {
     this.item.tabIndex = -1; // focus lands here when new posts are revealed
     const article = el("article");
     article.setAttribute("aria-labelledby", `post-${id}-by`);
-    article.append(postHeader(post, me));
+    this.me = me;
+    this.actions = actions;
+    article.append(postHeader(post, me, follows));
     if (post.milestone) article.append(milestoneBadge(post.milestone));
     article.append(el("p", "post-body", post.body ?? ""));
     article.append(this.#reactionBar(id, actions), this.reactionError);
+    if (me && post.author?.user_id === me.user_id) {
+      article.append(
+        deleteControl("Delete this post and its comments?", "post", () => actions.deletePost()),
+      );
+    }
     article.append(this.#commentSection(post, actions));
     this.item.append(article);
-    this.me = me;
     this.setReactions(post.reactions, post.my_reactions ?? []);
     this.setCommentCount(post.comments ?? 0);
   }
@@ -118,28 +190,41 @@ export class PostView {
 
   #commentForm(id, actions) {
     const form = el("form", "comment-form");
+    form.noValidate = true;
     const label = el("label", "visually-hidden", "Write a comment");
     label.htmlFor = `comment-input-${id}`;
     const input = el("textarea");
     input.id = `comment-input-${id}`;
     input.name = "body";
     input.rows = 1;
-    input.maxLength = MAX_COMMENT;
+    // No maxLength: a paste is never cut; the counter shows the limit before sending.
     input.placeholder = "Write a comment";
     input.autocomplete = "off";
     const send = el("button", null, "Comment");
     send.type = "submit";
+    const counter = el("p", "counter");
+    counter.id = `comment-counter-${id}`;
     const error = el("p", "error");
+    error.id = `comment-error-${id}`;
     error.setAttribute("aria-live", "assertive");
-    form.append(label, input, send, error);
+    input.setAttribute("aria-describedby", `${counter.id} ${error.id}`);
+    form.append(label, input, send, counter, error);
+    const check = limitCounter(input, counter, LIMITS.comment, "comment");
     // One Idempotency-Key per draft: sending it again after a lost answer stores it once.
     let draftKey = null;
     input.addEventListener("input", () => {
       draftKey = null;
+      error.textContent = "";
     });
     const submit = async () => {
+      if (send.disabled) return;
+      const problem = check.problem();
+      if (problem) {
+        error.textContent = problem;
+        input.focus();
+        return;
+      }
       const body = input.value;
-      if (body.trim() === "" || send.disabled) return;
       send.disabled = true;
       error.textContent = "";
       draftKey ??= newClientId();
@@ -147,6 +232,7 @@ export class PostView {
         await actions.comment(body, draftKey);
         input.value = "";
         draftKey = null;
+        check.update();
       } catch (err) {
         error.textContent = err.message;
       } finally {
@@ -167,6 +253,7 @@ export class PostView {
       submit();
     });
     this.commentInput = input;
+    this.commentError = error;
     return form;
   }
 
@@ -210,7 +297,23 @@ export class PostView {
     if (this.me && comment.author?.user_id === this.me.user_id) meta.append(el("span", "you", "(you)"));
     meta.append(timeElement(comment.created_at));
     item.append(meta, el("p", "comment-body", comment.body ?? ""));
+    if (this.me && comment.author?.user_id === this.me.user_id) {
+      item.append(
+        deleteControl("Delete this comment?", "comment", () => this.actions.deleteComment(comment.id)),
+      );
+    }
     this.commentList.append(item);
+  }
+
+  /** Take a comment out of the list (it was deleted); keyboard focus stays near. */
+  removeComment(id) {
+    const item = this.commentList.querySelector(`[data-comment-id="${CSS.escape(id)}"]`);
+    if (!item) return;
+    if (item.contains(document.activeElement)) {
+      const next = item.nextElementSibling ?? item.previousElementSibling;
+      (next?.querySelector("button") ?? this.commentInput).focus();
+    }
+    item.remove();
   }
 
   setMoreComments(more) {

@@ -67,8 +67,8 @@ function openRoom(roomId, tokens) {
   const token = tokens.token; // who I am: the same person however often it is renewed
   $("join").hidden = true;
   $("room").hidden = false;
-  // The feed page takes the same token, or token URL (it lists the communities to choose from).
-  $("feed-link").href = `feed.html?${new URLSearchParams(tokens.linkParams)}`;
+  // The feed page takes the same token, or token URL, and opens the room's community.
+  $("feed-link").href = `feed.html?${new URLSearchParams({ room: roomId, ...tokens.linkParams })}`;
   $("feed-link").hidden = false;
 
   const room = new RoomClient({ roomId, tokens });
