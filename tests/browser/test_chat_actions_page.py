@@ -184,6 +184,13 @@ async def expect_read_only(page: RoomPage) -> None:
     await expect(page.page.get_by_role("button", name="Send")).to_be_disabled()
     await expect(page.message("last words")).to_have_count(1)  # still readable
     await expect(page.message("last words").locator(".message-actions")).to_have_count(0)
+    # The roadmap too: no control that the server would refuse.
+    step = page.step("Read the guide")
+    await expect(page.page.get_by_label("New step")).to_be_disabled()
+    await expect(step.locator(".step-check")).to_be_disabled()
+    for control in (".step-rename", ".step-remove", ".step-up", ".step-down"):
+        await expect(step.locator(control)).to_be_hidden()
+    await expect(page.checklist).to_contain_text("The room is archived: the roadmap is read-only.")
 
 
 async def test_an_archived_room_is_read_only_on_the_page(
@@ -193,7 +200,10 @@ async def test_an_archived_room_is_read_only_on_the_page(
     ana = await open_room("ana")
     ben = await open_room("ben")
     await ana.say("last words")
+    await ana.add_step("Read the guide")
     await expect(ben.message("last words")).to_have_count(1)
+    await expect(ben.step("Read the guide")).to_have_count(1)
+    await expect(ana.step("Read the guide").locator(".step-rename")).to_be_visible()
     await rest(web_server, "PATCH", f"/api/rooms/{room}", {"archived": True})
 
     for page in (ana, ben):
@@ -212,6 +222,8 @@ async def test_an_archived_room_is_read_only_on_the_page(
         await expect(page.page.locator("#archived-note")).to_be_hidden()
         await expect(page.composer).to_be_enabled()
     await expect(action(ana, "last words", "Edit")).to_have_count(1)
+    await expect(ana.page.get_by_label("New step")).to_be_enabled()
+    await expect(ana.step("Read the guide").locator(".step-rename")).to_be_visible()
     await ben.say("back again")
     await expect(ana.message("back again")).to_have_count(1)
 
