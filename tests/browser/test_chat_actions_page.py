@@ -139,6 +139,19 @@ async def test_a_reply_can_be_cancelled_and_a_blank_edit_is_refused_on_the_page(
         "Write something first: a message cannot be blank."
     )
     await expect(editor).to_have_attribute("aria-invalid", "true")
+    # The limit shows before it is reached, and past it nothing is cut: it is refused, said so.
+    count = ana.message("hello").locator(".edit-count")
+    await editor.fill("x" * 3599)
+    await expect(count).to_be_hidden()
+    await editor.fill("x" * 3600)
+    await expect(count).to_have_text("3600 of 4000 characters")
+    await editor.fill("é" * 4001)
+    await expect(count).to_have_text("4001 of 4000 characters")
+    await editor.press("Enter")
+    await expect(ana.message("hello").locator(".edit-error")).to_have_text(
+        "Too long: 4001 characters, at most 4000."
+    )
+    await expect(editor).to_have_value("é" * 4001)
     assert await ana.outbox("menteo.ops.v1:") == []
 
 

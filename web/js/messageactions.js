@@ -5,7 +5,9 @@
 // page when its chat.edited / chat.deleted comes back, for everyone at once.
 
 import { el } from "./dom.js";
-import { bodyProblem, mayChat } from "./chatrules.js";
+import { MAX_BODY, bodyProblem, mayChat } from "./chatrules.js";
+
+const COUNT_FROM = MAX_BODY * 0.9; // the edit box shows its length from here on
 
 const ACTIONS = [
   ["reply", "Reply"],
@@ -91,12 +93,14 @@ export class MessageActions {
     const error = el("p", "error edit-error");
     error.id = `edit-error-${seq}`;
     error.setAttribute("aria-live", "assertive");
-    input.setAttribute("aria-describedby", error.id);
+    const count = el("p", "edit-count");
+    count.id = `edit-count-${seq}`;
+    input.setAttribute("aria-describedby", `${error.id} ${count.id}`);
     const save = el("button", null, "Save");
     save.type = "submit";
     const cancel = el("button", "link-button", "Cancel");
     cancel.type = "button";
-    form.append(label, input, save, cancel, error);
+    form.append(label, input, save, cancel, count, error);
     body.hidden = true;
     item.querySelector(":scope > .message-actions")?.setAttribute("hidden", "");
     body.after(form);
@@ -134,10 +138,17 @@ export class MessageActions {
         submit();
       }
     });
+    const showCount = () => {
+      const length = [...input.value].length;
+      count.textContent = length >= COUNT_FROM ? `${length} of ${MAX_BODY} characters` : "";
+      count.classList.toggle("over", length > MAX_BODY);
+    };
     input.addEventListener("input", () => {
       error.textContent = "";
       input.setAttribute("aria-invalid", "false");
+      showCount();
     });
+    showCount();
     cancel.addEventListener("click", close);
     input.focus();
     input.setSelectionRange(input.value.length, input.value.length);

@@ -128,8 +128,10 @@ export class RoomSearch {
       if (results.length > 0) this.#before = Math.min(...results.map((r) => r.seq));
       for (const result of results) this.#results.append(this.#resultItem(result));
       const shown = this.#results.childElementCount;
+      const count = `${shown}${page.has_more ? "+" : ""}`;
+      const one = shown === 1 && !page.has_more;
       this.#status.textContent =
-        shown === 0 ? `No messages match “${q}”.` : `${shown}${page.has_more ? "+" : ""} message${shown === 1 ? "" : "s"} match “${q}”.`;
+        shown === 0 ? `No messages match “${q}”.` : `${count} message${one ? " matches" : "s match"} “${q}”.`;
       this.#results.hidden = shown === 0;
       this.#more.hidden = !page.has_more;
       this.#clear.hidden = false;
