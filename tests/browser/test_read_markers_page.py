@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.backends import make_backend
 from tests.browser.roompage import OpenRoom, RoomPage
 from tests.browser.test_room_page import set_hidden
-from tests.servers import Running
+from tests.servers import Running, make_settings, run_server
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
     from playwright.async_api import expect
@@ -24,6 +27,15 @@ if TYPE_CHECKING:
     from playwright.async_api import Page, WebSocket
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+async def web_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    """The page's server on each backend: with Redis a stored marker reaches the room's
+    sockets through the broker (a hub signal)."""
+    backend = await make_backend(request.param, tmp_path)
+    async with run_server(make_settings(backend)) as running:
+        yield running
 
 
 class SentReads:

@@ -25,10 +25,11 @@ pytestmark = pytest.mark.browser
 FILLER = 159  # after the first message: the welcome shows 50, then pages of 100 go back
 
 
-@pytest.fixture
-async def web_server(tmp_path: Path) -> AsyncIterator[Running]:
-    """The page's server, whose rate limits let a test write 160 messages in a row."""
-    backend = await make_backend("sqlite", tmp_path)
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+async def web_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    """The page's server, on each backend (SQLite FTS5 and PostgreSQL full text search rank
+    and stem apart), whose rate limits let a test write 160 messages in a row."""
+    backend = await make_backend(request.param, tmp_path)
     fast = {"rate_per_second": 1000.0, "rate_burst": 1000}
     fast |= {"user_rate_per_second": 1000.0, "user_rate_burst": 1000}
     async with run_server(make_settings(backend, **fast)) as running:
