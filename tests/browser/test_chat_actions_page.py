@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
+from tests.backends import make_backend
 from tests.browser.roompage import OpenRoom, RoomPage
 from tests.ci import skip_or_fail
-from tests.servers import Running
+from tests.servers import Running, make_settings, run_server
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
     from playwright.async_api import expect
@@ -25,6 +28,14 @@ if TYPE_CHECKING:
     from playwright.async_api import Locator
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(params=["sqlite", "postgres+redis"])
+async def web_server(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Running]:
+    """The page's server on each backend (with Redis, every event goes through the broker)."""
+    backend = await make_backend(request.param, tmp_path)
+    async with run_server(make_settings(backend)) as running:
+        yield running
 
 
 def action(page: RoomPage, body: str, name: str) -> Locator:
