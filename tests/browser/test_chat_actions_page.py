@@ -186,14 +186,19 @@ async def test_the_platforms_messages_and_member_changes_are_shown_as_such(
     await ana.say("welcome Cy")
     await rest(web_server, "PUT", f"/api/rooms/{room}/members/cy", {**member, "role": "mentor"})
     await rest(web_server, "DELETE", f"/api/rooms/{room}/members/cy")
+    await rest(web_server, "PATCH", f"/api/rooms/{room}", {"title": "Ana & Ben, year two"})
     events = ben.page.locator("#messages .room-event")
     await expect(events).to_have_text(
         [
             "Cy joined the room as mentee.",
             "Cy is now the room's mentor.",
             "Cy was removed from the room.",
+            "The room was renamed “Ana & Ben, year two”.",
         ]
     )
+    for page in (ana, ben):
+        await expect(page.page.locator("#room-title")).to_have_text("Ana & Ben, year two")
+        await expect(page.page).to_have_title("Ana & Ben, year two · Menteo")
     # In the room's order: the message came between the first two changes.
     after_join = events.first.locator("xpath=following-sibling::li[1]")
     await expect(after_join.locator(".body")).to_have_text("welcome Cy")

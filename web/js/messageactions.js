@@ -65,7 +65,9 @@ export class MessageActions {
       button.addEventListener("click", () => this.#act(action, frame.seq, button));
       bar.append(button);
     }
-    item.append(bar);
+    const after = item.querySelector(":scope > .action-status, :scope > .seen");
+    if (after) after.before(bar); // the controls stay right under the text
+    else item.append(bar);
   }
 
   #act(action, seq, button) {

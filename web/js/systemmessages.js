@@ -1,7 +1,8 @@
 // What the platform says and does in the room, shown as such in the log:
 // - a system message (kind "system", posted by the platform's backend) is the platform's
 //   notice, not a member's message;
-// - member changes (member.added / .updated / .removed) are lines in the log, in seq order;
+// - member changes (member.added / .updated / .removed) and a new title (room.updated) are
+//   lines in the log, in seq order;
 // - an archived room (welcome room.archived, room.updated) says so above the message box,
 //   and the message box is disabled while it is (the server refuses every write: `archived`).
 
@@ -27,6 +28,7 @@ export class SystemMessages extends EventTarget {
   #members = new Map(); // user_id -> {user_id, name, role}, as last told
   #lines = new Set(); // the member-change lines shown
   #disabledHere = false; // the message box is off because the room is archived
+  #title = null; // the room's title, as last told
   archived = false;
 
   constructor({ view, composer, where }) {
@@ -47,6 +49,7 @@ export class SystemMessages extends EventTarget {
 
   onWelcome(frame) {
     this.#members = new Map((frame.room?.members ?? []).map((m) => [m.user_id, m]));
+    this.#title = frame.room?.title ?? null;
     this.#setArchived(frame.room?.archived === true);
   }
 
@@ -63,6 +66,11 @@ export class SystemMessages extends EventTarget {
       }
       case "room.updated": {
         const archived = frame.room?.archived === true;
+        const title = frame.room?.title ?? null;
+        if (title !== null && this.#title !== null && title !== this.#title) {
+          this.#line(frame, `The room was renamed “${title}”.`);
+        }
+        this.#title = title;
         if (archived !== this.archived) {
           this.#line(frame, archived ? "The room was archived: it is read-only now." : "The room was reopened.");
         }
