@@ -4,7 +4,9 @@
 // All text from the network goes into the page with textContent, never as HTML.
 //
 // Events: "unread" {count} when the number of messages that came in while the tab was
-// hidden changes.
+// hidden changes; "render" {seq, item, frame} when a message's element is made (added, or
+// remade by an edit or a delete: chat actions, read markers and replies decorate it);
+// "reset" when every confirmed message left.
 
 import { el } from "./dom.js";
 
@@ -89,6 +91,27 @@ export class ChatView extends EventTarget {
     return this.#unread;
   }
 
+  /** The chat.message frame shown for `seq` (as changed since), or undefined. */
+  frame(seq) {
+    return this.#frames.get(seq);
+  }
+
+  /** The element shown for `seq`, or undefined. */
+  item(seq) {
+    return this.#bySeq.get(seq);
+  }
+
+  /** The seqs shown, in order. */
+  seqs() {
+    return [...this.#bySeq.keys()].sort((a, b) => a - b);
+  }
+
+  /** Put an element of another stored event (a member change) in its seq's place. */
+  place(item, seq) {
+    item.dataset.seq = String(seq);
+    this.#insert(item, seq);
+  }
+
   /** Forget every confirmed message (the server's history was reset: a new epoch). */
   reset() {
     for (const item of this.#bySeq.values()) item.remove();
@@ -96,6 +119,7 @@ export class ChatView extends EventTarget {
     this.#frames.clear();
     this.#divider?.remove();
     this.#divider = null;
+    this.dispatchEvent(new CustomEvent("reset"));
   }
 
   /**
@@ -115,6 +139,7 @@ export class ChatView extends EventTarget {
     this.#insert(item, frame.seq);
     this.#bySeq.set(frame.seq, item);
     this.#frames.set(frame.seq, frame);
+    this.#rendered(frame.seq, item, frame);
     if (live && !mine) {
       this.#announce(frame);
       if (this.#hidden) this.#markUnread(item);
@@ -134,6 +159,7 @@ export class ChatView extends EventTarget {
     item.replaceWith(fresh);
     this.#bySeq.set(frame.target, fresh);
     this.#frames.set(frame.target, next);
+    this.#rendered(frame.target, fresh, next);
     if (next.deleted) {
       // A deleted message's text leaves the page: its screen-reader announcement too.
       for (const said of this.#announcer.querySelectorAll(`[data-seq="${frame.target}"]`)) {
@@ -204,17 +230,21 @@ export class ChatView extends EventTarget {
     this.#scroller.scrollTop = this.#scroller.scrollHeight;
   }
 
+  #rendered(seq, item, frame) {
+    this.dispatchEvent(new CustomEvent("render", { detail: { seq, item, frame } }));
+  }
+
   #nearBottom() {
     const s = this.#scroller;
     return s.scrollHeight - s.scrollTop - s.clientHeight < NEAR_BOTTOM_PX;
   }
 
-  /** Confirmed messages are kept in seq order, before the pending ones. */
+  /** Confirmed messages (and other stored events) are kept in seq order, before the pending ones. */
   #insert(item, seq) {
     let anchor = null;
     let prev = this.#list.lastElementChild;
     while (prev !== null) {
-      const confirmed = prev.classList.contains("message") && !prev.classList.contains("pending");
+      const confirmed = prev.dataset.seq !== undefined && !prev.classList.contains("pending");
       if (confirmed && Number(prev.dataset.seq) < seq) break;
       anchor = prev;
       prev = prev.previousElementSibling;

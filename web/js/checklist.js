@@ -41,8 +41,10 @@ const OWN_STEPS_ONLY = new Set(["rename", "move", "remove"]); // a mentee's: ste
  * token curates but neither verifies nor undoes a verification; a mentee (or a role not
  * known yet) adds, ticks, unticks what is not verified, and renames, moves or removes only
  * the steps they added (renaming or removing one the mentor verified is the mentor's).
+ * In an archived room nobody does anything (the server answers `archived`).
  */
-export function mayDo(me, action, item) {
+export function mayDo(me, action, item, { archived = false } = {}) {
+  if (archived) return false;
   const role = me?.role;
   if (action === "add" || role === "mentor") return true;
   if (action === "verify") return false;
@@ -53,10 +55,10 @@ export function mayDo(me, action, item) {
 }
 
 /** Every per-step action `me` may take on `item`: {tick, untick, rename, move, remove, verify}. */
-export function allowedActions(me, item) {
+export function allowedActions(me, item, room = {}) {
   const out = {};
   for (const action of ["tick", "untick", "rename", "move", "remove", "verify"]) {
-    out[action] = mayDo(me, action, item);
+    out[action] = mayDo(me, action, item, room);
   }
   return out;
 }

@@ -49,6 +49,7 @@ export class ChecklistPanel {
   #rows = new Map(); // item id -> <li>
   #view = []; // the items as shown, in order
   #errorTimer = null;
+  #archived = false; // the room is archived: the roadmap is read-only
   #dom; // the elements of checklistdom.js buildPanel
   section;
 
@@ -64,6 +65,7 @@ export class ChecklistPanel {
   // Frames ---------------------------------------------------------------------------------
 
   onWelcome(frame) {
+    this.#archived = frame.room?.archived === true;
     for (const m of frame.room?.members ?? []) this.#names.set(m.user_id, m.name || m.user_id);
     if (frame.you) this.#names.set(frame.you.user_id, frame.you.name || frame.you.user_id);
     if (frame.checklist) {
@@ -77,6 +79,10 @@ export class ChecklistPanel {
 
   onFrame(frame) {
     if (frame.type === "member.updated") this.#onMember(frame.member);
+    if (frame.type === "room.updated" && frame.room) {
+      this.#archived = frame.room.archived === true;
+      this.render();
+    }
     if (frame.type === "ack") this.#onAck(frame);
     else if (frame.type === "error") this.#onError(frame);
     else this.#onEvent(frame);
@@ -166,7 +172,7 @@ export class ChecklistPanel {
 
   /** May I do `action` to the step `itemId` (the role table)? */
   may(action, itemId) {
-    return mayDo(this.#ctx.me, action, this.#itemById(itemId));
+    return mayDo(this.#ctx.me, action, this.#itemById(itemId), { archived: this.#archived });
   }
 
   /** Move one place up (-1) or down (+1) in the shown order. */
@@ -194,7 +200,10 @@ export class ChecklistPanel {
     this.#renderList();
     this.#renderNote();
     const role = this.#ctx.me?.role;
-    this.#dom.roleNote.textContent = ROLE_NOTES[role] ?? "";
+    this.#dom.roleNote.textContent = this.#archived
+      ? "The room is archived: the roadmap is read-only."
+      : (ROLE_NOTES[role] ?? "");
+    for (const control of this.#dom.form.elements) control.disabled = this.#archived;
     this.#dom.roleNote.dataset.role = role ?? "";
   }
 
@@ -255,7 +264,7 @@ export class ChecklistPanel {
       }
       const first = index === 0;
       const last = index === this.#view.length - 1;
-      const may = allowedActions(me, item);
+      const may = allowedActions(me, item, { archived: this.#archived });
       updateRow(row, item, { may, first, last, hover: this.#hoverText(item) });
       return row;
     });

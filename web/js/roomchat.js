@@ -2,6 +2,7 @@
 // messages waiting in its outbox, and the room's title with the unread count in the tab's
 // title.
 
+import { ChatActions } from "./chatactions.js";
 import { byId } from "./dom.js";
 
 export class ChatPanel {
@@ -9,6 +10,7 @@ export class ChatPanel {
   #room; // RoomClient
   #note; // the "N messages waiting" line
   #title = "Menteo room";
+  #actions; // reply, edit, delete, read markers, search, system messages (chatactions.js)
   welcomed = false; // at least one welcome: the room is known
 
   constructor(view, room, note) {
@@ -20,6 +22,7 @@ export class ChatPanel {
     view.setHidden(document.hidden);
     room.on("pending", (detail) => this.#onPending(detail));
     room.on("outbox", (detail) => this.#onOutbox(detail));
+    this.#actions = new ChatActions({ view, room });
   }
 
   /** Show the messages the outbox holds (written before a reload or while offline). */
@@ -36,7 +39,11 @@ export class ChatPanel {
     if (this.welcomed && (epochChanged || !frame.recovered)) this.#view.reset();
     this.welcomed = true;
     this.#view.setMe(frame.you);
-    this.#title = frame.room.title || "Menteo room";
+    this.#setTitle(frame.room.title);
+  }
+
+  #setTitle(title) {
+    this.#title = title || "Menteo room";
     byId("room-title").textContent = this.#title;
     this.#updateTitle();
   }
@@ -45,11 +52,14 @@ export class ChatPanel {
   showHistory(frame) {
     for (const message of frame.history ?? []) this.#view.add(message, { live: false });
     if (!frame.recovered) this.#view.scrollToEnd();
+    this.#actions.onWelcome(frame);
   }
 
   onFrame(frame) {
     if (frame.type === "chat.message") this.#view.add(frame, { live: true });
     else if (frame.type === "chat.edited" || frame.type === "chat.deleted") this.#view.change(frame);
+    else if (frame.type === "room.updated" && frame.room?.title) this.#setTitle(frame.room.title);
+    this.#actions.onFrame(frame);
   }
 
   /** One of my messages changed state in the outbox (the SDK's "pending" event). */

@@ -16,6 +16,11 @@
 //   "pending"  {id, kind, status, message?, seq?}: one of my outbox entries (sender.js)
 //   "outbox"   {size, durable, external, entries}: the chat messages waiting changed
 //   "presence" {members, online, typing}: presence.js
+//   "read"     {user_id, seq, markers}: a member's read marker moved (a `read.marker`);
+//              markers: the Map of every member's, also `room.readMarkers` (the welcome's
+//              `read` replaces it on every socket, before "welcome")
+//   "room"     {room}: a room.updated changed the room (its title, its `archived` flag);
+//              `room.room` and `room.archived` are current from the welcome on
 
 import { apiRequest } from "./api.js";
 import { Emitter } from "./events.js";
@@ -31,6 +36,10 @@ export const ROOM_FATAL_CLOSES = new Map([
   [4403, "You are not a member of this room."],
   [4404, "This room does not exist."],
 ]);
+
+// Frames whose `seq` names an event rather than being one: never dropped as seen already
+// (a read.marker's seq is at or below the last event's, by definition).
+const SEQ_NOT_EVENT = new Set(["ack", "read.marker"]);
 
 const TYPING_REFRESH_MS = 3000; // "still typing" is repeated this often while typing
 const TYPING_IDLE_MS = 4000; // no keystroke for this long: stopped typing
@@ -76,7 +85,7 @@ export class RoomConnection extends ReconnectingSocket {
 
   /** @param {any} frame */
   received(frame) {
-    if (typeof frame.seq === "number" && frame.type !== "ack") {
+    if (typeof frame.seq === "number" && !SEQ_NOT_EVENT.has(frame.type)) {
       // A stored event: every one is seen once, in seq order.
       if (this.lastSeq !== null && frame.seq <= this.lastSeq) return;
       this.lastSeq = frame.seq;
@@ -114,6 +123,10 @@ export class RoomClient extends Emitter {
   #typingIdle = undefined;
   #readWanted = 0; // the highest `read` asked for
   #readSent = 0; // ... and sent on the current socket
+  /** @type {Map<string, number>} every member's read marker (welcome `read`, `read.marker`) */
+  #markers = new Map();
+  /** @type {any} the room as it is now: the welcome's `room`, then each room.updated's */
+  #room = null;
 
   /** @param {RoomOptions} options */
   constructor(options) {
@@ -178,6 +191,25 @@ export class RoomClient extends Emitter {
   /** Who I am in this room ({user_id, name, role}), from the last welcome. */
   get you() {
     return this.#presence.me;
+  }
+
+  /** The room as it is now ({id, title, created_at, members, archived}); null before a welcome. */
+  get room() {
+    return this.#room;
+  }
+
+  /** True while the room is archived: chat and checklist writes are refused (`archived`). */
+  get archived() {
+    return this.#room?.archived === true;
+  }
+
+  /**
+   * Every member's read marker (user id -> seq: everything up to it is read), as the
+   * welcome's `read` and the `read.marker` frames since tell it. Markers only move forward.
+   * @returns {ReadonlyMap<string, number>}
+   */
+  get readMarkers() {
+    return this.#markers;
   }
 
   /** The highest seq seen, and the epoch it belongs to (what a resume sends). */
@@ -373,6 +405,22 @@ export class RoomClient extends Emitter {
     return this.api("GET", path);
   }
 
+  /**
+   * Search this room's chat messages (`GET /api/rooms/{id}/search`): `{results, has_more}`,
+   * the newest `limit` matches (seq < `before`, if given), best match first; each result
+   * `{seq, id, author, body, ts, snippet}` with the matched words between « and ». For the
+   * next page pass the smallest `seq` of this one as `before`.
+   * @param {string} q 1..200 characters with at least one word (letters or digits)
+   * @param {{before?: number, limit?: number}} [page]
+   */
+  search(q, { before, limit } = {}) {
+    const query = new URLSearchParams({ q });
+    if (before !== undefined) query.set("before", String(before));
+    if (limit !== undefined) query.set("limit", String(limit));
+    const path = `/api/rooms/${encodeURIComponent(this.roomId)}/search?${query}`;
+    return this.api("GET", path);
+  }
+
   // Internals ------------------------------------------------------------------------------
 
   /** @param {any} detail */
@@ -386,7 +434,13 @@ export class RoomClient extends Emitter {
   #onWelcome(detail) {
     const { frame } = detail;
     this.#welcome = frame;
+    this.#room = frame.room ?? null;
     this.#presence.onWelcome(frame);
+    // The welcome's markers are as stored now: they replace what an older socket told.
+    this.#markers = new Map();
+    for (const [user, seq] of Object.entries(frame.read ?? {})) {
+      if (typeof seq === "number") this.#markers.set(user, seq);
+    }
     for (const message of frame.history ?? []) this.#seen(message);
     this.emit("welcome", detail);
     this.#sender.onWelcome();
@@ -402,9 +456,24 @@ export class RoomClient extends Emitter {
     if (frame.type === "read.marker" && frame.user_id === this.you?.user_id) {
       this.#readSent = Math.max(this.#readSent, frame.seq);
     }
+    if (frame.type === "room.updated" && frame.room) this.#room = frame.room;
     this.#presence.onFrame(frame);
     this.emit("frame", frame);
     this.emit(frame.type, frame);
+    if (frame.type === "read.marker") this.#moveMarker(frame.user_id, frame.seq);
+    if (frame.type === "room.updated" && frame.room) this.emit("room", { room: frame.room });
+  }
+
+  /**
+   * A member's marker, only ever forward; "read" when it moved.
+   * @param {unknown} user
+   * @param {unknown} seq
+   */
+  #moveMarker(user, seq) {
+    if (typeof user !== "string" || typeof seq !== "number") return;
+    if (seq <= (this.#markers.get(user) ?? -1)) return;
+    this.#markers.set(user, seq);
+    this.emit("read", { user_id: user, seq, markers: this.#markers });
   }
 
   /**

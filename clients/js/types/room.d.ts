@@ -61,6 +61,16 @@ export class RoomClient extends Emitter {
     get welcome(): any;
     /** Who I am in this room ({user_id, name, role}), from the last welcome. */
     get you(): import("./presence.js").Person | null;
+    /** The room as it is now ({id, title, created_at, members, archived}); null before a welcome. */
+    get room(): any;
+    /** True while the room is archived: chat and checklist writes are refused (`archived`). */
+    get archived(): boolean;
+    /**
+     * Every member's read marker (user id -> seq: everything up to it is read), as the
+     * welcome's `read` and the `read.marker` frames since tell it. Markers only move forward.
+     * @returns {ReadonlyMap<string, number>}
+     */
+    get readMarkers(): ReadonlyMap<string, number>;
     /** The highest seq seen, and the epoch it belongs to (what a resume sends). */
     get lastSeq(): number | null;
     get epoch(): string | null;
@@ -178,6 +188,18 @@ export class RoomClient extends Emitter {
      * @param {{before?: number, limit?: number}} [page]
      */
     history({ before, limit }?: {
+        before?: number;
+        limit?: number;
+    }): Promise<any>;
+    /**
+     * Search this room's chat messages (`GET /api/rooms/{id}/search`): `{results, has_more}`,
+     * the newest `limit` matches (seq < `before`, if given), best match first; each result
+     * `{seq, id, author, body, ts, snippet}` with the matched words between « and ». For the
+     * next page pass the smallest `seq` of this one as `before`.
+     * @param {string} q 1..200 characters with at least one word (letters or digits)
+     * @param {{before?: number, limit?: number}} [page]
+     */
+    search(q: string, { before, limit }?: {
         before?: number;
         limit?: number;
     }): Promise<any>;
