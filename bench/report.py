@@ -125,7 +125,9 @@ def intro(report: dict[str, Any]) -> list[str]:
         "Every figure of ours is shown with its ratio to the **raw reference of the same run**: "
         "a bare `websockets` server using `websockets.broadcast` (`bench/reference/"
         "raw_broadcast.py`, the Python limit: same frames, no tokens, no database), beside "
-        "python-socketio doing the same room broadcast (`bench/reference/socketio_server.py`). "
+        "python-socketio doing the same room broadcast (`bench/reference/socketio_server.py`) "
+        "and Node's socket.io 4 (`bench/reference/socketio_node.js`, npm `socket.io` pinned in "
+        "`bench/reference/package.json`). "
         "Absolute numbers on a shared machine drift; ratios from one run hold better.",
         "",
         f"Machine: {m.get('nproc')} cores ({m.get('cpu_model')}), Linux {m.get('kernel')}, "

@@ -5,7 +5,8 @@
 
 Runs ``bench/suite.py`` once per (scenario, server) pair, each in a fresh interpreter, one
 after another, and reports every figure of ours as a ratio to the raw ``websockets``
-reference of the same run, beside python-socketio's ratio. Writes:
+reference of the same run, beside python-socketio's ratio; Node's socket.io 4 (``socketio``)
+runs beside them in the same groups. Writes:
 
 - docs/benchmarks.md: the targets (met / missed), the tables, the plots; the hand-written
   analysis block between the ``analysis`` markers is kept across runs;
@@ -50,29 +51,34 @@ LAST = BENCH / "last_run.json"
 PLAN: list[tuple[str, str, str]] = [
     ("fanout", "fanout", "raw"),
     ("fanout", "fanout", "socketio"),
+    ("fanout", "fanout", "python-socketio"),
     ("fanout", "fanout", "ours"),
     ("fanout", "fanout", "granian"),
     ("latency", "latency", "raw"),
     ("latency", "latency", "socketio"),
+    ("latency", "latency", "python-socketio"),
     ("latency", "latency", "ours"),
     ("bigroom", "bigroom", "raw"),
     ("bigroom", "bigroom", "socketio"),
+    ("bigroom", "bigroom", "python-socketio"),
     ("bigroom", "bigroom", "ours"),
     ("idle", "idle", "raw"),
     ("idle", "idle", "socketio"),
+    ("idle", "idle", "python-socketio"),
     ("idle", "idle", "ours"),
     ("idle", "idle", "granian"),
     ("durable", "durable", "raw"),
-    ("durable", "durable", "socketio"),
+    ("durable", "durable", "python-socketio"),
     ("durable", "durable", "ours"),
     ("durable", "durable", "ours-pg"),
     ("joinstorm", "joinstorm", "raw"),
     ("joinstorm", "joinstorm", "socketio"),
+    ("joinstorm", "joinstorm", "python-socketio"),
     ("joinstorm", "joinstorm", "ours"),
     ("scaleout", "fanout", "ours-redis"),
-    ("scaleout", "fanout", "socketio-redis"),
+    ("scaleout", "fanout", "python-socketio-redis"),
     ("scaleout", "latency", "ours-redis"),
-    ("scaleout", "latency", "socketio-redis"),
+    ("scaleout", "latency", "python-socketio-redis"),
 ]
 RETRY_SCENARIOS = {"fanout", "latency", "bigroom", "durable"}
 TIMEOUT = {"idle": 420, "joinstorm": 180}

@@ -80,12 +80,12 @@ def log(msg: str) -> None:
 @dataclass
 class ServerSpec:
     name: str
-    kind: str  # "menteo", "raw", "socketio"
+    kind: str  # "menteo", "raw", "socketio" (the wire protocol the load generator speaks)
     label: str
     processes: int = 1
     database: str | None = None  # "sqlite" | "postgres" (ours)
     redis: bool = False
-    launcher: str = "uvicorn"  # ours: "uvicorn" or "granian"
+    launcher: str = "uvicorn"  # ours: "uvicorn" or "granian"; socket.io: "python" or "node"
     cluster: bool = False  # redis: a private Redis Cluster instead of --redis-url
 
 
@@ -93,7 +93,8 @@ SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
         ServerSpec("raw", "raw", "raw websockets.broadcast (reference)"),
-        ServerSpec("socketio", "socketio", "python-socketio (reference)"),
+        ServerSpec("socketio", "socketio", "Node socket.io 4 (reference)", launcher="node"),
+        ServerSpec("python-socketio", "socketio", "python-socketio (reference)", launcher="python"),
         ServerSpec("ours", "menteo", "ours: 1 process + SQLite", database="sqlite"),
         ServerSpec("ours-pg", "menteo", "ours: 1 process + PostgreSQL", database="postgres"),
         ServerSpec(
@@ -114,11 +115,12 @@ SERVERS: dict[str, ServerSpec] = {
             cluster=True,
         ),
         ServerSpec(
-            "socketio-redis",
+            "python-socketio-redis",
             "socketio",
             "python-socketio: 2 processes + Redis",
             processes=2,
             redis=True,
+            launcher="python",
         ),
         ServerSpec(
             "granian",
@@ -136,6 +138,30 @@ SERVERS: dict[str, ServerSpec] = {
         ),
     )
 }
+
+
+REFERENCE = BENCH / "reference"
+
+
+def node_reference() -> str:
+    """``node``, with bench/reference/package.json's pinned packages installed (``npm ci``
+    once, from the lock file: the only thing the Node reference servers fetch)."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError(
+            "the Node reference servers need node and npm (apt-get install nodejs npm)"
+        )
+    lock = REFERENCE / "package-lock.json"
+    stamp = REFERENCE / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
+        log("npm ci in bench/reference (the Node reference servers' pinned packages)")
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=REFERENCE,
+            check=True,
+            timeout=600,
+        )
+    return node
 
 
 def unlimited_env() -> dict[str, str]:
@@ -200,6 +226,9 @@ class ServerSet:
         py = sys.executable
         if spec.kind == "raw":
             return [py, str(BENCH / "reference" / "raw_broadcast.py"), "--port", str(port)]
+        if spec.kind == "socketio" and spec.launcher == "node":
+            script = BENCH / "reference" / "socketio_node.js"
+            return [node_reference(), str(script), "--host", HOST, "--port", str(port)]
         if spec.kind == "socketio":
             cmd = [py, str(BENCH / "reference" / "socketio_server.py"), "--port", str(port)]
             return [*cmd, "--redis-url", self.redis_url] if spec.redis else cmd

@@ -52,7 +52,7 @@ def row(
 
 def three(runs: Runs, key: str, scenario: str) -> tuple[dict[str, Any], ...]:
     """(ours, raw, python-socketio) of one group."""
-    return tuple(find(runs, key, scenario, s) for s in ("ours", "raw", "socketio"))
+    return tuple(find(runs, key, scenario, s) for s in ("ours", "raw", "python-socketio"))
 
 
 def fanout_target(runs: Runs) -> dict[str, Any]:
@@ -69,6 +69,31 @@ def fanout_target(runs: Runs) -> dict[str, Any]:
         at_least(ratio(ours.get(field), raw.get(field)), 0.70),
         core=core,
         core_met=at_least(ratio(core[0], core[1]), 0.70),
+    )
+
+
+def node_target(runs: Runs) -> dict[str, Any]:
+    """Issue 23 target 2: server CPU per delivery at saturation against Node's socket.io 4 in
+    the same run (lower is better: the ratio is ours ÷ Node's, so ≤ 1.0 is level or ahead).
+    The raw and python-socketio columns carry their own CPU per delivery ÷ raw's."""
+    ours, raw, sio = three(runs, "fanout", "fanout")
+    node = find(runs, "fanout", "fanout", "socketio")
+    field = "cpu_us_per_delivery"
+    mine, theirs = ours.get(field), node.get(field)
+    vs_node = ratio(mine, theirs)
+    return row(
+        "saturation fan-out: server CPU per delivery, ours ÷ Node socket.io 4",
+        "≤ 1.0× Node's; ≤ 1/1.3 of raw's",
+        "µs",
+        mine,
+        raw.get(field),
+        sio.get(field),
+        None
+        if vs_node is None
+        else vs_node <= 1.0 and (at_most(ratio(mine, raw.get(field)), 1 / 1.3) or False),
+        note=f"Node socket.io 4: {f(theirs)} µs per delivery, ours ÷ Node {fr(vs_node)}; "
+        f"delivered/s as measured: ours {f(ours.get('delivered_per_s'))}, Node "
+        f"{f(node.get('delivered_per_s'))}",
     )
 
 
@@ -117,7 +142,7 @@ def idle_target(runs: Runs) -> dict[str, Any]:
 def scaleout_target(runs: Runs) -> dict[str, Any]:
     """Two processes on Redis, as ratios to raw's single process."""
     ours = find(runs, "scaleout", "fanout", "ours-redis")
-    sio = find(runs, "scaleout", "fanout", "socketio-redis")
+    sio = find(runs, "scaleout", "fanout", "python-socketio-redis")
     raw = find(runs, "fanout", "fanout", "raw")
     field = "delivered_per_s"
     core = (per_core(ours, field), per_core(raw, field), per_core(sio, field))
@@ -185,6 +210,7 @@ def joinstorm_target(runs: Runs) -> dict[str, Any]:
 def targets(runs: Runs) -> list[dict[str, Any]]:
     return [
         fanout_target(runs),
+        node_target(runs),
         *latency_targets(runs),
         idle_target(runs),
         scaleout_target(runs),
