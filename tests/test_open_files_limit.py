@@ -30,6 +30,10 @@ def open_files_limits(pid: int) -> tuple[str, str]:
     raise AssertionError("no Max open files line")
 
 
+def nr_open() -> str:
+    return Path("/proc/sys/fs/nr_open").read_text().strip()
+
+
 def low_soft_limit() -> None:  # runs in the child before exec
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (LOW, hard))
@@ -68,6 +72,6 @@ async def test_serve_raises_its_soft_open_files_limit_to_the_hard_limit(
     expected = "unlimited" if hard == resource.RLIM_INFINITY else str(hard)
     assert hard_seen == expected
     if hard == resource.RLIM_INFINITY:  # raised to the kernel's per-process ceiling
-        assert soft == Path("/proc/sys/fs/nr_open").read_text().strip()
+        assert soft == nr_open()
     else:
         assert soft == str(hard), f"soft limit {soft}, hard {hard_seen}: not raised"
