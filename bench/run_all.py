@@ -75,13 +75,24 @@ PLAN: list[tuple[str, str, str]] = [
     ("joinstorm", "joinstorm", "socketio"),
     ("joinstorm", "joinstorm", "python-socketio"),
     ("joinstorm", "joinstorm", "ours"),
+    ("manyidle", "manyidle", "raw"),
+    ("manyidle", "manyidle", "socketio"),
+    ("manyidle", "manyidle", "ours"),
+    ("manyidle", "joinstorm", "raw"),
+    ("manyidle", "joinstorm", "ours"),
     ("scaleout", "fanout", "ours-redis"),
     ("scaleout", "fanout", "python-socketio-redis"),
     ("scaleout", "latency", "ours-redis"),
     ("scaleout", "latency", "python-socketio-redis"),
 ]
+# Issue 23 target 4: 100,000 idle sockets (as many as the open-files limit allows: suite.py
+# says so in its log) and a join storm of 10,000 clients with history.
+PLAN_ARGS: dict[tuple[str, str], list[str]] = {
+    ("manyidle", "manyidle"): ["--sockets", "100000"],
+    ("manyidle", "joinstorm"): ["--clients", "10000"],
+}
 RETRY_SCENARIOS = {"fanout", "latency", "bigroom", "durable"}
-TIMEOUT = {"idle": 420, "joinstorm": 180}
+TIMEOUT = {"idle": 420, "joinstorm": 180, "manyidle": 1200}
 
 
 def log(msg: str) -> None:
@@ -91,12 +102,16 @@ def log(msg: str) -> None:
 # Running ----------------------------------------------------------------------------------
 
 
-def run_one(scenario: str, server: str, smoke: bool, extra: list[str]) -> dict[str, Any]:
+def run_one(
+    scenario: str, server: str, smoke: bool, extra: list[str], key: str = ""
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, str(SUITE), scenario, "--server", server, "--json", str(out), *extra]
     if smoke:
         cmd.append("--smoke")
+    else:
+        cmd += PLAN_ARGS.get((key, scenario), [])
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -104,7 +119,7 @@ def run_one(scenario: str, server: str, smoke: bool, extra: list[str]) -> dict[s
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            timeout=TIMEOUT.get(scenario, 150) * (0.5 if smoke else 1),
+            timeout=max(TIMEOUT.get(scenario, 150), TIMEOUT.get(key, 0)) * (0.5 if smoke else 1),
             text=True,
         )
         result: dict[str, Any] = (
@@ -150,7 +165,7 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for i, (key, scenario, server) in enumerate(plan):
         log(f"[{i + 1}/{len(plan)}] {key}: {scenario} on {server}")
-        r = run_one(scenario, server, args.smoke, args.extra)
+        r = run_one(scenario, server, args.smoke, args.extra, key)
         r["key"] = key
         attempts = [r]
         elapsed = time.monotonic() - started
@@ -162,7 +177,7 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             and elapsed < args.budget * 0.8
         ):
             log(f"  disturbed ({disturbance(r):.2f} cores elsewhere): once more")
-            again = run_one(scenario, server, args.smoke, args.extra)
+            again = run_one(scenario, server, args.smoke, args.extra, key)
             again["key"] = key
             attempts.append(again)
             r = min((a for a in attempts if a.get("ok")), key=disturbance, default=again)
@@ -214,6 +229,7 @@ def summary_line(r: dict[str, Any]) -> str:
         "typing_p99_ms",
         "kib_per_socket_1000",
         "kib_per_socket_10000",
+        "kib_per_socket",
         "total_s",
         "connects_per_s",
         "p99_ms",
@@ -259,7 +275,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda s: s.split(","),
         default=None,
         help="comma-separated scenario names (fanout, latency, bigroom, idle, "
-        "durable, joinstorm, scaleout, feed)",
+        "durable, joinstorm, manyidle, scaleout, feed)",
     )
     p.add_argument("--servers", type=lambda s: s.split(","), default=None)
     p.add_argument(

@@ -18,6 +18,9 @@ Scenarios (issue 4 §2), each named for what it measures:
   idle      server RSS per idle socket at 1,000 and 10,000 sockets
   durable   100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
   joinstorm 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
+            (--clients N: N clients)
+  manyidle  --sockets idle room sockets on one process (default 15,000; client ports over
+            127.0.0.2 and up): RSS per socket, then 1% of rooms chatting: send->receive p99
   inbox     1,000 inbox sockets, each user in 5 rooms of two, chat at 1,000 messages/s: commit
             -> inbox.room p50/p99 at every affected inbox (target p99 <= 20 ms, one process)
   feed      bench/feed_fanout.py when present
@@ -547,6 +550,7 @@ async def open_members(
     start_index: int = 0,
     room_offset: int = 0,
     timeout: float = 120.0,
+    per_source: int = 0,
 ) -> list[Member]:
     """Connect ``per_room`` members to every room (spread over the processes) and wait for
     each welcome. ``room_offset``: the index of ``room_ids[0]`` among the rooms made (user
@@ -581,6 +585,7 @@ async def open_members(
                         subprotocol=sub,
                         timeout=max(1.0, deadline - time.perf_counter()),
                         user=m,
+                        local_host=source_address(m.index, per_source),
                     )
                     break
                 except (OSError, RuntimeError) as exc:
@@ -592,6 +597,15 @@ async def open_members(
 
     await asyncio.gather(*(one(m) for m in members))
     return members
+
+
+def source_address(index: int, per_source: int) -> str | None:
+    """Client ``index``'s loopback source address when sockets are spread ``per_source`` to
+    an address (127.0.0.2 and up; 127.0.0.1 stays the server's): None without spreading."""
+    if per_source <= 0:
+        return None
+    n = index // per_source
+    return f"127.0.{n // 254}.{n % 254 + 2}"
 
 
 async def until(condition: Callable[[], bool], seconds: float, step: float = 0.05) -> bool:
@@ -704,6 +718,9 @@ class Params:
     duration: float
     window: int = 4
     rate: float = 20_000.0  # deliveries/s for the latency scenario
+    sockets: int = 0  # manyidle: idle sockets (0: the default)
+    clients: int = 0  # joinstorm: clients (0: the default, 1,000)
+    chat_rate: float = 5.0  # manyidle: messages/s in each chatting room
 
 
 async def closed_loop(
@@ -940,7 +957,8 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
 
 
 async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
-    rooms, per_room, history = (10, 10, 50) if prm.smoke else (100, 10, 50)
+    per_room, history = 10, 50
+    rooms = max(1, prm.clients // per_room) if prm.clients else 10 if prm.smoke else 100
     load = Load(make_target(servers))
     room_ids = await load.target.make_rooms(rooms, per_room)
     # History: one member per room sends 50 messages (window 10), all acked, then leaves.
@@ -951,7 +969,7 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
     for _ in range(history):
         for m in fillers:
             m.send_chat()
-    await until(lambda: load.acks >= rooms * history, 60)
+    await until(lambda: load.acks >= rooms * history, max(60.0, rooms * history / 1000))
     await close_members(fillers)
     await asyncio.sleep(1.0)
     load.welcome_history.clear()
@@ -972,7 +990,14 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
         try:
             proc = servers.procs[m.index % len(servers.procs)]
             m.client = await connect(
-                HOST, proc.port, path, m.on_message, subprotocol=sub, timeout=30, user=m
+                HOST,
+                proc.port,
+                path,
+                m.on_message,
+                subprotocol=sub,
+                timeout=30,
+                user=m,
+                local_host=source_address(m.index, PER_SOURCE) if len(storm) > 5000 else None,
             )
             return await welcome_of(m, 30) - t0
         except (OSError, RuntimeError, TimeoutError):
@@ -996,6 +1021,109 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
         "server_cpu_s": round(cpu["server_cpu"] * cpu["seconds"], 3),
         "other_cpu": cpu["other_cpu"],
         "client_cpu": cpu["client_cpu"],
+    }
+
+
+# Many idle sockets on one process (issue 23, target 4) --------------------------------------
+
+PER_SOURCE = 20_000  # client sockets per loopback source address (about 28,000 ports each)
+MANYIDLE_DEFAULT = 15_000  # quick on the 2-core machine; --sockets 100000 is the target
+
+
+async def scenario_manyidle(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    """One process holding ``--sockets`` idle room sockets (rooms of 10, the client's ports
+    spread over 127.0.0.2 and up, PER_SOURCE to an address): the server's RSS per socket;
+    then 1% of the rooms chatting (one member of each sends ``--chat-rate`` messages/s, open
+    loop, while every other socket stays idle): send -> receive p50/p99 at the other members,
+    and the server's CPU."""
+    wanted = prm.sockets or (500 if prm.smoke else MANYIDLE_DEFAULT)
+    # This process holds a descriptor per socket too (the servers inherit its limit).
+    budget = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 500
+    n = min(wanted, budget)
+    if n < wanted:
+        log(f"{wanted} sockets asked, {n} fit under the open-files limit (ulimit -Hn)")
+    per_room = 10
+    rooms = max(1, n // per_room)
+    load = Load(make_target(servers))
+    load.track = True
+    room_ids = await load.target.make_rooms(rooms + 1, per_room)
+    warm = await open_members(
+        load, servers, room_ids[-1:], per_room, start_index=10**7, room_offset=rooms
+    )
+    await close_members(warm)
+    await asyncio.sleep(1.0)
+    base = servers.rss_kib()
+    t = time.perf_counter()
+    members = await open_members(
+        load,
+        servers,
+        room_ids[:rooms],
+        per_room,
+        concurrency=200,
+        timeout=max(300.0, n / 100),
+        per_source=PER_SOURCE,
+    )
+    opened = time.perf_counter() - t
+    await asyncio.sleep(2.0)
+    rss = servers.rss_kib()
+    log(
+        f"{len(members)} idle sockets in {opened:.1f} s: {(rss - base) / len(members):.1f} KiB each"
+    )
+    chatting = max(1, rooms // 100)
+    step = rooms // chatting
+    senders = [members[r * per_room] for r in range(0, step * chatting, step)]
+    rate = chatting * prm.chat_rate
+    t0 = time.perf_counter() + 0.2
+    start, end = t0 + prm.warmup, t0 + prm.warmup + prm.duration
+    sent = 0
+
+    async def ticker() -> None:
+        nonlocal sent
+        for k in range(int((end - t0) * rate) + 1):
+            due = t0 + k / rate
+            if due >= end:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            senders[k % len(senders)].send_chat()
+            sent += start <= due
+
+    async def window() -> dict[str, Any]:
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        meter = Meter(servers)
+        meter.start()
+        load.measuring = True
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        load.measuring = False
+        return meter.stop()
+
+    cpu = (await asyncio.gather(ticker(), window()))[1]
+    await until(lambda: not any(m.outstanding for m in senders), 15)
+    closed_early = sum(m.client is not None and m.client.close_code is not None for m in members)
+    rss_end = servers.rss_kib()
+    await close_members(members)
+    return {
+        "sockets": len(members),
+        "sockets_asked": wanted,
+        "source_addresses": (len(members) - 1) // PER_SOURCE + 1,
+        "rooms": rooms,
+        "baseline_rss_kib": base,
+        "rss_kib": rss,
+        "kib_per_socket": round((rss - base) / len(members), 2),
+        "open_seconds": round(opened, 2),
+        "connects_per_s": round(len(members) / opened, 1),
+        "chatting_rooms": chatting,
+        "chat_msgs_per_s": rate,
+        "chat_sent_in_window": sent,
+        "e2e_p50_ms": pct(load.e2e, 50),
+        "e2e_p99_ms": pct(load.e2e, 99),
+        "e2e_max_ms": pct(load.e2e, 100),
+        "e2e_samples": len(load.e2e),
+        "rss_kib_after_chat": rss_end,
+        "closed_early": closed_early,
+        "errors": load.errors,
+        **cpu,
     }
 
 
@@ -1240,6 +1368,7 @@ SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
     "durable": scenario_durable,
     "joinstorm": scenario_joinstorm,
     "inbox": scenario_inbox,
+    "manyidle": scenario_manyidle,
 }
 
 
@@ -1369,6 +1498,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--rate", type=float, default=20_000.0, help="latency: deliveries/s offered (default 20000)"
     )
+    p.add_argument(
+        "--sockets",
+        type=int,
+        default=0,
+        help=f"manyidle: idle sockets (default {MANYIDLE_DEFAULT:,}; smoke 500), capped by "
+        "the open-files limit",
+    )
+    p.add_argument("--chat-rate", type=float, default=5.0, help="manyidle: msg/s per chatting room")
+    p.add_argument(
+        "--clients", type=int, default=0, help="joinstorm: clients (default 1,000; smoke 100)"
+    )
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-pin", action="store_true")
@@ -1438,10 +1578,10 @@ def main(argv: list[str] | None = None) -> int:
     duration = (
         a.duration
         if a.duration is not None
-        else (1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox") else 4.0)
+        else (1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox", "manyidle") else 4.0)
     )
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
-    prm = Params(a.smoke, warmup, duration, a.window, a.rate)
+    prm = Params(a.smoke, warmup, duration, a.window, a.rate, a.sockets, a.clients, a.chat_rate)
     results = []
     for server in a.server:
         result = run(

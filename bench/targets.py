@@ -207,6 +207,43 @@ def joinstorm_target(runs: Runs) -> dict[str, Any]:
     )
 
 
+def manyidle_targets(runs: Runs) -> list[dict[str, Any]]:
+    """Issue 23 target 4 (absent from runs before it): 100,000 idle sockets at ≤ 16 KiB
+    each with 1% of rooms chatting at p99 ≤ 20 ms; a storm of 10,000 joins in ≤ 10 s."""
+    ours, raw = (find(runs, "manyidle", "manyidle", s) for s in ("ours", "raw"))
+    if not ours and not raw:
+        return []
+    held = ours.get("sockets") or 0
+    kib = ours.get("kib_per_socket")
+    p99 = ours.get("e2e_p99_ms")
+    met = None
+    if ours:
+        met = held >= 100_000 and bool(at_most(kib, 16)) and bool(at_most(p99, 20))
+    storm, storm_raw = (find(runs, "manyidle", "joinstorm", s) for s in ("ours", "raw"))
+    total = storm.get("total_s") if not storm.get("failures") else None
+    return [
+        row(
+            f"idle sockets on one process: {held:,} held, RSS per socket",
+            "100,000 at ≤ 16 KiB each",
+            "KiB",
+            kib,
+            raw.get("kib_per_socket"),
+            None,
+            met,
+            note=f"1% of rooms chatting: p99 {f(p99)} ms (≤ 20 ms)",
+        ),
+        row(
+            f"join storm: {storm.get('clients', 10000):,} clients with history (last welcome)",
+            "≤ 10 s",
+            "s",
+            total,
+            storm_raw.get("total_s"),
+            None,
+            at_most(total, 10.0) if storm.get("clients", 0) >= 10_000 else None,
+        ),
+    ]
+
+
 def targets(runs: Runs) -> list[dict[str, Any]]:
     return [
         fanout_target(runs),
@@ -217,6 +254,7 @@ def targets(runs: Runs) -> list[dict[str, Any]]:
         durable_target(runs),
         sockets_target(runs),
         joinstorm_target(runs),
+        *manyidle_targets(runs),
     ]
 
 
