@@ -24,6 +24,8 @@ Scenarios (issue 4 §2), each named for what it measures:
   inbox     1,000 inbox sockets, each user in 5 rooms of two, chat at 1,000 messages/s: commit
             -> inbox.room p50/p99 at every affected inbox (target p99 <= 20 ms, one process)
   feed      bench/feed_fanout.py when present
+  notes     bench/notes_compare.py: 50 rooms x 4 editors typing at 5 and 20 updates/s each,
+            ours beside @y/websocket-server, Hocuspocus 3 and pycrdt-websocket
 scaleout (bench/run_all.py): fanout and latency with --server ours-redis (2 processes on
 Redis + PostgreSQL); --server ours-cluster is the same on a private Redis Cluster (3 masters,
 3 replicas, menteo_testkit/redis_cluster.py). A comma-separated --server runs each in turn:
@@ -1479,7 +1481,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 2)[2],
     )
-    p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed"])
+    p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed", "notes"])
     p.add_argument(
         "--server",
         default="ours",
@@ -1554,10 +1556,13 @@ def server_list(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.list or not a.scenario:
-        print("scenarios:", ", ".join([*SCENARIOS, "feed"]))
+        print("scenarios:", ", ".join([*SCENARIOS, "feed", "notes"]))
         for s in SERVERS.values():
             print(f"  --server {s.name:15} {s.label}")
         return 0
+    if a.scenario == "notes":  # its own script: editors, not chat members (--smoke passes)
+        cmd = [sys.executable, str(BENCH / "notes_compare.py"), *(["--smoke"] if a.smoke else [])]
+        return subprocess.call(cmd, cwd=ROOT)
     if a.scenario == "feed":
         feed = BENCH / "feed_fanout.py"
         if not feed.exists():
