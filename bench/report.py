@@ -371,6 +371,44 @@ def feed_section(runs: Runs) -> list[str]:
     return head + body
 
 
+def notes_section(runs: Runs) -> list[str]:
+    """Issue 23 target 5 (absent from older runs): bench/notes_compare.py's table."""
+    notes = [r for r in runs if r.get("key") == "notes"]
+    if not notes:
+        return []
+    head = [
+        "### notes: shared notes beside the Yjs servers, 50 rooms x 4 editors at 5 and 20 "
+        "updates/s each",
+        "",
+        "By `bench/notes_compare.py`: the same protocol-level pycrdt editors against ours "
+        "(every update stored on SQLite before it is relayed), `@y/websocket-server` (the "
+        "ratio's reference), `@hocuspocus/server` 3 and pycrdt-websocket (in memory), each "
+        "pinned to core 0 in turn; latency from writing an update to each other editor of "
+        "the room receiving it; *converged*: every editor and a fresh reader of each room "
+        "hold the same text after the drain.",
+        "",
+    ]
+    if not notes[0].get("ok") and not notes[0].get("result"):
+        return [*head, f"Failed: `{str(notes[0].get('error'))[:300]}`", ""]
+    from notes_compare import table
+
+    results = notes[0]["result"]["results"]
+    slices = [
+        f"{r['label']} at {r.get('offered_updates_per_s')}/s: {r.get('server_cpu_slices')}"
+        for r in results
+        if r.get("server_cpu_slices")
+    ]
+    return [
+        *head,
+        table(results),
+        "",
+        "Server CPU (cores) in each slice of the measured interval:",
+        "",
+        *(f"- {line}" for line in slices),
+        "",
+    ]
+
+
 def reproduce_section(runs: Runs) -> list[str]:
     return [
         "## Reproduce",
@@ -411,6 +449,7 @@ def render(report: dict[str, Any], doc: Path) -> str:
             *manyidle_section(runs),
             *scaleout_section(runs),
             *feed_section(runs),
+            *notes_section(runs),
             *reproduce_section(runs),
         ]
     )

@@ -188,6 +188,11 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         log("feed: bench/feed_fanout.py")
         r = run_feed(args.smoke)
         runs.append(r)
+    if not wanted or "notes" in wanted:
+        log("notes: bench/notes_compare.py (ours, @y/websocket-server, Hocuspocus, pycrdt)")
+        r = run_notes(args.smoke)
+        log(f"  {'ok' if r.get('ok') else 'FAILED: ' + str(r.get('error'))[:300]}")
+        runs.append(r)
     return runs
 
 
@@ -215,6 +220,31 @@ def run_feed(smoke: bool) -> dict[str, Any]:
         out.unlink(missing_ok=True)
     if r.get("result"):
         r["result"].pop("rounds", None)
+    return r
+
+
+def run_notes(smoke: bool) -> dict[str, Any]:
+    """notes (issue 23 target 5): its own script and JSON, every server at both rates."""
+    args = ["--smoke"] if smoke else []
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = Path(tmp.name)
+    cmd = [sys.executable, str(BENCH / "notes_compare.py"), *args, "--json", str(out)]
+    r: dict[str, Any] = {
+        "key": "notes",
+        "scenario": "notes",
+        "server": "ours",
+        "command": shlex.join(["python", "bench/notes_compare.py", *args]),
+    }
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        r["result"] = json.loads(out.read_text()) if out.stat().st_size else None
+        r["ok"] = proc.returncode == 0 and r["result"] is not None
+        if not r["ok"]:
+            r["error"] = (proc.stderr or proc.stdout)[-1500:]
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        r.update(ok=False, error=repr(exc))
+    finally:
+        out.unlink(missing_ok=True)
     return r
 
 
@@ -275,7 +305,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda s: s.split(","),
         default=None,
         help="comma-separated scenario names (fanout, latency, bigroom, idle, "
-        "durable, joinstorm, manyidle, scaleout, feed)",
+        "durable, joinstorm, manyidle, scaleout, feed, notes)",
     )
     p.add_argument("--servers", type=lambda s: s.split(","), default=None)
     p.add_argument(

@@ -244,6 +244,59 @@ def manyidle_targets(runs: Runs) -> list[dict[str, Any]]:
     ]
 
 
+def notes_targets(runs: Runs) -> list[dict[str, Any]]:
+    """Issue 23 target 5 (absent from runs before it), from bench/notes_compare.py's run:
+    CPU per update no worse than Hocuspocus's at each rate; p99 ≤ 20 ms at the higher rate;
+    the server's core use flat through the run (last slice within 1.15x of the first)."""
+    notes = next((r for r in runs if r.get("key") == "notes" and r.get("result")), None)
+    if notes is None:
+        return []
+    results = [r for r in notes["result"]["results"] if r.get("ok")]
+
+    def one(server: str, rate: float) -> dict[str, Any]:
+        return next(
+            (r for r in results if r["server"] == server and r["rate_per_editor"] == rate), {}
+        )
+
+    out = []
+    rates = sorted({r["rate_per_editor"] for r in results})
+    for rate in rates:
+        ours, hp, yws = one("ours", rate), one("hocuspocus", rate), one("yws", rate)
+        cpu, ref = ours.get("cpu_us_per_update"), hp.get("cpu_us_per_update")
+        offered = ours.get("offered_updates_per_s", "?")
+        out.append(
+            row(
+                f"notes at {offered} updates/s: server CPU per update (durable)",
+                "≤ Hocuspocus's",
+                "µs",
+                cpu,
+                yws.get("cpu_us_per_update"),
+                None,
+                None if cpu is None or ref is None else cpu <= ref,
+                note=f"Hocuspocus {f(ref)} µs (ours ÷ Hocuspocus {fr(ratio(cpu, ref))}); "
+                f"the ratio column is ÷ @y/websocket-server's",
+            )
+        )
+    if rates:
+        ours = one("ours", rates[-1])
+        p99 = ours.get("p99_ms")
+        slices = ours.get("server_cpu_slices") or []
+        flat = ratio(slices[-1], slices[0]) if len(slices) > 1 else None
+        out.append(
+            row(
+                f"notes at {ours.get('offered_updates_per_s', '?')} updates/s: p99, core use flat",
+                "p99 ≤ 20 ms; last slice ≤ 1.15× the first",
+                "ms",
+                p99,
+                one("yws", rates[-1]).get("p99_ms"),
+                None,
+                None if p99 is None or flat is None else p99 <= 20 and flat <= 1.15,
+                note=f"server CPU per slice {slices}",
+            )
+        )
+    return out
+
+
 def targets(runs: Runs) -> list[dict[str, Any]]:
     return [
         fanout_target(runs),
@@ -255,6 +308,7 @@ def targets(runs: Runs) -> list[dict[str, Any]]:
         sockets_target(runs),
         joinstorm_target(runs),
         *manyidle_targets(runs),
+        *notes_targets(runs),
     ]
 
 
