@@ -723,6 +723,7 @@ class Params:
     sockets: int = 0  # manyidle: idle sockets (0: the default)
     clients: int = 0  # joinstorm: clients (0: the default, 1,000)
     chat_rate: float = 5.0  # manyidle: messages/s in each chatting room
+    per_source: int = 0  # manyidle: client sockets per source address (0: PER_SOURCE)
 
 
 async def closed_loop(
@@ -1046,6 +1047,8 @@ async def scenario_manyidle(servers: ServerSet, prm: Params) -> dict[str, Any]:
         log(f"{wanted} sockets asked, {n} fit under the open-files limit (ulimit -Hn)")
     per_room = 10
     rooms = max(1, n // per_room)
+    # Smoke: a few sockets per address, so that the spreading itself is exercised.
+    per_source = prm.per_source or (200 if prm.smoke else PER_SOURCE)
     load = Load(make_target(servers))
     load.track = True
     room_ids = await load.target.make_rooms(rooms + 1, per_room)
@@ -1063,7 +1066,7 @@ async def scenario_manyidle(servers: ServerSet, prm: Params) -> dict[str, Any]:
         per_room,
         concurrency=200,
         timeout=max(300.0, n / 100),
-        per_source=PER_SOURCE,
+        per_source=per_source,
     )
     opened = time.perf_counter() - t
     await asyncio.sleep(2.0)
@@ -1108,7 +1111,7 @@ async def scenario_manyidle(servers: ServerSet, prm: Params) -> dict[str, Any]:
     return {
         "sockets": len(members),
         "sockets_asked": wanted,
-        "source_addresses": (len(members) - 1) // PER_SOURCE + 1,
+        "source_addresses": (len(members) - 1) // per_source + 1,
         "rooms": rooms,
         "baseline_rss_kib": base,
         "rss_kib": rss,
@@ -1509,6 +1512,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--chat-rate", type=float, default=5.0, help="manyidle: msg/s per chatting room")
     p.add_argument(
+        "--per-source",
+        type=int,
+        default=0,
+        help="manyidle: client sockets per loopback source address (default 20,000; smoke 200)",
+    )
+    p.add_argument(
         "--clients", type=int, default=0, help="joinstorm: clients (default 1,000; smoke 100)"
     )
     p.add_argument("--server-cpus", default="0")
@@ -1586,7 +1595,9 @@ def main(argv: list[str] | None = None) -> int:
         else (1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox", "manyidle") else 4.0)
     )
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
-    prm = Params(a.smoke, warmup, duration, a.window, a.rate, a.sockets, a.clients, a.chat_rate)
+    prm = Params(
+        a.smoke, warmup, duration, a.window, a.rate, a.sockets, a.clients, a.chat_rate, a.per_source
+    )
     results = []
     for server in a.server:
         result = run(
