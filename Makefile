@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install lowest web run test check bench clean
+.PHONY: install lowest web run test check bench bench-reference clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,9 +51,19 @@ check: install  ## lint, types and the import layers (contracts in pyproject.tom
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-bench: install  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 15 minutes)
+# The Node.js reference servers of bench/ (socket.io 4, @y/websocket-server, Hocuspocus 3),
+# pinned by bench/reference/package-lock.json. bench/suite.py runs the same `npm ci` when
+# they are missing.
+bench/reference/node_modules/.package-lock.json: bench/reference/package.json bench/reference/package-lock.json
+	cd bench/reference && npm ci --no-audit --no-fund
+
+bench-reference:
+	@if command -v npm >/dev/null; then $(MAKE) -s bench/reference/node_modules/.package-lock.json; \
+	else echo "Node.js/npm not found: the Node reference servers are skipped"; fi
+
+bench: install bench-reference  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 15 minutes)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-* node_modules web/dist
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache menteo.db menteo.db-* node_modules bench/reference/node_modules web/dist

@@ -20,18 +20,29 @@ LEGACY_KEYS = {
 
 SERVER_NAMES = {
     "raw": "raw `websockets.broadcast`",
-    "socketio": "python-socketio",
+    "python-socketio": "python-socketio",
+    "socketio": "Node socket.io 4",
     "ours": "**ours**",
     "granian": "ours under Granian",
     "ours-pg": "**ours** (PostgreSQL)",
     "ours-redis": "**ours**, 2 processes + Redis + PostgreSQL",
-    "socketio-redis": "python-socketio, 2 processes + Redis",
+    "python-socketio-redis": "python-socketio, 2 processes + Redis",
 }
+
+
+# Before Node's socket.io joined the references (issue 23), ``socketio`` was python-socketio.
+LEGACY_SERVERS = {"socketio": "python-socketio", "socketio-redis": "python-socketio-redis"}
 
 
 def rename_legacy(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in runs:
         r["key"] = LEGACY_KEYS.get(r.get("key", ""), r.get("key"))
+        if str(r.get("label", "")).startswith("python-socketio") or (
+            r.get("server") == "socketio-redis"
+        ):
+            r["server"] = LEGACY_SERVERS.get(r.get("server", ""), r.get("server"))
+            old = f"--server {r.get('server', '').removeprefix('python-')}"
+            r["command"] = str(r.get("command", "")).replace(old, f"--server {r['server']}")
     return runs
 
 

@@ -23,7 +23,8 @@ THROUGHPUT_ROWS = [
 THROUGHPUT_SERIES = [
     ("ours, as measured", "ours", "#1f77b4", False),
     ("ours, per core (CPU-normalised)", "ours", "#aec7e8", True),
-    ("python-socketio, as measured", "socketio", "#ff7f0e", False),
+    ("python-socketio, as measured", "python-socketio", "#ff7f0e", False),
+    ("Node socket.io 4, as measured", "socketio", "#2ca02c", False),
 ]
 
 
@@ -56,9 +57,9 @@ def throughput_ratios(runs: Runs, server: str, normalised: bool) -> list[float]:
     """One series of the throughput plot: ours (or python-socketio) ÷ raw, per row."""
     values = []
     for _, key, scenario, field, ref in THROUGHPUT_ROWS:
-        srv = {"scaleout": {"ours": "ours-redis", "socketio": "socketio-redis"}}.get(key, {}).get(
-            server, server
-        )
+        srv = {"scaleout": {"ours": "ours-redis", "python-socketio": "python-socketio-redis"}}.get(
+            key, {}
+        ).get(server, server)
         mine, raw = find(runs, key, scenario, srv), find(runs, ref, scenario, "raw")
         if not normalised:
             values.append(ratio(mine.get(field), raw.get(field)) or 0)
@@ -102,10 +103,11 @@ def latency_plot(plt: Any, runs: Runs) -> tuple[Any, str]:
     fig, ax = plt.subplots(figsize=(8, 4))
     servers = [
         ("raw", "latency"),
+        ("python-socketio", "latency"),
         ("socketio", "latency"),
         ("ours", "latency"),
         ("ours-redis", "scaleout"),
-        ("socketio-redis", "scaleout"),
+        ("python-socketio-redis", "scaleout"),
     ]
     names: list[str] = []
     series: list[list[float]] = [[], [], [], []]
@@ -139,7 +141,7 @@ def memory_plot(plt: Any, runs: Runs) -> tuple[Any, str]:
     """Memory per idle socket."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names, k1, k10 = [], [], []
-    for server in ("raw", "socketio", "ours"):
+    for server in ("raw", "python-socketio", "socketio", "ours"):
         r = find(runs, "idle", "idle", server)
         if r:
             names.append(plain_name(server))

@@ -29,6 +29,8 @@ SCENARIO_TITLE = {
     "durable": "durable: durable append, 100 rooms x 2, every member sends, closed loop (window 4)",
     "joinstorm": "joinstorm: 1,000 clients (100 rooms x 10, 50 messages of history each) "
     "connect at once",
+    "manyidle": "manyidle: many idle sockets on one process (rooms of 10), 1% of rooms "
+    "chatting; a join storm of 10,000 clients with history",
     "scaleout": "scaleout: two processes on Redis, fanout and latency again",
     "feed": "feed: 1,000 followers of one community (SSE and WebSocket)",
 }
@@ -42,6 +44,8 @@ NO_RATIO = {
     "failures",
     "baseline_rss_kib",
     "open_seconds_10000",
+    "sockets",
+    "clients",
 }
 
 THROUGHPUT: Columns = [
@@ -125,7 +129,9 @@ def intro(report: dict[str, Any]) -> list[str]:
         "Every figure of ours is shown with its ratio to the **raw reference of the same run**: "
         "a bare `websockets` server using `websockets.broadcast` (`bench/reference/"
         "raw_broadcast.py`, the Python limit: same frames, no tokens, no database), beside "
-        "python-socketio doing the same room broadcast (`bench/reference/socketio_server.py`). "
+        "python-socketio doing the same room broadcast (`bench/reference/socketio_server.py`) "
+        "and Node's socket.io 4 (`bench/reference/socketio_node.js`, npm `socket.io` pinned in "
+        "`bench/reference/package.json`). "
         "Absolute numbers on a shared machine drift; ratios from one run hold better.",
         "",
         f"Machine: {m.get('nproc')} cores ({m.get('cpu_model')}), Linux {m.get('kernel')}, "
@@ -267,6 +273,52 @@ def capacity_sections(runs: Runs) -> list[str]:
     ]
 
 
+def manyidle_section(runs: Runs) -> list[str]:
+    """Issue 23 target 4: many idle sockets and a big join storm (absent from older runs)."""
+    if not any(r.get("key") == "manyidle" for r in runs):
+        return []
+    return [
+        f"### {SCENARIO_TITLE['manyidle']}",
+        "",
+        "`--sockets 100000`, capped by the open-files limit (`sockets` is what opened; "
+        "docs/deploy.md gives the settings), the client's ports spread over 127.0.0.2 and "
+        "up; RSS per socket as in *idle*; then one member of each of 1% of the rooms sends "
+        "5 messages/s (open loop) while the rest stay idle: send→receive at the other members.",
+        "",
+        scenario_table(
+            runs,
+            "manyidle",
+            "manyidle",
+            [
+                ("sockets", "sockets", True),
+                ("kib_per_socket", "KiB/socket", False),
+                ("open_seconds", "seconds to open", False),
+                ("e2e_p50_ms", "chat p50 ms", False),
+                ("e2e_p99_ms", "chat p99 ms", False),
+                ("server_cpu", "server CPU", False),
+            ],
+        ),
+        "",
+        "The join storm, `joinstorm --clients 10000` (1,000 rooms x 10, 50 messages of "
+        "history each):",
+        "",
+        scenario_table(
+            runs,
+            "manyidle",
+            "joinstorm",
+            [
+                ("clients", "clients", True),
+                ("total_s", "last welcome s", False),
+                ("connects_per_s", "connects/s", True),
+                ("p99_ms", "p99 ms", False),
+                ("server_cpu_s", "server CPU s", False),
+                ("failures", "failures", False),
+            ],
+        ),
+        "",
+    ]
+
+
 def scaleout_section(runs: Runs) -> list[str]:
     return [
         f"### {SCENARIO_TITLE['scaleout']}",
@@ -319,6 +371,44 @@ def feed_section(runs: Runs) -> list[str]:
     return head + body
 
 
+def notes_section(runs: Runs) -> list[str]:
+    """Issue 23 target 5 (absent from older runs): bench/notes_compare.py's table."""
+    notes = [r for r in runs if r.get("key") == "notes"]
+    if not notes:
+        return []
+    head = [
+        "### notes: shared notes beside the Yjs servers, 50 rooms x 4 editors at 5 and 20 "
+        "updates/s each",
+        "",
+        "By `bench/notes_compare.py`: the same protocol-level pycrdt editors against ours "
+        "(every update stored on SQLite before it is relayed), `@y/websocket-server` (the "
+        "ratio's reference), `@hocuspocus/server` 3 and pycrdt-websocket (in memory), each "
+        "pinned to core 0 in turn; latency from writing an update to each other editor of "
+        "the room receiving it; *converged*: every editor and a fresh reader of each room "
+        "hold the same text after the drain.",
+        "",
+    ]
+    if not notes[0].get("ok") and not notes[0].get("result"):
+        return [*head, f"Failed: `{str(notes[0].get('error'))[:300]}`", ""]
+    from notes_compare import table
+
+    results = notes[0]["result"]["results"]
+    slices = [
+        f"{r['label']} at {r.get('offered_updates_per_s')}/s: {r.get('server_cpu_slices')}"
+        for r in results
+        if r.get("server_cpu_slices")
+    ]
+    return [
+        *head,
+        table(results),
+        "",
+        "Server CPU (cores) in each slice of the measured interval:",
+        "",
+        *(f"- {line}" for line in slices),
+        "",
+    ]
+
+
 def reproduce_section(runs: Runs) -> list[str]:
     return [
         "## Reproduce",
@@ -356,8 +446,10 @@ def render(report: dict[str, Any], doc: Path) -> str:
             *targets_section(report, doc),
             *fanout_sections(runs),
             *capacity_sections(runs),
+            *manyidle_section(runs),
             *scaleout_section(runs),
             *feed_section(runs),
+            *notes_section(runs),
             *reproduce_section(runs),
         ]
     )

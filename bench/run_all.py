@@ -5,7 +5,8 @@
 
 Runs ``bench/suite.py`` once per (scenario, server) pair, each in a fresh interpreter, one
 after another, and reports every figure of ours as a ratio to the raw ``websockets``
-reference of the same run, beside python-socketio's ratio. Writes:
+reference of the same run, beside python-socketio's ratio; Node's socket.io 4 (``socketio``)
+runs beside them in the same groups. Writes:
 
 - docs/benchmarks.md: the targets (met / missed), the tables, the plots; the hand-written
   analysis block between the ``analysis`` markers is kept across runs;
@@ -50,32 +51,48 @@ LAST = BENCH / "last_run.json"
 PLAN: list[tuple[str, str, str]] = [
     ("fanout", "fanout", "raw"),
     ("fanout", "fanout", "socketio"),
+    ("fanout", "fanout", "python-socketio"),
     ("fanout", "fanout", "ours"),
     ("fanout", "fanout", "granian"),
     ("latency", "latency", "raw"),
     ("latency", "latency", "socketio"),
+    ("latency", "latency", "python-socketio"),
     ("latency", "latency", "ours"),
     ("bigroom", "bigroom", "raw"),
     ("bigroom", "bigroom", "socketio"),
+    ("bigroom", "bigroom", "python-socketio"),
     ("bigroom", "bigroom", "ours"),
     ("idle", "idle", "raw"),
     ("idle", "idle", "socketio"),
+    ("idle", "idle", "python-socketio"),
     ("idle", "idle", "ours"),
     ("idle", "idle", "granian"),
     ("durable", "durable", "raw"),
-    ("durable", "durable", "socketio"),
+    ("durable", "durable", "python-socketio"),
     ("durable", "durable", "ours"),
     ("durable", "durable", "ours-pg"),
     ("joinstorm", "joinstorm", "raw"),
     ("joinstorm", "joinstorm", "socketio"),
+    ("joinstorm", "joinstorm", "python-socketio"),
     ("joinstorm", "joinstorm", "ours"),
+    ("manyidle", "manyidle", "raw"),
+    ("manyidle", "manyidle", "socketio"),
+    ("manyidle", "manyidle", "ours"),
+    ("manyidle", "joinstorm", "raw"),
+    ("manyidle", "joinstorm", "ours"),
     ("scaleout", "fanout", "ours-redis"),
-    ("scaleout", "fanout", "socketio-redis"),
+    ("scaleout", "fanout", "python-socketio-redis"),
     ("scaleout", "latency", "ours-redis"),
-    ("scaleout", "latency", "socketio-redis"),
+    ("scaleout", "latency", "python-socketio-redis"),
 ]
+# Issue 23 target 4: 100,000 idle sockets (as many as the open-files limit allows: suite.py
+# says so in its log) and a join storm of 10,000 clients with history.
+PLAN_ARGS: dict[tuple[str, str], list[str]] = {
+    ("manyidle", "manyidle"): ["--sockets", "100000"],
+    ("manyidle", "joinstorm"): ["--clients", "10000"],
+}
 RETRY_SCENARIOS = {"fanout", "latency", "bigroom", "durable"}
-TIMEOUT = {"idle": 420, "joinstorm": 180}
+TIMEOUT = {"idle": 420, "joinstorm": 180, "manyidle": 1200}
 
 
 def log(msg: str) -> None:
@@ -85,12 +102,16 @@ def log(msg: str) -> None:
 # Running ----------------------------------------------------------------------------------
 
 
-def run_one(scenario: str, server: str, smoke: bool, extra: list[str]) -> dict[str, Any]:
+def run_one(
+    scenario: str, server: str, smoke: bool, extra: list[str], key: str = ""
+) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     cmd = [sys.executable, str(SUITE), scenario, "--server", server, "--json", str(out), *extra]
     if smoke:
         cmd.append("--smoke")
+    else:
+        cmd += PLAN_ARGS.get((key, scenario), [])
     started = time.monotonic()
     try:
         proc = subprocess.run(
@@ -98,7 +119,7 @@ def run_one(scenario: str, server: str, smoke: bool, extra: list[str]) -> dict[s
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            timeout=TIMEOUT.get(scenario, 150) * (0.5 if smoke else 1),
+            timeout=max(TIMEOUT.get(scenario, 150), TIMEOUT.get(key, 0)) * (0.5 if smoke else 1),
             text=True,
         )
         result: dict[str, Any] = (
@@ -144,7 +165,7 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     for i, (key, scenario, server) in enumerate(plan):
         log(f"[{i + 1}/{len(plan)}] {key}: {scenario} on {server}")
-        r = run_one(scenario, server, args.smoke, args.extra)
+        r = run_one(scenario, server, args.smoke, args.extra, key)
         r["key"] = key
         attempts = [r]
         elapsed = time.monotonic() - started
@@ -156,7 +177,7 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             and elapsed < args.budget * 0.8
         ):
             log(f"  disturbed ({disturbance(r):.2f} cores elsewhere): once more")
-            again = run_one(scenario, server, args.smoke, args.extra)
+            again = run_one(scenario, server, args.smoke, args.extra, key)
             again["key"] = key
             attempts.append(again)
             r = min((a for a in attempts if a.get("ok")), key=disturbance, default=again)
@@ -166,6 +187,11 @@ def run_plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     if BENCH.joinpath("feed_fanout.py").exists() and (not wanted or "feed" in wanted):
         log("feed: bench/feed_fanout.py")
         r = run_feed(args.smoke)
+        runs.append(r)
+    if not wanted or "notes" in wanted:
+        log("notes: bench/notes_compare.py (ours, @y/websocket-server, Hocuspocus, pycrdt)")
+        r = run_notes(args.smoke)
+        log(f"  {'ok' if r.get('ok') else 'FAILED: ' + str(r.get('error'))[:300]}")
         runs.append(r)
     return runs
 
@@ -197,6 +223,31 @@ def run_feed(smoke: bool) -> dict[str, Any]:
     return r
 
 
+def run_notes(smoke: bool) -> dict[str, Any]:
+    """notes (issue 23 target 5): its own script and JSON, every server at both rates."""
+    args = ["--smoke"] if smoke else []
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
+        out = Path(tmp.name)
+    cmd = [sys.executable, str(BENCH / "notes_compare.py"), *args, "--json", str(out)]
+    r: dict[str, Any] = {
+        "key": "notes",
+        "scenario": "notes",
+        "server": "ours",
+        "command": shlex.join(["python", "bench/notes_compare.py", *args]),
+    }
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+        r["result"] = json.loads(out.read_text()) if out.stat().st_size else None
+        r["ok"] = proc.returncode == 0 and r["result"] is not None
+        if not r["ok"]:
+            r["error"] = (proc.stderr or proc.stdout)[-1500:]
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+        r.update(ok=False, error=repr(exc))
+    finally:
+        out.unlink(missing_ok=True)
+    return r
+
+
 def summary_line(r: dict[str, Any]) -> str:
     if not r.get("ok"):
         return f"FAILED: {str(r.get('error'))[:300]}"
@@ -208,6 +259,7 @@ def summary_line(r: dict[str, Any]) -> str:
         "typing_p99_ms",
         "kib_per_socket_1000",
         "kib_per_socket_10000",
+        "kib_per_socket",
         "total_s",
         "connects_per_s",
         "p99_ms",
@@ -253,7 +305,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=lambda s: s.split(","),
         default=None,
         help="comma-separated scenario names (fanout, latency, bigroom, idle, "
-        "durable, joinstorm, scaleout, feed)",
+        "durable, joinstorm, manyidle, scaleout, feed, notes)",
     )
     p.add_argument("--servers", type=lambda s: s.split(","), default=None)
     p.add_argument(

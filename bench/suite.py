@@ -18,9 +18,14 @@ Scenarios (issue 4 §2), each named for what it measures:
   idle      server RSS per idle socket at 1,000 and 10,000 sockets
   durable   100 rooms x 2, every member sends, closed loop, window 4: acked/s, ack latency
   joinstorm 1,000 clients (100 rooms x 10, 50 messages of history each) connect at once
+            (--clients N: N clients)
+  manyidle  --sockets idle room sockets on one process (default 15,000; client ports over
+            127.0.0.2 and up): RSS per socket, then 1% of rooms chatting: send->receive p99
   inbox     1,000 inbox sockets, each user in 5 rooms of two, chat at 1,000 messages/s: commit
             -> inbox.room p50/p99 at every affected inbox (target p99 <= 20 ms, one process)
   feed      bench/feed_fanout.py when present
+  notes     bench/notes_compare.py: 50 rooms x 4 editors typing at 5 and 20 updates/s each,
+            ours beside @y/websocket-server, Hocuspocus 3 and pycrdt-websocket
 scaleout (bench/run_all.py): fanout and latency with --server ours-redis (2 processes on
 Redis + PostgreSQL); --server ours-cluster is the same on a private Redis Cluster (3 masters,
 3 replicas, menteo_testkit/redis_cluster.py). A comma-separated --server runs each in turn:
@@ -80,12 +85,12 @@ def log(msg: str) -> None:
 @dataclass
 class ServerSpec:
     name: str
-    kind: str  # "menteo", "raw", "socketio"
+    kind: str  # "menteo", "raw", "socketio" (the wire protocol the load generator speaks)
     label: str
     processes: int = 1
     database: str | None = None  # "sqlite" | "postgres" (ours)
     redis: bool = False
-    launcher: str = "uvicorn"  # ours: "uvicorn" or "granian"
+    launcher: str = "uvicorn"  # ours: "uvicorn" or "granian"; socket.io: "python" or "node"
     cluster: bool = False  # redis: a private Redis Cluster instead of --redis-url
 
 
@@ -93,7 +98,8 @@ SERVERS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
         ServerSpec("raw", "raw", "raw websockets.broadcast (reference)"),
-        ServerSpec("socketio", "socketio", "python-socketio (reference)"),
+        ServerSpec("socketio", "socketio", "Node socket.io 4 (reference)", launcher="node"),
+        ServerSpec("python-socketio", "socketio", "python-socketio (reference)", launcher="python"),
         ServerSpec("ours", "menteo", "ours: 1 process + SQLite", database="sqlite"),
         ServerSpec("ours-pg", "menteo", "ours: 1 process + PostgreSQL", database="postgres"),
         ServerSpec(
@@ -114,11 +120,12 @@ SERVERS: dict[str, ServerSpec] = {
             cluster=True,
         ),
         ServerSpec(
-            "socketio-redis",
+            "python-socketio-redis",
             "socketio",
             "python-socketio: 2 processes + Redis",
             processes=2,
             redis=True,
+            launcher="python",
         ),
         ServerSpec(
             "granian",
@@ -136,6 +143,30 @@ SERVERS: dict[str, ServerSpec] = {
         ),
     )
 }
+
+
+REFERENCE = BENCH / "reference"
+
+
+def node_reference() -> str:
+    """``node``, with bench/reference/package.json's pinned packages installed (``npm ci``
+    once, from the lock file: the only thing the Node reference servers fetch)."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError(
+            "the Node reference servers need node and npm (apt-get install nodejs npm)"
+        )
+    lock = REFERENCE / "package-lock.json"
+    stamp = REFERENCE / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < lock.stat().st_mtime:
+        log("npm ci in bench/reference (the Node reference servers' pinned packages)")
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=REFERENCE,
+            check=True,
+            timeout=600,
+        )
+    return node
 
 
 def unlimited_env() -> dict[str, str]:
@@ -200,6 +231,9 @@ class ServerSet:
         py = sys.executable
         if spec.kind == "raw":
             return [py, str(BENCH / "reference" / "raw_broadcast.py"), "--port", str(port)]
+        if spec.kind == "socketio" and spec.launcher == "node":
+            script = BENCH / "reference" / "socketio_node.js"
+            return [node_reference(), str(script), "--host", HOST, "--port", str(port)]
         if spec.kind == "socketio":
             cmd = [py, str(BENCH / "reference" / "socketio_server.py"), "--port", str(port)]
             return [*cmd, "--redis-url", self.redis_url] if spec.redis else cmd
@@ -518,6 +552,7 @@ async def open_members(
     start_index: int = 0,
     room_offset: int = 0,
     timeout: float = 120.0,
+    per_source: int = 0,
 ) -> list[Member]:
     """Connect ``per_room`` members to every room (spread over the processes) and wait for
     each welcome. ``room_offset``: the index of ``room_ids[0]`` among the rooms made (user
@@ -552,17 +587,27 @@ async def open_members(
                         subprotocol=sub,
                         timeout=max(1.0, deadline - time.perf_counter()),
                         user=m,
+                        local_host=source_address(m.index, per_source),
                     )
                     break
                 except (OSError, RuntimeError) as exc:
                     if attempt == 2:
-                        raise RuntimeError(f"connect {m.user}: {exc}") from exc
+                        raise RuntimeError(f"connect {m.user}: {exc!r}") from exc
                     await asyncio.sleep(0.5)
             m.client = client
             await welcome_of(m, max(1.0, deadline - time.perf_counter()))
 
     await asyncio.gather(*(one(m) for m in members))
     return members
+
+
+def source_address(index: int, per_source: int) -> str | None:
+    """Client ``index``'s loopback source address when sockets are spread ``per_source`` to
+    an address (127.0.0.2 and up; 127.0.0.1 stays the server's): None without spreading."""
+    if per_source <= 0:
+        return None
+    n = index // per_source
+    return f"127.0.{n // 254}.{n % 254 + 2}"
 
 
 async def until(condition: Callable[[], bool], seconds: float, step: float = 0.05) -> bool:
@@ -675,6 +720,10 @@ class Params:
     duration: float
     window: int = 4
     rate: float = 20_000.0  # deliveries/s for the latency scenario
+    sockets: int = 0  # manyidle: idle sockets (0: the default)
+    clients: int = 0  # joinstorm: clients (0: the default, 1,000)
+    chat_rate: float = 5.0  # manyidle: messages/s in each chatting room
+    per_source: int = 0  # manyidle: client sockets per source address (0: PER_SOURCE)
 
 
 async def closed_loop(
@@ -911,7 +960,8 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
 
 
 async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
-    rooms, per_room, history = (10, 10, 50) if prm.smoke else (100, 10, 50)
+    per_room, history = 10, 50
+    rooms = max(1, prm.clients // per_room) if prm.clients else 10 if prm.smoke else 100
     load = Load(make_target(servers))
     room_ids = await load.target.make_rooms(rooms, per_room)
     # History: one member per room sends 50 messages (window 10), all acked, then leaves.
@@ -922,7 +972,8 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
     for _ in range(history):
         for m in fillers:
             m.send_chat()
-    await until(lambda: load.acks >= rooms * history, 60)
+    await until(lambda: load.acks >= rooms * history, max(60.0, rooms * history / 500))
+    history_acked = load.acks  # of rooms x history: short means the storm met a busy server
     await close_members(fillers)
     await asyncio.sleep(1.0)
     load.welcome_history.clear()
@@ -937,17 +988,28 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
     meter.start()
     t0 = time.perf_counter()
     failures = 0
+    failure_samples: list[str] = []
+    wait = 30.0 if len(storm) <= 1000 else 60.0
 
     async def one(m: Member, path: str, sub: str | None) -> float | None:
         nonlocal failures
         try:
             proc = servers.procs[m.index % len(servers.procs)]
             m.client = await connect(
-                HOST, proc.port, path, m.on_message, subprotocol=sub, timeout=30, user=m
+                HOST,
+                proc.port,
+                path,
+                m.on_message,
+                subprotocol=sub,
+                timeout=wait,
+                user=m,
+                local_host=source_address(m.index, PER_SOURCE) if len(storm) > 5000 else None,
             )
-            return await welcome_of(m, 30) - t0
-        except (OSError, RuntimeError, TimeoutError):
+            return await welcome_of(m, wait) - t0
+        except (OSError, RuntimeError, TimeoutError) as exc:
             failures += 1
+            if len(failure_samples) < 3:
+                failure_samples.append(f"{m.user}: {exc!r}"[:300])
             return None
 
     times = await asyncio.gather(*(one(m, p, s) for m, (p, s) in zip(storm, paths, strict=True)))
@@ -959,6 +1021,8 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
         "clients": len(storm),
         "history": history,
         "failures": failures,
+        "failure_samples": failure_samples,
+        "history_acked": history_acked,
         "welcome_history_seen": load.welcome_history,
         "total_s": round(total, 3) if total else None,
         "connects_per_s": round(len(ok) / total, 1) if total else None,
@@ -967,6 +1031,111 @@ async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
         "server_cpu_s": round(cpu["server_cpu"] * cpu["seconds"], 3),
         "other_cpu": cpu["other_cpu"],
         "client_cpu": cpu["client_cpu"],
+    }
+
+
+# Many idle sockets on one process (issue 23, target 4) --------------------------------------
+
+PER_SOURCE = 20_000  # client sockets per loopback source address (about 28,000 ports each)
+MANYIDLE_DEFAULT = 15_000  # quick on the 2-core machine; --sockets 100000 is the target
+
+
+async def scenario_manyidle(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    """One process holding ``--sockets`` idle room sockets (rooms of 10, the client's ports
+    spread over 127.0.0.2 and up, PER_SOURCE to an address): the server's RSS per socket;
+    then 1% of the rooms chatting (one member of each sends ``--chat-rate`` messages/s, open
+    loop, while every other socket stays idle): send -> receive p50/p99 at the other members,
+    and the server's CPU."""
+    wanted = prm.sockets or (500 if prm.smoke else MANYIDLE_DEFAULT)
+    # This process holds a descriptor per socket too (the servers inherit its limit).
+    budget = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 500
+    n = min(wanted, budget)
+    if n < wanted:
+        log(f"{wanted} sockets asked, {n} fit under the open-files limit (ulimit -Hn)")
+    per_room = 10
+    rooms = max(1, n // per_room)
+    # Smoke: a few sockets per address, so that the spreading itself is exercised.
+    per_source = prm.per_source or (200 if prm.smoke else PER_SOURCE)
+    load = Load(make_target(servers))
+    load.track = True
+    room_ids = await load.target.make_rooms(rooms + 1, per_room)
+    warm = await open_members(
+        load, servers, room_ids[-1:], per_room, start_index=10**7, room_offset=rooms
+    )
+    await close_members(warm)
+    await asyncio.sleep(1.0)
+    base = servers.rss_kib()
+    t = time.perf_counter()
+    members = await open_members(
+        load,
+        servers,
+        room_ids[:rooms],
+        per_room,
+        concurrency=200,
+        timeout=max(600.0, n / 50),  # the whole opening; 100,000 take a few minutes
+        per_source=per_source,
+    )
+    opened = time.perf_counter() - t
+    await asyncio.sleep(2.0)
+    rss = servers.rss_kib()
+    log(
+        f"{len(members)} idle sockets in {opened:.1f} s: {(rss - base) / len(members):.1f} KiB each"
+    )
+    chatting = max(1, rooms // 100)
+    step = rooms // chatting
+    senders = [members[r * per_room] for r in range(0, step * chatting, step)]
+    rate = chatting * prm.chat_rate
+    t0 = time.perf_counter() + 0.2
+    start, end = t0 + prm.warmup, t0 + prm.warmup + prm.duration
+    sent = 0
+
+    async def ticker() -> None:
+        nonlocal sent
+        for k in range(int((end - t0) * rate) + 1):
+            due = t0 + k / rate
+            if due >= end:
+                return
+            delay = due - time.perf_counter()
+            if delay > 0.0005:
+                await asyncio.sleep(delay)
+            senders[k % len(senders)].send_chat()
+            sent += start <= due
+
+    async def window() -> dict[str, Any]:
+        await asyncio.sleep(max(0.0, start - time.perf_counter()))
+        meter = Meter(servers)
+        meter.start()
+        load.measuring = True
+        await asyncio.sleep(max(0.0, end - time.perf_counter()))
+        load.measuring = False
+        return meter.stop()
+
+    cpu = (await asyncio.gather(ticker(), window()))[1]
+    await until(lambda: not any(m.outstanding for m in senders), 15)
+    closed_early = sum(m.client is not None and m.client.close_code is not None for m in members)
+    rss_end = servers.rss_kib()
+    await close_members(members)
+    return {
+        "sockets": len(members),
+        "sockets_asked": wanted,
+        "source_addresses": (len(members) - 1) // per_source + 1,
+        "rooms": rooms,
+        "baseline_rss_kib": base,
+        "rss_kib": rss,
+        "kib_per_socket": round((rss - base) / len(members), 2),
+        "open_seconds": round(opened, 2),
+        "connects_per_s": round(len(members) / opened, 1),
+        "chatting_rooms": chatting,
+        "chat_msgs_per_s": rate,
+        "chat_sent_in_window": sent,
+        "e2e_p50_ms": pct(load.e2e, 50),
+        "e2e_p99_ms": pct(load.e2e, 99),
+        "e2e_max_ms": pct(load.e2e, 100),
+        "e2e_samples": len(load.e2e),
+        "rss_kib_after_chat": rss_end,
+        "closed_early": closed_early,
+        "errors": load.errors,
+        **cpu,
     }
 
 
@@ -1211,6 +1380,7 @@ SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
     "durable": scenario_durable,
     "joinstorm": scenario_joinstorm,
     "inbox": scenario_inbox,
+    "manyidle": scenario_manyidle,
 }
 
 
@@ -1321,7 +1491,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 2)[2],
     )
-    p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed"])
+    p.add_argument("scenario", nargs="?", choices=[*SCENARIOS, "feed", "notes"])
     p.add_argument(
         "--server",
         default="ours",
@@ -1339,6 +1509,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=4, help="closed loop: unacked per sender")
     p.add_argument(
         "--rate", type=float, default=20_000.0, help="latency: deliveries/s offered (default 20000)"
+    )
+    p.add_argument(
+        "--sockets",
+        type=int,
+        default=0,
+        help=f"manyidle: idle sockets (default {MANYIDLE_DEFAULT:,}; smoke 500), capped by "
+        "the open-files limit",
+    )
+    p.add_argument("--chat-rate", type=float, default=5.0, help="manyidle: msg/s per chatting room")
+    p.add_argument(
+        "--per-source",
+        type=int,
+        default=0,
+        help="manyidle: client sockets per loopback source address (default 20,000; smoke 200)",
+    )
+    p.add_argument(
+        "--clients", type=int, default=0, help="joinstorm: clients (default 1,000; smoke 100)"
     )
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpu", type=int, default=1)
@@ -1385,10 +1572,13 @@ def server_list(text: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.list or not a.scenario:
-        print("scenarios:", ", ".join([*SCENARIOS, "feed"]))
+        print("scenarios:", ", ".join([*SCENARIOS, "feed", "notes"]))
         for s in SERVERS.values():
             print(f"  --server {s.name:15} {s.label}")
         return 0
+    if a.scenario == "notes":  # its own script: editors, not chat members (--smoke passes)
+        cmd = [sys.executable, str(BENCH / "notes_compare.py"), *(["--smoke"] if a.smoke else [])]
+        return subprocess.call(cmd, cwd=ROOT)
     if a.scenario == "feed":
         feed = BENCH / "feed_fanout.py"
         if not feed.exists():
@@ -1409,10 +1599,12 @@ def main(argv: list[str] | None = None) -> int:
     duration = (
         a.duration
         if a.duration is not None
-        else (1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox") else 4.0)
+        else (1.5 if a.smoke else 8.0 if a.scenario in ("latency", "inbox", "manyidle") else 4.0)
     )
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
-    prm = Params(a.smoke, warmup, duration, a.window, a.rate)
+    prm = Params(
+        a.smoke, warmup, duration, a.window, a.rate, a.sockets, a.clients, a.chat_rate, a.per_source
+    )
     results = []
     for server in a.server:
         result = run(

@@ -52,7 +52,7 @@ def row(
 
 def three(runs: Runs, key: str, scenario: str) -> tuple[dict[str, Any], ...]:
     """(ours, raw, python-socketio) of one group."""
-    return tuple(find(runs, key, scenario, s) for s in ("ours", "raw", "socketio"))
+    return tuple(find(runs, key, scenario, s) for s in ("ours", "raw", "python-socketio"))
 
 
 def fanout_target(runs: Runs) -> dict[str, Any]:
@@ -69,6 +69,31 @@ def fanout_target(runs: Runs) -> dict[str, Any]:
         at_least(ratio(ours.get(field), raw.get(field)), 0.70),
         core=core,
         core_met=at_least(ratio(core[0], core[1]), 0.70),
+    )
+
+
+def node_target(runs: Runs) -> dict[str, Any]:
+    """Issue 23 target 2: server CPU per delivery at saturation against Node's socket.io 4 in
+    the same run (lower is better: the ratio is ours ÷ Node's, so ≤ 1.0 is level or ahead).
+    The raw and python-socketio columns carry their own CPU per delivery ÷ raw's."""
+    ours, raw, sio = three(runs, "fanout", "fanout")
+    node = find(runs, "fanout", "fanout", "socketio")
+    field = "cpu_us_per_delivery"
+    mine, theirs = ours.get(field), node.get(field)
+    vs_node = ratio(mine, theirs)
+    return row(
+        "saturation fan-out: server CPU per delivery, ours ÷ Node socket.io 4",
+        "≤ 1.0× Node's; ≤ 1/1.3 of raw's",
+        "µs",
+        mine,
+        raw.get(field),
+        sio.get(field),
+        None
+        if vs_node is None
+        else vs_node <= 1.0 and (at_most(ratio(mine, raw.get(field)), 1 / 1.3) or False),
+        note=f"Node socket.io 4: {f(theirs)} µs per delivery, ours ÷ Node {fr(vs_node)}; "
+        f"delivered/s as measured: ours {f(ours.get('delivered_per_s'))}, Node "
+        f"{f(node.get('delivered_per_s'))}",
     )
 
 
@@ -117,7 +142,7 @@ def idle_target(runs: Runs) -> dict[str, Any]:
 def scaleout_target(runs: Runs) -> dict[str, Any]:
     """Two processes on Redis, as ratios to raw's single process."""
     ours = find(runs, "scaleout", "fanout", "ours-redis")
-    sio = find(runs, "scaleout", "fanout", "socketio-redis")
+    sio = find(runs, "scaleout", "fanout", "python-socketio-redis")
     raw = find(runs, "fanout", "fanout", "raw")
     field = "delivered_per_s"
     core = (per_core(ours, field), per_core(raw, field), per_core(sio, field))
@@ -182,15 +207,108 @@ def joinstorm_target(runs: Runs) -> dict[str, Any]:
     )
 
 
+def manyidle_targets(runs: Runs) -> list[dict[str, Any]]:
+    """Issue 23 target 4 (absent from runs before it): 100,000 idle sockets at ≤ 16 KiB
+    each with 1% of rooms chatting at p99 ≤ 20 ms; a storm of 10,000 joins in ≤ 10 s."""
+    ours, raw = (find(runs, "manyidle", "manyidle", s) for s in ("ours", "raw"))
+    if not ours and not raw:
+        return []
+    held = ours.get("sockets") or 0
+    kib = ours.get("kib_per_socket")
+    p99 = ours.get("e2e_p99_ms")
+    met = None
+    if ours:
+        met = held >= 100_000 and bool(at_most(kib, 16)) and bool(at_most(p99, 20))
+    storm, storm_raw = (find(runs, "manyidle", "joinstorm", s) for s in ("ours", "raw"))
+    total = storm.get("total_s") if not storm.get("failures") else None
+    return [
+        row(
+            f"idle sockets on one process: {held:,} held, RSS per socket",
+            "100,000 at ≤ 16 KiB each",
+            "KiB",
+            kib,
+            raw.get("kib_per_socket"),
+            None,
+            met,
+            note=f"1% of rooms chatting: p99 {f(p99)} ms (≤ 20 ms)",
+        ),
+        row(
+            f"join storm: {storm.get('clients', 10000):,} clients with history (last welcome)",
+            "≤ 10 s",
+            "s",
+            total,
+            storm_raw.get("total_s"),
+            None,
+            at_most(total, 10.0) if storm.get("clients", 0) >= 10_000 else None,
+        ),
+    ]
+
+
+def notes_targets(runs: Runs) -> list[dict[str, Any]]:
+    """Issue 23 target 5 (absent from runs before it), from bench/notes_compare.py's run:
+    CPU per update no worse than Hocuspocus's at each rate; p99 ≤ 20 ms at the higher rate;
+    the server's core use flat through the run (last slice within 1.15x of the first)."""
+    notes = next((r for r in runs if r.get("key") == "notes" and r.get("result")), None)
+    if notes is None:
+        return []
+    results = [r for r in notes["result"]["results"] if r.get("ok")]
+
+    def one(server: str, rate: float) -> dict[str, Any]:
+        return next(
+            (r for r in results if r["server"] == server and r["rate_per_editor"] == rate), {}
+        )
+
+    out = []
+    rates = sorted({r["rate_per_editor"] for r in results})
+    for rate in rates:
+        ours, hp, yws = one("ours", rate), one("hocuspocus", rate), one("yws", rate)
+        cpu, ref = ours.get("cpu_us_per_update"), hp.get("cpu_us_per_update")
+        offered = ours.get("offered_updates_per_s", "?")
+        out.append(
+            row(
+                f"notes at {offered} updates/s: server CPU per update (durable)",
+                "≤ Hocuspocus's",
+                "µs",
+                cpu,
+                yws.get("cpu_us_per_update"),
+                None,
+                None if cpu is None or ref is None else cpu <= ref,
+                note=f"Hocuspocus {f(ref)} µs (ours ÷ Hocuspocus {fr(ratio(cpu, ref))}); "
+                f"the ratio column is ÷ @y/websocket-server's",
+            )
+        )
+    if rates:
+        ours = one("ours", rates[-1])
+        p99 = ours.get("p99_ms")
+        slices = ours.get("server_cpu_slices") or []
+        flat = ratio(slices[-1], slices[0]) if len(slices) > 1 else None
+        out.append(
+            row(
+                f"notes at {ours.get('offered_updates_per_s', '?')} updates/s: p99, core use flat",
+                "p99 ≤ 20 ms; last slice ≤ 1.15× the first",
+                "ms",
+                p99,
+                one("yws", rates[-1]).get("p99_ms"),
+                None,
+                None if p99 is None or flat is None else p99 <= 20 and flat <= 1.15,
+                note=f"server CPU per slice {slices}",
+            )
+        )
+    return out
+
+
 def targets(runs: Runs) -> list[dict[str, Any]]:
     return [
         fanout_target(runs),
+        node_target(runs),
         *latency_targets(runs),
         idle_target(runs),
         scaleout_target(runs),
         durable_target(runs),
         sockets_target(runs),
         joinstorm_target(runs),
+        *manyidle_targets(runs),
+        *notes_targets(runs),
     ]
 
 

@@ -211,13 +211,17 @@ async def connect(
     subprotocol: str | None = None,
     timeout: float = 30.0,
     user: Any = None,
+    local_host: str | None = None,
 ) -> WSClient:
+    """``local_host``: the source address (its port the kernel's): one address has about
+    28,000 ephemeral ports, so many sockets spread over 127.0.0.2, 127.0.0.3, ..."""
     loop = asyncio.get_running_loop()
     _, proto = await asyncio.wait_for(
         loop.create_connection(
             lambda: WSClient(host, port, path, on_message, subprotocol=subprotocol, user=user),
             host,
             port,
+            local_addr=(local_host, 0) if local_host else None,
         ),
         timeout,
     )

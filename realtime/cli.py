@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 from .auth import Tokens
 from .config import Settings
@@ -66,9 +68,32 @@ def exit_like_sigterm() -> Iterator[None]:
         writer.close()
 
 
+def raise_open_files_limit() -> int:
+    """Every socket is a file descriptor, and a login shell's soft limit (often 1,024) would
+    refuse sockets long before memory runs out: raise the soft ``RLIMIT_NOFILE`` to the hard
+    limit (no privilege needed; the hard limit and the kernel's are the operator's,
+    docs/deploy.md). Workers inherit it. Returns the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard
+    if hard == resource.RLIM_INFINITY:  # the kernel refuses an infinite soft limit here
+        try:
+            want = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            want = soft
+    if want != resource.RLIM_INFINITY and (soft == resource.RLIM_INFINITY or soft >= want):
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (OSError, ValueError) as exc:
+        print(f"could not raise the open-files limit from {soft} to {want}: {exc}", file=sys.stderr)
+        return soft
+    return want
+
+
 def serve(args: argparse.Namespace) -> int:
     from .metrics import shared_values
 
+    raise_open_files_limit()
     workers = 1 if args.demo else args.workers
     # SIGTERM's status outermost, so the metrics directory is removed before the process
     # dies; the metrics of every worker are shown in one scrape (metrics.py).
