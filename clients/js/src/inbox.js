@@ -47,6 +47,10 @@ export class InboxClient extends ReconnectingSocket {
     return this;
   }
 
+  get welcomeType() {
+    return "inbox.welcome";
+  }
+
   where() {
     return { path: "inbox/ws", query: {} };
   }
@@ -76,6 +80,7 @@ export class InboxClient extends ReconnectingSocket {
    * @param {boolean} first
    */
   welcomed(frame, first) {
+    /** @type {any[]} */
     const rooms = Array.isArray(frame.rooms) ? frame.rooms : [];
     this.#rooms = new Map(rooms.filter((r) => typeof r?.id === "string").map((r) => [r.id, r]));
     this.you = frame.you ?? null;
