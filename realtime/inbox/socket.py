@@ -60,7 +60,8 @@ class InboxSocket:
                 metrics=parts.metrics,
             )
             transport.on_slow = lambda: parts.metrics.inc("menteo_limit_hits_total", "slow_1013")
-            conn = InboxConnection(admitted.principal, admitted.codec, transport)
+            warn = parts.settings.auth_expiring_before
+            conn = InboxConnection(admitted.principal, admitted.codec, transport, warn)
             live = Ender(lambda: conn.principal, transport.close_now)
             # Registered for its token's life: a revocation closes it 4401 on every process.
             async with parts.access.track(live) as tracked:

@@ -102,7 +102,7 @@ async def test_the_room_page_sidebar_and_title_count_the_other_rooms(
     await expect(here.locator(".room-last")).to_have_text("Ben: hello here")
     await expect(here).to_have_attribute("data-unread", "0")
     await expect(ana.page).to_have_title("(1) Ana & Ben · Menteo")
-    await screenshot(ana.page, "room.png")
+    await screenshot(ana.page)
 
     # The other room's entry opens it.
     await away.locator("a").click()

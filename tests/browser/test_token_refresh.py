@@ -38,7 +38,7 @@ from realtime.api.demo import DemoSite
 from realtime.auth import issue_token
 from tests.backends import make_backend
 from tests.browser.roompage import NewPage, RoomPage
-from tests.browser.sockets import OfferedSockets, query
+from tests.browser.sockets import OfferedSockets, path_ends, query
 from tests.client import create_room
 from tests.feed_client import FeedApi
 from tests.servers import Running, make_settings, run_server
@@ -89,14 +89,14 @@ class Sockets:
         self.changed.set()
 
     def urls(self, path_end: str) -> list[str]:
-        return [url for url, _, _ in self.opened if urlsplit(url).path.endswith(path_end)]
+        return [url for url, _, _ in self.opened if path_ends(url, path_end)]
 
     def frames(self, path_end: str, kind: str, *, sent: bool = False) -> list[dict[str, Any]]:
         """Frames of type ``kind`` on every socket whose path ends with ``path_end``."""
         return [
             frame
             for url, out, into in self.opened
-            if urlsplit(url).path.endswith(path_end)
+            if path_ends(url, path_end)
             for frame in (out if sent else into)
             if frame.get("type") == kind
         ]
