@@ -41,5 +41,7 @@ def report(found: list[dict[str, Any]]) -> str:
     lines = []
     for v in found:
         for node in v["nodes"]:
-            lines.append(f"{v['impact']} {v['id']}: {node['target']} — {node.get('failureSummary', '')}")
+            lines.append(
+                f"{v['impact']} {v['id']}: {node['target']} — {node.get('failureSummary', '')}"
+            )
     return "\n".join(lines)

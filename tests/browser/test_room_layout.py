@@ -68,9 +68,7 @@ async def test_a_phone_opens_at_the_newest_message_with_the_composer_on_screen(
     await expect(ana.checklist).to_be_hidden()
     await page.get_by_role("tab", name="Roadmap").tap()
     await expect(ana.checklist).to_be_visible()
-    await expect(page.get_by_role("tab", name="Roadmap")).to_have_attribute(
-        "aria-selected", "true"
-    )
+    await expect(page.get_by_role("tab", name="Roadmap")).to_have_attribute("aria-selected", "true")
     await expect(ana.composer).to_be_hidden()
     assert await on_screen(page.get_by_label("New step"))
     await ana.add_step("Read chapter 3")

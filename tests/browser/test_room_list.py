@@ -67,7 +67,9 @@ async def test_the_rooms_page_counts_what_ben_sends_live(
     # A room made for Ana while the page is open appears at the top, live.
     newest = await another_room(web_server, "Ana & Ben, the sequel")
     await expect(page.locator("#room-list li")).to_have_count(3)
-    await expect(page.locator("#room-list li").first).to_have_attribute("data-room-id", newest["id"])
+    await expect(page.locator("#room-list li").first).to_have_attribute(
+        "data-room-id", newest["id"]
+    )
     await screenshot(page, "room-list.png")
 
     # The entry opens the room, with the same access.
