@@ -88,4 +88,14 @@ async def test_a_phone_opens_at_the_newest_message_with_the_composer_on_screen(
     await expect(chat_tab).not_to_have_attribute("data-unread", "true")
     await expect(ana.message("did you see the roadmap?")).to_be_in_viewport()
     assert await on_screen(ana.composer)
+
+    # A reload shows the view that was chosen (for this tab's session).
+    await page.get_by_role("tab", name="Roadmap").tap()
+    await page.reload()
+    await ana.wait_state("live")
+    await expect(ana.checklist).to_be_visible()
+    await expect(page.get_by_role("tab", name="Roadmap")).to_have_attribute(
+        "aria-selected", "true"
+    )
+    await expect(ana.composer).to_be_hidden()
     await ben.close()

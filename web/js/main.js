@@ -97,7 +97,7 @@ function openRoom(roomId, tokens) {
   if (me !== null) view.setMe(me);
   const features = new RoomFeatures(FEATURES, { roomId, tokens, me, room });
   features.run("mount");
-  const tabs = new RoomTabs();
+  const tabs = new RoomTabs(roomId);
   tabs.linkPanels();
 
   const chat = new ChatPanel(view, room, $("outbox-note"));

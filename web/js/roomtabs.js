@@ -1,7 +1,8 @@
 // The room page's views on a phone: Chat, Roadmap, Notes and People as tabs (the WAI-ARIA
 // tabs pattern: arrow keys move between tabs, Home/End to the ends). Only the chosen view is
 // shown below 48rem (app.css); on wider screens the tabs are hidden and everything is shown.
-// The choice is #room's data-tab. A message that comes in while another view is chosen marks
+// The choice is #room's data-tab, kept for the tab's session (sessionStorage, per room): a
+// reload shows the same view. A message that comes in while another view is chosen marks
 // the Chat tab.
 
 import { byId } from "./dom.js";
@@ -10,7 +11,10 @@ export class RoomTabs {
   #room = byId("room");
   #tabs = [...document.querySelectorAll('#room [role="tab"]')];
 
-  constructor() {
+  #key;
+
+  constructor(roomId) {
+    this.#key = `menteo.tab.v1:${roomId}`;
     for (const tab of this.#tabs) {
       tab.addEventListener("click", () => this.select(tab.dataset.tab, { focus: false }));
       tab.addEventListener("keydown", (event) => this.#onKeydown(event, tab));
@@ -27,6 +31,14 @@ export class RoomTabs {
       tab.hidden = !present;
       if (present) tab.setAttribute("aria-controls", id);
     }
+    let kept = null;
+    try {
+      kept = sessionStorage.getItem(this.#key);
+    } catch {
+      // storage unavailable: the chat
+    }
+    const shown = this.#tabs.find((t) => t.dataset.tab === kept && !t.hidden);
+    if (shown) this.select(kept, { focus: false });
   }
 
   get current() {
@@ -35,6 +47,11 @@ export class RoomTabs {
 
   select(name, { focus = true } = {}) {
     this.#room.dataset.tab = name;
+    try {
+      sessionStorage.setItem(this.#key, name);
+    } catch {
+      // storage unavailable: the choice lasts until a reload
+    }
     for (const tab of this.#tabs) {
       const chosen = tab.dataset.tab === name;
       tab.setAttribute("aria-selected", String(chosen));
