@@ -94,8 +94,6 @@ async def test_a_phone_opens_at_the_newest_message_with_the_composer_on_screen(
     await page.reload()
     await ana.wait_state("live")
     await expect(ana.checklist).to_be_visible()
-    await expect(page.get_by_role("tab", name="Roadmap")).to_have_attribute(
-        "aria-selected", "true"
-    )
+    await expect(page.get_by_role("tab", name="Roadmap")).to_have_attribute("aria-selected", "true")
     await expect(ana.composer).to_be_hidden()
     await ben.close()
