@@ -121,3 +121,24 @@ async def test_a_phone_reaches_the_room_list_from_the_room(
     await ana.page.get_by_role("link", name="All rooms").click()
     await expect(ana.page).to_have_url(re.compile(r"/rooms\.html\?token="))
     await expect(entry(ana.page, web_room["id"])).to_be_visible()
+
+
+@pytest.mark.parametrize(
+    ("age", "said", "not_said"),
+    [(-120, "has expired", "not accepted"), (3600, "not accepted", "expired")],
+)
+async def test_the_rooms_page_says_expired_only_when_the_token_is(
+    new_page: NewPage, web_server: Running, age: int, said: str, not_said: str
+) -> None:
+    if age < 0:
+        token = web_server.token("ana", "Ana", ttl=age)
+    else:  # valid for an hour, but signed by someone else
+        from realtime.auth import issue_token
+
+        token = issue_token("another-secret-" + "x" * 32, "ana", "Ana", ttl=age)
+    page = await new_page()
+    await page.goto(f"{web_server.url}/rooms.html?token={token}")
+    alert = page.get_by_role("alert")
+    await expect(alert).to_contain_text(said)
+    assert not_said not in (await alert.text_content() or "")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "stopped")

@@ -2,6 +2,7 @@
 // what the room page's "Rooms" tab links to. Takes ?token=T or ?token_url=URL like the room
 // page (token.js); the unread total is in the tab's title.
 
+import { tokenClaims } from "../sdk/token.js";
 import { byId as $ } from "./dom.js";
 import { setIndicator, showConnectionState } from "./indicator.js";
 import { RoomListView, countedTitle, showRoomList } from "./rooms.js";
@@ -40,8 +41,18 @@ async function main() {
   inbox.on("state", (detail) => {
     showConnectionState(detail, "Offline: the list is updated when you are back online.");
     $("rooms").dataset.connection = detail.state;
-    if (detail.state === "stopped" && detail.message) fail(detail.message);
+    if (detail.state === "stopped" && detail.message) fail(refusal(detail, tokens.token));
   });
+}
+
+/** "Expired" only when the token's own expiry has passed (or the server says so). */
+function refusal({ code, reason, message }, token) {
+  if (code !== 4401 || reason === undefined) return message;
+  const { exp } = tokenClaims(token);
+  if ((typeof exp === "number" && exp * 1000 <= Date.now()) || /expired/i.test(reason)) {
+    return "Your access link has expired. Ask for a new link.";
+  }
+  return message;
 }
 
 function fail(message) {
