@@ -15,7 +15,7 @@ import websockets
 from realtime.auth import issue_token, verify_token
 from realtime.config import Settings
 from tests.backends import Backend
-from tests.client import RoomClient, create_room
+from tests.client import RoomClient, connect_inbox, create_room
 from tests.servers import Running, make_settings, run_server
 
 
@@ -54,8 +54,8 @@ async def test_refresh_keeps_the_socket_open(server: Running, room: dict[str, An
 
 async def test_the_warning_comes_as_early_as_auth_expiring_before_says(backend: Backend) -> None:
     """MENTEO_AUTH_EXPIRING_BEFORE=119 with a two-minute token: warned after about one second
-    (by default, 60 s before expiry, it would come a minute later), on the room socket and
-    on the feed socket alike."""
+    (by default, 60 s before expiry, it would come a minute later), on the room, feed and
+    inbox sockets alike."""
     async with run_server(make_settings(backend, auth_expiring_before=119)) as server:
         room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
         token = issue_token(server.settings.secret, "ana", "Ana", ttl=120)
@@ -71,6 +71,9 @@ async def test_the_warning_comes_as_early_as_auth_expiring_before_says(backend: 
                 while (frame := orjson.loads(await feed.recv()))["type"] != "auth.expiring":
                     pass
         assert frame["expires_at"] == warning["expires_at"]
+        inbox = await connect_inbox(server.ws, token)
+        inbox_warning = await inbox.recv_until(lambda f: f["type"] == "auth.expiring", timeout=5)
+        assert inbox_warning["expires_at"] == warning["expires_at"]
 
 
 def test_a_negative_warning_time_is_refused() -> None:

@@ -53,7 +53,8 @@ class InboxSocket:
             if admitted is None:
                 return
             transport = socket_transport(send, scope, parts.settings, parts.metrics)
-            conn = InboxConnection(admitted.principal, admitted.codec, transport)
+            warn = parts.settings.auth_expiring_before
+            conn = InboxConnection(admitted.principal, admitted.codec, transport, warn)
             live = Ender(lambda: conn.principal, transport.close_now)
             # Registered for its token's life: a revocation closes it 4401 on every process.
             async with parts.access.track(live) as tracked:

@@ -102,13 +102,19 @@ class RoomPage:
     page: Page
     sockets: list[str] = field(default_factory=list)  # URL of every room socket, in order
     notes_sockets: list[str] = field(default_factory=list)  # the same for the notes socket
+    inbox_sockets: list[str] = field(default_factory=list)  # ... and the room list's (inbox)
 
     def watch(self) -> None:
         self.page.on("websocket", self._socket_opened)
 
     def _socket_opened(self, ws: Any) -> None:
         path = urlsplit(ws.url).path
-        (self.notes_sockets if path.endswith("/notes") else self.sockets).append(ws.url)
+        if path.endswith("/notes"):
+            self.notes_sockets.append(ws.url)
+        elif path.endswith("/inbox/ws"):
+            self.inbox_sockets.append(ws.url)
+        else:
+            self.sockets.append(ws.url)
 
     # Parts of the page ----------------------------------------------------------------
     @property

@@ -33,6 +33,18 @@ RECORD_SOCKETS = """
 """
 
 
+INBOX_PATH = "/inbox/ws"  # the room list's socket (web/js/rooms.js), beside the room's
+
+
+def path_ends(url: str, path_end: str) -> bool:
+    """Whether a socket's URL path ends with ``path_end``; the room list's inbox socket
+    (``/inbox/ws``) only when asked for by that name, so that ``"/ws"`` means the room's."""
+    path = urlsplit(url).path
+    if path.endswith(INBOX_PATH) and not path_end.endswith(INBOX_PATH):
+        return False
+    return path.endswith(path_end)
+
+
 @dataclass(frozen=True)
 class Offered:
     """One socket as the page opened it: its URL and the subprotocols it offered."""
@@ -64,7 +76,7 @@ class OfferedSockets:
         """The sockets whose URL path ends with ``path_end``, in the order they were opened."""
         rows: list[Any] = await self.page.evaluate("window.__menteoSockets || []")
         offered = [Offered(str(url), [str(p) for p in protocols]) for url, protocols in rows]
-        return [o for o in offered if urlsplit(o.url).path.endswith(path_end)]
+        return [o for o in offered if path_ends(o.url, path_end)]
 
     async def tokens(self, path_end: str = "") -> list[str]:
         """The token each of those sockets offered, in order."""

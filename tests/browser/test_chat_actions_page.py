@@ -17,8 +17,8 @@ import httpx
 import pytest
 
 from tests.backends import make_backend
+from tests.browser.axe import blocking
 from tests.browser.roompage import OpenRoom, RoomPage
-from tests.ci import skip_or_fail
 from tests.servers import Running, make_settings, run_server
 
 with contextlib.suppress(ImportError):  # without it, the browser fixture skips or fails
@@ -257,25 +257,6 @@ async def test_an_archived_room_is_read_only_on_the_page(
     await expect(ana.message("back again")).to_have_count(1)
 
 
-async def axe_violations(page: RoomPage, include: list[str]) -> list[str]:
-    """axe-core's serious and critical violations within ``include`` (CSS selectors)."""
-    try:
-        from axe_playwright_python.async_playwright import Axe
-    except ImportError:
-        skip_or_fail("the axe test needs axe-playwright-python (pip install -e '.[dev]')")
-    context = {"include": [[selector] for selector in include]}
-    # "listitem": the log's <ol> has role="log" (web/index.html, the page layout's), so its
-    # <li>s are in no list as axe sees it; that markup is not these controls'.
-    options = {"resultTypes": ["violations"], "rules": {"listitem": {"enabled": False}}}
-    results = await Axe().run(page.page, context=context, options=options)
-    found = results.response.get("violations", [])
-    return [
-        f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']]}"
-        for v in found
-        if v.get("impact") in ("serious", "critical")
-    ]
-
-
 async def test_the_chat_controls_pass_axe(
     open_room: OpenRoom, web_server: Running, web_room: dict[str, Any]
 ) -> None:
@@ -297,17 +278,17 @@ async def test_the_chat_controls_pass_axe(
     await action(ana, "and a reply target", "Reply").click()
     await action(ana, "a message with every control", "Edit").click()
     parts = ["#messages-scroll", ".room-search", "#reply-draft"]
-    assert await axe_violations(ana, parts) == []
-    assert await axe_violations(ben, ["#messages-scroll"]) == []
+    assert await blocking(ana.page, parts) == ""
+    assert await blocking(ben.page, "#messages-scroll") == ""
 
     # The delete confirmation.
     await ana.page.get_by_role("textbox", name="Edit message").press("Escape")
     await action(ana, "a message with every control", "Delete").click()
     await expect(ana.page.get_by_role("dialog")).to_be_visible()
-    assert await axe_violations(ana, [".delete-dialog"]) == []
+    assert await blocking(ana.page, ".delete-dialog") == ""
     await ana.page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
 
     # An archived room's banner and disabled message box.
     await rest(web_server, "PATCH", f"/api/rooms/{room}", {"archived": True})
     await expect(ana.page.locator("#archived-note")).to_be_visible()
-    assert await axe_violations(ana, ["#archived-note", "#composer", "#messages-scroll"]) == []
+    assert await blocking(ana.page, ["#archived-note", "#composer", "#messages-scroll"]) == ""

@@ -189,6 +189,7 @@ async def test_tick_made_offline_survives_a_reload_and_refusals_are_shown(
     ana = await open_room("ana")
     gate = SocketGate()
     ben = await open_room("ben", route=gate, device=PHONE)
+    await ben.page.get_by_role("tab", name="Roadmap").tap()  # a phone shows one view at a time
     for title in ("Step one", "Step two", "Step three"):
         await ana.add_step(title)
     await expect_titles(ben, ["Step one", "Step two", "Step three"])

@@ -214,7 +214,11 @@ COUNT_SOCKETS = """
     window.__sockets = 0;
     const Real = window.WebSocket;
     window.WebSocket = class extends Real {
-        constructor(...args) { super(...args); window.__sockets += 1; }
+        constructor(...args) {
+            super(...args);
+            // The room's sockets only (the room list's inbox socket has its own life).
+            if (new URL(this.url).pathname.includes("/rooms/")) window.__sockets += 1;
+        }
     };
 """
 
@@ -222,7 +226,7 @@ COUNT_SOCKETS = """
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("bad-token", "invalid or has expired"),
+        ("bad-token", "did not accept this access link"),
         ("not-a-member", "not a member of this room"),
         ("no-room", "does not exist"),
     ],

@@ -3,7 +3,6 @@
 //
 // All text from the network goes into the page with textContent, never as HTML.
 
-import { MAX_TITLE } from "./checklist.js";
 import { el } from "./dom.js";
 
 let domIds = 0;
@@ -77,8 +76,8 @@ function buildForm() {
   input.name = "title";
   input.autocomplete = "off";
   input.placeholder = "Add a step";
-  input.maxLength = MAX_TITLE * 2; // code points are checked on submit
-  input.setAttribute("aria-describedby", "checklist-add-error");
+  // No maxlength: a paste over the limit stays whole (checklistpanel.js counts it).
+  input.setAttribute("aria-describedby", "checklist-add-count checklist-add-error");
   const button = el("button", null, "Add");
   button.type = "submit";
   const formError = el("p", "error");
@@ -179,7 +178,6 @@ export function editTitle(row, text, done) {
   const title = row.querySelector(".step-title");
   const input = el("input", "step-rename-input");
   input.value = text;
-  input.maxLength = MAX_TITLE * 2;
   input.setAttribute("aria-label", "Step title");
   title.hidden = true;
   title.after(input);

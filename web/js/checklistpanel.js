@@ -12,10 +12,12 @@
 // member.updated events.
 
 import { formatTime } from "./chat.js";
+import { attachCounter } from "./charcount.js";
 import {
   allowedActions,
   ChecklistState,
   checkTitle,
+  MAX_TITLE,
   countProgress,
   dropAfter,
   movesItem,
@@ -321,6 +323,11 @@ export class ChecklistPanel {
 
   #listen() {
     const { form, input, list } = this.#dom;
+    // The title's limit, shown as it nears (charcount.js): a long paste is kept and counted.
+    const counter = el("p", "counter");
+    counter.id = "checklist-add-count";
+    input.after(counter);
+    const count = attachCounter(input, counter, MAX_TITLE);
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const { title, error } = checkTitle(input.value);
@@ -328,6 +335,7 @@ export class ChecklistPanel {
       if (error) return;
       this.add(title);
       input.value = "";
+      count();
       input.focus();
     });
     input.addEventListener("input", () => this.#setFormError(""));

@@ -2,17 +2,21 @@
 // frames tell the room while I write (the SDK's keystroke(): at once, then every 3 s while
 // typing, and "stopped" after 4 s without a key).
 
+import { attachCounter, charCount, tooLong } from "./charcount.js";
 import { byId } from "./dom.js";
 
-const MAX_BODY = 4000; // characters (code points), as the server counts them
+const MAX_BODY = 4000; // characters (code points), as the server counts them (docs/protocol.md)
+export const BLANK = "Nothing to send: write a message first (spaces and new lines alone are not sent).";
 
 export class Composer {
   #room;
   #input = byId("composer-input");
   #sendButton = byId("send");
+  #count;
 
   constructor(room) {
     this.#room = room;
+    this.#count = attachCounter(this.#input, byId("composer-count"), MAX_BODY);
     this.#input.addEventListener("input", () => this.#onInput());
     this.#input.addEventListener("keydown", (event) => {
       // Enter sends, Shift+Enter is a new line; never while an input method is composing.
@@ -60,14 +64,18 @@ export class Composer {
     const input = this.#input;
     if (input.disabled) return;
     const body = input.value;
-    if (body.trim() === "") return;
-    const length = [...body].length;
+    if (body.trim() === "") {
+      this.#setError(BLANK);
+      return;
+    }
+    const length = charCount(body);
     if (length > MAX_BODY) {
-      this.#setError(`Too long: ${length} characters, at most ${MAX_BODY}.`);
+      this.#setError(tooLong(length, MAX_BODY));
       return;
     }
     this.#room.sendMessage(body); // stored, then sent; typing stops
     input.value = "";
+    this.#count();
     input.focus();
   }
 }

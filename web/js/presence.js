@@ -1,6 +1,7 @@
 // The room's people on the page: the members (with their role), who is here now, and who is
 // typing, rendered from the SDK's Presence (clients/js/src/presence.js), which keeps them from
-// the room socket's frames.
+// the room socket's frames. While the socket is not live nobody is shown as here for sure:
+// the dots go grey (dashed) and read "here when last connected".
 
 import { el } from "./dom.js";
 
@@ -16,6 +17,7 @@ export class PresenceView {
   #membersList;
   #hereList;
   #typingLine;
+  #live = false; // the room socket is live: presence is current
 
   constructor(presence, { membersList, hereList, typingLine }) {
     this.#presence = presence;
@@ -23,6 +25,13 @@ export class PresenceView {
     this.#hereList = hereList;
     this.#typingLine = typingLine;
     presence.on("change", () => this.render());
+  }
+
+  /** The room socket's state changed: presence is current only while it is live. */
+  setLive(live) {
+    if (live === this.#live) return;
+    this.#live = live;
+    this.render();
   }
 
   #isMe(userId) {
@@ -34,18 +43,20 @@ export class PresenceView {
     const items = [...members.values()].map((m) => {
       const here = online.has(m.user_id);
       const item = el("li", here ? "person here" : "person away");
+      if (!this.#live) item.classList.add("stale");
       item.dataset.userId = m.user_id;
       item.append(el("span", "dot", ""), el("span", "name", m.name));
       if (this.#isMe(m.user_id)) item.append(el("span", "you", "(you)"));
       item.append(el("span", "role", m.role));
-      item.append(el("span", "visually-hidden", here ? ", here now" : ", away"));
+      const said = !this.#live ? (here ? ", here when last connected" : ", away when last connected") : here ? ", here now" : ", away";
+      item.append(el("span", "visually-hidden", said));
       item.querySelector(".dot").setAttribute("aria-hidden", "true");
       return item;
     });
     this.#membersList.replaceChildren(...items);
 
     const here = [...online].map(([id, name]) => {
-      const item = el("li", "person here");
+      const item = el("li", this.#live ? "person here" : "person here stale");
       item.dataset.userId = id;
       item.append(el("span", "name", name || id));
       if (this.#isMe(id)) item.append(el("span", "you", "(you)"));

@@ -5,6 +5,7 @@
 export { ApiError, apiRequest } from "./api.js";
 export { Emitter } from "./events.js";
 export { FEED_FATAL_CLOSES, FeedSocket, FeedStream, feedApi, feedQuery } from "./feed.js";
+export { INBOX_FATAL_CLOSES, InboxClient } from "./inbox.js";
 export { MemoryStorage, Outbox, newClientId, outboxKey } from "./outbox.js";
 export { Presence } from "./presence.js";
 export { ReconnectingSocket, backoffDelay, isRefusal } from "./reconnecting.js";

@@ -193,6 +193,11 @@ export class ReconnectingSocket extends Emitter {
     throw new Error(`${this.#name}: no where()`);
   }
 
+  /** The type of the socket's first frame ("welcome"; the inbox's is "inbox.welcome"). */
+  get welcomeType() {
+    return "welcome";
+  }
+
   /**
    * A welcome (the first frame of a socket; `first` for the first socket): take its epoch
    * and where events resume. Returns the "welcome" event's detail.
@@ -320,7 +325,7 @@ export class ReconnectingSocket extends Emitter {
     }
     if (frame === null || typeof frame !== "object" || typeof frame.type !== "string") return;
     if (!this.#welcomed) {
-      if (frame.type === "welcome") this.#onWelcome(frame);
+      if (frame.type === this.welcomeType) this.#onWelcome(frame);
       return;
     }
     if (frame.type === "auth.expiring") this.#onExpiring();

@@ -3,6 +3,7 @@ export { Presence } from "./presence.js";
 export { OutboxSender } from "./sender.js";
 export { ApiError, apiRequest } from "./api.js";
 export { FEED_FATAL_CLOSES, FeedSocket, FeedStream, feedApi, feedQuery } from "./feed.js";
+export { INBOX_FATAL_CLOSES, InboxClient } from "./inbox.js";
 export { MemoryStorage, Outbox, newClientId, outboxKey } from "./outbox.js";
 export { ReconnectingSocket, backoffDelay, isRefusal } from "./reconnecting.js";
 export { ROOM_FATAL_CLOSES, RoomClient, RoomConnection } from "./room.js";

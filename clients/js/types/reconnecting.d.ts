@@ -72,6 +72,8 @@ export class ReconnectingSocket extends Emitter {
         query: Record<string, string | number | null | undefined>;
         kind?: "room" | "feed";
     };
+    /** The type of the socket's first frame ("welcome"; the inbox's is "inbox.welcome"). */
+    get welcomeType(): string;
     /**
      * A welcome (the first frame of a socket; `first` for the first socket): take its epoch
      * and where events resume. Returns the "welcome" event's detail.
