@@ -78,7 +78,7 @@ async def _serve(
     transport.on_slow = lambda: metrics.inc("menteo_limit_hits_total", "slow_1013")
     conn = FeedConnection(principal, admitted.grant, admitted.codec, transport)
     live = Ender(lambda: conn.principal, transport.close_now)
-    async with state.access.track(live) as tracked:
+    async with state.access.track(live, kind="feed") as tracked:
         if tracked.refusal is not None:  # revoked since the handshake
             await transport.close(tracked.refusal.code, tracked.refusal.reason)
             return

@@ -1,0 +1,242 @@
+"""The ``webhook_outbox`` table's statements: sync functions of a ``Connection``.
+
+A row's life: ``pending`` (inserted after the message's commit; later messages fold into it)
+→ at ``next_at`` one process claims it (a lease: ``next_at`` moves past the attempt's
+deadline, so a process killed mid-attempt leaves it for another, or for itself after a
+restart) → ``cancelled`` (read, present) or ``ready`` with its body frozen → ``done`` on a
+2xx, else ``ready`` again after a backoff, or ``failed``. On PostgreSQL the claim is
+``FOR UPDATE SKIP LOCKED``: two processes never take the same row. SQLite serves one
+process; its write transaction (``BEGIN IMMEDIATE``) is exclusive anyway.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, text
+
+ROOM_UNREAD = "room.unread"
+POST_COMMENT = "post.comment"
+PENDING, READY, DONE, FAILED, CANCELLED = "pending", "ready", "done", "failed", "cancelled"
+OPEN = (PENDING, READY)
+ERROR_CHARS = 500  # of a receiver's answer or an exception, kept as ``last_error``
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """A notification someone may need: ``user`` about ``scope`` up to ``seq``."""
+
+    type: str
+    user_id: str
+    scope: str  # "room:<id>" or "post:<id>"
+    seq: int  # the room's seq, or the comment's feed seq
+    room_id: str | None = None
+    post_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: str
+    type: str
+    user_id: str
+    scope: str
+    room_id: str | None
+    post_id: str | None
+    last_seq: int
+    state: str
+    attempts: int
+    body: str | None
+    created_at: str
+
+
+_ENQUEUE = text(
+    "INSERT INTO webhook_outbox (id, type, user_id, scope, room_id, post_id, last_seq, state, "
+    "next_at, attempts, created_at, updated_at) "
+    "SELECT CAST(:id AS VARCHAR(32)), CAST(:type AS VARCHAR(32)), CAST(:user AS VARCHAR(128)), "
+    "CAST(:scope AS VARCHAR(80)), CAST(:room AS VARCHAR(64)), CAST(:post AS VARCHAR(64)), "
+    "CAST(:seq AS BIGINT), 'pending', CAST(:due AS DOUBLE PRECISION), 0, "
+    "CAST(:ts AS VARCHAR(40)), CAST(:ts AS VARCHAR(40)) "
+    # Already covered (sent, or cancelled by a read): nothing new to say.
+    "WHERE NOT EXISTS (SELECT 1 FROM webhook_outbox WHERE user_id = :user AND scope = :scope "
+    "AND last_seq >= :seq AND state <> 'pending') "
+    "ON CONFLICT (user_id, scope) WHERE state = 'pending' "
+    "DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at "
+    "WHERE webhook_outbox.last_seq < excluded.last_seq"
+)
+_MEMBERS = text("SELECT room_id, user_id FROM member WHERE room_id IN :rooms").bindparams(
+    bindparam("rooms", expanding=True)
+)
+_AUTHORS = text("SELECT id, author_id FROM post WHERE id IN :posts").bindparams(
+    bindparam("posts", expanding=True)
+)
+_COLUMNS = "id, type, user_id, scope, room_id, post_id, last_seq, state, attempts, body, created_at"
+_DUE = (
+    f"SELECT {_COLUMNS} FROM webhook_outbox WHERE state IN ('pending', 'ready') "
+    "AND next_at <= :now ORDER BY next_at LIMIT :n"
+)
+_LEASE = text("UPDATE webhook_outbox SET next_at = :lease WHERE id IN :ids").bindparams(
+    bindparam("ids", expanding=True)
+)
+
+
+def room_intents(conn: Connection, messages: Sequence[tuple[str, int, str]]) -> list[Intent]:
+    """``(room, seq, author)`` of chat messages → one intent per other member."""
+    rooms = sorted({room for room, _, _ in messages})
+    if not rooms:
+        return []
+    members: dict[str, list[str]] = {}
+    for room, user in conn.execute(_MEMBERS, {"rooms": rooms}):
+        members.setdefault(room, []).append(user)
+    return [
+        Intent(ROOM_UNREAD, user, f"room:{room}", seq, room_id=room)
+        for room, seq, author in messages
+        for user in members.get(room, ())
+        if user != author
+    ]
+
+
+def comment_intents(conn: Connection, comments: Sequence[tuple[str, int, str]]) -> list[Intent]:
+    """``(post, feed seq, commenter)`` → an intent for the post's author (not their own)."""
+    posts = sorted({post for post, _, _ in comments})
+    if not posts:
+        return []
+    authors = {post: author for post, author in conn.execute(_AUTHORS, {"posts": posts})}
+    return [
+        Intent(POST_COMMENT, authors[post], f"post:{post}", seq, post_id=post)
+        for post, seq, commenter in comments
+        if post in authors and authors[post] != commenter
+    ]
+
+
+def enqueue_sync(conn: Connection, intents: Sequence[Intent], due: float, ts: str) -> None:
+    """Insert or fold each intent (one pending row per user and scope), in a stable order
+    so two processes' transactions take the unique index's locks alike."""
+    newest: dict[tuple[str, str], Intent] = {}
+    for intent in intents:
+        key = (intent.user_id, intent.scope)
+        if key not in newest or newest[key].seq < intent.seq:
+            newest[key] = intent
+    for key in sorted(newest):
+        i = newest[key]
+        conn.execute(
+            _ENQUEUE,
+            {
+                "id": uuid.uuid4().hex,
+                "type": i.type,
+                "user": i.user_id,
+                "scope": i.scope,
+                "room": i.room_id,
+                "post": i.post_id,
+                "seq": i.seq,
+                "due": due,
+                "ts": ts,
+            },
+        )
+
+
+def claim_sync(conn: Connection, now: float, n: int, lease: float, locking: bool) -> list[Row]:
+    """Up to ``n`` rows due now, leased until ``lease`` (in the caller's transaction)."""
+    sql = _DUE + (" FOR UPDATE SKIP LOCKED" if locking else "")
+    rows = [Row(*r) for r in conn.execute(text(sql), {"now": now, "n": n})]
+    if rows:
+        conn.execute(_LEASE, {"lease": lease, "ids": [r.id for r in rows]})
+    return rows
+
+
+_CANCEL = text(
+    "UPDATE webhook_outbox SET state = 'cancelled', next_at = :now, updated_at = :ts "
+    "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
+)
+_POSTPONE = text("UPDATE webhook_outbox SET next_at = :at WHERE id = :id AND state = 'pending'")
+_FREEZE = text(
+    "UPDATE webhook_outbox SET state = 'ready', body = :body, sent_at = :now, updated_at = :ts "
+    "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
+)
+_ATTEMPTED = text(
+    "UPDATE webhook_outbox SET state = :state, attempts = attempts + 1, next_at = :at, "
+    "last_error = :error, updated_at = :ts WHERE id = :id AND state = 'ready'"
+)
+
+
+def cancel_sync(conn: Connection, row: Row, now: float, ts: str) -> bool:
+    """False when a message folded in meanwhile: the row is judged again."""
+    done = conn.execute(_CANCEL, {"id": row.id, "seq": row.last_seq, "now": now, "ts": ts})
+    if done.rowcount == 0:
+        conn.execute(_POSTPONE, {"id": row.id, "at": now})
+    return bool(done.rowcount)
+
+
+def postpone_sync(conn: Connection, row: Row, at: float) -> None:
+    conn.execute(_POSTPONE, {"id": row.id, "at": at})
+
+
+def freeze_sync(conn: Connection, row: Row, body: str, now: float, ts: str) -> bool:
+    """Pending → ready with its body (the lease stays: the first attempt follows at once);
+    False when a message folded in meanwhile (the row is judged again)."""
+    params = {"id": row.id, "seq": row.last_seq, "body": body, "now": now, "ts": ts}
+    done = conn.execute(_FREEZE, params)
+    if done.rowcount == 0:
+        conn.execute(_POSTPONE, {"id": row.id, "at": now})
+    return bool(done.rowcount)
+
+
+def attempted_sync(
+    conn: Connection, row_id: str, state: str, at: float, error: str | None, ts: str
+) -> None:
+    """One attempt's outcome: ``done``, ``failed``, or ``ready`` again at ``at``."""
+    if error is not None:
+        error = error[:ERROR_CHARS]
+    conn.execute(_ATTEMPTED, {"id": row_id, "state": state, "at": at, "error": error, "ts": ts})
+
+
+_RECENT = text(
+    "SELECT sent_at, last_seq FROM webhook_outbox WHERE user_id = :user AND scope = :scope "
+    "AND state IN ('ready', 'done') AND sent_at > :since ORDER BY sent_at DESC LIMIT 1"
+)
+
+
+def last_sent_sync(
+    conn: Connection, user_id: str, scope: str, since: float
+) -> tuple[float, int] | None:
+    """The newest notification sent for this user and scope after ``since``."""
+    found = conn.execute(_RECENT, {"user": user_id, "scope": scope, "since": since}).first()
+    return None if found is None else (float(found[0]), int(found[1]))
+
+
+_COUNT = text("SELECT count(*) FROM webhook_outbox WHERE state IN ('pending', 'ready')")
+_FAILED = text(
+    "SELECT id, type, user_id, attempts, last_error, created_at, updated_at, body "
+    "FROM webhook_outbox WHERE state = 'failed' ORDER BY updated_at DESC, id LIMIT :n"
+)
+_PURGE = text(
+    "DELETE FROM webhook_outbox WHERE state IN ('done', 'cancelled') AND next_at < :before"
+)
+
+
+def pending_sync(conn: Connection) -> int:
+    return int(conn.execute(_COUNT).scalar() or 0)
+
+
+def failed_sync(conn: Connection, n: int) -> list[dict[str, Any]]:
+    """The newest failed notifications, with their last error (``GET
+    /api/webhooks/failed``)."""
+    return [
+        {
+            "id": r.id,
+            "type": r.type,
+            "user_id": r.user_id,
+            "attempts": r.attempts,
+            "last_error": r.last_error,
+            "created_at": r.created_at,
+            "failed_at": r.updated_at,
+        }
+        for r in conn.execute(_FAILED, {"n": n})
+    ]
+
+
+def purge_sync(conn: Connection, before: float) -> int:
+    """Completed rows older than ``before`` (kept until then for folding and the interval)."""
+    return int(conn.execute(_PURGE, {"before": before}).rowcount or 0)

@@ -1,0 +1,329 @@
+"""The notifier: after each commit it records who may need a notification, and at the due
+time it judges and delivers them, each in a task of its own.
+
+Nothing here runs on the live path but ``committed``, which only appends to a list: the
+outbox rows are written by the flush task, the HTTP requests by delivery tasks (at most
+``CONCURRENCY`` at once, each bounded by ``MENTEO_WEBHOOK_TIMEOUT``), so a receiver that
+hangs delays its own notifications and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import Connection
+
+from ..config import Settings
+from ..faults import Faults, is_fatal
+from ..metrics import Metrics
+from ..persistence.database import Database
+from ..persistence.events import StoredEvent, now_iso
+from ..presence import Presence
+from .attendance import Attendance, RedisAttendance
+from .delivery import attempt
+from .judge import judge_sync
+from .outbox import (
+    DONE,
+    FAILED,
+    PENDING,
+    READY,
+    ROOM_UNREAD,
+    Row,
+    attempted_sync,
+    cancel_sync,
+    claim_sync,
+    comment_intents,
+    enqueue_sync,
+    failed_sync,
+    freeze_sync,
+    pending_sync,
+    postpone_sync,
+    purge_sync,
+    room_intents,
+)
+
+log = logging.getLogger("menteo.notify")
+T = TypeVar("T")
+
+CHAT = "chat.message"
+COMMENT = "feed.comment"
+CONCURRENCY = 32  # attempts in flight per process
+CLAIM = 64  # rows one claim takes at most
+LEASE_MARGIN = 5.0  # a claimed row is left alone for the attempt's timeout plus this
+MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldest are dropped)
+HOUSEKEEPING = 5.0  # seconds between counting pending rows and purging old ones
+KEEP = 86_400.0  # completed rows are kept at least this long (folding, the interval)
+
+
+class Notifier:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        presence: Presence,
+        attendance: Attendance,
+        metrics: Metrics,
+        faults: Faults,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.presence = presence
+        self.attendance = attendance
+        self.metrics = metrics
+        self.faults = faults
+        self.messages: list[tuple[str, int, str]] = []  # (room, seq, author)
+        self.comments: list[tuple[str, int, str]] = []  # (post, feed seq, commenter)
+        self.flush_wake = asyncio.Event()
+        self.due_wake = asyncio.Event()
+        self.hints: list[float] = []  # times a row of this process falls due (a heap)
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.client: httpx.AsyncClient | None = None
+        self.dropped = 0
+        # Polling finds what other processes queued and what a restart left behind.
+        self.poll = min(1.0, max(0.01, settings.notify_delay / 4))
+
+    # The live path's one call -------------------------------------------------------
+    def committed(self, events: list[StoredEvent]) -> None:
+        for event in events:
+            if event.type == CHAT:
+                self.messages.append((event.stream, event.seq, event.author_id))
+            elif event.type == COMMENT and "post_id" in event.data:
+                post = str(event.data["post_id"])
+                self.comments.append((post, event.seq, event.author_id))
+            else:
+                continue
+            self.flush_wake.set()
+        overflow = len(self.messages) + len(self.comments) - MAX_QUEUED
+        if overflow > 0:
+            self.dropped += overflow
+            del self.messages[: min(overflow, len(self.messages))]
+            log.error("webhook: the outbox cannot keep up; %d messages dropped", overflow)
+
+    # Lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        timeout = httpx.Timeout(self.settings.webhook_timeout)
+        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
+        await self.attendance.start()
+        self.metrics.gauge("menteo_webhook_pending").set(0)
+        self.tasks = [
+            asyncio.create_task(self._flush_loop(), name="menteo-notify-outbox"),
+            asyncio.create_task(self._due_loop(), name="menteo-notify-delivery"),
+        ]
+
+    async def close(self) -> None:
+        """Flush what was committed; attempts in flight stop (their lease runs out and
+        whoever runs next retries them, under the same id)."""
+        if self.messages or self.comments:
+            with suppress(Exception):
+                await self._flush()
+        for task in [*self.tasks, *self.inflight]:
+            task.cancel()
+        await asyncio.gather(*self.tasks, *self.inflight, return_exceptions=True)
+        await self.attendance.close()
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def failed(self, limit: int) -> list[dict[str, Any]]:
+        return await self.db.run(failed_sync, limit)
+
+    # The outbox writer ----------------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        failures = 0
+        while True:
+            await self.flush_wake.wait()
+            self.flush_wake.clear()
+            try:
+                await self._flush()
+                failures = 0
+            except Exception as exc:
+                if is_fatal(exc):
+                    raise
+                failures += 1
+                self.faults.survived("notify", log, exc, "webhook: outbox write failed")
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                self.flush_wake.set()
+
+    async def _flush(self) -> None:
+        messages, comments = self.messages, self.comments
+        self.messages, self.comments = [], []
+        now = time.time()
+        due = now + self.settings.notify_delay
+
+        def write(conn: Connection) -> None:
+            intents = room_intents(conn, messages) + comment_intents(conn, comments)
+            enqueue_sync(conn, intents, due, now_iso())
+
+        try:
+            await self._write(write)
+        except BaseException:
+            self.messages[:0], self.comments[:0] = messages, comments  # kept for the retry
+            raise
+        self._hint(due)
+
+    # Due rows -------------------------------------------------------------------------
+    def _hint(self, at: float) -> None:
+        heapq.heappush(self.hints, at)
+        self.due_wake.set()
+
+    def _wait(self, now: float) -> float:
+        while self.hints and self.hints[0] <= now:
+            heapq.heappop(self.hints)
+        soonest = self.hints[0] - now if self.hints else self.poll
+        return max(0.0, min(self.poll, soonest))
+
+    async def _due_loop(self) -> None:
+        kept = 0.0
+        failures = 0
+        while True:
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self._wait(time.time())):
+                    await self.due_wake.wait()
+            self.due_wake.clear()
+            try:
+                now = time.time()
+                if now - kept >= HOUSEKEEPING:
+                    kept = now
+                    await self._housekeeping(now)
+                free = min(CLAIM, CONCURRENCY - len(self.inflight))
+                if free <= 0:
+                    continue  # a finishing attempt wakes us
+                rows = await self._claim(now, free)
+                failures = 0
+            except Exception as exc:
+                if is_fatal(exc):
+                    raise
+                failures += 1
+                self.faults.survived("notify", log, exc, "webhook: claiming due rows failed")
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                continue
+            for row in rows:
+                task = asyncio.create_task(self._handle(row), name="menteo-notify-attempt")
+                self.inflight.add(task)
+            if len(rows) == free:
+                self.due_wake.set()  # more may be due
+
+    async def _claim(self, now: float, n: int) -> list[Row]:
+        lease = now + self.settings.webhook_timeout + LEASE_MARGIN
+        locking = not self.db.is_sqlite
+
+        def claim(conn: Connection) -> list[Row]:
+            return claim_sync(conn, now, n, lease, locking)
+
+        return await self._write(claim)
+
+    async def _housekeeping(self, now: float) -> None:
+        keep = max(KEEP, 2 * self.settings.notify_interval)
+        await self._write(lambda conn: purge_sync(conn, now - keep))
+        pending = await self.db.run(pending_sync)
+        self.metrics.gauge("menteo_webhook_pending").set(pending)
+
+    async def _handle(self, row: Row) -> None:
+        try:
+            if row.state == PENDING:
+                judged = await self._judge(row)
+                if judged is None:
+                    return
+                row = judged
+            await self._deliver(row)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if is_fatal(exc):
+                raise
+            # Left leased: retried once the lease runs out, by this process or another.
+            self.faults.survived("notify", log, exc, "webhook: notification %s failed", row.id)
+        finally:
+            task = asyncio.current_task()
+            if task is not None:
+                self.inflight.discard(task)
+            self.due_wake.set()
+
+    async def _present(self, row: Row) -> bool:
+        if row.type == ROOM_UNREAD:
+            online = await self.presence.online(row.room_id or "")
+            if any(p["user_id"] == row.user_id for p in online):
+                return True
+            return await self.attendance.present(row.user_id, ("inbox",))
+        return await self.attendance.present(row.user_id, ("feed",))
+
+    async def _judge(self, row: Row) -> Row | None:
+        """Pending at its due time: cancelled, postponed, or ready with its body."""
+        now = time.time()
+        ts = now_iso()
+        if await self._present(row):
+            await self._write(lambda conn: cancel_sync(conn, row, now, ts))
+            return None
+        verdict = await self.db.run(judge_sync, row, now, self.settings.notify_interval)
+        if verdict.action == "cancel":
+            if not await self._write(lambda conn: cancel_sync(conn, row, now, ts)):
+                self._hint(now)
+            return None
+        if verdict.action == "postpone":
+            await self._write(lambda conn: postpone_sync(conn, row, verdict.at))
+            self._hint(verdict.at)
+            return None
+        if not await self._write(lambda conn: freeze_sync(conn, row, verdict.body, now, ts)):
+            self._hint(now)  # a message folded in meanwhile: judged again
+            return None
+        return replace(row, state=READY, body=verdict.body)
+
+    async def _deliver(self, row: Row) -> None:
+        assert self.client is not None and row.body is not None
+        settings = self.settings
+        outcome = await attempt(
+            self.client,
+            settings.webhook_url,
+            settings.webhook_secret,
+            row.id,
+            row.body.encode(),
+            timeout=settings.webhook_timeout,
+            attempts=row.attempts,
+            max_attempts=settings.webhook_max_attempts,
+            now=time.time(),
+        )
+        now = time.time()
+        state, at = {"ok": (DONE, now), "failed": (FAILED, now)}.get(
+            outcome.result, (READY, now + outcome.wait)
+        )
+        ts = now_iso()
+        await self._write(lambda conn: attempted_sync(conn, row.id, state, at, outcome.error, ts))
+        self.metrics.inc("menteo_webhook_deliveries_total", outcome.result)
+        if state == READY:
+            self._hint(at)
+        elif state == FAILED:
+            log.warning(
+                "webhook %s (%s for user %s) failed after %d attempts: %s",
+                row.id,
+                row.type,
+                row.user_id,
+                row.attempts + 1,
+                outcome.error,
+            )
+
+    async def _write(self, fn: Callable[[Connection], T]) -> T:
+        async with self.db.write() as conn:
+            return await conn.run_sync(fn)
+
+
+def create_notifier(
+    settings: Settings, db: Database, presence: Presence, metrics: Metrics, faults: Faults
+) -> Notifier | None:
+    """None without ``MENTEO_WEBHOOK_URL``."""
+    if not settings.webhook_url:
+        return None
+    attendance = (
+        RedisAttendance(settings.redis_url, settings.presence_ttl, faults)
+        if settings.redis_url
+        else Attendance()
+    )
+    return Notifier(db, settings, presence, attendance, metrics, faults)
