@@ -81,7 +81,6 @@ async def run_receiver(receiver: Receiver | None = None) -> AsyncIterator[Receiv
     receiver = receiver if receiver is not None else Receiver()
     config = uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())
     try:
         await wait_until(lambda: server.started or task.done(), "the receiver to start", 15)

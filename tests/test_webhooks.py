@@ -4,7 +4,6 @@ never a sleep."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from menteo_testkit.waits import wait_until
-from menteo_testkit.webhook_receiver import Receiver, Received, run_receiver
+from menteo_testkit.webhook_receiver import Received, Receiver, run_receiver
 from realtime.notify.signing import verify
 from tests.backends import Backend
 from tests.client import RoomClient, connect_inbox, create_room
@@ -201,7 +200,9 @@ async def test_a_hanging_receiver_times_out_and_the_room_keeps_chatting(backend:
         # The attempt is held open; the room goes on: every message acked and delivered.
         for i in range(1, 51):
             seq = await ben.chat(f"b{i}", f"message {i}")
-            got = await cy.recv_until(lambda f: f["type"] == "chat.message" and f["seq"] == seq)
+            got = await cy.recv_until(
+                lambda f, seq=seq: f["type"] == "chat.message" and f["seq"] == seq
+            )
             assert got["body"] == f"message {i}"
         assert hook.requests[0].status == 0  # still unanswered meanwhile
         # The timeout ends the attempt: the limit (1) reached, it is failed and listed.
