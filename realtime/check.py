@@ -74,6 +74,7 @@ class Result:
 def run(timeout: float = 5.0, env: Mapping[str, str] | None = None, web: Path | None = None) -> int:
     """Print each check's line; 0 when none failed."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines would bury ours
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request (the ping)
     failed = False
     for result in asyncio.run(_collect(env if env is not None else os.environ, timeout, web)):
         print(result.line(), flush=True)

@@ -110,6 +110,8 @@ class Notifier:
 
     # Lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
+        # httpx logs every request at INFO, its URL included: the URL may hold a token.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         timeout = httpx.Timeout(self.settings.webhook_timeout)
         limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
