@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -55,8 +55,11 @@ T = TypeVar("T")
 
 CHAT = "chat.message"
 COMMENT = "feed.comment"
-CONCURRENCY = 32  # attempts in flight per process
+CONCURRENCY = 64  # rows claimed and not finished (judging, attempts in flight) per process
 CLAIM = 64  # rows one claim takes at most
+# A claim waits until this many slots are free (or none is busy): one transaction for a
+# batch of rows, not one per finished attempt.
+CLAIM_AT = 16
 LEASE_MARGIN = 5.0  # a claimed row is left alone for the attempt's timeout plus this
 MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldest are dropped)
 HOUSEKEEPING = 5.0  # seconds between counting pending rows and purging old ones
@@ -85,6 +88,9 @@ class Notifier:
         self.due_wake = asyncio.Event()
         self.hints: list[float] = []  # times a row of this process falls due (a heap)
         self.inflight: set[asyncio.Task[None]] = set()
+        self.busy = 0  # claimed rows not finished yet (judged away, or attempted)
+        self.outcomes: list[tuple[str, str, float, str | None, str]] = []
+        self.record_wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
         self.client: httpx.AsyncClient | None = None
         self.dropped = 0
@@ -120,6 +126,7 @@ class Notifier:
         self.tasks = [
             asyncio.create_task(self._flush_loop(), name="menteo-notify-outbox"),
             asyncio.create_task(self._due_loop(), name="menteo-notify-delivery"),
+            asyncio.create_task(self._record_loop(), name="menteo-notify-outcomes"),
         ]
 
     async def close(self) -> None:
@@ -128,9 +135,13 @@ class Notifier:
         if self.messages or self.comments:
             with suppress(Exception):
                 await self._flush()
-        for task in [*self.tasks, *self.inflight]:
+        inflight = list(self.inflight)
+        for task in [*self.tasks, *inflight]:
             task.cancel()
-        await asyncio.gather(*self.tasks, *self.inflight, return_exceptions=True)
+        await asyncio.gather(*self.tasks, *inflight, return_exceptions=True)
+        if self.outcomes:  # what was answered is recorded: not sent again after a restart
+            with suppress(Exception):
+                await self._write(self._recorder(self.outcomes))
         await self.attendance.close()
         if self.client is not None:
             await self.client.aclose()
@@ -196,8 +207,8 @@ class Notifier:
                 if now - kept >= HOUSEKEEPING:
                     kept = now
                     await self._housekeeping(now)
-                free = min(CLAIM, CONCURRENCY - len(self.inflight))
-                if free <= 0:
+                free = min(CLAIM, CONCURRENCY - self.busy)
+                if free < CLAIM_AT and self.busy:
                     continue  # a finishing attempt wakes us
                 rows = await self._claim(now, free)
                 failures = 0
@@ -208,11 +219,20 @@ class Notifier:
                 self.faults.survived("notify", log, exc, "webhook: claiming due rows failed")
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 continue
-            for row in rows:
-                task = asyncio.create_task(self._handle(row), name="menteo-notify-attempt")
-                self.inflight.add(task)
+            if rows:
+                self.busy += len(rows)
+                self._spawn(self._process(rows))
             if len(rows) == free:
                 self.due_wake.set()  # more may be due
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name="menteo-notify-attempt")
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    def _release(self, n: int) -> None:
+        self.busy -= n
+        self.due_wake.set()
 
     async def _claim(self, now: float, n: int) -> list[Row]:
         lease = now + self.settings.webhook_timeout + LEASE_MARGIN
@@ -229,26 +249,24 @@ class Notifier:
         pending = await self.db.run(pending_sync)
         self.metrics.gauge("menteo_webhook_pending").set(pending)
 
-    async def _handle(self, row: Row) -> None:
+    async def _process(self, rows: list[Row]) -> None:
+        """One claim: the pending rows judged together (one read, one write), then an
+        attempt per row to send, each in a task of its own."""
+        ready = [r for r in rows if r.state == READY]
+        pending = [r for r in rows if r.state == PENDING]
         try:
-            if row.state == PENDING:
-                judged = await self._judge(row)
-                if judged is None:
-                    return
-                row = judged
-            await self._deliver(row)
-        except asyncio.CancelledError:
-            raise
+            if pending:
+                ready += await self._judge(pending)
         except Exception as exc:
             if is_fatal(exc):
                 raise
-            # Left leased: retried once the lease runs out, by this process or another.
-            self.faults.survived("notify", log, exc, "webhook: notification %s failed", row.id)
-        finally:
-            task = asyncio.current_task()
-            if task is not None:
-                self.inflight.discard(task)
-            self.due_wake.set()
+            # Left leased: judged again once the lease runs out, here or elsewhere.
+            self.faults.survived("notify", log, exc, "webhook: judging %d rows failed", len(rows))
+            self._release(len(rows))
+            return
+        self._release(len(rows) - len(ready))
+        for row in ready:
+            self._spawn(self._attempt(row))
 
     async def _present(self, row: Row) -> bool:
         if row.type == ROOM_UNREAD:
@@ -258,26 +276,57 @@ class Notifier:
             return await self.attendance.present(row.user_id, ("inbox",))
         return await self.attendance.present(row.user_id, ("feed",))
 
-    async def _judge(self, row: Row) -> Row | None:
-        """Pending at its due time: cancelled, postponed, or ready with its body."""
+    async def _judge(self, rows: list[Row]) -> list[Row]:
+        """Pending rows at their due time: each cancelled, postponed, or returned ready
+        with its body frozen. A presence check that fails leaves its row leased."""
         now = time.time()
         ts = now_iso()
-        if await self._present(row):
-            await self._write(lambda conn: cancel_sync(conn, row, now, ts))
-            return None
-        verdict = await self.db.run(judge_sync, row, now, self.settings.notify_interval)
-        if verdict.action == "cancel":
-            if not await self._write(lambda conn: cancel_sync(conn, row, now, ts)):
-                self._hint(now)
-            return None
-        if verdict.action == "postpone":
-            await self._write(lambda conn: postpone_sync(conn, row, verdict.at))
-            self._hint(verdict.at)
-            return None
-        if not await self._write(lambda conn: freeze_sync(conn, row, verdict.body, now, ts)):
-            self._hint(now)  # a message folded in meanwhile: judged again
-            return None
-        return replace(row, state=READY, body=verdict.body)
+        interval = self.settings.notify_interval
+        found = await asyncio.gather(*(self._present(r) for r in rows), return_exceptions=True)
+        for result in found:
+            if isinstance(result, BaseException):
+                if is_fatal(result):
+                    raise result
+                self.faults.survived("notify", log, result, "webhook: presence unknown")
+        present = [r for r, p in zip(rows, found, strict=True) if p is True]
+        away = [r for r, p in zip(rows, found, strict=True) if p is False]
+        verdicts = await self.db.run(
+            lambda conn: [judge_sync(conn, r, now, interval) for r in away]
+        )
+
+        def apply(conn: Connection) -> tuple[list[Row], list[float]]:
+            frozen: list[Row] = []
+            again: list[float] = []
+            for row in present:
+                if not cancel_sync(conn, row, now, ts):
+                    again.append(now)
+            for row, verdict in zip(away, verdicts, strict=True):
+                if verdict.action == "cancel":
+                    if not cancel_sync(conn, row, now, ts):
+                        again.append(now)  # a message folded in meanwhile: judged again
+                elif verdict.action == "postpone":
+                    postpone_sync(conn, row, verdict.at)
+                    again.append(verdict.at)
+                elif freeze_sync(conn, row, verdict.body, now, ts):
+                    frozen.append(replace(row, state=READY, body=verdict.body))
+                else:
+                    again.append(now)
+            return frozen, again
+
+        frozen, again = await self._write(apply)
+        for at in again:
+            self._hint(at)
+        return frozen
+
+    async def _attempt(self, row: Row) -> None:
+        try:
+            await self._deliver(row)
+        except Exception as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("notify", log, exc, "webhook: notification %s failed", row.id)
+        finally:
+            self._release(1)
 
     async def _deliver(self, row: Row) -> None:
         assert self.client is not None and row.body is not None
@@ -297,9 +346,11 @@ class Notifier:
         state, at = {"ok": (DONE, now), "failed": (FAILED, now)}.get(
             outcome.result, (READY, now + outcome.wait)
         )
-        ts = now_iso()
-        await self._write(lambda conn: attempted_sync(conn, row.id, state, at, outcome.error, ts))
         self.metrics.inc("menteo_webhook_deliveries_total", outcome.result)
+        # Recorded by one task, many outcomes per transaction. Until then the row stays
+        # leased: a kill -9 in between sends it again (at least once, same id).
+        self.outcomes.append((row.id, state, at, outcome.error, now_iso()))
+        self.record_wake.set()
         if state == READY:
             self._hint(at)
         elif state == FAILED:
@@ -311,6 +362,34 @@ class Notifier:
                 row.attempts + 1,
                 outcome.error,
             )
+
+    async def _record_loop(self) -> None:
+        failures = 0
+        while True:
+            await self.record_wake.wait()
+            self.record_wake.clear()
+            outcomes, self.outcomes = self.outcomes, []
+            try:
+                await self._write(self._recorder(outcomes))
+                failures = 0
+            except Exception as exc:
+                if is_fatal(exc):
+                    raise
+                self.outcomes[:0] = outcomes
+                failures += 1
+                self.faults.survived("notify", log, exc, "webhook: recording outcomes failed")
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                self.record_wake.set()
+
+    @staticmethod
+    def _recorder(
+        outcomes: list[tuple[str, str, float, str | None, str]],
+    ) -> Callable[[Connection], None]:
+        def record(conn: Connection) -> None:
+            for row_id, state, at, error, ts in outcomes:
+                attempted_sync(conn, row_id, state, at, error, ts)
+
+        return record
 
     async def _write(self, fn: Callable[[Connection], T]) -> T:
         async with self.db.write() as conn:
