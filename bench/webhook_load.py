@@ -68,7 +68,7 @@ async def fanout_round(smoke: bool, hook: str | None, duration: float) -> dict[s
             {
                 "MENTEO_WEBHOOK_URL": hook,
                 "MENTEO_WEBHOOK_SECRET": HOOK_SECRET,
-                "MENTEO_NOTIFY_DELAY": "0.5",
+                "MENTEO_NOTIFY_DELAY": "2",  # rows come due (and are judged) within a run
             }
         )
     prm = suite.Params(smoke, 0.5 if smoke else 1.5, duration)

@@ -19,7 +19,7 @@ from menteo_testkit.webhook_receiver import Received, Receiver, run_receiver
 from realtime.notify.signing import verify
 from tests.backends import Backend
 from tests.client import RoomClient, connect_inbox, create_room
-from tests.feed_client import FeedApi, WSFollower, feed_query
+from tests.feed_client import FeedApi, SSEFollower, WSFollower, feed_query
 from tests.servers import Running, make_settings, run_server
 
 HOOK_SECRET = "whsec-" + "k" * 40
@@ -267,14 +267,21 @@ async def test_a_comment_on_bens_post_while_he_is_away_notifies_him(backend: Bac
         assert signed(hook.requests[0])
 
 
-async def test_a_comment_while_the_author_follows_the_feed_sends_nothing(backend: Backend) -> None:
+@pytest.mark.parametrize("how", ["feed socket", "event stream"])
+async def test_a_comment_while_the_author_follows_the_feed_sends_nothing(
+    backend: Backend, how: str
+) -> None:
     async with notifying(backend) as (server, hook):
         ben = FeedApi(server.url, server.token("ben", "Ben"))
         ana = FeedApi(server.url, server.token("ana", "Ana"))
         service = FeedApi(server.url, server.token("backend", "Backend", role="service"))
         thread = await ben.thread(await service.community())
         post = await ben.post(thread, "Week 4")
-        await WSFollower.connect(server.ws, feed_query(server.token("ben", "Ben"), following=True))
+        query = feed_query(server.token("ben", "Ben"), following=True)
+        if how == "feed socket":
+            await WSFollower.connect(server.ws, query)
+        else:
+            await SSEFollower.connect(server.url, query)
         await ana.comment(post["id"], "nice")
         assert [s for _, _, s in await settled(server, 1)] == ["cancelled"]
         assert hook.requests == []

@@ -119,22 +119,22 @@ def enqueue_sync(conn: Connection, intents: Sequence[Intent], due: float, ts: st
         key = (intent.user_id, intent.scope)
         if key not in newest or newest[key].seq < intent.seq:
             newest[key] = intent
-    for key in sorted(newest):
-        i = newest[key]
-        conn.execute(
-            _ENQUEUE,
-            {
-                "id": uuid.uuid4().hex,
-                "type": i.type,
-                "user": i.user_id,
-                "scope": i.scope,
-                "room": i.room_id,
-                "post": i.post_id,
-                "seq": i.seq,
-                "due": due,
-                "ts": ts,
-            },
-        )
+    rows = [
+        {
+            "id": uuid.uuid4().hex,
+            "type": i.type,
+            "user": i.user_id,
+            "scope": i.scope,
+            "room": i.room_id,
+            "post": i.post_id,
+            "seq": i.seq,
+            "due": due,
+            "ts": ts,
+        }
+        for _, i in sorted(newest.items())
+    ]
+    if rows:
+        conn.execute(_ENQUEUE, rows)  # one executemany: a trip per batch, not per row
 
 
 def claim_sync(conn: Connection, now: float, n: int, lease: float, locking: bool) -> list[Row]:
@@ -159,6 +159,20 @@ _ATTEMPTED = text(
     "UPDATE webhook_outbox SET state = :state, attempts = attempts + 1, next_at = :at, "
     "last_error = :error, updated_at = :ts WHERE id = :id AND state = 'ready'"
 )
+
+
+_RETRY_SOON = text(
+    "UPDATE webhook_outbox SET next_at = :now WHERE id IN :ids AND state = 'pending'"
+).bindparams(bindparam("ids", expanding=True))
+
+
+def cancel_many_sync(conn: Connection, rows: Sequence[Row], now: float, ts: str) -> None:
+    """``cancel_sync`` for many rows in two statements: the ones a message folded into
+    meanwhile stay pending and are due again now."""
+    if not rows:
+        return
+    conn.execute(_CANCEL, [{"id": r.id, "seq": r.last_seq, "now": now, "ts": ts} for r in rows])
+    conn.execute(_RETRY_SOON, {"now": now, "ids": [r.id for r in rows]})
 
 
 def cancel_sync(conn: Connection, row: Row, now: float, ts: str) -> bool:
@@ -212,8 +226,10 @@ _FAILED = text(
     "FROM webhook_outbox WHERE state = 'failed' ORDER BY updated_at DESC, id LIMIT :n"
 )
 _PURGE = text(
-    "DELETE FROM webhook_outbox WHERE state IN ('done', 'cancelled') AND next_at < :before"
+    "DELETE FROM webhook_outbox WHERE (state IN ('done', 'cancelled') AND next_at < :before) "
+    "OR (state = 'failed' AND next_at < :failed_before)"
 )
+FAILED_KEEP = 30 * 86_400.0  # failed rows stay listed (GET /api/webhooks/failed) this long
 
 
 def pending_sync(conn: Connection) -> int:
@@ -237,6 +253,8 @@ def failed_sync(conn: Connection, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def purge_sync(conn: Connection, before: float) -> int:
-    """Completed rows older than ``before`` (kept until then for folding and the interval)."""
-    return int(conn.execute(_PURGE, {"before": before}).rowcount or 0)
+def purge_sync(conn: Connection, before: float, now: float) -> int:
+    """Completed rows older than ``before`` (kept until then for folding and the interval),
+    failed ones after ``FAILED_KEEP``."""
+    params = {"before": before, "failed_before": now - FAILED_KEEP}
+    return int(conn.execute(_PURGE, params).rowcount or 0)

@@ -38,7 +38,7 @@ from .outbox import (
     ROOM_UNREAD,
     Row,
     attempted_sync,
-    cancel_sync,
+    cancel_many_sync,
     claim_sync,
     comment_intents,
     enqueue_sync,
@@ -62,6 +62,9 @@ CLAIM = 64  # rows one claim takes at most
 CLAIM_AT = 16
 LEASE_MARGIN = 5.0  # a claimed row is left alone for the attempt's timeout plus this
 MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldest are dropped)
+# Outbox writes at most this often: a busy server's commits share one transaction (on
+# SQLite it takes turns with the chat appender for the write lock).
+FLUSH_EVERY = 0.2
 HOUSEKEEPING = 5.0  # seconds between counting pending rows and purging old ones
 KEEP = 86_400.0  # completed rows are kept at least this long (folding, the interval)
 
@@ -156,8 +159,10 @@ class Notifier:
             await self.flush_wake.wait()
             self.flush_wake.clear()
             try:
+                started = time.monotonic()
                 await self._flush()
                 failures = 0
+                await asyncio.sleep(max(0.0, started + FLUSH_EVERY - time.monotonic()))
             except Exception as exc:
                 if is_fatal(exc):
                     raise
@@ -245,7 +250,7 @@ class Notifier:
 
     async def _housekeeping(self, now: float) -> None:
         keep = max(KEEP, 2 * self.settings.notify_interval)
-        await self._write(lambda conn: purge_sync(conn, now - keep))
+        await self._write(lambda conn: purge_sync(conn, now - keep, now))
         pending = await self.db.run(pending_sync)
         self.metrics.gauge("menteo_webhook_pending").set(pending)
 
@@ -270,8 +275,7 @@ class Notifier:
 
     async def _present(self, row: Row) -> bool:
         if row.type == ROOM_UNREAD:
-            online = await self.presence.online(row.room_id or "")
-            if any(p["user_id"] == row.user_id for p in online):
+            if await self.presence.here(row.room_id or "", row.user_id):
                 return True
             return await self.attendance.present(row.user_id, ("inbox",))
         return await self.attendance.present(row.user_id, ("feed",))
@@ -297,14 +301,17 @@ class Notifier:
         def apply(conn: Connection) -> tuple[list[Row], list[float]]:
             frozen: list[Row] = []
             again: list[float] = []
-            for row in present:
-                if not cancel_sync(conn, row, now, ts):
-                    again.append(now)
+            cancelled = present + [
+                r for r, v in zip(away, verdicts, strict=True) if v.action == "cancel"
+            ]
+            # A message folded in meanwhile: that row stays pending, due now (judged again).
+            cancel_many_sync(conn, cancelled, now, ts)
+            if cancelled:
+                again.append(now)
             for row, verdict in zip(away, verdicts, strict=True):
                 if verdict.action == "cancel":
-                    if not cancel_sync(conn, row, now, ts):
-                        again.append(now)  # a message folded in meanwhile: judged again
-                elif verdict.action == "postpone":
+                    continue
+                if verdict.action == "postpone":
                     postpone_sync(conn, row, verdict.at)
                     again.append(verdict.at)
                 elif freeze_sync(conn, row, verdict.body, now, ts):
