@@ -8,8 +8,9 @@ due notification reaches the receiver.
 (a) **Fan-out, webhook on vs off**: ``bench/suite.py fanout --server ours`` (20 rooms x 10
 sockets, 2 senders per room, closed loop), run alternately without ``MENTEO_WEBHOOK_URL``
 and with it pointing at a receiver that answers 200 (``--rounds`` of each). Every member is
-connected, so each message still makes outbox rows (one per member and room, folded) that
-are judged at their due time and cancelled: the notifier's whole cost on a busy server.
+connected, so each message still makes outbox rows (one per member and room, folded); with
+``--fanout-delay 2`` they also come due during the run and are judged and cancelled every
+2 s (the default delay, 60 s, judges them once a minute).
 (b) **Delivery latency**: ``--notifications`` (1,000) due notifications: rooms of one
 sender and ten members who are away, one system message per room over REST; the latency of
 each is the receiver's arrival time minus its due time (the message's commit ``ts`` plus
@@ -61,14 +62,16 @@ def iso(ts: str) -> float:
 
 
 # (a) -----------------------------------------------------------------------------------
-async def fanout_round(smoke: bool, hook: str | None, duration: float) -> dict[str, Any]:
+async def fanout_round(
+    smoke: bool, hook: str | None, duration: float, delay: float
+) -> dict[str, Any]:
     suite.EXTRA_ENV.clear()
     if hook is not None:
         suite.EXTRA_ENV.update(
             {
                 "MENTEO_WEBHOOK_URL": hook,
                 "MENTEO_WEBHOOK_SECRET": HOOK_SECRET,
-                "MENTEO_NOTIFY_DELAY": "2",  # rows come due (and are judged) within a run
+                "MENTEO_NOTIFY_DELAY": str(delay),
             }
         )
     prm = suite.Params(smoke, 0.5 if smoke else 1.5, duration)
@@ -89,12 +92,13 @@ async def fanout_round(smoke: bool, hook: str | None, duration: float) -> dict[s
     return result
 
 
-async def part_a(smoke: bool, rounds: int, duration: float) -> dict[str, Any]:
+async def part_a(smoke: bool, rounds: int, duration: float, delay: float) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     async with run_receiver(Receiver()) as hook:
         for n in range(rounds):
             for mode in ("off", "on"):
-                out = await fanout_round(smoke, hook.url if mode == "on" else None, duration)
+                url = hook.url if mode == "on" else None
+                out = await fanout_round(smoke, url, duration, delay)
                 runs[mode].append(out)
                 log(
                     f"fanout round {n + 1} webhook {mode}: "
@@ -118,6 +122,7 @@ async def part_a(smoke: bool, rounds: int, duration: float) -> dict[str, Any]:
     if off["median_delivered_per_s"] and on["median_delivered_per_s"]:
         ratio = round(on["median_delivered_per_s"] / off["median_delivered_per_s"], 3)
     return {
+        "notify_delay_s": delay,
         "off": off,
         "on": on,
         "on_over_off": ratio,
@@ -212,6 +217,13 @@ async def main() -> int:
     p.add_argument("--duration", type=float, default=None, help="fan-out seconds (default 4)")
     p.add_argument("--notifications", type=int, default=None, help="default 1000; smoke 50")
     p.add_argument("--delay", type=float, default=1.0, help="MENTEO_NOTIFY_DELAY in part (b)")
+    p.add_argument(
+        "--fanout-delay",
+        type=float,
+        default=60.0,
+        help="MENTEO_NOTIFY_DELAY in part (a): the default 60 (rows written, judged after the "
+        "run), or small (e.g. 2) to judge and cancel every member's row during the run",
+    )
     p.add_argument("--database-url", default="", help="part (b); default a fresh SQLite file")
     p.add_argument("--only", choices=("a", "b"), default=None)
     a = p.parse_args()
@@ -220,7 +232,8 @@ async def main() -> int:
     count = a.notifications if a.notifications is not None else (50 if a.smoke else 1000)
     out: dict[str, Any] = {"smoke": a.smoke}
     if a.only != "b":
-        out["fanout"] = await part_a(a.smoke, rounds, duration)
+        delay = 2.0 if a.smoke else a.fanout_delay
+        out["fanout"] = await part_a(a.smoke, rounds, duration, delay)
     if a.only != "a":
         out["delivery"] = await part_b(count, a.database_url, a.delay)
     print(json.dumps(out, indent=1))

@@ -33,6 +33,7 @@ class Intent:
     user_id: str
     scope: str  # "room:<id>" or "post:<id>"
     seq: int  # the room's seq, or the comment's feed seq
+    at: float  # when it was committed (unix seconds): due ``MENTEO_NOTIFY_DELAY`` after
     room_id: str | None = None
     post_id: str | None = None
 
@@ -82,43 +83,51 @@ _LEASE = text("UPDATE webhook_outbox SET next_at = :lease WHERE id IN :ids").bin
 )
 
 
-def room_intents(conn: Connection, messages: Sequence[tuple[str, int, str]]) -> list[Intent]:
-    """``(room, seq, author)`` of chat messages → one intent per other member."""
-    rooms = sorted({room for room, _, _ in messages})
+def room_intents(conn: Connection, messages: Sequence[tuple[str, int, str, float]]) -> list[Intent]:
+    """``(room, seq, author, commit time)`` of chat messages → one intent per other
+    member."""
+    rooms = sorted({room for room, _, _, _ in messages})
     if not rooms:
         return []
     members: dict[str, list[str]] = {}
     for room, user in conn.execute(_MEMBERS, {"rooms": rooms}):
         members.setdefault(room, []).append(user)
     return [
-        Intent(ROOM_UNREAD, user, f"room:{room}", seq, room_id=room)
-        for room, seq, author in messages
+        Intent(ROOM_UNREAD, user, f"room:{room}", seq, at, room_id=room)
+        for room, seq, author, at in messages
         for user in members.get(room, ())
         if user != author
     ]
 
 
-def comment_intents(conn: Connection, comments: Sequence[tuple[str, int, str]]) -> list[Intent]:
-    """``(post, feed seq, commenter)`` → an intent for the post's author (not their own)."""
-    posts = sorted({post for post, _, _ in comments})
+def comment_intents(
+    conn: Connection, comments: Sequence[tuple[str, int, str, float]]
+) -> list[Intent]:
+    """``(post, feed seq, commenter, commit time)`` → an intent for the post's author (not
+    for their own comments)."""
+    posts = sorted({post for post, _, _, _ in comments})
     if not posts:
         return []
     authors = {post: author for post, author in conn.execute(_AUTHORS, {"posts": posts})}
     return [
-        Intent(POST_COMMENT, authors[post], f"post:{post}", seq, post_id=post)
-        for post, seq, commenter in comments
+        Intent(POST_COMMENT, authors[post], f"post:{post}", seq, at, post_id=post)
+        for post, seq, commenter, at in comments
         if post in authors and authors[post] != commenter
     ]
 
 
-def enqueue_sync(conn: Connection, intents: Sequence[Intent], due: float, ts: str) -> None:
+def enqueue_sync(conn: Connection, intents: Sequence[Intent], delay: float, ts: str) -> float:
     """Insert or fold each intent (one pending row per user and scope), in a stable order
-    so two processes' transactions take the unique index's locks alike."""
+    so two processes' transactions take the unique index's locks alike. A new row is due
+    ``delay`` after the earliest of its messages; a fold keeps the row's due time. Returns
+    the earliest due time (inf: none)."""
     newest: dict[tuple[str, str], Intent] = {}
+    first: dict[tuple[str, str], float] = {}
     for intent in intents:
         key = (intent.user_id, intent.scope)
         if key not in newest or newest[key].seq < intent.seq:
             newest[key] = intent
+        first[key] = min(first.get(key, intent.at), intent.at)
     rows = [
         {
             "id": uuid.uuid4().hex,
@@ -128,13 +137,14 @@ def enqueue_sync(conn: Connection, intents: Sequence[Intent], due: float, ts: st
             "room": i.room_id,
             "post": i.post_id,
             "seq": i.seq,
-            "due": due,
+            "due": first[key] + delay,
             "ts": ts,
         }
-        for _, i in sorted(newest.items())
+        for key, i in sorted(newest.items())
     ]
     if rows:
         conn.execute(_ENQUEUE, rows)  # one executemany: a trip per batch, not per row
+    return min((first[key] + delay for key in newest), default=float("inf"))
 
 
 def claim_sync(conn: Connection, now: float, n: int, lease: float, locking: bool) -> list[Row]:

@@ -62,9 +62,10 @@ CLAIM = 64  # rows one claim takes at most
 CLAIM_AT = 16
 LEASE_MARGIN = 5.0  # a claimed row is left alone for the attempt's timeout plus this
 MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldest are dropped)
-# Outbox writes at most this often: a busy server's commits share one transaction (on
-# SQLite it takes turns with the chat appender for the write lock).
-FLUSH_EVERY = 0.2
+# Outbox writes at most once per this many seconds: a busy server's commits share one
+# transaction (on SQLite it takes turns with the chat appender for the write lock). A row is
+# due from its message's commit time, not from the write.
+FLUSH_MOST = 1.0  # (at most a quarter of the delay: a row is written well before it is due)
 HOUSEKEEPING = 5.0  # seconds between counting pending rows and purging old ones
 KEEP = 86_400.0  # completed rows are kept at least this long (folding, the interval)
 
@@ -85,8 +86,10 @@ class Notifier:
         self.attendance = attendance
         self.metrics = metrics
         self.faults = faults
-        self.messages: list[tuple[str, int, str]] = []  # (room, seq, author)
-        self.comments: list[tuple[str, int, str]] = []  # (post, feed seq, commenter)
+        # (room, seq, author, commit time), (post, feed seq, commenter, commit time)
+        self.messages: list[tuple[str, int, str, float]] = []
+        self.comments: list[tuple[str, int, str, float]] = []
+        self.flush_every = min(FLUSH_MOST, max(0.01, settings.notify_delay / 4))
         self.flush_wake = asyncio.Event()
         self.due_wake = asyncio.Event()
         self.hints: list[float] = []  # times a row of this process falls due (a heap)
@@ -102,12 +105,13 @@ class Notifier:
 
     # The live path's one call -------------------------------------------------------
     def committed(self, events: list[StoredEvent]) -> None:
+        now = time.time()
         for event in events:
             if event.type == CHAT:
-                self.messages.append((event.stream, event.seq, event.author_id))
+                self.messages.append((event.stream, event.seq, event.author_id, now))
             elif event.type == COMMENT and "post_id" in event.data:
                 post = str(event.data["post_id"])
-                self.comments.append((post, event.seq, event.author_id))
+                self.comments.append((post, event.seq, event.author_id, now))
             else:
                 continue
             self.flush_wake.set()
@@ -162,7 +166,7 @@ class Notifier:
                 started = time.monotonic()
                 await self._flush()
                 failures = 0
-                await asyncio.sleep(max(0.0, started + FLUSH_EVERY - time.monotonic()))
+                await asyncio.sleep(max(0.0, started + self.flush_every - time.monotonic()))
             except Exception as exc:
                 if is_fatal(exc):
                     raise
@@ -174,19 +178,19 @@ class Notifier:
     async def _flush(self) -> None:
         messages, comments = self.messages, self.comments
         self.messages, self.comments = [], []
-        now = time.time()
-        due = now + self.settings.notify_delay
+        delay = self.settings.notify_delay
 
-        def write(conn: Connection) -> None:
+        def write(conn: Connection) -> float:
             intents = room_intents(conn, messages) + comment_intents(conn, comments)
-            enqueue_sync(conn, intents, due, now_iso())
+            return enqueue_sync(conn, intents, delay, now_iso())
 
         try:
-            await self._write(write)
+            due = await self._write(write)
         except BaseException:
             self.messages[:0], self.comments[:0] = messages, comments  # kept for the retry
             raise
-        self._hint(due)
+        if due != float("inf"):
+            self._hint(due)
 
     # Due rows -------------------------------------------------------------------------
     def _hint(self, at: float) -> None:
