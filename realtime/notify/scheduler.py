@@ -65,7 +65,7 @@ MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldes
 # Outbox writes at most once per this many seconds: a busy server's commits share one
 # transaction (on SQLite it takes turns with the chat appender for the write lock). A row is
 # due from its message's commit time, not from the write.
-FLUSH_MOST = 1.0  # (at most a quarter of the delay: a row is written well before it is due)
+FLUSH_MOST = 0.25  # (at most a quarter of the delay: a row is written well before it is due)
 HOUSEKEEPING = 5.0  # seconds between counting pending rows and purging old ones
 KEEP = 86_400.0  # completed rows are kept at least this long (folding, the interval)
 
