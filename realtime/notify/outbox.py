@@ -11,18 +11,42 @@ process; its write transaction (``BEGIN IMMEDIATE``) is exclusive anyway.
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
+
+from ..persistence.search_sqlite import SaSql
 
 ROOM_UNREAD = "room.unread"
 POST_COMMENT = "post.comment"
 PENDING, READY, DONE, FAILED, CANCELLED = "pending", "ready", "done", "failed", "cancelled"
 OPEN = (PENDING, READY)
 ERROR_CHARS = 500  # of a receiver's answer or an exception, kept as ``last_error``
+
+
+# What the statements run on: the SQLite appender's own ``sqlite3`` connection (writes take
+# turns with the chat appends instead of waiting for the lock), or a SQLAlchemy connection.
+Db = Connection | sqlite3.Connection | SaSql
+
+
+def run(conn: Db, sql: str, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Any:
+    """Execute (``executemany`` for a list); the cursor (``rowcount``, ``fetchall``...)."""
+    if isinstance(conn, sqlite3.Connection):
+        if isinstance(params, list):
+            return conn.executemany(sql, params)
+        return conn.execute(sql, params or {})
+    sa = conn.conn if isinstance(conn, SaSql) else conn
+    return sa.execute(text(sql), params)
+
+
+def _in(name: str, values: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """``(:name0, :name1, ...)`` and its parameters (no backend's list binding needed)."""
+    params = {f"{name}{i}": v for i, v in enumerate(values)}
+    return "(" + ", ".join(f":{k}" for k in params) + ")", params
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +77,7 @@ class Row:
     created_at: str
 
 
-_ENQUEUE = text(
+_ENQUEUE = (
     "INSERT INTO webhook_outbox (id, type, user_id, scope, room_id, post_id, last_seq, state, "
     "next_at, attempts, created_at, updated_at) "
     "SELECT CAST(:id AS VARCHAR(32)), CAST(:type AS VARCHAR(32)), CAST(:user AS VARCHAR(128)), "
@@ -67,30 +91,25 @@ _ENQUEUE = text(
     "DO UPDATE SET last_seq = excluded.last_seq, updated_at = excluded.updated_at "
     "WHERE webhook_outbox.last_seq < excluded.last_seq"
 )
-_MEMBERS = text("SELECT room_id, user_id FROM member WHERE room_id IN :rooms").bindparams(
-    bindparam("rooms", expanding=True)
-)
-_AUTHORS = text("SELECT id, author_id FROM post WHERE id IN :posts").bindparams(
-    bindparam("posts", expanding=True)
-)
+_MEMBERS = "SELECT room_id, user_id FROM member WHERE room_id IN "
+_AUTHORS = "SELECT id, author_id FROM post WHERE id IN "
 _COLUMNS = "id, type, user_id, scope, room_id, post_id, last_seq, state, attempts, body, created_at"
 _DUE = (
     f"SELECT {_COLUMNS} FROM webhook_outbox WHERE state IN ('pending', 'ready') "
     "AND next_at <= :now ORDER BY next_at LIMIT :n"
 )
-_LEASE = text("UPDATE webhook_outbox SET next_at = :lease WHERE id IN :ids").bindparams(
-    bindparam("ids", expanding=True)
-)
+_LEASE = "UPDATE webhook_outbox SET next_at = :lease WHERE id = :id"
 
 
-def room_intents(conn: Connection, messages: Sequence[tuple[str, int, str, float]]) -> list[Intent]:
+def room_intents(conn: Db, messages: Sequence[tuple[str, int, str, float]]) -> list[Intent]:
     """``(room, seq, author, commit time)`` of chat messages → one intent per other
     member."""
     rooms = sorted({room for room, _, _, _ in messages})
     if not rooms:
         return []
     members: dict[str, list[str]] = {}
-    for room, user in conn.execute(_MEMBERS, {"rooms": rooms}):
+    listed, params = _in("r", rooms)
+    for room, user in run(conn, _MEMBERS + listed, params).fetchall():
         members.setdefault(room, []).append(user)
     return [
         Intent(ROOM_UNREAD, user, f"room:{room}", seq, at, room_id=room)
@@ -100,15 +119,14 @@ def room_intents(conn: Connection, messages: Sequence[tuple[str, int, str, float
     ]
 
 
-def comment_intents(
-    conn: Connection, comments: Sequence[tuple[str, int, str, float]]
-) -> list[Intent]:
+def comment_intents(conn: Db, comments: Sequence[tuple[str, int, str, float]]) -> list[Intent]:
     """``(post, feed seq, commenter, commit time)`` → an intent for the post's author (not
     for their own comments)."""
     posts = sorted({post for post, _, _, _ in comments})
     if not posts:
         return []
-    authors = {post: author for post, author in conn.execute(_AUTHORS, {"posts": posts})}
+    listed, params = _in("p", posts)
+    authors = {post: author for post, author in run(conn, _AUTHORS + listed, params).fetchall()}
     return [
         Intent(POST_COMMENT, authors[post], f"post:{post}", seq, at, post_id=post)
         for post, seq, commenter, at in comments
@@ -116,7 +134,7 @@ def comment_intents(
     ]
 
 
-def enqueue_sync(conn: Connection, intents: Sequence[Intent], delay: float, ts: str) -> float:
+def enqueue_sync(conn: Db, intents: Sequence[Intent], delay: float, ts: str) -> float:
     """Insert or fold each intent (one pending row per user and scope), in a stable order
     so two processes' transactions take the unique index's locks alike. A new row is due
     ``delay`` after the earliest of its messages; a fold keeps the row's due time. Returns
@@ -143,128 +161,124 @@ def enqueue_sync(conn: Connection, intents: Sequence[Intent], delay: float, ts: 
         for key, i in sorted(newest.items())
     ]
     if rows:
-        conn.execute(_ENQUEUE, rows)  # one executemany: a trip per batch, not per row
+        run(conn, _ENQUEUE, rows)  # one executemany: a trip per batch, not per row
     return min((first[key] + delay for key in newest), default=float("inf"))
 
 
-def claim_sync(conn: Connection, now: float, n: int, lease: float, locking: bool) -> list[Row]:
+def claim_sync(conn: Db, now: float, n: int, lease: float, locking: bool) -> list[Row]:
     """Up to ``n`` rows due now, leased until ``lease`` (in the caller's transaction)."""
     sql = _DUE + (" FOR UPDATE SKIP LOCKED" if locking else "")
-    rows = [Row(*r) for r in conn.execute(text(sql), {"now": now, "n": n})]
+    rows = [Row(*r) for r in run(conn, sql, {"now": now, "n": n}).fetchall()]
     if rows:
-        conn.execute(_LEASE, {"lease": lease, "ids": [r.id for r in rows]})
+        run(conn, _LEASE, [{"lease": lease, "id": r.id} for r in rows])
     return rows
 
 
-_CANCEL = text(
+_CANCEL = (
     "UPDATE webhook_outbox SET state = 'cancelled', next_at = :now, updated_at = :ts "
     "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
 )
-_POSTPONE = text("UPDATE webhook_outbox SET next_at = :at WHERE id = :id AND state = 'pending'")
-_FREEZE = text(
+_POSTPONE = "UPDATE webhook_outbox SET next_at = :at WHERE id = :id AND state = 'pending'"
+_FREEZE = (
     "UPDATE webhook_outbox SET state = 'ready', body = :body, sent_at = :now, updated_at = :ts "
     "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
 )
-_ATTEMPTED = text(
+_ATTEMPTED = (
     "UPDATE webhook_outbox SET state = :state, attempts = attempts + 1, next_at = :at, "
     "last_error = :error, updated_at = :ts WHERE id = :id AND state = 'ready'"
 )
 
 
-_RETRY_SOON = text(
-    "UPDATE webhook_outbox SET next_at = :now WHERE id IN :ids AND state = 'pending'"
-).bindparams(bindparam("ids", expanding=True))
+_RETRY_SOON = "UPDATE webhook_outbox SET next_at = :now WHERE id = :id AND state = 'pending'"
 
 
-def cancel_many_sync(conn: Connection, rows: Sequence[Row], now: float, ts: str) -> None:
+def cancel_many_sync(conn: Db, rows: Sequence[Row], now: float, ts: str) -> None:
     """``cancel_sync`` for many rows in two statements: the ones a message folded into
     meanwhile stay pending and are due again now."""
     if not rows:
         return
-    conn.execute(_CANCEL, [{"id": r.id, "seq": r.last_seq, "now": now, "ts": ts} for r in rows])
-    conn.execute(_RETRY_SOON, {"now": now, "ids": [r.id for r in rows]})
+    run(conn, _CANCEL, [{"id": r.id, "seq": r.last_seq, "now": now, "ts": ts} for r in rows])
+    run(conn, _RETRY_SOON, [{"now": now, "id": r.id} for r in rows])
 
 
-def cancel_sync(conn: Connection, row: Row, now: float, ts: str) -> bool:
+def cancel_sync(conn: Db, row: Row, now: float, ts: str) -> bool:
     """False when a message folded in meanwhile: the row is judged again."""
-    done = conn.execute(_CANCEL, {"id": row.id, "seq": row.last_seq, "now": now, "ts": ts})
+    done = run(conn, _CANCEL, {"id": row.id, "seq": row.last_seq, "now": now, "ts": ts})
     if done.rowcount == 0:
-        conn.execute(_POSTPONE, {"id": row.id, "at": now})
+        run(conn, _POSTPONE, {"id": row.id, "at": now})
     return bool(done.rowcount)
 
 
-def postpone_sync(conn: Connection, row: Row, at: float) -> None:
-    conn.execute(_POSTPONE, {"id": row.id, "at": at})
+def postpone_sync(conn: Db, row: Row, at: float) -> None:
+    run(conn, _POSTPONE, {"id": row.id, "at": at})
 
 
-def freeze_sync(conn: Connection, row: Row, body: str, now: float, ts: str) -> bool:
+def freeze_sync(conn: Db, row: Row, body: str, now: float, ts: str) -> bool:
     """Pending → ready with its body (the lease stays: the first attempt follows at once);
     False when a message folded in meanwhile (the row is judged again)."""
     params = {"id": row.id, "seq": row.last_seq, "body": body, "now": now, "ts": ts}
-    done = conn.execute(_FREEZE, params)
+    done = run(conn, _FREEZE, params)
     if done.rowcount == 0:
-        conn.execute(_POSTPONE, {"id": row.id, "at": now})
+        run(conn, _POSTPONE, {"id": row.id, "at": now})
     return bool(done.rowcount)
 
 
 def attempted_sync(
-    conn: Connection, row_id: str, state: str, at: float, error: str | None, ts: str
+    conn: Db, row_id: str, state: str, at: float, error: str | None, ts: str
 ) -> None:
     """One attempt's outcome: ``done``, ``failed``, or ``ready`` again at ``at``."""
     if error is not None:
         error = error[:ERROR_CHARS]
-    conn.execute(_ATTEMPTED, {"id": row_id, "state": state, "at": at, "error": error, "ts": ts})
+    run(conn, _ATTEMPTED, {"id": row_id, "state": state, "at": at, "error": error, "ts": ts})
 
 
-_RECENT = text(
+_RECENT = (
     "SELECT sent_at, last_seq FROM webhook_outbox WHERE user_id = :user AND scope = :scope "
     "AND state IN ('ready', 'done') AND sent_at > :since ORDER BY sent_at DESC LIMIT 1"
 )
 
 
-def last_sent_sync(
-    conn: Connection, user_id: str, scope: str, since: float
-) -> tuple[float, int] | None:
+def last_sent_sync(conn: Db, user_id: str, scope: str, since: float) -> tuple[float, int] | None:
     """The newest notification sent for this user and scope after ``since``."""
-    found = conn.execute(_RECENT, {"user": user_id, "scope": scope, "since": since}).first()
+    found = run(conn, _RECENT, {"user": user_id, "scope": scope, "since": since}).fetchone()
     return None if found is None else (float(found[0]), int(found[1]))
 
 
-_COUNT = text("SELECT count(*) FROM webhook_outbox WHERE state IN ('pending', 'ready')")
-_FAILED = text(
+_COUNT = "SELECT count(*) FROM webhook_outbox WHERE state IN ('pending', 'ready')"
+_FAILED = (
     "SELECT id, type, user_id, attempts, last_error, created_at, updated_at, body "
     "FROM webhook_outbox WHERE state = 'failed' ORDER BY updated_at DESC, id LIMIT :n"
 )
-_PURGE = text(
+_PURGE = (
     "DELETE FROM webhook_outbox WHERE (state IN ('done', 'cancelled') AND next_at < :before) "
     "OR (state = 'failed' AND next_at < :failed_before)"
 )
 FAILED_KEEP = 30 * 86_400.0  # failed rows stay listed (GET /api/webhooks/failed) this long
 
 
-def pending_sync(conn: Connection) -> int:
-    return int(conn.execute(_COUNT).scalar() or 0)
+def pending_sync(conn: Db) -> int:
+    return int(run(conn, _COUNT).fetchone()[0] or 0)
 
 
-def failed_sync(conn: Connection, n: int) -> list[dict[str, Any]]:
+def failed_sync(conn: Db, n: int) -> list[dict[str, Any]]:
     """The newest failed notifications, with their last error (``GET
     /api/webhooks/failed``)."""
     return [
         {
-            "id": r.id,
-            "type": r.type,
-            "user_id": r.user_id,
-            "attempts": r.attempts,
-            "last_error": r.last_error,
-            "created_at": r.created_at,
-            "failed_at": r.updated_at,
+            "id": r[0],
+            "type": r[1],
+            "user_id": r[2],
+            "attempts": r[3],
+            "last_error": r[4],
+            "created_at": r[5],
+            "failed_at": r[6],
         }
-        for r in conn.execute(_FAILED, {"n": n})
+        for r in run(conn, _FAILED, {"n": n}).fetchall()
     ]
 
 
-def purge_sync(conn: Connection, before: float, now: float) -> int:
+def purge_sync(conn: Db, before: float, now: float) -> int:
     """Completed rows older than ``before`` (kept until then for folding and the interval),
     failed ones after ``FAILED_KEEP``."""
     params = {"before": before, "failed_before": now - FAILED_KEEP}
-    return int(conn.execute(_PURGE, params).rowcount or 0)
+    return int(run(conn, _PURGE, params).rowcount or 0)

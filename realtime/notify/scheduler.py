@@ -19,7 +19,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy import Connection
 
 from ..config import Settings
 from ..faults import Faults, is_fatal
@@ -36,6 +35,7 @@ from .outbox import (
     PENDING,
     READY,
     ROOM_UNREAD,
+    Db,
     Row,
     attempted_sync,
     cancel_many_sync,
@@ -55,11 +55,13 @@ T = TypeVar("T")
 
 CHAT = "chat.message"
 COMMENT = "feed.comment"
-CONCURRENCY = 64  # rows claimed and not finished (judging, attempts in flight) per process
-CLAIM = 64  # rows one claim takes at most
+CONCURRENCY = 256  # rows claimed and not finished (judging, attempts in flight) per process
+CLAIM = 128  # rows one claim takes at most
+CONNECTIONS = 64  # to the receiver at once (the attempts beyond wait for one)
+PRESENCE_CHECKS = 32  # Redis round trips at once (redis-py's pool refuses past its size)
 # A claim waits until this many slots are free (or none is busy): one transaction for a
 # batch of rows, not one per finished attempt.
-CLAIM_AT = 16
+CLAIM_AT = 32
 LEASE_MARGIN = 5.0  # a claimed row is left alone for the attempt's timeout plus this
 MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldest are dropped)
 # Outbox writes at most once per this many seconds: a busy server's commits share one
@@ -97,6 +99,8 @@ class Notifier:
         self.busy = 0  # claimed rows not finished yet (judged away, or attempted)
         self.outcomes: list[tuple[str, str, float, str | None, str]] = []
         self.record_wake = asyncio.Event()
+        self.checks = asyncio.Semaphore(PRESENCE_CHECKS)
+        self.sending = asyncio.Semaphore(CONNECTIONS)
         self.tasks: list[asyncio.Task[None]] = []
         self.client: httpx.AsyncClient | None = None
         self.dropped = 0
@@ -126,7 +130,7 @@ class Notifier:
         # httpx logs every request at INFO, its URL included: the URL may hold a token.
         logging.getLogger("httpx").setLevel(logging.WARNING)
         timeout = httpx.Timeout(self.settings.webhook_timeout)
-        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
         await self.attendance.start()
         self.metrics.gauge("menteo_webhook_pending").set(0)
@@ -180,7 +184,7 @@ class Notifier:
         self.messages, self.comments = [], []
         delay = self.settings.notify_delay
 
-        def write(conn: Connection) -> float:
+        def write(conn: Db) -> float:
             intents = room_intents(conn, messages) + comment_intents(conn, comments)
             return enqueue_sync(conn, intents, delay, now_iso())
 
@@ -247,7 +251,7 @@ class Notifier:
         lease = now + self.settings.webhook_timeout + LEASE_MARGIN
         locking = not self.db.is_sqlite
 
-        def claim(conn: Connection) -> list[Row]:
+        def claim(conn: Db) -> list[Row]:
             return claim_sync(conn, now, n, lease, locking)
 
         return await self._write(claim)
@@ -278,6 +282,10 @@ class Notifier:
             self._spawn(self._attempt(row))
 
     async def _present(self, row: Row) -> bool:
+        async with self.checks:
+            return await self._present_now(row)
+
+    async def _present_now(self, row: Row) -> bool:
         if row.type == ROOM_UNREAD:
             if await self.presence.here(row.room_id or "", row.user_id):
                 return True
@@ -302,7 +310,7 @@ class Notifier:
             lambda conn: [judge_sync(conn, r, now, interval) for r in away]
         )
 
-        def apply(conn: Connection) -> tuple[list[Row], list[float]]:
+        def apply(conn: Db) -> tuple[list[Row], list[float]]:
             frozen: list[Row] = []
             again: list[float] = []
             cancelled = present + [
@@ -342,17 +350,18 @@ class Notifier:
     async def _deliver(self, row: Row) -> None:
         assert self.client is not None and row.body is not None
         settings = self.settings
-        outcome = await attempt(
-            self.client,
-            settings.webhook_url,
-            settings.webhook_secret,
-            row.id,
-            row.body.encode(),
-            timeout=settings.webhook_timeout,
-            attempts=row.attempts,
-            max_attempts=settings.webhook_max_attempts,
-            now=time.time(),
-        )
+        async with self.sending:  # the timeout runs from the request, not the wait
+            outcome = await attempt(
+                self.client,
+                settings.webhook_url,
+                settings.webhook_secret,
+                row.id,
+                row.body.encode(),
+                timeout=settings.webhook_timeout,
+                attempts=row.attempts,
+                max_attempts=settings.webhook_max_attempts,
+                now=time.time(),
+            )
         now = time.time()
         state, at = {"ok": (DONE, now), "failed": (FAILED, now)}.get(
             outcome.result, (READY, now + outcome.wait)
@@ -395,14 +404,18 @@ class Notifier:
     @staticmethod
     def _recorder(
         outcomes: list[tuple[str, str, float, str | None, str]],
-    ) -> Callable[[Connection], None]:
-        def record(conn: Connection) -> None:
+    ) -> Callable[[Db], None]:
+        def record(conn: Db) -> None:
             for row_id, state, at, error, ts in outcomes:
                 attempted_sync(conn, row_id, state, at, error, ts)
 
         return record
 
-    async def _write(self, fn: Callable[[Connection], T]) -> T:
+    async def _write(self, fn: Callable[[Db], T]) -> T:
+        """A write transaction: on SQLite on the appender's thread, taking turns with the
+        chat appends (waiting for the lock would stall them)."""
+        if self.db.is_sqlite:
+            return await self.db.write_sqlite(fn)
         async with self.db.write() as conn:
             return await conn.run_sync(fn)
 
