@@ -54,6 +54,8 @@ class Receiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender gave up before the body was read: not a request
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
