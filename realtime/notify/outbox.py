@@ -180,7 +180,8 @@ _CANCEL = (
 )
 _POSTPONE = "UPDATE webhook_outbox SET next_at = :at WHERE id = :id AND state = 'pending'"
 _FREEZE = (
-    "UPDATE webhook_outbox SET state = 'ready', body = :body, sent_at = :now, updated_at = :ts "
+    "UPDATE webhook_outbox SET state = 'ready', body = :body, sent_at = :now, next_at = :lease, "
+    "updated_at = :ts "
     "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
 )
 _ATTEMPTED = (
@@ -213,10 +214,17 @@ def postpone_sync(conn: Db, row: Row, at: float) -> None:
     run(conn, _POSTPONE, {"id": row.id, "at": at})
 
 
-def freeze_sync(conn: Db, row: Row, body: str, now: float, ts: str) -> bool:
-    """Pending → ready with its body (the lease stays: the first attempt follows at once);
-    False when a message folded in meanwhile (the row is judged again)."""
-    params = {"id": row.id, "seq": row.last_seq, "body": body, "now": now, "ts": ts}
+def freeze_sync(conn: Db, row: Row, body: str, now: float, ts: str, lease: float) -> bool:
+    """Pending → ready with its body, leased anew for the first attempt (which follows at
+    once); False when a message folded in meanwhile (the row is judged again)."""
+    params = {
+        "id": row.id,
+        "seq": row.last_seq,
+        "body": body,
+        "now": now,
+        "ts": ts,
+        "lease": lease,
+    }
     done = run(conn, _FREEZE, params)
     if done.rowcount == 0:
         run(conn, _POSTPONE, {"id": row.id, "at": now})

@@ -3,7 +3,7 @@ time it judges and delivers them, each in a task of its own.
 
 Nothing here runs on the live path but ``committed``, which only appends to a list: the
 outbox rows are written by the flush task, the HTTP requests by delivery tasks (at most
-``CONCURRENCY`` at once, each bounded by ``MENTEO_WEBHOOK_TIMEOUT``), so a receiver that
+``CONNECTIONS`` at once, each bounded by ``MENTEO_WEBHOOK_TIMEOUT``), so a receiver that
 hangs delays its own notifications and nothing else.
 """
 
@@ -55,14 +55,18 @@ T = TypeVar("T")
 
 CHAT = "chat.message"
 COMMENT = "feed.comment"
-CONCURRENCY = 256  # rows claimed and not finished (judging, attempts in flight) per process
-CLAIM = 128  # rows one claim takes at most
+CONCURRENCY = 128  # rows claimed and not finished (judging, attempts in flight) per process
+CLAIM = 64  # rows one claim takes at most
 CONNECTIONS = 64  # to the receiver at once (the attempts beyond wait for one)
 PRESENCE_CHECKS = 32  # Redis round trips at once (redis-py's pool refuses past its size)
 # A claim waits until this many slots are free (or none is busy): one transaction for a
 # batch of rows, not one per finished attempt.
 CLAIM_AT = 32
-LEASE_MARGIN = 5.0  # a claimed row is left alone for the attempt's timeout plus this
+# A claimed row is left alone for LEASE_TIMEOUTS attempts' timeouts plus LEASE_MARGIN: room
+# for its wait for a connection (CONCURRENCY / CONNECTIONS) and its own attempt. A process
+# that outlives the lease (a stalled event loop) may see the row sent twice: same id.
+LEASE_TIMEOUTS = 3
+LEASE_MARGIN = 5.0
 MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldest are dropped)
 # Outbox writes at most once per this many seconds: a busy server's commits share one
 # transaction (on SQLite it takes turns with the chat appender for the write lock). A row is
@@ -247,8 +251,11 @@ class Notifier:
         self.busy -= n
         self.due_wake.set()
 
+    def _lease(self) -> float:
+        return LEASE_TIMEOUTS * self.settings.webhook_timeout + LEASE_MARGIN
+
     async def _claim(self, now: float, n: int) -> list[Row]:
-        lease = now + self.settings.webhook_timeout + LEASE_MARGIN
+        lease = now + self._lease()
         locking = not self.db.is_sqlite
 
         def claim(conn: Db) -> list[Row]:
@@ -326,7 +333,7 @@ class Notifier:
                 if verdict.action == "postpone":
                     postpone_sync(conn, row, verdict.at)
                     again.append(verdict.at)
-                elif freeze_sync(conn, row, verdict.body, now, ts):
+                elif freeze_sync(conn, row, verdict.body, now, ts, now + self._lease()):
                     frozen.append(replace(row, state=READY, body=verdict.body))
                 else:
                     again.append(now)
