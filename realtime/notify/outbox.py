@@ -111,12 +111,36 @@ def room_intents(conn: Db, messages: Sequence[tuple[str, int, str, float]]) -> l
     listed, params = _in("r", rooms)
     for room, user in run(conn, _MEMBERS + listed, params).fetchall():
         members.setdefault(room, []).append(user)
-    return [
-        Intent(ROOM_UNREAD, user, f"room:{room}", seq, at, room_id=room)
-        for room, seq, author, at in messages
-        for user in members.get(room, ())
-        if user != author
-    ]
+    # A busy room has many messages per write: fold them per room first (one intent per
+    # member, not one per member and message). For a member, the newest and the earliest
+    # message not their own: the room's, or else the best by another author.
+    newest: dict[str, list[tuple[int, str]]] = {}
+    earliest: dict[str, list[tuple[float, str]]] = {}
+    for room, seq, author, at in messages:
+        _keep(newest.setdefault(room, []), (seq, author), max)
+        _keep(earliest.setdefault(room, []), (at, author), min)
+    intents = []
+    for room, users in members.items():
+        for user in users:
+            last = next((v for v, a in newest.get(room, ()) if a != user), None)
+            first = next((v for v, a in earliest.get(room, ()) if a != user), None)
+            if last is not None and first is not None:
+                scope = f"room:{room}"
+                intents.append(Intent(ROOM_UNREAD, user, scope, last, first, room_id=room))
+    return intents
+
+
+def _keep(best: list[tuple[Any, str]], item: tuple[Any, str], pick: Any) -> None:
+    """``best``: at most two (value, author), best first, of two different authors."""
+    for i, (value, author) in enumerate(best):
+        if author == item[1]:
+            if pick(value, item[0]) != value:
+                best[i] = item
+            break
+    else:
+        best.append(item)
+    best.sort(key=lambda pair: pair[0], reverse=pick is max)
+    del best[2:]
 
 
 def comment_intents(conn: Db, comments: Sequence[tuple[str, int, str, float]]) -> list[Intent]:
