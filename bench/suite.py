@@ -169,6 +169,11 @@ def node_reference() -> str:
     return node
 
 
+# Settings added to every server of ours that a run starts (bench/webhook_load.py sets the
+# webhook's here to compare fan-out with it on and off).
+EXTRA_ENV: dict[str, str] = {}
+
+
 def unlimited_env() -> dict[str, str]:
     """Every rate limit and per-address cap of ours raised: policies, not what is measured.
 
@@ -220,6 +225,7 @@ class ServerSet:
                 }
             )
             settings.update(unlimited_env())
+            settings.update(EXTRA_ENV)
             if self.spec.launcher == "tracemalloc":
                 settings["MENTEO_BENCH_TRACEMALLOC_OUT"] = os.environ.get(
                     "MENTEO_BENCH_TRACEMALLOC_OUT", str(BENCH / "results" / "tracemalloc.txt")

@@ -30,6 +30,7 @@ from .api import notes as notes_api
 from .api import openapi as openapi_api
 from .api import rooms as rooms_api
 from .api import tokens as tokens_api
+from .api import webhooks as webhooks_api
 from .api.common import (
     ApiError,
     database_unavailable,
@@ -55,6 +56,7 @@ from .inbox.socket import InboxSocket, inbox_rules
 from .metrics import CONTENT_TYPE, Metrics
 from .notes.document import NotesDocuments
 from .notes.socket import NotesParts, NotesSocket
+from .notify import Notifier, create_notifier
 from .persistence.chat import ChatReducer
 from .persistence.database import Database
 from .persistence.events import Reducer, StoredEvent
@@ -129,10 +131,13 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     await hub.start()
     inbox = InboxService(db, hub, settings, faults)
     await inbox.start()
+    notifier: Notifier | None = None  # opened below, once presence is
 
     def committed(events: list[StoredEvent]) -> None:
         hub.committed(events)  # the rooms' sockets first: the inbox is a view of them
         inbox.committed(events)
+        if notifier is not None:
+            notifier.committed(events)  # appends to a list; its own tasks do the rest
 
     writer = _writer(settings, db, committed, faults, metrics)
     writer.start()
@@ -150,6 +155,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     await feed.start()
     presence = create_presence(settings, hub, faults, metrics)
     await presence.start()
+    notifier = create_notifier(settings, db, presence, metrics, faults)
+    if notifier is not None:
+        access.connections.observers.append(notifier.attendance.changed)
+        await notifier.start()
     notes = NotesDocuments(db, hub, settings)
     state = State(
         settings,
@@ -165,6 +174,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         markers,
         inbox,
         metrics=metrics,
+        notifier=notifier,
     )
     notes.metrics = state.metrics
     revocations = access.revocations
@@ -188,6 +198,8 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await markers.close()  # read markers still pending are stored (and announced)
         await feed.flush()  # pending reaction counts go to the writer before it closes
         await writer.close()
+        if notifier is not None:
+            await notifier.close()  # after the writer: what it committed last is recorded
         await presence.close()
         await inbox.close()
         await feed.close()
@@ -263,6 +275,9 @@ def _watchdog(state: State, signals: StopSignals) -> Watchdog:
     watchdog.watch("inbox sweep", state.inbox.sweeper)
     for task in state.feed.tasks:
         watchdog.watch(task.get_name().removeprefix("menteo-"), task)
+    if state.notifier is not None:
+        for task in state.notifier.tasks:
+            watchdog.watch(task.get_name().removeprefix("menteo-"), task)
     return watchdog
 
 
@@ -436,6 +451,7 @@ def create_app(settings: Settings, *, extra_routes: Sequence[BaseRoute] = ()) ->
         *feed_api.routes,
         *client_api.routes,
         *tokens_api.routes,
+        *webhooks_api.routes,
         *openapi_api.routes,
         *extra_routes,
         WebSocketRoute("/rooms/{room_id}/ws", endpoints.rooms),

@@ -74,6 +74,7 @@ class Result:
 def run(timeout: float = 5.0, env: Mapping[str, str] | None = None, web: Path | None = None) -> int:
     """Print each check's line; 0 when none failed."""
     logging.getLogger("alembic").setLevel(logging.WARNING)  # its INFO lines would bury ours
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request (the ping)
     failed = False
     for result in asyncio.run(_collect(env if env is not None else os.environ, timeout, web)):
         print(result.line(), flush=True)
@@ -92,6 +93,9 @@ async def _collect(env: Mapping[str, str], timeout: float, web: Path | None) -> 
         results.append(await _bounded("redis", check_redis(settings.redis_url, timeout), timeout))
     else:
         results.append(Result("ok", "redis", "not configured: in-process broker (one process)"))
+    if settings.webhook_url:
+        webhook = check_webhook(settings.webhook_url, settings.webhook_secret, timeout)
+        results.append(await _bounded("webhook", webhook, timeout))
     if web is None:
         from .app import WEB  # the same directory the server serves
 
@@ -301,6 +305,28 @@ def _hide_cluster_password(url: str, parsed: ClusterURL) -> str:
         return url
     nodes = ",".join(f"{host}:{port}" for host, port in parsed.nodes)
     return f"redis+cluster://{parsed.username or ''}:***@{nodes}"
+
+
+async def check_webhook(url: str, secret: str, timeout: float) -> Result:
+    """POST a signed ``ping`` (docs/webhooks.md): the receiver must answer 2xx, as it will
+    for every notification."""
+    import time
+    import uuid
+
+    import httpx
+    import orjson
+
+    from .notify.signing import headers
+
+    event_id = f"ping-{uuid.uuid4().hex}"
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = orjson.dumps({"id": event_id, "type": "ping", "created_at": created})
+    shown = _hide_password(url)
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False) as client:
+        answer = await client.post(url, content=body, headers=headers(secret, event_id, body))
+    if 200 <= answer.status_code < 300:
+        return Result("ok", "webhook", f"{shown} answered a signed ping {answer.status_code}")
+    return Result("FAIL", "webhook", f"{shown} answered a signed ping {answer.status_code}")
 
 
 def check_web(web: Path) -> Result:

@@ -104,6 +104,14 @@ class Settings:
     read_flush_interval: float = 0.05  # read markers are written at most once per this
     digest_max_events: int = 10_000  # events one digest reads at most (then "truncated")
 
+    # Webhook notifications (realtime/notify/, docs/webhooks.md). No URL: none are sent.
+    webhook_url: str = ""
+    webhook_secret: str = ""  # signs every request; at least 32 bytes when the URL is set
+    notify_delay: float = 60.0  # seconds a member must stay away and unread before a webhook
+    notify_interval: float = 600.0  # at most one per user and room (or post) in this time
+    webhook_timeout: float = 5.0  # one delivery attempt, connect to answer
+    webhook_max_attempts: int = 10  # then the notification is marked failed
+
     presence_grace: float = 10.0  # seconds a dropped (unclean) socket keeps its user present
     presence_ttl: float = 30.0  # a dead process's users expire from presence after this
     typing_interval: float = 1.0  # at most one presence.typing per user per this many seconds
@@ -137,6 +145,7 @@ class Settings:
             raise ValueError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if float(values.get("auth_expiring_before", 0.0)) < 0:  # type: ignore[arg-type]
             raise ValueError(f"{PREFIX}AUTH_EXPIRING_BEFORE must be 0 or more seconds")
+        _check_webhook(values)
         if not values.get("secret"):
             if str(values.get("database_url", cls.database_url)).startswith("sqlite"):
                 # app.kept_secret: the first start stores it, later ones read it back.
@@ -157,6 +166,28 @@ class Settings:
         elif len(str(values["secret"]).encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"{PREFIX}SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256)")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _check_webhook(values: Mapping[str, object]) -> None:
+    """A webhook URL needs a real secret (the receiver trusts the signature) and sane
+    timings; ``serve`` and ``check`` both build Settings here, so both refuse."""
+    for name in ("notify_delay", "notify_interval"):
+        if float(values.get(name, 0.0)) < 0:  # type: ignore[arg-type]
+            raise ValueError(f"{PREFIX}{name.upper()} must be 0 or more seconds")
+    if float(values.get("webhook_timeout", 1.0)) <= 0:  # type: ignore[arg-type]
+        raise ValueError(f"{PREFIX}WEBHOOK_TIMEOUT must be more than 0 seconds")
+    if int(values.get("webhook_max_attempts", 1)) < 1:  # type: ignore[call-overload]
+        raise ValueError(f"{PREFIX}WEBHOOK_MAX_ATTEMPTS must be at least 1")
+    url = str(values.get("webhook_url", ""))
+    if not url:
+        return
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"{PREFIX}WEBHOOK_URL must be an http:// or https:// URL")
+    if len(str(values.get("webhook_secret", "")).encode()) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"{PREFIX}WEBHOOK_SECRET must be set, at least {MIN_SECRET_BYTES} bytes, "
+            f"when {PREFIX}WEBHOOK_URL is"
+        )
 
 
 def _parse(name: str, type_name: str, raw: str) -> object:

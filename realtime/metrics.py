@@ -62,6 +62,10 @@ HELP = {
     "event's timestamp)",
     "menteo_welcome_seconds": "from a socket's acceptance to its welcome frame sent, by kind",
     "menteo_build_info": "the running release (value 1), by version",
+    "menteo_webhook_deliveries_total": "webhook delivery attempts, by result: ok (2xx), "
+    "retry (to be tried again) or failed (given up)",
+    "menteo_webhook_pending": "webhook notifications in the outbox not yet delivered, failed "
+    "or cancelled (all processes: read from the database)",
 }
 # Values a part keeps itself, read from it at scrape time (``Metrics.gauges``): no metric
 # object of their own, so not in HELP (a HELP name is created as a real metric).
@@ -83,6 +87,7 @@ LABELS = {
     "menteo_welcome_seconds": "kind",
     "menteo_access_closed_total": "reason",
     "menteo_build_info": "version",
+    "menteo_webhook_deliveries_total": "result",
 }
 # Seconds; the rest of HELP are counters (``_total``) or the two gauges below.
 HISTOGRAMS: dict[str, tuple[float, ...]] = {
@@ -91,7 +96,12 @@ HISTOGRAMS: dict[str, tuple[float, ...]] = {
     "menteo_welcome_seconds": (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
 }
 # Gauges and how workers' values add up: sockets of live workers only; build info is 1.
-GAUGES = {"menteo_sockets_open": "livesum", "menteo_build_info": "max"}
+# The outbox's count is the database's: every worker reads the same number.
+GAUGES = {
+    "menteo_sockets_open": "livesum",
+    "menteo_build_info": "max",
+    "menteo_webhook_pending": "mostrecent",
+}
 
 # A counter's ``_created`` sample per label set doubles the text for no use here.
 cast(Any, prometheus_client).disable_created_metrics()  # untyped in the package

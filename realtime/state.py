@@ -14,6 +14,7 @@ from .feed.service import FeedService
 from .inbox.service import InboxService
 from .metrics import Metrics
 from .notes.document import NotesDocuments
+from .notify import Notifier
 from .persistence.database import Database
 from .presence import Presence
 from .reads.digest import Windows
@@ -48,3 +49,5 @@ class State:
     failure: str | None = None
     # How to stop the server then; the runner may give one (``serve``), else as SIGTERM.
     stop_server: Callable[[], None] | None = None
+    # Webhook notifications; None without ``MENTEO_WEBHOOK_URL``.
+    notifier: Notifier | None = None

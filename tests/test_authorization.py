@@ -44,6 +44,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("PUT", "/api/rooms/{room_id}/members/{user_id}"): SERVICE,
     ("DELETE", "/api/rooms/{room_id}/members/{user_id}"): SERVICE,
     ("POST", "/api/tokens/revoke"): SERVICE,
+    ("GET", "/api/webhooks/failed"): SERVICE,
     ("DELETE", "/api/rooms/{room_id}/messages/{seq}"): SERVICE,
     ("GET", "/api/rooms/{room_id}/search"): ROOM,
     ("GET", "/api/search"): SIGNED_IN,

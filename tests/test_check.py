@@ -242,3 +242,35 @@ async def module(name: str, *args: str, env: dict[str, str], cwd: Path) -> tuple
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode is not None
     return proc.returncode, out.decode().splitlines() + err.decode().splitlines()
+
+
+async def test_a_webhook_url_needs_a_long_secret_and_check_pings_it(tmp_path: Path) -> None:
+    """``serve`` and ``check`` refuse ``MENTEO_WEBHOOK_URL`` without a ``MENTEO_WEBHOOK_SECRET``
+    of 32 bytes or more; with one, ``check`` POSTs a signed ``ping`` and wants a 2xx."""
+    from menteo_testkit.webhook_receiver import Receiver, run_receiver
+    from realtime.notify.signing import verify
+
+    env = sqlite_env(tmp_path)
+    async with run_receiver(Receiver()) as hook:
+        for secret in ({}, {"MENTEO_WEBHOOK_SECRET": "s" * 31}):
+            wrong = {"MENTEO_WEBHOOK_URL": hook.url, **secret}
+            code, lines = await check(env | wrong, tmp_path)
+            assert code == 1 and "MENTEO_WEBHOOK_SECRET" in lines["settings"], lines
+            code, out = await module(
+                "realtime", "serve", "--port", "0", env=env | wrong, cwd=tmp_path
+            )
+            assert code == 2 and any("MENTEO_WEBHOOK_SECRET" in line for line in out), out
+            assert not any("running on" in line for line in out), out
+        assert hook.requests == []
+        assert (await cli("migrate", env=env, cwd=tmp_path))[0] == 0
+        good = env | {"MENTEO_WEBHOOK_URL": hook.url, "MENTEO_WEBHOOK_SECRET": "s" * 32}
+        code, lines = await check(good, tmp_path)
+        assert code == 0 and lines["webhook"].startswith("ok "), lines
+        (ping,) = hook.requests
+        assert ping.json["type"] == "ping" and ping.headers["menteo-event-id"] == ping.json["id"]
+        assert verify("s" * 32, ping.body, ping.headers["menteo-signature"])
+        hook.status = 404
+        code, lines = await check(good, tmp_path)
+        assert code == 1 and "404" in lines["webhook"], lines
+    code, lines = await check(good, tmp_path)  # nobody listening now
+    assert code == 1 and lines["webhook"].startswith("FAIL "), lines

@@ -56,6 +56,12 @@ class _Entry:
     user_id: str
     room_id: str | None
     token_id: str | None
+    kind: str
+
+
+# (kind, user id, +1 opened / -1 closed): who else hears of connections (the webhook
+# notifier's attendance, realtime/notify/attendance.py).
+Observer = Callable[[str, str, int], None]
 
 
 @dataclass(slots=True)
@@ -67,16 +73,19 @@ class Connections:
     by_user: dict[str, set[Live]] = field(default_factory=dict)
     by_room: dict[tuple[str, str], set[Live]] = field(default_factory=dict)
     by_token: dict[str, set[Live]] = field(default_factory=dict)
+    observers: list[Observer] = field(default_factory=list)
 
-    def add(self, live: Live, room_id: str | None = None) -> None:
+    def add(self, live: Live, room_id: str | None = None, kind: str = "") -> None:
         principal = live.principal
-        entry = _Entry(principal.user_id, room_id, principal.token_id)
+        entry = _Entry(principal.user_id, room_id, principal.token_id, kind)
         self.entries[live] = entry
         self.by_user.setdefault(entry.user_id, set()).add(live)
         if room_id is not None:
             self.by_room.setdefault((room_id, entry.user_id), set()).add(live)
         if entry.token_id is not None:
             self.by_token.setdefault(entry.token_id, set()).add(live)
+        for observer in self.observers:
+            observer(kind, entry.user_id, 1)
 
     def remove(self, live: Live) -> None:
         entry = self.entries.pop(live, None)
@@ -87,6 +96,8 @@ class Connections:
             _discard(self.by_room, (entry.room_id, entry.user_id), live)
         if entry.token_id is not None:
             _discard(self.by_token, entry.token_id, live)
+        for observer in self.observers:
+            observer(entry.kind, entry.user_id, -1)
 
     def refreshed(self, live: Live) -> None:
         """The connection took a new token (same user): index its new id."""

@@ -42,9 +42,10 @@ class Access:
     def revoked(self, principal: Principal) -> bool:
         return self.revocations.covers(principal)
 
-    def track(self, live: Live, room_id: str | None = None) -> Tracked:
-        """Register ``live`` for the ``async with`` block; see ``Tracked``."""
-        return Tracked(self, live, room_id)
+    def track(self, live: Live, room_id: str | None = None, kind: str = "") -> Tracked:
+        """Register ``live`` (a connection of ``kind``: room, notes, feed, inbox) for the
+        ``async with`` block; see ``Tracked``."""
+        return Tracked(self, live, room_id, kind)
 
     # The ``access`` stream's listener ----------------------------------------------------
     def on_event(self, event: StoredEvent, frames: Frames) -> None:
@@ -74,10 +75,11 @@ class Tracked:
     registry. ``refusal`` says why the connection must close now; ``room`` and ``role`` are
     the room's current record and the caller's role in it."""
 
-    __slots__ = ("access", "live", "refusal", "role", "room", "room_id", "watch")
+    __slots__ = ("access", "kind", "live", "refusal", "role", "room", "room_id", "watch")
 
-    def __init__(self, access: Access, live: Live, room_id: str | None) -> None:
+    def __init__(self, access: Access, live: Live, room_id: str | None, kind: str = "") -> None:
         self.access = access
+        self.kind = kind
         self.live = live
         self.room_id = room_id
         self.watch: RoomWatch | None = None
@@ -87,7 +89,7 @@ class Tracked:
 
     async def __aenter__(self) -> Tracked:
         access = self.access
-        access.connections.add(self.live, self.room_id)
+        access.connections.add(self.live, self.room_id, self.kind)
         try:
             if self.room_id is not None:
                 self.watch = await access.rooms.enter(self.room_id)

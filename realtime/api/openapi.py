@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..metrics import version
-from . import checklist, client, feed, notes, rooms, schema, tokens
+from . import checklist, client, feed, notes, rooms, schema, tokens, webhooks
 from .common import json_response
 
 PATH = "/api/openapi.json"
@@ -87,6 +87,7 @@ OPERATIONS = [
     *feed.operations,
     *client.operations,
     *tokens.operations,
+    *webhooks.operations,
     *CHAT_AND_READS,
     OWN,
 ]

@@ -71,7 +71,7 @@ async def _serve(
     transport = socket_transport(send, scope, state.settings, metrics)
     conn = FeedConnection(principal, admitted.grant, admitted.codec, transport)
     live = Ender(lambda: conn.principal, transport.close_now)
-    async with state.access.track(live) as tracked:
+    async with state.access.track(live, kind="feed") as tracked:
         if tracked.refusal is not None:  # revoked since the handshake
             await transport.close(tracked.refusal.code, tracked.refusal.reason)
             return

@@ -148,7 +148,7 @@ class FeedStream:
         # A revocation (access/registry.py) ends the stream with ``event: auth.revoked``.
         revoked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         live = Ender(lambda: principal, lambda code, reason: _resolve(revoked))
-        async with state.access.track(live) as tracked:
+        async with state.access.track(live, kind="feed") as tracked:
             if tracked.refusal is not None:  # revoked since the token was checked
                 await _error(send, 401, "unauthorized", "a valid token is required: revoked")
                 return

@@ -57,7 +57,7 @@ class InboxSocket:
             conn = InboxConnection(admitted.principal, admitted.codec, transport, warn)
             live = Ender(lambda: conn.principal, transport.close_now)
             # Registered for its token's life: a revocation closes it 4401 on every process.
-            async with parts.access.track(live) as tracked:
+            async with parts.access.track(live, kind="inbox") as tracked:
                 if tracked.refusal is not None:  # revoked since the handshake
                     await transport.close(tracked.refusal.code, tracked.refusal.reason)
                     return

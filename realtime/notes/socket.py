@@ -85,7 +85,7 @@ async def _serve(
 ) -> None:
     principal = admitted.principal
     live = Ender(lambda: principal, transport.close_now)
-    async with state.access.track(live, admitted.grant[0].id) as tracked:
+    async with state.access.track(live, admitted.grant[0].id, "notes") as tracked:
         if tracked.refusal is not None:  # removed or revoked since the handshake
             await transport.close(tracked.refusal.code, tracked.refusal.reason)
             return

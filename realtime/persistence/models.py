@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -228,3 +228,41 @@ class Follow(SQLModel, table=True):
     user_id: str = Field(primary_key=True, max_length=128)
     kind: str = Field(primary_key=True, max_length=16)
     target_id: str = Field(primary_key=True, max_length=128)
+
+
+class WebhookOutbox(SQLModel, table=True):
+    """One webhook notification (realtime/notify/): ``pending`` until its due time is
+    judged, then ``ready`` (its body frozen, retried under the same id) until ``done`` or
+    ``failed``; ``cancelled`` when the user read or came back first. ``next_at`` is when a
+    process may take it next (a claim pushes it out by a lease). At most one ``pending`` row
+    per user and scope (``room:<id>`` or ``post:<id>``): later messages fold into it."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        Index("ix_webhook_outbox_due", "state", "next_at"),
+        Index("ix_webhook_outbox_scope", "user_id", "scope", "last_seq"),
+        Index(
+            "ux_webhook_outbox_pending",
+            "user_id",
+            "scope",
+            unique=True,
+            sqlite_where=text("state = 'pending'"),
+            postgresql_where=text("state = 'pending'"),
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=32)
+    type: str = Field(max_length=32)
+    user_id: str = Field(max_length=128)
+    scope: str = Field(max_length=80)
+    room_id: str | None = Field(default=None, max_length=64)
+    post_id: str | None = Field(default=None, max_length=64)
+    last_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    state: str = Field(max_length=16)
+    next_at: float = Field(sa_column=Column(Float, nullable=False))
+    sent_at: float | None = Field(default=None, sa_column=Column(Float, nullable=True))
+    attempts: int = 0
+    body: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: str = Field(max_length=40)
+    updated_at: str = Field(max_length=40)

@@ -38,6 +38,11 @@ class Presence(ABC):
     async def online(self, room: str) -> list[dict[str, str]]:
         """Everyone present, ``[{"user_id", "name"}]``, ordered by user id."""
 
+    async def here(self, room: str, user_id: str) -> bool:
+        """Whether the user has a socket in the room (on any process), without the side
+        effects of ``online`` (a welcome's view): the webhook notifier asks this."""
+        return any(p["user_id"] == user_id for p in await self.online(room))
+
     def _joined(self, room: str, user_id: str, name: str) -> None:
         self.announce(room, {"type": "presence.join", "user_id": user_id, "name": name}, user_id)
 

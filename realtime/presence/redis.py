@@ -215,6 +215,11 @@ class RedisPresence(Presence):
         self.views[room] = users
         return _listing(users)
 
+    async def here(self, room: str, user_id: str) -> bool:
+        async with self.gate:
+            entries = await self.client.hvals(_keys(room)[1])
+        return user_id in _users(entries)
+
     def observe(self, room: str, frame: dict[str, Any]) -> None:
         """The hub's hook: a signal delivered to this process's sockets of ``room``."""
         kind = frame.get("type")

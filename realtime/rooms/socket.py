@@ -134,7 +134,7 @@ async def _serve(
     recent = (CHAT_TYPES, state.settings.history_limit)  # the welcome's history, kept
     async with (
         state.hub.subscribe(room_id, conn, recent=recent),
-        state.access.track(conn, room_id) as tracked,
+        state.access.track(conn, room_id, "room") as tracked,
     ):
         if tracked.refusal is not None:  # removed or revoked since the handshake
             await conn.transport.close(tracked.refusal.code, tracked.refusal.reason)
