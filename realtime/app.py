@@ -65,6 +65,7 @@ from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
 from .sockets.admission import AddressSlots, Door, Rules
 from .sockets.membership import Membership
+from .sockets.shared_rate import RedisClient, SharedRate, redis_client
 from .sockets.wire import CORK
 from .state import State
 from .streams.hub import Hub
@@ -151,6 +152,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     presence = create_presence(settings, hub, faults, metrics)
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
+    rates_client, user_rates = _shared_rates(settings, db, feed)
     state = State(
         settings,
         db,
@@ -165,6 +167,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         markers,
         inbox,
         metrics=metrics,
+        user_rates=user_rates,
     )
     notes.metrics = state.metrics
     revocations = access.revocations
@@ -194,8 +197,33 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await access.close()
         await hub.close()
         await broker.close()
+        if rates_client is not None:
+            await rates_client.aclose()
         await db.close()
         metrics.close()  # a worker's open sockets leave the sum of all workers
+
+
+def _shared_rates(
+    settings: Settings, db: Database, feed: FeedService
+) -> tuple[RedisClient | None, SharedRate | None]:
+    """With Redis, ``MENTEO_USER_RATE_*`` and the feed's write rates hold for every process
+    together: a token bucket per user in Redis, taken in leases (sockets/shared_rate.py);
+    named by the database's epoch, so deployments (and test runs) sharing one Redis never
+    share budgets. Returns the client (closed at shutdown) and the room sockets' budget."""
+    if not settings.redis_url:
+        return None, None
+    client = redis_client(settings.redis_url)
+    prefix = f"menteo:{db.epoch}:rate:"
+    feed_limits = {
+        "post": feed.post_limits,
+        "comment": feed.comment_limits,
+        "reaction": feed.reaction_limits,
+        "follow": feed.follow_limits,
+    }
+    for name, limits in feed_limits.items():
+        limits.shared = SharedRate(client, f"{prefix}{name}:", limits.rate, limits.burst)
+    user = settings.user_rate_per_second, settings.user_rate_burst
+    return client, SharedRate(client, f"{prefix}user:", *user)
 
 
 def _markers(
@@ -312,6 +340,7 @@ class Endpoints:
             state.access,
             state.markers,
             state.windows,
+            user_rates=state.user_rates,
         )
         notes_rules = Rules(
             "notes", membership, subprotocols=False, own_subprotocol=SUBPROTOCOL_NOTES

@@ -19,6 +19,7 @@ from .presence import Presence
 from .reads.digest import Windows
 from .reads.markers import MarkerStore
 from .sockets.admission import AddressSlots, Shutdown
+from .sockets.shared_rate import SharedRate
 from .streams.hub import Hub
 from .streams.writer import Writer
 
@@ -48,3 +49,5 @@ class State:
     failure: str | None = None
     # How to stop the server then; the runner may give one (``serve``), else as SIGTERM.
     stop_server: Callable[[], None] | None = None
+    # With Redis: the per-user room frame budget shared by every process.
+    user_rates: SharedRate | None = None
