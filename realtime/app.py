@@ -66,6 +66,7 @@ from .rooms.socket import RoomSocket
 from .sockets.admission import AddressSlots, Door, Rules
 from .sockets.membership import Membership
 from .sockets.shared_rate import RedisClient, SharedRate, redis_client
+from .sockets.shared_slots import SharedSlots
 from .sockets.wire import CORK
 from .state import State
 from .streams.hub import Hub
@@ -153,6 +154,12 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     await presence.start()
     notes = NotesDocuments(db, hub, settings)
     rates_client, user_rates = _shared_rates(settings, db, feed)
+    shared_slots = None
+    if rates_client is not None:  # the per-address cap over every process
+        prefix = f"menteo:{db.epoch}:slots:"
+        limit = settings.max_connections_per_ip
+        shared_slots = SharedSlots(rates_client, prefix, limit, settings.presence_ttl)
+        shared_slots.start()
     state = State(
         settings,
         db,
@@ -168,6 +175,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         inbox,
         metrics=metrics,
         user_rates=user_rates,
+        shared_slots=shared_slots,
     )
     notes.metrics = state.metrics
     revocations = access.revocations
@@ -197,6 +205,8 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await access.close()
         await hub.close()
         await broker.close()
+        if shared_slots is not None:
+            await shared_slots.close()  # this process's slots free at once
         if rates_client is not None:
             await rates_client.aclose()
         await db.close()
@@ -326,6 +336,7 @@ class Endpoints:
     def open(self, state: State) -> None:
         settings, metrics = state.settings, state.metrics
         slots = state.slots = AddressSlots(settings.max_connections_per_ip, metrics)
+        slots.shared = state.shared_slots
         door = Door(state.tokens, settings.allowed_origins, slots, metrics, state.shutdown)
         membership = Membership(state.db, state.access.rooms)
         self.rooms.parts = RoomParts(

@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 
 from menteo_testkit.redis_server import RedisServer
+from menteo_testkit.waits import wait_until
 from tests.backends import Backend, make_backend
 from tests.ci import skip_or_fail
-from tests.client import RoomClient, create_room
+from tests.client import RoomClient, close_code, create_room
 from tests.feed_client import FeedApi
 from tests.test_scale_out import SERVICE, servers, token
 
@@ -87,3 +89,40 @@ async def test_feed_write_rates_hold_across_two_processes(tmp_path: Path) -> Non
             if resp.status_code == 429:
                 assert int(resp.headers["retry-after"]) >= 1
         assert statuses == [201] * 5 + [429] * 3, statuses
+
+
+async def test_the_address_cap_holds_across_two_processes_and_a_crash_frees_its_slots(
+    tmp_path: Path,
+) -> None:
+    backend = await make_backend("postgres+redis", tmp_path)
+    cap = {"MENTEO_MAX_CONNECTIONS_PER_IP": "3", "MENTEO_PRESENCE_TTL": "3"}
+    async with servers(backend, 2, **cap) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+        path = f"/rooms/{room['id']}/ws"
+        held = [await RoomClient.connect(a.ws, room["id"], token("ana")) for _ in range(2)]
+        held.append(await RoomClient.connect(b.ws, room["id"], token("ana")))
+        # Three open from this address over both processes: a fourth is refused on either.
+        assert await close_code(b.ws, f"{path}?token=whatever") == 1013
+        assert await close_code(a.ws, f"{path}?token=whatever") == 1013
+        # A closed one frees its slot for the other process (written back within a moment).
+        await held.pop().close()
+
+        async def opens_on_a() -> bool:
+            try:
+                held.append(await RoomClient.connect(a.ws, room["id"], token("ana")))
+            except websockets.ConnectionClosed:  # refused: closed 1013 before a welcome
+                return False
+            return True
+
+        await wait_until(opens_on_a, "a slot freed on b to count on a", 5, every=0.2)
+        # A process killed with -9 frees nothing itself: its slots expire within the ttl.
+        a.kill()
+
+        async def opens_on_b() -> bool:
+            try:
+                held.append(await RoomClient.connect(b.ws, room["id"], token("ana")))
+            except websockets.ConnectionClosed:
+                return False
+            return True
+
+        await wait_until(opens_on_b, "a dead process's slots to expire", 10, every=0.5)
