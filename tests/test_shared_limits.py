@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import websockets
 
+from menteo_testkit.redis_cluster import LocalCluster
 from menteo_testkit.redis_server import RedisServer
 from menteo_testkit.waits import wait_until
 from tests.backends import Backend, make_backend
@@ -126,3 +127,24 @@ async def test_the_address_cap_holds_across_two_processes_and_a_crash_frees_its_
             return True
 
         await wait_until(opens_on_b, "a dead process's slots to expire", 10, every=0.5)
+
+
+async def test_the_budget_and_the_address_cap_hold_on_a_redis_cluster(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        skip_or_fail("redis-server and redis-cli are needed to start a Redis Cluster")
+    nodes = LocalCluster(tmp_path / "cluster")
+    await nodes.start()
+    try:
+        backend = Backend("sqlite+cluster", f"sqlite+aiosqlite:///{tmp_path / 'db'}", nodes.url)
+        env = {**LIMITS, "MENTEO_MAX_CONNECTIONS_PER_IP": "3"}
+        async with servers(backend, 2, **env) as (a, b):
+            room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+            on_a = await RoomClient.connect(a.ws, room["id"], token("ana"))
+            on_b = await RoomClient.connect(b.ws, room["id"], token("ana"))
+            answers = await asyncio.gather(pings(on_a, 8, "a"), pings(on_b, 8, "b"))
+            assert passed(answers[0]) + passed(answers[1]) == BURST
+            await RoomClient.connect(b.ws, room["id"], token("ana"))  # the third
+            path = f"/rooms/{room['id']}/ws?token=whatever"
+            assert await close_code(a.ws, path) == 1013
+    finally:
+        nodes.stop()
