@@ -67,6 +67,8 @@ from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
 from .sockets.admission import AddressSlots, Door, Rules
 from .sockets.membership import Membership
+from .sockets.shared_rate import RedisClient, SharedRate, redis_client
+from .sockets.shared_slots import SharedSlots
 from .sockets.wire import CORK
 from .state import State
 from .streams.hub import Hub
@@ -160,6 +162,13 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         access.connections.observers.append(notifier.attendance.changed)
         await notifier.start()
     notes = NotesDocuments(db, hub, settings)
+    rates_client, user_rates = _shared_rates(settings, db, feed)
+    shared_slots = None
+    if rates_client is not None:  # the per-address cap over every process
+        prefix = f"menteo:{db.epoch}:slots:"
+        limit = settings.max_connections_per_ip
+        shared_slots = SharedSlots(rates_client, prefix, limit, settings.presence_ttl)
+        shared_slots.start()
     state = State(
         settings,
         db,
@@ -175,6 +184,8 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         inbox,
         metrics=metrics,
         notifier=notifier,
+        user_rates=user_rates,
+        shared_slots=shared_slots,
     )
     notes.metrics = state.metrics
     revocations = access.revocations
@@ -206,8 +217,35 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         await access.close()
         await hub.close()
         await broker.close()
+        if shared_slots is not None:
+            await shared_slots.close()  # this process's slots free at once
+        if rates_client is not None:
+            await rates_client.aclose()
         await db.close()
         metrics.close()  # a worker's open sockets leave the sum of all workers
+
+
+def _shared_rates(
+    settings: Settings, db: Database, feed: FeedService
+) -> tuple[RedisClient | None, SharedRate | None]:
+    """With Redis, ``MENTEO_USER_RATE_*`` and the feed's write rates hold for every process
+    together: a token bucket per user in Redis, taken in leases (sockets/shared_rate.py);
+    named by the database's epoch, so deployments (and test runs) sharing one Redis never
+    share budgets. Returns the client (closed at shutdown) and the room sockets' budget."""
+    if not settings.redis_url:
+        return None, None
+    client = redis_client(settings.redis_url)
+    prefix = f"menteo:{db.epoch}:rate:"
+    feed_limits = {
+        "post": feed.post_limits,
+        "comment": feed.comment_limits,
+        "reaction": feed.reaction_limits,
+        "follow": feed.follow_limits,
+    }
+    for name, limits in feed_limits.items():
+        limits.shared = SharedRate(client, f"{prefix}{name}:", limits.rate, limits.burst)
+    user = settings.user_rate_per_second, settings.user_rate_burst
+    return client, SharedRate(client, f"{prefix}user:", *user)
 
 
 def _markers(
@@ -313,6 +351,7 @@ class Endpoints:
     def open(self, state: State) -> None:
         settings, metrics = state.settings, state.metrics
         slots = state.slots = AddressSlots(settings.max_connections_per_ip, metrics)
+        slots.shared = state.shared_slots
         door = Door(state.tokens, settings.allowed_origins, slots, metrics, state.shutdown)
         membership = Membership(state.db, state.access.rooms)
         self.rooms.parts = RoomParts(
@@ -327,6 +366,7 @@ class Endpoints:
             state.access,
             state.markers,
             state.windows,
+            user_rates=state.user_rates,
         )
         notes_rules = Rules(
             "notes", membership, subprotocols=False, own_subprotocol=SUBPROTOCOL_NOTES

@@ -1,4 +1,4 @@
-"""``menteo-realtime``: serve, token, migrate, check."""
+"""``menteo-realtime``: serve, token, migrate, backup, new-epoch, check."""
 
 from __future__ import annotations
 
@@ -199,6 +199,49 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def backup(args: argparse.Namespace) -> int:
+    """An online copy of the SQLite database (persistence/backup.py)."""
+    from pathlib import Path
+
+    from sqlalchemy import make_url
+
+    from .persistence.backup import BackupError, backup_sqlite
+
+    url = Settings.from_env(secret="x" * 32).database_url
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if not path or path == ":memory:":
+        print(
+            "backup copies a SQLite database file; for PostgreSQL use pg_dump "
+            "(docs/deploy.md, Backup and restore)",
+            file=sys.stderr,
+        )
+        return EXIT_SETTINGS
+    try:
+        made = backup_sqlite(Path(path), Path(args.path))
+    except BackupError as exc:
+        print(f"backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backup of epoch {made.epoch} written to {made.path} ({made.size} bytes)")
+    return 0
+
+
+def new_epoch(args: argparse.Namespace) -> int:
+    """Give the database a new epoch, with every process stopped, after a restore the server
+    cannot tell by itself (persistence/epoch.py)."""
+    from .persistence.database import Database
+
+    async def run() -> tuple[str | None, str]:
+        db = Database(Settings.from_env(secret="x" * 32).database_url)
+        try:
+            return await db.new_epoch()
+        finally:
+            await db.close()
+
+    old, new = asyncio.run(run())
+    print(f"epoch {old or '(none)'} -> {new}: resume points from before resume nothing")
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     from .check import run
 
@@ -226,6 +269,13 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.set_defaults(func=migrate)
+
+    p = sub.add_parser("backup", help="copy the SQLite database while it serves")
+    p.add_argument("path", help="the backup file to write (must not exist)")
+    p.set_defaults(func=backup)
+
+    p = sub.add_parser("new-epoch", help="give a restored database a new epoch")
+    p.set_defaults(func=new_epoch)
 
     p = sub.add_parser("check", help="check settings, database, Redis and the web bundle")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds per connection check")

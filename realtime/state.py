@@ -20,6 +20,8 @@ from .presence import Presence
 from .reads.digest import Windows
 from .reads.markers import MarkerStore
 from .sockets.admission import AddressSlots, Shutdown
+from .sockets.shared_rate import SharedRate
+from .sockets.shared_slots import SharedSlots
 from .streams.hub import Hub
 from .streams.writer import Writer
 
@@ -51,3 +53,7 @@ class State:
     stop_server: Callable[[], None] | None = None
     # Webhook notifications; None without ``MENTEO_WEBHOOK_URL``.
     notifier: Notifier | None = None
+    # With Redis: the per-user room frame budget shared by every process.
+    user_rates: SharedRate | None = None
+    # With Redis: the per-address connection cap over every process.
+    shared_slots: SharedSlots | None = None

@@ -24,8 +24,7 @@ async def test_serve_with_workers_exits_with_sigterms_status(tmp_path: Path) -> 
     backend = await make_backend("postgres+redis", tmp_path)  # --workers needs Redis
     port = free_port()
     env = {**os.environ, **process_env(backend), "PYTHONUNBUFFERED": "1"}
-    # As deploy.md says: migrate once, then start the processes (two workers migrating one
-    # empty database at once would race).
+    # A release's steps: migrate, then start the processes.
     await asyncio.to_thread(
         subprocess.run, [sys.executable, "-m", "realtime.cli", "migrate"], env=env, check=True
     )

@@ -78,8 +78,8 @@ REJECTED_STATUS = {"not_found": 404, "conflict": 409, "forbidden": 403, "invalid
 # Helpers ----------------------------------------------------------------------------------
 
 
-def _limit(state: State, limits: UserLimits, principal: Principal, what: str) -> None:
-    wait = limits.take(principal.user_id)
+async def _limit(state: State, limits: UserLimits, principal: Principal, what: str) -> None:
+    wait = await limits.take_shared(principal.user_id)
     if wait is not None:
         state.metrics.inc("menteo_limit_hits_total", f"feed_{what}_rate")
         raise ApiError(
@@ -149,7 +149,7 @@ async def _new_post(
         raise ApiError(404, "not_found", "no such thread")
     if thread.owner_id != principal.user_id:
         raise ApiError(403, "forbidden", "only the thread's owner posts in it")
-    _limit(state, state.feed.post_limits, principal, "posts")
+    await _limit(state, state.feed.post_limits, principal, "posts")
     post = {
         "id": new_id(),
         "thread_id": thread.id,
@@ -190,7 +190,7 @@ async def new_thread(request: Request) -> Response:
         community = await get_community(db, community_id)
     if community is None:
         raise ApiError(404, "not_found", "no such community")
-    _limit(state, state.feed.post_limits, principal, "posts")
+    await _limit(state, state.feed.post_limits, principal, "posts")
     async with state.db.write() as db:
         thread = await create_thread(db, community_id, principal.user_id, principal.name, title)
     return json_response(thread.as_dict(), 201)
@@ -286,7 +286,7 @@ async def new_comment(request: Request) -> Response:
         post = await get_post_ref(db, post_id)
     if post is None:
         raise ApiError(404, "not_found", "no such post")
-    _limit(state, state.feed.comment_limits, principal, "comments")
+    await _limit(state, state.feed.comment_limits, principal, "comments")
     data = {"post_id": post_id, "comment_id": new_id(), "body": body}
     item = NewEvent(FEED_STREAM, COMMENT, principal.user_id, principal.name, key, data)
     result = await _append(state, item)
@@ -327,7 +327,7 @@ async def react(request: Request) -> Response:
         raise ApiError(400, "invalid", f"a reaction is one of {', '.join(REACTION_KINDS)}")
     active = request.method == "PUT"
     state = state_of(request)
-    _limit(state, state.feed.reaction_limits, principal, "reactions")
+    await _limit(state, state.feed.reaction_limits, principal, "reactions")
     async with state.db.write() as db:
         post = await get_post_ref(db, post_id)
         if post is None:
@@ -363,7 +363,7 @@ async def follow(request: Request) -> Response:
         )
     active = request.method == "PUT"
     state = state_of(request)
-    _limit(state, state.feed.follow_limits, principal, "follows")
+    await _limit(state, state.feed.follow_limits, principal, "follows")
     cap = state.settings.max_follows
     async with state.db.write() as db:
         if active:

@@ -1,7 +1,8 @@
 """Per-user rate limits for feed writes (posting, commenting, reacting).
 
-A token bucket per user and action, in this process (with several processes a user gets the
-limit on each process their requests reach). A refused request learns how long to wait.
+A token bucket per user and action: with Redis, one for every process together
+(sockets/shared_rate.py; per process while Redis is away), else in this process. A refused
+request learns how long to wait.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 import time
 
 from ..sockets.limits import TokenBucket
+from ..sockets.shared_rate import SharedRate
 
 MAX_USERS = 10_000  # buckets kept before the idle (full again) ones are dropped
 
@@ -21,6 +23,13 @@ class UserLimits:
         self.rate = rate
         self.burst = max(1, burst)
         self.buckets: dict[str, TokenBucket] = {}
+        self.shared: SharedRate | None = None  # set by the composition root with Redis
+
+    async def take_shared(self, user_id: str) -> float | None:
+        """``take``, across every process when ``shared`` is set."""
+        if self.rate <= 0 or self.shared is None:
+            return self.take(user_id)
+        return await self.shared.take_or_wait(user_id)
 
     def take(self, user_id: str) -> float | None:
         """None if allowed; otherwise the seconds until the next action would be."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -16,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, make_url, select, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
@@ -27,8 +26,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from . import epoch as epochs
 from .events import Appender
-from .models import Meta
 from .pg_append import PgAppender, connect_args
 from .search_sqlite import SaSql
 from .sqlite_append import SQLiteAppender
@@ -185,8 +184,12 @@ class Database:
             await self.write_engine.dispose()
 
     async def prepare(self, *, auto_migrate: bool) -> None:
-        """Create the schema on an empty database, migrate an old one if allowed, load the epoch."""
+        """Create the schema on an empty database, migrate an old one if allowed, settle the
+        epoch: one transaction under the schema lock, so N processes starting at once on one
+        database take turns (the first creates or migrates, the others find it done) and
+        all serve one epoch."""
         async with self.write_engine.connect() as conn:
+            await conn.run_sync(epochs.lock_schema)
             current = await conn.run_sync(_current_revision)
             head = ScriptDirectory.from_config(alembic_config()).get_current_head()
             if current is None:
@@ -200,30 +203,28 @@ class Database:
                     )
                 log.info("migrating the database schema from %s to %s", current, head)
                 await conn.run_sync(_upgrade)
+            self.epoch = await conn.run_sync(epochs.settle)
             await conn.commit()
-        self.epoch = await self._load_epoch()
 
     async def migrate(self) -> None:
         async with self.write_engine.connect() as conn:
+            await conn.run_sync(epochs.lock_schema)
             await conn.run_sync(_upgrade)
             await conn.commit()
 
-    async def _load_epoch(self) -> str:
-        """A random id per database: a client's ``since`` from another database is not resumable."""
-        return await self.keep("epoch", uuid.uuid4().hex[:12])
+    async def new_epoch(self) -> tuple[str | None, str]:
+        """A new epoch for the database (``menteo-realtime new-epoch``): ``(old, new)``."""
+        async with self.write_engine.connect() as conn:
+            await conn.run_sync(epochs.lock_schema)
+            renewed = await conn.run_sync(epochs.renew)
+            await conn.commit()
+        return renewed
 
     async def keep(self, key: str, value: str) -> str:
         """The value stored under ``key`` in the Meta table; ``value`` is stored first when
-        there is none. In one write transaction, so two processes starting together on one
-        database agree on it."""
+        there is none. Two processes starting together on one database agree on it."""
         async with self.write() as conn:
-            meta = Meta.__table__  # type: ignore[attr-defined]
-            found = await conn.execute(select(meta.c.value).where(meta.c.key == key))
-            kept = found.scalar()
-            if kept is None:
-                kept = value
-                await conn.execute(meta.insert().values(key=key, value=value))
-        return str(kept)
+            return await conn.run_sync(epochs.keep, key, value)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -14,6 +14,7 @@ from ..reads.markers import MarkerStore
 from ..sockets.admission import Door, Rules
 from ..sockets.limits import LRU, TokenBucket
 from ..sockets.membership import Grant
+from ..sockets.shared_rate import SharedRate
 from ..streams.hub import Hub
 from ..streams.writer import Writer
 
@@ -33,3 +34,5 @@ class RoomParts:
     windows: Windows  # what a room's events since a marker say (the welcome's digest)
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))
+    # With Redis: the per-user budget for every process together (sockets/shared_rate.py).
+    user_rates: SharedRate | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ from ..sockets.admission import Admission
 from ..sockets.clock import refresh
 from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
+from ..sockets.shared_rate import SharedRate
 from ..sockets.transport import ASGIReceive, ASGISend, socket_transport
 from ..streams.history import RecentSnapshot, Replay, Resume, newest_json, resume
 from .chat_ops import CHAT_CHANGE_HANDLERS
@@ -305,16 +306,33 @@ class _Reader:
         self.conn.send_error(ErrorCode.RATE_LIMITED, "slow down: frame dropped")
         return True
 
-    def handle(self, data: str | bytes) -> Ending | None:
+    def handle(self, data: str | bytes) -> Ending | Awaitable[Ending | None] | None:
         conn = self.conn
-        if not self.user_bucket.take():  # many tabs may not add up to more than one user's share
-            self.state.metrics.inc("menteo_limit_hits_total", "user_rate_limited")
-            conn.send_error(
-                ErrorCode.RATE_LIMITED, "slow down: your sockets together send too much"
-            )
+        shared = self.state.user_rates
+        if shared is not None:  # every process's sockets of the user together (Redis)
+            allowed = shared.take_now(conn.user_id)
+            if allowed is None:  # a new lease: one round trip, then this frame
+                return self._handle_leased(shared, data)
+        else:  # many tabs may not add up to more than one user's share
+            allowed = self.user_bucket.take()
+        if not allowed:
+            self._user_limited()
             return None
         _dispatch(self.state, conn, data)
         return None
+
+    async def _handle_leased(self, shared: SharedRate, data: str | bytes) -> None:
+        if await shared.take(self.conn.user_id):
+            if not self.conn.transport.closed:
+                _dispatch(self.state, self.conn, data)
+        else:
+            self._user_limited()
+
+    def _user_limited(self) -> None:
+        self.state.metrics.inc("menteo_limit_hits_total", "user_rate_limited")
+        self.conn.send_error(
+            ErrorCode.RATE_LIMITED, "slow down: your sockets together send too much"
+        )
 
 
 def _dispatch(state: RoomParts, conn: RoomConnection, data: str | bytes) -> None:

@@ -17,6 +17,7 @@ from ..metrics import Metrics
 from ..persistence.database import unavailable
 from ..protocol import JSON, TOKEN_SUBPROTOCOL, Close, Codec, choose_codec
 from .origin import origin_allowed
+from .shared_slots import SharedSlots
 from .transport import ASGIReceive, ASGISend
 
 log = logging.getLogger("menteo.socket")
@@ -41,12 +42,28 @@ class Shutdown:
 
 @dataclass(slots=True)
 class AddressSlots:
-    """Sockets and event streams open per client address in this process: limited before
-    any token is looked at."""
+    """Sockets and event streams open per client address: limited before any token is looked
+    at, in this process and, with Redis (``shared``), over every process together."""
 
     limit: int
     metrics: Metrics
     counts: Counter[str] = field(default_factory=Counter)
+    shared: SharedSlots | None = None
+
+    async def claim(self, scope: dict[str, Any]) -> str | None:
+        """``take``, then (with Redis) the cap over every process: one round trip."""
+        address = self.take(scope)
+        if address is None or self.shared is None:
+            return address
+        mine = self.counts[address]
+        if await self.shared.claim(address, mine):
+            self.shared.counts[address] = self.counts[address]
+            if self.counts[address] != mine:  # another of its connections came or went
+                self.shared.changed(address, self.counts[address])
+            return address
+        self.release(address)
+        self.metrics.inc("menteo_limit_hits_total", "connections_per_ip")
+        return None
 
     def take(self, scope: dict[str, Any]) -> str | None:
         """The address, counted; None when it has ``limit`` open already (refuse it)."""
@@ -61,11 +78,13 @@ class AddressSlots:
         self.counts[address] -= 1
         if not self.counts[address]:
             del self.counts[address]
+        if self.shared is not None:
+            self.shared.changed(address, self.counts.get(address, 0))
 
     @asynccontextmanager
     async def held(self, scope: dict[str, Any]) -> AsyncIterator[bool]:
         """Yields False when the address is full; otherwise holds a slot for the block."""
-        address = self.take(scope)
+        address = await self.claim(scope)
         if address is None:
             yield False
             return
@@ -187,7 +206,7 @@ class Admission(Generic[G]):
         )
         assert scope is not None and receive is not None and send is not None
         self.scope = self.receive = None  # not needed past the handshake
-        self.address = door.slots.take(scope)
+        self.address = await door.slots.claim(scope)
         if self.address is None:
             if (await receive())["type"] == "websocket.connect":
                 accept = {"type": "websocket.accept"}

@@ -3,6 +3,7 @@ strikes, then the kind's own handler."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -37,8 +38,9 @@ class Handler(Protocol):
         the peer), False handles it anyway."""
         ...
 
-    def handle(self, data: str | bytes) -> Ending | None:
-        """Act on one frame; an Ending closes the socket."""
+    def handle(self, data: str | bytes) -> Ending | Awaitable[Ending | None] | None:
+        """Act on one frame; an Ending closes the socket. An awaitable is awaited before the
+        next frame is read (for the rare step that must wait)."""
         ...
 
 
@@ -91,6 +93,8 @@ async def receive_loop(
             if handler.limited():
                 continue
         ending = handler.handle(data)
+        if ending is not None and not isinstance(ending, Ending):
+            ending = await ending  # the handler waits once (e.g. a shared budget's lease)
         if ending is not None:
             return ending
 

@@ -1,0 +1,177 @@
+"""The per-address connection cap for every process together, kept in Redis.
+
+One hash per client address; each process holds one field in it, ``<count>:<deadline>``:
+how many connections of that address it has open, and until when (Redis' clock) that
+count stands. A new connection runs one Lua script: the other processes' live counts, plus
+this process's own after the new one, must stay within the cap; fields past their deadline
+(a process that died without closing anything) are dropped on the way. Each process
+rewrites its fields every ``ttl / 3`` seconds (its heartbeat), and soon after a connection
+closes, so a crashed process's slots come free within ``ttl`` (``MENTEO_PRESENCE_TTL``) and
+a closed connection's slot within a moment.
+
+While Redis cannot answer, admission falls back to this process's own count (the
+per-process cap, always checked first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from typing import Any
+
+from redis.exceptions import NoScriptError, RedisError
+
+from .shared_rate import TIMEOUT, RedisClient
+
+log = logging.getLogger("menteo.limits")
+
+RETRY_AFTER = 2.0  # after a failure, the per-process count decides this long
+FLUSH_DELAY = 0.05  # closed connections are written back at most this late
+
+# KEYS[1]: the address's hash. ARGV: this process's field, its count with the new
+# connection, the cap, the ttl in ms. Returns 1 (admitted, the count stored) or 0.
+CLAIM = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local me = ARGV[1]
+local total = tonumber(ARGV[2])
+local held = redis.call('HGETALL', KEYS[1])
+for i = 1, #held, 2 do
+  if held[i] ~= me then
+    local count, deadline = string.match(held[i + 1], '^(%d+):(%d+)$')
+    if count == nil or tonumber(deadline) < now then
+      redis.call('HDEL', KEYS[1], held[i])
+    else
+      total = total + tonumber(count)
+    end
+  end
+end
+if total > tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], me, ARGV[2] .. ':' .. (now + tonumber(ARGV[4])))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
+return 1
+"""
+
+# KEYS[1]: the address's hash. ARGV: field, count, ttl in ms: store (or drop, at 0).
+PUT = """
+if tonumber(ARGV[2]) == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. (now + tonumber(ARGV[3])))
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
+return 1
+"""
+
+
+class SharedSlots:
+    """Counts of open connections per address across processes (module docstring)."""
+
+    def __init__(self, client: RedisClient, prefix: str, limit: int, ttl: float) -> None:
+        self.client = client  # shared with the rate budgets; the composition root closes it
+        self.prefix = prefix
+        self.limit = limit
+        self.ttl_ms = max(1000, int(ttl * 1000))
+        self.me = uuid.uuid4().hex[:12]
+        self.counts: dict[str, int] = {}  # address -> this process's open connections
+        self.dirty: set[str] = set()  # addresses whose count changed since written
+        self.down_until = 0.0
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.claim_sha = hashlib.sha1(CLAIM.encode()).hexdigest()
+        self.put_sha = hashlib.sha1(PUT.encode()).hexdigest()
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._upkeep(), name="menteo-address-slots")
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        for address in self.counts:
+            self.counts[address] = 0
+        self.dirty |= set(self.counts)
+        with contextlib.suppress(RedisError, OSError, TimeoutError):
+            async with asyncio.timeout(TIMEOUT):
+                await self._flush(list(self.dirty))  # our slots free at once, not at ttl
+
+    async def claim(self, address: str, mine: int) -> bool:
+        """Whether a connection of ``address`` may open here, where it would be this
+        process's ``mine``-th: within the cap counted over every process."""
+        if time.monotonic() < self.down_until:
+            self.dirty.add(address)
+            return True
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                admitted = await self._script(
+                    self.claim_sha, CLAIM, address, [self.me, mine, self.limit, self.ttl_ms]
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            self.dirty.add(address)
+            return True
+        return bool(admitted)
+
+    def changed(self, address: str, count: int) -> None:
+        """This process's count for ``address`` is now ``count`` (written back soon)."""
+        if count:
+            self.counts[address] = count
+        else:
+            self.counts.pop(address, None)
+        self.dirty.add(address)
+        self.wake.set()
+
+    async def _upkeep(self) -> None:
+        beat = self.ttl_ms / 3000
+        next_beat = time.monotonic() + beat
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_beat - time.monotonic())):
+                    await self.wake.wait()
+                    await asyncio.sleep(FLUSH_DELAY)  # gather the closes of a moment
+            self.wake.clear()
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + beat
+                due = list(self.dirty | set(self.counts))
+            else:
+                due = list(self.dirty)
+            if not due:
+                continue
+            try:
+                async with asyncio.timeout(max(TIMEOUT, beat)):
+                    await self._flush(due)
+            except Exception as exc:  # any failure: try again at the next beat, never die
+                self._failed(exc)
+
+    async def _flush(self, addresses: list[str]) -> None:
+        for address in addresses:
+            self.dirty.discard(address)
+            count = self.counts.get(address, 0)
+            try:
+                await self._script(self.put_sha, PUT, address, [self.me, count, self.ttl_ms])
+            except BaseException:
+                self.dirty.add(address)
+                raise
+
+    async def _script(self, sha: str, script: str, address: str, args: list[Any]) -> Any:
+        key = f"{self.prefix}{{{address}}}"
+        try:
+            return await self.client.evalsha(sha, 1, key, *args)
+        except NoScriptError:
+            return await self.client.eval(script, 1, key, *args)
+
+    def _failed(self, exc: BaseException) -> None:
+        if time.monotonic() >= self.down_until:
+            log.warning("address slots: Redis unavailable (%r); per process for now", exc)
+        self.down_until = time.monotonic() + RETRY_AFTER

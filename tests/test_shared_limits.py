@@ -1,0 +1,150 @@
+"""Per-user budgets hold for all processes together when Redis is configured
+(docs/security.md, "Per user"): the room frame budget (``MENTEO_USER_RATE_*``) of a user's
+sockets on two processes, and the feed's write rates of requests to both; while Redis is
+away each process falls back to its own."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websockets
+
+from menteo_testkit.redis_cluster import LocalCluster
+from menteo_testkit.redis_server import RedisServer
+from menteo_testkit.waits import wait_until
+from tests.backends import Backend, make_backend
+from tests.ci import skip_or_fail
+from tests.client import RoomClient, close_code, create_room
+from tests.feed_client import FeedApi
+from tests.test_scale_out import SERVICE, servers, token
+
+pytestmark = pytest.mark.slow
+
+BURST = 10
+# A bucket that does not refill during a test: every token counted is the burst's.
+LIMITS = {"MENTEO_USER_RATE_PER_SECOND": "0.001", "MENTEO_USER_RATE_BURST": str(BURST)}
+
+
+async def pings(client: RoomClient, count: int, tag: str) -> list[dict[str, Any]]:
+    """``count`` pings; the answer to each (``pong`` or ``error``)."""
+    for i in range(count):
+        await client.send({"type": "ping", "id": f"{tag}{i}"})
+    return [await client.recv_until(lambda f: f["type"] in ("pong", "error")) for _ in range(count)]
+
+
+def passed(answers: list[dict[str, Any]]) -> int:
+    refused = [a for a in answers if a["type"] == "error"]
+    assert all(a["code"] == "rate_limited" for a in refused), refused
+    return len(answers) - len(refused)
+
+
+async def test_a_users_sockets_on_two_processes_share_one_budget(tmp_path: Path) -> None:
+    backend = await make_backend("postgres+redis", tmp_path)
+    async with servers(backend, 2, **LIMITS) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+        on_a = await RoomClient.connect(a.ws, room["id"], token("ana"))
+        on_b = await RoomClient.connect(b.ws, room["id"], token("ana"))
+        # 8 frames on each process: each far below the budget alone, 16 together.
+        answers = await asyncio.gather(pings(on_a, 8, "a"), pings(on_b, 8, "b"))
+        assert passed(answers[0]) + passed(answers[1]) == BURST
+        # Another user's budget is their own, on either process.
+        ben = await RoomClient.connect(b.ws, room["id"], token("ben", "service"))
+        assert passed(await pings(ben, BURST, "s")) == BURST
+
+
+async def test_while_redis_is_away_each_process_keeps_its_own_budget(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not on PATH")
+    redis = RedisServer(tmp_path)
+    await redis.start()
+    try:
+        pg = await make_backend("postgres+redis", tmp_path)
+        backend = Backend(pg.name, pg.database_url, redis.url)
+        async with servers(backend, 2, **LIMITS) as (a, b):
+            room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+            on_a = await RoomClient.connect(a.ws, room["id"], token("ana"))
+            on_b = await RoomClient.connect(b.ws, room["id"], token("ana"))
+            redis.stop()
+            # The per-process limit: each process admits the burst, as without Redis.
+            answers = await asyncio.gather(pings(on_a, 12, "a"), pings(on_b, 12, "b"))
+            assert [passed(side) for side in answers] == [BURST, BURST]
+    finally:
+        redis.stop()
+
+
+async def test_feed_write_rates_hold_across_two_processes(tmp_path: Path) -> None:
+    backend = await make_backend("postgres+redis", tmp_path)
+    limits = {"MENTEO_FEED_POST_RATE_PER_SECOND": "0.001", "MENTEO_FEED_POST_BURST": "6"}
+    async with servers(backend, 2, **limits) as (a, b):
+        community = await FeedApi(a.url, token("backend", "service")).community()
+        thread = await FeedApi(a.url, token("ana")).thread(community)  # one of the 6
+        statuses = []
+        for i in range(8):  # alternately on each process: 4 each, 8 together
+            api = FeedApi((a, b)[i % 2].url, token("ana"))
+            resp = await api.call("POST", f"/api/threads/{thread}/posts", json={"body": f"{i}"})
+            statuses.append(resp.status_code)
+            if resp.status_code == 429:
+                assert int(resp.headers["retry-after"]) >= 1
+        assert statuses == [201] * 5 + [429] * 3, statuses
+
+
+async def test_the_address_cap_holds_across_two_processes_and_a_crash_frees_its_slots(
+    tmp_path: Path,
+) -> None:
+    backend = await make_backend("postgres+redis", tmp_path)
+    cap = {"MENTEO_MAX_CONNECTIONS_PER_IP": "3", "MENTEO_PRESENCE_TTL": "3"}
+    async with servers(backend, 2, **cap) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+        path = f"/rooms/{room['id']}/ws"
+        held = [await RoomClient.connect(a.ws, room["id"], token("ana")) for _ in range(2)]
+        held.append(await RoomClient.connect(b.ws, room["id"], token("ana")))
+        # Three open from this address over both processes: a fourth is refused on either.
+        assert await close_code(b.ws, f"{path}?token=whatever") == 1013
+        assert await close_code(a.ws, f"{path}?token=whatever") == 1013
+        # A closed one frees its slot for the other process (written back within a moment).
+        await held.pop().close()
+
+        async def opens_on_a() -> bool:
+            try:
+                held.append(await RoomClient.connect(a.ws, room["id"], token("ana")))
+            except websockets.ConnectionClosed:  # refused: closed 1013 before a welcome
+                return False
+            return True
+
+        await wait_until(opens_on_a, "a slot freed on b to count on a", 5, every=0.2)
+        # A process killed with -9 frees nothing itself: its slots expire within the ttl.
+        a.kill()
+
+        async def opens_on_b() -> bool:
+            try:
+                held.append(await RoomClient.connect(b.ws, room["id"], token("ana")))
+            except websockets.ConnectionClosed:
+                return False
+            return True
+
+        await wait_until(opens_on_b, "a dead process's slots to expire", 10, every=0.5)
+
+
+async def test_the_budget_and_the_address_cap_hold_on_a_redis_cluster(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        skip_or_fail("redis-server and redis-cli are needed to start a Redis Cluster")
+    nodes = LocalCluster(tmp_path / "cluster")
+    await nodes.start()
+    try:
+        backend = Backend("sqlite+cluster", f"sqlite+aiosqlite:///{tmp_path / 'db'}", nodes.url)
+        env = {**LIMITS, "MENTEO_MAX_CONNECTIONS_PER_IP": "3"}
+        async with servers(backend, 2, **env) as (a, b):
+            room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+            on_a = await RoomClient.connect(a.ws, room["id"], token("ana"))
+            on_b = await RoomClient.connect(b.ws, room["id"], token("ana"))
+            answers = await asyncio.gather(pings(on_a, 8, "a"), pings(on_b, 8, "b"))
+            assert passed(answers[0]) + passed(answers[1]) == BURST
+            await RoomClient.connect(b.ws, room["id"], token("ana"))  # the third
+            path = f"/rooms/{room['id']}/ws?token=whatever"
+            assert await close_code(a.ws, path) == 1013
+    finally:
+        nodes.stop()
