@@ -122,3 +122,27 @@ async def test_the_inbox_is_for_users_and_reads_only_ping_and_refresh(
     assert (await inbox.recv_until(lambda f: f["type"] == "auth.refreshed"))["id"] == "t"
     await inbox.send({"type": "auth.refresh", "id": "u", "token": server.token("ana", "Ana")})
     assert (await inbox.recv_until(lambda f: f["type"] == "error"))["code"] == "forbidden"
+
+
+async def test_an_edit_or_delete_of_the_last_message_reaches_the_summary(
+    server: Running, room: dict[str, Any]
+) -> None:
+    """The room list shows the newest message: an edit shows there, and a delete erases its
+    words there too (live, as in ``GET /api/rooms``)."""
+    ben = await connect_inbox(server.ws, server.token("ben", "Ben"))
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    seq = await ana.chat("a1", "the password is hunter2")
+    await ben.recv_until(about(room["id"]))
+    await ana.send({"type": "chat.edit", "id": "e1", "target": seq, "body": "the password is ***"})
+    edited = await ben.recv_until(
+        lambda f: about(room["id"])(f) and f["room"]["last_message"]["body"].endswith("***")
+    )
+    assert edited["room"]["last_message"]["edited_at"]
+    assert edited["room"] == await listed(server, "ben", room["id"])
+    await ana.send({"type": "chat.delete", "id": "d1", "target": seq})
+    deleted = await ben.recv_until(
+        lambda f: about(room["id"])(f) and f["room"]["last_message"].get("deleted") is True
+    )
+    assert deleted["room"]["last_message"]["body"] == ""
+    assert deleted["room"] == await listed(server, "ben", room["id"])
+    assert "hunter2" not in repr(deleted)

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..config import Settings
 from ..faults import Faults, is_fatal
+from ..persistence.chat import CHANGE_TYPES
 from ..persistence.database import Database
 from ..persistence.events import StoredEvent, last_seqs_sync
 from ..reads.queries import (
@@ -97,6 +98,8 @@ class InboxService:
                 "room": room,
                 "events": [[e.seq, e.type, e.author_id, e.ts] for e in batch],
                 "message": newest.frame() if newest is not None else None,
+                # Edits and deletes: the summary's last message must not show erased words.
+                "changes": [[e.type, e.data, e.ts] for e in batch if e.type in CHANGE_TYPES],
             }
             self.hub.signal(INBOX_STREAM, frame)
 
@@ -117,6 +120,8 @@ class InboxService:
         kind = frame.get("type")
         if kind == "i.events":
             self._events(frame["room"], frame["events"], frame.get("message"))
+            if frame.get("changes"):
+                self._changes(frame["room"], frame["changes"])
         elif kind == "i.read":
             self._read(frame["room"], frame["user"], int(frame["seq"]))
         elif kind == "i.room":
@@ -137,6 +142,11 @@ class InboxService:
             self.updates += view.notify()
         if view.pending:
             self._fill_later(view)
+
+    def _changes(self, room_id: str, changes: list[list[Any]]) -> None:
+        view = self.rooms.get(room_id)
+        if view is not None and view.change(changes):
+            self.updates += view.notify()
 
     def _read(self, room_id: str, user_id: str, seq: int) -> None:
         view = self.rooms.get(room_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..persistence.chat import FRAME_KEYS, apply_change
 from ..reads.queries import CHAT, UNREAD_CAP, RoomFacts, summary
 from .connection import InboxConnection
 
@@ -144,6 +145,23 @@ class RoomView:
                     tally.side += 1
                 elif tally.unread < UNREAD_CAP:
                     tally.unread += 1
+
+    def change(self, changes: list[list[Any]]) -> bool:
+        """Apply ``[type, data, ts]`` edits and deletes aimed at the room's last message (a
+        delete erases its words from the summary); True if it changed."""
+        facts = self.facts
+        last = facts.last_message if facts is not None else None
+        if facts is None or last is None:
+            return False
+        changed = False
+        for type_, data, ts in changes:
+            if data.get("target") == last.get("seq"):
+                kept = {k: last[k] for k in FRAME_KEYS if k in last}
+                body = {k: v for k, v in last.items() if k not in FRAME_KEYS}
+                last = {**kept, **apply_change(body, type_, data, ts)}
+                changed = True
+        facts.last_message = last
+        return changed
 
     def summary(self, tally: Tally) -> dict[str, Any]:
         assert self.facts is not None
