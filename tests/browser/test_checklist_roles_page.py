@@ -27,6 +27,8 @@ async def test_a_mentee_is_not_offered_the_mentors_controls(
     ana = await open_room("ana")  # the mentor
     ben = await open_room("ben")  # the mentee
     await ana.add_step("Mentor's step")
+    # Stored before Ben adds his (else the two adds race, and either may come first).
+    await expect(ben.steps.locator(".step-title")).to_have_text(["Mentor's step"])
     await ben.add_step("Ben's step")
     for page in (ana, ben):
         await expect(page.steps.locator(".step-title")).to_have_text(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from menteo_testkit.waits import wait_until
 from tests.browser.roompage import PHONE, OpenRoom, RoomPage
 from tests.browser.screenshots import screenshot
 from tests.browser.sockets import SocketGate, query
@@ -168,6 +169,11 @@ async def test_outbox_survives_a_reload_and_keeps_its_ids(open_room: OpenRoom) -
     await ben.wait_state("reconnecting")
     await ben.say("survives a reload")
     await expect(ben.pending).to_have_count(1)
+
+    async def stored() -> bool:  # the page shows the message, then writes its outbox
+        return len(await ben.outbox()) == 1
+
+    await wait_until(stored, "the pending message in localStorage's outbox")
     [entry] = await ben.outbox()
 
     await ben.page.reload()

@@ -67,11 +67,22 @@ export class ChatView extends EventTarget {
   #hidden = false;
   #unread = 0;
 
+  #pinned = true; // at the newest message: it stays there while the log grows
+  #lastTop = 0;
+
   constructor({ list, scroller, announcer }) {
     super();
     this.#list = list;
     this.#scroller = scroller;
     this.#announcer = announcer;
+    // Controls, "Seen by" lines and replies are added to messages after they are shown;
+    // a reader at the bottom stays at the bottom (a phone opens at the newest message).
+    scroller.addEventListener("scroll", () => this.#scrolled(), { passive: true });
+    if (typeof ResizeObserver === "function") {
+      const keep = new ResizeObserver(() => this.#pinned && this.scrollToEnd());
+      keep.observe(list);
+      keep.observe(scroller);
+    }
   }
 
   /** The signed-in user, {user_id, name}: their messages are marked as their own. */
@@ -228,6 +239,16 @@ export class ChatView extends EventTarget {
 
   scrollToEnd() {
     this.#scroller.scrollTop = this.#scroller.scrollHeight;
+    this.#lastTop = this.#scroller.scrollTop;
+    this.#pinned = true;
+  }
+
+  /** Only the reader scrolling up unpins: the log growing under a scroll does not. */
+  #scrolled() {
+    const top = this.#scroller.scrollTop;
+    if (top < this.#lastTop - 1) this.#pinned = this.#nearBottom();
+    else if (this.#nearBottom()) this.#pinned = true;
+    this.#lastTop = top;
   }
 
   #rendered(seq, item, frame) {
