@@ -50,7 +50,9 @@ async def proxy(echo: int) -> AsyncIterator[FaultProxy]:
         await p.close()
 
 
-async def roundtrip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes) -> float:
+async def roundtrip(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> float:
     loop = asyncio.get_running_loop()
     started = loop.time()
     writer.write(data)
@@ -127,9 +129,7 @@ async def test_a_redis_client_sees_each_fault(tmp_path: Path) -> None:
     p = FaultProxy(redis.port)
     await p.start()
     # No retries: each fault must reach the caller (redis-py retries by default).
-    client = aioredis.Redis(
-        host=HOST, port=p.port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
-    )
+    client = aioredis.Redis(host=HOST, port=p.port, socket_timeout=0.5, retry=Retry(NoBackoff(), 0))
     try:
         assert await client.ping()
         p.reset()
