@@ -66,7 +66,7 @@ async def test_a_full_disk_refuses_writes_with_unavailable_and_recovers_without_
     for n in range(3):
         await ana.send({"type": "chat.send", "id": f"full{n}", "body": "on a full disk"})
         reply = await ana.recv_until(
-            lambda f: f["type"] in ("ack", "error") and f.get("id") == f"full{n}"
+            lambda f, n=n: f["type"] in ("ack", "error") and f.get("id") == f"full{n}"
         )
         assert reply["type"] == "error" and reply["code"] == "unavailable", reply
     disk.free()

@@ -100,7 +100,7 @@ async def test_postgres_connections_reset_under_a_server_cost_one_retry_at_most(
 ) -> None:
     backend = await make_backend("postgres", tmp_path)  # skips without PostgreSQL
     host, _, rest = backend.database_url.rpartition("@")[2].partition(":")
-    port, _, name = rest.partition("/")
+    port = rest.partition("/")[0]
     proxy = FaultProxy(int(port), upstream_host=host)
     await proxy.start()
     url = backend.database_url.replace(f"{host}:{port}/", f"{host}:{proxy.port}/")
@@ -109,14 +109,13 @@ async def test_postgres_connections_reset_under_a_server_cost_one_retry_at_most(
         await server.start()
         room = await create_room(server.url, SERVICE, MEMBERS)
         ana = await RoomClient.connect(server.ws, room["id"], token("ana"))
-        seq = 0
         for round_ in range(3):
             # Chat (the appender's own connection) and checklist ops (the write pool).
             for n in range(3):
-                seq, _ = await _until_acked(
+                await _until_acked(
                     ana, {"type": "chat.send", "id": f"c{round_}.{n}", "body": "hello"}
                 )
-                seq, _ = await _until_acked(
+                await _until_acked(
                     ana,
                     {
                         "type": "checklist.add",
@@ -128,7 +127,7 @@ async def test_postgres_connections_reset_under_a_server_cost_one_retry_at_most(
             assert proxy.reset() > 0
         # Every pooled connection was cut three times: from now on each write goes first time.
         for n in range(4):
-            seq, attempts = await _until_acked(
+            _, attempts = await _until_acked(
                 ana,
                 {"type": "checklist.add", "id": f"after{n}", "item_id": f"a{n}", "title": "x"},
             )
