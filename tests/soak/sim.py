@@ -189,6 +189,7 @@ class Pending:
     frame: dict[str, Any]
     sent_at: float | None = None  # on the current socket; None: not sent on it yet
     created: float = field(default_factory=time.monotonic)  # made by the user (first send)
+    refused_unavailable: bool = False  # the next resend answers an `unavailable`
 
 
 async def reconnecting(
@@ -431,6 +432,7 @@ class RoomUser:
             return
         if code in ("unavailable", "rate_limited"):  # not stored: send it again
             self.outbox[op_id].sent_at = time.monotonic() - ACK_TIMEOUT + 0.5
+            self.outbox[op_id].refused_unavailable = True
             self.sim.stats.resent_unavailable += 1
             return
         self.refused[op_id] = code  # a refusal the rules allow (e.g. verify after an untick)
@@ -460,7 +462,10 @@ class RoomUser:
         for pending in list(self.outbox.values()):
             if pending.sent_at is not None and now - pending.sent_at > ACK_TIMEOUT:
                 pending.sent_at = now
-                self.sim.stats.resent_timeout += 1
+                if pending.refused_unavailable:  # counted as resent after `unavailable`
+                    pending.refused_unavailable = False
+                else:
+                    self.sim.stats.resent_timeout += 1
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await ws.send(orjson.dumps(pending.frame).decode())
 
