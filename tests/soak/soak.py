@@ -450,11 +450,17 @@ async def recovered(
     moment, since the other process serves at once)."""
     healed_at = t0 + event["healed"]
     pending = set(range(len(affected)))
+    # A client whose socket the fault ends (a kill, a drop, a rolling restart) counts only on
+    # a new connection: a SIGTERM takes a moment to close the old one.
+    lost = event["kind"] not in STORE_KINDS
+    before = [_connection(h) for h in affected]
     last = healed_at
     while pending and time.monotonic() - healed_at < limit:
         now = time.monotonic()
         for i in list(pending):
             h = affected[i]
+            if lost and _connection(h) is before[i]:
+                continue
             done = h.recovered(healed_at) if hasattr(h, "recovered") else h.is_open()
             if done:
                 pending.discard(i)
@@ -467,6 +473,11 @@ async def recovered(
     else:
         event["recovered_s"] = round(max(0.0, last - healed_at), 2)
         event["from_fault_s"] = round(last - t0 - event["t"], 2)
+
+
+def _connection(holder: Any) -> object:
+    """The holder's current connection object (None between two)."""
+    return getattr(holder, "ws", None) or getattr(holder, "stream", None)
 
 
 async def progress(sim: Sim, sampler: Sampler, t0: float, stop: asyncio.Event) -> None:
