@@ -341,12 +341,12 @@ class Hub:
         that other processes' events reach our sockets within a fraction of a second
         through the database instead of waiting for Redis to come back."""
         loop = asyncio.get_running_loop()
-        last = loop.time()
+        swept_at = loop.time()
         while True:
             await asyncio.sleep(min(DEGRADED_SWEEP, self.sweep_interval))
-            if not self.broker.degraded() and loop.time() - last < self.sweep_interval:
+            if not self.broker.degraded() and loop.time() - swept_at < self.sweep_interval:
                 continue
-            last = loop.time()
+            swept_at = loop.time()
             if not self.streams:
                 continue
             try:
