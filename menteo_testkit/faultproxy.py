@@ -120,7 +120,7 @@ class FaultProxy:
                     line.put_nowait((loop.time() + self.latency, data))
                     if not data:
                         return
-            except OSError:
+            except (OSError, RuntimeError):
                 link.abort()
                 line.put_nowait((0.0, b""))
 
@@ -141,7 +141,7 @@ class FaultProxy:
                     return
                 writer.write(data)
                 await writer.drain()
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: uvloop's write to a closed transport
             link.abort()
         finally:
             reading.cancel()
