@@ -20,10 +20,15 @@ import asyncio
 import contextlib
 import socket
 import struct
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from menteo_testkit.ports import HOST
 
-__all__ = ["FaultProxy"]
+__all__ = ["FaultProxy", "ProxyLoop", "ThreadedProxy"]
+
+T = TypeVar("T")
 
 CHUNK = 65536
 
@@ -175,3 +180,59 @@ class _Link:
         for w in (self.client, self.upstream):
             if w is not None and not w.transport.is_closing():
                 w.close()
+
+
+class ProxyLoop:
+    """An event loop of its own, in a daemon thread, for proxies whose forwarding must not
+    wait for the caller's loop: the soak's load generator runs thousands of clients on its
+    loop, and a proxy there would add that loop's lag to every database round trip."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="faultproxy", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the proxies' loop and wait for it (briefly blocking the caller)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class ThreadedProxy:
+    """``FaultProxy``'s controls for a proxy that runs on a ``ProxyLoop``."""
+
+    def __init__(self, upstream_port: int, runner: ProxyLoop) -> None:
+        self.runner = runner
+        self.inner = FaultProxy(upstream_port)
+
+    @property
+    def port(self) -> int:
+        return self.inner.port
+
+    async def start(self) -> None:
+        self.runner.run(self.inner.start())
+
+    @property
+    def latency(self) -> float:
+        return self.inner.latency
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self.runner.loop.call_soon_threadsafe(setattr, self.inner, "latency", seconds)
+
+    def blackhole(self, on: bool) -> None:
+        self.runner.loop.call_soon_threadsafe(self.inner.blackhole, on)
+
+    def reset(self) -> int:
+        async def reset() -> int:
+            return self.inner.reset()
+
+        return self.runner.run(reset())
+
+    async def close(self) -> None:
+        self.runner.run(self.inner.close())

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from menteo_testkit.faultproxy import FaultProxy
+from menteo_testkit.faultproxy import FaultProxy, ProxyLoop, ThreadedProxy
 from menteo_testkit.ports import HOST
 from menteo_testkit.redis_server import RedisServer
 from menteo_testkit.waits import within
@@ -146,3 +146,24 @@ async def test_a_redis_client_sees_each_fault(tmp_path: Path) -> None:
         await client.aclose()
         await p.close()
         redis.kill()
+
+
+async def test_a_proxy_on_its_own_loop_forwards_while_ours_is_busy(echo: int) -> None:
+    """``ThreadedProxy``: forwarding runs on the ``ProxyLoop``'s thread, so a round trip does
+    not wait for the caller's event loop (the soak's is busy with every client)."""
+    runner = ProxyLoop()
+    proxy = ThreadedProxy(echo, runner)
+    try:
+        await proxy.start()
+        reader, writer = await asyncio.open_connection(HOST, proxy.port)
+        await roundtrip(reader, writer, b"through a thread")
+        proxy.latency = 0.15
+        assert await roundtrip(reader, writer, b"slow") >= 0.3
+        proxy.latency = 0
+        assert proxy.reset() == 1
+        with pytest.raises((ConnectionResetError, asyncio.IncompleteReadError)):
+            await within(reader.readexactly(1), "the reset to reach the client")
+        writer.close()
+    finally:
+        await proxy.close()
+        runner.stop()

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from menteo_testkit.database import recreate_database as reset_database
-from menteo_testkit.faultproxy import FaultProxy
+from menteo_testkit.faultproxy import FaultProxy, ProxyLoop, ThreadedProxy
 from menteo_testkit.pg_server import PgServer
 from menteo_testkit.ports import free_port
 from menteo_testkit.procstat import CLK_TCK, cpu_ticks, machine_ticks, rss_bytes
@@ -26,10 +26,12 @@ from menteo_testkit.tokens import token
 __all__ = [
     "FaultProxy",
     "PgServer",
+    "ProxyLoop",
     "RedisServer",
     "Sample",
     "Sampler",
     "Server",
+    "ThreadedProxy",
     "free_port",
     "launcher",
     "reset_database",

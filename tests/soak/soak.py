@@ -61,12 +61,13 @@ import asyncpg
 import httpx
 from feed import setup_feed
 from infra import (
-    FaultProxy,
     PgServer,
+    ProxyLoop,
     RedisServer,
     Sample,
     Sampler,
     Server,
+    ThreadedProxy,
     launcher,
     reset_database,
     token,
@@ -282,10 +283,10 @@ STORE_KINDS = (
 class Links:
     """The fault proxies between one server process and its stores."""
 
-    redis: FaultProxy
-    pg: FaultProxy
+    redis: ThreadedProxy
+    pg: ThreadedProxy
 
-    def both(self) -> tuple[FaultProxy, FaultProxy]:
+    def both(self) -> tuple[ThreadedProxy, ThreadedProxy]:
         return self.redis, self.pg
 
 
@@ -554,6 +555,7 @@ async def run(args: argparse.Namespace) -> int:
     servers = []
     redis = RedisServer(out, maxclients=1000)
     pg_dsn: str | None = None
+    proxy_loop: ProxyLoop | None = None
     if args.sqlite:
         disk = SmallDisk(out / "disk", args.disk_mib)
         disk.mount()
@@ -576,7 +578,9 @@ async def run(args: argparse.Namespace) -> int:
         # chaos can slow or cut one server's links while the other's are fine.
         redis_port, pg_port = redis.port, int(pg_dsn.rsplit(":", 1)[1].split("/")[0])
         if pg is not None:
-            link = Links(FaultProxy(redis.port), FaultProxy(pg.port))
+            # On a loop of their own: this process's loop is busy with every client.
+            proxy_loop = proxy_loop or ProxyLoop()
+            link = Links(ThreadedProxy(redis.port, proxy_loop), ThreadedProxy(pg.port, proxy_loop))
             for proxy in link.both():
                 await proxy.start()
             links[name] = link
@@ -747,6 +751,8 @@ async def run(args: argparse.Namespace) -> int:
         for link in links.values():
             for proxy in link.both():
                 await proxy.close()
+        if proxy_loop is not None:
+            proxy_loop.stop()
         if pg is not None:
             await pg.destroy()
         if disk is not None:
