@@ -80,6 +80,9 @@ class PgServer:
                 f"\nlisten_addresses = '{HOST}'\nport = {self.port}\n"
                 f"max_connections = {self.max_connections}\nunix_socket_directories = ''\n"
                 "shared_buffers = 64MB\nfsync = on\nsynchronous_commit = on\n"
+                # Who waits on whose row locks, and when each backend ends: a lock held by a
+                # stopping process shows in the log (the soak reads it after a run).
+                "log_lock_waits = on\nlog_disconnections = on\n"
             )
 
     async def start(self, timeout: float = 30.0) -> None:
