@@ -16,10 +16,17 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 
 from menteo_testkit.waits import wait_until
+from realtime.auth import Principal
+from realtime.persistence.rooms import RoomRecord
 from realtime.presence.redis import RedisPresence, _keys
+from realtime.protocol import JSON
+from realtime.rooms.connection import RoomConnection
+from realtime.sockets.transport import Transport
+from realtime.streams.hub import Frames
 from tests.backends import REDIS_URL, _check_redis, _unavailable
 
 
@@ -130,3 +137,29 @@ async def test_a_heartbeat_in_flight_does_not_bring_a_closed_socket_back(
     await beat
     entries = await a.presence.client.hgetall(_keys(a.room)[1])
     assert entries == {}
+
+
+async def test_presence_frames_held_before_the_welcome_list_are_not_sent_after_it() -> None:
+    """A socket catching up holds the hub's frames until its welcome. The presence frames
+    held before the welcome's list was read are in that list: sent after it, a "Ben left"
+    would undo Ben's rejoin, which the list shows. Those held after it, and every other
+    frame, are sent."""
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    transport = Transport(send, backlog_bytes=1 << 20)
+    room = RoomRecord("r1", "Room", "2026-01-01T00:00:00Z")
+    conn = RoomConnection(room, Principal("ana", "Ana"), "mentor", JSON, transport)
+    leave = {"type": "presence.leave", "user_id": "ben"}
+    typing = {"type": "presence.typing", "user_id": "ben", "active": True}
+    conn.on_signal(Frames(leave), "ben")  # excluded for Ben's own sockets only
+    conn.on_signal(Frames(typing), "ben")
+    conn.presence_read()  # the welcome's list: Ben is back
+    join = {"type": "presence.join", "user_id": "cy", "name": "Cy"}
+    conn.on_signal(Frames(join), "cy")
+    conn.go_live()
+    await wait_until(lambda: len(sent) == 2, "the two frames sent", state=lambda: sent)
+    frames = [orjson.loads(m.get("text") or m["bytes"]) for m in sent]
+    assert [f["type"] for f in frames] == ["presence.typing", "presence.join"]
