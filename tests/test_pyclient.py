@@ -329,9 +329,12 @@ async def _first(events: Any, pred: Any) -> dict[str, Any]:
 
 
 def test_backoff_and_socket_target() -> None:
-    assert [backoff_delay(n, rand=lambda: 0.0) for n in range(4)] == [0.25, 0.5, 1.0, 2.0]
+    # The first retry after a live socket (or a 1012) goes at once, jittered by up to 0.1 s.
+    assert backoff_delay(0, rand=lambda: 0.0) == 0.0
+    assert backoff_delay(0, rand=lambda: 1.0) == 0.1
+    assert [backoff_delay(n, rand=lambda: 0.0) for n in range(1, 5)] == [0.25, 0.5, 1.0, 2.0]
     assert backoff_delay(40, rand=lambda: 1.0) == 30.0  # capped
-    assert 0.25 <= backoff_delay(0) <= 0.5  # equal jitter: between half and all
+    assert 0.25 <= backoff_delay(1) <= 0.5  # equal jitter: between half and all
     target = socket_target("https://chat.example.com/rt", "rooms/r1/ws", "T", {"since": None})
     assert target.url == "wss://chat.example.com/rt/rooms/r1/ws"  # no token in the URL
     assert target.subprotocols == ("menteo.v1.json", "menteo.token.T")

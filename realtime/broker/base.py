@@ -50,6 +50,11 @@ class Broker(ABC):
     async def ping(self) -> None:
         """Raise if the broker is not reachable (for /readyz)."""
 
+    def degraded(self) -> bool:
+        """True while messages may be lost or late (the connection is down, or a publish has
+        waited too long): the hub then reads its streams from the database often instead."""
+        return False
+
     @property
     def shared(self) -> bool:
         """True when other processes see what this one publishes."""

@@ -72,6 +72,9 @@ class ClusterBroker(Broker):
         self.tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
 
+    def degraded(self) -> bool:
+        return not self.connected.is_set()
+
     async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
         await super().start(on_message, on_resync)
         self.tasks = [

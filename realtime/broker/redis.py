@@ -30,6 +30,7 @@ BACKOFF_MAX = 2.0
 OUTBOX_MAX = 100_000  # messages waiting for Redis; past this the oldest are dropped
 PIPELINE_MAX = 500
 SUBSCRIBE_TIMEOUT = 2.0
+STALLED_AFTER = 0.5  # a publish round trip this long: Redis is slow or unreachable
 
 
 class RedisBroker(Broker):
@@ -50,6 +51,13 @@ class RedisBroker(Broker):
         self.idle.set()
         self.tasks: list[asyncio.Task[None]] = []
         self.connected = asyncio.Event()
+        self.publishing_since: float | None = None  # loop time the round trip in flight began
+
+    def degraded(self) -> bool:
+        if not self.connected.is_set():
+            return True
+        since = self.publishing_since
+        return since is not None and asyncio.get_running_loop().time() - since > STALLED_AFTER
 
     async def start(self, on_message: MessageHandler, on_resync: ResyncHandler) -> None:
         await super().start(on_message, on_resync)
@@ -178,7 +186,11 @@ class RedisBroker(Broker):
                     pipe = self.client.pipeline(transaction=False)
                     for channel, data in batch:
                         pipe.publish(channel, data)
-                    await pipe.execute()
+                    self.publishing_since = asyncio.get_running_loop().time()
+                    try:
+                        await pipe.execute()
+                    finally:
+                        self.publishing_since = None
                     backoff.reset()
                 except BaseException as exc:
                     if is_fatal(exc):

@@ -158,7 +158,7 @@ class Reconnecting:
             if ended.code == Close.SERVER_RESTART:
                 attempt = 0  # another process is up already: come back soon
             elif ended.code == Close.POLICY:
-                attempt = max(attempt, 4)  # flooded: slow down
+                attempt = max(attempt, 5)  # flooded: slow down (4 s steps and up)
             delay = backoff_delay(attempt, base=self._backoff[0], cap=self._backoff[1])
             attempt += 1
             self._set_state("reconnecting", {"code": ended.code, "delay": delay})

@@ -59,6 +59,9 @@ def socket_target(
     return SocketTarget(url, (*subprotocols, TOKEN_SUBPROTOCOL + token))
 
 
+PROMPT_JITTER = 0.1  # seconds: the most a first reconnect waits
+
+
 def backoff_delay(
     attempt: int,
     *,
@@ -66,8 +69,12 @@ def backoff_delay(
     cap: float = 30.0,
     rand: Callable[[], float] = random.random,
 ) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (0 first): exponential, capped,
-    with "equal jitter" (between half and all of the step), so that the clients of a
-    restarted server do not all come back at the same instant."""
-    step = min(cap, base * 2.0 ** min(max(attempt, 0), 30))
+    """Seconds to wait before reconnect attempt ``attempt`` (0 first). Attempt 0 follows a
+    socket that was live, or a 1012 (another process serves already): it goes at once,
+    after at most ``PROMPT_JITTER`` s so that a restarted server's clients do not all come
+    back in the same millisecond. From attempt 1 (the one before failed) the wait is
+    exponential, capped, with "equal jitter" (between half and all of the step)."""
+    if attempt <= 0:
+        return rand() * min(PROMPT_JITTER, base)
+    step = min(cap, base * 2.0 ** min(attempt - 1, 30))
     return step / 2 + rand() * step / 2

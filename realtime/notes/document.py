@@ -209,9 +209,18 @@ class NotesDocument:
         return True
 
     def not_stored(self, update: bytes) -> None:
-        """An accepted update could not be stored. It stays in ``doc`` (it applied, and
-        Yjs updates repeat harmlessly): its sender keeps it and sends it again."""
+        """An accepted update could not be stored (a full disk, the database away): ``doc``
+        forgets it. Kept, it would be in the state vector this process sends at the
+        sender's next sync, so the sender would never send it again and it would never be
+        stored (the soak's disk-full chaos found that). Its sender keeps the edit, is
+        closed 1011 and syncs it again on reconnect."""
         self._settle(update)
+        if update not in self.log:
+            return  # compacted into ``base`` meanwhile: stored with the snapshot
+        self.log.remove(update)
+        self.size = max(0, self.size - len(update))
+        self.doc = rebuild(self.base, self.log)
+        self.version += 1
 
     def _settle(self, update: bytes) -> None:
         left = self.pending[update] - 1

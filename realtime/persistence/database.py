@@ -42,6 +42,22 @@ class SchemaError(RuntimeError):
     """The database schema does not match the code and may not be migrated automatically."""
 
 
+async def invalidate_if_closed(conn: AsyncConnection) -> None:
+    """After a failure: a pooled connection PostgreSQL closed (a restart, a reset link) is
+    not handed out again. SQLAlchemy notices a disconnect only in statements it ran itself;
+    the batches that use asyncpg's connection directly (``pg_write``, the reducer batches)
+    would otherwise get the dead connection back from the pool until it is recycled."""
+    if conn.dialect.name != "postgresql" or conn.invalidated:
+        return
+    try:
+        raw = await conn.get_raw_connection()
+    except Exception:
+        return
+    driver = raw.driver_connection
+    if driver is not None and getattr(driver, "is_closed", lambda: False)():
+        await conn.invalidate()
+
+
 class Database:
     """Two ways in: ``read()`` for queries, ``write()`` for a transaction that appends.
 
@@ -96,15 +112,23 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.connect() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException:
+                await invalidate_if_closed(conn)
+                raise
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[AsyncConnection]:
         """Reads that see one consistent state (a room's seq with its checklist)."""
         async with self.engine.connect() as conn:
-            if not self.is_sqlite:  # SQLite's WAL read transaction is a snapshot already
-                await conn.execution_options(isolation_level="REPEATABLE READ")
-            yield conn
+            try:
+                if not self.is_sqlite:  # SQLite's WAL read transaction is a snapshot already
+                    await conn.execution_options(isolation_level="REPEATABLE READ")
+                yield conn
+            except BaseException:
+                await invalidate_if_closed(conn)
+                raise
 
     async def run(self, fn: Callable[..., T], *args: Any, snapshot: bool = False) -> T:
         """Run ``fn(connection, *args)``, a function of sync reads, in one go.
@@ -128,7 +152,11 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         async with self.write_engine.begin() as conn:
-            yield conn
+            try:
+                yield conn
+            except BaseException:
+                await invalidate_if_closed(conn)
+                raise
 
     async def write_sqlite(self, fn: Callable[..., T], *args: Any) -> T:
         """SQLite: ``fn(sql, *args)`` in a write transaction, ``sql`` a ``sqlite3``-like

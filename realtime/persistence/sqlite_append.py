@@ -74,7 +74,10 @@ class SQLiteAppender:
             try:
                 out = fn(conn, *args)
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite rolls back by itself on some errors (SQLITE_FULL: the disk is full);
+                # a ROLLBACK then would raise and hide the error.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
             return out
@@ -116,7 +119,10 @@ class SQLiteAppender:
             conn.execute("COMMIT")
             return results
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL: the disk is full);
+            # a ROLLBACK then would raise and hide the error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
 

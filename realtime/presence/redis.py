@@ -144,11 +144,14 @@ class RedisPresence(Presence):
         self.failure: Exception | None = None  # the first of those failures
         self.task: asyncio.Task[None] | None = None
         self.views: dict[str, dict[str, str]] = {}  # room -> user -> name, as last shown
-        self.heard: dict[str, int] = {}  # room -> presence signals seen (to detect a race)
+        self.heard: dict[str, int] = {}  # room -> presence signals and snapshots (races)
         self.suspect: dict[str, dict[str, str]] = {}  # room -> a difference seen once
         self.unsure: set[str] = set()  # rooms a socket was welcomed in without Redis
         self.resync_at: float | None = None  # after an outage: snapshot every room then
         self.beat_now = False
+        # Set while a heartbeat is in flight: a leave waits for it, or the heartbeat (which
+        # read the socket before it closed) would write it back after its leave.
+        self.beating: asyncio.Future[None] | None = None
         self.syncs = 0  # snapshots sent (for tests and metrics)
         # Typing limited per user across processes: one SET NX PX key per room and user.
         self.typing = TypingGate(announce, self._claim_typing)
@@ -197,6 +200,8 @@ class RedisPresence(Presence):
         conns.pop(conn_id, None)
         if not conns:
             self.local.pop(room, None)
+        if self.beating is not None:
+            await asyncio.wait((self.beating,))
         now = time.time()
         async with self.gate:
             gone = await self.leave_script(
@@ -205,13 +210,23 @@ class RedisPresence(Presence):
         self._announce_gone(room, gone)
 
     async def online(self, room: str) -> list[dict[str, str]]:
-        """Also what the room's sockets are taken to show from now on: a welcome's list."""
+        """Also what the room's sockets are taken to show from now on: a welcome's list.
+
+        The room's other sockets here were shown ``views[room]``; when the welcome's list
+        differs, or a join, leave or snapshot reached the room while Redis was read (its
+        order against the read is unknown), the room gets a snapshot at the next sweep:
+        otherwise a socket shown a late leave would differ from a view that no longer says
+        so, and the comparison with Redis would never correct it."""
+        heard = self.heard.get(room, 0)
         try:
             async with self.gate:
                 users = _users(await self.client.hvals(_keys(room)[1]))
         except Exception:
             self.unsure.add(room)  # the welcome shows a guess; a snapshot follows
             raise
+        shown = self.views.get(room)
+        if self.heard.get(room, 0) != heard or (shown is not None and shown != users):
+            self.unsure.add(room)
         self.views[room] = users
         return _listing(users)
 
@@ -338,6 +353,7 @@ class RedisPresence(Presence):
             return
         self.suspect.pop(room, None)
         self.views[room] = dict(users)
+        self.heard[room] = self.heard.get(room, 0) + 1  # a welcome reading now races it
         if self.announce_local is not None:
             self.syncs += 1
             self.metrics.inc("menteo_presence_syncs_total")
@@ -352,20 +368,26 @@ class RedisPresence(Presence):
     async def _heartbeat(self, now: float) -> None:
         """Push our live sockets' expiry forward, writing their entries again in full: after
         Redis restarts empty, this is what puts the users who stayed connected back."""
-        groups: dict[str | None, list[str]] = {}  # one pipeline per master on a cluster
-        for room in self.local:
-            groups.setdefault(self._node(room), []).append(room)
-        beats = (self._beat(now, rooms) for rooms in groups.values())
-        outcomes = await asyncio.gather(*beats, return_exceptions=True)
+        # Read now, in one go: a socket that leaves from here on waits for this heartbeat
+        # (``beating``), so its leave lands after it.
+        groups: dict[str | None, dict[str, dict[str, str]]] = {}  # a pipeline per master
+        for room, conns in self.local.items():
+            groups.setdefault(self._node(room), {})[room] = dict(conns)
+        beats = [self._beat(now, rooms) for rooms in groups.values()]
+        self.beating = done = asyncio.get_running_loop().create_future()
+        try:
+            outcomes = await asyncio.gather(*beats, return_exceptions=True)
+        finally:
+            self.beating = None
+            done.set_result(None)
         for node, outcome in zip(groups, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 self._shard_failed(node, outcome)
 
-    async def _beat(self, now: float, rooms: list[str]) -> None:
+    async def _beat(self, now: float, rooms: dict[str, dict[str, str]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         keep = int(self.ttl * 4) + 60
-        for room in rooms:
-            conns = self.local[room]
+        for room, conns in rooms.items():
             zset, users = _keys(room)
             pipe.hset(users, mapping=dict(conns.items()))
             pipe.zadd(zset, dict.fromkeys(conns, now + self.ttl))

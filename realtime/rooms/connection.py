@@ -14,6 +14,9 @@ from ..sockets.clock import WARN_BEFORE, TokenClock
 from ..sockets.transport import Transport
 from ..streams.hub import Frames
 
+# Frames that change who a socket shows online (not typing).
+LISTS = frozenset({"presence.join", "presence.leave", "presence.sync"})
+
 
 class RoomConnection:
     """A hub listener. Until ``go_live`` the hub's frames are held back, so that the welcome
@@ -27,6 +30,7 @@ class RoomConnection:
         "held",
         "id",
         "last_seq",
+        "presence_mark",
         "principal",
         "role",
         "room",
@@ -50,6 +54,7 @@ class RoomConnection:
         self.transport = transport
         self.last_seq = 0  # the newest seq this socket has been sent
         self.held: list[tuple[int, Frames]] | None = []  # hub frames while catching up
+        self.presence_mark = 0  # held frames that came before the welcome's presence list
         self.clock = TokenClock(transport, self.send_frame, warn_before)
         self.access_ended = False  # closed for its access: removed, or its token revoked
 
@@ -94,9 +99,18 @@ class RoomConnection:
             self.last_seq = event.seq
             await self.transport.send_wait(self.codec.encode(event.frame()))
 
+    def presence_read(self) -> None:
+        """The welcome's presence list is read now. The presence frames held so far are in
+        it already; sent after it, they would undo what happened since (a leave sent before
+        the user's rejoin, with no join to follow because the list has them)."""
+        if self.held is not None:
+            self.presence_mark = len(self.held)
+
     def go_live(self) -> None:
         held, self.held = self.held or [], None
-        for seq, frames in held:
+        for i, (seq, frames) in enumerate(held):
+            if i < self.presence_mark and seq == 0 and frames.frame.get("type") in LISTS:
+                continue
             if seq == 0 or seq > self.last_seq:
                 self.last_seq = max(self.last_seq, seq)
                 self.transport.send_frames(frames, self.codec)

@@ -263,6 +263,7 @@ async def _catch_up(state: RoomParts, conn: RoomConnection) -> None:
 
 
 async def _online(state: RoomParts, conn: RoomConnection) -> list[dict[str, str]]:
+    conn.presence_read()
     try:
         return await state.presence.online(conn.room.id)
     except Exception as exc:

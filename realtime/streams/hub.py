@@ -29,6 +29,8 @@ from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync
 from ..protocol import JSON, Codec
 from .history import Recent, RecentSnapshot, RecentSpec, Replay, seed_recent
 
+DEGRADED_SWEEP = 0.2  # seconds between sweeps while the broker is degraded
+
 log = logging.getLogger("menteo.hub")
 
 
@@ -334,9 +336,17 @@ class Hub:
             self._advance(stream, state)
 
     async def _sweep(self) -> None:
-        """Catch events whose broker message was lost with nothing after it to show the hole."""
+        """Catch events whose broker message was lost with nothing after it to show the hole.
+        While the broker is degraded (Redis away or stalled) every ``DEGRADED_SWEEP`` s, so
+        that other processes' events reach our sockets within a fraction of a second
+        through the database instead of waiting for Redis to come back."""
+        loop = asyncio.get_running_loop()
+        swept_at = loop.time()
         while True:
-            await asyncio.sleep(self.sweep_interval)
+            await asyncio.sleep(min(DEGRADED_SWEEP, self.sweep_interval))
+            if not self.broker.degraded() and loop.time() - swept_at < self.sweep_interval:
+                continue
+            swept_at = loop.time()
             if not self.streams:
                 continue
             try:

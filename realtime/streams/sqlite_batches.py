@@ -89,7 +89,10 @@ class SQLiteBatches:
             conn.execute("COMMIT")
             return results
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite rolls back by itself on some errors (SQLITE_FULL: the disk is full);
+            # a ROLLBACK then would raise and hide the error.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
 
 

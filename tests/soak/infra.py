@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 
 from menteo_testkit.database import recreate_database as reset_database
+from menteo_testkit.faultproxy import FaultProxy, ProxyLoop, ThreadedProxy
+from menteo_testkit.pg_server import PgServer
 from menteo_testkit.ports import free_port
 from menteo_testkit.procstat import CLK_TCK, cpu_ticks, machine_ticks, rss_bytes
 from menteo_testkit.redis_server import RedisServer
@@ -22,10 +24,14 @@ from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import token
 
 __all__ = [
+    "FaultProxy",
+    "PgServer",
+    "ProxyLoop",
     "RedisServer",
     "Sample",
     "Sampler",
     "Server",
+    "ThreadedProxy",
     "free_port",
     "launcher",
     "reset_database",

@@ -140,6 +140,12 @@ def plot(
         "kill": ("red", "kill -9"),
         "redis": ("purple", "Redis restart"),
         "drop": ("green", "drop 10 %"),
+        "pg": ("brown", "PostgreSQL restart"),
+        "latency": ("olive", "store latency"),
+        "reset": ("cyan", "store links reset"),
+        "blackhole": ("black", "store blackhole"),
+        "rolling": ("magenta", "rolling restart"),
+        "diskfull": ("darkorange", "disk full"),
     }
     seen: set[str] = set()
     for event in chaos:

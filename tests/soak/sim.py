@@ -37,7 +37,10 @@ from websockets.protocol import State
 from menteo_testkit.checklist_model import ITEM_FIELDS, EventView, ViewError
 
 ACK_TIMEOUT = 15.0  # an op without an ack this long on an open socket is sent again
-BACKOFF_FIRST, BACKOFF_MAX = 0.2, 5.0
+# After a close (1012, an abort, a killed process) the first retry goes at once, with up to
+# 50 ms of jitter so a crowd does not arrive in one burst; only failed attempts back off.
+RETRY_JITTER = 0.05
+BACKOFF_FIRST, BACKOFF_MAX = 0.25, 5.0
 CONNECT_TIMEOUT = 15.0
 
 
@@ -84,6 +87,8 @@ class Sim:
         self.words_typed: dict[str, set[str]] = {}
         self.words_deleted: dict[str, set[str]] = {}
         self.assigned: Counter[str] = Counter()  # server name -> sockets open or opening
+        self.room_high: Counter[str] = Counter()  # room -> highest seq any member saw acked
+        self.before_peer = 0  # deliveries of ops sent before the peer's first connection
         self.churn = 0.0  # mean seconds between a client's clean reconnects (0: none)
         self.max_edits = 10_000  # most notes edits or feed writes per user
 
@@ -148,18 +153,21 @@ class Sim:
                 counts[server.name] += 1
         return counts
 
-    def drop(self, fraction: float) -> int:
+    def drop(self, fraction: float) -> list[Any]:
         """Abort a random ``fraction`` of the open connections: no close frame, no FIN."""
         open_ = [h for h in self.holders() if h.is_open()]
         victims = self.rng.sample(open_, int(len(open_) * fraction))
         for holder in victims:
             holder.abort()
         self.stats.dropped += len(victims)
-        return len(victims)
+        return victims
 
 
 def backoff(attempt: int, rng: random.Random) -> float:
-    base = min(BACKOFF_MAX, BACKOFF_FIRST * 2**attempt)
+    """Seconds before reconnect attempt ``attempt`` (0: the first after a session ended)."""
+    if attempt == 0:
+        return rng.uniform(0, RETRY_JITTER)
+    base = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** (attempt - 1))
     return base * rng.uniform(0.5, 1.0)  # jitter, so a crowd does not come back at once
 
 
@@ -180,6 +188,8 @@ def normalize_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Pending:
     frame: dict[str, Any]
     sent_at: float | None = None  # on the current socket; None: not sent on it yet
+    created: float = field(default_factory=time.monotonic)  # made by the user (first send)
+    refused_unavailable: bool = False  # the next resend answers an `unavailable`
 
 
 async def reconnecting(
@@ -235,12 +245,22 @@ class RoomUser:
         self.refused: dict[str, str] = {}  # op id -> error code
         self.ops = 0
         self.welcomed = asyncio.Event()
+        self.first_welcome: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.actor_task: asyncio.Task[None] | None = None
 
     # Connection ---------------------------------------------------------------------------
     def is_open(self) -> bool:
         return self.ws is not None and self.ws.state is State.OPEN
+
+    def recovered(self, since: float) -> bool:
+        """Live and caught up: open, at its room's highest acked seq, and every operation it
+        made before ``since`` acked."""
+        return (
+            self.is_open()
+            and self.last_seq >= self.sim.room_high[self.room_id]
+            and not any(p.created < since for p in self.outbox.values())
+        )
 
     def abort(self) -> None:
         if self.ws is not None:
@@ -277,6 +297,8 @@ class RoomUser:
         self.ws, self.server = ws, server
         self.sim.stats.connects["room"] += 1
         self._welcome(welcome)
+        if self.first_welcome is None:
+            self.first_welcome = time.monotonic()
         self.welcomed.set()
         churn = self.sim.churn_later(ws.close, self.is_open)
         try:
@@ -366,6 +388,8 @@ class RoomUser:
         data = {k: v for k, v in frame.items() if k not in ("type", "seq", "id", "author", "ts")}
         self.view.append((seq, frame["type"], frame["id"], author, canonical(data), frame["ts"]))
         self.last_seq = seq
+        if seq > self.sim.room_high[self.room_id]:
+            self.sim.room_high[self.room_id] = seq
         if frame["type"].startswith("checklist."):
             try:
                 self.checklist.apply(frame)
@@ -373,7 +397,10 @@ class RoomUser:
                 self.sim.stats.violation(f"{self.user_id}: seq {seq} does not apply: {exc}")
         if author != self.user_id:
             sent = self.sim.first_sent.pop((self.room_id, frame["id"]), None)
-            if sent is not None:
+            if sent is not None and (self.first_welcome is None or sent < self.first_welcome):
+                # Sent during the ramp, before this peer had ever connected: not a latency.
+                self.sim.before_peer += 1
+            elif sent is not None:
                 took = time.monotonic() - sent
                 self.sim.stats.delivery_latency.append(took)
                 what = f"{frame['id']} to {self.user_id} (on {self.server.name if self.server else '?'})"
@@ -391,6 +418,8 @@ class RoomUser:
             self.sim.stats.violation(f"{self.user_id}: {op_id} acked as {before} and {seq}")
         if before is None:
             self.acks[op_id] = seq
+            if seq > self.sim.room_high[self.room_id]:
+                self.sim.room_high[self.room_id] = seq
             sent = self.sim.first_sent.get((self.room_id, op_id))
             if sent is not None:
                 self.sim.stats.ack_latency.append(time.monotonic() - sent)
@@ -403,6 +432,7 @@ class RoomUser:
             return
         if code in ("unavailable", "rate_limited"):  # not stored: send it again
             self.outbox[op_id].sent_at = time.monotonic() - ACK_TIMEOUT + 0.5
+            self.outbox[op_id].refused_unavailable = True
             self.sim.stats.resent_unavailable += 1
             return
         self.refused[op_id] = code  # a refusal the rules allow (e.g. verify after an untick)
@@ -432,7 +462,10 @@ class RoomUser:
         for pending in list(self.outbox.values()):
             if pending.sent_at is not None and now - pending.sent_at > ACK_TIMEOUT:
                 pending.sent_at = now
-                self.sim.stats.resent_timeout += 1
+                if pending.refused_unavailable:  # counted as resent after `unavailable`
+                    pending.refused_unavailable = False
+                else:
+                    self.sim.stats.resent_timeout += 1
                 with contextlib.suppress(websockets.ConnectionClosed):
                     await ws.send(orjson.dumps(pending.frame).decode())
 

@@ -53,16 +53,28 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from feed import setup_feed
-from infra import RedisServer, Sample, Sampler, Server, launcher, reset_database, token
+from infra import (
+    PgServer,
+    ProxyLoop,
+    RedisServer,
+    Sample,
+    Sampler,
+    Server,
+    ThreadedProxy,
+    launcher,
+    reset_database,
+    token,
+)
 from report import flatness, lifetimes, plot
 from sim import NotesUser, RoomUser, Sim
+from sqlite_mode import SmallDisk, SqliteReader
 from verify import (
     check_notes,
     verify,
@@ -152,6 +164,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--drop", type=float, default=0.1, help="share of sockets a drop aborts")
     p.add_argument("--redis-down", type=float, default=3, help="seconds Redis stays down")
+    p.add_argument(
+        "--kinds",
+        default=None,
+        help=f"chaos kinds, comma-separated (default all: {','.join(KINDS)}; with --sqlite "
+        f"{','.join(SQLITE_KINDS)})",
+    )
+    p.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="the single-process shape: one server on a SQLite file in a small tmpfs of its "
+        "own (root: mount -t tmpfs), no Redis; the chaos fills that disk and frees it",
+    )
+    p.add_argument("--disk-mib", type=int, default=64, help="--sqlite: the tmpfs size (MiB)")
+    p.add_argument("--disk-full", type=float, default=3, help="seconds the disk stays full")
+    p.add_argument(
+        "--pg",
+        choices=["private", "shared"],
+        default="private",
+        help="private: a PostgreSQL of its own (initdb, pg_ctl) that the chaos restarts; "
+        "shared: --admin-dsn's server, never restarted (default private)",
+    )
+    p.add_argument("--pg-stop", choices=["fast", "immediate"], default="fast")
+    p.add_argument("--pg-down", type=float, default=0, help="extra seconds PostgreSQL stays down")
+    p.add_argument("--net-latency", type=float, default=0.2, help="seconds added each way")
+    p.add_argument("--net-for", type=float, default=5, help="seconds the latency lasts")
+    p.add_argument("--blackhole", type=float, default=3, help="seconds a blackhole lasts")
     p.add_argument("--no-chaos", action="store_true", help="load only (a baseline)")
     p.add_argument(
         "--churn",
@@ -185,6 +223,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="only score the memory of the finished run in OUT again, and rewrite its summary.md",
     )
     args = p.parse_args(argv)
+    if args.kinds is None:
+        args.kinds = ",".join(SQLITE_KINDS if args.sqlite else KINDS)
+    args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    if unknown := set(args.kinds) - set(KINDS) - set(SQLITE_KINDS):
+        p.error(f"unknown chaos kinds: {sorted(unknown)}")
     if args.rooms is not None:
         args.clients = 2 * args.rooms
     args.rooms = args.clients // 2
@@ -216,7 +259,7 @@ async def create_rooms(servers: list[Server], headers: dict[str, str], count: in
             }
             async with sem:
                 resp = await http.post(
-                    servers[i % 2].url + "/api/rooms", json=body, headers=headers
+                    servers[i % len(servers)].url + "/api/rooms", json=body, headers=headers
                 )
             resp.raise_for_status()
             return str(resp.json()["id"])
@@ -224,66 +267,218 @@ async def create_rooms(servers: list[Server], headers: dict[str, str], count: in
         return await asyncio.gather(*(one(i) for i in range(count)))
 
 
+KINDS = ("kill", "redis", "drop", "pg", "latency", "reset", "blackhole", "rolling")
+SQLITE_KINDS = ("diskfull", "drop")  # --sqlite: one process, no Redis, no PostgreSQL
+STORE_KINDS = (
+    "redis",
+    "pg",
+    "latency",
+    "reset",
+    "blackhole",
+    "diskfull",
+)  # no client socket closes
+
+
+@dataclass
+class Links:
+    """The fault proxies between one server process and its stores."""
+
+    redis: ThreadedProxy
+    pg: ThreadedProxy
+
+    def both(self) -> tuple[ThreadedProxy, ThreadedProxy]:
+        return self.redis, self.pg
+
+
 async def chaos_loop(
     args: argparse.Namespace,
     sim: Sim,
     servers: list[Server],
     redis: RedisServer,
+    pg: PgServer | None,
+    links: dict[str, Links],
+    disk: SmallDisk | None,
     stop: asyncio.Event,
     t0: float,
     events: list[dict[str, Any]],
     recoveries: list[asyncio.Task[None]],
 ) -> None:
     rng = random.Random(args.seed + 1)
+    kinds_on = [k for k in args.kinds if k != "rolling"]
+    if pg is None:
+        kinds_on = [k for k in kinds_on if k != "pg"]
+    if not links:
+        kinds_on = [k for k in kinds_on if k not in ("latency", "reset", "blackhole")]
+    if disk is None:
+        kinds_on = [k for k in kinds_on if k != "diskfull"]
+    if len(servers) < 2:  # a single process: nothing serves while it is away
+        kinds_on = [k for k in kinds_on if k not in ("redis",)]
+    rest = [k for k in kinds_on if k != "kill"]
 
     def kinds() -> Any:
         # A kill first, so that the survivor holds every socket early in the run (the warm-up
         # of the memory comparison covers it); then each kind once per round, in random order.
-        yield "kill"
-        yield from rng.sample(["redis", "drop"], 2)
+        if "kill" in kinds_on:
+            yield "kill"
+        yield from rng.sample(rest, len(rest))
         while True:
-            yield from rng.sample(["kill", "redis", "drop"], 3)
+            yield from rng.sample(kinds_on, len(kinds_on))
 
     order = kinds()
+    load_end = time.monotonic() + args.duration
+    rolled = "rolling" not in args.kinds
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), rng.uniform(args.chaos_min, args.chaos_max))
             return
-        kind = next(order)
+        # The rolling restart comes once, late in the load: it ends server A's lifetime, and
+        # the memory check judges that lifetime up to there.
+        if not rolled and load_end - time.monotonic() < args.chaos_max + 20:
+            kind, rolled = "rolling", True
+        else:
+            kind = next(order)
         t = time.monotonic() - t0
+        event: dict[str, Any] = {"t": round(t, 1), "kind": kind}
+        affected: list[Any]
         if kind == "kill":
-            victim = servers[1] if args.kill == "b" else rng.choice(servers)
+            victim = servers[-1] if args.kill == "b" else rng.choice(servers)
+            affected = [h for h in sim.holders() if h.server is victim and h.is_open()]
             victim.kill()
+            # Healed at once: the clients need only the other process.
+            event["healed"] = round(time.monotonic() - t0, 1)
+            recoveries.append(asyncio.create_task(recovered(sim, event, t0, affected)))
             await asyncio.sleep(rng.uniform(1, 3))  # the chaos: down for 1-3 s
             took = await victim.start()
             what = f"kill -9 server {victim.name}; restarted, ready {took:.1f} s after start"
+        elif kind == "rolling":
+            # One process at a time, the other serving (docs/deploy.md): one event each.
+            for n, server in enumerate(servers):
+                if n:
+                    events.append(event)
+                    t = time.monotonic() - t0
+                    event = {"t": round(t, 1), "kind": kind}
+                group = [h for h in sim.holders() if h.server is server and h.is_open()]
+                event["healed"] = event["t"]
+                event["affected"] = len(group)
+                recoveries.append(asyncio.create_task(recovered(sim, event, t0, group)))
+                code, took_stop = await server.stop()
+                took = await server.start()
+                event["what"] = (
+                    f"rolling restart {n + 1}/{len(servers)}: SIGTERM server {server.name} "
+                    f"(exit {code} in {took_stop:.1f} s), ready again {took:.1f} s later"
+                )
+                print(f"[{t:6.1f}s] chaos: {event['what']}", flush=True)
+            events.append(event)
+            continue
         elif kind == "redis":
+            affected = list(sim.users)
             redis.kill()
             await asyncio.sleep(args.redis_down)  # the chaos: Redis down this long
             await redis.start()
+            event["healed"] = time.monotonic() - t0
             what = f"Redis killed, restarted after {args.redis_down:.0f} s"
+        elif kind == "pg":
+            assert pg is not None
+            affected = list(sim.users)
+            started = time.monotonic()
+            await pg.restart(args.pg_down, mode=args.pg_stop)
+            event["healed"] = time.monotonic() - t0
+            what = (
+                f"PostgreSQL stopped (-m {args.pg_stop}) and started: down "
+                f"{time.monotonic() - started:.1f} s"
+            )
+        elif kind == "diskfull":
+            assert disk is not None
+            affected = list(sim.users)
+            await asyncio.to_thread(disk.truncate_wal, disk.path / "menteo.db")
+            taken = await asyncio.to_thread(disk.fill)
+            await asyncio.sleep(args.disk_full)  # the chaos: no byte free this long
+            disk.free()
+            event["healed"] = time.monotonic() - t0
+            what = (
+                f"disk full ({taken / 2**20:.1f} MiB filler on the {disk.size_mib} MiB tmpfs) "
+                f"for {args.disk_full:.0f} s, then freed"
+            )
+        elif kind in ("latency", "reset", "blackhole"):
+            target = rng.choice(servers)
+            proxies = links[target.name].both()
+            affected = [u for u in sim.users]
+            if kind == "latency":
+                for proxy in proxies:
+                    proxy.latency = args.net_latency
+                await asyncio.sleep(args.net_for)  # the chaos: a slow network this long
+                for proxy in proxies:
+                    proxy.latency = 0.0
+                what = (
+                    f"server {target.name} <-> Redis and PostgreSQL: +{args.net_latency * 1000:.0f}"
+                    f" ms each way for {args.net_for:.0f} s"
+                )
+            elif kind == "reset":
+                n = sum(proxy.reset() for proxy in proxies)
+                what = f"server {target.name} <-> Redis and PostgreSQL: {n} connections reset"
+            else:
+                for proxy in proxies:
+                    proxy.blackhole(True)
+                await asyncio.sleep(args.blackhole)  # the chaos: nothing moves this long
+                for proxy in proxies:
+                    proxy.blackhole(False)
+                what = (
+                    f"server {target.name} <-> Redis and PostgreSQL: blackhole for "
+                    f"{args.blackhole:.0f} s"
+                )
+            event["healed"] = time.monotonic() - t0
         else:
-            what = f"aborted {sim.drop(args.drop)} sockets"
-        event: dict[str, Any] = {"t": round(t, 1), "kind": kind, "what": what}
+            affected = sim.drop(args.drop)
+            event["healed"] = round(time.monotonic() - t0, 1)
+            recoveries.append(asyncio.create_task(recovered(sim, event, t0, affected)))
+            what = f"aborted {len(affected)} sockets"
+        event["what"] = what
+        event["healed"] = round(event["healed"], 1)
+        event["affected"] = len(affected)
         events.append(event)
         print(f"[{t:6.1f}s] chaos: {what}", flush=True)
-        if kind != "redis":  # a Redis restart closes no client socket
-            recoveries.append(asyncio.create_task(recovered(sim, event, t0)))
+        if kind in STORE_KINDS:
+            recoveries.append(asyncio.create_task(recovered(sim, event, t0, affected)))
 
 
-async def recovered(sim: Sim, event: dict[str, Any], t0: float, limit: float = 120) -> None:
-    """Record how long after the chaos action 99 % of the connections were open again (not
-    100 %: clients churn all the time, so a few are always between two sockets)."""
-    target = 0.99 * len(sim.holders())
-    # Aborted sockets are seen closed on the next loop turns (a measurement's start, not a
-    # wait for an outcome: the loop below looks until the limit).
-    await asyncio.sleep(0.1)
-    while time.monotonic() - t0 - event["t"] < limit:
-        if sum(sim.open_sockets().values()) >= target:
-            event["reconnected_s"] = round(time.monotonic() - t0 - event["t"], 1)
-            return
-        await asyncio.sleep(0.2)  # a look at the open sockets until the limit
-    event["reconnected_s"] = None
+async def recovered(
+    sim: Sim, event: dict[str, Any], t0: float, affected: list[Any], limit: float = 60
+) -> None:
+    """How long after the fault every affected client was live again and caught up: its
+    socket open, at its room's highest acked seq, and every operation it made before the
+    fault was healed acked. Measured from the fault itself (``t``) and from its end
+    (``healed``: the store back, the blackhole lifted; for a kill or a drop the same
+    moment, since the other process serves at once)."""
+    healed_at = t0 + event["healed"]
+    pending = set(range(len(affected)))
+    # A client whose socket the fault ends (a kill, a drop, a rolling restart) counts only on
+    # a new connection: a SIGTERM takes a moment to close the old one.
+    lost = event["kind"] not in STORE_KINDS
+    before = [_connection(h) for h in affected]
+    last = healed_at
+    while pending and time.monotonic() - healed_at < limit:
+        now = time.monotonic()
+        for i in list(pending):
+            h = affected[i]
+            if lost and _connection(h) is before[i]:
+                continue
+            done = h.recovered(healed_at) if hasattr(h, "recovered") else h.is_open()
+            if done:
+                pending.discard(i)
+                last = now
+        if pending:
+            await asyncio.sleep(0.05)  # a look at the affected clients until the limit
+    if pending:
+        event["recovered_s"] = None
+        event["not_recovered"] = len(pending)
+    else:
+        event["recovered_s"] = round(max(0.0, last - healed_at), 2)
+        event["from_fault_s"] = round(last - t0 - event["t"], 2)
+
+
+def _connection(holder: Any) -> object:
+    """The holder's current connection object (None between two)."""
+    return getattr(holder, "ws", None) or getattr(holder, "stream", None)
 
 
 async def progress(sim: Sim, sampler: Sampler, t0: float, stop: asyncio.Event) -> None:
@@ -347,22 +542,56 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(sig, main_task.cancel)
 
-    await reset_database(args.admin_dsn, args.db)
-    pg_dsn = args.admin_dsn.rsplit("/", 1)[0] + "/" + args.db
-    redis = RedisServer(out, maxclients=1000)
-    await redis.start()
-    env = {
+    pg: PgServer | None = None
+    links: dict[str, Links] = {}
+    disk: SmallDisk | None = None
+    base_env = {
         "MENTEO_SECRET": secret,
-        "MENTEO_DATABASE_URL": f"postgresql+asyncpg://{pg_dsn.split('://', 1)[1]}",
-        "MENTEO_REDIS_URL": redis.url,
         "MENTEO_AUTO_MIGRATE": "1",
         # Every simulated client connects from 127.0.0.1: the per-address limit (checked
         # before the token, default 500) would refuse most of them with 1013.
         "MENTEO_MAX_CONNECTIONS_PER_IP": str(2 * args.clients + 1000),
     }
-    servers = [
-        launcher(name, env, args.src.resolve(), out / f"server-{name}.log") for name in ("A", "B")
-    ]
+    servers = []
+    redis = RedisServer(out, maxclients=1000)
+    pg_dsn: str | None = None
+    proxy_loop: ProxyLoop | None = None
+    if args.sqlite:
+        disk = SmallDisk(out / "disk", args.disk_mib)
+        disk.mount()
+        env = {**base_env, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{disk.path}/menteo.db"}
+        servers.append(launcher("A", env, args.src.resolve(), out / "server-A.log"))
+    else:
+        if args.pg == "private":
+            pg = PgServer(out, max_connections=300)
+            await asyncio.to_thread(pg.init)
+            await pg.start()
+            admin_dsn = pg.admin_dsn
+        else:
+            admin_dsn = args.admin_dsn
+        await reset_database(admin_dsn, args.db)
+        pg_dsn = admin_dsn.rsplit("/", 1)[0] + "/" + args.db
+        await redis.start()
+    for name in () if args.sqlite else ("A", "B"):
+        assert pg_dsn is not None
+        # Each server reaches Redis and PostgreSQL through proxies of its own, so that the
+        # chaos can slow or cut one server's links while the other's are fine.
+        redis_port, pg_port = redis.port, int(pg_dsn.rsplit(":", 1)[1].split("/")[0])
+        if pg is not None:
+            # On a loop of their own: this process's loop is busy with every client.
+            proxy_loop = proxy_loop or ProxyLoop()
+            link = Links(ThreadedProxy(redis.port, proxy_loop), ThreadedProxy(pg.port, proxy_loop))
+            for proxy in link.both():
+                await proxy.start()
+            links[name] = link
+            redis_port, pg_port = link.redis.port, link.pg.port
+        host_db = pg_dsn.split("://", 1)[1].rsplit(":", 1)[0]
+        env = {
+            **base_env,
+            "MENTEO_DATABASE_URL": f"postgresql+asyncpg://{host_db}:{pg_port}/{args.db}",
+            "MENTEO_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+        }
+        servers.append(launcher(name, env, args.src.resolve(), out / f"server-{name}.log"))
     sim = Sim(servers, args.seed)
     sim.churn = args.churn
     sim.max_edits = int(args.duration / min(args.notes_interval, args.feed_interval) * 3) + 10
@@ -376,8 +605,8 @@ async def run(args: argparse.Namespace) -> int:
     service = {"authorization": "Bearer " + token(secret, "soak", "Soak", ttl, "service")}
     exit_codes: dict[str, tuple[int | None, float]] = {}
     try:
-        await servers[0].start()  # creates the schema before B starts
-        await servers[1].start()
+        for server in servers:  # A creates the schema before B starts
+            await server.start()
         room_ids = await create_rooms(servers, service, args.rooms)
         tokens = {
             f"{p}{i}": token(secret, f"{p}{i}", f"{name} {i}", ttl)
@@ -441,7 +670,9 @@ async def run(args: argparse.Namespace) -> int:
         chaos = asyncio.create_task(
             asyncio.sleep(0)
             if args.no_chaos
-            else chaos_loop(args, sim, servers, redis, stop_chaos, t0, chaos_events, recoveries)
+            else chaos_loop(
+                args, sim, servers, redis, pg, links, disk, stop_chaos, t0, chaos_events, recoveries
+            )
         )
 
         await asyncio.sleep(args.duration)  # the load runs this long
@@ -460,10 +691,14 @@ async def run(args: argparse.Namespace) -> int:
         actors = [u.actor_task for u in everyone if getattr(u, "actor_task", None) is not None]
         _, late = await asyncio.wait(actors + feed_writers, timeout=args.drain_timeout)
         phases["outboxes_empty"] = time.monotonic() - t0
-        pg = await asyncpg.connect(pg_dsn)
-        behind = await wait_caught_up(pg, sim, 60)
+        db: Any = (
+            SqliteReader(disk.path / "menteo.db")
+            if disk is not None
+            else await asyncpg.connect(pg_dsn)
+        )
+        behind = await wait_caught_up(db, sim, 60)
         if world is not None:
-            behind += await wait_feed_caught_up(pg, world, 60)
+            behind += await wait_feed_caught_up(db, world, 60)
         phases["caught_up"] = time.monotonic() - t0
         async with httpx.AsyncClient(base_url=servers[0].url, timeout=30) as http:
             await wait_notes(sim, http, service, 60)
@@ -475,8 +710,8 @@ async def run(args: argparse.Namespace) -> int:
             phases["presence_checked"] = time.monotonic() - t0
             print(f"[{phases['notes_synced']:6.1f}s] drained; verifying", flush=True)
             stop_sampling.set()
-            verdict = await verify(pg, sim, http, service)
-            feed_verdict = None if world is None else await verify_feed(pg, world, verdict)
+            verdict = await verify(db, sim, http, service)
+            feed_verdict = None if world is None else await verify_feed(db, world, verdict)
             for u in everyone:
                 if getattr(u, "actor_task", None) in late:
                     verdict.fail(f"{u.user_id}: outbox not empty after {args.drain_timeout} s")
@@ -496,7 +731,7 @@ async def run(args: argparse.Namespace) -> int:
             # compacted form. It holds the same text either way: nothing passes on timing.
             await asyncio.sleep(2)
             await check_notes(sim, http, service, verdict, live=False)
-        await pg.close()
+        await db.close()
         if world is not None:
             await world.close()
         for server in servers:
@@ -513,6 +748,16 @@ async def run(args: argparse.Namespace) -> int:
         for server in servers:
             server.kill()
         redis.kill()
+        for link in links.values():
+            for proxy in link.both():
+                await proxy.close()
+        if proxy_loop is not None:
+            proxy_loop.stop()
+        if pg is not None:
+            await pg.destroy()
+        if disk is not None:
+            disk.free()
+            disk.unmount()
 
     logs = {s.name: scan_log(s.log_path) for s in servers}
     for name, (code, took) in exit_codes.items():
@@ -526,7 +771,7 @@ async def run(args: argparse.Namespace) -> int:
     )
     title = (
         f"menteo-realtime soak: {args.clients} clients, {args.duration:.0f} s, "
-        f"{len(chaos_events)} chaos events (kill -9 B, Redis restart, drop 10 %)"
+        f"{len(chaos_events)} chaos events"
     )
     plot(sampler.samples, [s.name for s in servers], chaos_events, phases, plot_path, title)
 
@@ -571,6 +816,7 @@ async def run(args: argparse.Namespace) -> int:
             "delivery_p50": pct(s.delivery_latency, 0.5) * 1000,
             "delivery_p99": pct(s.delivery_latency, 0.99) * 1000,
             "delivery_max": max(s.delivery_latency, default=0) * 1000,
+            "before_peer": sim.before_peer,
             "slowest_deliveries": [
                 {"seconds": round(took, 1), "sent_at_s": round(at, 1), "what": what}
                 for took, at, what in sorted(s.slowest, reverse=True)
@@ -679,9 +925,24 @@ def memory_verdict(memory: list[dict[str, Any]]) -> str:
     return "yes" if all(judged) else "NO"
 
 
+KIND_NAMES = {
+    "kill": "kill -9 + restart",
+    "redis": "Redis restart",
+    "drop": "drop",
+    "pg": "PostgreSQL restart",
+    "latency": "store latency",
+    "reset": "store links reset",
+    "blackhole": "store blackhole",
+    "rolling": "rolling restart (per process)",
+    "diskfull": "disk full",
+}
+
+
 def render_summary(r: dict[str, Any]) -> str:
     v, s, lat, cpu, a = r["verdict"], r["stats"], r["latency_ms"], r["cpu_cores"], r["args"]
-    kinds = {k: sum(1 for e in r["chaos"] if e["kind"] == k) for k in ("kill", "redis", "drop")}
+    kinds = Counter(e["kind"] for e in r["chaos"])
+    recov = [e.get("recovered_s") for e in r["chaos"] if "recovered_s" in e]
+    worst = max((x for x in recov if x is not None), default=None)
     lines = [
         f"## Soak: {a['clients']} clients, {a['duration']:.0f} s — durable data "
         f"{'PASS' if not v['failures'] else 'FAIL'}, presence "
@@ -690,18 +951,25 @@ def render_summary(r: dict[str, Any]) -> str:
         "",
         f"- command: `python tests/soak/soak.py --clients {a['clients']} --duration "
         f"{a['duration']:.0f}` (seed {a['seed']})",
-        f"- chaos: {len(r['chaos'])} events — {kinds['kill']} x kill -9 + restart, "
-        f"{kinds['redis']} x Redis restart, {kinds['drop']} x drop "
-        f"({s['dropped']} sockets aborted)",
+        f"- chaos: {len(r['chaos'])} events — "
+        + ", ".join(f"{n} x {KIND_NAMES.get(k, k)}" for k, n in sorted(kinds.items()))
+        + f" ({s['dropped']} sockets aborted by drops); worst recovery "
+        + ("n/a" if worst is None else f"{worst:.2f} s")
+        + ("" if None not in recov else " (some NOT recovered within 60 s)"),
+        "",
+        "| at (s) | kind | what | affected clients | recovered after the fault ended (s) "
+        "| from the fault (s) |",
+        "|---|---|---|---|---|---|",
         *(
-            f"  - at {e['t']:.0f} s: {e['what']}"
+            f"| {e['t']:.0f} | {e['kind']} | {e['what']} | {e.get('affected', '')} | "
             + (
-                ""
-                if e["kind"] == "redis"
-                else f"; 99 % of the connections open again after {e.get('reconnected_s')} s"
+                f"{e['recovered_s']:.2f} | {e['from_fault_s']:.2f} |"
+                if e.get("recovered_s") is not None
+                else f"NOT ({e.get('not_recovered', '?')} left) | |"
             )
             for e in r["chaos"]
         ),
+        "",
         f"- operations sent: {sum(s['sent'].values())} "
         f"({', '.join(f'{k} {n}' for k, n in sorted(s['sent'].items()))})",
         f"- **events acked {v['acked']}, stored {v['stored']}, delivered "
@@ -730,7 +998,8 @@ def render_summary(r: dict[str, Any]) -> str:
         + (", ".join(f"{k}: {n}" for k, n in sorted(s["errors"].items())) or "none"),
         f"- latency (ms, including chaos): ack p50 {lat['ack_p50']:.0f}, p99 "
         f"{lat['ack_p99']:.0f}, max {lat['ack_max']:.0f}; send→peer p50 "
-        f"{lat['delivery_p50']:.0f}, p99 {lat['delivery_p99']:.0f}, max {lat['delivery_max']:.0f}",
+        f"{lat['delivery_p50']:.0f}, p99 {lat['delivery_p99']:.0f}, max {lat['delivery_max']:.0f}"
+        f" ({lat.get('before_peer', 0)} sent before the peer's first connection not counted)",
         "  - slowest send→peer: "
         + (
             "; ".join(

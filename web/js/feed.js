@@ -390,7 +390,7 @@ class FeedPage {
           this.fatal(err.message);
           return null;
         }
-        const delay = err.retryAfter ? err.retryAfter * 1000 : backoffDelay(attempt);
+        const delay = err.retryAfter ? err.retryAfter * 1000 : backoffDelay(attempt + 1); // a failed load: never at once
         const wait = Math.max(1, Math.round(delay / 1000));
         setIndicator("reconnecting", `Cannot load the feed. Next try in ${wait} s.`, { retry: true });
         await new Promise((resolve) => {

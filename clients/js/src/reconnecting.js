@@ -24,16 +24,21 @@ const RATE_LIMITED = 1008;
 const SERVER_RESTART = 1012;
 const UNAUTHORIZED = 4401;
 
+/** The most a first reconnect waits, ms: a jitter, so a crowd does not come back at once. */
+export const PROMPT_JITTER = 100;
+
 /**
- * Milliseconds to wait before reconnect attempt number `attempt` (0 first): exponential,
- * capped, with "equal jitter" (between half and all of the step) so that the clients of a
- * restarted server do not all come back at the same instant.
+ * Milliseconds to wait before reconnect attempt number `attempt` (0 first). Attempt 0
+ * follows a socket that was live, or a 1012 (another server is up already): it goes at
+ * once, after at most PROMPT_JITTER ms. From attempt 1 (the one before failed) the wait is
+ * exponential, capped, with "equal jitter" (between half and all of the step).
  * @param {number} attempt
  * @param {{base?: number, cap?: number, random?: () => number}} [options]
  * @returns {number}
  */
 export function backoffDelay(attempt, { base = 500, cap = 30000, random = Math.random } = {}) {
-  const step = Math.min(cap, base * 2 ** Math.min(Math.max(attempt, 0), 30));
+  if (attempt <= 0) return Math.round(random() * Math.min(PROMPT_JITTER, base));
+  const step = Math.min(cap, base * 2 ** Math.min(attempt - 1, 30));
   return Math.round(step / 2 + (random() * step) / 2);
 }
 
@@ -396,7 +401,7 @@ export class ReconnectingSocket extends Emitter {
     }
     let attempt = this.#attempt++;
     if (code === SERVER_RESTART) attempt = 0; // another server is up already: come back soon
-    if (code === RATE_LIMITED) attempt = Math.max(attempt, 4); // slow down
+    if (code === RATE_LIMITED) attempt = Math.max(attempt, 5); // slow down (4 s steps and up)
     const delay = backoffDelay(attempt, this.#options);
     this.#setState("reconnecting", { code, delay });
     this.#timers.retry = setTimeout(() => this.#open(), delay);

@@ -1,7 +1,8 @@
 /**
- * Milliseconds to wait before reconnect attempt number `attempt` (0 first): exponential,
- * capped, with "equal jitter" (between half and all of the step) so that the clients of a
- * restarted server do not all come back at the same instant.
+ * Milliseconds to wait before reconnect attempt number `attempt` (0 first). Attempt 0
+ * follows a socket that was live, or a 1012 (another server is up already): it goes at
+ * once, after at most PROMPT_JITTER ms. From attempt 1 (the one before failed) the wait is
+ * exponential, capped, with "equal jitter" (between half and all of the step).
  * @param {number} attempt
  * @param {{base?: number, cap?: number, random?: () => number}} [options]
  * @returns {number}
@@ -11,6 +12,8 @@ export function backoffDelay(attempt: number, { base, cap, random }?: {
     cap?: number;
     random?: () => number;
 }): number;
+/** The most a first reconnect waits, ms: a jitter, so a crowd does not come back at once. */
+export const PROMPT_JITTER: 100;
 export function isRefusal(code: number): boolean;
 /**
  * @typedef {object} SocketOptions
