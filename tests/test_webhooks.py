@@ -16,7 +16,9 @@ from sqlalchemy import text
 
 from menteo_testkit.waits import wait_until
 from menteo_testkit.webhook_receiver import Received, Receiver, run_receiver
+from realtime.notify import scheduler
 from realtime.notify.signing import verify
+from realtime.persistence.events import StoredEvent
 from tests.backends import Backend
 from tests.client import RoomClient, connect_inbox, create_room
 from tests.feed_client import FeedApi, SSEFollower, WSFollower, feed_query
@@ -306,3 +308,22 @@ async def test_a_settled_notification_keeps_no_copy_of_the_words(
         assert server.state is not None
         sql = text("SELECT count(*) FROM webhook_outbox WHERE body IS NOT NULL")
         assert await server.state.db.run(lambda c: c.execute(sql).scalar()) == 0
+
+
+async def test_the_queue_before_the_outbox_is_bounded_for_comments_too(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed comments waiting for the outbox write count against ``MAX_QUEUED`` like
+    messages: past it the oldest go, whichever kind they are."""
+    monkeypatch.setattr(scheduler, "MAX_QUEUED", 3)
+    async with notifying(backend) as (server, _):
+        assert server.state is not None and server.state.notifier is not None
+        notifier = server.state.notifier
+        events = [
+            StoredEvent("feed", i, "feed.comment", "ana", "Ana", None, {"post_id": "p"}, "")
+            for i in range(1, 11)
+        ]
+        before = notifier.dropped
+        notifier.committed(events)  # synchronous: the flush cannot run in between
+        assert len(notifier.messages) + len(notifier.comments) <= 3
+        assert notifier.dropped - before == 7
