@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.client import RoomClient, close_code, connect_inbox, create_room
 from tests.servers import Running
@@ -146,3 +147,39 @@ async def test_an_edit_or_delete_of_the_last_message_reaches_the_summary(
     assert deleted["room"]["last_message"]["body"] == ""
     assert deleted["room"] == await listed(server, "ben", room["id"])
     assert "hunter2" not in repr(deleted)
+
+
+async def test_a_delete_whose_signal_was_lost_still_erases_the_summary(
+    server: Running, room: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker may lose a signal; the gap it leaves is filled from the database. A
+    ``chat.deleted`` read back there erases the newest message's words too."""
+    assert server.state is not None
+    inbox = server.state.inbox
+    deliver = inbox.on_signal
+    lost: list[dict[str, Any]] = []
+
+    def lossy(frames: Any, exclude_user: str | None) -> None:
+        changes = frames.frame.get("changes") or []
+        if not lost and any(c[0] == "chat.deleted" for c in changes):
+            lost.append(frames.frame)  # as if the broker dropped it
+            return
+        deliver(frames, exclude_user)
+
+    monkeypatch.setattr(inbox, "on_signal", lossy)
+    ben = await connect_inbox(server.ws, server.token("ben", "Ben"))
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    first = await ana.chat("a0", "hello")
+    seq = await ana.chat("a1", "the password is hunter2")
+    await ben.recv_until(lambda f: about(room["id"])(f) and f["room"]["last_seq"] == seq)
+    await ana.send({"type": "chat.delete", "id": "d1", "target": seq})
+    await ana.recv_until(lambda f: f["type"] == "ack" and f.get("id") == "d1")
+    # A later event (an edit of an older message) shows the gap.
+    await ana.send({"type": "chat.edit", "id": "e1", "target": first, "body": "hello!"})
+    update = await ben.recv_until(
+        lambda f: about(room["id"])(f) and f["room"]["last_seq"] == seq + 2
+    )
+    assert lost, "the delete's signal was not intercepted"
+    assert update["room"]["last_message"].get("deleted") is True
+    assert "hunter2" not in repr(update)
+    assert update["room"] == await listed(server, "ben", room["id"])
