@@ -14,7 +14,9 @@ import asyncio
 import os
 import re
 import shutil
+import sqlite3
 import sys
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,3 +268,22 @@ async def test_backup_refuses_what_it_cannot_copy(tmp_path: Path) -> None:
     assert code == 1 and "never overwrites" in err
     assert await asyncio.to_thread(taken.read_bytes) == b"keep me"
     assert not await asyncio.to_thread(lambda: list(tmp_path.glob("*.partial")))
+
+
+async def test_a_backup_path_is_a_path_not_a_url(tmp_path: Path) -> None:
+    """A name holding '?' is a file name: the restore mark goes into the copy, never into
+    the file the same text names as a URL (here the live database)."""
+    live = tmp_path / "live.db"
+    db = Database(f"sqlite+aiosqlite:///{live}")
+    await db.prepare(auto_migrate=True)
+    await db.close()
+    dest = tmp_path / "live.db?x"
+    code, _, err = await cli("backup", str(dest), url=f"sqlite:///{live}")
+    assert code == 0, err
+
+    def meta(path: Path) -> dict[str, str]:
+        with closing(sqlite3.connect(path)) as conn:
+            return dict(conn.execute("SELECT key, value FROM meta").fetchall())
+
+    assert "restore" not in await asyncio.to_thread(meta, live)
+    assert (await asyncio.to_thread(meta, dest))["restore"] == db.epoch

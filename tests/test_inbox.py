@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
+from menteo_testkit.waits import wait_until
+from realtime.reads.queries import rooms_read_sync
 from tests.client import RoomClient, close_code, connect_inbox, create_room
 from tests.servers import Running
 from tests.test_reads import rooms_of
@@ -146,3 +150,74 @@ async def test_an_edit_or_delete_of_the_last_message_reaches_the_summary(
     assert deleted["room"]["last_message"]["body"] == ""
     assert deleted["room"] == await listed(server, "ben", room["id"])
     assert "hunter2" not in repr(deleted)
+
+
+async def test_a_delete_whose_signal_was_lost_still_erases_the_summary(
+    server: Running, room: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker may lose a signal; the gap it leaves is filled from the database. A
+    ``chat.deleted`` read back there erases the newest message's words too."""
+    assert server.state is not None
+    inbox = server.state.inbox
+    deliver = inbox.on_signal
+    lost: list[dict[str, Any]] = []
+
+    def lossy(frames: Any, exclude_user: str | None) -> None:
+        changes = frames.frame.get("changes") or []
+        if not lost and any(c[0] == "chat.deleted" for c in changes):
+            lost.append(frames.frame)  # as if the broker dropped it
+            return
+        deliver(frames, exclude_user)
+
+    monkeypatch.setattr(inbox, "on_signal", lossy)
+    ben = await connect_inbox(server.ws, server.token("ben", "Ben"))
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    first = await ana.chat("a0", "hello")
+    seq = await ana.chat("a1", "the password is hunter2")
+    await ben.recv_until(lambda f: about(room["id"])(f) and f["room"]["last_seq"] == seq)
+    await ana.send({"type": "chat.delete", "id": "d1", "target": seq})
+    await ana.recv_until(lambda f: f["type"] == "ack" and f.get("id") == "d1")
+    # A later event (an edit of an older message) shows the gap.
+    await ana.send({"type": "chat.edit", "id": "e1", "target": first, "body": "hello!"})
+    update = await ben.recv_until(
+        lambda f: about(room["id"])(f) and f["room"]["last_seq"] == seq + 2
+    )
+    assert lost, "the delete's signal was not intercepted"
+    assert update["room"]["last_message"].get("deleted") is True
+    assert "hunter2" not in repr(update)
+    assert update["room"] == await listed(server, "ben", room["id"])
+
+
+async def test_a_delete_during_the_rooms_load_erases_what_the_load_read(
+    server: Running, room: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first inbox of a room on a process reads the room from the database; a delete
+    whose signal comes before that read returns still erases the words the read found."""
+    assert server.state is not None
+    inbox = server.state.inbox
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    seq = await ana.chat("a1", "the password is hunter2")
+    read_done, release = asyncio.Event(), asyncio.Event()
+    run = inbox.db.run
+
+    async def held_run(fn: Any, *args: Any, **kw: Any) -> Any:
+        found = await run(fn, *args, **kw)
+        if fn is rooms_read_sync:
+            read_done.set()
+            await release.wait()  # the delete commits and is signalled meanwhile
+        return found
+
+    monkeypatch.setattr(inbox.db, "run", held_run)
+    opening = asyncio.create_task(connect_inbox(server.ws, server.token("ben", "Ben")))
+    try:
+        await wait_until(read_done.is_set, "the room's load to read", 15)
+        await ana.send({"type": "chat.delete", "id": "d1", "target": seq})
+        await ana.recv_until(lambda f: f["type"] == "ack" and f.get("id") == "d1")
+        view = inbox.rooms[room["id"]]
+        await wait_until(lambda: seq + 1 in view.pending, "the delete's signal", 15)
+    finally:
+        release.set()
+    ben = await opening
+    shown = next(r for r in ben.welcome["rooms"] if r["id"] == room["id"])
+    assert shown["last_message"].get("deleted") is True and "hunter2" not in repr(shown)
+    assert shown == await listed(server, "ben", room["id"])

@@ -16,11 +16,14 @@ from sqlalchemy import text
 
 from menteo_testkit.waits import wait_until
 from menteo_testkit.webhook_receiver import Received, Receiver, run_receiver
+from realtime.notify import scheduler
 from realtime.notify.signing import verify
+from realtime.persistence.events import StoredEvent
 from tests.backends import Backend
 from tests.client import RoomClient, connect_inbox, create_room
 from tests.feed_client import FeedApi, SSEFollower, WSFollower, feed_query
 from tests.servers import Running, make_settings, run_server
+from tests.test_chat_changes import delete
 
 HOOK_SECRET = "whsec-" + "k" * 40
 DELAY = 0.3
@@ -285,3 +288,42 @@ async def test_a_comment_while_the_author_follows_the_feed_sends_nothing(
         await ana.comment(post["id"], "nice")
         assert [s for _, _, s in await settled(server, 1)] == ["cancelled"]
         assert hook.requests == []
+
+
+@pytest.mark.parametrize("status", [200, 410])
+async def test_a_settled_notification_keeps_no_copy_of_the_words(
+    backend: Backend, status: int
+) -> None:
+    """Delivered or failed, the outbox row drops its body: a message deleted afterwards is
+    erased from the database (docs/security.md) with no copy left in the outbox."""
+    async with notifying(backend, Receiver(status=status)) as (server, hook):
+        room = await pair_room(server)
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+        words = "canary" + "x" * 12
+        seq = await ben.chat("b1", words)
+        await hook.until(lambda r: len(r) == 1, "a room.unread")
+        assert words in hook.requests[0].body.decode()
+        await settled(server, 1)
+        assert (await delete(ben, "d1", seq))["type"] == "ack"
+        assert server.state is not None
+        sql = text("SELECT count(*) FROM webhook_outbox WHERE body IS NOT NULL")
+        assert await server.state.db.run(lambda c: c.execute(sql).scalar()) == 0
+
+
+async def test_the_queue_before_the_outbox_is_bounded_for_comments_too(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed comments waiting for the outbox write count against ``MAX_QUEUED`` like
+    messages: past it the oldest go, whichever kind they are."""
+    monkeypatch.setattr(scheduler, "MAX_QUEUED", 3)
+    async with notifying(backend) as (server, _):
+        assert server.state is not None and server.state.notifier is not None
+        notifier = server.state.notifier
+        events = [
+            StoredEvent("feed", i, "feed.comment", "ana", "Ana", None, {"post_id": "p"}, "")
+            for i in range(1, 11)
+        ]
+        before = notifier.dropped
+        notifier.committed(events)  # synchronous: the flush cannot run in between
+        assert len(notifier.messages) + len(notifier.comments) <= 3
+        assert notifier.dropped - before == 7

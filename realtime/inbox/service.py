@@ -358,6 +358,8 @@ class InboxService:
                         view.pending.pop(event.seq, None)
                         view.apply(_light(event))
                         applied = True
+                        if event.type in CHANGE_TYPES:  # as its lost signal would have
+                            view.change([[event.type, event.data, event.ts]])
                         if event.type in REFRESH_TYPES:
                             self._changed(view.id)
         except Exception as exc:

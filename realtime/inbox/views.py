@@ -88,8 +88,11 @@ class Tally:
         return self.gen
 
 
+EARLY_KEPT = 1000  # changes kept while a room loads (the newest: they decide what shows)
+
+
 class RoomView:
-    __slots__ = ("facts", "filling", "id", "pending", "ready", "tallies")
+    __slots__ = ("early", "facts", "filling", "id", "pending", "ready", "tallies")
 
     def __init__(self, room_id: str) -> None:
         self.id = room_id
@@ -98,6 +101,9 @@ class RoomView:
         self.pending: dict[int, Light] = {}  # arrived ahead of a hole (or of the load)
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.filling: asyncio.Task[None] | None = None
+        # Edits and deletes that came while the room was loading: the load may have read
+        # the database before them, so they are applied to what it read (in order).
+        self.early: list[list[Any]] = []
 
     @property
     def last_seq(self) -> int:
@@ -105,6 +111,8 @@ class RoomView:
 
     def loaded(self, facts: RoomFacts) -> None:
         self.facts = facts
+        early, self.early = self.early, []
+        self.change(early)
         if not self.ready.done():
             self.ready.set_result(None)
 
@@ -150,8 +158,11 @@ class RoomView:
         """Apply ``[type, data, ts]`` edits and deletes aimed at the room's last message (a
         delete erases its words from the summary); True if it changed."""
         facts = self.facts
-        last = facts.last_message if facts is not None else None
-        if facts is None or last is None:
+        if facts is None:
+            self.early = [*self.early, *changes][-EARLY_KEPT:]
+            return False
+        last = facts.last_message
+        if last is None:
             return False
         changed = False
         for type_, data, ts in changes:

@@ -208,9 +208,13 @@ _FREEZE = (
     "updated_at = :ts "
     "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
 )
+# A settled row (done, failed) keeps no body: the words it carried may be deleted or edited
+# later, and the database must not keep them (docs/security.md, erasure).
 _ATTEMPTED = (
     "UPDATE webhook_outbox SET state = :state, attempts = attempts + 1, next_at = :at, "
-    "last_error = :error, updated_at = :ts WHERE id = :id AND state = 'ready'"
+    "last_error = :error, updated_at = :ts, "
+    "body = CASE WHEN :keep THEN body ELSE NULL END "
+    "WHERE id = :id AND state = 'ready'"
 )
 
 
@@ -261,7 +265,8 @@ def attempted_sync(
     """One attempt's outcome: ``done``, ``failed``, or ``ready`` again at ``at``."""
     if error is not None:
         error = error[:ERROR_CHARS]
-    run(conn, _ATTEMPTED, {"id": row_id, "state": state, "at": at, "error": error, "ts": ts})
+    params = {"id": row_id, "state": state, "at": at, "error": error, "ts": ts}
+    run(conn, _ATTEMPTED, params | {"keep": state == READY})
 
 
 _RECENT = (
@@ -278,7 +283,7 @@ def last_sent_sync(conn: Db, user_id: str, scope: str, since: float) -> tuple[fl
 
 _COUNT = "SELECT count(*) FROM webhook_outbox WHERE state IN ('pending', 'ready')"
 _FAILED = (
-    "SELECT id, type, user_id, attempts, last_error, created_at, updated_at, body "
+    "SELECT id, type, user_id, attempts, last_error, created_at, updated_at "
     "FROM webhook_outbox WHERE state = 'failed' ORDER BY updated_at DESC, id LIMIT :n"
 )
 _PURGE = (

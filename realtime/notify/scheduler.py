@@ -126,7 +126,9 @@ class Notifier:
         overflow = len(self.messages) + len(self.comments) - MAX_QUEUED
         if overflow > 0:
             self.dropped += overflow
-            del self.messages[: min(overflow, len(self.messages))]
+            from_messages = min(overflow, len(self.messages))
+            del self.messages[:from_messages]
+            del self.comments[: overflow - from_messages]  # comments alone are bounded too
             log.error("webhook: the outbox cannot keep up; %d messages dropped", overflow)
 
     # Lifecycle ----------------------------------------------------------------------

@@ -78,7 +78,9 @@ def _copy(source: Path, dest: Path) -> str:
 
 
 def _mark(dest: Path, epoch: str) -> None:
-    engine = create_engine(f"sqlite:///{dest}")
+    # The file is opened by its path, never through a URL: a name holding '?' or '#' would
+    # be read as a URL's query, and the mark would go to another file (the live database).
+    engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(dest))
     try:
         with engine.begin() as conn:
             epochs.mark_backup(conn, epoch)
