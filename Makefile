@@ -43,7 +43,7 @@ run: install web  ## the server on the embedded defaults (SQLite file, in-proces
 # One test worker per core (pytest-xdist); each has its own Redis and PostgreSQL database.
 TEST_JOBS ?= auto
 test: install  ## the whole suite; Redis/PostgreSQL tests skip without them (not on CI)
-	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal --durations=30
 
 check: install  ## lint, types and the import layers (contracts in pyproject.toml)
 	$(BIN)/ruff check realtime menteo_testkit tests bench
