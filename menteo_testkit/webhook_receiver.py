@@ -37,6 +37,8 @@ class Receiver:
     status: int = 200
     then: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     hang: bool = False
+    answer: bytes = b""  # the body of every answer (a refusal's explanation)
+    endless: bool = False  # the answer's body never ends (until released)
     requests: list[Received] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,7 +76,12 @@ class Receiver:
                 "headers": [(k.encode(), v.encode()) for k, v in extra.items()],
             }
         )
-        await send({"type": "http.response.body", "body": b""})
+        if self.endless:
+            await send({"type": "http.response.body", "body": self.answer, "more_body": True})
+            await self.released.wait()
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.body", "body": self.answer})
         self.changed.set()
 
 

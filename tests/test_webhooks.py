@@ -241,6 +241,24 @@ async def test_a_4xx_fails_at_once(backend: Backend) -> None:
         assert [r.status for r in hook.requests] == [410]
 
 
+async def test_a_refusal_is_listed_with_the_start_of_its_answer_only(backend: Backend) -> None:
+    """A receiver's answer is read only as far as the error needs (1 KiB): one whose body
+    never ends still fails at once with its status, not after the timeout as a retry."""
+    receiver = Receiver(status=410, answer=b"gone: " + b"x" * 4096, endless=True)
+    async with notifying(backend, receiver, webhook_timeout=30) as (server, hook):
+        room = await pair_room(server)
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+        await ben.chat("b1", "hello?")
+        assert [s for _, _, s in await settled(server, 1)] == ["failed"]
+        async with httpx.AsyncClient() as http:
+            listed = await http.get(
+                server.url + "/api/webhooks/failed?limit=5", headers=server.service()
+            )
+        (failed,) = listed.json()["failed"]
+        assert failed["last_error"] == "HTTP 410: gone: " + "x" * 194
+        hook.released.set()
+
+
 async def test_a_comment_on_bens_post_while_he_is_away_notifies_him(backend: Backend) -> None:
     async with notifying(backend) as (server, hook):
         ben = FeedApi(server.url, server.token("ben", "Ben"))

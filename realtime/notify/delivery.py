@@ -19,6 +19,7 @@ from .signing import headers
 FIRST_RETRY = 1.0  # seconds before the second attempt; doubling from there
 MOST_RETRY = 3600.0  # the longest wait between two attempts
 RETRY_AFTER_MOST = 3600.0  # a receiver's Retry-After is honoured up to this
+ANSWER_KEPT = 1024  # bytes of a refusal's body read (its error keeps 200 characters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,17 @@ def retry_after(value: str | None, now: float) -> float | None:
     return min(max(0.0, when - now), RETRY_AFTER_MOST)
 
 
+async def _start_of(answer: httpx.Response) -> bytes:
+    """The first ``ANSWER_KEPT`` bytes of a refusal's body: enough for the error it is
+    logged and listed with, never the whole of a large answer in memory."""
+    kept = b""
+    async for chunk in answer.aiter_bytes():
+        kept += chunk
+        if len(kept) >= ANSWER_KEPT:
+            break
+    return kept[:ANSWER_KEPT]
+
+
 async def attempt(
     client: httpx.AsyncClient,
     url: str,
@@ -66,15 +78,20 @@ async def attempt(
     try:
         # httpx's timeout bounds each step; this bounds the whole (a receiver dripping
         # bytes never holds the attempt longer).
-        async with asyncio.timeout(timeout):
-            answer = await client.post(url, content=body, headers=headers(secret, event_id, body))
+        async with (
+            asyncio.timeout(timeout),
+            client.stream(
+                "POST", url, content=body, headers=headers(secret, event_id, body)
+            ) as answer,
+        ):
+            status = answer.status_code
+            said = b"" if 200 <= status < 300 else await _start_of(answer)
     except (httpx.HTTPError, TimeoutError, OSError) as exc:
         error = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
         return Outcome("failed", error) if last else Outcome("retry", error, backoff(attempts + 1))
-    status = answer.status_code
     if 200 <= status < 300:
         return Outcome("ok")
-    error = f"HTTP {status}: {answer.text[:200]}".strip()
+    error = f"HTTP {status}: {said.decode(errors='replace')[:200]}".strip()
     if status != 429 and status < 500:
         return Outcome("failed", error)
     if last:
