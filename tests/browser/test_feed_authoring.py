@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from menteo_testkit.waits import wait_until
 from tests.browser.axe import blocking
 from tests.browser.roompage import PHONE
 from tests.browser.screenshots import screenshot
@@ -37,7 +38,7 @@ with contextlib.suppress(ImportError):  # without it, the browser fixture skips 
     from playwright.async_api import expect
 
 if TYPE_CHECKING:
-    from playwright.async_api import Locator, Page, Request
+    from playwright.async_api import FloatRect, Locator, Page, Request
 
 pytestmark = pytest.mark.browser
 
@@ -348,17 +349,30 @@ async def test_the_rooms_feed_link_opens_the_rooms_community(
     await expect(page.posts).to_have_count(20)
 
 
+async def settled_box(target: Locator) -> FloatRect | None:
+    """``target``'s box once two looks 0.1 s apart agree (follow buttons and counters are
+    filled in after the posts: the page may still move when it first shows them)."""
+    boxes: list[FloatRect | None] = [await target.bounding_box()]
+
+    async def still() -> bool:
+        boxes.append(await target.bounding_box())
+        return boxes[-1] == boxes[-2]
+
+    await wait_until(still, "the page to stop moving", every=0.1)
+    return boxes[-1]
+
+
 async def test_the_new_posts_bar_leaves_the_first_post_header_clear(
     open_feed: OpenFeed, world: World
 ) -> None:
     for device in (None, PHONE):
         cy = await open_feed("cy", device=device)
         header = cy.posts.first.locator(".post-meta")
-        before = await header.bounding_box()
+        before = await settled_box(header)  # the page's own late parts laid out first
         await world.ben.post(world.thread, f"Fresh {device is None}")
         await expect(cy.bar).to_be_visible()
         bar = await cy.bar.bounding_box()
-        after = await header.bounding_box()
+        after = await settled_box(header)
         assert bar is not None and before is not None and after is not None
         assert after == before  # showing the bar moved nothing
         assert bar["y"] + bar["height"] <= after["y"], (bar, after)  # and covers no header
