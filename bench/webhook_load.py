@@ -16,8 +16,9 @@ sender and ten members who are away, one system message per room over REST; the 
 each is the receiver's arrival time minus its due time (the message's commit ``ts`` plus
 ``MENTEO_NOTIFY_DELAY``), p50/p99/max, and whether each arrived exactly once.
 
-Prints JSON. Figures only: nothing is asserted (the smoke run exits 1 only if a
-notification is missing or doubled, or a fan-out run failed).
+Prints JSON. Figures only: nothing is asserted (a run exits 1 only if a notification is
+missing or a fan-out run failed; one sent twice, with its one id, is reported as
+``exactly_once: false``).
 """
 
 from __future__ import annotations
@@ -204,6 +205,7 @@ async def part_b(notifications: int, database_url: str, delay: float) -> dict[st
                     "notifications": expected,
                     "requests": len(hook.requests),
                     "answered_2xx": len(hook.answered(200)),
+                    "all_arrived": len(seen) == expected,
                     "one_id_per_notification": all(len(v) == 1 for v in ids.values()),
                     "exactly_once": len(seen) == expected and set(seen.values()) == {1},
                     "delay_s": delay,
@@ -247,7 +249,11 @@ async def main() -> int:
     if a.only != "a":
         out["delivery"] = await part_b(count, a.database_url, a.delay)
     print(json.dumps(out, indent=1))
-    ok = out.get("fanout", {}).get("ok", True) and out.get("delivery", {}).get("exactly_once", True)
+    # A duplicate (same id) is within at-least-once and reported as exactly_once: false; a
+    # missing notification or a failed fan-out run is what fails the run.
+    delivery = out.get("delivery", {})
+    arrived = delivery.get("all_arrived", True) and delivery.get("one_id_per_notification", True)
+    ok = out.get("fanout", {}).get("ok", True) and arrived
     return 0 if ok else 1
 
 
