@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, settings
 from menteo_testkit.redis_server import RedisServer
 from tests import backends, feed_client
 from tests.backends import Backend, make_backend
-from tests.ci import on_ci
+from tests.ci import on_ci, skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.notes_client import NotesClient
 from tests.servers import Running, make_settings, run_server
@@ -69,6 +69,19 @@ def worker_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A private redis-server, so a test can stop and restart it (it restarts empty)."""
+    if shutil.which("redis-server") is None:
+        skip_or_fail("redis-server is not on PATH")
+    proc = RedisServer(tmp_path)
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        proc.kill()
 
 
 @pytest.fixture(autouse=True)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import random
 import re
-import shutil
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 
 from menteo_testkit.redis_server import RedisServer
 from tests.backends import Backend, make_backend
-from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.servers import SECRET, ServerProcess, process_env
 
@@ -148,19 +146,6 @@ async def test_twenty_clients_through_three_servers_one_gap_free_sequence(shared
         assert [seq for seq, _ in views[0]] == list(range(1, total + 1))
         assert len({cid for _, cid in views[0]}) == total
         assert all(v == views[0] for v in views)
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """A private redis-server, so a test can stop and restart it (it restarts empty)."""
-    if shutil.which("redis-server") is None:
-        skip_or_fail("redis-server is not on PATH")
-    proc = RedisServer(tmp_path)
-    await proc.start()
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 async def test_redis_restart_mid_conversation_loses_nothing(

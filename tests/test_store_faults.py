@@ -6,8 +6,6 @@ PostgreSQL closed are discarded, not handed out again)."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,6 @@ from menteo_testkit.faultproxy import FaultProxy
 from menteo_testkit.redis_server import RedisServer
 from realtime.auth import issue_token
 from tests.backends import Backend, make_backend
-from tests.ci import skip_or_fail
 from tests.client import RoomClient, create_room
 from tests.servers import SECRET, ServerProcess, process_env
 
@@ -29,18 +26,6 @@ MEMBERS = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
 
 def token(user: str) -> str:
     return issue_token(SECRET, user, user.title())
-
-
-@pytest.fixture
-async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        skip_or_fail("redis-server is not on PATH")
-    proc = RedisServer(tmp_path)
-    await proc.start()
-    try:
-        yield proc
-    finally:
-        proc.kill()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
