@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 HOST = "127.0.0.1"
@@ -13,3 +14,14 @@ def free_port(host: str = HOST) -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+async def listening(port: int, host: str = HOST) -> bool:
+    """Whether something accepts connections on ``port`` now (a connect, then a close)."""
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:  # not listening yet
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from menteo_testkit import procstat
-from menteo_testkit.ports import HOST, free_port
+from menteo_testkit.ports import HOST, free_port, listening
 from menteo_testkit.waits import wait_until
 
 __all__ = ["ClusterNode", "LocalCluster", "key_slot"]
@@ -163,13 +163,7 @@ class LocalCluster:
             log = node.dir / "node.log"
             tail = log.read_text(errors="replace")[-1000:] if log.exists() else ""
             raise NodeExited(f"redis-server {node.address} exited at start: {tail}")
-        try:
-            _, writer = await asyncio.open_connection(HOST, node.port)
-        except OSError:  # not listening yet
-            return False
-        writer.close()
-        await writer.wait_closed()
-        return True
+        return await listening(node.port)
 
     async def cli(self, node: ClusterNode, *args: str) -> str:
         """One ``redis-cli`` command against ``node``: its output."""

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from menteo_testkit import procstat
-from menteo_testkit.ports import HOST, free_port
+from menteo_testkit.ports import HOST, free_port, listening
 from menteo_testkit.waits import wait_until
 
 __all__ = ["RedisServer"]
@@ -51,13 +51,7 @@ class RedisServer:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise RuntimeError(f"redis-server exited at start ({self.proc.returncode})")
-        try:
-            _, writer = await asyncio.open_connection(HOST, self.port)
-        except OSError:  # not listening yet
-            return False
-        writer.close()
-        await writer.wait_closed()
-        return True
+        return await listening(self.port)
 
     def kill(self) -> None:
         """``kill -9`` and reap it (immediate: nothing to wait for)."""
