@@ -6,13 +6,17 @@ The hub above it orders by seq and fills holes from the database.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 
 from ..faults import Faults
 
 MessageHandler = Callable[[str, bytes], None]
 ResyncHandler = Callable[[], None]
+
+OUTBOX_MAX = 100_000  # messages waiting for Redis; past this the oldest are dropped
 
 
 class Broker(ABC):
@@ -59,3 +63,24 @@ class Broker(ABC):
     def shared(self) -> bool:
         """True when other processes see what this one publishes."""
         return True
+
+
+class QueuedBroker(Broker):
+    """A broker whose publishes wait in one bounded outbox for a writer task of its own
+    (Redis and Redis Cluster): ``publish`` never blocks the live path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outbox: deque[tuple[str, bytes]] = deque(maxlen=OUTBOX_MAX)
+        self.wake = asyncio.Event()
+        self.idle = asyncio.Event()  # set while the outbox is empty
+        self.idle.set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.connected = asyncio.Event()
+
+    def publish(self, channel: str, data: bytes) -> None:
+        if len(self.outbox) == self.outbox.maxlen:
+            self.metrics.inc("menteo_broker_dropped_total")
+        self.outbox.append((channel, data))
+        self.idle.clear()
+        self.wake.set()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 from contextvars import Context
@@ -27,8 +26,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from ..faults import is_fatal
-from .base import Broker, MessageHandler, ResyncHandler
-from .redis import BACKOFF_MIN, OUTBOX_MAX, PIPELINE_MAX, SUBSCRIBE_TIMEOUT
+from .base import MessageHandler, QueuedBroker, ResyncHandler
+from .redis import BACKOFF_MIN, PIPELINE_MAX, SUBSCRIBE_TIMEOUT
 from .slots import ClusterURL, SlotMap, node_client, read_slot_map, slot_of, tagged
 
 log = logging.getLogger("menteo.broker.cluster")
@@ -53,7 +52,7 @@ class _Shard:
         self.failed = False
 
 
-class ClusterBroker(Broker):
+class ClusterBroker(QueuedBroker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = ClusterURL.parse(url)
@@ -65,12 +64,6 @@ class ClusterBroker(Broker):
         self.confirm: dict[bytes, asyncio.Future[None]] = {}
         self.lock = asyncio.Lock()  # subscriptions and the slot map change in call order
         self.trouble = asyncio.Event()  # a shard failed or moved: look at the slot map again
-        self.outbox: deque[tuple[str, bytes]] = deque(maxlen=OUTBOX_MAX)
-        self.wake = asyncio.Event()
-        self.idle = asyncio.Event()
-        self.idle.set()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.connected = asyncio.Event()
 
     def degraded(self) -> bool:
         return not self.connected.is_set()
@@ -98,13 +91,6 @@ class ClusterBroker(Broker):
         for client in self.clients.values():
             with suppress(Exception):
                 await client.aclose(close_connection_pool=True)
-
-    def publish(self, channel: str, data: bytes) -> None:
-        if len(self.outbox) == self.outbox.maxlen:
-            self.metrics.inc("menteo_broker_dropped_total")
-        self.outbox.append((channel, data))
-        self.idle.clear()
-        self.wake.set()
 
     async def subscribe(self, channel: str) -> None:
         wire = tagged(channel).encode()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
 
@@ -20,20 +19,19 @@ from redis.exceptions import RedisError
 
 from ..backoff import Backoff
 from ..faults import is_fatal
-from .base import Broker, MessageHandler, ResyncHandler
+from .base import MessageHandler, QueuedBroker, ResyncHandler
 
 log = logging.getLogger("menteo.broker.redis")
 
 CONTROL = "menteo:control"  # always subscribed, so the connection exists with no streams
 BACKOFF_MIN = 0.1
 BACKOFF_MAX = 2.0
-OUTBOX_MAX = 100_000  # messages waiting for Redis; past this the oldest are dropped
 PIPELINE_MAX = 500
 SUBSCRIBE_TIMEOUT = 2.0
 STALLED_AFTER = 0.5  # a publish round trip this long: Redis is slow or unreachable
 
 
-class RedisBroker(Broker):
+class RedisBroker(QueuedBroker):
     def __init__(self, url: str) -> None:
         super().__init__()
         self.url = url
@@ -45,12 +43,6 @@ class RedisBroker(Broker):
         self.confirm: dict[str, asyncio.Future[None]] = {}
         self.pubsub: PubSub | None = None
         self.lock = asyncio.Lock()  # SUBSCRIBE/UNSUBSCRIBE go out in call order
-        self.outbox: deque[tuple[str, bytes]] = deque(maxlen=OUTBOX_MAX)
-        self.wake = asyncio.Event()
-        self.idle = asyncio.Event()  # set while the outbox is empty
-        self.idle.set()
-        self.tasks: list[asyncio.Task[None]] = []
-        self.connected = asyncio.Event()
         self.publishing_since: float | None = None  # loop time the round trip in flight began
 
     def degraded(self) -> bool:
@@ -80,13 +72,6 @@ class RedisBroker(Broker):
             with suppress(Exception):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
         await self.client.aclose(close_connection_pool=True)
-
-    def publish(self, channel: str, data: bytes) -> None:
-        if len(self.outbox) == self.outbox.maxlen:
-            self.metrics.inc("menteo_broker_dropped_total")
-        self.outbox.append((channel, data))
-        self.idle.clear()
-        self.wake.set()
 
     async def subscribe(self, channel: str) -> None:
         async with self.lock:
