@@ -9,6 +9,7 @@ a text) with a timeout: nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -303,8 +304,14 @@ async def test_a_socket_that_cannot_resume_reads_the_feed_again(
     ``recovered: false``: the page reads its first page again instead of trusting what it
     holds, and shows each post once."""
     sockets: list[WebSocketRoute] = []
+    posted = asyncio.Event()
 
     async def route(ws: WebSocketRoute) -> None:
+        if sockets and not posted.is_set():
+            # Held off until the missed post exists: a reconnect before it would read a first
+            # page without it, and the post would then arrive live, as "1 new post".
+            await ws.close(code=1012, reason="server restart")
+            return
         server = ws.connect_to_server()
         sockets.append(ws)
         if len(sockets) == 1:
@@ -322,6 +329,7 @@ async def test_a_socket_that_cannot_resume_reads_the_feed_again(
     await sockets[0].close(code=1012, reason="server restart")
     await expect(cy.page.locator("#connection")).not_to_have_attribute("data-state", "live")
     await world.ben.post(world.thread, "While the socket was down")
+    posted.set()
     await cy.wait_state("live")
     # Read again: the missed post is in the list itself (it predates the page), once.
     await expect(cy.posts.first.locator(".post-body")).to_have_text("While the socket was down")
