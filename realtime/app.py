@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -206,23 +206,41 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
         # Sockets are closed by the server (1012) before this runs. Then: commit what is
         # queued (nothing acked is ever lost; this stores the unacked too), stop
         # presence, stop delivery, and close the broker and the database last.
-        await markers.close()  # read markers still pending are stored (and announced)
-        await feed.flush()  # pending reaction counts go to the writer before it closes
-        await writer.close()
-        if notifier is not None:
-            await notifier.close()  # after the writer: what it committed last is recorded
-        await presence.close()
-        await inbox.close()
-        await feed.close()
-        await access.close()
-        await hub.close()
-        await broker.close()
-        if shared_slots is not None:
-            await shared_slots.close()  # this process's slots free at once
-        if rates_client is not None:
-            await rates_client.aclose()
-        await db.close()
+        steps: list[tuple[str, Callable[[], Awaitable[object]] | None]] = [
+            ("read markers", markers.close),  # pending markers are stored (and announced)
+            ("feed flush", feed.flush),  # pending reaction counts go to the writer first
+            ("writer", writer.close),
+            # After the writer: what it committed last is recorded.
+            ("notifier", notifier.close if notifier is not None else None),
+            ("presence", presence.close),
+            ("inbox", inbox.close),
+            ("feed", feed.close),
+            ("access", access.close),
+            ("hub", hub.close),
+            ("broker", broker.close),
+            # This process's per-address slots free at once.
+            ("shared slots", shared_slots.close if shared_slots is not None else None),
+            ("rates client", rates_client.aclose if rates_client is not None else None),
+            ("database", db.close),
+        ]
+        await _shut_down(steps)
         metrics.close()  # a worker's open sockets leave the sum of all workers
+
+
+SLOW_STEP = 1.0  # seconds; a shutdown step slower than this is logged by name
+
+
+async def _shut_down(steps: Sequence[tuple[str, Callable[[], Awaitable[object]] | None]]) -> None:
+    """Each step in order; one that takes long is named in the log, so a slow stop (a
+    deploy waiting on it) says where it waited."""
+    for name, step in steps:
+        if step is None:
+            continue
+        started = time.monotonic()
+        await step()
+        took = time.monotonic() - started
+        if took > SLOW_STEP:
+            log.warning("shutdown: %s took %.1f s", name, took)
 
 
 def _shared_rates(

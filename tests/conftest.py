@@ -84,20 +84,24 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
         proc.kill()
 
 
+CLOSE_TIMEOUT = 1.0  # seconds for a client's close handshake at teardown
+
+
 @pytest.fixture(autouse=True)
 async def close_clients() -> AsyncIterator[None]:
     yield
-    # Every client is closed even when one fails; the first failure is raised after.
-    failures: list[BaseException] = []
+    # Every client is closed even when one fails; the first failure is raised after. This runs
+    # after the server's teardown: a client that stopped reading (its queue full of frames the
+    # test never read) never sees the server's close, so its own close waits out its
+    # close_timeout (websockets' default is 10 s); a short one, all at once.
+    for client in RoomClient.opened:
+        client.ws.close_timeout = CLOSE_TIMEOUT
     closers = [c.ws.close() for c in RoomClient.opened] + [c.close() for c in NotesClient.opened]
     RoomClient.opened.clear()
     NotesClient.opened.clear()
     closers.append(feed_client.close_all())
-    for closer in closers:
-        try:
-            await closer
-        except Exception as exc:
-            failures.append(exc)
+    results = await asyncio.gather(*closers, return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
     if failures:
         raise failures[0]
 

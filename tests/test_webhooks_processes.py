@@ -99,7 +99,9 @@ async def test_killed_after_due_before_delivery_it_is_delivered_once_after_resta
             server.kill()
 
 
-@pytest.mark.parametrize("backend", ["postgres+redis"], indirect=True)  # two processes share one store
+@pytest.mark.parametrize(
+    "backend", ["postgres+redis"], indirect=True
+)  # two processes share one store
 async def test_two_processes_deliver_each_due_notification_once(backend: Backend) -> None:
     """Rooms written to through both processes: one notification per member away and room,
     each arriving once; a member with an inbox socket on one process, or a room socket on
