@@ -191,6 +191,14 @@ async def part_b(notifications: int, database_url: str, delay: float) -> dict[st
                 )
                 # Answered 2xx once each; an attempt that timed out before its answer is
                 # sent again under the same id (at least once): counted, not a latency.
+                # The server's own count of attempts it retried says why a duplicate came.
+                async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                    scraped = (await http.get("/metrics")).text
+                retried = sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in scraped.splitlines()
+                    if line.startswith('menteo_webhook_deliveries_total{result="retry"}')
+                )
                 seen: dict[tuple[str, str], int] = {}
                 ids: dict[tuple[str, str], set[str]] = {}
                 latencies = []
@@ -208,6 +216,7 @@ async def part_b(notifications: int, database_url: str, delay: float) -> dict[st
                     "all_arrived": len(seen) == expected,
                     "one_id_per_notification": all(len(v) == 1 for v in ids.values()),
                     "exactly_once": len(seen) == expected and set(seen.values()) == {1},
+                    "server_retries": int(retried),  # a timeout answered late is sent again
                     "delay_s": delay,
                     "latency_p50_ms": pct(latencies, 50),
                     "latency_p99_ms": pct(latencies, 99),

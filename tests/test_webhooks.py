@@ -345,3 +345,35 @@ async def test_the_queue_before_the_outbox_is_bounded_for_comments_too(
         notifier.committed(events)  # synchronous: the flush cannot run in between
         assert len(notifier.messages) + len(notifier.comments) <= 3
         assert notifier.dropped - before == 7
+
+
+async def test_a_row_held_longer_than_its_lease_is_renewed_not_sent_twice(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attempt that outlasts the lease (here a receiver that holds the request past a
+    0.4 s lease; in production a wait for a connection or a slow outcome write) keeps its
+    row: the lease is renewed while the process holds it, so neither this process nor
+    another claims it again, and the receiver gets one request."""
+    monkeypatch.setattr(scheduler, "LEASE_TIMEOUTS", 0)
+    monkeypatch.setattr(scheduler, "LEASE_MARGIN", 0.4)
+    receiver = Receiver(hang=True)
+    async with notifying(backend, receiver) as (server, hook):
+        assert server.state is not None
+        room = await pair_room(server)
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+        await ben.chat("b1", "still there?")
+        await hook.until(lambda r: len(r) == 1, "the first attempt")
+        first = hook.requests[0].at
+        sql = text("SELECT next_at FROM webhook_outbox WHERE id = :id")
+        row_id = hook.requests[0].json["id"]
+
+        async def renewed_thrice() -> bool:
+            assert server.state is not None
+            at = await server.state.db.run(lambda c: c.execute(sql, {"id": row_id}).scalar())
+            return float(at) > first + 3 * 0.4
+
+        await wait_until(renewed_thrice, "the held row's lease renewed three times", 15)
+        assert len(hook.requests) == 1
+        receiver.released.set()
+        await row_state(server, row_id, "done")
+        assert len(hook.requests) == 1

@@ -205,7 +205,7 @@ _CANCEL = (
 _POSTPONE = "UPDATE webhook_outbox SET next_at = :at WHERE id = :id AND state = 'pending'"
 _FREEZE = (
     "UPDATE webhook_outbox SET state = 'ready', body = :body, sent_at = :now, next_at = :lease, "
-    "updated_at = :ts "
+    "updated_at = :ts, last_seq = :covered "
     "WHERE id = :id AND state = 'pending' AND last_seq = :seq"
 )
 # A settled row (done, failed) keeps no body: the words it carried may be deleted or edited
@@ -238,16 +238,28 @@ def cancel_sync(conn: Db, row: Row, now: float, ts: str) -> bool:
     return bool(done.rowcount)
 
 
+_RENEW = "UPDATE webhook_outbox SET next_at = :new WHERE id = :id AND next_at = :old"
+
+
+def renew_sync(conn: Db, old: dict[str, float], new: dict[str, float]) -> None:
+    """Each row's lease from ``old`` to ``new``, where ``next_at`` is still ``old``."""
+    run(conn, _RENEW, [{"id": k, "old": v, "new": new[k]} for k, v in sorted(old.items())])
+
+
 def postpone_sync(conn: Db, row: Row, at: float) -> None:
     run(conn, _POSTPONE, {"id": row.id, "at": at})
 
 
-def freeze_sync(conn: Db, row: Row, body: str, now: float, ts: str, lease: float) -> bool:
-    """Pending → ready with its body, leased anew for the first attempt (which follows at
-    once); False when a message folded in meanwhile (the row is judged again)."""
+def freeze_sync(
+    conn: Db, row: Row, body: str, covered: int, now: float, ts: str, lease: float
+) -> bool:
+    """Pending → ready with its body (which covers messages up to ``covered``: a fold of
+    one of them written later is already said), leased anew for the first attempt (which
+    follows at once); False when a message folded in meanwhile (the row is judged again)."""
     params = {
         "id": row.id,
         "seq": row.last_seq,
+        "covered": covered,
         "body": body,
         "now": now,
         "ts": ts,

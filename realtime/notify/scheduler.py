@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -36,6 +37,7 @@ from .outbox import (
     READY,
     ROOM_UNREAD,
     Db,
+    Intent,
     Row,
     attempted_sync,
     cancel_many_sync,
@@ -47,6 +49,7 @@ from .outbox import (
     pending_sync,
     postpone_sync,
     purge_sync,
+    renew_sync,
     room_intents,
 )
 
@@ -72,6 +75,11 @@ MAX_QUEUED = 100_000  # committed messages waiting for the flush (then the oldes
 # transaction (on SQLite it takes turns with the chat appender for the write lock). A row is
 # due from its message's commit time, not from the write.
 FLUSH_MOST = 0.25  # (at most a quarter of the delay: a row is written well before it is due)
+# A message that folds into a row this process wrote, due well later, is written at most
+# once per this many seconds (a busy room's members already have their rows): any time a
+# fold lands is right (before the judge: in its body; while judging: judged again; after:
+# a new pending row), so holding it costs latency only, never a notification.
+FOLD_MOST = 5.0  # (at most an eighth of the delay)
 HOUSEKEEPING = 5.0  # seconds between counting pending rows and purging old ones
 KEEP = 86_400.0  # completed rows are kept at least this long (folding, the interval)
 
@@ -96,11 +104,21 @@ class Notifier:
         self.messages: list[tuple[str, int, str, float]] = []
         self.comments: list[tuple[str, int, str, float]] = []
         self.flush_every = min(FLUSH_MOST, max(0.01, settings.notify_delay / 4))
+        self.fold_every = max(self.flush_every, min(FOLD_MOST, settings.notify_delay / 8))
+        self.folded_at = 0.0  # when held folds were last written
+        # (user, scope) -> when the pending row this process wrote falls due (an estimate: a
+        # fold into another process's row keeps that row's earlier due time).
+        self.known: dict[tuple[str, str], float] = {}
+        self.held: list[Intent] = []  # folds not written yet
         self.flush_wake = asyncio.Event()
         self.due_wake = asyncio.Event()
         self.hints: list[float] = []  # times a row of this process falls due (a heap)
         self.inflight: set[asyncio.Task[None]] = set()
         self.busy = 0  # claimed rows not finished yet (judged away, or attempted)
+        # Row id -> the lease (``next_at``) this process last wrote for it, from its claim
+        # until its outcome is recorded: renewed while held, so a row that waits long (for
+        # a connection, a slow judge, an outcome not written yet) is not claimed again.
+        self.leases: dict[str, float] = {}
         self.outcomes: list[tuple[str, str, float, str | None, str]] = []
         self.record_wake = asyncio.Event()
         self.checks = asyncio.Semaphore(PRESENCE_CHECKS)
@@ -149,9 +167,9 @@ class Notifier:
     async def close(self) -> None:
         """Flush what was committed; attempts in flight stop (their lease runs out and
         whoever runs next retries them, under the same id)."""
-        if self.messages or self.comments:
+        if self.messages or self.comments or self.held:
             with suppress(Exception):
-                await self._flush()
+                await self._flush(folds=True)
         inflight = list(self.inflight)
         for task in [*self.tasks, *inflight]:
             task.cancel()
@@ -170,7 +188,11 @@ class Notifier:
     async def _flush_loop(self) -> None:
         failures = 0
         while True:
-            await self.flush_wake.wait()
+            # Held folds are written on time even when no message comes to wake the loop.
+            wait = None if not self.held else self.folded_at + self.fold_every - time.time()
+            with suppress(TimeoutError):
+                async with asyncio.timeout(None if wait is None else max(0.0, wait)):
+                    await self.flush_wake.wait()
             self.flush_wake.clear()
             try:
                 started = time.monotonic()
@@ -185,20 +207,35 @@ class Notifier:
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 self.flush_wake.set()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, folds: bool = False) -> None:
         messages, comments = self.messages, self.comments
         self.messages, self.comments = [], []
         delay = self.settings.notify_delay
+        now = time.time()
+        folds = folds or now - self.folded_at >= self.fold_every
+        # Held only while the row is due later than two fold periods from now.
+        horizon = now + 2 * self.fold_every
+        known = {key: at for key, at in self.known.items() if at > horizon}
+        held = self.held if folds else []
 
-        def write(conn: Db) -> float:
+        def write(conn: Db) -> tuple[float, list[Intent], list[Intent]]:
             intents = room_intents(conn, messages) + comment_intents(conn, comments)
-            return enqueue_sync(conn, intents, delay, now_iso())
+            later = [] if folds else [i for i in intents if (i.user_id, i.scope) in known]
+            now_ = held + [i for i in intents if folds or (i.user_id, i.scope) not in known]
+            return enqueue_sync(conn, now_, delay, now_iso()), now_, later
 
         try:
-            due = await self._write(write)
+            due, written, later = await self._write(write)
         except BaseException:
             self.messages[:0], self.comments[:0] = messages, comments  # kept for the retry
             raise
+        if folds:
+            self.held, self.folded_at = [], now
+        self.held += later
+        self.known = known
+        for intent in written:
+            key = (intent.user_id, intent.scope)
+            self.known[key] = min(self.known.get(key, math.inf), intent.at + delay)
         if due != float("inf"):
             self._hint(due)
 
@@ -226,6 +263,8 @@ class Notifier:
                 if now - kept >= HOUSEKEEPING:
                     kept = now
                     await self._housekeeping(now)
+                if self.leases and min(self.leases.values()) - now < self._lease() / 2:
+                    await self._renew(now)
                 free = min(CLAIM, CONCURRENCY - self.busy)
                 if free < CLAIM_AT and self.busy:
                     continue  # a finishing attempt wakes us
@@ -238,11 +277,16 @@ class Notifier:
                 self.faults.survived("notify", log, exc, "webhook: claiming due rows failed")
                 await asyncio.sleep(min(5.0, 0.1 * 2**failures))
                 continue
-            if rows:
-                self.busy += len(rows)
-                self._spawn(self._process(rows))
             if len(rows) == free:
                 self.due_wake.set()  # more may be due
+            # A row this process still holds (its lease ran out under a stalled loop) is
+            # not sent twice from here: the claim renewed its lease, nothing more.
+            fresh = [r for r in rows if r.id not in self.leases]
+            lease = now + self._lease()
+            self.leases.update((r.id, lease) for r in rows)
+            if fresh:
+                self.busy += len(fresh)
+                self._spawn(self._process(fresh))
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work, name="menteo-notify-attempt")
@@ -255,6 +299,20 @@ class Notifier:
 
     def _lease(self) -> float:
         return LEASE_TIMEOUTS * self.settings.webhook_timeout + LEASE_MARGIN
+
+    def _let_go(self, rows: Iterable[str]) -> None:
+        for row_id in rows:
+            self.leases.pop(row_id, None)
+
+    async def _renew(self, now: float) -> None:
+        """Every held row's lease moves on, where it is still the one this process wrote
+        (an outcome recorded meanwhile, or a postponement, changed it: left alone)."""
+        renewed = {row_id: now + self._lease() for row_id in self.leases}
+        old = dict(self.leases)
+        await self._write(lambda conn: renew_sync(conn, old, renewed))
+        for row_id, lease in renewed.items():
+            if row_id in self.leases:
+                self.leases[row_id] = lease
 
     async def _claim(self, now: float, n: int) -> list[Row]:
         lease = now + self._lease()
@@ -284,8 +342,11 @@ class Notifier:
                 raise
             # Left leased: judged again once the lease runs out, here or elsewhere.
             self.faults.survived("notify", log, exc, "webhook: judging %d rows failed", len(rows))
+            self._let_go(r.id for r in rows)
             self._release(len(rows))
             return
+        sending = {r.id for r in ready}
+        self._let_go(r.id for r in rows if r.id not in sending)
         self._release(len(rows) - len(ready))
         for row in ready:
             self._spawn(self._attempt(row))
@@ -319,6 +380,8 @@ class Notifier:
             lambda conn: [judge_sync(conn, r, now, interval) for r in away]
         )
 
+        lease = now + self._lease()
+
         def apply(conn: Db) -> tuple[list[Row], list[float]]:
             frozen: list[Row] = []
             again: list[float] = []
@@ -335,13 +398,16 @@ class Notifier:
                 if verdict.action == "postpone":
                     postpone_sync(conn, row, verdict.at)
                     again.append(verdict.at)
-                elif freeze_sync(conn, row, verdict.body, now, ts, now + self._lease()):
+                elif freeze_sync(conn, row, verdict.body, verdict.seq, now, ts, lease):
                     frozen.append(replace(row, state=READY, body=verdict.body))
                 else:
                     again.append(now)
             return frozen, again
 
         frozen, again = await self._write(apply)
+        for row in frozen:
+            if row.id in self.leases:
+                self.leases[row.id] = lease
         for at in again:
             self._hint(at)
         return frozen
@@ -350,6 +416,7 @@ class Notifier:
         try:
             await self._deliver(row)
         except Exception as exc:
+            self._let_go([row.id])  # no outcome to record: its lease runs out
             if is_fatal(exc):
                 raise
             self.faults.survived("notify", log, exc, "webhook: notification %s failed", row.id)
@@ -400,6 +467,7 @@ class Notifier:
             outcomes, self.outcomes = self.outcomes, []
             try:
                 await self._write(self._recorder(outcomes))
+                self._let_go(row_id for row_id, *_ in outcomes)
                 failures = 0
             except Exception as exc:
                 if is_fatal(exc):
