@@ -218,14 +218,19 @@ class Notifier:
         known = {key: at for key, at in self.known.items() if at > horizon}
         held = self.held if folds else []
 
-        def write(conn: Db) -> tuple[float, list[Intent], list[Intent]]:
-            intents = room_intents(conn, messages) + comment_intents(conn, comments)
-            later = [] if folds else [i for i in intents if (i.user_id, i.scope) in known]
-            now_ = held + [i for i in intents if folds or (i.user_id, i.scope) not in known]
-            return enqueue_sync(conn, now_, delay, now_iso()), now_, later
+        def intents_of(conn: Db) -> list[Intent]:
+            return room_intents(conn, messages) + comment_intents(conn, comments)
 
         try:
-            due, written, later = await self._write(write)
+            # Members and authors from a read: a flush that only holds folds takes no write
+            # transaction (on SQLite, none of the chat appender's turns).
+            intents = await self.db.run(intents_of) if messages or comments else []
+            later = [] if folds else [i for i in intents if (i.user_id, i.scope) in known]
+            written = held + [i for i in intents if folds or (i.user_id, i.scope) not in known]
+            due = float("inf")
+            if written:
+                ts = now_iso()
+                due = await self._write(lambda conn: enqueue_sync(conn, written, delay, ts))
         except BaseException:
             self.messages[:0], self.comments[:0] = messages, comments  # kept for the retry
             raise
