@@ -11,8 +11,9 @@ and with it pointing at a receiver that answers 200 (``--rounds`` of each). Ever
 connected, so each message still makes outbox rows (one per member and room, folded); with
 ``--fanout-delay 2`` they also come due during the run and are judged and cancelled every
 2 s (the default delay, 60 s, judges them once a minute).
-(b) **Delivery latency**: ``--notifications`` (1,000) due notifications: rooms of one
-sender and ten members who are away, one system message per room over REST; the latency of
+(b) **Delivery latency**: ``--notifications`` (1,000) due notifications: rooms of ten
+members who are all away (a mentor, nine mentees), one system message per room from the
+platform over REST, so each member gets one; the latency of
 each is the receiver's arrival time minus its due time (the message's commit ``ts`` plus
 ``MENTEO_NOTIFY_DELAY``), p50/p99/max, and whether each arrived exactly once.
 
@@ -44,7 +45,7 @@ from menteo_testkit.webhook_receiver import Receiver, run_receiver
 from realtime.auth import issue_token
 
 HOOK_SECRET = "bench-webhook-secret-" + "x" * 24
-MEMBERS = 10  # away members per room in part (b)
+MEMBERS = 10  # members per room in part (b), all away
 
 
 def log(msg: str) -> None:
@@ -162,8 +163,14 @@ async def part_b(notifications: int, database_url: str, delay: float) -> dict[st
                 async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
                     ids = []
                     for r in range(rooms):
-                        members = [{"user_id": "sender", "name": "S", "role": "mentor"}] + [
-                            {"user_id": f"u{r}-{m}", "name": "U", "role": "mentee"}
+                        # Every member is away: each gets one notification (the message
+                        # comes from the platform, not from a member).
+                        members = [
+                            {
+                                "user_id": f"u{r}-{m}",
+                                "name": "U",
+                                "role": "mentee" if m else "mentor",
+                            }
                             for m in range(MEMBERS)
                         ]
                         made = await http.post(
