@@ -377,3 +377,29 @@ async def test_a_row_held_longer_than_its_lease_is_renewed_not_sent_twice(
         receiver.released.set()
         await row_state(server, row_id, "done")
         assert len(hook.requests) == 1
+
+
+async def test_a_message_committed_without_its_outbox_row_is_notified_after_a_start(
+    backend: Backend,
+) -> None:
+    """A process killed with -9 between a message's commit and its outbox write left no row:
+    the next start finds the recent messages no row covers and queues them again. Here the
+    first server has no webhook at all, so nothing was written; the second, started with
+    one, notifies Ana once, and a message Cy read meanwhile notifies no one."""
+    async with run_server(make_settings(backend)) as first:
+        members = [("ana", "Ana", "mentee"), ("ben", "Ben", "mentor"), ("cy", "Cy", "mentee")]
+        room = await create_room(first.url, first.service(), members, "Ana & Ben")
+        ben = await RoomClient.connect(first.ws, room["id"], first.token("ben", "Ben"))
+        seq = await ben.chat("b1", "are you there?")
+        cy = await RoomClient.connect(first.ws, room["id"], first.token("cy", "Cy"))
+        await cy.send({"type": "read", "seq": seq})
+        await cy.recv_until(lambda f: f["type"] == "read.marker", what="Cy's marker stored")
+        await ben.ws.close()
+        await cy.ws.close()
+    async with notifying(backend) as (server, hook):
+        await hook.until(lambda r: len(r) >= 1, "the recovered notification")
+        body = hook.requests[0].json
+        assert (body["user_id"], body["room"]["id"], body["unread"]) == ("ana", room["id"], 1)
+        assert signed(hook.requests[0])
+        await settled(server, 2)  # Ana's sent, Cy's cancelled (read)
+        assert [(r.json["user_id"], r.json["id"]) for r in hook.requests] == [("ana", body["id"])]

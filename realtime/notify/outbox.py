@@ -15,8 +15,10 @@ import sqlite3
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, text
 
 from ..persistence.search_sqlite import SaSql
@@ -331,3 +333,52 @@ def purge_sync(conn: Db, before: float, now: float) -> int:
     failed ones after ``FAILED_KEEP``."""
     params = {"before": before, "failed_before": now - FAILED_KEEP}
     return int(run(conn, _PURGE, params).rowcount or 0)
+
+
+# On start: chat messages and comments committed in the last RECOVER_WINDOW seconds that no
+# outbox row covers yet (a process killed -9 between a commit and its outbox write, or with
+# folds held). Writing them again is harmless: a row that covers a message (sent, cancelled,
+# or pending with it folded in) makes its intent a no-op.
+RECOVER_WINDOW = 600.0
+RECOVER_ROOMS = 10_000  # rooms looked at, at most
+RECOVER_PER_ROOM = 50  # newest messages per room (a room's intents fold anyway)
+RECOVER_COMMENTS = 1_000
+_BEHIND = (
+    "SELECT s.id, coalesce(max(o.last_seq), 0) FROM stream s JOIN room r ON r.id = s.id "
+    "LEFT JOIN webhook_outbox o ON o.room_id = s.id AND o.type = 'room.unread' "
+    "GROUP BY s.id, s.last_seq HAVING s.last_seq > coalesce(max(o.last_seq), 0) "
+    "ORDER BY s.id LIMIT :n"
+)
+_RECENT_MESSAGES = (
+    "SELECT seq, author_id, ts FROM event WHERE stream = :room AND type = 'chat.message' "
+    "AND seq > :after AND ts >= :since ORDER BY seq DESC LIMIT :n"
+)
+_COMMENTS_COVERED = "SELECT coalesce(max(last_seq), 0) FROM webhook_outbox WHERE type = :type"
+_RECENT_COMMENTS = (
+    "SELECT seq, author_id, data, ts FROM event WHERE stream = 'feed' AND type = 'feed.comment' "
+    "AND seq > :after AND ts >= :since ORDER BY seq DESC LIMIT :n"
+)
+
+Committed = tuple[str, int, str, float]  # (room or post, seq, author, commit time)
+
+
+def _unix(ts: str) -> float:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def uncovered_sync(conn: Db, since: str) -> tuple[list[Committed], list[Committed]]:
+    """Messages and comments committed since ``since`` (ISO) that may have no outbox row,
+    as ``Notifier.committed`` records them."""
+    messages: list[Committed] = []
+    for room, after in run(conn, _BEHIND, {"n": RECOVER_ROOMS}).fetchall():
+        params = {"room": room, "after": after, "since": since, "n": RECOVER_PER_ROOM}
+        for seq, author, ts in run(conn, _RECENT_MESSAGES, params).fetchall():
+            messages.append((room, int(seq), author, _unix(ts)))
+    after = run(conn, _COMMENTS_COVERED, {"type": POST_COMMENT}).fetchone()[0]
+    comments: list[Committed] = []
+    params = {"after": after, "since": since, "n": RECOVER_COMMENTS}
+    for seq, author, data, ts in run(conn, _RECENT_COMMENTS, params).fetchall():
+        post = orjson.loads(data).get("post_id")
+        if post:
+            comments.append((str(post), int(seq), author, _unix(ts)))
+    return messages, comments

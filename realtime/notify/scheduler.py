@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Coroutine, Iterable
 from contextlib import suppress
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -35,6 +36,7 @@ from .outbox import (
     FAILED,
     PENDING,
     READY,
+    RECOVER_WINDOW,
     ROOM_UNREAD,
     Db,
     Intent,
@@ -51,6 +53,7 @@ from .outbox import (
     purge_sync,
     renew_sync,
     room_intents,
+    uncovered_sync,
 )
 
 log = logging.getLogger("menteo.notify")
@@ -158,6 +161,8 @@ class Notifier:
         self.client = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
         await self.attendance.start()
         self.metrics.gauge("menteo_webhook_pending").set(0)
+        # Once, and then done: not one of ``tasks``, which the watchdog expects to run on.
+        self._spawn(self._recover())
         self.tasks = [
             asyncio.create_task(self._flush_loop(), name="menteo-notify-outbox"),
             asyncio.create_task(self._due_loop(), name="menteo-notify-delivery"),
@@ -185,6 +190,27 @@ class Notifier:
         return await self.db.run(failed_sync, limit)
 
     # The outbox writer ----------------------------------------------------------------
+    async def _recover(self) -> None:
+        """What a process killed before its outbox write left out (outbox.py
+        ``uncovered_sync``), queued like a fresh commit; once, on start."""
+        since = datetime.fromtimestamp(time.time() - RECOVER_WINDOW, UTC)
+        since_iso = since.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        try:
+            messages, comments = await self.db.run(uncovered_sync, since_iso)
+        except Exception as exc:
+            if is_fatal(exc):
+                raise
+            self.faults.survived("notify", log, exc, "webhook: the start-up scan failed")
+            return
+        if messages or comments:
+            log.info(
+                "webhook: %d messages, %d comments queued again on start",
+                len(messages),
+                len(comments),
+            )
+            self.messages[:0], self.comments[:0] = messages, comments
+            self.flush_wake.set()
+
     async def _flush_loop(self) -> None:
         failures = 0
         while True:
