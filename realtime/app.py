@@ -194,6 +194,7 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     gauges["menteo_read_marker_writes_total"] = lambda: markers.writes
     gauges["menteo_read_markers_stored_total"] = lambda: markers.stored
     gauges["menteo_inbox_updates_total"] = lambda: inbox.updates
+    await db.warm()  # before /readyz can pass: a rolling restart's sockets come at once
     signals = StopSignals(lambda: _stopping(state))
     signals.install()
     watchdog = _watchdog(state, signals)
@@ -371,7 +372,7 @@ class Endpoints:
         slots = state.slots = AddressSlots(settings.max_connections_per_ip, metrics)
         slots.shared = state.shared_slots
         door = Door(state.tokens, settings.allowed_origins, slots, metrics, state.shutdown)
-        membership = Membership(state.db, state.access.rooms)
+        membership = Membership(state.access.rooms)
         self.rooms.parts = RoomParts(
             door,
             Rules("room", membership),

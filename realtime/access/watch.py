@@ -5,12 +5,20 @@ room's stream applies its ``member.*`` and ``room.updated`` events as they are d
 
 A notes socket may be the only one of its room here: the watch subscribes the room's
 stream for it all the same, so a removal reaches it as fast as it reaches a room socket.
+
+In a reconnect storm (a process stopped, its sockets all come here at once) a room's
+handshakes share one read of the room and its seq (``record``), and the watch opened next
+starts from that read when the stream has not moved past it, instead of reading again: one
+read of the room per room, not one per socket plus one for the watch.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from contextlib import AsyncExitStack
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -23,6 +31,11 @@ from .members import ADDED, REMOVED, ROOM_UPDATED, UPDATED
 from .registry import Connections
 
 KINDS = ("member.", "room.")
+# Handshake reads kept for a watch to start from (each used once, checked against the
+# stream's seq): a bound, since a refused handshake's read is never used.
+HINTS = 1024
+
+View = tuple[RoomRecord | None, int]  # a room's record as of a seq of its stream
 
 
 class RoomWatch:
@@ -40,10 +53,17 @@ class RoomWatch:
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.stack = AsyncExitStack()
 
-    async def open(self, hub: Hub, db: Database) -> None:
-        """Subscribe first, then read: whatever the read does not show is delivered after."""
+    async def open(self, hub: Hub, db: Database, hint: View | None = None) -> None:
+        """Subscribe first, then read: whatever the read does not show is delivered after.
+        ``hint``, a read made before subscribing, stands for the read when the hub has
+        delivered nothing after its seq: every later event then reaches this listener."""
         await self.stack.enter_async_context(hub.subscribe(self.room_id, self))
-        self.view, self.seq = await db.run(_read_view, self.room_id, snapshot=True)
+        room, seq = hint if hint is not None else (None, 0)
+        delivered = hub.delivered(self.room_id)
+        if room is not None and delivered is not None and delivered <= seq:
+            self.view, self.seq = _copy(room), seq
+        if self.view is None:
+            self.view, self.seq = await db.run(_read_view, self.room_id, snapshot=True)
         held, self.held = self.held or [], None
         for event in held:
             self._apply(event)
@@ -81,10 +101,15 @@ class RoomWatch:
             view.title, view.archived = str(room["title"]), bool(room["archived"])
 
 
-def _read_view(conn: Connection, room_id: str) -> tuple[RoomRecord | None, int]:
+def _read_view(conn: Connection, room_id: str) -> View:
     """The room and its stream's seq, in one snapshot."""
     seq = last_seqs_sync(conn, [room_id]).get(room_id, 0)
     return get_room_sync(conn, room_id), seq
+
+
+def _copy(room: RoomRecord) -> RoomRecord:
+    """The watch's own record: the handshakes that shared the read keep theirs."""
+    return replace(room, members=list(room.members))
 
 
 class RoomWatches:
@@ -95,6 +120,36 @@ class RoomWatches:
         self.hub = hub
         self.connections = connections
         self.watches: dict[str, RoomWatch] = {}
+        self.reading: dict[str, asyncio.Future[View]] = {}  # handshake reads under way
+        self.hints: OrderedDict[str, View] = OrderedDict()  # done, for the next watch
+
+    async def record(self, room_id: str) -> RoomRecord | None:
+        """The room for a handshake: the watch's view when this process keeps one, else
+        the database's, read once for every handshake of the room that asks meanwhile."""
+        room = self.current(room_id)
+        if room is not None:
+            return room
+        reading = self.reading.get(room_id)
+        if reading is None:
+            reading = self.reading[room_id] = asyncio.ensure_future(self._read(room_id))
+            reading.add_done_callback(partial(self._read_done, room_id))
+        view, _ = await asyncio.shield(reading)  # one asker gone: the others still wait
+        return view
+
+    def _read_done(self, room_id: str, reading: asyncio.Future[View]) -> None:
+        if self.reading.get(room_id) is reading:
+            del self.reading[room_id]
+        if not reading.cancelled():
+            reading.exception()  # retrieved: every asker may have gone
+
+    async def _read(self, room_id: str) -> View:
+        view = await self.db.run(_read_view, room_id, snapshot=True)
+        if view[0] is not None:
+            self.hints[room_id] = view
+            self.hints.move_to_end(room_id)
+            while len(self.hints) > HINTS:
+                self.hints.popitem(last=False)
+        return view
 
     def current(self, room_id: str) -> RoomRecord | None:
         """The room as it is now, if a watch here keeps it (else: read the database)."""
@@ -113,7 +168,7 @@ class RoomWatches:
         try:
             if first:
                 try:
-                    await watch.open(self.hub, self.db)
+                    await watch.open(self.hub, self.db, self.hints.pop(room_id, None))
                 except BaseException as exc:
                     watch.ready.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
                     watch.ready.exception()  # retrieved: waiters re-raise their own copy

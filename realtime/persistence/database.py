@@ -35,6 +35,8 @@ from .sqlite_append import SQLiteAppender
 log = logging.getLogger("menteo.db")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# PostgreSQL's read pool per process: kept open, and opened beyond that under load.
+READ_POOL, READ_OVERFLOW = 10, 10
 T = TypeVar("T")
 
 
@@ -95,7 +97,11 @@ class Database:
             # No pre-ping: it costs a round trip per transaction. A dropped connection fails
             # its batch once; SQLAlchemy then discards the pool and the writer retries.
             self.engine = create_async_engine(
-                url, pool_size=10, max_overflow=10, pool_recycle=1800, hide_parameters=True
+                url,
+                pool_size=READ_POOL,
+                max_overflow=READ_OVERFLOW,
+                pool_recycle=1800,
+                hide_parameters=True,
             )
             # Writes get connections of their own: in a reconnect storm a thousand welcomes
             # queue for the read pool, and the group commit (every ack) must not queue
@@ -196,6 +202,24 @@ class Database:
         busy, frames, done = await self.appender.erase_wal()
         if busy or frames != done:
             log.warning("the WAL could not be truncated after a delete (a reader held it)")
+
+    async def warm(self) -> None:
+        """PostgreSQL: open the read pool's kept connections before the process says it is
+        ready. A process started in a rolling restart takes the other one's sockets at once,
+        and a connection opened then (TCP, authentication, the driver's setup queries) is a
+        wait in front of every welcome queued for it. Best effort: a failure is logged and
+        the pool opens them on demand, as before."""
+        if self.is_sqlite:
+            return
+        opened = await asyncio.gather(
+            *(self.engine.connect().start() for _ in range(READ_POOL)), return_exceptions=True
+        )
+        failed = [c for c in opened if isinstance(c, BaseException)]
+        for conn in opened:
+            if isinstance(conn, AsyncConnection):
+                await conn.close()  # back to the pool, which keeps it
+        if failed:
+            log.warning("the read pool could not be warmed: %r", failed[0])
 
     async def ping(self) -> None:
         async with self.read() as conn:

@@ -249,7 +249,10 @@ async def _welcome(
     welcomed = time.perf_counter() - accepted
     state.metrics.histogram("menteo_welcome_seconds", "room").observe(welcomed)
     conn.last_seq = resumed.cursor
-    if resumed.recovered:
+    # Nothing missed (a client that was live when its server went): every event after the
+    # welcome's seq reaches this socket through the hub, subscribed before the welcome's
+    # read, so there is nothing to read back. A reconnect storm skips a read per socket.
+    if resumed.recovered and resumed.cursor < resumed.last:
         await _catch_up(state, conn)
 
 

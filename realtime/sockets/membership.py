@@ -7,8 +7,7 @@ from typing import Any
 
 from ..access.watch import RoomWatches
 from ..auth import Principal
-from ..persistence.database import Database
-from ..persistence.rooms import RoomRecord, get_room_sync
+from ..persistence.rooms import RoomRecord
 from ..protocol import Close
 from .admission import Refused
 
@@ -19,22 +18,20 @@ class Membership:
     """An ``authorize`` hook (sockets/admission.py): the room in the path, and the role.
 
     Members change: a room with sockets in this process is read from its watch (kept current
-    by the room's events), any other from the database. Either way the socket checks again
-    once registered with access (``access.service.Tracked``)."""
+    by the room's events), any other from the database (one read for the room's handshakes
+    under way, which the room's watch then starts from: ``RoomWatches.record``). Either way
+    the socket checks again once registered with access (``access.service.Tracked``)."""
 
-    __slots__ = ("db", "rooms")
+    __slots__ = ("rooms",)
 
-    def __init__(self, db: Database, rooms: RoomWatches) -> None:
-        self.db = db
+    def __init__(self, rooms: RoomWatches) -> None:
         self.rooms = rooms
 
     async def __call__(
         self, principal: Principal, query: dict[str, list[str]], scope: dict[str, Any]
     ) -> Grant:
         room_id = scope["path_params"]["room_id"]
-        room = self.rooms.current(room_id)
-        if room is None:
-            room = await self.db.run(get_room_sync, room_id)
+        room = await self.rooms.record(room_id)
         if room is None:
             raise Refused(Close.NOT_FOUND, "no such room", "not_found")
         member = room.member(principal.user_id)

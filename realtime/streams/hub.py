@@ -154,6 +154,14 @@ class Hub:
             return None
         return state.recent.snapshot(state.next_seq - 1)
 
+    def delivered(self, stream: str) -> int | None:
+        """The seq up to which ``stream``'s events have been delivered here (a listener added
+        now gets every later one), or None while it is not subscribed."""
+        state = self.streams.get(stream)
+        if state is None or not state.ready.done() or state.ready.exception() is not None:
+            return None
+        return state.next_seq - 1
+
     def committed(self, events: list[StoredEvent]) -> None:
         """The writer's hook: deliver locally at once, then tell the other processes."""
         started = time.perf_counter()  # just committed

@@ -1,0 +1,151 @@
+"""What a socket's join costs the database (issue 22, item 8): in a reconnect storm every
+read a join makes queues for the read pool, so a room's handshakes share one read of the
+room, its watch starts from that read, and a client that missed nothing is not replayed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from realtime.persistence.database import READ_POOL
+from tests.access_client import put_member
+from tests.backends import make_backend
+from tests.client import RoomClient, create_room
+from tests.servers import Running, make_settings, run_server
+
+ROOMS = 8
+
+
+@contextmanager
+def read_checkouts(server: Running) -> Iterator[list[int]]:
+    """Connections taken from the pool that ``Database.run`` reads with, while the block
+    runs (``[count]``)."""
+    assert server.state is not None
+    db = server.state.db
+    engine = db.reader if db.reader is not None else db.engine.sync_engine
+    taken = [0]
+
+    def checkout(*_: Any) -> None:
+        taken[0] += 1
+
+    event.listen(engine, "checkout", checkout)
+    try:
+        yield taken
+    finally:
+        event.remove(engine, "checkout", checkout)
+
+
+@contextmanager
+def room_reads(server: Running) -> Iterator[list[int]]:
+    """Statements that read the ``room`` table, while the block runs (``[count]``)."""
+    assert server.state is not None
+    db = server.state.db
+    engine = db.reader if db.reader is not None else db.engine.sync_engine
+    seen = [0]
+
+    def executed(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen[0] += "FROM room " in statement
+
+    event.listen(engine, "before_cursor_execute", executed)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", executed)
+
+
+async def rooms_of_two(server: Running, count: int) -> list[str]:
+    made = await asyncio.gather(
+        *(
+            create_room(
+                server.url,
+                server.service(),
+                [(f"m{i}", f"M{i}", "mentor"), (f"e{i}", f"E{i}", "mentee")],
+            )
+            for i in range(count)
+        )
+    )
+    return [str(room["id"]) for room in made]
+
+
+async def test_a_join_reads_the_room_once_and_replays_nothing_missed(server: Running) -> None:
+    """A lone join into a room no socket here has open: the handshake's read of the room
+    (shared by its watch), the stream's first read, the welcome. Before: also the watch's
+    own read and a catch-up read after a ``since`` that was already the room's seq."""
+    room_ids = await rooms_of_two(server, ROOMS)
+    with read_checkouts(server) as taken:
+        clients = await asyncio.gather(
+            *(
+                RoomClient.connect(server.ws, room_id, server.token(f"m{i}"), since=0)
+                for i, room_id in enumerate(room_ids)
+            )
+        )
+        joins = taken[0]
+    assert all(c.welcome["recovered"] for c in clients)
+    # Three per join; the hub's sweep (every 5 s, with Redis) may read once meanwhile.
+    assert joins <= 3 * ROOMS + 1, joins
+
+
+async def test_a_storm_of_both_members_shares_the_reads(server: Running) -> None:
+    """Both members of every room at once, as after their server stopped: each is
+    welcomed, seeing the other room's members, with at most five reads per room (before:
+    eight, two handshake reads, the watch's, two welcomes and two catch-ups)."""
+    room_ids = await rooms_of_two(server, ROOMS)
+    with read_checkouts(server) as taken:
+        clients = await asyncio.gather(
+            *(
+                RoomClient.connect(server.ws, room_id, server.token(f"{who}{i}"), since=0)
+                for i, room_id in enumerate(room_ids)
+                for who in ("m", "e")
+            )
+        )
+        joins = taken[0]
+    for i, client in enumerate(clients):
+        members = {m["user_id"] for m in client.welcome["room"]["members"]}
+        assert members == {f"m{i // 2}", f"e{i // 2}"}
+    assert joins <= 5 * ROOMS + 1, joins
+
+
+async def test_a_watch_does_not_start_from_a_read_the_stream_has_moved_past(
+    server: Running,
+) -> None:
+    """A handshake's read kept for the room's watch, then a member added before the watch
+    opens: the watch reads again (the kept read lacks the member), so the new member's
+    socket is admitted and its room shows them."""
+    assert server.state is not None
+    rooms = server.state.access.rooms
+    room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+    record = await rooms.record(room["id"])  # as a handshake does: kept for the watch
+    assert record is not None and [m.user_id for m in record.members] == ["ana"]
+    added = await put_member(server.url, server.service(), room["id"], "cy", "Cy", "mentee")
+    assert added.status_code == 201, added.text
+    watch = await rooms.enter(room["id"])
+    try:
+        assert watch.view is not None
+        assert sorted(m.user_id for m in watch.view.members) == ["ana", "cy"]
+    finally:
+        await rooms.leave(watch)
+    # And with nothing after it, the kept read is the watch's start (no read of its own).
+    await rooms.record(room["id"])
+    with room_reads(server) as seen:
+        watch = await rooms.enter(room["id"])
+        try:
+            assert watch.view is not None
+            assert sorted(m.user_id for m in watch.view.members) == ["ana", "cy"]
+        finally:
+            await rooms.leave(watch)
+    assert seen[0] == 0, seen
+
+
+async def test_the_read_pool_is_open_before_the_process_is_ready(tmp_path: Path) -> None:
+    """PostgreSQL: the read pool's kept connections are open once the server serves, so a
+    rolling restart's sockets, all arriving at the process just started, wait for none."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    async with run_server(make_settings(backend)) as server:
+        assert server.state is not None
+        pool: Any = server.state.db.engine.sync_engine.pool
+        assert pool.checkedin() + pool.checkedout() >= READ_POOL, pool.status()
