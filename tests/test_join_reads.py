@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import event
 
-from realtime.persistence.database import READ_POOL
+from realtime.persistence.database import WARM
 from tests.access_client import put_member
 from tests.backends import make_backend
 from tests.client import RoomClient, create_room
@@ -148,4 +148,4 @@ async def test_the_read_pool_is_open_before_the_process_is_ready(tmp_path: Path)
     async with run_server(make_settings(backend)) as server:
         assert server.state is not None
         pool: Any = server.state.db.engine.sync_engine.pool
-        assert pool.checkedin() + pool.checkedout() >= READ_POOL, pool.status()
+        assert pool.checkedin() + pool.checkedout() >= WARM, pool.status()

@@ -37,6 +37,10 @@ log = logging.getLogger("menteo.db")
 MIGRATIONS = Path(__file__).with_name("migrations")
 # PostgreSQL's read pool per process: kept open, and opened beyond that under load.
 READ_POOL, READ_OVERFLOW = 10, 10
+# Of those, opened before /readyz passes: enough for the first welcomes of a rolling
+# restart, few enough that many processes starting at once stay far from PostgreSQL's
+# max_connections (100 by default).
+WARM = 4
 T = TypeVar("T")
 
 
@@ -204,15 +208,15 @@ class Database:
             log.warning("the WAL could not be truncated after a delete (a reader held it)")
 
     async def warm(self) -> None:
-        """PostgreSQL: open the read pool's kept connections before the process says it is
-        ready. A process started in a rolling restart takes the other one's sockets at once,
+        """PostgreSQL: open ``WARM`` of the read pool's kept connections before the process
+        says it is ready. A process started in a rolling restart takes the other one's sockets at once,
         and a connection opened then (TCP, authentication, the driver's setup queries) is a
         wait in front of every welcome queued for it. Best effort: a failure is logged and
         the pool opens them on demand, as before."""
         if self.is_sqlite:
             return
         opened = await asyncio.gather(
-            *(self.engine.connect().start() for _ in range(READ_POOL)), return_exceptions=True
+            *(self.engine.connect().start() for _ in range(WARM)), return_exceptions=True
         )
         failed = [c for c in opened if isinstance(c, BaseException)]
         for conn in opened:
