@@ -211,8 +211,8 @@ class Database:
         """PostgreSQL: open ``WARM`` of the read pool's kept connections before the process
         says it is ready. A process started in a rolling restart takes the other one's
         sockets at once, and a connection opened then (TCP, authentication, the driver's
-        setup queries) is a wait in front of every welcome queued for it. Best effort: a failure is logged and
-        the pool opens them on demand, as before."""
+        setup queries) is a wait in front of every welcome queued for it. Best effort: a
+        failure is logged and the pool opens them on demand, as before."""
         if self.is_sqlite:
             return
         opened = await asyncio.gather(
