@@ -16,6 +16,7 @@ from sqlalchemy import text
 
 from menteo_testkit.waits import wait_until
 from menteo_testkit.webhook_receiver import Received, Receiver, run_receiver
+from realtime.notify import outbox as outbox_sql
 from realtime.notify import scheduler
 from realtime.notify.signing import verify
 from realtime.persistence.events import StoredEvent
@@ -403,3 +404,28 @@ async def test_a_message_committed_without_its_outbox_row_is_notified_after_a_st
         assert signed(hook.requests[0])
         await settled(server, 2)  # Ana's sent, Cy's cancelled (read)
         assert [(r.json["user_id"], r.json["id"]) for r in hook.requests] == [("ana", body["id"])]
+
+
+async def test_the_start_up_scan_is_not_crowded_out_by_rooms_with_old_messages_only(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rooms whose messages are older than the scan's window (from before the webhook was
+    configured, or a lone member's) never get an outbox row: they are behind for good. The
+    scan looks at a bounded number of rooms; those must not take the places of a room with
+    a recent message no row covers. Here the bound is 2 and two such rooms sort first."""
+    monkeypatch.setattr(outbox_sql, "RECOVER_ROOMS", 2)
+    async with run_server(make_settings(backend)) as first:
+        rooms = sorted([await pair_room(first) for _ in range(3)], key=lambda r: str(r["id"]))
+        for i, room in enumerate(rooms):
+            ben = await RoomClient.connect(first.ws, room["id"], first.token("ben", "Ben"))
+            await ben.chat(f"b{i}", "hello")
+            await ben.ws.close()
+        assert first.state is not None
+        old = text("UPDATE event SET ts = '2020-01-01T00:00:00.000Z' WHERE stream = :room")
+        async with first.state.db.write() as conn:
+            for room in rooms[:2]:
+                await conn.execute(old, {"room": room["id"]})
+    async with notifying(backend) as (_server, hook):
+        await hook.until(lambda r: len(r) >= 1, "the recent room's notification")
+        body = hook.requests[0].json
+        assert (body["user_id"], body["room"]["id"]) == ("ana", rooms[2]["id"])

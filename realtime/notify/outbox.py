@@ -343,11 +343,17 @@ RECOVER_WINDOW = 600.0
 RECOVER_ROOMS = 10_000  # rooms looked at, at most
 RECOVER_PER_ROOM = 50  # newest messages per room (a room's intents fold anyway)
 RECOVER_COMMENTS = 1_000
+# Only rooms whose newest message is recent and uncovered count against RECOVER_ROOMS:
+# rooms behind for good (their messages older than the window: from before the webhook, or
+# a lone member's) would otherwise take the places of the rooms the scan is for.
 _BEHIND = (
-    "SELECT s.id, coalesce(max(o.last_seq), 0) FROM stream s JOIN room r ON r.id = s.id "
+    "SELECT b.id, b.after FROM (SELECT s.id AS id, coalesce(max(o.last_seq), 0) AS after "
+    "FROM stream s JOIN room r ON r.id = s.id "
     "LEFT JOIN webhook_outbox o ON o.room_id = s.id AND o.type = 'room.unread' "
-    "GROUP BY s.id, s.last_seq HAVING s.last_seq > coalesce(max(o.last_seq), 0) "
-    "ORDER BY s.id LIMIT :n"
+    "GROUP BY s.id, s.last_seq HAVING s.last_seq > coalesce(max(o.last_seq), 0)) b "
+    "JOIN event e ON e.stream = b.id AND e.seq = (SELECT max(m.seq) FROM event m "
+    "WHERE m.stream = b.id AND m.type = 'chat.message') "
+    "WHERE e.seq > b.after AND e.ts >= :since ORDER BY b.id LIMIT :n"
 )
 _RECENT_MESSAGES = (
     "SELECT seq, author_id, ts FROM event WHERE stream = :room AND type = 'chat.message' "
@@ -370,7 +376,7 @@ def uncovered_sync(conn: Db, since: str) -> tuple[list[Committed], list[Committe
     """Messages and comments committed since ``since`` (ISO) that may have no outbox row,
     as ``Notifier.committed`` records them."""
     messages: list[Committed] = []
-    for room, after in run(conn, _BEHIND, {"n": RECOVER_ROOMS}).fetchall():
+    for room, after in run(conn, _BEHIND, {"n": RECOVER_ROOMS, "since": since}).fetchall():
         params = {"room": room, "after": after, "since": since, "n": RECOVER_PER_ROOM}
         for seq, author, ts in run(conn, _RECENT_MESSAGES, params).fetchall():
             messages.append((room, int(seq), author, _unix(ts)))
