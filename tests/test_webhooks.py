@@ -5,9 +5,12 @@ never a sleep."""
 from __future__ import annotations
 
 import hmac
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,6 +19,7 @@ from sqlalchemy import text
 
 from menteo_testkit.waits import wait_until
 from menteo_testkit.webhook_receiver import Received, Receiver, run_receiver
+from realtime.config import Settings
 from realtime.notify import outbox as outbox_sql
 from realtime.notify import scheduler
 from realtime.notify.signing import verify
@@ -429,3 +433,40 @@ async def test_the_start_up_scan_is_not_crowded_out_by_rooms_with_old_messages_o
         await hook.until(lambda r: len(r) >= 1, "the recent room's notification")
         body = hook.requests[0].json
         assert (body["user_id"], body["room"]["id"]) == ("ana", rooms[2]["id"])
+
+
+async def test_the_start_up_scan_reads_a_bounded_part_of_a_long_history(tmp_path: Path) -> None:
+    """A room with no outbox row yet (webhooks just turned on) and a long history: the scan
+    reads its newest messages, not all of them to find the recent few (counted in SQLite's
+    VM steps: deterministic, unlike a time)."""
+    path = tmp_path / "menteo.db"
+    settings = Settings.from_env({}, database_url=f"sqlite+aiosqlite:///{path}", secret="s" * 40)
+    async with run_server(settings) as first:
+        room = await pair_room(first)
+    conn = sqlite3.connect(path)
+    last = conn.execute("SELECT last_seq FROM stream WHERE id = ?", (room["id"],)).fetchone()[0]
+    old = "2020-01-01T00:00:00.000Z"
+    history = [
+        (room["id"], last + i, "chat.message", "ben", "Ben", None, '{"body": "x"}', old)
+        for i in range(1, 20_001)
+    ]
+    conn.executemany("INSERT INTO event VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+    conn.execute("UPDATE stream SET last_seq = ? WHERE id = ?", (last + 20_000, room["id"]))
+    conn.commit()
+    async with run_server(settings) as second:
+        ben = await RoomClient.connect(second.ws, room["id"], second.token("ben", "Ben"))
+        await ben.chat("recent", "are you there?")
+        await ben.ws.close()
+    steps = 0
+
+    def step() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    conn.set_progress_handler(step, 1_000)
+    since = datetime.fromtimestamp(time.time() - 60, UTC).isoformat().replace("+00:00", "Z")
+    messages, _ = outbox_sql.uncovered_sync(conn, since)
+    conn.close()
+    assert [(r, a) for r, _, a, _ in messages] == [(room["id"], "ben")]
+    assert steps < 10, f"{steps} thousand VM steps for one recent message"

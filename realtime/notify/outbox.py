@@ -355,14 +355,16 @@ _BEHIND = (
     "WHERE m.stream = b.id AND m.type = 'chat.message') "
     "WHERE e.seq > b.after AND e.ts >= :since ORDER BY b.id LIMIT :n"
 )
+# The newest first, bounded, the window applied here: a ``ts`` condition in SQL is no
+# index's, and a room (or the feed) with no row yet had its whole history read for it.
 _RECENT_MESSAGES = (
     "SELECT seq, author_id, ts FROM event WHERE stream = :room AND type = 'chat.message' "
-    "AND seq > :after AND ts >= :since ORDER BY seq DESC LIMIT :n"
+    "AND seq > :after ORDER BY seq DESC LIMIT :n"
 )
 _COMMENTS_COVERED = "SELECT coalesce(max(last_seq), 0) FROM webhook_outbox WHERE type = :type"
 _RECENT_COMMENTS = (
     "SELECT seq, author_id, data, ts FROM event WHERE stream = 'feed' AND type = 'feed.comment' "
-    "AND seq > :after AND ts >= :since ORDER BY seq DESC LIMIT :n"
+    "AND seq > :after ORDER BY seq DESC LIMIT :n"
 )
 
 Committed = tuple[str, int, str, float]  # (room or post, seq, author, commit time)
@@ -377,14 +379,15 @@ def uncovered_sync(conn: Db, since: str) -> tuple[list[Committed], list[Committe
     as ``Notifier.committed`` records them."""
     messages: list[Committed] = []
     for room, after in run(conn, _BEHIND, {"n": RECOVER_ROOMS, "since": since}).fetchall():
-        params = {"room": room, "after": after, "since": since, "n": RECOVER_PER_ROOM}
+        params = {"room": room, "after": after, "n": RECOVER_PER_ROOM}
         for seq, author, ts in run(conn, _RECENT_MESSAGES, params).fetchall():
-            messages.append((room, int(seq), author, _unix(ts)))
+            if ts >= since:
+                messages.append((room, int(seq), author, _unix(ts)))
     after = run(conn, _COMMENTS_COVERED, {"type": POST_COMMENT}).fetchone()[0]
     comments: list[Committed] = []
-    params = {"after": after, "since": since, "n": RECOVER_COMMENTS}
+    params = {"after": after, "n": RECOVER_COMMENTS}
     for seq, author, data, ts in run(conn, _RECENT_COMMENTS, params).fetchall():
-        post = orjson.loads(data).get("post_id")
+        post = orjson.loads(data).get("post_id") if ts >= since else None
         if post:
             comments.append((str(post), int(seq), author, _unix(ts)))
     return messages, comments
