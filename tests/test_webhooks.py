@@ -470,3 +470,28 @@ async def test_the_start_up_scan_reads_a_bounded_part_of_a_long_history(tmp_path
     conn.close()
     assert [(r, a) for r, _, a, _ in messages] == [(room["id"], "ben")]
     assert steps < 10, f"{steps} thousand VM steps for one recent message"
+
+
+async def test_a_recovered_message_waits_for_the_members_to_come_back_after_a_start(
+    backend: Backend,
+) -> None:
+    """A message the start-up scan queues again may be past its due time already (the
+    server was down longer than the delay). Judged at once, its reader, back within a
+    second of the start like every client, would be away to the judge: a notification for
+    a message she had on her screen. It is due the delay after the start at the earliest."""
+    async with run_server(make_settings(backend)) as first:
+        room = await pair_room(first)
+        ana = await RoomClient.connect(first.ws, room["id"], first.token("ana", "Ana"))
+        ben = await RoomClient.connect(first.ws, room["id"], first.token("ben", "Ben"))
+        await ben.chat("b1", "are you there?")
+        await ana.recv_until(lambda f: f["type"] == "chat.message", what="Ben's message")
+        assert first.state is not None
+        ago = datetime.fromtimestamp(time.time() - 120, UTC).isoformat(timespec="milliseconds")
+        aged = text("UPDATE event SET ts = :ts WHERE stream = :room AND type = 'chat.message'")
+        async with first.state.db.write() as conn:  # down for two minutes, past the delay
+            await conn.execute(aged, {"ts": ago.replace("+00:00", "Z"), "room": room["id"]})
+    async with notifying(backend, notify_delay=3.0) as (server, hook):
+        ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+        assert await settled(server, 1) == [("ana", f"room:{room['id']}", "cancelled")]
+        assert hook.requests == []
+        await ana.ws.close()

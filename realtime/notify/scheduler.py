@@ -208,6 +208,11 @@ class Notifier:
                 len(messages),
                 len(comments),
             )
+            # Due the delay after the start at the earliest, not at once: the members are
+            # reconnecting, and until then the judge would find everyone away.
+            now = time.time()
+            messages = [(r, seq, a, max(at, now)) for r, seq, a, at in messages]
+            comments = [(p, seq, a, max(at, now)) for p, seq, a, at in comments]
             self.messages[:0], self.comments[:0] = messages, comments
             self.flush_wake.set()
 
