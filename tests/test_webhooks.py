@@ -495,3 +495,52 @@ async def test_a_recovered_message_waits_for_the_members_to_come_back_after_a_st
         assert await settled(server, 1) == [("ana", f"room:{room['id']}", "cancelled")]
         assert hook.requests == []
         await ana.ws.close()
+
+
+async def test_a_retry_after_the_message_was_deleted_does_not_send_its_words(
+    backend: Backend,
+) -> None:
+    """A body is frozen at the due time; a message deleted (erased) before a retry is sent
+    as it is now: the receiver, down at the first attempt, never gets the words."""
+    receiver = Receiver(hang=True, then=[(503, {"Retry-After": "1"})])
+    async with notifying(backend, receiver) as (server, hook):
+        room = await pair_room(server)
+        ben = await RoomClient.connect(server.ws, room["id"], server.token("ben", "Ben"))
+        words = "canary" + "x" * 12
+        seq = await ben.chat("b1", words)
+        await hook.until(lambda r: len(r) == 1, "the first attempt")
+        assert words in hook.requests[0].body.decode()
+        assert (await delete(ben, "d1", seq))["type"] == "ack"
+        receiver.released.set()  # the first attempt is answered 503 now, after the delete
+        await hook.until(lambda r: len(r) == 2, "the retry", 20)
+        retry = hook.requests[1]
+        assert words not in retry.body.decode()
+        assert retry.json["last_message"]["deleted"] is True and signed(retry)
+        assert retry.json["id"] == hook.requests[0].json["id"]
+        await settled(server, 1)
+
+
+async def test_a_retry_after_the_comment_was_deleted_does_not_send_its_words(
+    backend: Backend,
+) -> None:
+    receiver = Receiver(hang=True, then=[(503, {"Retry-After": "1"})])
+    async with notifying(backend, receiver) as (server, hook):
+        ben = FeedApi(server.url, server.token("ben", "Ben"))
+        ana = FeedApi(server.url, server.token("ana", "Ana"))
+        service = FeedApi(server.url, server.token("backend", "Backend", role="service"))
+        post = await ben.post(await ben.thread(await service.community()), "Week 3")
+        words = "canary" + "y" * 12
+        comment = await ana.comment(post["id"], words)
+        await hook.until(lambda r: len(r) == 1, "the first attempt")
+        assert words in hook.requests[0].body.decode()
+        await ana.ok("DELETE", f"/api/posts/{post['id']}/comments/{comment['id']}")
+        receiver.released.set()
+        await hook.until(lambda r: len(r) == 2, "the retry", 20)
+        retry = hook.requests[1]
+        assert words not in retry.body.decode() and signed(retry)
+        assert retry.json["comment"] == {
+            "id": comment["id"],
+            "post_id": post["id"],
+            "deleted": True,
+        }
+        await settled(server, 1)

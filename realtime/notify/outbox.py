@@ -240,6 +240,14 @@ def cancel_sync(conn: Db, row: Row, now: float, ts: str) -> bool:
     return bool(done.rowcount)
 
 
+_REBODY = "UPDATE webhook_outbox SET body = :body WHERE id = :id AND state = 'ready'"
+
+
+def rebody_sync(conn: Db, bodies: dict[str, str]) -> None:
+    """Ready rows' bodies replaced (their message edited or deleted since they froze)."""
+    run(conn, _REBODY, [{"id": k, "body": v} for k, v in sorted(bodies.items())])
+
+
 _RENEW = "UPDATE webhook_outbox SET next_at = :new WHERE id = :id AND next_at = :old"
 
 
