@@ -35,6 +35,14 @@ _LAST = text(
     "WHERE stream = :room AND type = :chat AND seq > :after AND author_id <> :user "
     "ORDER BY seq DESC LIMIT 1"
 )
+_EVENT = text(
+    "SELECT stream, seq, type, author_id, author_name, client_id, data, ts FROM event "
+    "WHERE stream = :room AND seq = :seq"
+)
+_COMMENT_NOW = text(
+    "SELECT id, post_id, feed_seq, author_id, author_name, body, created_at FROM comment "
+    "WHERE id = :id"
+)
 _POST = text("SELECT author_id, thread_id, deleted FROM post WHERE id = :post")
 _COMMENT = text(
     "SELECT id, post_id, feed_seq, author_id, author_name, body, created_at FROM comment "
@@ -102,3 +110,30 @@ def _comment(conn: Connection, row: Row, recent: tuple[float, int] | None) -> Ve
         "created_at": row.created_at,
     }
     return Verdict("send", body=orjson.dumps(body).decode(), seq=row.last_seq)
+
+
+def refreshed_sync(conn: Connection, row: Row) -> str | None:
+    """A frozen body (a retry's, or a row left ready by a restart) with its message or
+    comment as it is now, when it was edited or deleted since: a delete erases the words,
+    and a retry must not send them. None when nothing changed."""
+    if row.body is None:
+        return None
+    body = orjson.loads(row.body)
+    if row.type == ROOM_UNREAD:
+        shown = body.get("last_message") or {}
+        found = conn.execute(_EVENT, {"room": row.room_id, "seq": shown.get("seq")}).first()
+        if found is None:
+            return None
+        now = row_to_event(found).frame()
+        if now == shown:
+            return None
+        body["last_message"] = now
+    else:
+        shown = body.get("comment") or {}
+        found = conn.execute(_COMMENT_NOW, {"id": shown.get("id")}).first()
+        gone = {"id": shown.get("id"), "post_id": row.post_id, "deleted": True}
+        current = comment_json(found._mapping) if found is not None else gone
+        if current == shown:
+            return None
+        body["comment"] = current
+    return orjson.dumps(body).decode()

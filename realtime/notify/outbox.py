@@ -240,6 +240,14 @@ def cancel_sync(conn: Db, row: Row, now: float, ts: str) -> bool:
     return bool(done.rowcount)
 
 
+_REBODY = "UPDATE webhook_outbox SET body = :body WHERE id = :id AND state = 'ready'"
+
+
+def rebody_sync(conn: Db, bodies: dict[str, str]) -> None:
+    """Ready rows' bodies replaced (their message edited or deleted since they froze)."""
+    run(conn, _REBODY, [{"id": k, "body": v} for k, v in sorted(bodies.items())])
+
+
 _RENEW = "UPDATE webhook_outbox SET next_at = :new WHERE id = :id AND next_at = :old"
 
 
@@ -343,20 +351,28 @@ RECOVER_WINDOW = 600.0
 RECOVER_ROOMS = 10_000  # rooms looked at, at most
 RECOVER_PER_ROOM = 50  # newest messages per room (a room's intents fold anyway)
 RECOVER_COMMENTS = 1_000
+# Only rooms whose newest message is recent and uncovered count against RECOVER_ROOMS:
+# rooms behind for good (their messages older than the window: from before the webhook, or
+# a lone member's) would otherwise take the places of the rooms the scan is for.
 _BEHIND = (
-    "SELECT s.id, coalesce(max(o.last_seq), 0) FROM stream s JOIN room r ON r.id = s.id "
+    "SELECT b.id, b.after FROM (SELECT s.id AS id, coalesce(max(o.last_seq), 0) AS after "
+    "FROM stream s JOIN room r ON r.id = s.id "
     "LEFT JOIN webhook_outbox o ON o.room_id = s.id AND o.type = 'room.unread' "
-    "GROUP BY s.id, s.last_seq HAVING s.last_seq > coalesce(max(o.last_seq), 0) "
-    "ORDER BY s.id LIMIT :n"
+    "GROUP BY s.id, s.last_seq HAVING s.last_seq > coalesce(max(o.last_seq), 0)) b "
+    "JOIN event e ON e.stream = b.id AND e.seq = (SELECT max(m.seq) FROM event m "
+    "WHERE m.stream = b.id AND m.type = 'chat.message') "
+    "WHERE e.seq > b.after AND e.ts >= :since ORDER BY b.id LIMIT :n"
 )
+# The newest first, bounded, the window applied here: a ``ts`` condition in SQL is no
+# index's, and a room (or the feed) with no row yet had its whole history read for it.
 _RECENT_MESSAGES = (
     "SELECT seq, author_id, ts FROM event WHERE stream = :room AND type = 'chat.message' "
-    "AND seq > :after AND ts >= :since ORDER BY seq DESC LIMIT :n"
+    "AND seq > :after ORDER BY seq DESC LIMIT :n"
 )
 _COMMENTS_COVERED = "SELECT coalesce(max(last_seq), 0) FROM webhook_outbox WHERE type = :type"
 _RECENT_COMMENTS = (
     "SELECT seq, author_id, data, ts FROM event WHERE stream = 'feed' AND type = 'feed.comment' "
-    "AND seq > :after AND ts >= :since ORDER BY seq DESC LIMIT :n"
+    "AND seq > :after ORDER BY seq DESC LIMIT :n"
 )
 
 Committed = tuple[str, int, str, float]  # (room or post, seq, author, commit time)
@@ -370,15 +386,16 @@ def uncovered_sync(conn: Db, since: str) -> tuple[list[Committed], list[Committe
     """Messages and comments committed since ``since`` (ISO) that may have no outbox row,
     as ``Notifier.committed`` records them."""
     messages: list[Committed] = []
-    for room, after in run(conn, _BEHIND, {"n": RECOVER_ROOMS}).fetchall():
-        params = {"room": room, "after": after, "since": since, "n": RECOVER_PER_ROOM}
+    for room, after in run(conn, _BEHIND, {"n": RECOVER_ROOMS, "since": since}).fetchall():
+        params = {"room": room, "after": after, "n": RECOVER_PER_ROOM}
         for seq, author, ts in run(conn, _RECENT_MESSAGES, params).fetchall():
-            messages.append((room, int(seq), author, _unix(ts)))
+            if ts >= since:
+                messages.append((room, int(seq), author, _unix(ts)))
     after = run(conn, _COMMENTS_COVERED, {"type": POST_COMMENT}).fetchone()[0]
     comments: list[Committed] = []
-    params = {"after": after, "since": since, "n": RECOVER_COMMENTS}
+    params = {"after": after, "n": RECOVER_COMMENTS}
     for seq, author, data, ts in run(conn, _RECENT_COMMENTS, params).fetchall():
-        post = orjson.loads(data).get("post_id")
+        post = orjson.loads(data).get("post_id") if ts >= since else None
         if post:
             comments.append((str(post), int(seq), author, _unix(ts)))
     return messages, comments

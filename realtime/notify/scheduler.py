@@ -30,7 +30,7 @@ from ..persistence.events import StoredEvent, now_iso
 from ..presence import Presence
 from .attendance import Attendance, RedisAttendance
 from .delivery import attempt
-from .judge import judge_sync
+from .judge import judge_sync, refreshed_sync
 from .outbox import (
     DONE,
     FAILED,
@@ -51,6 +51,7 @@ from .outbox import (
     pending_sync,
     postpone_sync,
     purge_sync,
+    rebody_sync,
     renew_sync,
     room_intents,
     uncovered_sync,
@@ -208,6 +209,11 @@ class Notifier:
                 len(messages),
                 len(comments),
             )
+            # Due the delay after the start at the earliest, not at once: the members are
+            # reconnecting, and until then the judge would find everyone away.
+            now = time.time()
+            messages = [(r, seq, a, max(at, now)) for r, seq, a, at in messages]
+            comments = [(p, seq, a, max(at, now)) for p, seq, a, at in comments]
             self.messages[:0], self.comments[:0] = messages, comments
             self.flush_wake.set()
 
@@ -366,6 +372,8 @@ class Notifier:
         ready = [r for r in rows if r.state == READY]
         pending = [r for r in rows if r.state == PENDING]
         try:
+            if ready:  # frozen earlier: a retry, or left ready by a restart
+                ready = await self._refresh(ready)
             if pending:
                 ready += await self._judge(pending)
         except Exception as exc:
@@ -381,6 +389,14 @@ class Notifier:
         self._release(len(rows) - len(ready))
         for row in ready:
             self._spawn(self._attempt(row))
+
+    async def _refresh(self, rows: list[Row]) -> list[Row]:
+        """Frozen bodies with their message as it is now (a delete since erased it)."""
+        found = await self.db.run(lambda conn: [refreshed_sync(conn, r) for r in rows])
+        bodies = {r.id: b for r, b in zip(rows, found, strict=True) if b is not None}
+        if bodies:
+            await self._write(lambda conn: rebody_sync(conn, bodies))
+        return [replace(r, body=bodies.get(r.id, r.body)) for r in rows]
 
     async def _present(self, row: Row) -> bool:
         async with self.checks:
