@@ -348,7 +348,9 @@ class Notifier:
         old = dict(self.leases)
         await self._write(lambda conn: renew_sync(conn, old, renewed))
         for row_id, lease in renewed.items():
-            if row_id in self.leases:
+            # Only where nothing moved the lease meanwhile (a freeze wrote its own): the
+            # statement left those rows alone too.
+            if self.leases.get(row_id) == old[row_id]:
                 self.leases[row_id] = lease
 
     async def _claim(self, now: float, n: int) -> list[Row]:
