@@ -200,12 +200,19 @@ class FeedFollower:
         if self.ws is not None:
             self.ws.transport.abort()
         elif self.stream is not None:
-            # An abortive close: SO_LINGER 0 makes close() send RST instead of FIN.
-            sock = self.stream.extensions["network_stream"].get_extra_info("socket")
-            if isinstance(sock, socket.socket):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            # An abortive close: SO_LINGER 0 makes the close send RST instead of FIN. Through
+            # the connection's transport (uvloop's or asyncio's): its socket is a stand-in
+            # (uvloop's PseudoSocket, asyncio's TransportSocket), never a socket.socket, and
+            # a check for one had made every event-stream drop a no-op.
+            network = self.stream.extensions["network_stream"]
+            transport = getattr(getattr(network, "_stream", None), "_transport", None)
+            if transport is not None:
+                with contextlib.suppress(OSError, AttributeError):
+                    linger = struct.pack("ii", 1, 0)
+                    transport.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, linger
+                    )
+                transport.abort()
 
     async def run(self, start_delay: float) -> None:
         await asyncio.sleep(start_delay)  # followers arrive spread out, as in life

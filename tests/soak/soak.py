@@ -466,14 +466,28 @@ async def recovered(
             if done:
                 pending.discard(i)
                 last = now
+                event["slowest"] = _holder(h)  # the last to recover, for the report
         if pending:
             await asyncio.sleep(0.05)  # a look at the affected clients until the limit
     if pending:
         event["recovered_s"] = None
         event["not_recovered"] = len(pending)
+        event["slowest"] = ", ".join(
+            f"{_holder(affected[i])}: "
+            + ("same connection" if _connection(affected[i]) is before[i] else "reconnected")
+            + (", open" if affected[i].is_open() else ", not open")
+            for i in sorted(pending)[:3]
+        )
     else:
         event["recovered_s"] = round(max(0.0, last - healed_at), 2)
         event["from_fault_s"] = round(last - t0 - event["t"], 2)
+
+
+def _holder(holder: Any) -> str:
+    """A client as the report names it: its kind, user and server."""
+    server = getattr(getattr(holder, "server", None), "name", "?")
+    kind = {True: " sse", False: " ws"}.get(getattr(holder, "sse", None), "")
+    return f"{type(holder).__name__}{kind} {getattr(holder, 'user_id', '?')} (on {server})"
 
 
 def _connection(holder: Any) -> object:
@@ -961,8 +975,8 @@ def render_summary(r: dict[str, Any]) -> str:
         + ("" if None not in recov else " (some NOT recovered within 60 s)"),
         "",
         "| at (s) | kind | what | affected clients | recovered after the fault ended (s) "
-        "| from the fault (s) |",
-        "|---|---|---|---|---|---|",
+        "| from the fault (s) | last to recover |",
+        "|---|---|---|---|---|---|---|",
         *(
             f"| {e['t']:.0f} | {e['kind']} | {e['what']} | {e.get('affected', '')} | "
             + (
@@ -970,6 +984,7 @@ def render_summary(r: dict[str, Any]) -> str:
                 if e.get("recovered_s") is not None
                 else f"NOT ({e.get('not_recovered', '?')} left) | |"
             )
+            + f" {e.get('slowest', '')} |"
             for e in r["chaos"]
         ),
         "",
