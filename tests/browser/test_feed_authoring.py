@@ -11,6 +11,7 @@ people are involved. Every wait is on the page or on the server: nothing sleeps.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import TYPE_CHECKING, Any
@@ -413,6 +414,39 @@ async def test_axe_finds_nothing_serious_on_the_feed_page(
     join = await open_feed("dee", query="", wait_live=False)
     await expect(join.page.locator("#join")).to_be_visible()
     assert await blocking(join.page) == ""
+
+
+async def test_comments_made_while_the_first_page_of_comments_loads_are_shown(
+    open_feed: OpenFeed, world: World
+) -> None:
+    """The first page of a post's comments is read before Cy's comment and Ana's exist, but
+    arrives after both: each is shown once all the same (the page had counted them, and
+    then dropped them from view: the answer to its POST and the live event came while the
+    list was on its way)."""
+    cy = await open_feed("cy")
+    newest = world.history[-1]
+    held = asyncio.Event()
+    listed: list[Any] = []
+
+    async def late(route: Any) -> None:
+        answer = await route.fetch()  # read now, before either comment exists
+        listed.append(answer)
+        await held.wait()
+        await route.fulfill(response=answer)
+
+    await cy.page.route(re.compile(r"/api/posts/[^/?]+\?"), late)
+    post = cy.post(newest["body"])
+    await post.locator(".comments-toggle").click()
+    await wait_until(lambda: bool(listed), "the first page of comments read", 10)
+    field = post.get_by_label("Write a comment")
+    await field.fill("Cy's, while it loads")
+    await field.press("Enter")
+    await world.ana.comment(newest["id"], "Ana's, while it loads")
+    await expect(post.locator(".comments-toggle")).to_have_text("2 comments")
+    held.set()
+    await expect(post.locator(".comment-body")).to_have_text(
+        ["Cy's, while it loads", "Ana's, while it loads"]
+    )
 
 
 async def test_keyboard_alone_posts_comments_follows_and_deletes(

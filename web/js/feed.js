@@ -289,6 +289,9 @@ class FeedPage {
       counted: new Set(), // comments counted after asOf (a live event and our own answer)
       uncounted: new Set(), // comments deleted after asOf, taken off the count once
       commentsLoaded: false,
+      // Comments accepted while the first page of comments was on its way (a reply to the
+      // page's own POST, or a live event): that page may have been read before them.
+      early: new Map(),
       commentsAfter: null,
       commentsMore: false,
       view: null,
@@ -495,9 +498,11 @@ class FeedPage {
     entry.view.setCommentCount(entry.post.comments);
     // Shown when every earlier comment is; otherwise "Show more comments" brings it.
     if (entry.commentsLoaded && !entry.commentsMore) entry.view.addComment(comment);
+    else if (!entry.commentsLoaded) entry.early.set(comment.id, comment);
   }
 
   acceptCommentDelete(entry, commentId, seq) {
+    entry.early.delete(commentId);
     entry.view.removeComment(commentId);
     // Counted in the page already (seq <= asOf), or taken off once before.
     if (seq <= entry.asOf || entry.uncounted.has(commentId)) return;
@@ -522,6 +527,12 @@ class FeedPage {
       const path = `/api/posts/${encodeURIComponent(entry.post.id)}?${query}`;
       const data = await this.api("GET", path);
       for (const comment of data.comments) entry.view.addComment(comment);
+      // What arrived while this page was read, shown after it (the view skips any it holds);
+      // with more pages to come, only the reader's own, as a comment posted later would be.
+      for (const comment of entry.early.values()) {
+        if (!data.has_more || comment.author?.user_id === this.me?.user_id) entry.view.addComment(comment);
+      }
+      entry.early.clear();
       if (data.comments.length > 0) entry.commentsAfter = data.comments.at(-1).cursor;
       entry.commentsLoaded = true;
       entry.commentsMore = data.has_more;
