@@ -21,6 +21,9 @@ Scenarios (issue 4 §2), each named for what it measures:
             (--clients N: N clients)
   manyidle  --sockets idle room sockets on one process (default 15,000; client ports over
             127.0.0.2 and up): RSS per socket, then 1% of rooms chatting: send->receive p99
+  pgphases  the fanout shape on --server ours-pg for 200,000 messages (--messages N) in five
+            phases: delivered/s and CPU per delivery (ours, PostgreSQL, Redis) per phase, and
+            what PostgreSQL's sessions wait on (pg_stat_activity, sampled), commits, WAL syncs
   inbox     1,000 inbox sockets, each user in 5 rooms of two, chat at 1,000 messages/s: commit
             -> inbox.room p50/p99 at every affected inbox (target p99 <= 20 ms, one process)
   feed      bench/feed_fanout.py when present
@@ -48,17 +51,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 from wsclient import WSClient, connect
 
-from menteo_testkit.database import reset_schema
+from menteo_testkit.database import plain_dsn, reset_schema
 from menteo_testkit.ports import HOST, free_port
 from menteo_testkit.procstat import group_cpu, machine_cpu
 from menteo_testkit.redis_cluster import LocalCluster
@@ -679,9 +683,11 @@ class Meter:
         machine = machine_cpu()
         busy = (machine.get("busy", 0) - self.machine.get("busy", 0)) / seconds
         backend = 0.0
+        split: dict[str, float] = {}
         if self.groups:
             groups = group_cpu()
-            backend = sum(groups[k] - self.groups.get(k, 0) for k in groups) / seconds
+            split = {k: (groups[k] - self.groups.get(k, 0)) / seconds for k in groups}
+            backend = sum(split.values())
         cores = [
             round((machine.get(f"cpu{i}", 0) - self.machine.get(f"cpu{i}", 0)) / seconds, 3)
             for i in range(os.cpu_count() or 1)
@@ -691,6 +697,9 @@ class Meter:
             "server_cpu": round(server, 3),
             "client_cpu": round(client, 3),
             "backend_cpu": round(backend, 3),
+            # Separately, so a figure per delivery can name whose CPU it is (issue 23).
+            "pg_cpu": round(split.get("postgres", 0.0), 3),
+            "redis_cpu": round(split.get("redis-server", 0.0), 3),
             "other_cpu": round(busy - server - client - backend, 3),
             "core_cpu": cores,
         }
@@ -730,20 +739,18 @@ class Params:
     clients: int = 0  # joinstorm: clients (0: the default, 1,000)
     chat_rate: float = 5.0  # manyidle: messages/s in each chatting room
     per_source: int = 0  # manyidle: client sockets per source address (0: PER_SOURCE)
+    messages: int = 0  # pgphases: messages over the five phases (0: the default, 200,000)
 
 
-async def closed_loop(
+async def start_loop(
     servers: ServerSet,
     prm: Params,
     rooms: int,
     per_room: int,
     senders: int | None,
-    track_acks: bool = False,
-) -> dict[str, Any]:
-    """Senders keep ``window`` messages in flight; delivered/s over the measured interval.
-
-    Fan-out (``track_acks`` false): a slot frees when the sender's own copy of its message
-    arrives; durable append: when its ack does."""
+    track_acks: bool,
+) -> tuple[Load, list[Member]]:
+    """Rooms made, members open, each sender with ``window`` messages in flight."""
     load = Load(make_target(servers))
     load.echo = not track_acks
     room_ids = await load.target.make_rooms(rooms, per_room)
@@ -758,6 +765,44 @@ async def closed_loop(
         if m.sender:
             for _ in range(prm.window):
                 m.send_chat()
+    return load, members
+
+
+async def stop_loop(load: Load, members: list[Member]) -> int:
+    """No new sends; every message sent is acked (bounded wait), then close. Returns how
+    many were never acked."""
+    load.running = False
+    await until(lambda: not any(m.outstanding for m in members), 15)
+    unacked = sum(len(m.outstanding) for m in members)
+    await close_members(members)
+    return unacked
+
+
+def backend_per_delivery(cpu: dict[str, Any], deliveries: int) -> dict[str, Any]:
+    """PostgreSQL's and Redis's CPU per delivery (µs), beside the server's own."""
+    if not deliveries:
+        return {}
+    return {
+        f"{name}_us_per_delivery": round(
+            cpu.get(f"{name}_cpu", 0.0) * cpu["seconds"] / deliveries * 1e6, 2
+        )
+        for name in ("pg", "redis")
+    }
+
+
+async def closed_loop(
+    servers: ServerSet,
+    prm: Params,
+    rooms: int,
+    per_room: int,
+    senders: int | None,
+    track_acks: bool = False,
+) -> dict[str, Any]:
+    """Senders keep ``window`` messages in flight; delivered/s over the measured interval.
+
+    Fan-out (``track_acks`` false): a slot frees when the sender's own copy of its message
+    arrives; durable append: when its ack does."""
+    load, members = await start_loop(servers, prm, rooms, per_room, senders, track_acks)
     await asyncio.sleep(prm.warmup)
     meter = Meter(servers)
     d0, a0 = load.deliveries, load.acks
@@ -767,11 +812,7 @@ async def closed_loop(
     load.measuring = False
     cpu = meter.stop()
     deliveries, acks = load.deliveries - d0, load.acks - a0
-    load.running = False
-    # Drain: every message sent is acked (bounded wait), then close.
-    await until(lambda: not any(m.outstanding for m in members), 15)
-    unacked = sum(len(m.outstanding) for m in members)
-    await close_members(members)
+    unacked = await stop_loop(load, members)
     seconds = cpu["seconds"]
     if not deliveries:
         raise RuntimeError(
@@ -789,6 +830,7 @@ async def closed_loop(
         "cpu_us_per_delivery": round(cpu["server_cpu"] * seconds / deliveries * 1e6, 2)
         if deliveries
         else None,
+        **backend_per_delivery(cpu, deliveries),
         "errors": load.errors,
         "error_samples": load.error_samples,
         "unacked_after_drain": unacked,
@@ -1378,6 +1420,152 @@ async def scenario_inbox(servers: ServerSet, prm: Params) -> dict[str, Any]:
     }
 
 
+# One process on PostgreSQL over many messages (issue 23, target 3) -------------------------
+
+PHASES = 5
+PHASE_TIMEOUT = 300.0  # seconds one phase may take at most
+WAIT_SAMPLE = 0.1  # seconds between two looks at pg_stat_activity
+
+
+class PgWatch:
+    """What PostgreSQL's sessions of the bench database are doing, sampled every
+    ``WAIT_SAMPLE`` (state and wait event: ``idle in transaction/Client:ClientRead`` is a
+    session waiting for our server mid-transaction, ``active/IO:WALSync`` a commit's fsync,
+    ``active/CPU`` PostgreSQL working; idle pooled connections are not counted), and its
+    counters at each phase's ends: commits, WAL syncs, size, dead rows, autovacuums (the
+    statistics reach these views up to a second late)."""
+
+    def __init__(self, url: str) -> None:
+        self.dsn = plain_dsn(url)
+        self.conn: Any = None
+        self.task: asyncio.Task[None] | None = None
+        self.samples: Counter[str] = Counter()
+        self.looks = 0
+        self.lock = asyncio.Lock()  # one connection: the sampler and the counters take turns
+
+    async def start(self) -> None:
+        self.conn = await asyncpg.connect(self.dsn, timeout=10)
+        self.task = asyncio.create_task(self._sample())
+
+    async def _sample(self) -> None:
+        for _ in range(int(PHASES * PHASE_TIMEOUT / WAIT_SAMPLE)):
+            async with self.lock:
+                rows = await self.conn.fetch(
+                    "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'"
+                )
+            self.looks += 1
+            for r in rows:
+                if r["state"] == "idle":
+                    continue  # a pooled connection nobody uses: not a wait
+                what = f"{r['wait_event_type']}:{r['wait_event']}" if r["wait_event"] else "CPU"
+                self.samples[f"{r['state']}/{what}"] += 1
+            await asyncio.sleep(WAIT_SAMPLE)
+
+    async def counters(self) -> dict[str, int]:
+        async with self.lock:
+            row = await self.conn.fetchrow(
+                "SELECT d.xact_commit, w.wal_sync, w.wal_bytes::bigint, "
+                "pg_database_size(current_database()) AS size, "
+                "(SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables) AS dead, "
+                "(SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
+                "FROM pg_stat_user_tables) AS autovacuums "
+                "FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = current_database()"
+            )
+        return {k: int(v) for k, v in dict(row).items()}
+
+    def waits(self) -> dict[str, float]:
+        """Since the last call: sessions in a transaction per look, on average
+        (``busy_sessions``), and the share of those session-looks in each state."""
+        busy = sum(self.samples.values())
+        out = {"busy_sessions": round(busy / max(1, self.looks), 2)}
+        out.update({k: round(v / max(1, busy), 3) for k, v in self.samples.most_common(6)})
+        self.samples.clear()
+        self.looks = 0
+        return out
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+        if self.conn is not None:
+            await self.conn.close()
+
+
+async def scenario_pgphases(servers: ServerSet, prm: Params) -> dict[str, Any]:
+    """The fanout shape (20 rooms x 10, 2 senders per room, closed loop) for ``messages``
+    messages in five equal phases: whether the rate holds as the tables grow, and what
+    PostgreSQL waits on in each phase."""
+    total = prm.messages or (2_000 if prm.smoke else 200_000)
+    rooms, per_room = (4, 5) if prm.smoke else (20, 10)
+    load, members = await start_loop(servers, prm, rooms, per_room, 2, track_acks=False)
+    watch = PgWatch(servers.pg_url) if servers.spec.database == "postgres" else None
+    phases: list[dict[str, Any]] = []
+    try:
+        await asyncio.sleep(prm.warmup)
+        if watch is not None:
+            await watch.start()
+        per_phase = max(1, total // PHASES)
+        for i in range(PHASES):
+            meter = Meter(servers)
+            d0, a0 = load.deliveries, load.acks
+            before = await watch.counters() if watch else {}
+            if watch:
+                watch.waits()
+            meter.start()
+            finished = await until(lambda a0=a0: load.acks - a0 >= per_phase, PHASE_TIMEOUT)
+            cpu = meter.stop()
+            deliveries, acks = load.deliveries - d0, load.acks - a0
+            phase: dict[str, Any] = {
+                "phase": i + 1,
+                "finished": finished,
+                "messages": acks,
+                "delivered_per_s": round(deliveries / cpu["seconds"], 1),
+                "acked_per_s": round(acks / cpu["seconds"], 1),
+                "cpu_us_per_delivery": round(
+                    cpu["server_cpu"] * cpu["seconds"] / max(1, deliveries) * 1e6, 2
+                ),
+                **backend_per_delivery(cpu, deliveries),
+                **cpu,
+            }
+            if watch:
+                after = await watch.counters()
+                grown = {k: after[k] - before[k] for k in ("xact_commit", "wal_sync", "wal_bytes")}
+                phase.update(
+                    messages_per_commit=round(acks / max(1, grown["xact_commit"]), 1),
+                    wal_syncs=grown["wal_sync"],
+                    wal_bytes_per_message=round(grown["wal_bytes"] / max(1, acks)),
+                    db_mib=round(after["size"] / 2**20, 1),
+                    dead_rows=after["dead"],
+                    autovacuums=after["autovacuums"] - before["autovacuums"],
+                    waits=watch.waits(),
+                )
+            phases.append(phase)
+            log(f"phase {i + 1}: {phase['delivered_per_s']:,.0f} delivered/s")
+            if not finished:
+                break
+    finally:
+        if watch is not None:
+            await watch.stop()
+    unacked = await stop_loop(load, members)
+    first, last = phases[0], phases[-1]
+    return {
+        "messages": sum(p["messages"] for p in phases),
+        "phases": phases,
+        "delivered_per_s": first["delivered_per_s"],
+        "last_delivered_per_s": last["delivered_per_s"],
+        "kept": round(last["delivered_per_s"] / max(1.0, first["delivered_per_s"]), 2),
+        "cpu_us_per_delivery": first["cpu_us_per_delivery"],
+        "last_cpu_us_per_delivery": last["cpu_us_per_delivery"],
+        "errors": load.errors,
+        "unacked_after_drain": unacked,
+        "server_cpu": first["server_cpu"],
+        "other_cpu": round(sum(p["other_cpu"] for p in phases) / len(phases), 3),
+    }
+
+
 SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
     "fanout": scenario_fanout,
     "latency": scenario_latency,
@@ -1387,6 +1575,7 @@ SCENARIOS: dict[str, Callable[[ServerSet, Params], Any]] = {
     "joinstorm": scenario_joinstorm,
     "inbox": scenario_inbox,
     "manyidle": scenario_manyidle,
+    "pgphases": scenario_pgphases,
 }
 
 
@@ -1533,6 +1722,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--clients", type=int, default=0, help="joinstorm: clients (default 1,000; smoke 100)"
     )
+    p.add_argument(
+        "--messages",
+        type=int,
+        default=0,
+        help="pgphases: messages over the five phases (default 200,000; smoke 2,000)",
+    )
     p.add_argument("--server-cpus", default="0")
     p.add_argument("--client-cpu", type=int, default=1)
     p.add_argument("--no-pin", action="store_true")
@@ -1609,7 +1804,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     warmup = a.warmup if a.warmup is not None else (0.5 if a.smoke else 1.5)
     prm = Params(
-        a.smoke, warmup, duration, a.window, a.rate, a.sockets, a.clients, a.chat_rate, a.per_source
+        a.smoke,
+        warmup,
+        duration,
+        a.window,
+        a.rate,
+        a.sockets,
+        a.clients,
+        a.chat_rate,
+        a.per_source,
+        a.messages,
     )
     results = []
     for server in a.server:

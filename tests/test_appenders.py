@@ -215,3 +215,58 @@ async def test_postgres_appender_reconnects_after_its_connection_dies(backend: B
     finally:
         await db.close()
     assert appender.conn is None
+
+
+async def _event_scans(url: str) -> tuple[int, int]:
+    """(sequential + index scans, rows read by sequential scans) of ``event`` so far, as
+    far as the statistics have been flushed."""
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        row = await conn.fetchrow(
+            "SELECT seq_scan + coalesce(idx_scan, 0) AS scans, seq_tup_read "
+            "FROM pg_stat_user_tables WHERE relname = 'event'"
+        )
+        return int(row["scans"]), int(row["seq_tup_read"])
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize("backend", ["postgres+redis"], indirect=True)  # asyncpg's alone
+async def test_postgres_appender_finds_client_ids_by_index_after_the_table_grows(
+    backend: Backend,
+) -> None:
+    """PostgreSQL keeps a generic plan for a prepared statement after five runs; made while
+    ``event`` was small, the appender's client-id lookup read the whole table for every
+    batch from then on (a bench's rate halved within 20,000 messages)."""
+    db = Database(backend.database_url)
+    await db.prepare(auto_migrate=True)
+    appender: Any = db.appender
+    late = 20
+    try:
+        async with db.write() as conn:
+            await create_stream(conn, "g")
+        for i in range(8):  # while the table is small: where a generic plan would be made
+            await appender.append([chat("g", f"early-{i}")])
+        async with db.write() as conn:  # the table grows by 20,000 rows
+            await conn.execute(
+                text(
+                    "INSERT INTO event (stream, seq, type, author_id, author_name, client_id, "
+                    "data, ts) SELECT 'g', 8 + n, 'chat.message', 'ana', 'Ana', 'bulk-' || n, "
+                    "'{\"body\": \"x\"}', '2026-01-01T00:00:00Z' FROM generate_series(1, 20000) n"
+                )
+            )
+            await conn.execute(text("UPDATE stream SET last_seq = 20008 WHERE id = 'g'"))
+        scans, read = await _event_scans(backend.database_url)
+        for i in range(late):
+            results = await appender.append([chat("g", f"late-{i}")])
+            assert outcome(results) == [(True, "g", 20009 + i, f"late-{i}", {"body": "x"})]
+    finally:
+        await db.close()  # the appender's session ends: its statistics are flushed
+    deadline = asyncio.get_running_loop().time() + 20
+    while True:
+        now_scans, now_read = await _event_scans(backend.database_url)
+        if now_scans - scans >= late or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.1)  # polling PostgreSQL's statistics: there is no event to wait on
+    assert now_scans - scans >= late, "the appender's scans never reached the statistics"
+    assert now_read - read < 20_000, f"{now_read - read} rows read by sequential scans"

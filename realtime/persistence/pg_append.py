@@ -45,6 +45,7 @@ WRITE = (
 )
 COLUMNS = ("stream", "seq", "type", "author_id", "author_name", "client_id", "data", "ts")
 RECYCLE_S = 1800.0  # as the engines' pool_recycle
+CUSTOM_PLANS = {"plan_cache_mode": "force_custom_plan"}
 
 
 class PgAppender:
@@ -87,7 +88,12 @@ class PgAppender:
                 conn.terminate()
             conn = None
         if conn is None:
-            conn = await asyncpg.connect(**self.connect_args)
+            # A generic plan, which PostgreSQL keeps for a prepared statement after five
+            # runs, is costed for the tables as they were then: made on a new database it
+            # reads every event to find a batch's client ids (hash join over a seq scan), and
+            # the rate falls as the table grows. Custom plans are costed for each batch.
+            settings = {**self.connect_args.get("server_settings", {}), **CUSTOM_PLANS}
+            conn = await asyncpg.connect(**{**self.connect_args, "server_settings": settings})
             self.conn = conn
             self.opened_at = time.monotonic()
         return conn
