@@ -37,6 +37,8 @@ SCENARIO_TITLE = {
 
 # Conditions of a run rather than figures of the server: shown without a ratio.
 NO_RATIO = {
+    "pg_us_per_delivery",
+    "redis_us_per_delivery",
     "server_cpu",
     "client_cpu",
     "send_lag_p99_ms",
@@ -62,7 +64,14 @@ LATENCY: Columns = [
     ("typing_p99_ms", "typing p99 ms", False),
     ("delivered_per_s", "delivered/s", True),
     ("server_cpu", "server CPU", False),
+    ("cpu_us_per_delivery", "CPU µs/delivery", False),
     ("send_lag_p99_ms", "send lag p99 ms", False),
+]
+# Two processes beside one: whose CPU each delivery costs (issue 23).
+SCALEOUT: Columns = [
+    *THROUGHPUT,
+    ("pg_us_per_delivery", "PostgreSQL µs/delivery", False),
+    ("redis_us_per_delivery", "Redis µs/delivery", False),
 ]
 
 
@@ -150,7 +159,7 @@ def intro(report: dict[str, Any]) -> list[str]:
 
 def targets_section(report: dict[str, Any], doc: Path) -> list[str]:
     return [
-        "## Targets (issue 4)",
+        "## Targets (issues 4 and 23)",
         "",
         "Durability on for ours: every chat message is committed (SQLite `synchronous=FULL`, "
         "or PostgreSQL) before its fan-out and ack.",
@@ -200,11 +209,60 @@ def fanout_sections(runs: Runs) -> list[str]:
         "",
         scenario_table(runs, "latency", "latency", LATENCY),
         "",
+        *everyday_runs(runs),
         f"### {SCENARIO_TITLE['bigroom']}",
         "",
         scenario_table(runs, "bigroom", "bigroom", THROUGHPUT),
         "",
     ]
+
+
+def everyday_runs(runs: Runs) -> list[str]:
+    """Issue 23 target 1 counts typing p99 over five runs of ours (absent before it)."""
+    if not any(r.get("key") == "everyday" for r in runs):
+        return []
+    return [
+        "Four more runs of ours at the same load, one after another (the typing target "
+        "counts five runs); raw's row is the one above:",
+        "",
+        scenario_table(runs, "everyday", "latency", LATENCY, ref_key="latency"),
+        "",
+    ]
+
+
+def pgphases_section(runs: Runs) -> list[str]:
+    """Issue 23 target 3: one process on PostgreSQL over 200,000 messages (absent before)."""
+    r = find(runs, "pgphases", "pgphases", "ours-pg")
+    if not r:
+        return []
+    lines = [
+        "### pgphases: one process on PostgreSQL, the fanout shape for "
+        f"{r.get('messages', 0):,} messages in five phases",
+        "",
+        "Whether the rate holds as the tables grow, and what PostgreSQL does meanwhile: "
+        "*waits* samples `pg_stat_activity` every 0.1 s (sessions in a transaction per "
+        "look, and the share of those looks by state and wait event: "
+        "`idle in transaction/Client:ClientRead` is PostgreSQL waiting for our server "
+        "mid-transaction, `active/IO:WALSync` a commit's fsync, `active/CPU` PostgreSQL "
+        "working); commits and WAL syncs are PostgreSQL's own counters (they reach the "
+        "views up to a second late).",
+        "",
+        "| phase | messages | delivered/s | ours µs/delivery | PostgreSQL µs/delivery "
+        "| messages per commit | WAL syncs | database MiB | autovacuums | waits | other CPU |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in r.get("phases", []):
+        waits = p.get("waits") or {}
+        busy = waits.pop("busy_sessions", None)
+        top = ", ".join(f"{k} {v:.0%}" for k, v in list(waits.items())[:3])
+        lines.append(
+            f"| {p['phase']} | {f(p.get('messages'))} | {f(p.get('delivered_per_s'))} "
+            f"| {f(p.get('cpu_us_per_delivery'))} | {f(p.get('pg_us_per_delivery'))} "
+            f"| {f(p.get('messages_per_commit'))} | {f(p.get('wal_syncs'))} "
+            f"| {f(p.get('db_mib'))} | {f(p.get('autovacuums'))} "
+            f"| {f(busy)} in a transaction: {top} | {f(p.get('other_cpu'), 2)} |"
+        )
+    return [*lines, ""]
 
 
 def capacity_sections(runs: Runs) -> list[str]:
@@ -325,10 +383,11 @@ def scaleout_section(runs: Runs) -> list[str]:
         "",
         "Both processes pinned to core 0 (the same CPU budget as one process, split "
         "two ways); members spread round-robin so every room spans both and every "
-        "delivery crosses Redis. Ours on PostgreSQL (the multi-process setup); ratios "
-        "to raw's single-process fanout and latency.",
+        "delivery crosses Redis. Ours on PostgreSQL (the multi-process setup), beside "
+        "one process on the same PostgreSQL; ratios to raw's single-process fanout and "
+        "latency.",
         "",
-        scenario_table(runs, "scaleout", "fanout", THROUGHPUT, ref_key="fanout"),
+        scenario_table(runs, "scaleout", "fanout", SCALEOUT, ref_key="fanout"),
         "",
         scenario_table(runs, "scaleout", "latency", LATENCY, ref_key="latency"),
         "",
@@ -448,6 +507,7 @@ def render(report: dict[str, Any], doc: Path) -> str:
             *capacity_sections(runs),
             *manyidle_section(runs),
             *scaleout_section(runs),
+            *pgphases_section(runs),
             *feed_section(runs),
             *notes_section(runs),
             *reproduce_section(runs),

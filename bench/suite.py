@@ -64,7 +64,7 @@ from wsclient import WSClient, connect
 
 from menteo_testkit.database import plain_dsn, reset_schema
 from menteo_testkit.ports import HOST, free_port
-from menteo_testkit.procstat import group_cpu, machine_cpu
+from menteo_testkit.procstat import group_cpu_grown, group_cpu_pids, machine_cpu
 from menteo_testkit.redis_cluster import LocalCluster
 from menteo_testkit.server import Server, child_env, serve_command
 from menteo_testkit.tokens import token
@@ -663,7 +663,7 @@ class Meter:
     server: float = 0.0
     client: float = 0.0
     machine: dict[str, float] = field(default_factory=dict)
-    groups: dict[str, float] = field(default_factory=dict)
+    groups: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def start(self) -> None:
         self.t = time.perf_counter()
@@ -671,7 +671,7 @@ class Meter:
         self.client = time.process_time()
         self.machine = machine_cpu()
         self.groups = (
-            group_cpu()
+            group_cpu_pids()
             if self.servers.spec.database == "postgres" or self.servers.spec.redis
             else {}
         )
@@ -685,8 +685,8 @@ class Meter:
         backend = 0.0
         split: dict[str, float] = {}
         if self.groups:
-            groups = group_cpu()
-            split = {k: (groups[k] - self.groups.get(k, 0)) / seconds for k in groups}
+            grown = group_cpu_grown(self.groups, group_cpu_pids())
+            split = {k: v / seconds for k, v in grown.items()}
             backend = sum(split.values())
         cores = [
             round((machine.get(f"cpu{i}", 0) - self.machine.get(f"cpu{i}", 0)) / seconds, 3)
@@ -918,7 +918,14 @@ async def scenario_latency(servers: ServerSet, prm: Params) -> dict[str, Any]:
         await asyncio.sleep(max(0.0, end - time.perf_counter()))
         load.measuring = False
         cpu = meter.stop()
-        return {"delivered_per_s": round((load.deliveries - d0) / cpu["seconds"], 1), **cpu}
+        delivered = load.deliveries - d0
+        return {
+            "delivered_per_s": round(delivered / cpu["seconds"], 1),
+            "cpu_us_per_delivery": round(cpu["server_cpu"] * cpu["seconds"] / delivered * 1e6, 2)
+            if delivered
+            else None,
+            **cpu,
+        }
 
     loop_lag: list[float] = []
 

@@ -122,6 +122,99 @@ def latency_targets(runs: Runs) -> list[dict[str, Any]]:
     return rows
 
 
+def everyday_targets(runs: Runs) -> list[dict[str, Any]]:
+    """Issue 23 target 1, at the latency scenario's 20,000 deliveries/s (absent from runs
+    before it): server CPU at most 1.5x raw's, send→receive p99 ≤ 5 ms, and typing p99
+    ≤ 1 ms in every one of five runs of ours (the latency group's and four more)."""
+    ours, raw, sio = three(runs, "latency", "latency")
+    extra = [r for r in runs if r.get("key") == "everyday" and r.get("ok")]
+    if not ours or not extra:
+        return []
+    cpu = ratio(ours.get("server_cpu"), raw.get("server_cpu"))
+    node_cpu = find(runs, "latency", "latency", "socketio").get("server_cpu")
+    typing = [r.get("typing_p99_ms") for r in (ours, *extra)]
+    under = sum(1 for t in typing if t is not None and t <= 1.0)
+    p99s = [r.get("e2e_p99_ms") for r in (ours, *extra)]
+    return [
+        row(
+            "everyday load (20k deliveries/s, durable): server CPU, ours ÷ raw",
+            "≤ 1.5× raw's",
+            "cores",
+            ours.get("server_cpu"),
+            raw.get("server_cpu"),
+            sio.get("server_cpu"),
+            at_most(cpu, 1.5),
+            note=f"ours ÷ Node socket.io 4 {fr(ratio(ours.get('server_cpu'), node_cpu))}",
+        ),
+        row(
+            "everyday load: send→receive p99",
+            "≤ 5 ms",
+            "ms",
+            ours.get("e2e_p99_ms"),
+            raw.get("e2e_p99_ms"),
+            sio.get("e2e_p99_ms"),
+            at_most(ours.get("e2e_p99_ms"), 5.0),
+            note=f"the five runs: {', '.join(f(p) for p in p99s)} ms",
+        ),
+        row(
+            "everyday load: typing p99 ≤ 1 ms, runs of five",
+            "5 of 5",
+            "runs",
+            under,
+            None,
+            None,
+            under == len(typing) == 5,
+            note=f"typing p99 in the five runs: {', '.join(f(t) for t in typing)} ms",
+        ),
+    ]
+
+
+def postgres_targets(runs: Runs) -> list[dict[str, Any]]:
+    """Issue 23 target 3 (absent from runs before it): one process on PostgreSQL keeps its
+    rate over 200,000 messages (last phase ≥ 0.9x the first), and two processes on Redis
+    spend at most 1.15x its server CPU per delivery, same run."""
+    out = []
+    phases = find(runs, "pgphases", "pgphases", "ours-pg")
+    if phases:
+        pg = [p.get("pg_us_per_delivery") for p in phases.get("phases", [])]
+        out.append(
+            row(
+                f"1 process on PostgreSQL, {phases.get('messages', 0):,} messages in five "
+                "phases: last phase's delivered/s ÷ the first's",
+                "≥ 0.90",
+                "×",
+                phases.get("kept"),
+                None,
+                None,
+                at_least(phases.get("kept"), 0.9),
+                note=f"delivered/s {f(phases.get('delivered_per_s'))} → "
+                f"{f(phases.get('last_delivered_per_s'))}; PostgreSQL µs per delivery by "
+                f"phase {', '.join(f(v) for v in pg)}",
+            )
+        )
+    one = find(runs, "scaleout", "fanout", "ours-pg")
+    two = find(runs, "scaleout", "fanout", "ours-redis")
+    if one and two:
+        field = "cpu_us_per_delivery"
+        r = ratio(two.get(field), one.get(field))
+        out.append(
+            row(
+                "2 processes on Redis + PostgreSQL: server CPU per delivery ÷ 1 process on "
+                "PostgreSQL",
+                "≤ 1.15×",
+                "µs",
+                two.get(field),
+                None,
+                None,
+                at_most(r, 1.15),
+                note=f"1 process {f(one.get(field))} µs, ratio {fr(r)}; PostgreSQL "
+                f"{f(one.get('pg_us_per_delivery'))} vs {f(two.get('pg_us_per_delivery'))} µs, "
+                f"Redis – vs {f(two.get('redis_us_per_delivery'))} µs per delivery",
+            )
+        )
+    return out
+
+
 def idle_kib(r: dict[str, Any]) -> Any:
     return r.get("kib_per_socket_10000", r.get("kib_per_socket_1000"))
 
@@ -302,8 +395,10 @@ def targets(runs: Runs) -> list[dict[str, Any]]:
         fanout_target(runs),
         node_target(runs),
         *latency_targets(runs),
+        *everyday_targets(runs),
         idle_target(runs),
         scaleout_target(runs),
+        *postgres_targets(runs),
         durable_target(runs),
         sockets_target(runs),
         joinstorm_target(runs),

@@ -91,13 +91,33 @@ def machine_cpu() -> dict[str, float]:
 def group_cpu() -> dict[str, float]:
     """CPU seconds so far of PostgreSQL and Redis processes (may need root for others' /proc)."""
     totals = dict.fromkeys(CPU_GROUPS, 0.0)
+    for name, seconds in group_cpu_pids().values():
+        totals[name] += seconds
+    return totals
+
+
+def group_cpu_pids() -> dict[int, tuple[str, float]]:
+    """Per process of PostgreSQL and Redis: (group, CPU seconds so far)."""
+    out: dict[int, tuple[str, float]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
         except OSError:
             continue  # gone meanwhile
         name = text[text.find("(") + 1 : text.rfind(")")]
-        if name in totals:
+        if name in CPU_GROUPS:
             rest = text.rsplit(")", 1)[1].split()
-            totals[name] += (int(rest[11]) + int(rest[12])) / CLK_TCK
-    return totals
+            out[int(stat.parent.name)] = (name, (int(rest[11]) + int(rest[12])) / CLK_TCK)
+    return out
+
+
+def group_cpu_grown(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds per group between two ``group_cpu_pids`` readings, process by process:
+    one that exited meanwhile (an autovacuum worker, a closed session) is left out rather
+    than subtracted, so a figure is never negative; one that started counts whole."""
+    grown = dict.fromkeys(CPU_GROUPS, 0.0)
+    for pid, (name, seconds) in after.items():
+        grown[name] += max(0.0, seconds - before.get(pid, (name, 0.0))[1])
+    return grown
