@@ -216,6 +216,45 @@ async def test_stock_javascript_y_websocket_client_syncs(
     assert await server_text(server, room["id"]) == "from js; from python"
 
 
+async def test_rooms_typing_in_step_do_not_compact_together(backend: Backend) -> None:
+    """Each document compacts at its own drawn share (3/4 to all) of the threshold: rooms
+    typing at one pace would otherwise all snapshot at the same update, at once."""
+    from sqlalchemy import text
+
+    rooms_n, every = 6, 40
+    settings = make_settings(backend, notes_compact_every=every)
+    async with run_server(settings) as server:
+        pairs = []
+        for _ in range(rooms_n):
+            room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+            writer = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+            reader = await NotesClient.connect(server.ws, room["id"], server.token("ana"))
+            await writer.wait_synced()
+            await reader.wait_synced()
+            pairs.append((room["id"], writer, reader))
+        assert server.state is not None
+        for i in range(every + 2):  # in step: every room's update i before any room's i + 1
+            for _, writer, reader in pairs:
+                writer.text += f"{i},"
+                expected = str(writer.text)
+                await reader.wait_for(lambda r=reader, e=expected: str(r.text) == e, f"edit {i}")
+        for room_id, _, _ in pairs:
+            document = server.state.notes.open[room_id].result()
+            if document.compacting is not None:
+                await within(asyncio.shield(document.compacting), "a compaction", 10)
+        async with server.state.db.read() as db:
+            rows = await db.execute(
+                text("SELECT room_id, min(seq) FROM note_snapshot GROUP BY room_id")
+            )
+            first = dict(rows.all())
+        for _, writer, reader in pairs:
+            await writer.close()
+            await reader.close()
+    assert len(first) == rooms_n, first  # each room compacted once on the way
+    assert all(0.75 * every <= seq <= every + 1 for seq in first.values()), first
+    assert len(set(first.values())) > 1, f"every room compacted at the same update: {first}"
+
+
 async def test_compaction_keeps_the_text_and_drops_covered_updates(backend: Backend) -> None:
     from sqlalchemy import func, select
 
