@@ -61,7 +61,7 @@ bench-reference:
 	@if command -v npm >/dev/null; then $(MAKE) -s bench/reference/node_modules/.package-lock.json; \
 	else echo "Node.js/npm not found: the Node reference servers are skipped"; fi
 
-bench: install bench-reference  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 15 minutes)
+bench: install bench-reference  ## the benchmark suite: docs/benchmarks.md and docs/img/ (about 40 minutes)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python bench/run_all.py
 

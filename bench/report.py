@@ -457,9 +457,25 @@ def notes_section(runs: Runs) -> list[str]:
         for r in results
         if r.get("server_cpu_slices")
     ]
+    flat = next((r for r in runs if r.get("key") == "notesflat" and r.get("result")), None)
+    long = []
+    if flat is not None:
+        long = [
+            "",
+            "Ours alone for 5 minutes at 20 updates/s per editor (`bench/notes_compare.py "
+            "--servers ours --rates 20 --duration 300`), the flat-core target's run:",
+            "",
+            table(flat["result"]["results"]),
+        ]
+        slices += [
+            f"{r['label']}, the 5-minute run: {r.get('server_cpu_slices')}"
+            for r in flat["result"]["results"]
+            if r.get("server_cpu_slices")
+        ]
     return [
         *head,
         table(results),
+        *long,
         "",
         "Server CPU (cores) in each slice of the measured interval:",
         "",
