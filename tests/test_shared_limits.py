@@ -148,3 +148,26 @@ async def test_the_budget_and_the_address_cap_hold_on_a_redis_cluster(tmp_path: 
             assert await close_code(a.ws, path) == 1013
     finally:
         nodes.stop()
+
+
+async def test_the_address_cap_holds_through_a_join_storm(tmp_path: Path) -> None:
+    """Many handshakes at once each ask Redis for an address slot: past the client's pool
+    they used to fail with ``MaxConnectionsError`` and every process fell back to its own
+    count, so the cap over both processes did not hold in a reconnect storm."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    held_on_b, storm, cap = 40, 120, 100
+    async with servers(backend, 2, MENTEO_MAX_CONNECTIONS_PER_IP=str(cap)) as (a, b):
+        room = await create_room(a.url, SERVICE, [("ana", "Ana", "mentor")])
+        held = [await RoomClient.connect(b.ws, room["id"], token("ana")) for _ in range(held_on_b)]
+
+        async def join() -> RoomClient | None:
+            try:
+                return await RoomClient.connect(a.ws, room["id"], token("ana"))
+            except websockets.ConnectionClosed:  # refused: closed 1013 before a welcome
+                return None
+
+        joined = [c for c in await asyncio.gather(*(join() for _ in range(storm))) if c]
+        try:
+            assert len(joined) == cap - held_on_b  # not the per-process cap's `storm`
+        finally:
+            await asyncio.gather(*(c.close() for c in held + joined))

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import time
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -35,6 +36,9 @@ LEASE_TTL = 1.0  # a lease older than this is dropped unspent
 TIMEOUT = 0.5  # a Redis answer slower than this: the per-process bucket decides
 RETRY_AFTER = 2.0  # after a failure, the per-process buckets decide this long
 KEYS_KEPT = 100_000  # leases and fallback buckets kept per budget (least recently used go)
+# Connections of the budgets' and address slots' client. A join storm asks for an address
+# slot per handshake and a lease per user's first frame: several hundred at once.
+POOL = 64
 
 # KEYS[1]: the bucket (a hash: t tokens, s stamp in ms). ARGV: rate/s, burst, tokens wanted.
 # Returns {granted, tokens left (as text)}. The key expires once the bucket would be full.
@@ -72,12 +76,29 @@ RedisClient = aioredis.Redis | RedisCluster
 
 
 def redis_client(url: str) -> RedisClient:
-    """A client for the budgets: one Redis or a cluster, from ``MENTEO_REDIS_URL``."""
+    """A client for the budgets and the address slots: one Redis or a cluster, from
+    ``MENTEO_REDIS_URL``. On one Redis a call past the pool waits for a connection (within
+    its caller's ``TIMEOUT``) instead of failing at once with ``MaxConnectionsError``, which
+    sent every join storm to the per-process fallback; for a cluster see ``gate``."""
     if is_cluster(url):
-        return cluster_client(url, max_connections=16)
-    return aioredis.Redis.from_url(
-        url, max_connections=16, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT
+        return cluster_client(url, max_connections=POOL)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=POOL,
+        timeout=TIMEOUT,
+        socket_connect_timeout=TIMEOUT,
+        socket_timeout=TIMEOUT,
     )
+    return aioredis.Redis(connection_pool=pool)
+
+
+def gate(client: RedisClient) -> AbstractAsyncContextManager[Any]:
+    """What a user of ``client`` holds around each call: redis-py's cluster pools raise past
+    their size rather than wait, so a semaphore keeps each of the two users (budgets, slots)
+    within half of it; one Redis's blocking pool waits by itself."""
+    if isinstance(client, RedisCluster):
+        return asyncio.Semaphore(POOL // 2)
+    return nullcontext()
 
 
 class SharedRate:
@@ -89,6 +110,7 @@ class SharedRate:
         self, client: aioredis.Redis | RedisCluster, prefix: str, rate: float, burst: int
     ) -> None:
         self.client = client  # shared by the budgets; the composition root closes it
+        self.gate = gate(client)
         self.prefix = prefix
         self.rate = rate
         self.burst = max(1, burst)
@@ -145,10 +167,11 @@ class SharedRate:
         the tokens left there."""
         name = f"{self.prefix}{{{key}}}"
         args: list[Any] = [self.rate, self.burst, self.lease_size]
-        try:
-            reply = await self.client.evalsha(self.sha, 1, name, *args)
-        except NoScriptError:
-            reply = await self.client.eval(LEASE, 1, name, *args)
+        async with self.gate:
+            try:
+                reply = await self.client.evalsha(self.sha, 1, name, *args)
+            except NoScriptError:
+                reply = await self.client.eval(LEASE, 1, name, *args)
         return int(reply[0]), float(reply[1])
 
     def _fallback(self, key: str) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-from .shared_rate import TIMEOUT, RedisClient
+from .shared_rate import TIMEOUT, RedisClient, gate
 
 log = logging.getLogger("menteo.limits")
 
@@ -79,6 +79,7 @@ class SharedSlots:
 
     def __init__(self, client: RedisClient, prefix: str, limit: int, ttl: float) -> None:
         self.client = client  # shared with the rate budgets; the composition root closes it
+        self.gate = gate(client)
         self.prefix = prefix
         self.limit = limit
         self.ttl_ms = max(1000, int(ttl * 1000))
@@ -166,10 +167,11 @@ class SharedSlots:
 
     async def _script(self, sha: str, script: str, address: str, args: list[Any]) -> Any:
         key = f"{self.prefix}{{{address}}}"
-        try:
-            return await self.client.evalsha(sha, 1, key, *args)
-        except NoScriptError:
-            return await self.client.eval(script, 1, key, *args)
+        async with self.gate:
+            try:
+                return await self.client.evalsha(sha, 1, key, *args)
+            except NoScriptError:
+                return await self.client.eval(script, 1, key, *args)
 
     def _failed(self, exc: BaseException) -> None:
         if time.monotonic() >= self.down_until:

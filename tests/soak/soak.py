@@ -456,12 +456,17 @@ async def recovered(
     lost = event["kind"] not in STORE_KINDS
     before = [_connection(h) for h in affected]
     last = healed_at
+    # Where the time goes: when each affected client was open again (its welcome), apart
+    # from when it had also caught up (its resent operations acked, its room's seq reached).
+    opened: dict[int, float] = {}
     while pending and time.monotonic() - healed_at < limit:
         now = time.monotonic()
         for i in list(pending):
             h = affected[i]
             if lost and _connection(h) is before[i]:
                 continue
+            if i not in opened and h.is_open():
+                opened[i] = now
             done = h.recovered(healed_at) if hasattr(h, "recovered") else h.is_open()
             if done:
                 pending.discard(i)
@@ -481,6 +486,10 @@ async def recovered(
     else:
         event["recovered_s"] = round(max(0.0, last - healed_at), 2)
         event["from_fault_s"] = round(last - t0 - event["t"], 2)
+    if opened:
+        live = sorted(at - healed_at for at in opened.values())
+        event["open_p50_s"] = round(max(0.0, live[len(live) // 2]), 2)
+        event["open_max_s"] = round(max(0.0, live[-1]), 2)
 
 
 def _holder(holder: Any) -> str:
@@ -984,7 +993,12 @@ def render_summary(r: dict[str, Any]) -> str:
                 if e.get("recovered_s") is not None
                 else f"NOT ({e.get('not_recovered', '?')} left) | |"
             )
-            + f" {e.get('slowest', '')} |"
+            + f" {e.get('slowest', '')}"
+            + (
+                f"; open again: half {e['open_p50_s']:.2f} s, all {e['open_max_s']:.2f} s |"
+                if "open_max_s" in e
+                else " |"
+            )
             for e in r["chaos"]
         ),
         "",
