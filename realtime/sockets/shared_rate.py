@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import time
+import weakref
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any
 
@@ -92,12 +93,18 @@ def redis_client(url: str) -> RedisClient:
     return aioredis.Redis(connection_pool=pool)
 
 
+_GATES: weakref.WeakKeyDictionary[RedisCluster, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
 def gate(client: RedisClient) -> AbstractAsyncContextManager[Any]:
     """What a user of ``client`` holds around each call: redis-py's cluster pools raise past
-    their size rather than wait, so a semaphore keeps each of the two users (budgets, slots)
-    within half of it; one Redis's blocking pool waits by itself."""
+    their size rather than wait, so one semaphore per client, shared by all its users (the
+    budgets, the address slots), keeps the calls in flight within the pool; one Redis's
+    blocking pool waits by itself."""
     if isinstance(client, RedisCluster):
-        return asyncio.Semaphore(POOL // 2)
+        if client not in _GATES:
+            _GATES[client] = asyncio.Semaphore(POOL)
+        return _GATES[client]
     return nullcontext()
 
 
