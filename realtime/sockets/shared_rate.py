@@ -90,7 +90,7 @@ def redis_client(url: str) -> RedisClient:
         socket_connect_timeout=TIMEOUT,
         socket_timeout=TIMEOUT,
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # owns the pool: closing the client closes it
 
 
 _GATES: weakref.WeakKeyDictionary[RedisCluster, asyncio.Semaphore] = weakref.WeakKeyDictionary()
