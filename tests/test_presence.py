@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from tests.backends import Backend
 from tests.client import RoomClient, create_room
 from tests.servers import Running, make_settings, run_server
@@ -98,3 +100,34 @@ async def test_presence_frames_carry_no_seq(
     ):
         assert "seq" not in frame
     await asyncio.gather(ana.close(), ben.close())
+
+
+async def test_a_part_of_presence_that_will_not_stop_does_not_hold_the_shutdown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CI shutdown once waited 25 s in presence's close; now each part has a bound, and
+    the log says where a part was still waiting."""
+    from realtime.presence import redis as presence_redis
+
+    monkeypatch.setattr(presence_redis, "CLOSE_WAIT", 0.2)
+    release = asyncio.Event()
+    waiting = asyncio.Event()
+
+    async def stubborn_upkeep() -> None:
+        while not release.is_set():
+            waiting.set()
+            try:
+                await release.wait()
+            except asyncio.CancelledError:
+                continue  # swallows its cancellation, as a stuck part would
+
+    task = asyncio.create_task(stubborn_upkeep())
+    await asyncio.wait_for(waiting.wait(), 5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await presence_redis._bounded(task, "presence upkeep")
+    assert loop.time() - started < 3
+    assert "presence upkeep still running" in caplog.text
+    assert "stubborn_upkeep (" in caplog.text  # where it waited
+    release.set()
+    await asyncio.wait_for(task, 5)

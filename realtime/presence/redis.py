@@ -36,6 +36,42 @@ from .typing import TypingGate
 
 log = logging.getLogger("menteo.presence")
 
+CLOSE_WAIT = 3.0  # seconds each part of closing may take before shutdown goes on without it
+
+
+def _awaiting(coro: Any) -> list[str]:
+    """Where a suspended coroutine waits: each frame down its chain of awaits."""
+    out = []
+    for _ in range(50):  # a chain, bounded
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is None:
+            break
+        out.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return out
+
+
+async def _bounded(task: asyncio.Future[Any], what: str) -> None:
+    """Wait for ``task`` at most ``CLOSE_WAIT``: a server's shutdown once waited 25 s in
+    presence's close (CI, under load). Past the bound the stop goes on, and the log says
+    where the task was waiting, so the cause can be found."""
+    done, _ = await asyncio.wait((task,), timeout=CLOSE_WAIT)
+    if not done:
+        where = _awaiting(task.get_coro()) if isinstance(task, asyncio.Task) else []
+        log.warning(
+            "%s still running after %.0f s; shutdown goes on (waiting in %s)",
+            what,
+            CLOSE_WAIT,
+            " <- ".join(reversed(where)) or "?",
+        )
+        task.cancel()
+        return
+    with suppress(asyncio.CancelledError):
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, RedisError | OSError):
+            log.warning("%s ended with %r", what, exc)
+
+
 _SWEEP = """
 local function user_of(v) return string.match(v, '^([^\\n]*)') end
 local function sweep(z, h, now)
@@ -165,12 +201,12 @@ class RedisPresence(Presence):
         await super().close()
         if self.task is not None:
             self.task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self.task
+            await _bounded(self.task, "presence upkeep")
         if isinstance(self.client, RedisCluster):
-            await self.client.aclose()
+            closing = asyncio.ensure_future(self.client.aclose())
         else:
-            await self.client.aclose(close_connection_pool=True)
+            closing = asyncio.ensure_future(self.client.aclose(close_connection_pool=True))
+        await _bounded(closing, "closing presence's Redis client")
 
     async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
         self.local.setdefault(room, {})[conn_id] = f"{user_id}\n{name}"
