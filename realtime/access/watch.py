@@ -129,6 +129,11 @@ class RoomWatches:
         room = self.current(room_id)
         if room is not None:
             return room
+        return await self.stored(room_id)
+
+    async def stored(self, room_id: str) -> RoomRecord | None:
+        """The room as the database has it, read once for every handshake of the room that
+        asks meanwhile (a watch's view can lag a change made through another process)."""
         reading = self.reading.get(room_id)
         if reading is None:
             reading = self.reading[room_id] = asyncio.ensure_future(self._read(room_id))

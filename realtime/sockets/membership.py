@@ -19,8 +19,9 @@ class Membership:
 
     Members change: a room with sockets in this process is read from its watch (kept current
     by the room's events), any other from the database (one read for the room's handshakes
-    under way, which the room's watch then starts from: ``RoomWatches.record``). Either way
-    the socket checks again once registered with access (``access.service.Tracked``)."""
+    under way, which the room's watch then starts from: ``RoomWatches.record``); a refusal
+    is confirmed by the database. Either way the socket checks again once registered with
+    access (``access.service.Tracked``)."""
 
     __slots__ = ("rooms",)
 
@@ -35,6 +36,13 @@ class Membership:
         if room is None:
             raise Refused(Close.NOT_FOUND, "no such room", "not_found")
         member = room.member(principal.user_id)
+        if member is None and not principal.is_service:
+            # A refusal is confirmed by the database: the watch here may not have the event
+            # of a member just added through another process (the API answered 201 already).
+            room = await self.rooms.stored(room_id)
+            member = room.member(principal.user_id) if room is not None else None
+            if room is None:
+                raise Refused(Close.NOT_FOUND, "no such room", "not_found")
         if member is None and not principal.is_service:
             raise Refused(Close.FORBIDDEN, "not a member of this room", "forbidden")
         return room, member.role if member is not None else "service"
