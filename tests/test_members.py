@@ -223,6 +223,10 @@ async def _removed_while_ana_writes(server: Running, room_id: str) -> None:
             await ana.send({"type": "chat.send", "id": f"w{i}", "body": f"still writing {i}"})
             await asyncio.sleep(0)  # a turn for the server (in this loop) and the removal
 
+    # One message stored first, so Ben has something before his removal to receive (on a
+    # busy machine the removal could otherwise be the room's first event: nothing to check).
+    await ana.send({"type": "chat.send", "id": "first", "body": "before the removal"})
+    await ana.recv_until(reply("first"))
     # The removal is queued among Ana's messages, often in one batch with some after it.
     writing = asyncio.ensure_future(write())
     assert (await delete_member(server.url, service, room_id, "ben")).status_code == 204
