@@ -440,7 +440,12 @@ async def test_comments_made_while_the_first_page_of_comments_loads_are_shown(
     await wait_until(lambda: bool(listed), "the first page of comments read", 10)
     field = post.get_by_label("Write a comment")
     await field.fill("Cy's, while it loads")
-    await field.press("Enter")
+    # Cy's comment is stored before Ana's, so the order the page must show is known
+    async with cy.page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith("/comments")
+    ) as stored:
+        await field.press("Enter")
+    assert (await stored.value).ok
     await world.ana.comment(newest["id"], "Ana's, while it loads")
     await expect(post.locator(".comments-toggle")).to_have_text("2 comments")
     held.set()
