@@ -10,9 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Connection, event, text
 
-from realtime.persistence.database import WARM
+from realtime.persistence.database import WARM, Database
 from tests.access_client import put_member
 from tests.backends import make_backend
 from tests.client import RoomClient, create_room
@@ -149,3 +149,23 @@ async def test_the_read_pool_is_open_before_the_process_is_ready(tmp_path: Path)
         assert server.state is not None
         pool: Any = server.state.db.engine.sync_engine.pool
         assert pool.checkedin() + pool.checkedout() >= WARM, pool.status()
+
+
+def _same_transaction(conn: Connection) -> bool:
+    """Whether a second statement runs in the first one's transaction (the same id)."""
+    first, second = (conn.execute(text("SELECT txid_current()")).scalar() for _ in range(2))
+    return bool(first == second)
+
+
+async def test_a_read_outside_a_snapshot_opens_no_transaction(tmp_path: Path) -> None:
+    """PostgreSQL: ``Database.run`` without ``snapshot`` runs its statements outside a
+    transaction (under READ COMMITTED each saw a state of its own anyway; BEGIN and ROLLBACK
+    were two more round trips for every join's reads), and with ``snapshot`` in one."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    db = Database(backend.database_url)
+    try:
+        assert await db.run(_same_transaction) is False
+        assert await db.run(_same_transaction, snapshot=True) is True
+        assert await db.run(_same_transaction) is False  # a pooled connection: reset
+    finally:
+        await db.close()

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seqs_sync
+from ..persistence.events import StoredEvent, last_seq_sync
 from ..persistence.rooms import MemberRecord, RoomRecord, get_room_sync
 from ..streams.hub import Frames, Hub
 from .members import ADDED, REMOVED, ROOM_UPDATED, UPDATED
@@ -103,7 +103,7 @@ class RoomWatch:
 
 def _read_view(conn: Connection, room_id: str) -> View:
     """The room and its stream's seq, in one snapshot."""
-    seq = last_seqs_sync(conn, [room_id]).get(room_id, 0)
+    seq = last_seq_sync(conn, room_id)
     return get_room_sync(conn, room_id), seq
 
 

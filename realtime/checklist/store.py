@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent
 from ..persistence.models import ChecklistItem, ChecklistRoom, Member
+from ..persistence.sql import Sql
 from . import roles
 from .model import MAX_REMOVED, Checklist, Item
 
@@ -52,6 +53,24 @@ def load_checklists_sync(conn: Connection, rooms: set[str]) -> dict[str, Checkli
             item = Item(row.item_id, **{f: getattr(row, f) for f in FIELDS})
             lists[row.room_id].items[item.id] = item
     return lists
+
+
+# One room's live items, prepared once (persistence/sql.py): every room welcome reads them.
+_LIVE = Sql(
+    f"SELECT item_id, {', '.join(FIELDS)} FROM checklist_item "
+    "WHERE room_id = :room AND removed = :removed"
+)
+_FLAGS = tuple(i for i, f in enumerate(FIELDS) if f in ("done", "verified", "removed"))
+
+
+def load_checklist_sync(conn: Connection, room: str) -> Checklist:
+    """One room's live items (a welcome's read); as ``load_checklists_sync``."""
+    checklist = Checklist()
+    for item_id, *values in _LIVE.each(conn, room=room, removed=False):
+        for i in _FLAGS:  # SQLite's booleans are integers
+            values[i] = bool(values[i])
+        checklist.items[item_id] = Item(item_id, **dict(zip(FIELDS, values, strict=True)))
+    return checklist
 
 
 async def load_checklists(conn: AsyncConnection, rooms: set[str]) -> dict[str, Checklist]:

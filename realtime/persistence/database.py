@@ -156,7 +156,14 @@ class Database:
                     return fn(conn, *args)
 
             return await asyncio.get_running_loop().run_in_executor(self.read_threads, call)
-        async with self.snapshot() if snapshot else self.read() as conn:
+        if snapshot:
+            async with self.snapshot() as conn:
+                return await conn.run_sync(fn, *args)
+        async with self.read() as conn:
+            # Outside a transaction: under READ COMMITTED each statement saw a state of its
+            # own anyway, and BEGIN and ROLLBACK were two more round trips per call (a join
+            # runs two such calls; a reconnect storm, thousands).
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await conn.run_sync(fn, *args)
 
     @asynccontextmanager

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, and_, bindparam, insert, or_, select, tuple_,
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .models import Event, Stream
+from .sql import Sql
 
 if TYPE_CHECKING:
     from .chat import ChatReducer, ChatState
@@ -328,6 +329,15 @@ def page_before_sync(
 def last_seqs_sync(conn: Connection, streams: Sequence[str]) -> dict[str, int]:
     rows = conn.execute(select(STREAM.c.id, STREAM.c.last_seq).where(STREAM.c.id.in_(streams)))
     return {r.id: r.last_seq for r in rows}
+
+
+_LAST_SEQ = Sql("SELECT last_seq FROM stream WHERE id = :stream")
+
+
+def last_seq_sync(conn: Connection, stream: str) -> int:
+    """One stream's last seq (0: none yet), prepared once: a join reads it up to three
+    times (its room's watch, the hub's first read, the welcome)."""
+    return int(_LAST_SEQ.scalar(conn, stream=stream) or 0)
 
 
 # The same reads for async callers. Written once, as sync functions, so that a caller on the

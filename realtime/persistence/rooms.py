@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .events import create_stream, now_iso
 from .models import Member, Room, Stream
+from .sql import Sql
 
 ROOM = Room.__table__  # type: ignore[attr-defined]
 MEMBER = Member.__table__  # type: ignore[attr-defined]
@@ -74,15 +75,19 @@ def room_record(row: Any, members: list[MemberRecord]) -> RoomRecord:
     return RoomRecord(row.id, row.title, row.created_at, members, bool(row.archived))
 
 
+# A join's reads of its room, prepared once (persistence/sql.py): every handshake into a
+# room no socket here has open runs them.
+_ROOM = Sql("SELECT id, title, created_at, archived FROM room WHERE id = :room")
+_MEMBERS = Sql("SELECT user_id, name, role FROM member WHERE room_id = :room ORDER BY user_id")
+
+
 def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:
-    row = conn.execute(select(ROOM).where(ROOM.c.id == room_id)).first()
-    if row is None:
+    rows = _ROOM.rows(conn, room=room_id)
+    if not rows:
         return None
-    rows = conn.execute(
-        select(MEMBER).where(MEMBER.c.room_id == room_id).order_by(MEMBER.c.user_id)
-    )
-    members = [MemberRecord(r.user_id, r.name, r.role) for r in rows]
-    return room_record(row, members)
+    id_, title, created_at, archived = rows[0]
+    members = [MemberRecord(*r) for r in _MEMBERS.each(conn, room=room_id)]
+    return RoomRecord(id_, title, created_at, members, bool(archived))
 
 
 async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:

@@ -24,8 +24,8 @@ from sqlalchemy import Connection, select
 
 from ..persistence.models import ChecklistItem
 from ..persistence.rooms import notes_stream
+from ..persistence.sql import Sql
 from .queries import CHAT
-from .sql import Sql
 
 ITEMS = ChecklistItem.__table__  # type: ignore[attr-defined]
 WINDOWS_KEPT = 2048  # windows a process keeps (each a few authors and checklist events)

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, and_, bindparam, or_, select, text, tuple_
 from ..persistence.events import EVENT, last_seqs_sync, row_to_event
 from ..persistence.models import ReadMarker
 from ..persistence.rooms import MEMBER, ROOM, MemberRecord, room_record
-from .sql import Sql
+from ..persistence.sql import Sql
 
 MARKER = ReadMarker.__table__  # type: ignore[attr-defined]
 

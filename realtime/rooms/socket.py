@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection
 
-from ..checklist.store import load_checklists_sync
-from ..persistence.events import NewEvent, last_seqs_sync
+from ..checklist.store import load_checklist_sync
+from ..persistence.events import NewEvent, last_seq_sync
 from ..protocol import (
     JSON,
     ErrorCode,
@@ -193,12 +193,12 @@ def _welcome_reads(
     """One snapshot: the room's seq, where to resume, the checklist exactly as of that seq
     and the read state (``reader``: the members, the reader, the digest's bound); without a
     resume, the history (JSON-encoded frames) up to that seq."""
-    last = last_seqs_sync(conn, [room_id]).get(room_id, 0)
+    last = last_seq_sync(conn, room_id)
     resumed = resume(since, epoch, our_epoch, last)
     history: list[str] = []
     if not resumed.recovered:
         history = newest_json(conn, room_id, CHAT_TYPES, last, history_limit, recent)
-    checklist = load_checklists_sync(conn, {room_id})[room_id].snapshot()
+    checklist = load_checklist_sync(conn, room_id).snapshot()
     members, user_id, max_events, windows = reader
     read, unread, digest = welcome_reads_sync(
         conn, room_id, members, user_id, last, max_events, windows

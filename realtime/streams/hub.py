@@ -25,7 +25,7 @@ from ..faults import Faults, is_fatal
 from ..metrics import NOWHERE, Metrics
 from ..persistence.chat import CHANGE_TYPES
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seqs, last_seqs_sync
+from ..persistence.events import StoredEvent, last_seq_sync, last_seqs
 from ..protocol import JSON, Codec
 from .history import Recent, RecentSnapshot, RecentSpec, Replay, seed_recent
 
@@ -430,7 +430,7 @@ def _first_read(
     conn: Connection, stream: str, spec: RecentSpec | None
 ) -> tuple[int, Recent | None]:
     """A stream's last seq and, if asked for, its newest events of some types up to it."""
-    last = last_seqs_sync(conn, [stream]).get(stream, 0)
+    last = last_seq_sync(conn, stream)
     return last, None if spec is None else seed_recent(conn, stream, spec, last)
 
 
