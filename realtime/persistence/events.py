@@ -314,10 +314,23 @@ def replay_sync(
     return [row_to_event(r) for r in rows]
 
 
+_PAGE_OF_TYPE = Sql(
+    "SELECT seq, type, author_id, author_name, client_id, data, ts FROM event "
+    "WHERE stream = :stream AND type = :type AND seq < :before ORDER BY seq DESC LIMIT :n"
+)
+
+
 def page_before_sync(
     conn: Connection, stream: str, types: Sequence[str], before: int | None, limit: int
 ) -> tuple[list[StoredEvent], bool]:
     """The newest ``limit`` events of ``types`` before ``before``, oldest first; has_more."""
+    if len(types) == 1 and before is not None:  # a welcome's history: prepared once
+        rows = _PAGE_OF_TYPE.rows(conn, stream=stream, type=types[0], before=before, n=limit + 1)
+        events = [
+            StoredEvent(stream, seq, type_, author, name, cid, orjson.loads(data), ts)
+            for seq, type_, author, name, cid, data, ts in rows
+        ]
+        return events[:limit][::-1], len(events) > limit
     query = select(EVENT).where(EVENT.c.stream == stream, EVENT.c.type.in_(types))
     if before is not None:
         query = query.where(EVENT.c.seq < before)
