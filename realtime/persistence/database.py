@@ -35,8 +35,10 @@ from .sqlite_append import SQLiteAppender
 log = logging.getLogger("menteo.db")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-# PostgreSQL's read pool per process: kept open, and opened beyond that under load.
-READ_POOL, READ_OVERFLOW = 10, 10
+# PostgreSQL's read pool per process: opened as load asks, then kept. No overflow: one
+# closes on its return whenever the pool is full, so a join storm opened and closed about
+# one connection per ten joins (asyncpg's connect and PostgreSQL's fork each time).
+READ_POOL, READ_OVERFLOW = 20, 0
 # Of those, opened before /readyz passes: enough for the first welcomes of a rolling
 # restart, few enough that many processes starting at once stay far from PostgreSQL's
 # max_connections (100 by default).
