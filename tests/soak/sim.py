@@ -272,7 +272,9 @@ class RoomUser:
         await reconnecting(self.sim, self.rng, self._session)
 
     async def _session(self, server: Server) -> bool:
-        """One socket, from connect to close; False if no welcome came."""
+        """One socket, from connect to close; False (back off) if no welcome came, unless
+        the server closed it with 1012 first: a process stopping while the join was under
+        way, which the protocol's client retries at once (docs/protocol.md, resuming)."""
         url = f"{server.ws}/rooms/{self.room_id}/ws?token={self.token}&since={self.last_seq}"
         if self.epoch:
             url += f"&epoch={self.epoch}"
@@ -293,7 +295,8 @@ class RoomUser:
             self.sim.stats.connect_failures[f"room welcome: {type(exc).__name__}"] += 1
             self._note_close(ws)
             ws.transport.abort()
-            return False
+            rcvd = ws.protocol.close_rcvd
+            return rcvd is not None and rcvd.code == 1012
         self.ws, self.server = ws, server
         self.sim.stats.connects["room"] += 1
         self._welcome(welcome)

@@ -321,7 +321,7 @@ async def chaos_loop(
         if "kill" in kinds_on:
             yield "kill"
         yield from rng.sample(rest, len(rest))
-        while True:
+        while kinds_on:  # none (``--kinds rolling``): the rolling restart alone, once
             yield from rng.sample(kinds_on, len(kinds_on))
 
     order = kinds()
@@ -336,7 +336,9 @@ async def chaos_loop(
         if not rolled and load_end - time.monotonic() < args.chaos_max + 20:
             kind, rolled = "rolling", True
         else:
-            kind = next(order)
+            kind = next(order, None)
+            if kind is None:
+                continue
         t = time.monotonic() - t0
         event: dict[str, Any] = {"t": round(t, 1), "kind": kind}
         affected: list[Any]
