@@ -162,10 +162,11 @@ class Database:
             async with self.snapshot() as conn:
                 return await conn.run_sync(fn, *args)
         async with self.read() as conn:
-            # Outside a transaction: under READ COMMITTED each statement saw a state of its
-            # own anyway, and BEGIN and ROLLBACK were two more round trips per call (a join
-            # runs two such calls; a reconnect storm, thousands).
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if not self.is_sqlite:  # (an in-memory SQLite keeps the BEGIN that is ours)
+                # Outside a transaction: under READ COMMITTED each statement saw a state of
+                # its own anyway, and BEGIN and ROLLBACK were two more round trips per call
+                # (a join runs two such calls; a reconnect storm, thousands).
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
             return await conn.run_sync(fn, *args)
 
     @asynccontextmanager
