@@ -65,6 +65,7 @@ from .protocol import SUBPROTOCOL_NOTES
 from .reads.markers import MarkerStore
 from .rooms.parts import RoomParts
 from .rooms.socket import RoomSocket
+from .rooms.welcomes import WelcomeReads
 from .sockets.admission import AddressSlots, Door, Rules
 from .sockets.membership import Membership
 from .sockets.shared_rate import RedisClient, SharedRate, redis_client
@@ -385,6 +386,7 @@ class Endpoints:
             state.access,
             state.markers,
             state.windows,
+            WelcomeReads(state.db, settings.history_limit),
             user_rates=state.user_rates,
         )
         notes_rules = Rules(

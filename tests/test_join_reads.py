@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy import Connection, event, text
 
 from realtime.persistence.database import WARM, Database
+from realtime.reads.digest import Windows
+from realtime.rooms.welcomes import WelcomeReads
 from tests.access_client import put_member
 from tests.backends import make_backend
 from tests.client import RoomClient, create_room
@@ -169,3 +171,35 @@ async def test_a_read_outside_a_snapshot_opens_no_transaction(tmp_path: Path) ->
         assert await db.run(_same_transaction) is False  # a pooled connection: reset
     finally:
         await db.close()
+
+
+async def test_welcomes_asked_in_one_turn_share_one_read(server: Running) -> None:
+    """The welcomes of joins that ask in the same turn of the loop (a reconnect storm) are
+    read in one snapshot on one pooled connection, each as it would have been alone: the
+    rooms' seqs, checklists and markers read for all, the unread count and digest per
+    reader."""
+    assert server.state is not None
+    room_ids = await rooms_of_two(server, ROOMS)
+    ana = await RoomClient.connect(server.ws, room_ids[0], server.token("m0"))
+    await ana.send({"type": "checklist.add", "id": "o1", "item_id": "a", "title": "Joins"})
+    await ana.send({"type": "chat.send", "id": "c1", "body": "hello"})
+    await ana.recv_until(lambda f: f["type"] == "ack" and f["id"] == "c1")
+    await ana.send({"type": "read", "seq": 2})
+    await ana.recv_until(lambda f: f["type"] == "read.marker")  # sent once it is stored
+    welcomes = WelcomeReads(server.state.db, 50)
+
+    def ask(i: int, who: str, since: str | None) -> Any:
+        reader = ([f"m{i}", f"e{i}"], f"{who}{i}", 10_000, Windows())
+        return welcomes.read(room_ids[i], since, None, None, reader)
+
+    asks = [(i, who, since) for i in range(ROOMS) for who in ("m", "e") for since in (None, "0")]
+    with read_checkouts(server) as taken:
+        together = await asyncio.gather(*(ask(*a) for a in asks))
+    assert taken[0] == 1, taken  # one batch of 32: one connection
+    alone = [await ask(*a) for a in asks]  # one room per batch: the prepared statements
+    assert together == alone
+    ben_resumed, _, checklist, reads = together[3]  # Ben in room 0, resuming from 0
+    assert (ben_resumed.last, ben_resumed.recovered) == (2, True)
+    assert [item["title"] for item in checklist["items"]] == ["Joins"]
+    assert reads["read"] == {"m0": 2, "e0": 0} and reads["unread"] == 1
+    assert together[0][3]["unread"] == 0 and together[0][3]["digest"] is None  # Ana read it

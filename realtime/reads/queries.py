@@ -81,6 +81,17 @@ def markers_sync(conn: Connection, room_id: str) -> dict[str, int]:
     return {user: seq for user, seq in _MARKERS.rows(conn, room=room_id)}
 
 
+def markers_of_sync(conn: Connection, rooms: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Every member's marker in each of ``rooms`` (a room without any: absent)."""
+    query = select(MARKER.c.room_id, MARKER.c.user_id, MARKER.c.seq).where(
+        MARKER.c.room_id.in_(rooms)
+    )
+    found: dict[str, dict[str, int]] = {}
+    for room, user, seq in conn.execute(query):
+        found.setdefault(room, {})[user] = seq
+    return found
+
+
 def marker_sync(conn: Connection, room_id: str, user_id: str) -> int:
     return int(_MARKER.scalar(conn, room=room_id, user=user_id) or 0)
 

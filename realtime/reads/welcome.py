@@ -19,13 +19,16 @@ def welcome_reads_sync(
     last: int,
     max_events: int,
     windows: Windows,
+    markers: dict[str, int] | None = None,
 ) -> tuple[dict[str, int], int, dict[str, Any] | None]:
     """``read`` (each member's marker, 0 when none), ``unread`` (messages by others after
     yours, up to ``last``) and ``digest`` (from your marker, when something is unread or
     someone else changed the checklist since; else None). ``user_id`` None: a service,
     which has no marker. A reader who has read everything costs one statement; one who has
-    not, the window of events since their marker (read once for every reader: ``windows``)."""
-    markers = markers_sync(conn, room_id)
+    not, the window of events since their marker (read once for every reader: ``windows``).
+    ``markers``: the room's, when the caller read them already (a batch of welcomes)."""
+    if markers is None:
+        markers = markers_sync(conn, room_id)
     read = {member: markers.get(member, 0) for member in members}
     mine = markers.get(user_id, 0) if user_id is not None else last
     if user_id is None or mine >= last:

@@ -17,6 +17,7 @@ from ..sockets.membership import Grant
 from ..sockets.shared_rate import SharedRate
 from ..streams.hub import Hub
 from ..streams.writer import Writer
+from .welcomes import WelcomeReads
 
 
 @dataclass(slots=True)
@@ -32,6 +33,7 @@ class RoomParts:
     access: Access  # live members, archive flag; what removals and revocations close
     markers: MarkerStore  # where ``read`` frames go
     windows: Windows  # what a room's events since a marker say (the welcome's digest)
+    welcomes: WelcomeReads  # the welcomes' reads, together for the joins of a turn
     # Per-user frame budgets across all of a user's sockets in this process.
     user_buckets: LRU[str, TokenBucket] = field(default_factory=lambda: LRU(100_000))
     # With Redis: the per-user budget for every process together (sockets/shared_rate.py).

@@ -12,10 +12,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
 
-from ..checklist.store import load_checklist_sync
-from ..persistence.events import NewEvent, last_seq_sync
+from ..persistence.events import NewEvent
 from ..protocol import (
     JSON,
     ErrorCode,
@@ -27,23 +25,21 @@ from ..protocol import (
     frame_id,
     seq_field,
 )
-from ..reads.digest import Windows
-from ..reads.welcome import welcome_reads_sync
 from ..sockets.admission import Admission
 from ..sockets.clock import refresh
 from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
 from ..sockets.shared_rate import SharedRate
 from ..sockets.transport import ASGIReceive, ASGISend, socket_transport
-from ..streams.history import RecentSnapshot, Replay, Resume, newest_json, resume
+from ..streams.history import Replay
 from .chat_ops import CHAT_CHANGE_HANDLERS
 from .checklist_ops import CHECKLIST_HANDLERS
 from .connection import RoomConnection
 from .parts import RoomParts
+from .welcomes import CHAT_TYPES
 
 log = logging.getLogger("menteo.rooms")
 
-CHAT_TYPES = ("chat.message",)
 MAX_SEQ = 2**53  # the largest integer every JSON client reads exactly
 Handler = Callable[[RoomParts, RoomConnection, dict[str, Any]], None]
 
@@ -180,33 +176,6 @@ async def _join(
             log.warning("presence leave failed in %s: %r", room_id, exc)
 
 
-def _welcome_reads(
-    conn: Connection,
-    room_id: str,
-    since: str | None,
-    epoch: str | None,
-    our_epoch: str,
-    history_limit: int,
-    recent: RecentSnapshot | None,
-    reader: tuple[list[str], str | None, int, Windows],
-) -> tuple[Resume, list[str], dict[str, Any], dict[str, Any]]:
-    """One snapshot: the room's seq, where to resume, the checklist exactly as of that seq
-    and the read state (``reader``: the members, the reader, the digest's bound); without a
-    resume, the history (JSON-encoded frames) up to that seq."""
-    last = last_seq_sync(conn, room_id)
-    resumed = resume(since, epoch, our_epoch, last)
-    history: list[str] = []
-    if not resumed.recovered:
-        history = newest_json(conn, room_id, CHAT_TYPES, last, history_limit, recent)
-    checklist = load_checklist_sync(conn, room_id).snapshot()
-    members, user_id, max_events, windows = reader
-    read, unread, digest = welcome_reads_sync(
-        conn, room_id, members, user_id, last, max_events, windows
-    )
-    reads = {"read": read, "unread": unread, "digest": digest}
-    return resumed, history, checklist, reads
-
-
 async def _welcome(
     state: RoomParts,
     conn: RoomConnection,
@@ -219,16 +188,8 @@ async def _welcome(
     members = [m.user_id for m in conn.room.members]
     user = None if conn.role == "service" else conn.user_id
     reader = (members, user, settings.digest_max_events, state.windows)
-    resumed, history, checklist, reads = await state.db.run(
-        _welcome_reads,
-        room_id,
-        since,
-        epoch,
-        state.db.epoch,
-        settings.history_limit,
-        state.hub.recent(room_id, CHAT_TYPES),
-        reader,
-        snapshot=True,
+    resumed, history, checklist, reads = await state.welcomes.read(
+        room_id, since, epoch, state.hub.recent(room_id, CHAT_TYPES), reader
     )
     welcome = {
         "type": "welcome",

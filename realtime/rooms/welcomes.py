@@ -1,0 +1,126 @@
+"""The welcome's reads, made once for every room socket joining in the same turn of the loop.
+
+A reconnect storm (a process killed or restarted: its clients all arrive at another at
+once) brings hundreds of joins to one process within a second. Read alone, each welcome
+took a pooled connection and five round trips (BEGIN, the room's seq, its checklist, the
+read markers, ROLLBACK), and held the connection across as many turns of a loop made late
+by the other joins. Asked together, the joins of one turn share one snapshot: the rooms'
+seqs, checklists and markers in one statement each, then what is the reader's own (the
+unread count and digest, history for a client that cannot resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ..checklist.store import load_checklist_sync, load_checklists_sync
+from ..persistence.database import Database
+from ..persistence.events import last_seq_sync, last_seqs_sync
+from ..reads.digest import Windows
+from ..reads.queries import markers_of_sync, markers_sync
+from ..reads.welcome import welcome_reads_sync
+from ..streams.history import RecentSnapshot, Resume, newest_json, resume
+
+CHAT_TYPES = ("chat.message",)
+BATCH = 64  # joins read in one snapshot at most (a larger turn makes several batches)
+
+# The members, the reader (None: a service), the digest's bound, the windows read lately.
+Reader = tuple[list[str], str | None, int, Windows]
+Welcome = tuple[Resume, list[str], dict[str, Any], dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Ask:
+    room_id: str
+    since: str | None
+    epoch: str | None
+    recent: RecentSnapshot | None  # the hub's kept chat: history without a read
+    reader: Reader
+    answer: asyncio.Future[Welcome]
+
+
+class WelcomeReads:
+    """Collects the welcomes asked for during a turn of the loop and reads them together."""
+
+    __slots__ = ("asks", "db", "history_limit", "running")
+
+    def __init__(self, db: Database, history_limit: int) -> None:
+        self.db = db
+        self.history_limit = history_limit
+        self.asks: list[Ask] = []
+        self.running: set[asyncio.Task[None]] = set()  # kept: a task held only weakly can go
+
+    async def read(
+        self,
+        room_id: str,
+        since: str | None,
+        epoch: str | None,
+        recent: RecentSnapshot | None,
+        reader: Reader,
+    ) -> Welcome:
+        """One snapshot: the room's seq, where to resume, the checklist exactly as of that
+        seq and the read state; without a resume, the history (JSON-encoded frames)."""
+        loop = asyncio.get_running_loop()
+        if not self.asks:
+            loop.call_soon(self._flush)
+        answer: asyncio.Future[Welcome] = loop.create_future()
+        self.asks.append(Ask(room_id, since, epoch, recent, reader, answer))
+        return await answer
+
+    def _flush(self) -> None:
+        asks, self.asks = self.asks, []
+        for start in range(0, len(asks), BATCH):
+            task = asyncio.ensure_future(self._run(asks[start : start + BATCH]))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _run(self, asks: list[Ask]) -> None:
+        try:
+            answers = await self.db.run(
+                _reads, asks, self.db.epoch, self.history_limit, snapshot=True
+            )
+        except Exception as exc:  # each join fails as its own read would have (1013)
+            for ask in asks:
+                if not ask.answer.done():
+                    ask.answer.set_exception(exc)
+            return
+        except BaseException:  # cancelled (the process stopping): so are the joins
+            for ask in asks:
+                ask.answer.cancel()
+            raise
+        for ask, welcome in zip(asks, answers, strict=True):
+            if not ask.answer.done():  # its socket may have gone meanwhile
+                ask.answer.set_result(welcome)
+
+
+def _reads(conn: Connection, asks: list[Ask], our_epoch: str, history_limit: int) -> list[Welcome]:
+    rooms = sorted({ask.room_id for ask in asks})
+    if len(rooms) == 1:  # statements prepared once (persistence/sql.py)
+        room = rooms[0]
+        lasts = {room: last_seq_sync(conn, room)}
+        lists = {room: load_checklist_sync(conn, room)}
+        markers = {room: markers_sync(conn, room)}
+    else:
+        lasts = last_seqs_sync(conn, rooms)
+        lists = load_checklists_sync(conn, set(rooms))
+        markers = markers_of_sync(conn, rooms)
+    checklists = {room: checklist.snapshot() for room, checklist in lists.items()}
+    welcomes: list[Welcome] = []
+    for ask in asks:
+        room = ask.room_id
+        last = lasts.get(room, 0)
+        resumed = resume(ask.since, ask.epoch, our_epoch, last)
+        history: list[str] = []
+        if not resumed.recovered:
+            history = newest_json(conn, room, CHAT_TYPES, last, history_limit, ask.recent)
+        members, user_id, max_events, windows = ask.reader
+        read, unread, digest = welcome_reads_sync(
+            conn, room, members, user_id, last, max_events, windows, markers.get(room, {})
+        )
+        reads = {"read": read, "unread": unread, "digest": digest}
+        welcomes.append((resumed, history, checklists[room], reads))
+    return welcomes
