@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 import websockets
 
 from menteo_testkit.redis_cluster import LocalCluster
 from menteo_testkit.redis_server import RedisServer
 from menteo_testkit.waits import wait_until
+from realtime.sockets.shared_rate import SharedRate
 from tests.backends import Backend, make_backend
 from tests.ci import skip_or_fail
 from tests.client import RoomClient, close_code, create_room
@@ -171,3 +174,22 @@ async def test_the_address_cap_holds_through_a_join_storm(tmp_path: Path) -> Non
             assert len(joined) == cap - held_on_b  # not the per-process cap's `storm`
         finally:
             await asyncio.gather(*(c.close() for c in held + joined))
+
+
+async def test_requests_arriving_together_keep_every_grant(tmp_path: Path) -> None:
+    """Twenty requests of one user at once each find no lease and each ask Redis for one
+    (a tenth of a second of the rate: 100 tokens at 1,000/s, from a burst of 1,000): the
+    budget covers them all, so all twenty pass, on ten grants kept together. Before, each
+    grant replaced the last, and the grants after the tenth were empty: ten were refused
+    (CI: a burst of 20 feed posts at 1,000/s got a 429)."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    assert backend.redis_url is not None
+    client = aioredis.from_url(backend.redis_url)
+    try:
+        budget = SharedRate(client, f"menteo-test:{uuid.uuid4().hex}:", 1000.0, 1000)
+        waits = await asyncio.gather(*(budget.take_or_wait("ana") for _ in range(20)))
+        assert waits == [None] * 20, waits
+        assert budget.round_trips == 20 and budget.fallbacks == 0
+        assert budget.leases["ana"].tokens >= 1000 - 20 - 100  # the rest kept, not dropped
+    finally:
+        await client.aclose()

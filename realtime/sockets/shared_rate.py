@@ -159,15 +159,28 @@ class SharedRate:
                 held = self._fallback(key)
             else:
                 self.round_trips += 1
-                if granted <= 0:
-                    self.leases.pop(key, None)
-                    return max(0.0, 1.0 - left) / self.rate
-                self.leases[key] = _Lease(granted - 1, time.monotonic() + LEASE_TTL)
-                return None
+                return self._from_grant(key, granted, left)
         if held:
             return None
         bucket = self.local[key]  # refused by the per-process bucket, which holds the key
         return max(0.0, 1.0 - bucket.tokens) / self.rate
+
+    def _from_grant(self, key: str, granted: int, left: float) -> float | None:
+        """Add a grant to the key's lease, then take this caller's token from it. Callers
+        that asked at once (a burst of requests, each finding no lease) each got a grant:
+        kept together, none is lost, and one refused by Redis (its grant empty) still gets
+        a token another's grant brought."""
+        now = time.monotonic()
+        lease = self.leases.get(key)
+        if lease is None or lease.expires <= now:
+            lease = self.leases[key] = _Lease(0, now)
+        if granted > 0:
+            lease.tokens += granted
+            lease.expires = now + LEASE_TTL
+        if lease.tokens > 0 and lease.expires > now:
+            lease.tokens -= 1
+            return None
+        return max(0.0, 1.0 - left) / self.rate
 
     async def _lease(self, key: str) -> tuple[int, float]:
         """Up to a lease's tokens from the key's bucket in Redis: how many it granted, and
