@@ -172,12 +172,12 @@ class SharedRate:
         a token another's grant brought."""
         now = time.monotonic()
         lease = self.leases.get(key)
-        if lease is None or lease.expires <= now:
-            lease = self.leases[key] = _Lease(0, now)
         if granted > 0:
+            if lease is None or lease.expires <= now:
+                lease = self.leases[key] = _Lease(0, now)
             lease.tokens += granted
             lease.expires = now + LEASE_TTL
-        if lease.tokens > 0 and lease.expires > now:
+        if lease is not None and lease.tokens > 0 and lease.expires > now:
             lease.tokens -= 1
             return None
         return max(0.0, 1.0 - left) / self.rate
