@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qs
 
+from uvicorn.protocols.utils import ClientDisconnected
+
 from ..auth import AuthError, Principal, Tokens
 from ..metrics import Metrics
 from ..persistence.database import unavailable
@@ -214,6 +216,11 @@ class Admission(Generic[G]):
             return None
         try:
             admitted = await admit(door, rules, scope, receive, send)
+        except ClientDisconnected:
+            # The peer went during the handshake (its server stopping closes it too): an
+            # OSError, but not the database's; nobody is left to tell.
+            self._release()
+            return None
         except BaseException as exc:
             self._release()
             if not (rules.busy and unavailable(exc)):
@@ -234,11 +241,13 @@ class Admission(Generic[G]):
         send, self.send = self.send, None
         if exc is None or not (self.rules.busy and unavailable(exc)) or send is None:
             return False
+        if isinstance(exc, ClientDisconnected):
+            return True  # the peer is gone (see __aenter__)
         await self._busy(send, exc, accepted=accepted)
         return True
 
     async def _busy(self, send: ASGISend, exc: BaseException, *, accepted: bool) -> None:
-        log.warning("%s socket closed 1013: the database is unavailable (%s)", self.rules.kind, exc)
+        log.warning("%s socket closed 1013: the database is unavailable (%r)", self.rules.kind, exc)
         self.door.metrics.inc("menteo_sockets_refused_total", "unavailable")
         with suppress(Exception):  # the peer may be gone already
             if not accepted:

@@ -1,0 +1,88 @@
+"""The handshake's bookkeeping when the peer goes while it is checked.
+
+A process that stops (SIGTERM) closes the sockets still in their handshake, and a client
+may hang up at any moment: the server's ``send`` of the accept then raises uvicorn's
+``ClientDisconnected``, an ``OSError``. It was taken for the database being unavailable:
+a "closed 1013: the database is unavailable" warning per socket, counted as refused for
+``unavailable``, and a 1013 sent to nobody. Here the server's side is real (the door, the
+token check, the slots, the metrics); the peer is an ASGI channel that has gone, exactly as
+uvicorn reports it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from uvicorn.protocols.utils import ClientDisconnected
+
+from menteo_testkit.tokens import SECRET, token
+from realtime.auth import Principal, Tokens
+from realtime.metrics import Metrics
+from realtime.sockets.admission import AddressSlots, Admission, Door, Rules, Shutdown
+
+
+async def _grant(principal: Principal, query: dict[str, list[str]], scope: dict[str, Any]) -> str:
+    return "granted"
+
+
+def _scope() -> dict[str, Any]:
+    return {
+        "type": "websocket",
+        "headers": [(b"host", b"127.0.0.1")],
+        "client": ("127.0.0.1", 50000),
+        "query_string": f"token={token(SECRET, 'ana')}".encode(),
+        "subprotocols": [],
+    }
+
+
+async def test_a_peer_gone_during_the_handshake_is_not_a_busy_database(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    slots = AddressSlots(limit=4, metrics=metrics)
+    door = Door(Tokens(SECRET), (), slots, metrics, Shutdown())
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        raise ClientDisconnected  # what uvicorn raises once the connection is closed
+
+    with caplog.at_level(logging.WARNING, logger="menteo.socket"):
+        async with Admission(door, Rules("room", _grant), _scope(), receive, send) as admitted:
+            assert admitted is None
+    assert [m["type"] for m in sent] == ["websocket.accept"]  # no 1013 after it
+    assert metrics.counters[("menteo_sockets_refused_total", "unavailable")] == 0
+    assert "database is unavailable" not in caplog.text
+    assert slots.counts["127.0.0.1"] == 0  # its address slot was given back
+    assert metrics.open["room"] == 0
+
+
+async def test_a_peer_gone_while_its_socket_is_served_ends_it_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    metrics = Metrics()
+    slots = AddressSlots(limit=4, metrics=metrics)
+    door = Door(Tokens(SECRET), (), slots, metrics, Shutdown())
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    with caplog.at_level(logging.WARNING, logger="menteo.socket"):
+        async with Admission(door, Rules("room", _grant), _scope(), receive, send) as admitted:
+            assert admitted is not None and admitted.grant == "granted"
+            assert metrics.open["room"] == 1
+            raise ClientDisconnected  # a send of the socket's own found the peer gone
+    assert [m["type"] for m in sent] == ["websocket.accept"]
+    assert metrics.counters[("menteo_sockets_refused_total", "unavailable")] == 0
+    assert "database is unavailable" not in caplog.text
+    assert slots.counts["127.0.0.1"] == 0
+    assert metrics.open["room"] == 0
