@@ -15,7 +15,7 @@ import contextlib
 import heapq
 import random
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -248,6 +248,9 @@ class RoomUser:
         self.first_welcome: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.actor_task: asyncio.Task[None] | None = None
+        # The last connection attempts (when, server, outcome): the report shows them for the
+        # client that recovered last after a fault, to say where its time went.
+        self.attempts: deque[tuple[float, float, str, str]] = deque(maxlen=8)
 
     # Connection ---------------------------------------------------------------------------
     def is_open(self) -> bool:
@@ -278,6 +281,7 @@ class RoomUser:
         url = f"{server.ws}/rooms/{self.room_id}/ws?token={self.token}&since={self.last_seq}"
         if self.epoch:
             url += f"&epoch={self.epoch}"
+        started = time.monotonic()
         try:
             ws = await websockets.connect(
                 url,
@@ -288,6 +292,7 @@ class RoomUser:
             )
         except Exception as exc:
             self.sim.stats.connect_failures[f"room: {type(exc).__name__}"] += 1
+            self._attempt(server, started, f"connect {exc}"[:60])
             return False
         try:
             welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
@@ -296,7 +301,11 @@ class RoomUser:
             self._note_close(ws)
             ws.transport.abort()
             rcvd = ws.protocol.close_rcvd
+            self._attempt(
+                server, started, f"no welcome: {rcvd.code if rcvd else type(exc).__name__}"
+            )
             return rcvd is not None and rcvd.code == 1012
+        self._attempt(server, started, "welcome")
         self.ws, self.server = ws, server
         self.sim.stats.connects["room"] += 1
         self._welcome(welcome)
@@ -323,6 +332,9 @@ class RoomUser:
             for pending in self.outbox.values():
                 pending.sent_at = None
         return True
+
+    def _attempt(self, server: Server, started: float, outcome: str) -> None:
+        self.attempts.append((started, time.monotonic() - started, server.name, outcome))
 
     def _note_close(self, ws: ClientConnection) -> None:
         rcvd = ws.protocol.close_rcvd

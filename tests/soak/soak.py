@@ -473,7 +473,8 @@ async def recovered(
             if done:
                 pending.discard(i)
                 last = now
-                event["slowest"] = _holder(h)  # the last to recover, for the report
+                # The last to recover, for the report, with its attempts since the fault.
+                event["slowest"] = _holder(h) + _attempts(h, t0 + event["t"])
         if pending:
             await asyncio.sleep(0.05)  # a look at the affected clients until the limit
     if pending:
@@ -499,6 +500,18 @@ def _holder(holder: Any) -> str:
     server = getattr(getattr(holder, "server", None), "name", "?")
     kind = {True: " sse", False: " ws"}.get(getattr(holder, "sse", None), "")
     return f"{type(holder).__name__}{kind} {getattr(holder, 'user_id', '?')} (on {server})"
+
+
+def _attempts(holder: Any, since: float) -> str:
+    """A room client's connection attempts after ``since``: seconds from it, how long each
+    took, where, and how it ended."""
+    tried = [a for a in getattr(holder, "attempts", ()) if a[0] >= since]
+    if not tried:
+        return ""
+    return "; attempts: " + ", ".join(
+        f"+{at - since:.2f} s {server} {took:.2f} s {outcome}"
+        for at, took, server, outcome in tried
+    )
 
 
 def _connection(holder: Any) -> object:
