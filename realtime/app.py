@@ -43,7 +43,7 @@ from .auth import Tokens
 from .broker import create_broker
 from .checklist.store import ChecklistReducer
 from .config import Settings
-from .drain import StopSignals
+from .drain import StopSignals, drain_sockets
 from .faults import Faults
 from .feed.parts import FeedParts
 from .feed.reducer import FeedReducer
@@ -196,7 +196,10 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     gauges["menteo_read_markers_stored_total"] = lambda: markers.stored
     gauges["menteo_inbox_updates_total"] = lambda: inbox.updates
     await db.warm()  # before /readyz can pass: a rolling restart's sockets come at once
-    signals = StopSignals(lambda: _stopping(state))
+    signals = StopSignals(
+        lambda: _stopping(state),
+        drain=lambda: drain_sockets(settings.drain_rate, settings.drain_seconds),
+    )
     signals.install()
     watchdog = _watchdog(state, signals)
     try:

@@ -1,27 +1,72 @@
-"""Knowing at once that the process was asked to stop.
+"""Knowing at once that the process was asked to stop, and handing its sockets over gently.
 
 Uvicorn closes WebSockets with 1012 on SIGTERM, but an event stream is an HTTP response it
 waits for until ``MENTEO_SHUTDOWN_TIMEOUT`` and then cancels. Our lifespan's shutdown runs
 only after that, too late to end the streams cleanly. So, while the app runs, the signal
 handlers uvicorn installed are wrapped: the signal first resolves ``Shutdown.stopping`` (event
-streams end their response, readiness turns 503), then reaches uvicorn as before.
+streams end their response, readiness turns 503, new sockets are refused), then reaches
+uvicorn.
+
+In between, the process drains: it closes its WebSockets with 1012 a batch at a time, at
+``MENTEO_DRAIN_RATE`` sockets a second (faster if that would take longer than
+``MENTEO_DRAIN_SECONDS``), and REST keeps being served meanwhile. Closed all at once, a
+process's thousand sockets reconnect to the processes that stay within a second, and every
+one of them waits on a join storm there (a rolling restart sends them to a process seconds
+old, its rooms all cold); in batches, the others welcome each batch as it comes, and a
+client is away only for its own reconnect. A second signal stops at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
 import signal
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
+from .sockets.wsproto import open_sockets
+
+log = logging.getLogger("menteo.drain")
+
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+TICK = 0.1  # seconds between two batches
+
+
+async def drain_sockets(rate: float, seconds: float) -> int:
+    """Close this process's WebSockets with 1012, ``rate`` a second (raised so it takes no
+    longer than ``seconds``), each batch from the sockets still open then; returns how many
+    were closed. ``rate`` 0: none here (Uvicorn closes them all at once)."""
+    pending = len(open_sockets())
+    if rate <= 0 or not pending:
+        return 0
+    if seconds > 0:
+        rate = max(rate, pending / seconds)
+    batch = max(1, math.ceil(rate * TICK))
+    started = time.monotonic()
+    closed = 0
+    while True:
+        sockets = open_sockets()[:batch]
+        for socket in sockets:
+            socket.restart()
+        closed += len(sockets)
+        if not sockets or time.monotonic() - started >= seconds:
+            log.info("drain: %d sockets closed 1012 in %.1f s", closed, time.monotonic() - started)
+            return closed
+        await asyncio.sleep(TICK)
 
 
 class StopSignals:
-    def __init__(self, on_stop: Callable[[], None]) -> None:
+    def __init__(
+        self, on_stop: Callable[[], None], drain: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self.on_stop = on_stop
+        self.drain = drain
+        self.draining: asyncio.Task[None] | None = None
+        self.passed = False  # the signal reached uvicorn
         self.wrapped: dict[int, tuple[Any, Callable[[int, FrameType | None], None]]] = {}
 
     def install(self) -> None:
@@ -36,11 +81,40 @@ class StopSignals:
                 continue  # SIG_DFL or SIG_IGN: nobody drains; leave it alone
 
             def handler(signum: int, frame: FrameType | None, previous: Any = previous) -> None:
-                loop.call_soon_threadsafe(self.on_stop)
-                previous(signum, frame)
+                if self.drain is None or self.draining is not None:
+                    loop.call_soon_threadsafe(self.on_stop)
+                    self._pass(previous, signum)  # no drain, or a second signal: now
+                    return
+                loop.call_soon_threadsafe(self._begin, previous, signum)
 
             signal.signal(sig, handler)
             self.wrapped[sig] = (previous, handler)
+
+    def _begin(self, previous: Callable[[int, FrameType | None], None], signum: int) -> None:
+        """Stopping: unready, then the drain, then uvicorn's own shutdown."""
+        self.on_stop()
+        if self.draining is not None:
+            return
+        assert self.drain is not None
+        self.draining = asyncio.ensure_future(self._drain_then(previous, signum))
+
+    async def _drain_then(
+        self, previous: Callable[[int, FrameType | None], None], signum: int
+    ) -> None:
+        try:
+            assert self.drain is not None
+            await self.drain()
+        except Exception:  # whatever the drain met, the process must still stop
+            log.exception("the drain failed; stopping now")
+        finally:
+            self._pass(previous, signum)
+
+    def _pass(self, previous: Callable[[int, FrameType | None], None], signum: int) -> None:
+        """Hand the signal to uvicorn, once (a second SIGINT there would force the exit)."""
+        if self.passed:
+            return
+        self.passed = True
+        previous(signum, None)
 
     def stop(self) -> bool:
         """Ask the server to stop as SIGTERM would (the handler we wrapped, uvicorn's in a

@@ -18,6 +18,9 @@ ASGI app that does not look for them:
   later; ``abort`` drops it at once. Uvicorn's own closes (a missed pong included) are
   graceful only: they wait for the write buffer to drain to a peer that may never read, and
   until then no disconnect reaches the app.
+- **Closes spread over time.** ``restart`` closes a socket with 1012 exactly as Uvicorn's
+  shutdown does; ``open_sockets`` lists those a stopping process still holds, so it can
+  close them a batch at a time (``drain.py``) rather than all at once.
 - **Less state per idle socket.** No ``asyncio.Queue`` (three deques and an ``Event``) or
   ``asyncio.Event`` (a deque) per connection, and the handshake's request and response are
   dropped once the socket is accepted.
@@ -26,6 +29,7 @@ ASGI app that does not look for them:
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -34,7 +38,11 @@ from websockets.protocol import State
 
 from .transport import DIRECT_SEND
 
-__all__ = ["MenteoWebSocketProtocol"]
+__all__ = ["MenteoWebSocketProtocol", "open_sockets"]
+
+# The servers of this process (one, but for tests running several): each knows its
+# connections (Uvicorn's ``ServerState``).
+_SERVERS: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 class _Waiters:
@@ -121,6 +129,9 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
+        server_state = kwargs.get("server_state")
+        if server_state is not None:
+            _SERVERS.add(server_state)
 
     if not ANSWERS_OVERSIZED:  # Uvicorn 0.52.1 to 0.54
 
@@ -156,6 +167,21 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(DIRECT_SEND, None)  # the scope -> self cycle
+
+    def is_open(self) -> bool:
+        """Accepted, and neither closing nor gone."""
+        return (
+            self.handshake_complete
+            and self.initial_response is None
+            and not self.close_sent
+            and not self.disconnected
+        )
+
+    def restart(self) -> None:
+        """Close with 1012 as Uvicorn's shutdown does: the app's receive ends with 1012 (a
+        restart, not a clean leave) and the client reconnects at once with ``since``."""
+        if self.is_open():
+            self.shutdown()
 
     def abort(self) -> None:
         """Drop the connection now (the peer stopped reading); the app gets its disconnect."""
@@ -203,3 +229,13 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.write(data)
             return True
         return False
+
+
+def open_sockets() -> list[MenteoWebSocketProtocol]:
+    """The WebSockets this process's servers hold open now."""
+    return [
+        c
+        for state in list(_SERVERS)
+        for c in list(state.connections)
+        if isinstance(c, MenteoWebSocketProtocol) and c.is_open()
+    ]

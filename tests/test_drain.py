@@ -1,0 +1,102 @@
+"""SIGTERM hands a process's sockets over a batch at a time (``MENTEO_DRAIN_RATE``).
+
+Closed all at once, a process's sockets land on the others within a second; drained, they
+come in batches the others can welcome as they arrive. Meanwhile the stopping process is
+unready, refuses new sockets and still answers REST; then it stops as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from tests.backends import make_backend
+from tests.client import RoomClient, create_room
+from tests.servers import ServerProcess, make_settings, process_env
+
+GRACEFUL = (0, -signal.SIGTERM)
+SOCKETS = 20
+
+
+async def test_sigterm_closes_sockets_a_batch_at_a_time(tmp_path: Path) -> None:
+    backend = await make_backend("sqlite", tmp_path)
+    # 20 sockets at 10 a second: a batch of one every tenth of a second, about 2 s in all.
+    env = process_env(backend, MENTEO_DRAIN_RATE="10", MENTEO_DRAIN_SECONDS="30")
+    server = ServerProcess(env)
+    await server.start()
+    try:
+        secret = make_settings(backend).secret
+        service = {"authorization": "Bearer " + _token(secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        clients = [
+            await RoomClient.connect(server.ws, room["id"], _token(secret, "ana"))
+            for _ in range(SOCKETS)
+        ]
+        assert await clients[0].chat("c1", "before the drain") == 1
+        loop = asyncio.get_running_loop()
+        closes: list[tuple[float, int]] = []
+
+        async def closed(client: RoomClient) -> None:
+            code = await client.closed_with(timeout=30)
+            closes.append((loop.time(), code))
+
+        watching = [asyncio.create_task(closed(c)) for c in clients]
+        started = loop.time()
+        stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=60))
+        while not closes:  # the first batch went
+            await asyncio.wait(watching, return_when=asyncio.FIRST_COMPLETED)
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            # Draining: unready, REST still served, no new socket.
+            assert (await http.get("/readyz")).status_code == 503
+            page = await http.get(f"/api/rooms/{room['id']}/messages", headers=service)
+            assert page.status_code == 200 and [m["seq"] for m in page.json()["messages"]] == [1]
+        with pytest.raises(InvalidStatus):
+            await RoomClient.connect(server.ws, room["id"], _token(secret, "ana"))
+        assert len(closes) < SOCKETS  # the others are still open
+        await asyncio.gather(*watching)
+        assert await stopping in GRACEFUL
+        assert [code for _, code in closes] == [1012] * SOCKETS
+        spread = closes[-1][0] - closes[0][0]
+        assert 1.0 < spread < 10, closes  # about 2 s: spread out, not all at once
+        assert closes[0][0] - started < 2  # the first batch goes at once
+        assert any("drain: 20 sockets closed 1012" in line for line in server.output)
+    finally:
+        server.kill()
+
+
+async def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
+    """An operator who does not want to wait sends SIGTERM (or Ctrl-C) again."""
+    backend = await make_backend("sqlite", tmp_path)
+    env = process_env(backend, MENTEO_DRAIN_RATE="1", MENTEO_DRAIN_SECONDS="60")
+    server = ServerProcess(env)
+    await server.start()
+    try:
+        secret = make_settings(backend).secret
+        service = {"authorization": "Bearer " + _token(secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        clients = [
+            await RoomClient.connect(server.ws, room["id"], _token(secret, "ana")) for _ in range(5)
+        ]
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)  # one a second: 5 s
+        assert await clients[0].closed_with(timeout=10) == 1012
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=30))
+        codes = [await c.closed_with(timeout=10) for c in clients[1:]]
+        assert codes == [1012] * 4
+        assert await stopping in GRACEFUL
+        assert time.monotonic() - started < 3  # not the 4 s the drain had left
+    finally:
+        server.kill()
+
+
+def _token(secret: str, user: str, role: str | None = None) -> str:
+    from realtime.auth import issue_token
+
+    return issue_token(secret, user, user.title(), role=role)
