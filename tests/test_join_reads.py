@@ -203,3 +203,37 @@ async def test_welcomes_asked_in_one_turn_share_one_read(server: Running) -> Non
     assert [item["title"] for item in checklist["items"]] == ["Joins"]
     assert reads["read"] == {"m0": 2, "e0": 0} and reads["unread"] == 1
     assert together[0][3]["unread"] == 0 and together[0][3]["digest"] is None  # Ana read it
+
+
+async def test_rooms_and_streams_asked_in_one_turn_share_one_read(server: Running) -> None:
+    """A reconnect storm's handshakes ask for many rooms' records at once, and the hub for
+    many streams' first reads: each kind is read together, on one pooled connection, and
+    each answer is the one its read alone gives (a room that does not exist: none)."""
+    assert server.state is not None
+    room_ids = await rooms_of_two(server, ROOMS)
+    ana = await RoomClient.connect(server.ws, room_ids[0], server.token("m0"))
+    assert await ana.chat("c1", "hello") == 1
+    asked = [*room_ids, "no-such-room"]
+    rooms = server.state.access.rooms
+    with read_checkouts(server) as taken:
+        together = await asyncio.gather(*(rooms.stored(room_id) for room_id in asked))
+    assert taken[0] == 1, taken
+    alone = [await rooms.stored(room_id) for room_id in asked]
+    assert together == alone and together[-1] is None
+    members = [sorted(m.user_id for m in room.members) for room in together if room]
+    assert members == [[f"e{i}", f"m{i}"] for i in range(ROOMS)]
+
+    hub = server.state.hub
+    spec = (("chat.message",), 50)
+
+    def first(room_id: str) -> Any:
+        return hub.first_reads.read((room_id, spec))
+
+    with read_checkouts(server) as taken:
+        reads = await asyncio.gather(*(first(room_id) for room_id in asked))
+    assert taken[0] == 1, taken
+    lone = [await first(room_id) for room_id in asked]
+    view = [(last, recent and list(recent.items)) for last, recent in reads]
+    assert view == [(last, recent and list(recent.items)) for last, recent in lone]
+    assert view[0][0] == 1 and [seq for seq, _ in view[0][1] or []] == [1]
+    assert view[-1] == (0, [])

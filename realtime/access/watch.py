@@ -7,9 +7,10 @@ A notes socket may be the only one of its room here: the watch subscribes the ro
 stream for it all the same, so a removal reaches it as fast as it reaches a room socket.
 
 In a reconnect storm (a process stopped, its sockets all come here at once) a room's
-handshakes share one read of the room and its seq (``record``), and the watch opened next
-starts from that read when the stream has not moved past it, instead of reading again: one
-read of the room per room, not one per socket plus one for the watch.
+handshakes share one read of the room and its seq (``record``), the rooms asked in one turn
+of the loop are read together (``TurnReads``), and the watch opened next starts from that
+read when the stream has not moved past it, instead of reading again: one read of the room
+per room, not one per socket plus one for the watch.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seq_sync
-from ..persistence.rooms import MemberRecord, RoomRecord, get_room_sync
+from ..persistence.events import StoredEvent, last_seq_sync, last_seqs_sync
+from ..persistence.rooms import MemberRecord, RoomRecord, get_room_sync, get_rooms_sync
+from ..persistence.turns import TurnReads
 from ..streams.hub import Frames, Hub
 from .members import ADDED, REMOVED, ROOM_UPDATED, UPDATED
 from .registry import Connections
@@ -107,6 +109,15 @@ def _read_view(conn: Connection, room_id: str) -> View:
     return get_room_sync(conn, room_id), seq
 
 
+def _read_views(conn: Connection, room_ids: list[str]) -> list[View]:
+    """``_read_view`` of several rooms (a snapshot's): three statements for them all."""
+    if len(room_ids) == 1:
+        return [_read_view(conn, room_ids[0])]
+    seqs = last_seqs_sync(conn, room_ids)
+    rooms = get_rooms_sync(conn, room_ids)
+    return [(rooms.get(room_id), seqs.get(room_id, 0)) for room_id in room_ids]
+
+
 def _copy(room: RoomRecord) -> RoomRecord:
     """The watch's own record: the handshakes that shared the read keep theirs."""
     return replace(room, members=list(room.members))
@@ -121,6 +132,8 @@ class RoomWatches:
         self.connections = connections
         self.watches: dict[str, RoomWatch] = {}
         self.reading: dict[str, asyncio.Future[View]] = {}  # handshake reads under way
+        # The rooms the handshakes of one turn ask for, read together (a reconnect storm).
+        self.views: TurnReads[str, View] = TurnReads(db, _read_views, snapshot=True)
         self.hints: OrderedDict[str, View] = OrderedDict()  # done, for the next watch
 
     async def record(self, room_id: str) -> RoomRecord | None:
@@ -148,7 +161,7 @@ class RoomWatches:
             reading.exception()  # retrieved: every asker may have gone
 
     async def _read(self, room_id: str) -> View:
-        view = await self.db.run(_read_view, room_id, snapshot=True)
+        view = await self.views.read(room_id)
         if view[0] is not None:
             self.hints[room_id] = view
             self.hints.move_to_end(room_id)

@@ -11,7 +11,6 @@ unread count and digest, history for a client that cannot resume).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +19,13 @@ from sqlalchemy import Connection
 from ..checklist.store import load_checklist_sync, load_checklists_sync
 from ..persistence.database import Database
 from ..persistence.events import last_seq_sync, last_seqs_sync
+from ..persistence.turns import TurnReads
 from ..reads.digest import Windows
 from ..reads.queries import markers_of_sync, markers_sync
 from ..reads.welcome import welcome_reads_sync
 from ..streams.history import RecentSnapshot, Resume, newest_json, resume
 
 CHAT_TYPES = ("chat.message",)
-BATCH = 64  # joins read in one snapshot at most (a larger turn makes several batches)
 
 # The members, the reader (None: a service), the digest's bound, the windows read lately.
 Reader = tuple[list[str], str | None, int, Windows]
@@ -40,19 +39,17 @@ class Ask:
     epoch: str | None
     recent: RecentSnapshot | None  # the hub's kept chat: history without a read
     reader: Reader
-    answer: asyncio.Future[Welcome]
 
 
 class WelcomeReads:
-    """Collects the welcomes asked for during a turn of the loop and reads them together."""
+    """The welcomes asked for during a turn of the loop, read together (``TurnReads``)."""
 
-    __slots__ = ("asks", "db", "history_limit", "running")
+    __slots__ = ("db", "history_limit", "turns")
 
     def __init__(self, db: Database, history_limit: int) -> None:
         self.db = db
         self.history_limit = history_limit
-        self.asks: list[Ask] = []
-        self.running: set[asyncio.Task[None]] = set()  # kept: a task held only weakly can go
+        self.turns: TurnReads[Ask, Welcome] = TurnReads(db, self._read_many, snapshot=True)
 
     async def read(
         self,
@@ -64,37 +61,10 @@ class WelcomeReads:
     ) -> Welcome:
         """One snapshot: the room's seq, where to resume, the checklist exactly as of that
         seq and the read state; without a resume, the history (JSON-encoded frames)."""
-        loop = asyncio.get_running_loop()
-        if not self.asks:
-            loop.call_soon(self._flush)
-        answer: asyncio.Future[Welcome] = loop.create_future()
-        self.asks.append(Ask(room_id, since, epoch, recent, reader, answer))
-        return await answer
+        return await self.turns.read(Ask(room_id, since, epoch, recent, reader))
 
-    def _flush(self) -> None:
-        asks, self.asks = self.asks, []
-        for start in range(0, len(asks), BATCH):
-            task = asyncio.ensure_future(self._run(asks[start : start + BATCH]))
-            self.running.add(task)
-            task.add_done_callback(self.running.discard)
-
-    async def _run(self, asks: list[Ask]) -> None:
-        try:
-            answers = await self.db.run(
-                _reads, asks, self.db.epoch, self.history_limit, snapshot=True
-            )
-        except Exception as exc:  # each join fails as its own read would have (1013)
-            for ask in asks:
-                if not ask.answer.done():
-                    ask.answer.set_exception(exc)
-            return
-        except BaseException:  # cancelled (the process stopping): so are the joins
-            for ask in asks:
-                ask.answer.cancel()
-            raise
-        for ask, welcome in zip(asks, answers, strict=True):
-            if not ask.answer.done():  # its socket may have gone meanwhile
-                ask.answer.set_result(welcome)
+    def _read_many(self, conn: Connection, asks: list[Ask]) -> list[Welcome]:
+        return _reads(conn, asks, self.db.epoch, self.history_limit)
 
 
 def _reads(conn: Connection, asks: list[Ask], our_epoch: str, history_limit: int) -> list[Welcome]:

@@ -25,7 +25,8 @@ from ..faults import Faults, is_fatal
 from ..metrics import NOWHERE, Metrics
 from ..persistence.chat import CHANGE_TYPES
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seq_sync, last_seqs
+from ..persistence.events import StoredEvent, last_seq_sync, last_seqs, last_seqs_sync
+from ..persistence.turns import TurnReads
 from ..protocol import JSON, Codec
 from .history import Recent, RecentSnapshot, RecentSpec, Replay, seed_recent
 
@@ -95,6 +96,8 @@ class Hub:
         metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        # The streams first subscribed in one turn (a reconnect storm) read together.
+        self.first_reads: TurnReads[FirstAsk, FirstRead] = TurnReads(db, _first_reads)
         # Around each batch delivered (sockets.wire.CORK in the server): one write per socket.
         self.batch: Batch = batch if batch is not None else nullcontext()
         # A listener, a broker message or a fill that fails costs that one event, counted
@@ -397,7 +400,7 @@ class Subscription:
             try:
                 await hub.broker.subscribe(hub.prefix + stream)
                 # Read the sequencer only once the broker would tell us of newer events.
-                last, recent = await hub.db.run(_first_read, stream, self.recent)
+                last, recent = await hub.first_reads.read((stream, self.recent))
                 state.next_seq = last + 1
                 state.recent = recent
             except BaseException as exc:
@@ -426,12 +429,22 @@ class Subscription:
                 await hub.broker.unsubscribe(hub.prefix + stream)
 
 
-def _first_read(
-    conn: Connection, stream: str, spec: RecentSpec | None
-) -> tuple[int, Recent | None]:
-    """A stream's last seq and, if asked for, its newest events of some types up to it."""
-    last = last_seq_sync(conn, stream)
-    return last, None if spec is None else seed_recent(conn, stream, spec, last)
+FirstAsk = tuple[str, RecentSpec | None]  # a stream, and the recent events to keep of it
+FirstRead = tuple[int, Recent | None]
+
+
+def _first_reads(conn: Connection, asks: list[FirstAsk]) -> list[FirstRead]:
+    """Each stream's last seq and, if asked for, its newest events of some types up to it:
+    the seqs in one statement (one prepared for a lone stream)."""
+    if len(asks) == 1:
+        lasts = {asks[0][0]: last_seq_sync(conn, asks[0][0])}
+    else:
+        lasts = last_seqs_sync(conn, sorted({stream for stream, _ in asks}))
+    reads: list[FirstRead] = []
+    for stream, spec in asks:
+        last = lasts.get(stream, 0)
+        reads.append((last, None if spec is None else seed_recent(conn, stream, spec, last)))
+    return reads
 
 
 def _event_wire(event: StoredEvent) -> list[Any]:
