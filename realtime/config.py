@@ -121,7 +121,7 @@ class Settings:
     # On SIGTERM, WebSockets close with 1012 this many a second (drain.py), and all of them
     # within ``drain_seconds`` (the rate rises to fit); a rate of 0 closes them all at once.
     drain_rate: float = 200.0
-    drain_seconds: float = 5.0
+    drain_seconds: float = 10.0
     log_format: str = "text"  # "json": one JSON object per line, for a log pipeline
 
     dev_secret: bool = field(default=False, compare=False)

@@ -251,6 +251,10 @@ class RoomUser:
         # The last connection attempts (when, server, outcome): the report shows them for the
         # client that recovered last after a fault, to say where its time went.
         self.attempts: deque[tuple[float, float, str, str]] = deque(maxlen=8)
+        # When its last live socket ended and when the next one was welcomed: the time it
+        # was away, which a drained process keeps short even when the drain is long.
+        self.closed_at = 0.0
+        self.welcomed_at = 0.0
 
     # Connection ---------------------------------------------------------------------------
     def is_open(self) -> bool:
@@ -306,6 +310,7 @@ class RoomUser:
             )
             return rcvd is not None and rcvd.code == 1012
         self._attempt(server, started, "welcome")
+        self.welcomed_at = time.monotonic()
         self.ws, self.server = ws, server
         self.sim.stats.connects["room"] += 1
         self._welcome(welcome)
@@ -329,6 +334,7 @@ class RoomUser:
                 churn.cancel()
             self._note_close(ws)
             self.ws = self.server = None
+            self.closed_at = time.monotonic()
             for pending in self.outbox.values():
                 pending.sent_at = None
         return True

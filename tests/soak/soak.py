@@ -197,6 +197,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120,
         help="mean seconds between a client's clean reconnects (0: never; default 120)",
     )
+    p.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="MENTEO_X=VALUE",
+        help="a setting for every server process (repeatable), e.g. MENTEO_DRAIN_RATE=100",
+    )
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--sample", type=float, default=2, help="seconds between RSS samples")
     p.add_argument(
@@ -493,6 +500,18 @@ async def recovered(
         live = sorted(at - healed_at for at in opened.values())
         event["open_p50_s"] = round(max(0.0, live[len(live) // 2]), 2)
         event["open_max_s"] = round(max(0.0, live[-1]), 2)
+    # How long each room client that lost its socket was away (its old socket's end to its
+    # next welcome): a drain spreads the closes, so this, not the drain's length, is the
+    # time a client had no live room.
+    fault_at = t0 + event["t"]
+    away = sorted(
+        h.welcomed_at - h.closed_at
+        for h in affected
+        if getattr(h, "closed_at", 0.0) >= fault_at and h.welcomed_at > h.closed_at
+    )
+    if away:
+        event["away_p50_s"] = round(away[len(away) // 2], 2)
+        event["away_max_s"] = round(away[-1], 2)
 
 
 def _holder(holder: Any) -> str:
@@ -589,6 +608,7 @@ async def run(args: argparse.Namespace) -> int:
         # Every simulated client connects from 127.0.0.1: the per-address limit (checked
         # before the token, default 500) would refuse most of them with 1013.
         "MENTEO_MAX_CONNECTIONS_PER_IP": str(2 * args.clients + 1000),
+        **dict(setting.split("=", 1) for setting in args.server_env),
     }
     servers = []
     redis = RedisServer(out, maxclients=1000)
@@ -1010,10 +1030,17 @@ def render_summary(r: dict[str, Any]) -> str:
             )
             + f" {e.get('slowest', '')}"
             + (
-                f"; open again: half {e['open_p50_s']:.2f} s, all {e['open_max_s']:.2f} s |"
+                f"; open again: half {e['open_p50_s']:.2f} s, all {e['open_max_s']:.2f} s"
                 if "open_max_s" in e
-                else " |"
+                else ""
             )
+            + (
+                f"; away (socket closed to welcomed again): half {e['away_p50_s']:.2f} s, "
+                f"longest {e['away_max_s']:.2f} s"
+                if "away_max_s" in e
+                else ""
+            )
+            + " |"
             for e in r["chaos"]
         ),
         "",
