@@ -38,25 +38,29 @@ TICK = 0.1  # seconds between two batches
 
 async def drain_sockets(rate: float, seconds: float) -> int:
     """Close this process's WebSockets with 1012, ``rate`` a second (raised so it takes no
-    longer than ``seconds``), each batch from the sockets still open then; returns how many
-    were closed. ``rate`` 0: none here (Uvicorn closes them all at once)."""
-    pending = len(open_sockets())
+    longer than ``seconds``); returns how many were closed. ``rate`` 0: none here (Uvicorn
+    closes them all at once). The sockets are listed once, then once more at the end for
+    those whose handshake was under way: not a scan of every connection per batch."""
+    pending = open_sockets()
     if rate <= 0 or not pending:
         return 0
     if seconds > 0:
-        rate = max(rate, pending / seconds)
+        rate = max(rate, len(pending) / seconds)
     batch = max(1, math.ceil(rate * TICK))
     started = time.monotonic()
     closed = 0
-    while True:
-        sockets = open_sockets()[:batch]
-        for socket in sockets:
-            socket.restart()
-        closed += len(sockets)
-        if not sockets or time.monotonic() - started >= seconds:
-            log.info("drain: %d sockets closed 1012 in %.1f s", closed, time.monotonic() - started)
-            return closed
-        await asyncio.sleep(TICK)
+    while pending:
+        for start in range(0, len(pending), batch):
+            for socket in pending[start : start + batch]:
+                if socket.is_open():  # it may have gone meanwhile
+                    socket.restart()
+                    closed += 1
+            if time.monotonic() - started >= seconds:
+                break
+            await asyncio.sleep(TICK)
+        pending = open_sockets() if time.monotonic() - started < seconds else []
+    log.info("drain: %d sockets closed 1012 in %.1f s", closed, time.monotonic() - started)
+    return closed
 
 
 class StopSignals:
