@@ -27,6 +27,16 @@ async def _grant(principal: Principal, query: dict[str, list[str]], scope: dict[
     return "granted"
 
 
+def _door() -> tuple[Door, Metrics, AddressSlots]:
+    metrics = Metrics()
+    slots = AddressSlots(limit=4, metrics=metrics)
+    return Door(Tokens(SECRET), (), slots, metrics, Shutdown()), metrics, slots
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "websocket.connect"}
+
+
 def _scope() -> dict[str, Any]:
     return {
         "type": "websocket",
@@ -37,52 +47,28 @@ def _scope() -> dict[str, Any]:
     }
 
 
-async def test_a_peer_gone_during_the_handshake_is_not_a_busy_database(
-    caplog: pytest.LogCaptureFixture,
+@pytest.mark.parametrize("gone", ["at the accept", "while served"])
+async def test_a_peer_gone_is_not_a_busy_database(
+    gone: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    metrics = Metrics()
-    slots = AddressSlots(limit=4, metrics=metrics)
-    door = Door(Tokens(SECRET), (), slots, metrics, Shutdown())
+    door, metrics, slots = _door()
     sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
-        raise ClientDisconnected  # what uvicorn raises once the connection is closed
+        if gone == "at the accept":
+            raise ClientDisconnected  # what uvicorn raises once the connection is closed
 
     with caplog.at_level(logging.WARNING, logger="menteo.socket"):
-        async with Admission(door, Rules("room", _grant), _scope(), receive, send) as admitted:
-            assert admitted is None
+        async with Admission(door, Rules("room", _grant), _scope(), _receive, send) as admitted:
+            if gone == "at the accept":
+                assert admitted is None
+            else:
+                assert admitted is not None and admitted.grant == "granted"
+                assert metrics.open["room"] == 1
+                raise ClientDisconnected  # a send of the socket's own found the peer gone
     assert [m["type"] for m in sent] == ["websocket.accept"]  # no 1013 after it
     assert metrics.counters[("menteo_sockets_refused_total", "unavailable")] == 0
     assert "database is unavailable" not in caplog.text
     assert slots.counts["127.0.0.1"] == 0  # its address slot was given back
-    assert metrics.open["room"] == 0
-
-
-async def test_a_peer_gone_while_its_socket_is_served_ends_it_quietly(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    metrics = Metrics()
-    slots = AddressSlots(limit=4, metrics=metrics)
-    door = Door(Tokens(SECRET), (), slots, metrics, Shutdown())
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "websocket.connect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    with caplog.at_level(logging.WARNING, logger="menteo.socket"):
-        async with Admission(door, Rules("room", _grant), _scope(), receive, send) as admitted:
-            assert admitted is not None and admitted.grant == "granted"
-            assert metrics.open["room"] == 1
-            raise ClientDisconnected  # a send of the socket's own found the peer gone
-    assert [m["type"] for m in sent] == ["websocket.accept"]
-    assert metrics.counters[("menteo_sockets_refused_total", "unavailable")] == 0
-    assert "database is unavailable" not in caplog.text
-    assert slots.counts["127.0.0.1"] == 0
     assert metrics.open["room"] == 0

@@ -11,6 +11,7 @@ import asyncio
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,19 +26,9 @@ SOCKETS = 20
 
 
 async def test_sigterm_closes_sockets_a_batch_at_a_time(tmp_path: Path) -> None:
-    backend = await make_backend("sqlite", tmp_path)
     # 20 sockets at 10 a second: a batch of one every tenth of a second, about 2 s in all.
-    env = process_env(backend, MENTEO_DRAIN_RATE="10", MENTEO_DRAIN_SECONDS="30")
-    server = ServerProcess(env)
-    await server.start()
+    server, secret, service, room, clients = await _started(tmp_path, "10", "30", SOCKETS)
     try:
-        secret = make_settings(backend).secret
-        service = {"authorization": "Bearer " + _token(secret, "svc", role="service")}
-        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
-        clients = [
-            await RoomClient.connect(server.ws, room["id"], _token(secret, "ana"))
-            for _ in range(SOCKETS)
-        ]
         assert await clients[0].chat("c1", "before the drain") == 1
         loop = asyncio.get_running_loop()
         closes: list[tuple[float, int]] = []
@@ -72,17 +63,8 @@ async def test_sigterm_closes_sockets_a_batch_at_a_time(tmp_path: Path) -> None:
 
 async def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
     """An operator who does not want to wait sends SIGTERM (or Ctrl-C) again."""
-    backend = await make_backend("sqlite", tmp_path)
-    env = process_env(backend, MENTEO_DRAIN_RATE="1", MENTEO_DRAIN_SECONDS="60")
-    server = ServerProcess(env)
-    await server.start()
+    server, _, _, _, clients = await _started(tmp_path, "1", "60", 5)
     try:
-        secret = make_settings(backend).secret
-        service = {"authorization": "Bearer " + _token(secret, "svc", role="service")}
-        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
-        clients = [
-            await RoomClient.connect(server.ws, room["id"], _token(secret, "ana")) for _ in range(5)
-        ]
         assert server.proc is not None
         server.proc.send_signal(signal.SIGTERM)  # one a second: 5 s
         assert await clients[0].closed_with(timeout=10) == 1012
@@ -94,6 +76,27 @@ async def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
         assert time.monotonic() - started < 3  # not the 4 s the drain had left
     finally:
         server.kill()
+
+
+async def _started(
+    tmp_path: Path, rate: str, seconds: str, sockets: int
+) -> tuple[ServerProcess, str, dict[str, str], dict[str, Any], list[RoomClient]]:
+    """A server draining at ``rate`` within ``seconds``, with ``sockets`` of Ana's open in a
+    room of hers."""
+    backend = await make_backend("sqlite", tmp_path)
+    env = process_env(backend, MENTEO_DRAIN_RATE=rate, MENTEO_DRAIN_SECONDS=seconds)
+    server = ServerProcess(env)
+    await server.start()
+    try:
+        secret = make_settings(backend).secret
+        service = {"authorization": "Bearer " + _token(secret, "svc", role="service")}
+        room = await create_room(server.url, service, [("ana", "Ana", "mentor")])
+        token = _token(secret, "ana")
+        clients = [await RoomClient.connect(server.ws, room["id"], token) for _ in range(sockets)]
+    except BaseException:
+        server.kill()
+        raise
+    return server, secret, service, room, clients
 
 
 def _token(secret: str, user: str, role: str | None = None) -> str:
