@@ -222,6 +222,9 @@ async def test_rooms_and_streams_asked_in_one_turn_share_one_read(server: Runnin
     assert together == alone and together[-1] is None
     members = [sorted(m.user_id for m in room.members) for room in together if room]
     assert members == [[f"e{i}", f"m{i}"] for i in range(ROOMS)]
+    views = await asyncio.gather(*(rooms.views.read(room_id) for room_id in asked))
+    assert [seq for _, seq in views] == [1] + [0] * (ROOMS - 1) + [0]  # each room's own seq
+    assert [room for room, _ in views] == together
 
     hub = server.state.hub
     spec = (("chat.message",), 50)

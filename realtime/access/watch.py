@@ -25,8 +25,8 @@ from typing import Any
 from sqlalchemy import Connection
 
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seq_sync, last_seqs_sync
-from ..persistence.rooms import MemberRecord, RoomRecord, get_room_sync, get_rooms_sync
+from ..persistence.events import StoredEvent
+from ..persistence.rooms import MemberRecord, RoomRecord, room_views_sync
 from ..persistence.turns import TurnReads
 from ..streams.hub import Frames, Hub
 from .members import ADDED, REMOVED, ROOM_UPDATED, UPDATED
@@ -65,7 +65,7 @@ class RoomWatch:
         if room is not None and delivered is not None and delivered <= seq:
             self.view, self.seq = _copy(room), seq
         if self.view is None:
-            self.view, self.seq = await db.run(_read_view, self.room_id, snapshot=True)
+            self.view, self.seq = (await db.run(_read_views, [self.room_id]))[0]
         held, self.held = self.held or [], None
         for event in held:
             self._apply(event)
@@ -103,19 +103,10 @@ class RoomWatch:
             view.title, view.archived = str(room["title"]), bool(room["archived"])
 
 
-def _read_view(conn: Connection, room_id: str) -> View:
-    """The room and its stream's seq, in one snapshot."""
-    seq = last_seq_sync(conn, room_id)
-    return get_room_sync(conn, room_id), seq
-
-
 def _read_views(conn: Connection, room_ids: list[str]) -> list[View]:
-    """``_read_view`` of several rooms (a snapshot's): three statements for them all."""
-    if len(room_ids) == 1:
-        return [_read_view(conn, room_ids[0])]
-    seqs = last_seqs_sync(conn, room_ids)
-    rooms = get_rooms_sync(conn, room_ids)
-    return [(rooms.get(room_id), seqs.get(room_id, 0)) for room_id in room_ids]
+    """Each room and its stream's seq, as of one state (None, 0: no such room)."""
+    views = room_views_sync(conn, room_ids)
+    return [views.get(room_id, (None, 0)) for room_id in room_ids]
 
 
 def _copy(room: RoomRecord) -> RoomRecord:
@@ -133,7 +124,7 @@ class RoomWatches:
         self.watches: dict[str, RoomWatch] = {}
         self.reading: dict[str, asyncio.Future[View]] = {}  # handshake reads under way
         # The rooms the handshakes of one turn ask for, read together (a reconnect storm).
-        self.views: TurnReads[str, View] = TurnReads(db, _read_views, snapshot=True)
+        self.views: TurnReads[str, View] = TurnReads(db, _read_views)
         self.hints: OrderedDict[str, View] = OrderedDict()  # done, for the next watch
 
     async def record(self, room_id: str) -> RoomRecord | None:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .events import create_stream, now_iso
@@ -90,22 +90,48 @@ def get_room_sync(conn: Connection, room_id: str) -> RoomRecord | None:
     return RoomRecord(id_, title, created_at, members, bool(archived))
 
 
-def get_rooms_sync(conn: Connection, room_ids: Sequence[str]) -> dict[str, RoomRecord]:
-    """``get_room_sync`` of several rooms, two statements for them all (absent: not there)."""
-    rooms = {
-        r.id: RoomRecord(r.id, r.title, r.created_at, [], bool(r.archived))
-        for r in conn.execute(
-            select(ROOM.c.id, ROOM.c.title, ROOM.c.created_at, ROOM.c.archived).where(
-                ROOM.c.id.in_(room_ids)
+# A room with its members and its stream's seq in one statement: one state, without a
+# transaction around it (a handshake's read in a reconnect storm: one round trip).
+_VIEW = Sql(
+    "SELECT r.id, r.title, r.created_at, r.archived, COALESCE(s.last_seq, 0), "
+    "m.user_id, m.name, m.role FROM room r LEFT JOIN stream s ON s.id = r.id "
+    "LEFT JOIN member m ON m.room_id = r.id WHERE r.id = :room ORDER BY m.user_id"
+)
+
+
+def room_views_sync(conn: Connection, room_ids: Sequence[str]) -> dict[str, tuple[RoomRecord, int]]:
+    """Each room that exists with its members, and its stream's last seq, as of one state
+    (a single statement; one prepared once for a lone room)."""
+    if len(room_ids) == 1:
+        rows = _VIEW.rows(conn, room=room_ids[0])
+    else:
+        query = (
+            select(
+                ROOM.c.id,
+                ROOM.c.title,
+                ROOM.c.created_at,
+                ROOM.c.archived,
+                func.coalesce(STREAM.c.last_seq, 0),
+                MEMBER.c.user_id,
+                MEMBER.c.name,
+                MEMBER.c.role,
             )
+            .select_from(
+                ROOM.outerjoin(STREAM, STREAM.c.id == ROOM.c.id).outerjoin(
+                    MEMBER, MEMBER.c.room_id == ROOM.c.id
+                )
+            )
+            .where(ROOM.c.id.in_(room_ids))
+            .order_by(MEMBER.c.user_id)
         )
-    }
-    if rooms:
-        query = select(MEMBER.c.room_id, MEMBER.c.user_id, MEMBER.c.name, MEMBER.c.role)
-        query = query.where(MEMBER.c.room_id.in_(list(rooms))).order_by(MEMBER.c.user_id)
-        for m in conn.execute(query):
-            rooms[m.room_id].members.append(MemberRecord(m.user_id, m.name, m.role))
-    return rooms
+        rows = list(conn.execute(query))
+    views: dict[str, tuple[RoomRecord, int]] = {}
+    for id_, title, created_at, archived, last_seq, user_id, name, role in rows:
+        if id_ not in views:
+            views[id_] = (RoomRecord(id_, title, created_at, [], bool(archived)), int(last_seq))
+        if user_id is not None:
+            views[id_][0].members.append(MemberRecord(user_id, name, role))
+    return views
 
 
 async def get_room(conn: AsyncConnection, room_id: str) -> RoomRecord | None:
