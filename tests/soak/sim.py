@@ -248,8 +248,9 @@ class RoomUser:
         self.first_welcome: float | None = None
         self.task: asyncio.Task[None] | None = None
         self.actor_task: asyncio.Task[None] | None = None
-        # The last connection attempts (when, server, outcome): the report shows them for the
-        # client that recovered last after a fault, to say where its time went.
+        # The last connection attempts (when, how long, where, how it ended): the report
+        # shows them for the client that recovered last after a fault, to say where its
+        # time went.
         self.attempts: deque[tuple[float, float, str, str]] = deque(maxlen=8)
         # When its last live socket ended and when the next one was welcomed: the time it
         # was away, which a drained process keeps short even when the drain is long.

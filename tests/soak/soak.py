@@ -88,6 +88,13 @@ from verify import (
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _setting(text: str) -> str:
+    """``--server-env``: ``MENTEO_X=value``."""
+    if not text.startswith("MENTEO_") or "=" not in text:
+        raise argparse.ArgumentTypeError(f"not MENTEO_X=value: {text!r}")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clients", type=int, default=2000, help="simulated users (default 2000)")
@@ -201,6 +208,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--server-env",
         action="append",
         default=[],
+        type=_setting,
         metavar="MENTEO_X=VALUE",
         help="a setting for every server process (repeatable), e.g. MENTEO_DRAIN_RATE=100",
     )
