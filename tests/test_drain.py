@@ -8,6 +8,7 @@ unready, refuses new sockets and still answers REST; then it stops as before.
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from pathlib import Path
@@ -15,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidState, InvalidStatus
 
+from realtime import drain
 from tests.backends import make_backend
 from tests.client import RoomClient, create_room
 from tests.servers import ServerProcess, make_settings, process_env
@@ -103,3 +105,39 @@ def _token(secret: str, user: str, role: str | None = None) -> str:
     from realtime.auth import issue_token
 
     return issue_token(secret, user, user.title(), role=role)
+
+
+class _Socket:
+    """Stands for one of uvicorn's connections as the drain sees it: open until restarted;
+    ``fails``: its restart raises, as websockets does for a socket whose peer's close frame
+    arrived in between (``InvalidState``)."""
+
+    def __init__(self, fails: bool = False) -> None:
+        self.fails = fails
+        self.open = True
+        self.restarts = 0
+
+    def is_open(self) -> bool:
+        return self.open
+
+    def restart(self) -> None:
+        self.restarts += 1
+        if self.fails:
+            raise InvalidState("connection is closing")
+        self.open = False
+
+
+async def test_one_socket_that_cannot_be_closed_does_not_stop_the_drain(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bench's idle scenario met it: a socket closing by its peer's side at the moment
+    the drain reached it raised, and the whole drain failed (the signal then went to
+    uvicorn at once). Each socket is now its own: the others are drained, the one that
+    raised is left to uvicorn's shutdown, and none is tried twice."""
+    sockets = [_Socket() for _ in range(5)] + [_Socket(fails=True)] + [_Socket() for _ in range(4)]
+    monkeypatch.setattr(drain, "open_sockets", lambda: [s for s in sockets if s.is_open()])
+    with caplog.at_level(logging.INFO, logger="menteo.drain"):
+        closed = await drain.drain_sockets(rate=100, seconds=5)
+    assert closed == 9
+    assert [s.restarts for s in sockets] == [1] * 10
+    assert "1 sockets could not be closed here" in caplog.text

@@ -169,12 +169,14 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"].pop(DIRECT_SEND, None)  # the scope -> self cycle
 
     def is_open(self) -> bool:
-        """Accepted, and neither closing nor gone."""
+        """Accepted, and neither closing (by either side: a peer's close frame makes the
+        state CLOSING while its reply still waits to be written) nor gone."""
         return (
             self.handshake_complete
             and self.initial_response is None
             and not self.close_sent
             and not self.disconnected
+            and self.conn.state is State.OPEN
         )
 
     def restart(self) -> None:
