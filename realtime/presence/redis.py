@@ -26,7 +26,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from ..backoff import Backoff
 from ..broker.slots import cluster_client, is_cluster
@@ -35,6 +35,10 @@ from .base import Announce, Presence
 from .typing import TypingGate
 
 log = logging.getLogger("menteo.presence")
+
+# Redis that cannot answer: its errors, and a cluster's own (a slot no master covers while
+# the cluster heals is not a ``RedisError``).
+UNAVAILABLE = (RedisError, RedisClusterException)
 
 CLOSE_WAIT = 3.0  # seconds each part of closing may take before shutdown goes on without it
 
@@ -319,7 +323,7 @@ class RedisPresence(Presence):
                     retry.reset()
                     log.info("presence upkeep recovered")
                     self._recovering()
-            except (RedisError, OSError) as exc:
+            except (*UNAVAILABLE, OSError) as exc:
                 failing = True
                 log.warning("presence upkeep failed: %s", exc)
             except BaseException as exc:
@@ -343,7 +347,7 @@ class RedisPresence(Presence):
             try:
                 async with self.gate:
                     gone, entries = await self.sweep_script(keys=_keys(room), args=[now])
-            except (RedisError, OSError) as exc:
+            except (*UNAVAILABLE, OSError) as exc:
                 self._shard_failed(node, exc)
                 continue
             raced = self.heard.get(room, 0) != heard
@@ -366,7 +370,7 @@ class RedisPresence(Presence):
             return None
         try:
             node = self.client.get_node_from_key(_keys(room)[0])
-        except RedisError:  # the slot map is not read yet
+        except UNAVAILABLE:  # the slot map is not read yet, or a slot not covered
             return "?"
         return "?" if node is None else str(node.name)
 
