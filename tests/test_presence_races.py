@@ -73,9 +73,8 @@ class Process:
             other.arrive(wire["frame"], wire["x"])
 
     async def connect(self, user: str, conn: str) -> None:
-        """A room socket: join, then the welcome's list."""
-        await self.presence.join(self.room, user, user.title(), conn)
-        listing = await self.presence.online(self.room)
+        """A room socket: join, which reads the welcome's list."""
+        listing = await self.presence.join(self.room, user, user.title(), conn)
         self.views[f"{user}:{conn}"] = {p["user_id"] for p in listing}
 
 
@@ -97,9 +96,9 @@ async def test_a_late_leave_from_the_other_process_is_corrected(
     two: tuple[Process, Process],
 ) -> None:
     """Ben closes on A and rejoins on B; A's leave reaches B only after B announced Ben's
-    join, then Ben's welcome is read on B. Ana, on B, was told "Ben left" last: B must send
-    her a snapshot with Ben (before, Ben's welcome made B's view agree with Redis again,
-    and nothing ever told Ana)."""
+    join (whose script read Ben's welcome list). Ana, on B, was told "Ben left" last: B must
+    send her a snapshot with Ben (before, Ben's welcome made B's view agree with Redis
+    again, and nothing ever told Ana)."""
     a, b = two
     await a.connect("ben", "c1")
     a.deliver_to(b)
@@ -108,11 +107,11 @@ async def test_a_late_leave_from_the_other_process_is_corrected(
     assert b.views["ana:c2"] == {"ana", "ben"}
 
     await a.presence.leave(a.room, "ben", "c1", clean=True)  # A: leave, published late
-    await b.presence.join(b.room, "ben", "Ben", "c3")  # B: Ben's first socket again
+    listing = await b.presence.join(b.room, "ben", "Ben", "c3")  # B: Ben's first socket again
+    b.views["ben:c3"] = {p["user_id"] for p in listing}  # Ben's welcome on B
+    assert b.views["ben:c3"] == {"ana", "ben"}
     a.deliver_to(b)  # A's late leave reaches B now
     assert b.views["ana:c2"] == {"ana"}
-    listing = await b.presence.online(b.room)  # Ben's welcome on B
-    b.views["ben:c3"] = {p["user_id"] for p in listing}
 
     await b.presence.start()
     await wait_until(

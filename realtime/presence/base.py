@@ -26,8 +26,10 @@ class Presence(ABC):
         self.typing.close()
 
     @abstractmethod
-    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
-        """Add a socket; announce ``presence.join`` when it is the user's first."""
+    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> list[dict[str, str]]:
+        """Add a socket; announce ``presence.join`` when it is the user's first. Returns
+        everyone present once it is in (as ``online``): the welcome's list, read with the
+        join rather than after it, one round trip per join fewer on a shared store."""
 
     @abstractmethod
     async def leave(self, room: str, user_id: str, conn_id: str, *, clean: bool) -> None:

@@ -21,7 +21,7 @@ class MemoryPresence(Presence):
         super().__init__(announce, grace=grace)
         self.rooms: dict[str, dict[str, _User]] = {}
 
-    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
+    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> list[dict[str, str]]:
         users = self.rooms.setdefault(room, {})
         user = users.get(user_id)
         first = user is None
@@ -33,6 +33,7 @@ class MemoryPresence(Presence):
         user.conns.add(conn_id)
         if first:
             self._joined(room, user_id, name)
+        return await self.online(room)
 
     async def leave(self, room: str, user_id: str, conn_id: str, *, clean: bool) -> None:
         user = self.rooms.get(room, {}).get(user_id)

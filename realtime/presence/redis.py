@@ -99,7 +99,7 @@ end
 """
 
 # KEYS: zset, hash. ARGV: now, conn, user, name, expires, key ttl (s).
-# Returns {1 if this is the user's first socket else 0, users gone}.
+# Returns {1 if this is the user's first socket else 0, users gone, entries of everyone present}.
 JOIN = (
     _SWEEP
     + """
@@ -112,7 +112,7 @@ redis.call('ZADD', KEYS[1], ARGV[5], ARGV[2])
 redis.call('EXPIRE', KEYS[1], ARGV[6])
 redis.call('EXPIRE', KEYS[2], ARGV[6])
 local gone = sweep(KEYS[1], KEYS[2], ARGV[1])
-return {1 - present, gone}
+return {1 - present, gone, redis.call('HVALS', KEYS[2])}
 """
 )
 
@@ -212,9 +212,10 @@ class RedisPresence(Presence):
             closing = asyncio.ensure_future(self.client.aclose(close_connection_pool=True))
         await _bounded(closing, "closing presence's Redis client")
 
-    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> None:
+    async def join(self, room: str, user_id: str, name: str, conn_id: str) -> list[dict[str, str]]:
         self.local.setdefault(room, {})[conn_id] = f"{user_id}\n{name}"
         now = time.time()
+        heard = self.heard.get(room, 0)
         try:
             async with self.gate:
                 result = await self.join_script(
@@ -224,10 +225,12 @@ class RedisPresence(Presence):
         except Exception:
             self.unsure.add(room)  # the heartbeat writes the socket later; a snapshot follows
             raise
-        first, gone = result
+        first, gone, entries = result
+        raced = self.heard.get(room, 0) != heard
         self._announce_gone(room, gone)
         if int(first):
             self._joined(room, user_id, name)
+        return self._welcome_view(room, _users(entries), raced)
 
     async def _claim_typing(self, room: str, user_id: str, interval: float) -> bool:
         """True if no process sent this user's typing in the room within ``interval``."""
@@ -264,8 +267,14 @@ class RedisPresence(Presence):
         except Exception:
             self.unsure.add(room)  # the welcome shows a guess; a snapshot follows
             raise
+        return self._welcome_view(room, users, self.heard.get(room, 0) != heard)
+
+    def _welcome_view(self, room: str, users: dict[str, str], raced: bool) -> list[dict[str, str]]:
+        """``users`` read for a welcome (``raced``: a signal reached the room meanwhile), kept
+        as what the room's sockets show; a difference from what they were shown, or a race,
+        gets the room a snapshot at the next sweep (``online``)."""
         shown = self.views.get(room)
-        if self.heard.get(room, 0) != heard or (shown is not None and shown != users):
+        if raced or (shown is not None and shown != users):
             self.unsure.add(room)
         self.views[room] = users
         return _listing(users)

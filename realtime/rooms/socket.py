@@ -153,14 +153,10 @@ async def _join(
     disconnect_code = 1006
     accepted = time.perf_counter()  # for menteo_welcome_seconds
     state.presence.typing.attach(room_id, conn.user_id)
-    try:
-        await state.presence.join(room_id, conn.user_id, conn.principal.name, conn.id)
-    except Exception as exc:  # presence is best effort; chat must not depend on it
-        # One line, no traceback: a Redis outage fails every join and leave meanwhile.
-        log.warning("presence join failed in %s: %r", room_id, exc)
+    online = await _present(state, conn)
     try:
         conn.clock.deadline(conn.principal.expires_at)  # expiry ends the catch-up too
-        await _welcome(state, conn, since, epoch, accepted)
+        await _welcome(state, conn, since, epoch, accepted, online)
         conn.go_live()
         conn.clock.set(conn.principal.expires_at)
         disconnect_code = await _receive_loop(state, conn, receive)
@@ -182,6 +178,7 @@ async def _welcome(
     since: str | None,
     epoch: str | None,
     accepted: float,
+    online: list[dict[str, str]],
 ) -> None:
     settings = state.settings
     room_id = conn.room.id
@@ -202,7 +199,7 @@ async def _welcome(
         "history": orjson.Fragment("[" + ",".join(history) + "]")
         if conn.codec is JSON
         else [orjson.loads(text) for text in history],
-        "presence": await _online(state, conn),
+        "presence": online,
         "checklist": checklist,
         **reads,
     }
@@ -226,12 +223,15 @@ async def _catch_up(state: RoomParts, conn: RoomConnection) -> None:
             await conn.send_event(event)
 
 
-async def _online(state: RoomParts, conn: RoomConnection) -> list[dict[str, str]]:
+async def _present(state: RoomParts, conn: RoomConnection) -> list[dict[str, str]]:
+    """Join presence; returns the welcome's list, read by the join itself: the presence
+    frames held until the welcome from here on follow it."""
     conn.presence_read()
     try:
-        return await state.presence.online(conn.room.id)
-    except Exception as exc:
-        log.warning("presence unavailable in %s: %r", conn.room.id, exc)
+        return await state.presence.join(conn.room.id, conn.user_id, conn.principal.name, conn.id)
+    except Exception as exc:  # presence is best effort; chat must not depend on it
+        # One line, no traceback: a Redis outage fails every join and leave meanwhile.
+        log.warning("presence join failed in %s: %r", conn.room.id, exc)
         return [{"user_id": conn.user_id, "name": conn.principal.name}]
 
 
