@@ -740,6 +740,7 @@ class Params:
     chat_rate: float = 5.0  # manyidle: messages/s in each chatting room
     per_source: int = 0  # manyidle: client sockets per source address (0: PER_SOURCE)
     messages: int = 0  # pgphases: messages over the five phases (0: the default, 200,000)
+    per_room: int = 10  # joinstorm: members per room (2: mostly cold rooms, as in a restart)
 
 
 async def start_loop(
@@ -1015,7 +1016,7 @@ async def scenario_idle(servers: ServerSet, prm: Params) -> dict[str, Any]:
 
 
 async def scenario_joinstorm(servers: ServerSet, prm: Params) -> dict[str, Any]:
-    per_room, history = 10, 50
+    per_room, history = prm.per_room, 50
     rooms = max(1, prm.clients // per_room) if prm.clients else 10 if prm.smoke else 100
     load = Load(make_target(servers))
     room_ids = await load.target.make_rooms(rooms, per_room)
@@ -1730,6 +1731,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--clients", type=int, default=0, help="joinstorm: clients (default 1,000; smoke 100)"
     )
     p.add_argument(
+        "--per-room",
+        type=int,
+        default=10,
+        help="joinstorm: members per room (default 10; 2: most joins open a cold room)",
+    )
+    p.add_argument(
         "--messages",
         type=int,
         default=0,
@@ -1821,6 +1828,7 @@ def main(argv: list[str] | None = None) -> int:
         a.chat_rate,
         a.per_source,
         a.messages,
+        a.per_room,
     )
     results = []
     for server in a.server:

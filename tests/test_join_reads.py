@@ -5,6 +5,7 @@ room, its watch starts from that read, and a client that missed nothing is not r
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,9 @@ from typing import Any
 
 from sqlalchemy import Connection, event, text
 
+from menteo_testkit.waits import wait_until
 from realtime.persistence.database import WARM, Database
+from realtime.persistence.turns import TurnReads
 from realtime.reads.digest import Windows
 from realtime.rooms.welcomes import WelcomeReads
 from tests.access_client import put_member
@@ -240,3 +243,36 @@ async def test_rooms_and_streams_asked_in_one_turn_share_one_read(server: Runnin
     assert view == [(last, recent and list(recent.items)) for last, recent in lone]
     assert view[0][0] == 1 and [seq for seq, _ in view[0][1] or []] == [1]
     assert view[-1] == (0, [])
+
+
+async def test_asks_made_while_calls_run_go_together_when_one_ends(tmp_path: Path) -> None:
+    """At most ``depth`` calls of one kind run at once: asks of later turns wait and go in
+    one call when a running one ends, each with its own answer (in a storm the batch grows
+    with the load, instead of a small call per turn)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    release = threading.Event()
+    calls: list[list[int]] = []
+
+    def read_many(conn: Connection, asks: list[int]) -> list[int]:
+        calls.append(list(asks))
+        if len(calls) <= 2:  # the first two calls run until released
+            release.wait(10)
+        return [conn.execute(text("SELECT :n * 10"), {"n": n}).scalar_one() for n in asks]
+
+    reads: TurnReads[int, int] = TurnReads(db, read_many, depth=2)
+    try:
+        answers = [asyncio.ensure_future(reads.read(0))]
+        await wait_until(lambda: len(calls) == 1, "the first call runs")
+        answers.append(asyncio.ensure_future(reads.read(1)))
+        await wait_until(lambda: len(calls) == 2, "the second call runs")
+        for n in (2, 3, 4):  # each in a turn of its own
+            answers.append(asyncio.ensure_future(reads.read(n)))
+            for _ in range(3):
+                await asyncio.sleep(0)  # turns of the loop pass: no call starts
+        assert calls == [[0], [1]]
+        release.set()
+        assert await asyncio.gather(*answers) == [0, 10, 20, 30, 40]
+        assert calls == [[0], [1], [2, 3, 4]]
+    finally:
+        release.set()
+        await db.close()

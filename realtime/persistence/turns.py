@@ -6,6 +6,11 @@ stream's seq when the hub first subscribes it. Each alone takes a pooled connect
 transaction or two and a greenlet hop: more work than the statement. Asked together, the
 reads of one turn run as one call on one connection (``batch`` at most to a call, several
 calls when more were asked), and each caller gets its own answer.
+
+At most ``depth`` calls run at once: the asks of the turns that come while they run wait
+for the first to end and go together. Alone, a storm's joins arrive a few to a turn and
+each turn's call was small; now the batch grows with the load (as a group commit does),
+and a read asked on a quiet server still goes at the end of its turn.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ A = TypeVar("A")  # what one caller asks
 R = TypeVar("R")  # its answer
 
 BATCH = 64
+DEPTH = 2  # calls of one kind at once (SQLite has two reader threads)
 
 
 class TurnReads(Generic[A, R]):
@@ -29,7 +35,7 @@ class TurnReads(Generic[A, R]):
     together. ``read_many`` answers in the order asked; ``snapshot``: one consistent state
     for the whole call (``Database.run``)."""
 
-    __slots__ = ("asks", "batch", "db", "read_many", "running", "snapshot")
+    __slots__ = ("asks", "batch", "db", "depth", "due", "read_many", "running", "snapshot")
 
     def __init__(
         self,
@@ -38,28 +44,40 @@ class TurnReads(Generic[A, R]):
         *,
         snapshot: bool = False,
         batch: int = BATCH,
+        depth: int = DEPTH,
     ) -> None:
         self.db = db
         self.read_many = read_many
         self.snapshot = snapshot
         self.batch = batch
+        self.depth = depth
         self.asks: list[tuple[A, asyncio.Future[R]]] = []
+        self.due = False  # a flush is scheduled for the end of this turn
         self.running: set[asyncio.Task[None]] = set()  # kept: a task held only weakly can go
 
     async def read(self, ask: A) -> R:
-        loop = asyncio.get_running_loop()
-        if not self.asks:
-            loop.call_soon(self._flush)
-        answer: asyncio.Future[R] = loop.create_future()
+        answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self.asks.append((ask, answer))
+        self._schedule()
         return await answer
 
+    def _schedule(self) -> None:
+        """Flush at the end of this turn, unless ``depth`` calls run: then when one ends."""
+        if self.asks and not self.due and len(self.running) < self.depth:
+            self.due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
+        self.due = False
         asks, self.asks = self.asks, []
         for start in range(0, len(asks), self.batch):
             task = asyncio.ensure_future(self._run(asks[start : start + self.batch]))
             self.running.add(task)
-            task.add_done_callback(self.running.discard)
+            task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self.running.discard(task)
+        self._schedule()  # the asks that waited for it
 
     async def _run(self, asks: list[tuple[A, asyncio.Future[R]]]) -> None:
         try:

@@ -512,14 +512,28 @@ async def recovered(
     # next welcome): a drain spreads the closes, so this, not the drain's length, is the
     # time a client had no live room.
     fault_at = t0 + event["t"]
-    away = sorted(
-        h.welcomed_at - h.closed_at
+    gaps = [
+        (h.closed_at - fault_at, h.welcomed_at - h.closed_at)
         for h in affected
         if getattr(h, "closed_at", 0.0) >= fault_at and h.welcomed_at > h.closed_at
-    )
+    ]
+    away = sorted(gap for _, gap in gaps)
     if away:
         event["away_p50_s"] = round(away[len(away) // 2], 2)
         event["away_max_s"] = round(away[-1], 2)
+        event["away_by_second"] = _by_second(gaps)
+
+
+def _by_second(gaps: list[tuple[float, float]]) -> list[list[float]]:
+    """Time away by the second (from the fault) the socket ended in: [second, clients, p50,
+    longest]. A fresh process slow in its first seconds shows as long gaps early on."""
+    seconds: dict[int, list[float]] = {}
+    for closed, gap in gaps:
+        seconds.setdefault(int(closed), []).append(gap)
+    return [
+        [second, len(g), round(sorted(g)[len(g) // 2], 2), round(max(g), 2)]
+        for second, g in sorted(seconds.items())
+    ]
 
 
 def _holder(holder: Any) -> str:
