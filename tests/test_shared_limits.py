@@ -19,6 +19,7 @@ from menteo_testkit.redis_cluster import LocalCluster
 from menteo_testkit.redis_server import RedisServer
 from menteo_testkit.waits import wait_until
 from realtime.sockets.shared_rate import SharedRate
+from realtime.sockets.shared_slots import SharedSlots
 from tests.backends import Backend, make_backend
 from tests.ci import skip_or_fail
 from tests.client import RoomClient, close_code, create_room
@@ -191,5 +192,27 @@ async def test_requests_arriving_together_keep_every_grant(tmp_path: Path) -> No
         assert waits == [None] * 20, waits
         assert budget.round_trips == 20 and budget.fallbacks == 0
         assert budget.leases["ana"].tokens >= 1000 - 20 - 100  # the rest kept, not dropped
+    finally:
+        await client.aclose()
+
+
+async def test_claims_of_one_address_made_together_share_a_round_trip(tmp_path: Path) -> None:
+    """Sixty handshakes of one address (a NAT, a reconnect storm) claim at once, the other
+    process holding five of the cap of thirty: exactly the twenty-five that fit are
+    admitted, the counts the first twenty-five took, in a round trip or two, not sixty."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    assert backend.redis_url is not None
+    client = aioredis.from_url(backend.redis_url)
+    prefix = f"menteo-test:{uuid.uuid4().hex}:"
+    other, here = (SharedSlots(client, prefix, 30, 30.0) for _ in range(2))
+    try:
+        assert await other.claim("10.0.0.9", 5)
+        admitted = await asyncio.gather(*(here.claim("10.0.0.9", n) for n in range(1, 61)))
+        assert admitted == [True] * 25 + [False] * 35
+        assert here.round_trips <= 2, here.round_trips
+        held = await client.hgetall(f"{prefix}{{10.0.0.9}}")
+        assert int(held[here.me.encode()].split(b":")[0]) == 25  # as many as fit
+        # The other process may not pass the cap either now: its sixth is refused.
+        assert not await other.claim("10.0.0.9", 6)
     finally:
         await client.aclose()

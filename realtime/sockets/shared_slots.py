@@ -9,6 +9,11 @@ rewrites its fields every ``ttl / 3`` seconds (its heartbeat), and soon after a 
 closes, so a crashed process's slots come free within ``ttl`` (``MENTEO_PRESENCE_TTL``) and
 a closed connection's slot within a moment.
 
+The handshakes of one address that arrive while its claim is on its way wait for it, then
+ask together in one script call (the highest of their counts; each is admitted if its own
+count fits): a reconnect storm from one address (a NAT, a proxy, a load test) takes a
+round trip per batch, not per socket, and the cap holds exactly as if each had asked alone.
+
 While Redis cannot answer, admission falls back to this process's own count (the
 per-process cap, always checked first).
 """
@@ -33,7 +38,9 @@ RETRY_AFTER = 2.0  # after a failure, the per-process count decides this long
 FLUSH_DELAY = 0.05  # closed connections are written back at most this late
 
 # KEYS[1]: the address's hash. ARGV: this process's field, its count with the new
-# connection, the cap, the ttl in ms. Returns 1 (admitted, the count stored) or 0.
+# connections, the cap, the ttl in ms, its count with the first of them. Returns the room
+# left for this process (the cap less the others' live counts); when the first fits, the
+# count stored is as many as fit.
 CLAIM = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -50,12 +57,14 @@ for i = 1, #held, 2 do
     end
   end
 end
-if total > tonumber(ARGV[3]) then
-  return 0
+local room = tonumber(ARGV[3]) - (total - tonumber(ARGV[2]))
+if tonumber(ARGV[5]) > room then
+  return room
 end
-redis.call('HSET', KEYS[1], me, ARGV[2] .. ':' .. (now + tonumber(ARGV[4])))
+local stored = math.min(tonumber(ARGV[2]), room)
+redis.call('HSET', KEYS[1], me, stored .. ':' .. (now + tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[4]))
-return 1
+return room
 """
 
 # KEYS[1]: the address's hash. ARGV: field, count, ttl in ms: store (or drop, at 0).
@@ -89,6 +98,10 @@ class SharedSlots:
         self.down_until = 0.0
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        # address -> the claims waiting for the one on its way: (count, answer)
+        self.waiting: dict[str, list[tuple[int, asyncio.Future[bool]]]] = {}
+        self.asking: set[asyncio.Task[None]] = set()  # kept: a task held weakly can go
+        self.round_trips = 0  # claim calls made (for tests)
         self.claim_sha = hashlib.sha1(CLAIM.encode()).hexdigest()
         self.put_sha = hashlib.sha1(PUT.encode()).hexdigest()
 
@@ -96,10 +109,10 @@ class SharedSlots:
         self.task = asyncio.create_task(self._upkeep(), name="menteo-address-slots")
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
+        for task in [*self.asking, *([self.task] if self.task is not None else [])]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+                await task
         for address in self.counts:
             self.counts[address] = 0
         self.dirty |= set(self.counts)
@@ -113,16 +126,48 @@ class SharedSlots:
         if time.monotonic() < self.down_until:
             self.dirty.add(address)
             return True
-        try:
-            async with asyncio.timeout(TIMEOUT):
-                admitted = await self._script(
-                    self.claim_sha, CLAIM, address, [self.me, mine, self.limit, self.ttl_ms]
-                )
-        except (RedisError, OSError, TimeoutError) as exc:
-            self._failed(exc)
-            self.dirty.add(address)
-            return True
-        return bool(admitted)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        waiting = self.waiting.get(address)
+        if waiting is not None:  # a claim of this address is on its way: go after it
+            waiting.append((mine, answer))
+        else:
+            self.waiting[address] = [(mine, answer)]
+            task = asyncio.ensure_future(self._claims(address))
+            self.asking.add(task)
+            task.add_done_callback(self.asking.discard)
+        return await answer
+
+    async def _claims(self, address: str) -> None:
+        """Ask for ``address``'s waiting claims, one call for all, until none wait."""
+        while batch := self.waiting.get(address):
+            self.waiting[address] = []
+            counts = [mine for mine, _ in batch]
+            try:
+                if time.monotonic() < self.down_until:
+                    room = None
+                else:
+                    async with asyncio.timeout(TIMEOUT):
+                        args = [self.me, max(counts), self.limit, self.ttl_ms, min(counts)]
+                        self.round_trips += 1
+                        room = int(await self._script(self.claim_sha, CLAIM, address, args))
+            except (RedisError, OSError, TimeoutError) as exc:
+                self._failed(exc)
+                room = None
+            except BaseException as exc:  # cancelled (stopping), or a bug: no claim hangs
+                for _, answer in batch + self.waiting.pop(address, []):
+                    if answer.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        answer.cancel()
+                    else:
+                        answer.set_exception(exc)
+                raise
+            if room is None:  # Redis away: this process's own count decides
+                self.dirty.add(address)
+            for mine, answer in batch:
+                if not answer.done():  # its handshake may have gone meanwhile
+                    answer.set_result(room is None or mine <= room)
+        self.waiting.pop(address, None)
 
     def changed(self, address: str, count: int) -> None:
         """This process's count for ``address`` is now ``count`` (written back soon)."""
