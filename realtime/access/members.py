@@ -11,7 +11,14 @@ from sqlalchemy import Connection, and_, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..persistence.events import NewEvent, Rejected
-from ..persistence.rooms import MAX_MEMBERS, MEMBER, ROOM, MemberRecord, RoomRecord, get_room_sync
+from ..persistence.rooms import (
+    MAX_MEMBERS,
+    MEMBER,
+    ROOM,
+    MemberRecord,
+    RoomRecord,
+    room_views_sync,
+)
 
 ADDED, UPDATED, REMOVED = "member.added", "member.updated", "member.removed"
 ROOM_UPDATED = "room.updated"
@@ -59,8 +66,8 @@ class RoomReducer:
 
 
 def _load(conn: Connection, rooms: set[str]) -> RoomChanges:
-    found = {room_id: get_room_sync(conn, room_id) for room_id in rooms}
-    return RoomChanges({k: v for k, v in found.items() if v is not None})
+    views = room_views_sync(conn, sorted(rooms))  # one statement for the batch's rooms
+    return RoomChanges({room_id: room for room_id, (room, _) in views.items()})
 
 
 def _put(state: RoomChanges, room: RoomRecord, kind: str, raw: dict[str, str]) -> dict[str, Any]:

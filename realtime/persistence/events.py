@@ -353,6 +353,14 @@ def last_seq_sync(conn: Connection, stream: str) -> int:
     return int(_LAST_SEQ.scalar(conn, stream=stream) or 0)
 
 
+def seqs_sync(conn: Connection, streams: Sequence[str]) -> dict[str, int]:
+    """The streams' last seqs (a stream with none yet: absent), in one statement; a lone
+    stream's is the prepared one (a batch of one is the common case on a quiet server)."""
+    if len(streams) == 1:
+        return {streams[0]: last_seq_sync(conn, streams[0])}
+    return last_seqs_sync(conn, streams)
+
+
 # The same reads for async callers. Written once, as sync functions, so that a caller on the
 # hot path can run several of them in one trip to SQLite's thread (``Database.run``).
 async def replay(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection
 
 from ..checklist.store import load_checklist_sync, load_checklists_sync
 from ..persistence.database import Database
-from ..persistence.events import last_seq_sync, last_seqs_sync
+from ..persistence.events import seqs_sync
 from ..persistence.turns import TurnReads
 from ..reads.digest import Windows
 from ..reads.queries import markers_of_sync, markers_sync
@@ -69,13 +69,12 @@ class WelcomeReads:
 
 def _reads(conn: Connection, asks: list[Ask], our_epoch: str, history_limit: int) -> list[Welcome]:
     rooms = sorted({ask.room_id for ask in asks})
+    lasts = seqs_sync(conn, rooms)
     if len(rooms) == 1:  # statements prepared once (persistence/sql.py)
         room = rooms[0]
-        lasts = {room: last_seq_sync(conn, room)}
         lists = {room: load_checklist_sync(conn, room)}
         markers = {room: markers_sync(conn, room)}
     else:
-        lasts = last_seqs_sync(conn, rooms)
         lists = load_checklists_sync(conn, set(rooms))
         markers = markers_of_sync(conn, rooms)
     checklists = {room: checklist.snapshot() for room, checklist in lists.items()}

@@ -25,7 +25,7 @@ from ..faults import Faults, is_fatal
 from ..metrics import NOWHERE, Metrics
 from ..persistence.chat import CHANGE_TYPES
 from ..persistence.database import Database
-from ..persistence.events import StoredEvent, last_seq_sync, last_seqs, last_seqs_sync
+from ..persistence.events import StoredEvent, last_seqs, seqs_sync
 from ..persistence.turns import TurnReads
 from ..protocol import JSON, Codec
 from .history import Recent, RecentSnapshot, RecentSpec, Replay, seed_recent
@@ -436,10 +436,7 @@ FirstRead = tuple[int, Recent | None]
 def _first_reads(conn: Connection, asks: list[FirstAsk]) -> list[FirstRead]:
     """Each stream's last seq and, if asked for, its newest events of some types up to it:
     the seqs in one statement (one prepared for a lone stream)."""
-    if len(asks) == 1:
-        lasts = {asks[0][0]: last_seq_sync(conn, asks[0][0])}
-    else:
-        lasts = last_seqs_sync(conn, sorted({stream for stream, _ in asks}))
+    lasts = seqs_sync(conn, sorted({stream for stream, _ in asks}))
     reads: list[FirstRead] = []
     for stream, spec in asks:
         last = lasts.get(stream, 0)
