@@ -198,7 +198,9 @@ async def open_state(settings: Settings) -> AsyncIterator[State]:
     await db.warm()  # before /readyz can pass: a rolling restart's sockets come at once
     signals = StopSignals(
         lambda: _stopping(state),
-        drain=lambda: drain_sockets(settings.drain_rate, settings.drain_seconds),
+        drain=lambda: drain_sockets(
+            settings.drain_rate, settings.drain_seconds, settings.drain_handoff
+        ),
     )
     signals.install()
     watchdog = _watchdog(state, signals)

@@ -13,6 +13,7 @@ log = logging.getLogger("menteo.config")
 PREFIX = "MENTEO_"
 MIN_SECRET_BYTES = 32
 LOG_FORMATS = ("text", "json")
+MAX_HANDOFF = 60.0  # seconds: a drain waits this long at most for a client to move
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off")
 
@@ -122,6 +123,10 @@ class Settings:
     # within ``drain_seconds`` (the rate rises to fit); a rate of 0 closes them all at once.
     drain_rate: float = 200.0
     drain_seconds: float = 10.0
+    # A room socket whose client takes a hand-off (``handoff=1``) is sent ``reconnect`` at
+    # its turn instead, and closed 1012 this many seconds later unless its client closed it
+    # first (it opened its next socket meanwhile); 0: no hand-off.
+    drain_handoff: float = 3.0
     log_format: str = "text"  # "json": one JSON object per line, for a log pipeline
 
     dev_secret: bool = field(default=False, compare=False)
@@ -149,6 +154,8 @@ class Settings:
             raise ValueError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if float(values.get("auth_expiring_before", 0.0)) < 0:  # type: ignore[arg-type]
             raise ValueError(f"{PREFIX}AUTH_EXPIRING_BEFORE must be 0 or more seconds")
+        if not 0 <= float(values.get("drain_handoff", 0.0)) <= MAX_HANDOFF:  # type: ignore[arg-type]
+            raise ValueError(f"{PREFIX}DRAIN_HANDOFF must be 0 to {MAX_HANDOFF:.0f} seconds")
         _check_webhook(values)
         if not values.get("secret"):
             if str(values.get("database_url", cls.database_url)).startswith("sqlite"):

@@ -14,6 +14,12 @@ process's thousand sockets reconnect to the processes that stay within a second,
 one of them waits on a join storm there (a rolling restart sends them to a process seconds
 old, its rooms all cold); in batches, the others welcome each batch as it comes, and a
 client is away only for its own reconnect. A second signal stops at once.
+
+A room socket whose client takes a hand-off (``handoff=1``, docs/protocol.md) is not
+closed at its turn: it is sent ``reconnect``, and its client opens its next socket (to a
+process that stays) while this one still serves it, then closes this one. A client is then
+never without a live socket. One that has not closed it ``MENTEO_DRAIN_HANDOFF`` seconds
+later is closed with 1012 as the others are.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ import math
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from types import FrameType
 from typing import Any
 
-from .sockets.wsproto import open_sockets
+from .sockets.wsproto import MenteoWebSocketProtocol, open_sockets
 
 log = logging.getLogger("menteo.drain")
 
@@ -36,9 +43,48 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TICK = 0.1  # seconds between two batches
 
 
-async def drain_sockets(rate: float, seconds: float) -> int:
+class _Handed:
+    """Sockets sent ``reconnect``, each closed 1012 at its deadline unless gone by then."""
+
+    def __init__(self, handoff: float) -> None:
+        self.handoff = handoff
+        self.waiting: deque[tuple[float, MenteoWebSocketProtocol]] = deque()  # by deadline
+        self.count = 0
+
+    def offer(self, socket: MenteoWebSocketProtocol) -> bool:
+        """Whether ``socket``'s client was asked to move (it stays open meanwhile)."""
+        if self.handoff <= 0 or socket.handoff is None or not socket.handoff(self.handoff):
+            return False
+        self.waiting.append((time.monotonic() + self.handoff, socket))
+        self.count += 1
+        return True
+
+    def close_due(self) -> int:
+        """Close the sockets whose time is up; returns how many were still open."""
+        closed = 0
+        while self.waiting and self.waiting[0][0] <= time.monotonic():
+            socket = self.waiting.popleft()[1]
+            if socket.is_open():
+                _restart(socket)
+                closed += 1
+        return closed
+
+    def open(self) -> bool:
+        return any(socket.is_open() for _, socket in self.waiting)
+
+
+def _restart(socket: MenteoWebSocketProtocol) -> bool:
+    try:
+        socket.restart()
+    except Exception:  # one socket's surprise: Uvicorn's shutdown closes it
+        return False
+    return True
+
+
+async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> int:
     """Close this process's WebSockets with 1012, ``rate`` a second (raised so it takes no
-    longer than ``seconds``); returns how many were closed. ``rate`` 0: none here (Uvicorn
+    longer than ``seconds``), or hand them off (``reconnect``, then at most ``handoff``
+    seconds); returns how many were closed or handed off. ``rate`` 0: none here (Uvicorn
     closes them all at once). The sockets are listed once, then once more at the end for
     those whose handshake was under way: not a scan of every connection per batch."""
     pending = open_sockets()
@@ -48,7 +94,8 @@ async def drain_sockets(rate: float, seconds: float) -> int:
         rate = max(rate, len(pending) / seconds)
     batch = max(1, math.ceil(rate * TICK))
     started = time.monotonic()
-    closed = failed = 0
+    handed = _Handed(handoff)
+    closed = failed = late_closed = 0
     tried: set[object] = set()
     while pending:
         tried.update(pending)
@@ -57,20 +104,36 @@ async def drain_sockets(rate: float, seconds: float) -> int:
                 if not socket.is_open():  # it may have gone meanwhile
                     continue
                 try:
-                    socket.restart()
+                    moved = handed.offer(socket)
+                except Exception:  # a hook's surprise: closed at once instead
+                    moved = False
+                if moved:
+                    continue
+                if _restart(socket):
                     closed += 1
-                except Exception:  # one socket's surprise: Uvicorn's shutdown closes it
+                else:
                     failed += 1
+            late_closed += handed.close_due()
             if time.monotonic() - started >= seconds:
                 break
             await asyncio.sleep(TICK)
         late = open_sockets() if time.monotonic() - started < seconds else []
         pending = [socket for socket in late if socket not in tried]
+    while handed.open():  # each handed-off socket until its client closed it or its deadline
+        late_closed += handed.close_due()
+        await asyncio.sleep(TICK)
     took = time.monotonic() - started
-    log.info("drain: %d sockets closed 1012 in %.1f s", closed, took)
+    log.info(
+        "drain: %d sockets closed 1012, %d handed off (%d of them closed 1012 at their "
+        "deadline) in %.1f s",
+        closed,
+        handed.count,
+        late_closed,
+        took,
+    )
     if failed:
         log.warning("drain: %d sockets could not be closed here; the shutdown closes them", failed)
-    return closed
+    return closed + handed.count
 
 
 class StopSignals:

@@ -39,6 +39,7 @@ class RoomClient:
         msgpack_codec: bool = False,
         origin: str | None = None,
         expect_welcome: bool = True,
+        handoff: bool = False,
         **kw: Any,
     ) -> RoomClient:
         url = f"{base_ws}/rooms/{room_id}/ws?token={token}"
@@ -46,6 +47,8 @@ class RoomClient:
             url += f"&since={since}"
         if epoch is not None:
             url += f"&epoch={epoch}"
+        if handoff:
+            url += "&handoff=1"
         protocol = "menteo.v1.msgpack" if msgpack_codec else "menteo.v1.json"
         ws = await websockets.connect(
             url,

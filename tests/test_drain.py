@@ -80,13 +80,44 @@ async def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
         server.kill()
 
 
+async def test_a_client_that_takes_a_hand_off_keeps_its_socket_until_it_moves(
+    tmp_path: Path,
+) -> None:
+    """``handoff=1``: at its turn the socket is sent ``reconnect`` instead of 1012 and keeps
+    serving (a chat is acked, a peer's message arrives) while its client opens its next
+    socket; the client then closes it. A client that does not move is closed 1012 after
+    ``MENTEO_DRAIN_HANDOFF`` seconds, and a socket without ``handoff=1`` at its turn."""
+    server, secret, _, room, plain = await _started(
+        tmp_path, "100", "10", 1, MENTEO_DRAIN_HANDOFF="2"
+    )
+    try:
+        token = _token(secret, "ana")
+        mover = await RoomClient.connect(server.ws, room["id"], token, handoff=True)
+        stayer = await RoomClient.connect(server.ws, room["id"], token, handoff=True)
+        started = time.monotonic()
+        stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=60))
+        for client in (mover, stayer):
+            asked = await client.recv_until(lambda f: f["type"] == "reconnect")
+            assert asked == {"type": "reconnect", "reason": "server restarting", "close_in": 2.0}
+        assert await plain[0].closed_with() == 1012
+        seq = await mover.chat("c1", "sent while moving")  # still served
+        assert (await stayer.recv_until(lambda f: f["type"] == "chat.message"))["seq"] == seq
+        await mover.close()  # moved: it closes the old socket itself
+        assert await stayer.closed_with(timeout=10) == 1012
+        assert 1.5 < time.monotonic() - started < 8  # at its deadline, not at once
+        assert await stopping in GRACEFUL
+        assert any("2 handed off (1 of them closed 1012" in line for line in server.output)
+    finally:
+        server.kill()
+
+
 async def _started(
-    tmp_path: Path, rate: str, seconds: str, sockets: int
+    tmp_path: Path, rate: str, seconds: str, sockets: int, **env_extra: str
 ) -> tuple[ServerProcess, str, dict[str, str], dict[str, Any], list[RoomClient]]:
     """A server draining at ``rate`` within ``seconds``, with ``sockets`` of Ana's open in a
     room of hers."""
     backend = await make_backend("sqlite", tmp_path)
-    env = process_env(backend, MENTEO_DRAIN_RATE=rate, MENTEO_DRAIN_SECONDS=seconds)
+    env = process_env(backend, MENTEO_DRAIN_RATE=rate, MENTEO_DRAIN_SECONDS=seconds, **env_extra)
     server = ServerProcess(env)
     await server.start()
     try:
@@ -111,6 +142,8 @@ class _Socket:
     """Stands for one of uvicorn's connections as the drain sees it: open until restarted;
     ``fails``: its restart raises, as websockets does for a socket whose peer's close frame
     arrived in between (``InvalidState``)."""
+
+    handoff = None  # no client that moves on request
 
     def __init__(self, fails: bool = False) -> None:
         self.fails = fails

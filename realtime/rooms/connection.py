@@ -115,6 +115,15 @@ class RoomConnection:
                 self.last_seq = max(self.last_seq, seq)
                 self.transport.send_frames(frames, self.codec)
 
+    def hand_off(self, close_in: float) -> bool:
+        """The process is stopping: ask the client to open its next socket (to a process
+        that stays) and then close this one, which serves it meanwhile. Not before the
+        welcome: a socket still joining is closed 1012 at once, as without a hand-off."""
+        if self.held is not None:
+            return False
+        self.send_frame({"type": "reconnect", "reason": "server restarting", "close_in": close_in})
+        return True
+
     # Replies --------------------------------------------------------------------------
     def send_frame(self, frame: dict[str, Any]) -> None:
         self.transport.send(self.codec.encode(frame))

@@ -30,7 +30,7 @@ from ..sockets.clock import refresh
 from ..sockets.limits import TokenBucket
 from ..sockets.receive import Ending, Limits, receive_loop
 from ..sockets.shared_rate import SharedRate
-from ..sockets.transport import ASGIReceive, ASGISend, socket_transport
+from ..sockets.transport import ASGIReceive, ASGISend, offer_handoff, socket_transport
 from ..streams.history import Replay
 from .chat_ops import CHAT_CHANGE_HANDLERS
 from .checklist_ops import CHECKLIST_HANDLERS
@@ -114,6 +114,8 @@ class RoomSocket:
             room, role = admitted.grant
             warn = state.settings.auth_expiring_before
             conn = RoomConnection(room, admitted.principal, role, admitted.codec, transport, warn)
+            if admitted.param("handoff") == "1":  # its client moves when asked (drain.py)
+                offer_handoff(scope, conn.hand_off)
             await _serve(state, conn, receive, admitted.param("since"), admitted.param("epoch"))
 
 

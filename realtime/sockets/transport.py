@@ -63,6 +63,19 @@ def direct_writer(scope: dict[str, Any]) -> DirectWriter | None:
     return writer
 
 
+# Asks the client to move to another process before the drain closes this socket; given the
+# seconds until then. False: it cannot (the socket is closed with 1012 at its turn).
+Handoff = Callable[[float], bool]
+
+
+def offer_handoff(scope: dict[str, Any], handoff: Handoff | None) -> None:
+    """A live socket whose client moves on request (drain.py): the drain asks ``handoff``
+    instead of closing it at once. None withdraws the offer."""
+    server = (scope.get("extensions") or {}).get(DIRECT_SEND)
+    if server is not None:
+        server.handoff = handoff
+
+
 class Abort(Protocol):
     """Drop a connection without waiting for the peer: now, or ``delay`` seconds from now
     if it is still open then."""

@@ -36,7 +36,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.http11 import Request
 from websockets.protocol import State
 
-from .transport import DIRECT_SEND
+from .transport import DIRECT_SEND, Handoff
 
 __all__ = ["MenteoWebSocketProtocol", "open_sockets"]
 
@@ -129,6 +129,7 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
+        self.handoff: Handoff | None = None  # set by a socket kind (transport.offer_handoff)
         server_state = kwargs.get("server_state")
         if server_state is not None:
             _SERVERS.add(server_state)
@@ -167,6 +168,7 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None:
             scope["extensions"].pop(DIRECT_SEND, None)  # the scope -> self cycle
+        self.handoff = None  # its closure holds the app's connection
 
     def is_open(self) -> bool:
         """Accepted, and neither closing (by either side: a peer's close frame makes the

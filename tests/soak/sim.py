@@ -58,6 +58,8 @@ class Stats:
     resent_unavailable: int = 0
     dropped: int = 0  # sockets aborted by the chaos loop
     churned: int = 0  # sockets closed cleanly by their client to reconnect
+    moved: int = 0  # room sockets handed off: the next one welcomed before the old closed
+    move_failures: int = 0  # asked to reconnect, but the next socket failed (a 1012 followed)
     violations: list[str] = field(default_factory=list)  # gaps, repeats, mismatches seen live
     ack_latency: list[float] = field(default_factory=list)
     delivery_latency: list[float] = field(default_factory=list)  # send -> the peer's receipt
@@ -91,6 +93,9 @@ class Sim:
         self.before_peer = 0  # deliveries of ops sent before the peer's first connection
         self.churn = 0.0  # mean seconds between a client's clean reconnects (0: none)
         self.max_edits = 10_000  # most notes edits or feed writes per user
+        # Room sockets take a hand-off (``handoff=1``): asked to ``reconnect``, a client opens
+        # its next socket while the old one still serves it (docs/protocol.md).
+        self.handoff = True
 
     def stop_load(self) -> None:
         self.loading = False
@@ -256,6 +261,9 @@ class RoomUser:
         # was away, which a drained process keeps short even when the drain is long.
         self.closed_at = 0.0
         self.welcomed_at = 0.0
+        self.moving: asyncio.Task[bool] | None = None  # the next socket of a hand-off
+        self.moved_at = 0.0  # when a hand-off last moved it (never without a live socket)
+        self.overlap_until = 0  # seqs up to here the old socket delivered: the new repeats them
 
     # Connection ---------------------------------------------------------------------------
     def is_open(self) -> bool:
@@ -283,18 +291,9 @@ class RoomUser:
         """One socket, from connect to close; False (back off) if no welcome came, unless
         the server closed it with 1012 first: a process stopping while the join was under
         way, which the protocol's client retries at once (docs/protocol.md, resuming)."""
-        url = f"{server.ws}/rooms/{self.room_id}/ws?token={self.token}&since={self.last_seq}"
-        if self.epoch:
-            url += f"&epoch={self.epoch}"
         started = time.monotonic()
         try:
-            ws = await websockets.connect(
-                url,
-                subprotocols=["menteo.v1.json"],  # type: ignore[list-item]
-                compression=None,
-                open_timeout=CONNECT_TIMEOUT,
-                max_queue=None,
-            )
+            ws = await self._connect(server)
         except Exception as exc:
             self.sim.stats.connect_failures[f"room: {type(exc).__name__}"] += 1
             self._attempt(server, started, f"connect {exc}"[:60])
@@ -318,26 +317,116 @@ class RoomUser:
         if self.first_welcome is None:
             self.first_welcome = time.monotonic()
         self.welcomed.set()
-        churn = self.sim.churn_later(ws.close, self.is_open)
+        churn = self.sim.churn_later(lambda: self._close_current(), self.is_open)
         try:
-            for op_id, pending in list(self.outbox.items()):
-                if pending.sent_at is not None or op_id in self.acks:
-                    continue
-                pending.sent_at = time.monotonic()
-                await ws.send(orjson.dumps(pending.frame).decode())
-                self.sim.stats.resent_reconnect += 1
-            async for data in ws:
-                self._frame(orjson.loads(data))
+            await self._resend_unsent(ws)
+            while True:
+                await self._read(ws)
+                moved = await self._moved(ws)
+                if moved is None:
+                    break
+                ws = moved  # handed off: the next socket is read from here on
         except websockets.ConnectionClosed:
             pass
         finally:
             if churn is not None:
                 churn.cancel()
+            if self.moving is not None:
+                self.moving.cancel()
+                self.moving = None
             self._note_close(ws)
-            self.ws = self.server = None
+            self.ws = None
+            if self.server is not None and self.server is not server:
+                # Moved: the balancer counts the socket on the server it moved to; the
+                # caller releases the one this session started on.
+                self.sim.release(self.server)
+                self.sim.assigned[server.name] += 1
+            self.server = None
             self.closed_at = time.monotonic()
             for pending in self.outbox.values():
                 pending.sent_at = None
+        return True
+
+    async def _connect(self, server: Server) -> ClientConnection:
+        url = f"{server.ws}/rooms/{self.room_id}/ws?token={self.token}&since={self.last_seq}"
+        if self.epoch:
+            url += f"&epoch={self.epoch}"
+        if self.sim.handoff:
+            url += "&handoff=1"
+        return await websockets.connect(
+            url,
+            subprotocols=["menteo.v1.json"],  # type: ignore[list-item]
+            compression=None,
+            open_timeout=CONNECT_TIMEOUT,
+            max_queue=None,
+        )
+
+    async def _close_current(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    async def _resend_unsent(self, ws: ClientConnection) -> None:
+        """Send on ``ws`` what was not acked and is not on its way on a live socket."""
+        for op_id, pending in list(self.outbox.items()):
+            if pending.sent_at is not None or op_id in self.acks:
+                continue
+            pending.sent_at = time.monotonic()
+            await ws.send(orjson.dumps(pending.frame).decode())
+            self.sim.stats.resent_reconnect += 1
+
+    async def _read(self, ws: ClientConnection) -> None:
+        """Frames of ``ws`` until it closes. Once a hand-off moved this client to its next
+        socket, the old one's remaining frames count for their events and acks only: the
+        new welcome's presence list is newer than anything the old socket still holds."""
+        async for data in ws:
+            frame = orjson.loads(data)
+            if frame.get("type") == "reconnect" and self.ws is ws:
+                if self.moving is None and self.sim.handoff:
+                    self.moving = asyncio.ensure_future(self._move(ws))
+            elif self.ws is ws or "seq" in frame or frame.get("type") in ("ack", "error"):
+                self._frame(frame)
+
+    async def _moved(self, old: ClientConnection) -> ClientConnection | None:
+        """After ``old`` closed: the socket a hand-off moved this client to, or None (the
+        session ends; the client reconnects as after any close)."""
+        if self.ws is old and self.moving is not None:
+            await asyncio.wait((self.moving,))  # the server closed it before the move ended
+        self.moving = None
+        if self.ws is None or self.ws is old:
+            return None
+        self._note_close(old)  # the session's end notes the last socket's close
+        self.overlap_until = self.last_seq  # all the old one delivered is applied
+        return self.ws
+
+    async def _move(self, old: ClientConnection) -> bool:
+        """Asked to ``reconnect``: open the next socket (the balancer sends it to a process
+        that stays) while ``old`` serves; once welcomed, switch to it and close ``old``."""
+        server = self.sim.pick_server()
+        started = time.monotonic()
+        try:
+            ws = await self._connect(server)
+            welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
+        except Exception as exc:
+            self.sim.release(server)
+            self.sim.stats.move_failures += 1
+            self._attempt(server, started, f"move failed: {type(exc).__name__}")
+            return False
+        self._attempt(server, started, "moved")
+        if self.ws is not old:  # the old one ended meanwhile and so did the session
+            self.sim.release(server)
+            await ws.close()
+            return False
+        self.sim.stats.moved += 1
+        self.moved_at = time.monotonic()
+        self.sim.stats.connects["room"] += 1
+        if self.server is not None:
+            self.sim.release(self.server)
+        self.ws, self.server = ws, server
+        self._welcome(welcome, moved=True)
+        for pending in self.outbox.values():  # acks of the old one may never come: resend
+            pending.sent_at = None
+        await self._resend_unsent(ws)
+        await old.close()  # its remaining frames are read, then ``_session`` reads ``ws``
         return True
 
     def _attempt(self, server: Server, started: float, outcome: str) -> None:
@@ -353,7 +442,7 @@ class RoomUser:
         else:
             self.sim.stats.closes["no close frame"] += 1
 
-    def _welcome(self, welcome: dict[str, Any]) -> None:
+    def _welcome(self, welcome: dict[str, Any], *, moved: bool = False) -> None:
         stats = self.sim.stats
         if welcome.get("type") != "welcome":
             stats.violation(f"{self.user_id}: first frame is {welcome.get('type')}")
@@ -365,7 +454,7 @@ class RoomUser:
             stats.violation(
                 f"{self.user_id}: since={self.last_seq} not recovered (room at {welcome['seq']})"
             )
-        if welcome["seq"] < self.last_seq:
+        if welcome["seq"] < self.last_seq and not moved:  # the old socket may be ahead
             stats.violation(f"{self.user_id}: room went back {self.last_seq} -> {welcome['seq']}")
         self.presence = {p["user_id"] for p in welcome["presence"]}
         self.expect_checklist = (welcome["seq"], welcome["checklist"]["items"])
@@ -401,6 +490,8 @@ class RoomUser:
 
     def _event(self, frame: dict[str, Any]) -> None:
         seq = frame["seq"]
+        if seq <= self.overlap_until:  # delivered by the socket a hand-off replaced
+            return
         if seq <= self.last_seq:
             self.sim.stats.violation(f"{self.user_id}: seq {seq} again (at {self.last_seq})")
             return

@@ -199,6 +199,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--blackhole", type=float, default=3, help="seconds a blackhole lasts")
     p.add_argument("--no-chaos", action="store_true", help="load only (a baseline)")
     p.add_argument(
+        "--no-handoff",
+        action="store_true",
+        help="room clients without handoff=1: a drained socket is closed 1012 at its turn",
+    )
+    p.add_argument(
         "--churn",
         type=float,
         default=120,
@@ -518,6 +523,9 @@ async def recovered(
         if getattr(h, "closed_at", 0.0) >= fault_at and h.welcomed_at > h.closed_at
     ]
     away = sorted(gap for _, gap in gaps)
+    moved = sum(1 for h in affected if getattr(h, "moved_at", 0.0) >= fault_at)
+    if moved:
+        event["handed_off"] = moved  # moved to their next socket before the old one closed
     if away:
         event["away_p50_s"] = round(away[len(away) // 2], 2)
         event["away_max_s"] = round(away[-1], 2)
@@ -673,6 +681,7 @@ async def run(args: argparse.Namespace) -> int:
         }
         servers.append(launcher(name, env, args.src.resolve(), out / f"server-{name}.log"))
     sim = Sim(servers, args.seed)
+    sim.handoff = not args.no_handoff
     sim.churn = args.churn
     sim.max_edits = int(args.duration / min(args.notes_interval, args.feed_interval) * 3) + 10
     sampler = Sampler(servers, redis, sim.open_sockets, args.sample)
@@ -890,6 +899,8 @@ async def run(args: argparse.Namespace) -> int:
             "resent_unavailable": s.resent_unavailable,
             "dropped": s.dropped,
             "churned": s.churned,
+            "moved": s.moved,
+            "move_failures": s.move_failures,
             "violations": len(s.violations),
         },
         "latency_ms": {
@@ -1026,6 +1037,7 @@ def render_summary(r: dict[str, Any]) -> str:
     kinds = Counter(e["kind"] for e in r["chaos"])
     recov = [e.get("recovered_s") for e in r["chaos"] if "recovered_s" in e]
     worst = max((x for x in recov if x is not None), default=None)
+    away = max((e["away_max_s"] for e in r["chaos"] if "away_max_s" in e), default=None)
     lines = [
         f"## Soak: {a['clients']} clients, {a['duration']:.0f} s — durable data "
         f"{'PASS' if not v['failures'] else 'FAIL'}, presence "
@@ -1038,7 +1050,8 @@ def render_summary(r: dict[str, Any]) -> str:
         + ", ".join(f"{n} x {KIND_NAMES.get(k, k)}" for k, n in sorted(kinds.items()))
         + f" ({s['dropped']} sockets aborted by drops); worst recovery "
         + ("n/a" if worst is None else f"{worst:.2f} s")
-        + ("" if None not in recov else " (some NOT recovered within 60 s)"),
+        + ("" if None not in recov else " (some NOT recovered within 60 s)")
+        + ("" if away is None else f"; longest a room client was away {away:.2f} s"),
         "",
         "| at (s) | kind | what | affected clients | recovered after the fault ended (s) "
         "| from the fault (s) | last to recover |",
@@ -1060,6 +1073,11 @@ def render_summary(r: dict[str, Any]) -> str:
                 f"; away (socket closed to welcomed again): half {e['away_p50_s']:.2f} s, "
                 f"longest {e['away_max_s']:.2f} s"
                 if "away_max_s" in e
+                else ""
+            )
+            + (
+                f"; handed off (never without a live socket): {e['handed_off']}"
+                if "handed_off" in e
                 else ""
             )
             + " |"
@@ -1084,7 +1102,8 @@ def render_summary(r: dict[str, Any]) -> str:
         *feed_lines(r),
         f"- reconnects: {s['connects'].get('room', 0)} room welcomes, "
         f"{s['connects'].get('notes', 0)} notes connections ({s['churned']} clean reconnects "
-        f"by clients); failed attempts "
+        f"by clients; {s.get('moved', 0)} handed off to their next socket before the old one "
+        f"closed, {s.get('move_failures', 0)} hand-offs failed); failed attempts "
         f"{sum(s['connect_failures'].values())}; ops resent after reconnect "
         f"{s['resent_reconnect']}, after {15} s without ack {s['resent_timeout']}, after "
         f"`unavailable` {s['resent_unavailable']}",
