@@ -59,15 +59,17 @@ class _Handed:
         self.count += 1
         return True
 
-    def close_due(self) -> int:
-        """Close the sockets whose time is up; returns how many were still open."""
-        closed = 0
+    def close_due(self) -> tuple[int, int]:
+        """Close the sockets whose time is up: how many were closed, how many could not be."""
+        closed = failed = 0
         while self.waiting and self.waiting[0][0] <= time.monotonic():
             socket = self.waiting.popleft()[1]
             if socket.is_open():
-                _restart(socket)
-                closed += 1
-        return closed
+                if _restart(socket):
+                    closed += 1
+                else:
+                    failed += 1
+        return closed, failed
 
     def open(self) -> bool:
         return any(socket.is_open() for _, socket in self.waiting)
@@ -113,14 +115,16 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
                     closed += 1
                 else:
                     failed += 1
-            late_closed += handed.close_due()
+            due_closed, due_failed = handed.close_due()
+            late_closed, failed = late_closed + due_closed, failed + due_failed
             if time.monotonic() - started >= seconds:
                 break
             await asyncio.sleep(TICK)
         late = open_sockets() if time.monotonic() - started < seconds else []
         pending = [socket for socket in late if socket not in tried]
     while handed.open():  # each handed-off socket until its client closed it or its deadline
-        late_closed += handed.close_due()
+        due_closed, due_failed = handed.close_due()
+        late_closed, failed = late_closed + due_closed, failed + due_failed
         await asyncio.sleep(TICK)
     took = time.monotonic() - started
     log.info(

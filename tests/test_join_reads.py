@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Connection, event, text
 
 from menteo_testkit.waits import wait_until
+from realtime.persistence import turns
 from realtime.persistence.database import WARM, Database
 from realtime.persistence.turns import TurnReads
 from realtime.reads.digest import Windows
@@ -245,10 +248,13 @@ async def test_rooms_and_streams_asked_in_one_turn_share_one_read(server: Runnin
     assert view[-1] == (0, [])
 
 
-async def test_asks_made_while_calls_run_go_together_when_one_ends(tmp_path: Path) -> None:
+async def test_asks_made_while_calls_run_go_together_when_one_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """At most ``depth`` calls of one kind run at once: asks of later turns wait and go in
     one call when a running one ends, each with its own answer (in a storm the batch grows
     with the load, instead of a small call per turn)."""
+    monkeypatch.setattr(turns, "STUCK", 60.0)  # a slow machine's calls are not stuck ones
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
     release = threading.Event()
     calls: list[list[int]] = []
@@ -273,6 +279,38 @@ async def test_asks_made_while_calls_run_go_together_when_one_ends(tmp_path: Pat
         release.set()
         assert await asyncio.gather(*answers) == [0, 10, 20, 30, 40]
         assert calls == [[0], [1], [2, 3, 4]]
+    finally:
+        release.set()
+        await db.close()
+
+
+async def test_calls_that_hang_do_not_hold_back_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two calls that hang (a connection gone half-dead) would hold every later read of
+    their kind: past ``STUCK`` they no longer count, and the asks waiting go in a call of
+    their own."""
+    monkeypatch.setattr(turns, "STUCK", 0.3)
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    release = threading.Event()
+
+    def read_many(conn: Connection, asks: list[int]) -> list[int]:
+        if asks[0] < 2:  # the first two calls hang until released
+            release.wait(10)
+        return list(asks)
+
+    reads: TurnReads[int, int] = TurnReads(db, read_many, depth=2)
+    try:
+        answers = [asyncio.ensure_future(reads.read(n)) for n in (0,)]
+        await wait_until(lambda: len(reads.running) == 1, "the first call runs")
+        answers.append(asyncio.ensure_future(reads.read(1)))
+        await wait_until(lambda: len(reads.running) == 2, "the second call runs")
+        answers.append(asyncio.ensure_future(reads.read(2)))
+        started = time.monotonic()
+        await wait_until(lambda: len(reads.running) == 3, "a third call past the stuck ones")
+        assert 0.2 < time.monotonic() - started < 5
+        release.set()
+        assert await asyncio.gather(*answers) == [0, 1, 2]
     finally:
         release.set()
         await db.close()

@@ -10,7 +10,9 @@ calls when more were asked), and each caller gets its own answer.
 At most ``depth`` calls run at once: the asks of the turns that come while they run wait
 for the first to end and go together. Alone, a storm's joins arrive a few to a turn and
 each turn's call was small; now the batch grows with the load (as a group commit does),
-and a read asked on a quiet server still goes at the end of its turn.
+and a read asked on a quiet server still goes at the end of its turn. A call running
+longer than ``STUCK`` no longer counts (a connection that hangs must not hold every read
+of its kind behind it).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ R = TypeVar("R")  # its answer
 
 BATCH = 64
 DEPTH = 2  # calls of one kind at once (SQLite has two reader threads)
+STUCK = 1.0  # seconds: a call running longer does not hold the next one back
 
 
 class TurnReads(Generic[A, R]):
@@ -35,7 +38,17 @@ class TurnReads(Generic[A, R]):
     together. ``read_many`` answers in the order asked; ``snapshot``: one consistent state
     for the whole call (``Database.run``)."""
 
-    __slots__ = ("asks", "batch", "db", "depth", "due", "read_many", "running", "snapshot")
+    __slots__ = (
+        "asks",
+        "batch",
+        "db",
+        "depth",
+        "due",
+        "read_many",
+        "running",
+        "snapshot",
+        "wake",
+    )
 
     def __init__(
         self,
@@ -53,7 +66,9 @@ class TurnReads(Generic[A, R]):
         self.depth = depth
         self.asks: list[tuple[A, asyncio.Future[R]]] = []
         self.due = False  # a flush is scheduled for the end of this turn
-        self.running: set[asyncio.Task[None]] = set()  # kept: a task held only weakly can go
+        # The calls running, with when each started (kept: a task held weakly can go).
+        self.running: dict[asyncio.Task[None], float] = {}
+        self.wake: asyncio.TimerHandle | None = None  # when a running call counts as stuck
 
     async def read(self, ask: A) -> R:
         answer: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -62,21 +77,33 @@ class TurnReads(Generic[A, R]):
         return await answer
 
     def _schedule(self) -> None:
-        """Flush at the end of this turn, unless ``depth`` calls run: then when one ends."""
-        if self.asks and not self.due and len(self.running) < self.depth:
+        """Flush at the end of this turn, unless ``depth`` calls run: then when one ends,
+        or when one has run for ``STUCK``."""
+        if not self.asks or self.due:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        busy = sorted(started for started in self.running.values() if now - started < STUCK)
+        if len(busy) < self.depth:
             self.due = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
+        elif self.wake is None:
+            self.wake = loop.call_at(busy[-self.depth] + STUCK, self._woken)
+
+    def _woken(self) -> None:
+        self.wake = None
+        self._schedule()
 
     def _flush(self) -> None:
         self.due = False
         asks, self.asks = self.asks, []
         for start in range(0, len(asks), self.batch):
             task = asyncio.ensure_future(self._run(asks[start : start + self.batch]))
-            self.running.add(task)
+            self.running[task] = task.get_loop().time()
             task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        self.running.discard(task)
+        self.running.pop(task, None)
         self._schedule()  # the asks that waited for it
 
     async def _run(self, asks: list[tuple[A, asyncio.Future[R]]]) -> None:

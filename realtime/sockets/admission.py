@@ -58,7 +58,12 @@ class AddressSlots:
         if address is None or self.shared is None:
             return address
         mine = self.counts[address]
-        if await self.shared.claim(address, mine):
+        try:
+            admitted = await self.shared.claim(address, mine)
+        except BaseException:  # cancelled (the peer went, the process stops): not counted
+            self.release(address)
+            raise
+        if admitted:
             self.shared.counts[address] = self.counts[address]
             if self.counts[address] != mine:  # another of its connections came or went
                 self.shared.changed(address, self.counts[address])

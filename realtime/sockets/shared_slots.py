@@ -113,6 +113,11 @@ class SharedSlots:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        # A claim task cancelled before it first ran answered nobody: no handshake waits on.
+        for waiting in self.waiting.values():
+            for _, answer in waiting:
+                answer.cancel()
+        self.waiting.clear()
         for address in self.counts:
             self.counts[address] = 0
         self.dirty |= set(self.counts)

@@ -263,7 +263,11 @@ class RoomUser:
         self.welcomed_at = 0.0
         self.moving: asyncio.Task[bool] | None = None  # the next socket of a hand-off
         self.moved_at = 0.0  # when a hand-off last moved it (never without a live socket)
-        self.overlap_until = 0  # seqs up to here the old socket delivered: the new repeats them
+        # After a hand-off: (the next seq the new socket must bring, the last seq the old one
+        # delivered). The new socket's events up to there are repeats, checked gap-free from
+        # the ``since`` it was opened with, then dropped; None outside a hand-off.
+        self.overlap: tuple[int, int] | None = None
+        self.move_since = 0  # the ``since`` the hand-off's next socket was opened with
 
     # Connection ---------------------------------------------------------------------------
     def is_open(self) -> bool:
@@ -292,6 +296,7 @@ class RoomUser:
         the server closed it with 1012 first: a process stopping while the join was under
         way, which the protocol's client retries at once (docs/protocol.md, resuming)."""
         started = time.monotonic()
+        self.overlap = None  # a reconnect's events are checked as any others
         try:
             ws = await self._connect(server)
         except Exception as exc:
@@ -395,7 +400,7 @@ class RoomUser:
         if self.ws is None or self.ws is old:
             return None
         self._note_close(old)  # the session's end notes the last socket's close
-        self.overlap_until = self.last_seq  # all the old one delivered is applied
+        self.overlap = (self.move_since + 1, self.last_seq)  # the old one's frames are applied
         return self.ws
 
     async def _move(self, old: ClientConnection) -> bool:
@@ -403,6 +408,7 @@ class RoomUser:
         that stays) while ``old`` serves; once welcomed, switch to it and close ``old``."""
         server = self.sim.pick_server()
         started = time.monotonic()
+        self.move_since = self.last_seq  # what ``_connect`` sends
         try:
             ws = await self._connect(server)
             welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
@@ -422,7 +428,7 @@ class RoomUser:
         if self.server is not None:
             self.sim.release(self.server)
         self.ws, self.server = ws, server
-        self._welcome(welcome, moved=True)
+        self._welcome(welcome, since=self.move_since)
         for pending in self.outbox.values():  # acks of the old one may never come: resend
             pending.sent_at = None
         await self._resend_unsent(ws)
@@ -442,8 +448,11 @@ class RoomUser:
         else:
             self.sim.stats.closes["no close frame"] += 1
 
-    def _welcome(self, welcome: dict[str, Any], *, moved: bool = False) -> None:
+    def _welcome(self, welcome: dict[str, Any], *, since: int | None = None) -> None:
+        """``since``: what the socket was opened with (a hand-off's old socket may have
+        delivered more meanwhile); by default the last seq applied, as at a reconnect."""
         stats = self.sim.stats
+        since = self.last_seq if since is None else since
         if welcome.get("type") != "welcome":
             stats.violation(f"{self.user_id}: first frame is {welcome.get('type')}")
             return
@@ -452,10 +461,10 @@ class RoomUser:
         self.epoch = welcome["epoch"]
         if not welcome["recovered"]:
             stats.violation(
-                f"{self.user_id}: since={self.last_seq} not recovered (room at {welcome['seq']})"
+                f"{self.user_id}: since={since} not recovered (room at {welcome['seq']})"
             )
-        if welcome["seq"] < self.last_seq and not moved:  # the old socket may be ahead
-            stats.violation(f"{self.user_id}: room went back {self.last_seq} -> {welcome['seq']}")
+        if welcome["seq"] < since:
+            stats.violation(f"{self.user_id}: room went back {since} -> {welcome['seq']}")
         self.presence = {p["user_id"] for p in welcome["presence"]}
         self.expect_checklist = (welcome["seq"], welcome["checklist"]["items"])
         self._check_checklist()
@@ -490,8 +499,16 @@ class RoomUser:
 
     def _event(self, frame: dict[str, Any]) -> None:
         seq = frame["seq"]
-        if seq <= self.overlap_until:  # delivered by the socket a hand-off replaced
-            return
+        if self.overlap is not None:  # the new socket of a hand-off, repeating the old one's
+            expected, until = self.overlap
+            if seq <= until:
+                if seq != expected:
+                    self.sim.stats.violation(
+                        f"{self.user_id}: hand-off's new socket went {expected - 1} -> {seq}"
+                    )
+                self.overlap = (seq + 1, until)
+                return
+            self.overlap = None  # past the old one's last: checked as any other
         if seq <= self.last_seq:
             self.sim.stats.violation(f"{self.user_id}: seq {seq} again (at {self.last_seq})")
             return
