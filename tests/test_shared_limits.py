@@ -216,3 +216,21 @@ async def test_claims_of_one_address_made_together_share_a_round_trip(tmp_path: 
         assert not await other.claim("10.0.0.9", 6)
     finally:
         await client.aclose()
+
+
+async def test_a_claim_waiting_when_the_slots_close_is_answered(tmp_path: Path) -> None:
+    """A claim whose task the shutdown cancelled before it ran answered nobody: its
+    handshake, and every later one of the address, waited for ever."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    assert backend.redis_url is not None
+    client = aioredis.from_url(backend.redis_url)
+    slots = SharedSlots(client, f"menteo-test:{uuid.uuid4().hex}:", 30, 30.0)
+    try:
+        claim = asyncio.ensure_future(slots.claim("10.0.0.8", 1))
+        await asyncio.sleep(0)  # one turn: the claim's task exists and has not run
+        await slots.close()
+        done, _ = await asyncio.wait((claim,), timeout=5)
+        assert done and claim.cancelled()
+        assert slots.waiting == {}
+    finally:
+        await client.aclose()
