@@ -50,6 +50,8 @@ class _Handed:
         self.handoff = handoff
         self.waiting: deque[tuple[float, MenteoWebSocketProtocol]] = deque()  # by deadline
         self.count = 0
+        self.closed = 0  # still open at their deadline: closed 1012
+        self.failed = 0  # still open at their deadline, and could not be closed
 
     def offer(self, socket: MenteoWebSocketProtocol) -> bool:
         """Whether ``socket``'s client was asked to move (it stays open meanwhile)."""
@@ -59,17 +61,15 @@ class _Handed:
         self.count += 1
         return True
 
-    def close_due(self) -> tuple[int, int]:
-        """Close the sockets whose time is up: how many were closed, how many could not be."""
-        closed = failed = 0
+    def close_due(self) -> None:
+        """Close the sockets whose time is up (counted in ``closed`` and ``failed``)."""
         while self.waiting and self.waiting[0][0] <= time.monotonic():
             socket = self.waiting.popleft()[1]
             if socket.is_open():
                 if _restart(socket):
-                    closed += 1
+                    self.closed += 1
                 else:
-                    failed += 1
-        return closed, failed
+                    self.failed += 1
 
     def open(self) -> bool:
         return any(socket.is_open() for _, socket in self.waiting)
@@ -97,7 +97,7 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
     batch = max(1, math.ceil(rate * TICK))
     started = time.monotonic()
     handed = _Handed(handoff)
-    closed = failed = late_closed = 0
+    closed = failed = 0
     tried: set[object] = set()
     while pending:
         tried.update(pending)
@@ -115,16 +115,14 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
                     closed += 1
                 else:
                     failed += 1
-            due_closed, due_failed = handed.close_due()
-            late_closed, failed = late_closed + due_closed, failed + due_failed
+            handed.close_due()
             if time.monotonic() - started >= seconds:
                 break
             await asyncio.sleep(TICK)
         late = open_sockets() if time.monotonic() - started < seconds else []
         pending = [socket for socket in late if socket not in tried]
     while handed.open():  # each handed-off socket until its client closed it or its deadline
-        due_closed, due_failed = handed.close_due()
-        late_closed, failed = late_closed + due_closed, failed + due_failed
+        handed.close_due()
         await asyncio.sleep(TICK)
     took = time.monotonic() - started
     log.info(
@@ -132,9 +130,10 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
         "deadline) in %.1f s",
         closed,
         handed.count,
-        late_closed,
+        handed.closed,
         took,
     )
+    failed += handed.failed
     if failed:
         log.warning("drain: %d sockets could not be closed here; the shutdown closes them", failed)
     return closed + handed.count
