@@ -41,6 +41,10 @@ log = logging.getLogger("menteo.drain")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 TICK = 0.1  # seconds between two batches
+# Hand-offs under way at most, in seconds of the drain rate (100 at the default 200 a
+# second): a client moves in well under that on a process with room to spare, so the rate
+# holds there, while on one slow to welcome the drain waits instead of piling joins on it.
+WINDOW = 0.5
 
 
 class _Handed:
@@ -74,6 +78,10 @@ class _Handed:
     def open(self) -> bool:
         return any(socket.is_open() for _, socket in self.waiting)
 
+    def moving(self) -> int:
+        """Handed-off sockets still open: their clients have not moved yet."""
+        return sum(1 for _, socket in self.waiting if socket.is_open())
+
 
 def _restart(socket: MenteoWebSocketProtocol) -> bool:
     try:
@@ -88,21 +96,34 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
     longer than ``seconds``), or hand them off (``reconnect``, then at most ``handoff``
     seconds); returns how many were closed or handed off. ``rate`` 0: none here (Uvicorn
     closes them all at once). The sockets are listed once, then once more at the end for
-    those whose handshake was under way: not a scan of every connection per batch."""
+    those whose handshake was under way: not a scan of every connection per batch.
+
+    At most ``WINDOW`` seconds' worth of the rate are moving at once: while that many
+    handed-off sockets are still open, the next turns wait, so the drain follows the pace
+    at which the processes that stay welcome them. Once ``seconds`` have passed the window
+    no longer holds: every socket left gets its turn at once."""
     pending = open_sockets()
     if rate <= 0 or not pending:
         return 0
     if seconds > 0:
         rate = max(rate, len(pending) / seconds)
-    batch = max(1, math.ceil(rate * TICK))
+    tick = max(TICK, 1 / rate)  # below 10 a second, one socket a turn, turns further apart
+    batch = max(1, math.ceil(rate * tick))
+    window = max(batch, math.ceil(rate * WINDOW))
     started = time.monotonic()
     handed = _Handed(handoff)
     closed = failed = 0
     tried: set[object] = set()
     while pending:
         tried.update(pending)
-        for start in range(0, len(pending), batch):
-            for socket in pending[start : start + batch]:
+        queue = deque(pending)
+        while queue:
+            if time.monotonic() - started >= seconds:
+                turns = len(queue)
+            else:
+                turns = min(batch, window - handed.moving())
+            for _ in range(min(turns, len(queue))):
+                socket = queue.popleft()
                 if not socket.is_open():  # it may have gone meanwhile
                     continue
                 try:
@@ -116,9 +137,8 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
                 else:
                     failed += 1
             handed.close_due()
-            if time.monotonic() - started >= seconds:
-                break
-            await asyncio.sleep(TICK)
+            if queue:
+                await asyncio.sleep(tick)
         late = open_sockets() if time.monotonic() - started < seconds else []
         pending = [socket for socket in late if socket not in tried]
     while handed.open():  # each handed-off socket until its client closed it or its deadline

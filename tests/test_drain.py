@@ -111,6 +111,40 @@ async def test_a_client_that_takes_a_hand_off_keeps_its_socket_until_it_moves(
         server.kill()
 
 
+@pytest.mark.parametrize("moves", [False, True])
+async def test_hand_offs_under_way_are_bounded_and_a_move_frees_a_turn(
+    tmp_path: Path, moves: bool
+) -> None:
+    """At 10 sockets a second, at most 5 hand-offs are under way (``drain.WINDOW``): while
+    the first five clients stay, the next turns wait for their deadline; clients that move
+    (close the old socket once asked) free their turns at once, and the drain keeps its
+    rate. Without the window all eight are asked within a second either way."""
+    server, secret, _, room, _ = await _started(tmp_path, "10", "30", 0, MENTEO_DRAIN_HANDOFF="3")
+    try:
+        token = _token(secret, "ana")
+        clients = [
+            await RoomClient.connect(server.ws, room["id"], token, handoff=True) for _ in range(8)
+        ]
+        started = time.monotonic()
+
+        async def asked(client: RoomClient) -> float:
+            await client.recv_until(lambda f: f["type"] == "reconnect", timeout=15)
+            at = time.monotonic() - started
+            if moves:
+                await client.close()
+            return at
+
+        stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=60))
+        times = sorted(await asyncio.gather(*(asked(client) for client in clients)))
+        if moves:
+            assert times[-1] < 2.5, times  # never waited for a deadline (3 s)
+        else:
+            assert times[4] < 2.5 and times[5] >= 2.9, times  # the sixth after the first's
+        assert await stopping in GRACEFUL
+    finally:
+        server.kill()
+
+
 async def _started(
     tmp_path: Path, rate: str, seconds: str, sockets: int, **env_extra: str
 ) -> tuple[ServerProcess, str, dict[str, str], dict[str, Any], list[RoomClient]]:

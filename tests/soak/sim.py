@@ -263,6 +263,7 @@ class RoomUser:
         self.welcomed_at = 0.0
         self.moving: asyncio.Task[bool] | None = None  # the next socket of a hand-off
         self.moved_at = 0.0  # when a hand-off last moved it (never without a live socket)
+        self.move_took = 0.0  # that move: ``reconnect`` to the next socket's welcome
         # After a hand-off: (the next seq the new socket must bring, the last seq the old one
         # delivered). The new socket's events up to there are repeats, checked gap-free from
         # the ``since`` it was opened with, then dropped; None outside a hand-off.
@@ -424,6 +425,7 @@ class RoomUser:
             return False
         self.sim.stats.moved += 1
         self.moved_at = time.monotonic()
+        self.move_took = self.moved_at - started
         self.sim.stats.connects["room"] += 1
         if self.server is not None:
             self.sim.release(self.server)

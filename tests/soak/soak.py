@@ -523,9 +523,11 @@ async def recovered(
         if getattr(h, "closed_at", 0.0) >= fault_at and h.welcomed_at > h.closed_at
     ]
     away = sorted(gap for _, gap in gaps)
-    moved = sum(1 for h in affected if getattr(h, "moved_at", 0.0) >= fault_at)
-    if moved:
-        event["handed_off"] = moved  # moved to their next socket before the old one closed
+    took = sorted(h.move_took for h in affected if getattr(h, "moved_at", 0.0) >= fault_at)
+    if took:
+        event["handed_off"] = len(took)  # moved to their next socket before the old one closed
+        event["move_p50_s"] = round(took[len(took) // 2], 2)  # ``reconnect`` to next welcome
+        event["move_max_s"] = round(took[-1], 2)
     if away:
         event["away_p50_s"] = round(away[len(away) // 2], 2)
         event["away_max_s"] = round(away[-1], 2)
@@ -1076,7 +1078,8 @@ def render_summary(r: dict[str, Any]) -> str:
                 else ""
             )
             + (
-                f"; handed off (never without a live socket): {e['handed_off']}"
+                f"; handed off (never without a live socket): {e['handed_off']}, each move "
+                f"p50 {e['move_p50_s']:.2f} s, longest {e['move_max_s']:.2f} s"
                 if "handed_off" in e
                 else ""
             )
