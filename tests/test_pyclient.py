@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from menteo_testkit.faultproxy import FaultProxy
 from menteo_testkit.waits import wait_event, wait_until, within
 from realtime.auth import issue_token
 from realtime.client import (
@@ -31,7 +33,7 @@ from realtime.client import (
     socket_target,
     token_claims,
 )
-from tests.backends import Backend
+from tests.backends import Backend, make_backend
 from tests.client import RoomClient as RawClient
 from tests.client import create_room
 from tests.servers import SECRET, Running, ServerProcess, process_env
@@ -257,6 +259,65 @@ async def test_a_handshake_refused_while_the_server_drains_is_tried_again(
         assert ana.state == "live"
     finally:
         await ana.close()
+
+
+async def test_the_room_client_moves_on_a_hand_off_and_is_never_away(tmp_path: Path) -> None:
+    """A rolling restart behind a balancer: the balancer stops sending new sockets to A, A
+    gets SIGTERM, and each client asked to ``reconnect`` opens its next socket (to B)
+    while A still serves it, then closes the old one: no state but "live" after the first
+    welcome, every message stored once and seen once in order by the other client, and no
+    socket left for A to close with 1012."""
+    backend = await make_backend("postgres+redis", tmp_path)  # two processes: Redis
+    env = process_env(backend, MENTEO_DRAIN_HANDOFF="10", MENTEO_DRAIN_RATE="10")
+    a, b = ServerProcess(env), ServerProcess(env)
+    await a.start()
+    await b.start()
+    balancer = FaultProxy(a.port)
+    await balancer.start()
+    clients: list[RoomClient] = []
+    try:
+        members = [("ana", "Ana", "mentor"), ("ben", "Ben", "mentee")]
+        room = await create_room(a.url, service(), members)
+        url = f"http://127.0.0.1:{balancer.port}"
+        states: list[str] = []
+        seen: list[int] = []
+        for user in ("ana", "ben"):
+            client = RoomClient(url, room["id"], token=token(user), backoff=QUICK,
+                                on_state=lambda state, _: states.append(state))  # fmt: skip
+            clients.append(client)
+        ana, ben = clients
+        ben.on("chat.message", lambda f: seen.append(f["seq"]))
+        for client in clients:
+            await client.start()
+        sent = [ana.send_message(f"m{i}") for i in range(10)]
+        await acked(sent, "the first ten acks")
+
+        balancer.upstream_port = b.port  # A leaves the balancer, then gets SIGTERM
+        stopping = asyncio.create_task(a.stop(timeout=30))
+        sent += [ana.send_message(f"m{i}") for i in range(10, 20)]  # some during the move
+        await wait_until(
+            lambda: ana.moves == 1 and ben.moves == 1,
+            "both clients to move",
+            state=lambda: (ana.moves, ben.moves, states, a.output[-6:]),
+        )
+        sent += [ana.send_message(f"m{i}") for i in range(20, 30)]
+        await acked(sent, "every message acked across the move")
+        assert await stopping in (0, -signal.SIGTERM)
+        assert any("2 handed off (0 of them closed 1012" in line for line in a.output), a.output
+
+        assert "reconnecting" not in states, states
+        assert sorted(p.seq for p in sent) == list(range(1, 31))
+        stored = await stored_messages(b.url, room["id"])
+        assert [m["body"] for m in stored] == [f"m{i}" for i in range(30)]
+        await wait_until(lambda: len(seen) >= 30, "Ben to see the 30 messages", state=lambda: seen)
+        assert seen == list(range(1, 31))
+        assert sorted(ben.presence.online) == ["ana", "ben"]  # nobody left meanwhile
+    finally:
+        for client in clients:
+            await client.close()
+        await balancer.close()
+        a.kill()
+        b.kill()
 
 
 def _iso(exp: int) -> str:

@@ -19,7 +19,7 @@ from .presence import Presence
 from .rest import request
 from .sender import BURST, RATE, Sender
 from .socket import SocketClient
-from .transport import SocketTarget, path_part, socket_target
+from .transport import QueryValue, SocketTarget, path_part, socket_target
 
 MAX_FRAME_BYTES = 65536  # the server's default MENTEO_MAX_FRAME_BYTES: over it, close 1009
 NOT_EVENTS = frozenset({"ack", "read.marker"})  # frames with a seq that are not stored events
@@ -38,7 +38,9 @@ class RoomClient(SocketClient):
     ``get_token``: called (sync or async) for a new token when the server warns that the
     token expires, and before reconnecting with one about to; ``outbox``: a JSON file that
     keeps what is not acked across restarts of this process (one file per room and user),
-    or an ``Outbox``; ``since``/``epoch``: resume after a seq seen by an earlier run."""
+    or an ``Outbox``; ``since``/``epoch``: resume after a seq seen by an earlier run;
+    ``handoff``: when a server process stops, move to the next socket before the old one
+    closes (``reconnect``, docs/protocol.md) instead of reconnecting after its 1012."""
 
     name = "room socket"
     fatal_closes = frozenset({Close.UNAUTHORIZED, Close.FORBIDDEN, Close.NOT_FOUND})
@@ -52,10 +54,12 @@ class RoomClient(SocketClient):
         since: int | None = None,
         epoch: str | None = None,
         rate: tuple[float, float] = (RATE, BURST),
+        handoff: bool = True,
         **kw: Any,
     ) -> None:
         super().__init__(url, **kw)
         self.room_id = room_id
+        self.handoff = handoff
         self.last_seq, self.epoch = since, epoch
         self.outbox = outbox if isinstance(outbox, Outbox) else Outbox(outbox)
         self._sender = Sender(self.outbox, self.send, rate)
@@ -130,7 +134,11 @@ class RoomClient(SocketClient):
 
     def _target(self, token: str) -> SocketTarget:
         resume = self.last_seq is not None  # the epoch too, once a welcome gave it
-        query = {"since": self.last_seq, "epoch": self.epoch} if resume else {}
+        query: dict[str, QueryValue] = (
+            {"since": self.last_seq, "epoch": self.epoch} if resume else {}
+        )
+        if self.handoff:
+            query["handoff"] = 1
         return socket_target(self.base_url, f"rooms/{path_part(self.room_id)}/ws", token, query)
 
     def _is_event(self, frame: Frame) -> bool:

@@ -325,15 +325,15 @@ class RoomUser:
         self.welcomed.set()
         churn = self.sim.churn_later(lambda: self._close_current(), self.is_open)
         try:
-            await self._resend_unsent(ws)
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await self._resend_unsent(ws)
             while True:
-                await self._read(ws)
+                with contextlib.suppress(websockets.ConnectionClosed):  # closed with an error
+                    await self._read(ws)
                 moved = await self._moved(ws)
                 if moved is None:
                     break
                 ws = moved  # handed off: the next socket is read from here on
-        except websockets.ConnectionClosed:
-            pass
         finally:
             if churn is not None:
                 churn.cancel()
@@ -412,9 +412,18 @@ class RoomUser:
         self.move_since = self.last_seq  # what ``_connect`` sends
         try:
             ws = await self._connect(server)
-            welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
         except Exception as exc:
             self.sim.release(server)
+            self.sim.stats.move_failures += 1
+            self._attempt(server, started, f"move failed: {type(exc).__name__}")
+            return False
+        try:
+            welcome = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT))
+        except BaseException as exc:  # cancelled too (the session ended): not left open
+            ws.transport.abort()
+            self.sim.release(server)
+            if not isinstance(exc, Exception):
+                raise
             self.sim.stats.move_failures += 1
             self._attempt(server, started, f"move failed: {type(exc).__name__}")
             return False
