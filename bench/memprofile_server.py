@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 OUT = Path(os.environ.get("MENTEO_BENCH_TRACEMALLOC_OUT", "tracemalloc.txt"))
+FRAMES = int(os.environ.get("MENTEO_BENCH_TRACEMALLOC_FRAMES", "1"))  # kept per allocation
 snapshots: list[tracemalloc.Snapshot] = []
 
 
@@ -39,11 +40,16 @@ def dump(signum: int, frame: FrameType | None) -> None:
     lines.append("\n## by file")
     for d in snap.compare_to(snapshots[-2], "filename")[:25]:
         lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks  {d.traceback}")
+    if FRAMES > 1:  # who made the biggest growths: the callers, innermost last
+        lines.append(f"\n## by traceback ({FRAMES} frames)")
+        for d in snap.compare_to(snapshots[-2], "traceback")[:15]:
+            lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks")
+            lines.extend(f"      {line}" for line in d.traceback.format())
     OUT.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
-    tracemalloc.start(1)
+    tracemalloc.start(FRAMES)
     signal.signal(signal.SIGUSR1, dump)
     from realtime.cli import main
 

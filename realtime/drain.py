@@ -19,7 +19,9 @@ A room socket whose client takes a hand-off (``handoff=1``, docs/protocol.md) is
 closed at its turn: it is sent ``reconnect``, and its client opens its next socket (to a
 process that stays) while this one still serves it, then closes this one. A client is then
 never without a live socket. One that has not closed it ``MENTEO_DRAIN_HANDOFF`` seconds
-later is closed with 1012 as the others are.
+later is closed with 1012 as the others are. The moves under way are bounded (``WINDOW``):
+each is a join on another process, and a process slow to welcome them makes the drain wait
+for it instead of piling more joins on it, each of which would then outlast its window.
 """
 
 from __future__ import annotations

@@ -12,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import signal
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from menteo_testkit.faultproxy import FaultProxy
 from menteo_testkit.ports import free_port
 from menteo_testkit.server import Server, child_env
 from menteo_testkit.tokens import SECRET
 from tests.backends import make_backend
 from tests.ci import one_worker_at_a_time, skip_or_fail
-from tests.servers import make_settings, run_server
+from tests.servers import ServerProcess, make_settings, process_env, run_server
 
 SDK = Path(__file__).resolve().parent.parent / "clients" / "js"
 NODE_TIMEOUT = 300.0  # seconds for the whole node suite
@@ -69,23 +71,33 @@ async def sdk_server(tmp_path: Path) -> AsyncIterator[Server]:
         await server.stop()
 
 
-async def _control(
-    server: Server, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+def _restarts(server: Server) -> dict[str, Callable[[], Awaitable[None]]]:
     """``POST /kill`` (SIGKILL), ``/start`` (until ready), ``/restart`` (SIGTERM, start)."""
+
+    async def kill() -> None:
+        server.kill()
+
+    async def restart() -> None:
+        await server.stop()
+        await server.start()
+
+    return {"kill": kill, "start": server.start, "restart": restart}
+
+
+async def _control(
+    actions: dict[str, Callable[[], Awaitable[None]]],
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> None:
+    """``POST /<action>``: runs it, then answers 200 (404 for one it does not know)."""
     try:
         request = (await reader.readline()).decode().split()
         while (await reader.readline()) not in (b"\r\n", b"\n", b""):
             pass  # headers
-        action = request[1].strip("/") if len(request) > 1 else ""
+        action = actions.get(request[1].strip("/") if len(request) > 1 else "")
         status = "200 OK"
-        if action == "kill":
-            server.kill()
-        elif action == "start":
-            await server.start()
-        elif action == "restart":
-            await server.stop()
-            await server.start()
+        if action is not None:
+            await action()
         else:
             status = "404 Not Found"
         writer.write(
@@ -102,19 +114,30 @@ async def _control(
 async def test_the_sdk_suite_passes_against_a_live_server(
     sdk_installed: Path, sdk_server: Server
 ) -> None:
-    control = await asyncio.start_server(lambda r, w: _control(sdk_server, r, w), "127.0.0.1", 0)
+    args = [str(sdk_installed / "scripts" / "run-tests.mjs")]
+    code, report = await _node(args, sdk_server.url, _restarts(sdk_server))
+    assert code == 0, report[-12000:] + "\n--- server log ---\n" + sdk_server.log_tail(40)
+    assert "# fail 0" in report and "# skipped 0" in report, report[-3000:]
+
+
+async def _node(
+    args: list[str], url: str, actions: dict[str, Callable[[], Awaitable[None]]]
+) -> tuple[int | None, str]:
+    """Node on ``args`` (in clients/js) against the server at ``url``, with a control
+    endpoint for ``actions``: its exit status and its output."""
+    control = await asyncio.start_server(lambda r, w: _control(actions, r, w), "127.0.0.1", 0)
     port = control.sockets[0].getsockname()[1]
     env = {
         **child_env({}),
-        "MENTEO_SDK_URL": sdk_server.url,
+        "MENTEO_SDK_URL": url,
         "MENTEO_SDK_SECRET": SECRET,
         "MENTEO_SDK_CONTROL": f"http://127.0.0.1:{port}",
     }
     try:
         proc = await asyncio.create_subprocess_exec(
             "node",
-            str(sdk_installed / "scripts" / "run-tests.mjs"),
-            cwd=sdk_installed,
+            *args,
+            cwd=SDK,
             env=env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -128,11 +151,44 @@ async def test_the_sdk_suite_passes_against_a_live_server(
     finally:
         control.close()
         await control.wait_closed()
-    report = out.decode()
-    assert proc.returncode == 0, (
-        report[-12000:] + "\n--- server log ---\n" + sdk_server.log_tail(40)
-    )
-    assert "# fail 0" in report and "# skipped 0" in report, report[-3000:]
+    return proc.returncode, out.decode()
+
+
+@pytest.mark.timeout(NODE_TIMEOUT + 60)
+async def test_the_sdk_room_client_takes_the_hand_off(sdk_installed: Path, tmp_path: Path) -> None:
+    """clients/js/test/handoff/: two processes (one Redis) behind a balancer; the node test's
+    ``rolling`` takes A out of the balancer and sends it SIGTERM, and the SDK's room clients
+    move to B before A closes their sockets (A's log: none closed 1012 at its deadline)."""
+    backend = await make_backend("postgres+redis", tmp_path)
+    env = process_env(backend, MENTEO_DRAIN_HANDOFF="10", MENTEO_DRAIN_RATE="10")
+    a, b = ServerProcess(env, port=free_port()), ServerProcess(env)
+    balancer = FaultProxy(a.port)
+    try:
+        await a.start()
+        await b.start()
+        await balancer.start()
+
+        async def rolling() -> None:
+            balancer.upstream_port = b.port  # new connections go to B from now on
+            assert a.proc is not None
+            a.proc.send_signal(signal.SIGTERM)
+
+        flags = ["--experimental-websocket"] if _node_major() < 22 else []
+        args = [*flags, "--test", str(SDK / "test" / "handoff" / "rolling.test.mjs")]
+        url = f"http://127.0.0.1:{balancer.port}"
+        code, report = await _node(args, url, {"rolling": rolling})
+        assert code == 0 and "# pass 1" in report, report[-6000:] + "".join(a.output[-15:])
+        assert await a.stop(timeout=30) in (0, -signal.SIGTERM)
+        assert any("2 handed off (0 of them closed 1012" in line for line in a.output), a.output
+    finally:
+        await balancer.close()
+        a.kill()
+        b.kill()
+
+
+def _node_major() -> int:
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=True)
+    return int(version.stdout.strip().lstrip("v").split(".")[0])
 
 
 def test_the_checked_in_type_declarations_are_current(sdk_installed: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,8 @@ from .events import Frame
 from .transport import SocketTarget
 
 REFRESH_ID = "auth-refresh-"  # the ids of our auth.refresh frames
+MOVE_RETRY = 0.1  # seconds before a refused hand-off socket is tried again (then doubled)
+MOVE_FOR = 60.0  # the longest a hand-off is tried (the server's close_in is at most 60 s)
 _refreshes = itertools.count(1)
 
 
@@ -187,16 +190,10 @@ class SocketClient(Reconnecting):
         if task is self._moving and ended is not None and not ended.done():
             ended.set_result(None)  # wakes ``_serve``
 
-    async def _move(self) -> Moved | None:
+    async def _move(self, until: float) -> Moved | None:
         """Asked to ``reconnect``: the next socket (to a process that stays), welcomed."""
-        try:
-            token = await self.tokens.for_connect()
-        except Exception as exc:
-            log.info("%s: no token for the hand-off: %r", self.name, exc)
-            return None
-        opened = await self._open(token)
-        if isinstance(opened, Ended):
-            log.info("%s: the hand-off's socket did not open: %s", self.name, opened.reason)
+        opened = await self._open_next(until)
+        if opened is None:
             return None
         try:
             async with asyncio.timeout(self.welcome_timeout):
@@ -210,6 +207,25 @@ class SocketClient(Reconnecting):
             await opened.close()
             return None
         return Moved(opened, first)
+
+    async def _open_next(self, until: float) -> ClientConnection | None:
+        """A hand-off's next socket. A refused attempt (the balancer may not know yet that
+        this process drains) is tried again, briefly spaced, while the old socket is still
+        due to serve (``until``)."""
+        for attempt in itertools.count():
+            try:
+                token = await self.tokens.for_connect()
+            except Exception as exc:
+                log.info("%s: no token for the hand-off: %r", self.name, exc)
+                return None
+            opened = await self._open(token)
+            if not isinstance(opened, Ended):
+                return opened
+            if opened.fatal or time.monotonic() >= until:
+                log.info("%s: the hand-off's socket did not open: %s", self.name, opened.reason)
+                return None
+            await asyncio.sleep(min(MOVE_RETRY * 2**attempt, 1.0))  # the spacing itself
+        raise AssertionError("unreachable")
 
     async def _read(
         self, ws: ClientConnection, outgoing: asyncio.Queue[Frame], first: Frame | None = None
@@ -245,7 +261,10 @@ class SocketClient(Reconnecting):
         kind = frame["type"]
         if kind == "reconnect":
             if self.handoff and self._moving is None:
-                self._moving = asyncio.create_task(self._move(), name=f"menteo-{self.name}-move")
+                close_in = frame.get("close_in")
+                until = time.monotonic() + (close_in if isinstance(close_in, int | float) else 0)
+                move = self._move(min(until, time.monotonic() + MOVE_FOR))
+                self._moving = asyncio.create_task(move, name=f"menteo-{self.name}-move")
                 self._moving.add_done_callback(self._move_ended)
         elif kind == "auth.expiring":
             if self.tokens.renewable and self._refreshing is None:

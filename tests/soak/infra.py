@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from menteo_testkit.pg_server import PgServer
 from menteo_testkit.ports import free_port
 from menteo_testkit.procstat import CLK_TCK, cpu_ticks, machine_ticks, rss_bytes
 from menteo_testkit.redis_server import RedisServer
-from menteo_testkit.server import Server, child_env
+from menteo_testkit.server import HOST, Server, child_env
 from menteo_testkit.tokens import token
 
 __all__ = [
@@ -42,17 +44,43 @@ __all__ = [
 # Processes ---------------------------------------------------------------------------------
 
 
-def launcher(name: str, env: dict[str, str], src: Path, log_path: Path) -> Server:
+def launcher(
+    name: str,
+    env: dict[str, str],
+    src: Path,
+    log_path: Path,
+    traced: tuple[Path, int] | None = None,
+) -> Server:
     """``python -m realtime.cli serve`` of the checkout ``src`` on a fixed free port (restarts
-    reuse it), with ``env`` and none of our own ``MENTEO_*``, output to ``log_path``."""
+    reuse it), with ``env`` and none of our own ``MENTEO_*``, output to ``log_path``.
+    ``traced`` (a file, frames): under tracemalloc instead (bench/memprofile_server.py),
+    each SIGUSR1 writing what was allocated since the one before to that file."""
+    port = free_port()
+    command = None
+    if traced is not None:
+        env = {
+            **env,
+            "MENTEO_BENCH_TRACEMALLOC_OUT": str(traced[0]),
+            "MENTEO_BENCH_TRACEMALLOC_FRAMES": str(traced[1]),
+        }
+        command = [sys.executable, str(src / "bench" / "memprofile_server.py"), "serve",
+                   "--host", HOST, "--port", str(port), "--log-level", "warning"]  # fmt: skip
     return Server(
-        free_port(),
+        port,
         None,
         log_path,
         name=name,
         env=child_env(env, src, inherit_pythonpath=False),
         cwd=src,
+        command=command,
     )
+
+
+def snapshot(servers: list[Server]) -> None:
+    """Each traced server that runs writes its allocations since its last snapshot."""
+    for server in servers:
+        if server.command is not None and server.proc is not None and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGUSR1)
 
 
 # /proc sampling ----------------------------------------------------------------------------

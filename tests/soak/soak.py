@@ -70,6 +70,7 @@ from infra import (
     ThreadedProxy,
     launcher,
     reset_database,
+    snapshot,
     token,
 )
 from report import flatness, lifetimes, plot
@@ -219,6 +220,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--drain-timeout", type=float, default=120)
     p.add_argument("--sample", type=float, default=2, help="seconds between RSS samples")
+    p.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="servers under tracemalloc keeping FRAMES frames (slower): what each allocated "
+        "from the end of the warm-up to the end of the load, in OUT/tracemalloc-NAME.txt",
+    )
     p.add_argument(
         "--src",
         type=Path,
@@ -644,13 +653,17 @@ async def run(args: argparse.Namespace) -> int:
     }
     servers = []
     redis = RedisServer(out, maxclients=1000)
+
+    def traced(name: str) -> tuple[Path, int] | None:
+        return (out / f"tracemalloc-{name}.txt", args.tracemalloc) if args.tracemalloc else None
+
     pg_dsn: str | None = None
     proxy_loop: ProxyLoop | None = None
     if args.sqlite:
         disk = SmallDisk(out / "disk", args.disk_mib)
         disk.mount()
         env = {**base_env, "MENTEO_DATABASE_URL": f"sqlite+aiosqlite:///{disk.path}/menteo.db"}
-        servers.append(launcher("A", env, args.src.resolve(), out / "server-A.log"))
+        servers.append(launcher("A", env, args.src.resolve(), out / "server-A.log", traced("A")))
     else:
         if args.pg == "private":
             pg = PgServer(out, max_connections=300)
@@ -681,7 +694,9 @@ async def run(args: argparse.Namespace) -> int:
             "MENTEO_DATABASE_URL": f"postgresql+asyncpg://{host_db}:{pg_port}/{args.db}",
             "MENTEO_REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         }
-        servers.append(launcher(name, env, args.src.resolve(), out / f"server-{name}.log"))
+        servers.append(
+            launcher(name, env, args.src.resolve(), out / f"server-{name}.log", traced(name))
+        )
     sim = Sim(servers, args.seed)
     sim.handoff = not args.no_handoff
     sim.churn = args.churn
@@ -766,7 +781,14 @@ async def run(args: argparse.Namespace) -> int:
             )
         )
 
-        await asyncio.sleep(args.duration)  # the load runs this long
+        if args.tracemalloc:  # allocations from the end of the warm-up to the end of the load
+            warmed = min(args.duration / 3, args.ramp + 90)
+            await asyncio.sleep(warmed)
+            snapshot(servers)
+            await asyncio.sleep(args.duration - warmed)
+            snapshot(servers)
+        else:
+            await asyncio.sleep(args.duration)  # the load runs this long
         sim.stop_load()
         cpu = sampler.cpu_report()  # over the load, chaos included
         phases["load_end"] = time.monotonic() - t0

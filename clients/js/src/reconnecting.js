@@ -9,6 +9,11 @@
 // renew and reconnect (a second one in a row is final). A source that cannot renew makes a
 // 4401 final.
 //
+// A socket that takes the hand-off (`handoff`: the room socket) moves when its server
+// process stops: on `reconnect` (docs/protocol.md) it opens its next socket (the balancer
+// sends it to a process that stays) while the old one still serves, and once the next one
+// is welcomed it switches to it and closes the old one, so it never goes "reconnecting".
+//
 // Events (CustomEvent, payload in `detail`; `on(type, fn)` gets the payload):
 //   "state"   {state, delay?, code?, reason?, message?}   state is one of
 //             "connecting" (first attempt), "live", "reconnecting", "offline",
@@ -23,6 +28,8 @@ import { TokenSource } from "./token.js";
 const RATE_LIMITED = 1008;
 const SERVER_RESTART = 1012;
 const UNAUTHORIZED = 4401;
+const MOVE_RETRY = 100; // ms before a refused hand-off socket is tried again (then doubled)
+const MOVE_FOR = 60; // s: the longest a hand-off is tried (the server's close_in is at most 60)
 
 /** The most a first reconnect waits, ms: a jitter, so a crowd does not come back at once. */
 export const PROMPT_JITTER = 100;
@@ -70,8 +77,8 @@ export class ReconnectingSocket extends Emitter {
   #welcomes = 0;
   #state = "idle";
   #attempt = 0;
-  /** @type {{retry: any, welcome: any, heartbeat: any}} */
-  #timers = { retry: null, welcome: null, heartbeat: null };
+  /** @type {{retry: any, welcome: any, heartbeat: any, move: any}} */
+  #timers = { retry: null, welcome: null, heartbeat: null, move: null };
   #awaitingPong = false;
   #pingSentAt = 0;
   #stopped = false;
@@ -82,6 +89,12 @@ export class ReconnectingSocket extends Emitter {
   #socketToken = null;
   #refusedOnce = false; // a 4401 and no welcome since: another one is final
   #refreshes = 0;
+  /** @type {any} a hand-off's next socket, until it is welcomed (or fails) */
+  #next = null;
+  #moveUntil = 0; // Date.now() until which a refused next socket is tried again
+  #moveAttempt = 0;
+  /** Hand-offs taken: switched to the next socket before the old one closed. */
+  moves = 0;
 
   /** The newest event seq this client has seen, and the epoch it belongs to (for resume). */
   /** @type {number | null} */
@@ -198,6 +211,11 @@ export class ReconnectingSocket extends Emitter {
     throw new Error(`${this.#name}: no where()`);
   }
 
+  /** Whether the socket is opened with `handoff=1` and moves when asked (`reconnect`). */
+  get handoff() {
+    return false;
+  }
+
   /** The type of the socket's first frame ("welcome"; the inbox's is "inbox.welcome"). */
   get welcomeType() {
     return "welcome";
@@ -251,10 +269,8 @@ export class ReconnectingSocket extends Emitter {
     }
     let ws;
     try {
+      ws = this.#socket();
       this.#socketToken = tokens.token;
-      const { path, query, kind = "room" } = this.where();
-      const target = socketTarget(this.#options.url, path, tokens.token ?? "", query, kind);
-      ws = new this.#options.WebSocket(target.url, target.protocols);
     } catch (err) {
       // A malformed URL, or no WebSocket here; retrying the same cannot help.
       const message = `Cannot open the ${this.#name}: ${/** @type {Error} */ (err).message}`;
@@ -264,12 +280,113 @@ export class ReconnectingSocket extends Emitter {
     this.#ws = ws;
     this.#welcomed = false;
     this.#setState(this.#opening(), {});
-    ws.onmessage = (/** @type {MessageEvent} */ event) => this.#onMessage(ws, event);
-    ws.onclose = (/** @type {CloseEvent} */ event) => this.#onClose(ws, event.code, event.reason);
-    ws.onerror = () => {}; // the close that follows says what happened
+    this.#attach(ws);
     this.#timers.welcome = setTimeout(() => {
       if (ws === this.#ws && !this.#welcomed) this.#lost();
     }, this.#options.welcomeTimeout);
+  }
+
+  /** A new socket to where() with the current token (throws on a malformed URL). */
+  #socket() {
+    const token = this.#tokens.token;
+    const { path, query, kind = "room" } = this.where();
+    const target = socketTarget(this.#options.url, path, token ?? "", query, kind);
+    return new this.#options.WebSocket(target.url, target.protocols);
+  }
+
+  /** @param {any} ws the current socket from now on: its frames and its close are ours */
+  #attach(ws) {
+    ws.onmessage = (/** @type {MessageEvent} */ event) => this.#onMessage(ws, event);
+    ws.onclose = (/** @type {CloseEvent} */ event) => this.#onClose(ws, event.code, event.reason);
+    ws.onerror = () => {}; // the close that follows says what happened
+  }
+
+  /** `reconnect`: open the next socket while this one serves; switch at its welcome. */
+  #move() {
+    if (this.#next !== null || this.#stopped) return;
+    let next;
+    try {
+      next = this.#socket();
+    } catch {
+      return; // the old socket's 1012 brings the usual reconnect
+    }
+    this.#next = next;
+    const timer = setTimeout(() => this.#moveFailed(next), this.#options.welcomeTimeout);
+    // A refused handshake may end in "error" alone (Node's WebSocket): either one fails it.
+    next.onerror = next.onclose = () => {
+      clearTimeout(timer);
+      this.#moveFailed(next);
+    };
+    next.onmessage = (/** @type {MessageEvent} */ event) => {
+      clearTimeout(timer);
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        frame = null;
+      }
+      if (frame?.type === this.welcomeType) this.#moved(next, frame);
+      else this.#moveFailed(next);
+    };
+  }
+
+  /**
+   * The next socket is welcomed: it becomes the socket, the old one is closed (1000).
+   * @param {any} next
+   * @param {any} frame
+   */
+  #moved(next, frame) {
+    if (next !== this.#next) return;
+    this.#next = null;
+    const old = this.#ws;
+    this.#ws = null; // #drop leaves the socket alone
+    if (old !== null) {
+      old.onmessage = null;
+      old.onclose = null;
+      try {
+        old.close(1000, "moved");
+      } catch {
+        // already closing
+      }
+    }
+    this.#clearTimers(); // the old socket's retry or heartbeat
+    this.#ws = next;
+    this.#socketToken = this.#tokens.token;
+    this.#attach(next);
+    this.moves += 1;
+    this.#welcomed = false;
+    this.#onWelcome(frame);
+  }
+
+  /**
+   * The next socket closed or sent no welcome in time. While the old one serves and is due
+   * to, try again, briefly spaced (the balancer may not know yet that its process drains);
+   * if the old one has closed too, reconnect as after its 1012.
+   * @param {any} next
+   */
+  #moveFailed(next) {
+    if (next !== this.#next) return;
+    this.#next = null;
+    this.#dropNext(next);
+    if (this.#stopped || this.#state === "stopped") return;
+    if (this.#ws === null) {
+      this.#scheduleRetry(SERVER_RESTART);
+    } else if (Date.now() < this.#moveUntil) {
+      const delay = Math.min(1000, MOVE_RETRY * 2 ** this.#moveAttempt++);
+      this.#timers.move = setTimeout(() => this.#move(), delay);
+    }
+  }
+
+  /** @param {any} next */
+  #dropNext(next) {
+    next.onmessage = null;
+    next.onclose = null;
+    next.onerror = () => {};
+    try {
+      next.close(1000, "not needed");
+    } catch {
+      // already closing
+    }
   }
 
   /** "connecting" only for the very first try; after any failure it is a reconnect. */
@@ -334,6 +451,11 @@ export class ReconnectingSocket extends Emitter {
       return;
     }
     if (frame.type === "auth.expiring") this.#onExpiring();
+    if (frame.type === "reconnect" && this.handoff && this.#next === null) {
+      this.#moveUntil = Date.now() + Math.min(MOVE_FOR, Number(frame.close_in) || 0) * 1000;
+      this.#moveAttempt = 0;
+      this.#move();
+    }
     if (frame.type === "error" && String(frame.id).startsWith("auth-refresh-")) {
       // The renewed token was refused; the socket's token stays in force until its expiry,
       // whose 4401 close has the token renewed once more.
@@ -366,6 +488,11 @@ export class ReconnectingSocket extends Emitter {
     this.#ws = null;
     this.#clearTimers();
     if (this.#stopped) return;
+    if (this.#next !== null) {
+      // Closed before the hand-off's next socket was welcomed: that one decides.
+      this.#setState("reconnecting", { code, delay: 0 });
+      return;
+    }
     if (code === UNAUTHORIZED && this.#tokens.renewable && !this.#refusedOnce) {
       // Expired or refused: renew the token and come back (once; a new token refused too is
       // final). The next #open fetches it.
@@ -421,6 +548,10 @@ export class ReconnectingSocket extends Emitter {
    * @param {string} reason
    */
   #drop(code, reason) {
+    if (this.#next !== null) {
+      this.#dropNext(this.#next);
+      this.#next = null;
+    }
     const ws = this.#ws;
     this.#ws = null;
     this.#welcomed = false;
@@ -456,6 +587,7 @@ export class ReconnectingSocket extends Emitter {
     clearTimeout(this.#timers.retry);
     clearTimeout(this.#timers.welcome);
     clearInterval(this.#timers.heartbeat);
-    this.#timers = { retry: null, welcome: null, heartbeat: null };
+    clearTimeout(this.#timers.move);
+    this.#timers = { retry: null, welcome: null, heartbeat: null, move: null };
   }
 }

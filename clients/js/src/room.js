@@ -50,23 +50,33 @@ const TYPING_IDLE_MS = 4000; // no keystroke for this long: stopped typing
  */
 export class RoomConnection extends ReconnectingSocket {
   #roomId;
+  #handoff;
 
   /**
+   * `options.handoff` (true): move to the next socket when the server process stops
+   * (`reconnect`), instead of reconnecting after its 1012.
    * @param {string} roomId
-   * @param {import("./reconnecting.js").SocketOptions} [options]
+   * @param {import("./reconnecting.js").SocketOptions & {handoff?: boolean}} [options]
    */
   constructor(roomId, options = {}) {
     super("room socket", ROOM_FATAL_CLOSES, options);
     this.#roomId = roomId;
+    this.#handoff = options.handoff ?? true;
   }
 
   get roomId() {
     return this.#roomId;
   }
 
+  get handoff() {
+    return this.#handoff;
+  }
+
   where() {
     const resume = this.lastSeq !== null && this.epoch !== null;
+    /** @type {Record<string, string | number | null>} */
     const query = resume ? { since: this.lastSeq, epoch: this.epoch } : {};
+    if (this.#handoff) query.handoff = 1;
     return { path: `rooms/${encodeURIComponent(this.#roomId)}/ws`, query };
   }
 
@@ -101,7 +111,10 @@ export class RoomConnection extends ReconnectingSocket {
  *   locks?: import("./outbox.js").LockManagerLike | null,
  *   fetch?: typeof fetch,
  *   userId?: string | null,
+ *   handoff?: boolean,
  * }} RoomOptions
+ * handoff (true): when the server process stops, move to the next socket before the old one
+ * closes (`reconnect`, docs/protocol.md) instead of reconnecting after its 1012;
  * storage: where the outboxes live (default localStorage, else memory); locks: the Web
  * Locks the outboxes take across tabs (default navigator.locks; null: none); userId: whose
  * outboxes these are (default: the first token's `sub`; give it when there is no token
@@ -181,6 +194,11 @@ export class RoomClient extends Emitter {
 
   get live() {
     return this.#conn.live;
+  }
+
+  /** Hand-offs taken: moved to the next socket before the old one closed. */
+  get moves() {
+    return this.#conn.moves;
   }
 
   /** The last welcome frame (null before the first). */

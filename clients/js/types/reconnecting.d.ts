@@ -37,6 +37,8 @@ export class ReconnectingSocket extends Emitter {
      * @param {SocketOptions} [options]
      */
     constructor(name: string, fatalCloses: Map<number, string>, options?: SocketOptions);
+    /** Hand-offs taken: switched to the next socket before the old one closed. */
+    moves: number;
     /** The newest event seq this client has seen, and the epoch it belongs to (for resume). */
     /** @type {number | null} */
     lastSeq: number | null;
@@ -75,6 +77,8 @@ export class ReconnectingSocket extends Emitter {
         query: Record<string, string | number | null | undefined>;
         kind?: "room" | "feed";
     };
+    /** Whether the socket is opened with `handoff=1` and moves when asked (`reconnect`). */
+    get handoff(): boolean;
     /** The type of the socket's first frame ("welcome"; the inbox's is "inbox.welcome"). */
     get welcomeType(): string;
     /**

@@ -6,20 +6,18 @@ export const ROOM_FATAL_CLOSES: Map<number, string>;
  */
 export class RoomConnection extends ReconnectingSocket {
     /**
+     * `options.handoff` (true): move to the next socket when the server process stops
+     * (`reconnect`), instead of reconnecting after its 1012.
      * @param {string} roomId
-     * @param {import("./reconnecting.js").SocketOptions} [options]
+     * @param {import("./reconnecting.js").SocketOptions & {handoff?: boolean}} [options]
      */
-    constructor(roomId: string, options?: import("./reconnecting.js").SocketOptions);
+    constructor(roomId: string, options?: import("./reconnecting.js").SocketOptions & {
+        handoff?: boolean;
+    });
     get roomId(): string;
     where(): {
         path: string;
-        query: {
-            since: number | null;
-            epoch: string | null;
-        } | {
-            since?: undefined;
-            epoch?: undefined;
-        };
+        query: Record<string, string | number | null>;
     };
     /**
      * @param {any} frame
@@ -39,7 +37,10 @@ export class RoomConnection extends ReconnectingSocket {
  *   locks?: import("./outbox.js").LockManagerLike | null,
  *   fetch?: typeof fetch,
  *   userId?: string | null,
+ *   handoff?: boolean,
  * }} RoomOptions
+ * handoff (true): when the server process stops, move to the next socket before the old one
+ * closes (`reconnect`, docs/protocol.md) instead of reconnecting after its 1012;
  * storage: where the outboxes live (default localStorage, else memory); locks: the Web
  * Locks the outboxes take across tabs (default navigator.locks; null: none); userId: whose
  * outboxes these are (default: the first token's `sub`; give it when there is no token
@@ -57,6 +58,8 @@ export class RoomClient extends Emitter {
     get presence(): Presence;
     get state(): string;
     get live(): boolean;
+    /** Hand-offs taken: moved to the next socket before the old one closed. */
+    get moves(): number;
     /** The last welcome frame (null before the first). */
     get welcome(): any;
     /** Who I am in this room ({user_id, name, role}), from the last welcome. */
@@ -206,6 +209,8 @@ export class RoomClient extends Emitter {
     #private;
 }
 /**
+ * handoff (true): when the server process stops, move to the next socket before the old one
+ * closes (`reconnect`, docs/protocol.md) instead of reconnecting after its 1012;
  * storage: where the outboxes live (default localStorage, else memory); locks: the Web
  * Locks the outboxes take across tabs (default navigator.locks; null: none); userId: whose
  * outboxes these are (default: the first token's `sub`; give it when there is no token
@@ -217,6 +222,7 @@ export type RoomOptions = import("./reconnecting.js").SocketOptions & {
     locks?: import("./outbox.js").LockManagerLike | null;
     fetch?: typeof fetch;
     userId?: string | null;
+    handoff?: boolean;
 };
 import { ReconnectingSocket } from "./reconnecting.js";
 import { Emitter } from "./events.js";
