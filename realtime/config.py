@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 from collections.abc import Mapping
@@ -154,6 +155,9 @@ class Settings:
             raise ValueError(f"{PREFIX}LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if float(values.get("auth_expiring_before", 0.0)) < 0:  # type: ignore[arg-type]
             raise ValueError(f"{PREFIX}AUTH_EXPIRING_BEFORE must be 0 or more seconds")
+        for name in ("drain_rate", "drain_seconds"):
+            if not 0 <= float(values.get(name, 0.0)) < math.inf:  # type: ignore[arg-type]
+                raise ValueError(f"{PREFIX}{name.upper()} must be a finite number, 0 or more")
         if not 0 <= float(values.get("drain_handoff", 0.0)) <= MAX_HANDOFF:  # type: ignore[arg-type]
             raise ValueError(f"{PREFIX}DRAIN_HANDOFF must be 0 to {MAX_HANDOFF:.0f} seconds")
         _check_webhook(values)

@@ -80,6 +80,9 @@ class _Handed:
     def open(self) -> bool:
         return any(socket.is_open() for _, socket in self.waiting)
 
+    def next_due(self) -> float:
+        return self.waiting[0][0] if self.waiting else math.inf
+
     def moving(self) -> int:
         """Handed-off sockets still open: their clients have not moved yet."""
         return sum(1 for _, socket in self.waiting if socket.is_open())
@@ -120,6 +123,7 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
         tried.update(pending)
         queue = deque(pending)
         while queue:
+            handed.close_due()  # a socket past its deadline holds no place in the window
             if time.monotonic() - started >= seconds:
                 turns = len(queue)
             else:
@@ -138,14 +142,15 @@ async def drain_sockets(rate: float, seconds: float, handoff: float = 0.0) -> in
                     closed += 1
                 else:
                     failed += 1
-            handed.close_due()
-            if queue:
-                await asyncio.sleep(tick)
+            if queue:  # the next turn, the next deadline, or the drain's end, if sooner
+                end = started + seconds
+                await asyncio.sleep(max(0.01, min(tick, handed.next_due() - time.monotonic(),
+                                                  end - time.monotonic())))  # fmt: skip
         late = open_sockets() if time.monotonic() - started < seconds else []
         pending = [socket for socket in late if socket not in tried]
     while handed.open():  # each handed-off socket until its client closed it or its deadline
         handed.close_due()
-        await asyncio.sleep(TICK)
+        await asyncio.sleep(max(0.01, min(TICK, handed.next_due() - time.monotonic())))
     took = time.monotonic() - started
     log.info(
         "drain: %d sockets closed 1012, %d handed off (%d of them closed 1012 at their "

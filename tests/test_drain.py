@@ -208,3 +208,50 @@ async def test_one_socket_that_cannot_be_closed_does_not_stop_the_drain(
     assert closed == 9
     assert [s.restarts for s in sockets] == [1] * 10
     assert "1 sockets could not be closed here" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"MENTEO_DRAIN_RATE": "inf"},
+        {"MENTEO_DRAIN_RATE": "nan"},
+        {"MENTEO_DRAIN_RATE": "-1"},
+        {"MENTEO_DRAIN_SECONDS": "-5"},
+        {"MENTEO_DRAIN_HANDOFF": "61"},
+    ],
+)
+def test_drain_settings_out_of_range_are_refused_at_start(env: dict[str, str]) -> None:
+    """An infinite or NaN rate made the drain raise at SIGTERM, and every socket then closed
+    at once without a hand-off: refused when the settings are read instead."""
+    from realtime.config import Settings
+
+    with pytest.raises(ValueError, match="MENTEO_DRAIN_"):
+        Settings.from_env({"MENTEO_SECRET": "s" * 40, **env})
+
+
+class _Stayer(_Socket):
+    """A ``handoff=1`` socket whose client never moves: open until its deadline closes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.offered_at: float | None = None
+
+    def handoff(self, close_in: float) -> bool:
+        self.offered_at = time.monotonic()
+        return True
+
+
+async def test_a_slow_drain_of_clients_that_never_move_keeps_its_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Below 10 a second a turn lasts 1/rate: the drain used to sleep a whole turn past a
+    deadline and past ``seconds``, and a socket past its deadline kept its place in the
+    window one turn more (2 sockets at 2 a second, a window of 1, 1.2 s + 0.6 s hand-off:
+    the second was offered at 1.5 s and the drain took 2.1 s, over the documented 1.8 s)."""
+    sockets = [_Stayer(), _Stayer()]
+    monkeypatch.setattr(drain, "open_sockets", lambda: [s for s in sockets if s.is_open()])
+    started = time.monotonic()
+    assert await drain.drain_sockets(rate=2, seconds=1.2, handoff=0.6) == 2
+    took = time.monotonic() - started
+    assert took < 1.9, took  # seconds + handoff, and a little slack
+    assert [s.restarts for s in sockets] == [1, 1]  # each closed 1012 at its deadline

@@ -103,7 +103,14 @@ class SocketClient(Reconnecting):
         try:
             while True:
                 ended = await self._serve(ws, first)
-                moved = ended if isinstance(ended, Moved) else await self._moved()
+                if isinstance(ended, Moved):
+                    moved: Moved | None = ended
+                else:
+                    if self._moving is not None:  # gone while the next one opens: not live
+                        self._outgoing = None
+                        self._down()
+                        self._set_state("reconnecting", {"code": ended.code, "delay": 0.0})
+                    moved = await self._moved()
                 if moved is None:
                     assert isinstance(ended, Ended)
                     return ended
@@ -176,14 +183,16 @@ class SocketClient(Reconnecting):
         """The hand-off's next socket once it is welcomed (waited for, if the old one ended
         first), or None: no move, or it failed (the old socket's close brings the usual
         reconnect)."""
-        moving, self._moving = self._moving, None
+        moving = self._moving
         if moving is None:
             return None
         try:
-            return await moving
+            moved = await moving  # cancelled here: ``_session`` still sees it, and closes it
         except Exception as exc:  # a bug of ours: reconnect as after any close
             log.warning("%s: the hand-off failed: %r", self.name, exc)
-            return None
+            moved = None
+        self._moving = None
+        return moved
 
     def _move_ended(self, task: asyncio.Task[Moved | None]) -> None:
         ended = self._moving_ended

@@ -91,6 +91,12 @@ export class ReconnectingSocket extends Emitter {
   #refreshes = 0;
   /** @type {any} a hand-off's next socket, until it is welcomed (or fails) */
   #next = null;
+  /** @type {any} its welcome's deadline */
+  #nextTimer = null;
+  /** @type {string | null} the token it opened with */
+  #nextToken = null;
+  /** @type {{code: number, reason: string} | null} how the old socket closed meanwhile */
+  #oldClosed = null;
   #moveUntil = 0; // Date.now() until which a refused next socket is tried again
   #moveAttempt = 0;
   /** Hand-offs taken: switched to the next socket before the old one closed. */
@@ -311,14 +317,11 @@ export class ReconnectingSocket extends Emitter {
       return; // the old socket's 1012 brings the usual reconnect
     }
     this.#next = next;
-    const timer = setTimeout(() => this.#moveFailed(next), this.#options.welcomeTimeout);
+    this.#nextToken = this.#tokens.token;
+    this.#nextTimer = setTimeout(() => this.#moveFailed(next), this.#options.welcomeTimeout);
     // A refused handshake may end in "error" alone (Node's WebSocket): either one fails it.
-    next.onerror = next.onclose = () => {
-      clearTimeout(timer);
-      this.#moveFailed(next);
-    };
+    next.onerror = next.onclose = () => this.#moveFailed(next);
     next.onmessage = (/** @type {MessageEvent} */ event) => {
-      clearTimeout(timer);
       let frame;
       try {
         frame = JSON.parse(event.data);
@@ -337,7 +340,9 @@ export class ReconnectingSocket extends Emitter {
    */
   #moved(next, frame) {
     if (next !== this.#next) return;
+    clearTimeout(this.#nextTimer);
     this.#next = null;
+    this.#oldClosed = null;
     const old = this.#ws;
     this.#ws = null; // #drop leaves the socket alone
     if (old !== null) {
@@ -351,7 +356,7 @@ export class ReconnectingSocket extends Emitter {
     }
     this.#clearTimers(); // the old socket's retry or heartbeat
     this.#ws = next;
-    this.#socketToken = this.#tokens.token;
+    this.#socketToken = this.#nextToken; // a newer one goes as auth.refresh once welcomed
     this.#attach(next);
     this.moves += 1;
     this.#welcomed = false;
@@ -369,8 +374,10 @@ export class ReconnectingSocket extends Emitter {
     this.#next = null;
     this.#dropNext(next);
     if (this.#stopped || this.#state === "stopped") return;
-    if (this.#ws === null) {
-      this.#scheduleRetry(SERVER_RESTART);
+    const closed = this.#oldClosed;
+    if (closed !== null) {
+      this.#oldClosed = null;
+      this.#closed(closed.code, closed.reason); // as if the move had never begun
     } else if (Date.now() < this.#moveUntil) {
       const delay = Math.min(1000, MOVE_RETRY * 2 ** this.#moveAttempt++);
       this.#timers.move = setTimeout(() => this.#move(), delay);
@@ -379,6 +386,7 @@ export class ReconnectingSocket extends Emitter {
 
   /** @param {any} next */
   #dropNext(next) {
+    clearTimeout(this.#nextTimer);
     next.onmessage = null;
     next.onclose = null;
     next.onerror = () => {};
@@ -490,9 +498,19 @@ export class ReconnectingSocket extends Emitter {
     if (this.#stopped) return;
     if (this.#next !== null) {
       // Closed before the hand-off's next socket was welcomed: that one decides.
+      this.#oldClosed = { code, reason };
       this.#setState("reconnecting", { code, delay: 0 });
       return;
     }
+    this.#closed(code, reason);
+  }
+
+  /**
+   * What a close means: renew and come back, stop for good, or reconnect after a backoff.
+   * @param {number} code
+   * @param {string} reason
+   */
+  #closed(code, reason) {
     if (code === UNAUTHORIZED && this.#tokens.renewable && !this.#refusedOnce) {
       // Expired or refused: renew the token and come back (once; a new token refused too is
       // final). The next #open fetches it.
@@ -552,6 +570,7 @@ export class ReconnectingSocket extends Emitter {
       this.#dropNext(this.#next);
       this.#next = null;
     }
+    this.#oldClosed = null;
     const ws = this.#ws;
     this.#ws = null;
     this.#welcomed = false;
