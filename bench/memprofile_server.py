@@ -1,4 +1,5 @@
-"""Our server under ``tracemalloc``: each SIGUSR1 writes what was allocated since the last one.
+"""Our server under ``tracemalloc``: each SIGUSR1 from the second on writes what was allocated
+since the first one (and is still alive).
 
     python bench/memprofile_server.py serve --host 127.0.0.1 --port 8000   # as realtime.cli
 
@@ -27,22 +28,25 @@ def dump(signum: int, frame: FrameType | None) -> None:
     snap = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)]
     )
-    snapshots.append(snap)
+    if len(snapshots) < 2:
+        snapshots.append(snap)
+    else:
+        snapshots[1] = snap  # the first one and the latest: what lives now that did not then
     if len(snapshots) < 2:
         return
-    lines = [f"# tracemalloc: allocations alive now minus at snapshot {len(snapshots) - 1}"]
-    diff = snap.compare_to(snapshots[-2], "lineno")
+    lines = ["# tracemalloc: allocations alive now minus at the first snapshot"]
+    diff = snap.compare_to(snapshots[0], "lineno")
     total = sum(d.size_diff for d in diff)
     lines.append(f"total growth: {total / 1024:.0f} KiB")
     lines.append("\n## by line")
     for d in diff[:40]:
         lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks  {d.traceback}")
     lines.append("\n## by file")
-    for d in snap.compare_to(snapshots[-2], "filename")[:25]:
+    for d in snap.compare_to(snapshots[0], "filename")[:25]:
         lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks  {d.traceback}")
     if FRAMES > 1:  # who made the biggest growths: the callers, innermost last
         lines.append(f"\n## by traceback ({FRAMES} frames)")
-        for d in snap.compare_to(snapshots[-2], "traceback")[:15]:
+        for d in snap.compare_to(snapshots[0], "traceback")[:15]:
             lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks")
             lines.extend(f"      {line}" for line in d.traceback.format())
     OUT.write_text("\n".join(lines) + "\n")

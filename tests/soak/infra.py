@@ -77,10 +77,12 @@ def launcher(
 
 
 def snapshot(servers: list[Server]) -> None:
-    """Each traced server that runs writes its allocations since its last snapshot."""
+    """Each traced server that is up writes what it allocated since its first snapshot (one
+    still starting is skipped: SIGUSR1 before its handler is installed would end it)."""
     for server in servers:
-        if server.command is not None and server.proc is not None and server.proc.poll() is None:
-            server.proc.send_signal(signal.SIGUSR1)
+        proc = server.proc
+        if server.command is not None and server.ready and proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)
 
 
 # /proc sampling ----------------------------------------------------------------------------

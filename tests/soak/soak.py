@@ -226,7 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         metavar="FRAMES",
         help="servers under tracemalloc keeping FRAMES frames (slower): what each allocated "
-        "from the end of the warm-up to the end of the load, in OUT/tracemalloc-NAME.txt",
+        "from the end of the warm-up on and still holds, written every minute to "
+        "OUT/tracemalloc-NAME.txt",
     )
     p.add_argument(
         "--src",
@@ -781,12 +782,14 @@ async def run(args: argparse.Namespace) -> int:
             )
         )
 
-        if args.tracemalloc:  # allocations from the end of the warm-up to the end of the load
+        if args.tracemalloc:  # from the end of the warm-up, then every minute: what grew
             warmed = min(args.duration / 3, args.ramp + 90)
             await asyncio.sleep(warmed)
+            for _ in range(int((args.duration - warmed) // 60)):
+                snapshot(servers)
+                await asyncio.sleep(60)
             snapshot(servers)
-            await asyncio.sleep(args.duration - warmed)
-            snapshot(servers)
+            await asyncio.sleep(args.duration - warmed - (args.duration - warmed) // 60 * 60)
         else:
             await asyncio.sleep(args.duration)  # the load runs this long
         sim.stop_load()
