@@ -98,6 +98,7 @@ export class ReconnectingSocket extends Emitter {
   /** @type {{code: number, reason: string} | null} how the old socket closed meanwhile */
   #oldClosed = null;
   #moveUntil = 0; // Date.now() until which a refused next socket is tried again
+  #renewingForMove = false;
   #moveAttempt = 0;
   /** Hand-offs taken: switched to the next socket before the old one closed. */
   moves = 0;
@@ -309,7 +310,18 @@ export class ReconnectingSocket extends Emitter {
 
   /** `reconnect`: open the next socket while this one serves; switch at its welcome. */
   #move() {
-    if (this.#next !== null || this.#stopped) return;
+    if (this.#next !== null || this.#stopped || this.#renewingForMove) return;
+    const tokens = this.#tokens;
+    if (tokens.renewable && tokens.stale) {
+      // The next socket needs a token that outlives its handshake, as a reconnect does.
+      this.#renewingForMove = true;
+      const again = () => {
+        this.#renewingForMove = false;
+        if (this.#ws !== null && Date.now() < this.#moveUntil && !tokens.stale) this.#move();
+      };
+      tokens.fresh().then(again, again);
+      return;
+    }
     let next;
     try {
       next = this.#socket();
