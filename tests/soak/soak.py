@@ -226,8 +226,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         metavar="FRAMES",
         help="servers under tracemalloc keeping FRAMES frames (slower): what each allocated "
-        "from the end of the warm-up on and still holds, written every minute to "
-        "OUT/tracemalloc-NAME.txt",
+        "between the end of the warm-up and the last minutes before the rolling restart, "
+        "and still holds, in OUT/tracemalloc-NAME.txt",
     )
     p.add_argument(
         "--src",
@@ -782,14 +782,14 @@ async def run(args: argparse.Namespace) -> int:
             )
         )
 
-        if args.tracemalloc:  # from the end of the warm-up, then every minute: what grew
+        if args.tracemalloc:  # at the end of the warm-up, and before the rolling restart
             warmed = min(args.duration / 3, args.ramp + 90)
+            late = max(warmed, args.duration - args.chaos_max - 30)
             await asyncio.sleep(warmed)
-            for _ in range(int((args.duration - warmed) // 60)):
-                snapshot(servers)
-                await asyncio.sleep(60)
+            snapshot(servers)  # each one stops its loop for a few seconds here
+            await asyncio.sleep(late - warmed)
             snapshot(servers)
-            await asyncio.sleep(args.duration - warmed - (args.duration - warmed) // 60 * 60)
+            await asyncio.sleep(args.duration - late)
         else:
             await asyncio.sleep(args.duration)  # the load runs this long
         sim.stop_load()
