@@ -784,7 +784,7 @@ async def run(args: argparse.Namespace) -> int:
 
         if args.tracemalloc:  # at the end of the warm-up, and before the rolling restart
             warmed = min(args.duration / 3, args.ramp + 90)
-            late = max(warmed, args.duration - args.chaos_max - 30)
+            late = max(warmed, args.duration - args.chaos_max - 120)  # its dump takes long
             await asyncio.sleep(warmed)
             snapshot(servers)  # each one stops its loop for a few seconds here
             await asyncio.sleep(late - warmed)
