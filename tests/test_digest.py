@@ -183,3 +183,27 @@ async def test_the_digest_knows_who_edited_the_notes_after_compaction(backend: B
                 await edit_notes(server, room["id"], "ana", f"ana {n}. ")
         got = await digest(server, room["id"], "ana")
         assert got["notes"] == {"changed": True, "by": ["ben"]}
+
+
+async def test_kept_windows_are_bounded_by_the_events_they_hold(server: Running) -> None:
+    """A window holds every checklist event since the reader's marker, and its key the
+    room's last seq: a member who never reads makes one longer window of a busy room at
+    every welcome. Kept by count only (2,048), they grew with the history (a 20-minute soak
+    of clients that never send ``read``: about 70 MB); now also by the events they hold."""
+    from realtime.reads.digest import Windows
+
+    assert server.state is not None
+    room = await create_room(server.url, server.service(), [("ana", "Ana", "mentor")])
+    ana = await RoomClient.connect(server.ws, room["id"], server.token("ana", "Ana"))
+    for i in range(12):
+        await op(ana, {"type": "checklist.add", "id": f"a{i}", "item_id": f"s{i}", "title": "S"})
+    windows = Windows(size=100, events=30)
+    for last in range(1, 13):  # a welcome after each step: windows of 1, 2, ... 12 events
+        await server.state.db.run(windows.get, room["id"], 0, last, 10_000)
+    assert windows.reads == 12
+    assert windows.held == sum(len(w.checklist) for w in windows.kept.values()) <= 30
+    assert [key[2] for key in windows.kept] == [11, 12]  # the newest, within the budget
+    big = Windows(size=100, events=5)
+    await server.state.db.run(big.get, room["id"], 0, 12, 10_000)
+    assert not big.kept and big.held == 0  # one over the whole budget is not kept
+    await ana.close()

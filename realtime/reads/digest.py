@@ -29,6 +29,9 @@ from .queries import CHAT
 
 ITEMS = ChecklistItem.__table__  # type: ignore[attr-defined]
 WINDOWS_KEPT = 2048  # windows a process keeps (each a few authors and checklist events)
+# ... and checklist events they hold in all (about 0.5 KiB each): a window spans everything
+# since the reader's marker, so one who never reads makes ever longer ones of a busy room.
+EVENTS_KEPT = 20_000
 
 _EVENTS = Sql(
     "SELECT seq, type, author_id, author_name, "
@@ -70,9 +73,11 @@ class Window:
 class Windows:
     """The windows read lately (bounded), shared by the database reader threads."""
 
-    def __init__(self, size: int = WINDOWS_KEPT) -> None:
+    def __init__(self, size: int = WINDOWS_KEPT, events: int = EVENTS_KEPT) -> None:
         self.size = size
+        self.events = events
         self.kept: OrderedDict[tuple[str, int, int, int], Window] = OrderedDict()
+        self.held = 0  # checklist events of the windows kept
         self.lock = threading.Lock()
         self.reads = 0  # windows read from the database
 
@@ -86,9 +91,12 @@ class Windows:
         window = read_window(conn, room_id, since, last, limit)
         with self.lock:
             self.reads += 1
+            if key in self.kept or len(window.checklist) > self.events:
+                return window  # read twice at once, or too big to keep
             self.kept[key] = window
-            if len(self.kept) > self.size:
-                self.kept.popitem(last=False)
+            self.held += len(window.checklist)
+            while len(self.kept) > self.size or self.held > self.events:
+                self.held -= len(self.kept.popitem(last=False)[1].checklist)
         return window
 
 
