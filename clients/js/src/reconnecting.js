@@ -49,6 +49,23 @@ export function backoffDelay(attempt, { base = 500, cap = 30000, random = Math.r
   return Math.round(step / 2 + (random() * step) / 2);
 }
 
+/**
+ * Stop listening to a socket we are done with, and close it.
+ * @param {any} ws
+ * @param {number} code
+ * @param {string} reason
+ */
+function closeQuietly(ws, code, reason) {
+  ws.onmessage = null;
+  ws.onclose = null;
+  ws.onerror = () => {}; // closing one still connecting reports an error
+  try {
+    ws.close(code, reason);
+  } catch {
+    // already closing
+  }
+}
+
 /** Whether a close code is a refusal (44xx): reconnecting cannot help, except a 4401 with a renewable token. */
 export const isRefusal = (/** @type {number} */ code) => code >= 4400 && code < 4500;
 
@@ -357,15 +374,7 @@ export class ReconnectingSocket extends Emitter {
     this.#oldClosed = null;
     const old = this.#ws;
     this.#ws = null; // #drop leaves the socket alone
-    if (old !== null) {
-      old.onmessage = null;
-      old.onclose = null;
-      try {
-        old.close(1000, "moved");
-      } catch {
-        // already closing
-      }
-    }
+    if (old !== null) closeQuietly(old, 1000, "moved");
     this.#clearTimers(); // the old socket's retry or heartbeat
     this.#ws = next;
     this.#socketToken = this.#nextToken; // a newer one goes as auth.refresh once welcomed
@@ -399,14 +408,7 @@ export class ReconnectingSocket extends Emitter {
   /** @param {any} next */
   #dropNext(next) {
     clearTimeout(this.#nextTimer);
-    next.onmessage = null;
-    next.onclose = null;
-    next.onerror = () => {};
-    try {
-      next.close(1000, "not needed");
-    } catch {
-      // already closing
-    }
+    closeQuietly(next, 1000, "not needed");
   }
 
   /** "connecting" only for the very first try; after any failure it is a reconnect. */
@@ -586,14 +588,7 @@ export class ReconnectingSocket extends Emitter {
     const ws = this.#ws;
     this.#ws = null;
     this.#welcomed = false;
-    if (ws === null) return;
-    ws.onmessage = null;
-    ws.onclose = null;
-    try {
-      ws.close(code, reason);
-    } catch {
-      // already closing
-    }
+    if (ws !== null) closeQuietly(ws, code, reason);
   }
 
   #startHeartbeat() {
