@@ -87,6 +87,20 @@ def flatness(life: Lifetime, warmup: float, until: float, min_span: float = 60) 
     )
 
 
+def before(life: Lifetime, times: list[float], span: float = 20) -> list[tuple[float, float]]:
+    """The RSS (median MiB) in the ``span`` seconds before each of ``times`` in the lifetime:
+    before each kill of the other process, that is, before this one takes every socket. A
+    leak grows between those peaks; what a peak leaves (the allocator's arenas, caches
+    bounded by what they hold) shows as a step at each one, which stops growing once the
+    peaks have been seen and the caches are full."""
+    out = []
+    for t in times:
+        points = [p[1] for p in life.points if t - span <= p[0] < t]
+        if life.start < t < life.end and points:
+            out.append((t, statistics.median(points)))
+    return out
+
+
 def plot(
     samples: list[Sample],
     servers: list[str],

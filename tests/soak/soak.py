@@ -73,7 +73,7 @@ from infra import (
     snapshot,
     token,
 )
-from report import flatness, lifetimes, plot
+from report import before, flatness, lifetimes, plot
 from sim import NotesUser, RoomUser, Sim
 from sqlite_mode import SmallDisk, SqliteReader
 from verify import (
@@ -981,7 +981,8 @@ def score_memory(
     """Each process lifetime's RSS, last third of the load against the first third, after a
     warm-up that includes the first kill: by then the survivor has held every socket once,
     so its allocator has seen the run's peak. A restarted process gets 30 s."""
-    first_kill = next((e["t"] for e in chaos if e["kind"] == "kill"), None)
+    kills = [e["t"] for e in chaos if e["kind"] == "kill"]
+    first_kill = kills[0] if kills else None
     warmup = ramp + 30 if first_kill is None else max(ramp + 30, first_kill + 60)
     out = []
     for name in servers:
@@ -1002,6 +1003,7 @@ def score_memory(
                     "peak_mib": round(f.peak_rss, 1),
                     "growth_pct": round(f.growth * 100, 1),
                     "flat": f.flat,
+                    "before_kills": [[round(t), round(mib, 1)] for t, mib in before(life, kills)],
                 }
             )
     return out
@@ -1185,6 +1187,10 @@ def render_summary(r: dict[str, Any]) -> str:
         )
     if not r["memory"]:
         lines.append("| (no lifetime long enough after warm-up) | | | | | | | | |")
+    for m in r["memory"]:
+        if m.get("before_kills"):  # absent in results.json of older runs
+            steps = ", ".join(f"{mib} ({t} s)" for t, mib in m["before_kills"])
+            lines.append(f"\n{m['server']} ({m['pid']}), RSS MiB before each kill: {steps}")
     if v["failures"]:
         lines += ["", "Failures:", *(f"- {x}" for x in v["failures"][:50])]
     if v["presence_failures"]:
