@@ -22,22 +22,31 @@ from types import FrameType
 OUT = Path(os.environ.get("MENTEO_BENCH_TRACEMALLOC_OUT", "tracemalloc.txt"))
 FRAMES = int(os.environ.get("MENTEO_BENCH_TRACEMALLOC_FRAMES", "1"))  # kept per allocation
 snapshots: list[tracemalloc.Snapshot] = []
+traced: list[int] = []  # the traced total at each kept snapshot, bytes
 
 
 def dump(signum: int, frame: FrameType | None) -> None:
     snap = tracemalloc.take_snapshot().filter_traces(
         [tracemalloc.Filter(False, tracemalloc.__file__)]
     )
+    now = tracemalloc.get_traced_memory()[0]
     if len(snapshots) < 2:
         snapshots.append(snap)
+        traced.append(now)
     else:
-        snapshots[1] = snap  # the first one and the latest: what lives now that did not then
+        snapshots[1], traced[1] = snap, now  # the first and the latest: what lives now, not then
     if len(snapshots) < 2:
         return
     lines = ["# tracemalloc: allocations alive now minus at the first snapshot"]
     diff = snap.compare_to(snapshots[0], "lineno")
     total = sum(d.size_diff for d in diff)
     lines.append(f"total growth: {total / 1024:.0f} KiB")
+    # Set beside the process's RSS: what RSS gained beyond these is the allocators' (arenas
+    # kept after a peak, fragmentation) or tracemalloc's own, not live objects.
+    lines.append(
+        f"traced: {traced[0] / 2**20:.1f} MiB at the first snapshot, {now / 2**20:.1f} MiB now; "
+        f"tracemalloc's own: {tracemalloc.get_tracemalloc_memory() / 2**20:.1f} MiB"
+    )
     lines.append("\n## by line")
     for d in diff[:40]:
         lines.append(f"{d.size_diff / 1024:10.1f} KiB {d.count_diff:+8d} blocks  {d.traceback}")
