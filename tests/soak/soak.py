@@ -883,7 +883,7 @@ async def run(args: argparse.Namespace) -> int:
         verdict.fail("live: " + v)
 
     memory = score_memory(
-        sampler.samples, [s.name for s in servers], chaos_events, phases, args.ramp
+        sampler.samples, [s.name for s in servers], chaos_events, phases, history_full(vars(args))
     )
     title = (
         f"menteo-realtime soak: {args.clients} clients, {args.duration:.0f} s, "
@@ -971,23 +971,39 @@ async def run(args: argparse.Namespace) -> int:
     return 0 if verdict.ok else 1
 
 
+def history_full(args: dict[str, Any]) -> float:
+    """When (seconds into the load) the hub's kept history of a room is full on average: it
+    keeps each room's newest ``MENTEO_HISTORY_LIMIT`` (50) messages, and until a room has
+    that many the cache grows with the run (bounded: a cache filling is not a leak). A room
+    of two members gets 2 x (1 - checklist share) / interval messages a second; the rooms
+    start at the end of the ramp at the latest."""
+    settings = dict(x.split("=", 1) for x in args.get("server_env") or [])
+    limit = int(settings.get("MENTEO_HISTORY_LIMIT", 50))
+    per_second = 2 * (1 - float(args["checklist_share"])) / float(args["interval"])
+    return float(args["ramp"]) + (limit / per_second if per_second > 0 else 0)
+
+
 def score_memory(
     samples: list[Sample],
     servers: list[str],
     chaos: list[dict[str, Any]],
     phases: dict[str, float],
-    ramp: float,
+    full: float,
 ) -> list[dict[str, Any]]:
     """Each process lifetime's RSS, last third of the load against the first third, after a
-    warm-up that includes the first kill: by then the survivor has held every socket once,
-    so its allocator has seen the run's peak. A restarted process gets 30 s."""
+    warm-up: until the rooms' kept history is full (``history_full``), and past the first
+    kill, so that the survivor has held every socket once and its allocator has seen the
+    run's peak. A restarted process gets 30 s (its kept history is seeded full from the
+    database, once the rooms have that much). ``before_kills``: the RSS before each kill of
+    the other process, the steps a peak leaves (``report.before``)."""
     kills = [e["t"] for e in chaos if e["kind"] == "kill"]
     first_kill = kills[0] if kills else None
-    warmup = ramp + 30 if first_kill is None else max(ramp + 30, first_kill + 60)
+    warmup = max(full, 30.0 if first_kill is None else first_kill + 60)
     out = []
     for name in servers:
         for life in lifetimes(samples, name):
-            f = flatness(life, warmup - life.start if life.start < 1 else 30, phases["load_end"])
+            wait = warmup - life.start if life.start < 1 else max(30.0, full - life.start)
+            f = flatness(life, wait, phases["load_end"])
             if f is None:
                 continue
             out.append(
@@ -1015,7 +1031,7 @@ def rescore(out: Path) -> int:
     samples = [Sample(**x) for x in json.loads((out / "samples.json").read_text())]
     servers = sorted(results["servers"])
     results["memory"] = score_memory(
-        samples, servers, results["chaos"], results["phases"], float(results["args"]["ramp"])
+        samples, servers, results["chaos"], results["phases"], history_full(results["args"])
     )
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     summary = render_summary(results)
