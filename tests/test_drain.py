@@ -53,7 +53,7 @@ async def test_sigterm_closes_sockets_a_batch_at_a_time(tmp_path: Path) -> None:
             await RoomClient.connect(server.ws, room["id"], _token(secret, "ana"))
         assert len(closes) < SOCKETS  # the others are still open
         await asyncio.gather(*watching)
-        assert await stopping in GRACEFUL
+        assert await stopping in GRACEFUL, "".join(server.output[-40:])
         assert [code for _, code in closes] == [1012] * SOCKETS
         spread = closes[-1][0] - closes[0][0]
         assert 1.0 < spread < 10, closes  # about 2 s: spread out, not all at once
@@ -74,7 +74,7 @@ async def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
         stopping = asyncio.create_task(server.stop(signal.SIGTERM, timeout=30))
         codes = [await c.closed_with(timeout=10) for c in clients[1:]]
         assert codes == [1012] * 4
-        assert await stopping in GRACEFUL
+        assert await stopping in GRACEFUL, "".join(server.output[-40:])
         assert time.monotonic() - started < 3  # not the 4 s the drain had left
     finally:
         server.kill()
@@ -105,7 +105,7 @@ async def test_a_client_that_takes_a_hand_off_keeps_its_socket_until_it_moves(
         await mover.close()  # moved: it closes the old socket itself
         assert await stayer.closed_with(timeout=10) == 1012
         assert 1.5 < time.monotonic() - started < 8  # at its deadline, not at once
-        assert await stopping in GRACEFUL
+        assert await stopping in GRACEFUL, "".join(server.output[-40:])
         assert any("2 handed off (1 of them closed 1012" in line for line in server.output)
     finally:
         server.kill()
@@ -140,7 +140,7 @@ async def test_hand_offs_under_way_are_bounded_and_a_move_frees_a_turn(
             assert times[-1] < 2.5, times  # never waited for a deadline (3 s)
         else:
             assert times[4] < 2.5 and times[5] >= 2.9, times  # the sixth after the first's
-        assert await stopping in GRACEFUL
+        assert await stopping in GRACEFUL, "".join(server.output[-40:])
     finally:
         server.kill()
 

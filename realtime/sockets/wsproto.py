@@ -181,6 +181,19 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
             and self.conn.state is State.OPEN
         )
 
+    def shutdown(self) -> None:
+        """Uvicorn's, but a socket that is closing already only has its transport closed.
+        At shutdown Uvicorn sends 1012 to every socket still listed; one whose peer's close
+        frame arrived in between is CLOSING (its reply written, its app told), websockets
+        refuses a second close with ``InvalidState``, and that error ended the whole process
+        with status 1 at the end of a drain instead of a clean exit."""
+        accepted = self.handshake_complete and self.initial_response is None
+        if accepted and not self.close_sent and self.conn.state is not State.OPEN:
+            self.stop_keepalive()
+            self.transport.close()
+            return
+        super().shutdown()
+
     def restart(self) -> None:
         """Close with 1012 as Uvicorn's shutdown does: the app's receive ends with 1012 (a
         restart, not a clean leave) and the client reconnects at once with ``since``."""

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import urlsplit
 
+from menteo_testkit.waits import wait_until
 from tests.ci import one_worker_at_a_time, skip_or_fail
 
 if TYPE_CHECKING:
@@ -174,6 +175,21 @@ class RoomPage:
             prefix,
         )
         return result
+
+    async def stored_outbox(
+        self, count: int, prefix: str = "menteo.outbox.v1:"
+    ) -> list[dict[str, Any]]:
+        """The outbox once localStorage holds ``count`` entries: the page shows a change at
+        once and stores it after (under a Web Lock), so a look made as soon as the page
+        shows it may come before the write."""
+        seen: list[dict[str, Any]] = []
+
+        async def stored() -> bool:
+            seen[:] = await self.outbox(prefix)
+            return len(seen) == count
+
+        await wait_until(stored, f"{count} entries in the {prefix} outbox", state=lambda: seen)
+        return seen
 
     # The roadmap checklist (web/js/checklistpanel.js) -----------------------------------
     @property

@@ -179,8 +179,8 @@ async def test_mentor_and_mentee_build_tick_verify_and_reorder(
             await expect(row).to_have_attribute("data-done", str(item["done"]).lower())
             await expect(row).to_have_attribute("data-verified", str(item["verified"]).lower())
     # Every op went out with a fresh id, and nothing is left waiting.
-    assert await ana.outbox("menteo.ops.v1:") == []
-    assert await ben.outbox("menteo.ops.v1:") == []
+    assert await ana.stored_outbox(0, "menteo.ops.v1:") == []
+    assert await ben.stored_outbox(0, "menteo.ops.v1:") == []
 
 
 async def test_tick_made_offline_survives_a_reload_and_refusals_are_shown(
@@ -202,7 +202,7 @@ async def test_tick_made_offline_survives_a_reload_and_refusals_are_shown(
     await expect(ben.pending_steps).to_have_count(2)
     await expect(ben.step("Step one")).to_have_attribute("data-done", "true")
     await expect(ben.checklist.locator(".checklist-note")).to_contain_text("2 changes not sent yet")
-    kept = await ben.outbox("menteo.ops.v1:")
+    kept = await ben.stored_outbox(2, "menteo.ops.v1:")
     assert [e["op"]["type"] for e in kept] == ["checklist.toggle", "checklist.toggle"]
     assert len({e["id"] for e in kept}) == 2
     assert await ben.outbox() == []  # the chat outbox is another one
@@ -224,7 +224,7 @@ async def test_tick_made_offline_survives_a_reload_and_refusals_are_shown(
     await expect(ben.checklist.get_by_role("alert")).to_contain_text("no longer exists")
     await expect_titles(ben, ["Step one", "Step three"])
     await expect(ben.step("Step one")).to_have_attribute("data-done", "true")
-    assert await ben.outbox("menteo.ops.v1:") == []
+    assert await ben.stored_outbox(0, "menteo.ops.v1:") == []
 
     server = await server_checklist(web_server, web_room["id"])
     assert [(i["title"], i["done"], i["done_by"]) for i in server["items"]] == [
