@@ -89,21 +89,16 @@ class SmallDisk:
             conn.close()
 
     def fill(self) -> int:
-        """Take every free byte; returns how many."""
+        """Take every free byte; returns how many. Unbuffered: a buffered file keeps the
+        bytes a full disk refused and tries them again when it closes, which raised ENOSPC
+        out of ``with`` now and then (CI's SQLite run)."""
         taken = 0
-        with self.filler.open("ab") as f:
-            block = b"\0" * 65536
-            with contextlib.suppress(OSError):  # ENOSPC: full
-                while True:
-                    f.write(block)
-                    f.flush()
-                    taken += len(block)
-            with contextlib.suppress(OSError):  # the last partial block
-                for size in (16384, 4096, 512, 1):
-                    while True:
-                        f.write(b"\0" * size)
-                        f.flush()
-                        taken += size
+        with self.filler.open("ab", buffering=0) as f:
+            for size in (65536, 16384, 4096, 512, 1):  # the last blocks are partial ones
+                block = b"\0" * size
+                with contextlib.suppress(OSError):  # ENOSPC: full at this size
+                    while written := f.write(block):
+                        taken += written
         return taken
 
     def free(self) -> None:
