@@ -170,12 +170,15 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
             scope["extensions"].pop(DIRECT_SEND, None)  # the scope -> self cycle
         self.handoff = None  # its closure holds the app's connection
 
+    def accepted(self) -> bool:
+        """The handshake completed with a 101 (not refused)."""
+        return self.handshake_complete and self.initial_response is None
+
     def is_open(self) -> bool:
         """Accepted, and neither closing (by either side: a peer's close frame makes the
         state CLOSING while its reply still waits to be written) nor gone."""
         return (
-            self.handshake_complete
-            and self.initial_response is None
+            self.accepted()
             and not self.close_sent
             and not self.disconnected
             and self.conn.state is State.OPEN
@@ -187,8 +190,7 @@ class MenteoWebSocketProtocol(WebSocketsSansIOProtocol):
         frame arrived in between is CLOSING (its reply written, its app told), websockets
         refuses a second close with ``InvalidState``, and that error ended the whole process
         with status 1 at the end of a drain instead of a clean exit."""
-        accepted = self.handshake_complete and self.initial_response is None
-        if accepted and not self.close_sent and self.conn.state is not State.OPEN:
+        if self.accepted() and not self.close_sent and self.conn.state is not State.OPEN:
             self.stop_keepalive()
             self.transport.close()
             return

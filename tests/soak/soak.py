@@ -96,6 +96,11 @@ def _setting(text: str) -> str:
     return text
 
 
+def server_env(settings: list[str] | None) -> dict[str, str]:
+    """``--server-env`` as the servers get it."""
+    return dict(setting.split("=", 1) for setting in settings or [])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--clients", type=int, default=2000, help="simulated users (default 2000)")
@@ -650,7 +655,7 @@ async def run(args: argparse.Namespace) -> int:
         # Every simulated client connects from 127.0.0.1: the per-address limit (checked
         # before the token, default 500) would refuse most of them with 1013.
         "MENTEO_MAX_CONNECTIONS_PER_IP": str(2 * args.clients + 1000),
-        **dict(setting.split("=", 1) for setting in args.server_env),
+        **server_env(args.server_env),
     }
     servers = []
     redis = RedisServer(out, maxclients=1000)
@@ -977,8 +982,7 @@ def history_full(args: dict[str, Any]) -> float:
     that many the cache grows with the run (bounded: a cache filling is not a leak). A room
     of two members gets 2 x (1 - checklist share) / interval messages a second; the rooms
     start at the end of the ramp at the latest."""
-    settings = dict(x.split("=", 1) for x in args.get("server_env") or [])
-    limit = int(settings.get("MENTEO_HISTORY_LIMIT", 50))
+    limit = int(server_env(args.get("server_env")).get("MENTEO_HISTORY_LIMIT", 50))
     per_second = 2 * (1 - float(args["checklist_share"])) / float(args["interval"])
     return float(args["ramp"]) + (limit / per_second if per_second > 0 else 0)
 
